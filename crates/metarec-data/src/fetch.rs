@@ -360,14 +360,11 @@ fn pip_download(
     .arg("-r")
     .arg(&requirements);
     if source.sdist {
-        // obp declares Python < 3.11, but only its data files are wanted here; its metadata is
-        // prepared with the local setuptools rather than a freshly downloaded build environment.
-        cmd.args([
-            "--no-binary",
-            ":all:",
-            "--ignore-requires-python",
-            "--no-build-isolation",
-        ]);
+        // obp declares Python < 3.11 and ships no wheel for 0.5.7, but only its data files are
+        // wanted here, so the interpreter's version does not matter. pip still prepares the
+        // sdist's metadata, fetching obp's build backend (poetry-core) into an isolated
+        // environment.
+        cmd.args(["--no-binary", ":all:", "--ignore-requires-python"]);
     } else {
         cmd.args(["--only-binary", ":all:"]);
     }

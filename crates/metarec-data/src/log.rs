@@ -159,3 +159,26 @@ pub fn atomic_write<T>(
         DataError::io(path, e)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The examples in the schema document must stay valid records.
+    #[test]
+    fn examples_in_the_schema_document_parse() {
+        let doc = include_str!("../../../docs/interaction-log.md");
+        let examples: Vec<&str> = doc
+            .split("```json\n")
+            .skip(1)
+            .map(|block| block.split("```").next().unwrap_or_default())
+            .collect();
+        assert_eq!(examples.len(), 2);
+        for example in examples {
+            let records: Vec<_> = LogReader::new(example.as_bytes(), Path::new("doc"))
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert_eq!(records.len(), 1);
+        }
+    }
+}

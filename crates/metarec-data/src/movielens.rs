@@ -93,6 +93,7 @@ fn parse_items(bytes: &[u8], path: &Path, options: &LoadOptions) -> Result<Movie
     let mut rows: Vec<(String, String, Option<u16>, Vec<String>)> = Vec::new();
     let mut seen: HashMap<String, u64> = HashMap::new();
     while let Some(row) = table.next_row()? {
+        let mut note = None;
         let parsed = (|| -> Result<_, DataError> {
             row.check_width()?;
             let id = row.required_str(c_id)?;
@@ -100,12 +101,14 @@ fn parse_items(bytes: &[u8], path: &Path, options: &LoadOptions) -> Result<Movie
                 return Err(row.malformed(c_id, format!("item `{id}` appears twice")));
             }
             let title = row.str(c_title)?;
+            // The source has a few broken years (item 267 `unkonwn`, item 1412 `V`); a year is
+            // optional, so those are kept as unknown and counted rather than dropping the movie.
             let year = match row.str(c_year)? {
                 "" => None,
-                y => Some(
-                    y.parse::<u16>()
-                        .map_err(|_| row.malformed(c_year, format!("`{y}` is not a year")))?,
-                ),
+                y => y.parse::<u16>().ok().or_else(|| {
+                    note = Some("release_year:token not a year");
+                    None
+                }),
             };
             let genres: Vec<String> = row
                 .str(c_genres)?
@@ -119,6 +122,9 @@ fn parse_items(bytes: &[u8], path: &Path, options: &LoadOptions) -> Result<Movie
                 seen.insert(id.clone(), line);
                 rows.push((id, title, year, genres));
                 report.keep();
+                if let Some(what) = note {
+                    report.note_missing(what);
+                }
             }
             Err(e) => handle_malformed(e, options, &mut report)?,
         }

@@ -146,8 +146,10 @@ pub struct ObdLog {
     pub user_feature_values: [Vec<String>; USER_FEATURES],
     /// User-item affinities: one row per round, one column per item (in catalog order).
     pub affinities: FeatureMatrix,
-    /// What was read, kept and skipped (rounds and item rows together).
+    /// What was read, kept and skipped of the rounds file.
     pub report: LoadReport,
+    /// The same for `item_context.csv`.
+    pub item_report: LoadReport,
 }
 
 /// The folder of one policy x campaign log under an `obd` data directory.
@@ -168,10 +170,8 @@ pub fn load_obd(
     let rounds_path = dir.join(format!("{}.csv", campaign.as_str()));
     let items_bytes = read_file(&items_path)?;
     let rounds_bytes = read_file(&rounds_path)?;
-    let (catalog, mut report) = parse_item_context(&items_bytes, &items_path, options)?;
+    let (catalog, item_report) = parse_item_context(&items_bytes, &items_path, options)?;
     let parsed = parse_rounds(&rounds_bytes, &rounds_path, &catalog, options)?;
-    report.absorb(&parsed.report);
-    report.source = dir.display().to_string();
     Ok(ObdLog {
         policy,
         campaign,
@@ -179,7 +179,8 @@ pub fn load_obd(
         rounds: parsed.rounds,
         user_feature_values: parsed.user_feature_values,
         affinities: parsed.affinities,
-        report,
+        report: parsed.report,
+        item_report,
     })
 }
 

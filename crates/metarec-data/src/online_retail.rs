@@ -389,23 +389,29 @@ fn parse_row<'r>(row: &Row<'r>, c: &Columns) -> Result<Parsed<'r>, DataError> {
     })?;
     let stock_code = row.required_str(c.stock_code)?;
     let description = row.str(c.description)?;
-    let quantity: i64 = row.parse(c.quantity)?;
-    let date = row.required_str(c.date)?;
+    let quantity = row.int(c.quantity)?;
+    let date = row.trimmed(c.date);
     let timestamp_ms = parse_datetime_ms(date).ok_or_else(|| {
         row.malformed(
             c.date,
-            format!("`{date}` is not a date-time like 2010-12-01 08:26:00"),
+            format!(
+                "`{}` is not a date-time like 2010-12-01 08:26:00",
+                String::from_utf8_lossy(date)
+            ),
         )
     })?;
     let unit_price = row.finite(c.price)?;
-    let customer_raw = row.str(c.customer)?;
+    let customer_raw = row.trimmed(c.customer);
     let customer = if customer_raw.is_empty() {
         None
     } else {
         Some(parse_customer_id(customer_raw).ok_or_else(|| {
             row.malformed(
                 c.customer,
-                format!("`{customer_raw}` is not a customer number"),
+                format!(
+                    "`{}` is not a customer number",
+                    String::from_utf8_lossy(customer_raw)
+                ),
             )
         })?)
     };
@@ -439,13 +445,18 @@ fn parse_row<'r>(row: &Row<'r>, c: &Columns) -> Result<Parsed<'r>, DataError> {
 
 /// Customer numbers are written as floats (`17850.0`) in the source; accept an integer with an
 /// optional all-zero fraction.
-fn parse_customer_id(s: &str) -> Option<u32> {
-    let int = match s.split_once('.') {
-        Some((int, frac)) if frac.bytes().all(|b| b == b'0') => int,
+fn parse_customer_id(s: &[u8]) -> Option<u32> {
+    let int = match s.iter().position(|&b| b == b'.') {
+        Some(dot) if s[dot + 1..].iter().all(|&b| b == b'0') => &s[..dot],
         Some(_) => return None,
         None => s,
     };
-    int.parse().ok()
+    if int.is_empty() || !int.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    int.iter().try_fold(0u32, |v, &d| {
+        v.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+    })
 }
 
 #[cfg(test)]
@@ -463,9 +474,11 @@ mod tests {
 
     #[test]
     fn customer_ids_accept_the_float_spelling_only_when_integral() {
-        assert_eq!(parse_customer_id("17850.0"), Some(17850));
-        assert_eq!(parse_customer_id("17850"), Some(17850));
-        assert_eq!(parse_customer_id("17850.5"), None);
-        assert_eq!(parse_customer_id("abc"), None);
+        assert_eq!(parse_customer_id(b"17850.0"), Some(17850));
+        assert_eq!(parse_customer_id(b"17850"), Some(17850));
+        assert_eq!(parse_customer_id(b"17850.5"), None);
+        assert_eq!(parse_customer_id(b"abc"), None);
+        assert_eq!(parse_customer_id(b".0"), None);
+        assert_eq!(parse_customer_id(b"99999999999"), None);
     }
 }

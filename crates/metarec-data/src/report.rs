@@ -44,6 +44,9 @@ pub struct LoadReport {
     pub kept: u64,
     /// Records skipped, by reason.
     pub skipped: BTreeMap<String, u64>,
+    /// Kept records with an optional field that could not be read and was treated as missing,
+    /// by field and reason.
+    pub missing: BTreeMap<String, u64>,
 }
 
 impl LoadReport {
@@ -72,6 +75,11 @@ impl LoadReport {
         self.kept += 1;
     }
 
+    /// Counts an optional field of a kept record that was treated as missing.
+    pub fn note_missing(&mut self, what: &str) {
+        *self.missing.entry(what.to_owned()).or_insert(0) += 1;
+    }
+
     /// Total records skipped.
     pub fn skipped_total(&self) -> u64 {
         self.skipped.values().sum()
@@ -83,6 +91,9 @@ impl LoadReport {
         self.kept += other.kept;
         for (k, v) in &other.skipped {
             *self.skipped.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, v) in &other.missing {
+            *self.missing.entry(k.clone()).or_insert(0) += v;
         }
     }
 }
@@ -104,6 +115,14 @@ impl fmt::Display for LoadReport {
                 .map(|(k, v)| format!("{k}: {v}"))
                 .collect();
             write!(f, " ({})", parts.join(", "))?;
+        }
+        if !self.missing.is_empty() {
+            let parts: Vec<String> = self
+                .missing
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            write!(f, "; treated as missing: {}", parts.join(", "))?;
         }
         Ok(())
     }

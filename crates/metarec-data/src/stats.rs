@@ -80,6 +80,9 @@ impl Stats {
         for (reason, n) in &report.skipped {
             self.count(&format!("skipped: {reason}"), *n as usize);
         }
+        for (what, n) in &report.missing {
+            self.count(&format!("treated as missing: {what}"), *n as usize);
+        }
     }
 }
 
@@ -355,6 +358,10 @@ pub fn movielens_stats(ml: &MovieLens) -> Stats {
     );
     s.number("popularity Gini (ratings per item)", gini(&per_item));
     s.count("genres", ml.catalog.features().dim());
+    s.count(
+        "female users",
+        ml.users.iter().filter(|u| u.gender == "F").count(),
+    );
     s.load_report(&ml.report);
     s
 }

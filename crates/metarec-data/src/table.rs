@@ -20,7 +20,7 @@ pub(crate) enum Dialect {
 }
 
 impl Dialect {
-    fn reader<'a>(self, bytes: &'a [u8]) -> csv::Reader<&'a [u8]> {
+    fn reader(self, bytes: &[u8]) -> csv::Reader<&[u8]> {
         let (delimiter, quoting) = match self {
             Dialect::Csv => (b',', true),
             Dialect::Tsv => (b'\t', false),
@@ -210,6 +210,49 @@ impl<'r> Row<'r> {
             .map_err(|_| self.malformed(i, "invalid UTF-8"))
     }
 
+    /// The bytes of field `i` without surrounding ASCII whitespace; for fields that are parsed
+    /// as numbers or dates, which need no UTF-8 validation (a hot path on large files).
+    pub(crate) fn trimmed(&self, i: usize) -> &'r [u8] {
+        self.bytes(i).trim_ascii()
+    }
+
+    /// Field `i` as a signed integer, parsed straight from its bytes.
+    pub(crate) fn int(&self, i: usize) -> Result<i64, DataError> {
+        let b = self.trimmed(i);
+        let (negative, digits) = match b {
+            [b'-', rest @ ..] => (true, rest),
+            [b'+', rest @ ..] => (false, rest),
+            _ => (false, b),
+        };
+        let mut v: i64 = 0;
+        let mut ok = !digits.is_empty();
+        for &c in digits {
+            if !c.is_ascii_digit() {
+                ok = false;
+                break;
+            }
+            match v
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(i64::from(c - b'0')))
+            {
+                Some(n) => v = n,
+                None => {
+                    ok = false;
+                    break;
+                }
+            }
+        }
+        if ok {
+            Ok(if negative { -v } else { v })
+        } else {
+            let shown = String::from_utf8_lossy(b);
+            Err(self.malformed(
+                i,
+                format!("`{}` is not a valid integer", truncate(&shown, 40)),
+            ))
+        }
+    }
+
     /// Field `i` as non-empty UTF-8 text.
     pub(crate) fn required_str(&self, i: usize) -> Result<&'r str, DataError> {
         let s = self.str(i)?;
@@ -326,12 +369,12 @@ pub(crate) fn split_records(bytes: &[u8], parts: usize) -> Vec<&[u8]> {
 }
 
 fn count_quotes(bytes: &[u8]) -> usize {
-    bytes.iter().filter(|&&b| b == b'"').count()
+    memchr::memchr_iter(b'"', bytes).count()
 }
 
 /// Number of newline characters in `bytes` (to carry line numbers across chunks).
 pub(crate) fn count_lines(bytes: &[u8]) -> u64 {
-    bytes.iter().filter(|&&b| b == b'\n').count() as u64
+    memchr::memchr_iter(b'\n', bytes).count() as u64
 }
 
 #[cfg(test)]

@@ -44,8 +44,8 @@ fn digits(b: &[u8]) -> Option<u32> {
 
 /// Parses `YYYY-MM-DD HH:MM[:SS[.ffffff]][+00:00]` (a `T` may replace the space) as milliseconds
 /// since the Unix epoch. An offset other than UTC is applied. Returns `None` when malformed.
-pub fn parse_datetime_ms(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
+pub fn parse_datetime_ms(s: impl AsRef<[u8]>) -> Option<i64> {
+    let b = s.as_ref();
     if b.len() < 16 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b' ' || b[10] == b'T') {
         return None;
     }

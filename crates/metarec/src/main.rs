@@ -1,1 +1,83 @@
-fn main() {}
+//! The `metarec` command line: data sets, and (as the project grows) simulation, training,
+//! evaluation and serving.
+
+mod bench;
+mod data;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// metarec: e-commerce recommendation driven by meta-reinforcement learning.
+#[derive(Parser)]
+#[command(name = "metarec", version, about, propagate_version = true)]
+struct Cli {
+    /// Data directory (default: $METAREC_DATA, else ./data).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Print only results, no progress messages.
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Fetch data sets, print their statistics, export them as interaction logs.
+    Data {
+        #[command(subcommand)]
+        command: data::DataCommand,
+    },
+    /// Check an interaction log (JSON Lines of interactions) and summarise it.
+    Log {
+        #[command(subcommand)]
+        command: data::LogCommand,
+    },
+    /// Benchmarks that print a table, measured against a baseline in the same run.
+    Bench {
+        #[command(subcommand)]
+        command: bench::BenchCommand,
+    },
+}
+
+/// Settings every command shares.
+pub struct Global {
+    /// The resolved data directory.
+    pub data: metarec_data::fetch::DataDir,
+    /// Suppress progress messages.
+    pub quiet: bool,
+}
+
+impl Global {
+    /// Prints a progress message on standard error unless quiet.
+    pub fn progress(&self, message: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{message}");
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let global = Global {
+        data: metarec_data::fetch::DataDir::resolve(cli.data_dir),
+        quiet: cli.quiet,
+    };
+    match cli.command {
+        Command::Data { command } => data::run(command, &global),
+        Command::Log { command } => data::run_log(command, &global),
+        Command::Bench { command } => bench::run(command, &global),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

