@@ -11,19 +11,26 @@
 //! - the policy's answer: [`Slate`] and [`Decision`] (with per-position propensities);
 //! - the user's answer: [`Feedback`];
 //! - the log record: [`Interaction`];
-//! - the objective: [`RewardFn`].
+//! - the objective: [`RewardFn`];
+//! - the seams: [`Environment`] and [`Policy`], and [`explore`], the pure functions that turn
+//!   scores into slates with propensities.
 #![deny(missing_docs)]
 
 mod catalog;
 mod context;
 mod decision;
 mod error;
+pub mod explore;
 mod ids;
+pub mod linalg;
+mod policy;
 mod reward;
 
 pub use catalog::{Catalog, FeatureMatrix, Item};
 pub use context::{Context, PastEvent, SessionState};
 pub use decision::{Decision, Feedback, Interaction, Slate};
 pub use error::VocabError;
+pub use explore::{Rng, SlateChoice, rng_for};
 pub use ids::{CategoryId, EventId, ItemId, UserKey};
+pub use policy::{Environment, Policy, Step, decision_from_choice};
 pub use reward::RewardFn;

@@ -1,0 +1,374 @@
+//! Exploration: pure functions from item scores to a slate with its propensities.
+//!
+//! Learners produce scores; these functions turn scores into a [`SlateChoice`] (greedy,
+//! epsilon-greedy, uniform, Plackett-Luce) and say with which probability each item was put at
+//! its position, so every decision can be logged for off-policy evaluation. They are kept apart
+//! from learners, as Vowpal Wabbit keeps its `explore` library, so each is tested once.
+//!
+//! Propensities are per-position marginals: `propensities[j]` is the probability that the item
+//! shown at position `j` would be shown at position `j`. Greedy, uniform and epsilon-greedy give
+//! them in closed form. For Plackett-Luce only position 0 and the whole slate have a closed form;
+//! the other positions are estimated from seeded Monte Carlo draws ([`monte_carlo_marginals`]),
+//! as Open Bandit Pipeline does for Thompson sampling.
+
+use crate::ids::ItemId;
+use rand::{Rng as _, SeedableRng};
+
+/// The random number generator used everywhere in metarec: small, fast, and reproducible across
+/// platforms for a given seed.
+pub type Rng = rand_pcg::Pcg64Mcg;
+
+/// A generator for `(seed, stream)`: independent streams from one seed, so that, for example,
+/// the same simulated user sees the same random draws under every policy (common random numbers).
+pub fn rng_for(seed: u64, stream: u64) -> Rng {
+    // SplitMix64 spreads nearby (seed, stream) pairs over the whole state space.
+    fn splitmix(mut z: u64) -> u64 {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    let hi = splitmix(seed ^ splitmix(stream));
+    let lo = splitmix(hi ^ stream.rotate_left(17));
+    Rng::from_seed(((u128::from(hi) << 64) | u128::from(lo)).to_le_bytes())
+}
+
+/// A chosen slate with its propensities, before it becomes a [`crate::Decision`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlateChoice {
+    /// The items, position 0 first.
+    pub items: Vec<ItemId>,
+    /// Per position: the marginal probability of this item at this position.
+    pub propensities: Vec<f64>,
+    /// The probability of the whole ordered slate, when known.
+    pub slate_propensity: Option<f64>,
+}
+
+/// Indices of the `k` highest scores, best first. Ties go to the lower index; NaN ranks last.
+pub fn top_k(scores: &[f64], k: usize) -> Vec<usize> {
+    let k = k.min(scores.len());
+    let key = |i: usize| {
+        let s = scores[i];
+        if s.is_nan() { f64::NEG_INFINITY } else { s }
+    };
+    let better = |a: usize, b: usize| key(a) > key(b) || (key(a) == key(b) && a < b);
+    // A bounded insertion list: slates are short, catalogs long, so this is O(n k) with a tiny
+    // constant and no allocation beyond the result.
+    let mut best: Vec<usize> = Vec::with_capacity(k + 1);
+    for i in 0..scores.len() {
+        if best.len() == k && !best.last().is_some_and(|&w| better(i, w)) {
+            continue;
+        }
+        let pos = best
+            .iter()
+            .position(|&b| better(i, b))
+            .unwrap_or(best.len());
+        best.insert(pos, i);
+        best.truncate(k);
+    }
+    best
+}
+
+/// The `k` best-scored candidates, deterministically (every propensity is 1).
+pub fn greedy(candidates: &[ItemId], scores: &[f64], k: usize) -> SlateChoice {
+    debug_assert_eq!(candidates.len(), scores.len());
+    let items: Vec<ItemId> = top_k(scores, k)
+        .into_iter()
+        .map(|i| candidates[i])
+        .collect();
+    let n = items.len();
+    SlateChoice {
+        items,
+        propensities: vec![1.0; n],
+        slate_propensity: Some(1.0),
+    }
+}
+
+/// Probability of one ordered slate of `k` items drawn uniformly from `n`: `1 / (n (n-1) ... (n-k+1))`.
+fn uniform_slate_probability(n: usize, k: usize) -> f64 {
+    (0..k).map(|j| 1.0 / (n - j) as f64).product()
+}
+
+/// `k` distinct candidates in uniformly random order. Each item is at each position with
+/// probability `1 / n`.
+pub fn uniform(candidates: &[ItemId], k: usize, rng: &mut Rng) -> SlateChoice {
+    let n = candidates.len();
+    let k = k.min(n);
+    let items = sample_distinct(candidates, k, rng);
+    SlateChoice {
+        items,
+        propensities: vec![1.0 / n as f64; k],
+        slate_propensity: Some(uniform_slate_probability(n, k)),
+    }
+}
+
+/// `k` distinct candidates by a partial Fisher-Yates shuffle over indices (no copy of the
+/// candidate list for small `k`).
+fn sample_distinct(candidates: &[ItemId], k: usize, rng: &mut Rng) -> Vec<ItemId> {
+    let n = candidates.len();
+    let mut chosen: Vec<usize> = Vec::with_capacity(k);
+    for j in 0..k {
+        // Floyd's algorithm would avoid the rejection loop, but it does not give a uniformly
+        // random order; rejection is cheap while k is much smaller than n.
+        if k * 4 <= n {
+            loop {
+                let c = rng.random_range(0..n);
+                if !chosen.contains(&c) {
+                    chosen.push(c);
+                    break;
+                }
+            }
+        } else {
+            if j == 0 {
+                chosen = (0..n).collect();
+            }
+            let r = rng.random_range(j..n);
+            chosen.swap(j, r);
+        }
+    }
+    chosen.truncate(k);
+    chosen.into_iter().map(|i| candidates[i]).collect()
+}
+
+/// With probability `1 - epsilon` the greedy slate, otherwise a uniform random one. The
+/// marginal of item `i` at position `j` is `(1 - epsilon) [greedy_j = i] + epsilon / n`.
+pub fn epsilon_greedy(
+    candidates: &[ItemId],
+    scores: &[f64],
+    k: usize,
+    epsilon: f64,
+    rng: &mut Rng,
+) -> SlateChoice {
+    let n = candidates.len();
+    let greedy_slate = greedy(candidates, scores, k);
+    let explore = rng.random::<f64>() < epsilon;
+    let items = if explore {
+        sample_distinct(candidates, greedy_slate.items.len(), rng)
+    } else {
+        greedy_slate.items.clone()
+    };
+    let propensities = items
+        .iter()
+        .zip(&greedy_slate.items)
+        .map(|(i, g)| (1.0 - epsilon) * f64::from(u8::from(i == g)) + epsilon / n as f64)
+        .collect();
+    let same = items == greedy_slate.items;
+    let slate_propensity = (1.0 - epsilon) * f64::from(u8::from(same))
+        + epsilon * uniform_slate_probability(n, items.len());
+    SlateChoice {
+        items,
+        propensities,
+        slate_propensity: Some(slate_propensity),
+    }
+}
+
+/// Softmax weights `exp(s / temperature)`, shifted by the maximum for numerical safety.
+pub fn softmax(scores: &[f64], temperature: f64) -> Vec<f64> {
+    let t = temperature.max(1e-12);
+    let max = scores
+        .iter()
+        .copied()
+        .filter(|s| !s.is_nan())
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mut w: Vec<f64> = scores
+        .iter()
+        .map(|&s| {
+            if s.is_nan() {
+                0.0
+            } else {
+                ((s - max) / t).exp()
+            }
+        })
+        .collect();
+    let sum: f64 = w.iter().sum();
+    if sum > 0.0 && sum.is_finite() {
+        w.iter_mut().for_each(|x| *x /= sum);
+    } else {
+        let u = 1.0 / w.len().max(1) as f64;
+        w.iter_mut().for_each(|x| *x = u);
+    }
+    w
+}
+
+/// Draws a Plackett-Luce ranking of `k` candidates by the Gumbel-top-k trick; returns candidate
+/// indices, best first.
+fn gumbel_top_k(log_weights: &[f64], k: usize, rng: &mut Rng, buf: &mut Vec<f64>) -> Vec<usize> {
+    buf.clear();
+    buf.extend(log_weights.iter().map(|&lw| {
+        let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+        lw - (-u.ln()).ln()
+    }));
+    top_k(buf, k)
+}
+
+/// A Plackett-Luce slate: position by position, a softmax (at `temperature`) over the items not
+/// yet placed. The slate propensity and position 0's marginal are exact; later positions'
+/// marginals are estimated from `draws` further rankings (the realised one counted as well, so
+/// an estimate is never 0).
+pub fn plackett_luce(
+    candidates: &[ItemId],
+    scores: &[f64],
+    k: usize,
+    temperature: f64,
+    draws: usize,
+    rng: &mut Rng,
+) -> SlateChoice {
+    let probs = softmax(scores, temperature);
+    let log_w: Vec<f64> = probs.iter().map(|p| p.max(1e-300).ln()).collect();
+    let mut buf = Vec::with_capacity(scores.len());
+    let chosen = gumbel_top_k(&log_w, k, rng, &mut buf);
+    let mut remaining: f64 = 1.0;
+    let mut slate_p: f64 = 1.0;
+    for &c in &chosen {
+        slate_p *= probs[c] / remaining.max(1e-300);
+        remaining -= probs[c];
+    }
+    let mut propensities = monte_carlo_marginals(&chosen, draws, rng, |rng| {
+        gumbel_top_k(&log_w, k, rng, &mut buf)
+    });
+    if let (Some(p0), Some(&c0)) = (propensities.first_mut(), chosen.first()) {
+        *p0 = probs[c0];
+    }
+    SlateChoice {
+        items: chosen.iter().map(|&i| candidates[i]).collect(),
+        propensities,
+        slate_propensity: Some(slate_p.clamp(f64::MIN_POSITIVE, 1.0)),
+    }
+}
+
+/// Estimates per-position marginals of a realised ranking `chosen` for a stochastic ranker:
+/// `(1 + #draws placing chosen[j] at j) / (1 + draws)`. The realised ranking is itself a draw
+/// from the ranker, which keeps every estimate in `(0, 1]`.
+pub fn monte_carlo_marginals(
+    chosen: &[usize],
+    draws: usize,
+    rng: &mut Rng,
+    mut sample: impl FnMut(&mut Rng) -> Vec<usize>,
+) -> Vec<f64> {
+    let mut hits = vec![1u64; chosen.len()];
+    for _ in 0..draws {
+        let ranking = sample(rng);
+        for (j, (&c, r)) in chosen.iter().zip(&ranking).enumerate() {
+            if c == *r {
+                hits[j] += 1;
+            }
+        }
+    }
+    hits.into_iter()
+        .map(|h| h as f64 / (draws + 1) as f64)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::RngCore;
+
+    fn ids(n: u32) -> Vec<ItemId> {
+        (0..n).map(ItemId).collect()
+    }
+
+    #[test]
+    fn top_k_breaks_ties_by_index_and_ranks_nan_last() {
+        assert_eq!(top_k(&[1.0, 3.0, 3.0, 2.0], 3), vec![1, 2, 3]);
+        assert_eq!(top_k(&[f64::NAN, 0.0, -1.0], 2), vec![1, 2]);
+        assert_eq!(top_k(&[1.0], 5), vec![0]);
+        assert!(top_k(&[], 3).is_empty());
+    }
+
+    #[test]
+    fn same_seed_same_stream_gives_the_same_numbers() {
+        let a: Vec<u64> = (0..4).map(|_| rng_for(7, 3).next_u64()).collect();
+        assert!(a.windows(2).all(|w| w[0] == w[1]));
+        assert_ne!(rng_for(7, 3).next_u64(), rng_for(7, 4).next_u64());
+        assert_ne!(rng_for(7, 3).next_u64(), rng_for(8, 3).next_u64());
+    }
+
+    /// Empirical frequency of each (position, item) over many draws.
+    fn frequencies(
+        n: u32,
+        k: usize,
+        draws: usize,
+        mut f: impl FnMut(&mut Rng) -> SlateChoice,
+    ) -> Vec<Vec<f64>> {
+        let mut rng = rng_for(1, 1);
+        let mut freq = vec![vec![0.0; n as usize]; k];
+        for _ in 0..draws {
+            let s = f(&mut rng);
+            for (j, item) in s.items.iter().enumerate() {
+                freq[j][item.index()] += 1.0 / draws as f64;
+            }
+        }
+        freq
+    }
+
+    #[test]
+    fn uniform_propensities_match_empirical_frequencies() {
+        let c = ids(6);
+        let freq = frequencies(6, 3, 60_000, |rng| uniform(&c, 3, rng));
+        for row in &freq {
+            for &f in row {
+                assert!((f - 1.0 / 6.0).abs() < 0.01, "{f}");
+            }
+        }
+        let s = uniform(&c, 3, &mut rng_for(0, 0));
+        assert_eq!(s.propensities, vec![1.0 / 6.0; 3]);
+        assert!((s.slate_propensity.unwrap() - 1.0 / 120.0).abs() < 1e-15);
+        let mut seen = s.items.clone();
+        seen.dedup();
+        assert_eq!(seen.len(), 3);
+    }
+
+    #[test]
+    fn epsilon_greedy_propensities_match_empirical_frequencies() {
+        let c = ids(5);
+        let scores = [0.1, 0.9, 0.5, 0.3, 0.7];
+        let eps = 0.3;
+        let freq = frequencies(5, 2, 100_000, |rng| {
+            epsilon_greedy(&c, &scores, 2, eps, rng)
+        });
+        let mut rng = rng_for(2, 2);
+        for _ in 0..200 {
+            let s = epsilon_greedy(&c, &scores, 2, eps, &mut rng);
+            for (j, (item, p)) in s.items.iter().zip(&s.propensities).enumerate() {
+                assert!((freq[j][item.index()] - p).abs() < 0.01, "{j} {item} {p}");
+            }
+        }
+        // Greedy slate is [1, 4]: its probability is 0.7 + 0.3 / 20.
+        let g = epsilon_greedy(&c, &scores, 2, 0.0, &mut rng);
+        assert_eq!(g.items, vec![ItemId(1), ItemId(4)]);
+        assert_eq!(g.slate_propensity, Some(1.0));
+    }
+
+    #[test]
+    fn plackett_luce_slate_propensity_is_exact_and_marginals_are_close() {
+        let c = ids(4);
+        let scores = [2.0, 1.0, 0.0, -1.0];
+        let probs = softmax(&scores, 1.0);
+        let mut rng = rng_for(3, 3);
+        let s = plackett_luce(&c, &scores, 2, 1.0, 4000, &mut rng);
+        let (a, b) = (s.items[0].index(), s.items[1].index());
+        let exact = probs[a] * probs[b] / (1.0 - probs[a]);
+        assert!((s.slate_propensity.unwrap() - exact).abs() < 1e-12);
+        assert_eq!(s.propensities[0], probs[a]);
+        // Exact marginal of b at position 1: sum over first items f != b of p_f p_b / (1 - p_f).
+        let m1: f64 = (0..4)
+            .filter(|&f| f != b)
+            .map(|f| probs[f] * probs[b] / (1.0 - probs[f]))
+            .sum();
+        assert!(
+            (s.propensities[1] - m1).abs() < 0.03,
+            "{} vs {m1}",
+            s.propensities[1]
+        );
+    }
+
+    #[test]
+    fn softmax_is_a_distribution_even_for_extreme_scores() {
+        for scores in [vec![1e308, -1e308, 0.0], vec![f64::NAN, 1.0], vec![0.0; 3]] {
+            let p = softmax(&scores, 0.5);
+            assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12, "{p:?}");
+            assert!(p.iter().all(|x| (0.0..=1.0).contains(x)));
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The two seams of the learning loop: [`Environment`] (what a simulator offers) and [`Policy`]
+//! (what chooses slates and learns from feedback).
+
+use crate::catalog::Catalog;
+use crate::context::Context;
+use crate::decision::{Decision, Feedback, Interaction};
+use crate::explore::{Rng, SlateChoice};
+use crate::reward::RewardFn;
+
+/// What the environment answers to a decision.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// What the user did with the slate.
+    pub feedback: Feedback,
+    /// The next context of the same user, or `None` when the user has left for good (the
+    /// episode ends).
+    pub next: Option<Context>,
+}
+
+/// A simulated shop: users arrive, see slates and react.
+///
+/// Each user is a task with hidden tastes; the environment keeps them hidden and shows policies
+/// only [`Context`]s. Users are numbered: `reset(user)` with the same number gives the same user
+/// and the same random reactions, so policies can be compared on common random numbers.
+pub trait Environment {
+    /// The items on offer (observable attributes only).
+    fn catalog(&self) -> &Catalog;
+
+    /// Positions per slate.
+    fn slate_size(&self) -> usize;
+
+    /// Starts user number `user` and returns their first context.
+    fn reset(&mut self, user: u64) -> Context;
+
+    /// Shows a decision to the current user.
+    fn step(&mut self, decision: &Decision) -> Step;
+
+    /// The expected reward of a slate for the current user in their current state (the oracle's
+    /// view, for regret). Not available to policies.
+    fn expected_reward(&self, slate: &[crate::ItemId], reward: &RewardFn) -> f64;
+
+    /// The slate with the highest expected immediate reward for the current user and state.
+    fn oracle_slate(&self, reward: &RewardFn) -> Vec<crate::ItemId>;
+}
+
+/// Something that chooses slates and may learn from their outcomes.
+pub trait Policy {
+    /// A short stable name, logged as the decision's `policy_id`.
+    fn name(&self) -> &str;
+
+    /// The version of the model behind the decisions, logged as `model_version`.
+    fn model_version(&self) -> String {
+        "0".into()
+    }
+
+    /// Chooses a slate of at most `k` items for the context. Candidates are the context's, or the
+    /// whole catalog when the context lists none.
+    fn decide(&mut self, context: &Context, k: usize, rng: &mut Rng) -> SlateChoice;
+
+    /// Learns from one logged interaction (the default ignores it).
+    fn observe(&mut self, interaction: &Interaction) {
+        let _ = interaction;
+    }
+
+    /// Called when a new user starts, for policies that keep per-user state.
+    fn start_user(&mut self, context: &Context) {
+        let _ = context;
+    }
+}
+
+/// Checks that a policy's choice fits a decision and wraps it; used by every runner so that the
+/// same checks apply to simulated and served decisions.
+pub fn decision_from_choice(
+    choice: SlateChoice,
+    event_id: crate::EventId,
+    policy: &str,
+    model_version: String,
+) -> Result<Decision, crate::VocabError> {
+    let decision = Decision {
+        event_id,
+        slate: crate::Slate::new(choice.items)?,
+        propensities: choice.propensities,
+        slate_propensity: choice.slate_propensity,
+        positions: None,
+        policy_id: policy.to_owned(),
+        model_version,
+    };
+    decision.validate()?;
+    Ok(decision)
+}

@@ -1,0 +1,249 @@
+//! Calibration: fitting the click and purchase biases to target rates, and the report that
+//! compares the simulator's purchases with the real ones.
+//!
+//! Online Retail records purchases, not impressions, so click-through and conversion levels
+//! cannot be read off the data; they are targets of the scenario (`[calibration]`), met under
+//! uniformly random slates, a policy-independent yardstick. The shape of purchases is compared
+//! with the data under *organic browsing*: slates drawn by Plackett-Luce over each user's own
+//! click probabilities, the simulator's stand-in for customers finding what they like.
+
+use crate::config::ScenarioConfig;
+use crate::shop::ShopEnv;
+use crate::world::World;
+use metarec_core::explore::{softmax, top_k, uniform};
+use metarec_core::{Context, Decision, Environment, EventId, ItemId, Rng, Slate, rng_for};
+use rand::Rng as _;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// The policies the calibration runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Yardstick {
+    /// Uniformly random slates.
+    Random,
+    /// The same best sellers for everyone.
+    Popularity,
+    /// Plackett-Luce over the user's own click probabilities (organic browsing).
+    Browse,
+    /// The best slate for the user's current state (hidden knowledge).
+    Oracle,
+}
+
+/// Aggregate behaviour of simulated users under one policy.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Behaviour {
+    /// Users simulated.
+    pub users: usize,
+    /// Slates shown.
+    pub slates: u64,
+    /// Items shown.
+    pub impressions: u64,
+    /// Clicks.
+    pub clicks: u64,
+    /// Purchases.
+    pub purchases: u64,
+    /// Revenue.
+    pub revenue: f64,
+    /// Visits (sessions), over all users.
+    pub sessions: u64,
+    /// Purchases per catalog item.
+    pub purchases_per_item: Vec<f64>,
+    /// Unit prices of purchased items.
+    pub purchase_prices: Vec<f64>,
+    /// Distinct purchased items per user with any purchase.
+    pub items_per_buyer: Vec<f64>,
+    /// Share of (user, item) pairs bought in two or more visits.
+    pub repeat_purchase_rate: f64,
+}
+
+impl Behaviour {
+    /// Clicks per impression.
+    pub fn ctr(&self) -> f64 {
+        self.clicks as f64 / self.impressions.max(1) as f64
+    }
+
+    /// Purchases per click.
+    pub fn cvr(&self) -> f64 {
+        self.purchases as f64 / self.clicks.max(1) as f64
+    }
+
+    /// Slates per visit.
+    pub fn session_length(&self) -> f64 {
+        self.slates as f64 / self.sessions.max(1) as f64
+    }
+}
+
+/// Simulates `users` users (numbers `first..first + users`) under a yardstick policy.
+pub fn simulate(
+    env: &mut ShopEnv,
+    policy: Yardstick,
+    first: u64,
+    users: usize,
+    seed: u64,
+) -> Behaviour {
+    let n_items = env.catalog().len();
+    let candidates: Vec<ItemId> = env.catalog().ids().collect();
+    let k = env.slate_size();
+    let popular: Vec<ItemId> = top_k(&env.world().popularity, k)
+        .into_iter()
+        .map(|i| ItemId(i as u32))
+        .collect();
+    let reward = env.config().reward;
+    let mut rng = rng_for(seed, 0xca1);
+    let mut b = Behaviour {
+        users,
+        purchases_per_item: vec![0.0; n_items],
+        ..Behaviour::default()
+    };
+    let mut pair_visits: HashMap<(u64, u32), (u32, u32)> = HashMap::new();
+    for user in first..first + users as u64 {
+        let mut context = Some(env.reset(user));
+        let mut bought: Vec<ItemId> = Vec::new();
+        b.sessions += 1;
+        let mut session = 0;
+        while let Some(ctx) = context {
+            if ctx.session.session != session {
+                session = ctx.session.session;
+                b.sessions += 1;
+            }
+            let items = match policy {
+                Yardstick::Random => uniform(&candidates, k, &mut rng).items,
+                Yardstick::Popularity => popular.clone(),
+                Yardstick::Browse => browse(env, &ctx, k, &mut rng),
+                Yardstick::Oracle => env.oracle_slate(&reward),
+            };
+            let n = items.len();
+            let decision = Decision {
+                event_id: EventId(String::new()),
+                slate: Slate::new(items).expect("yardstick slates are distinct"),
+                propensities: vec![1.0; n],
+                slate_propensity: None,
+                positions: None,
+                policy_id: String::new(),
+                model_version: String::new(),
+            };
+            let step = env.step(&decision);
+            b.slates += 1;
+            b.impressions += n as u64;
+            b.clicks += step.feedback.click_count() as u64;
+            for (k, item) in decision.slate.items().iter().enumerate() {
+                if step.feedback.purchases[k] {
+                    b.purchases += 1;
+                    b.revenue += step.feedback.revenue[k];
+                    b.purchases_per_item[item.index()] += 1.0;
+                    b.purchase_prices.push(env.world().prices[item.index()]);
+                    if !bought.contains(item) {
+                        bought.push(*item);
+                    }
+                    let e = pair_visits.entry((user, item.0)).or_insert((u32::MAX, 0));
+                    if e.0 != ctx.session.session {
+                        e.0 = ctx.session.session;
+                        e.1 += 1;
+                    }
+                }
+            }
+            context = step.next;
+        }
+        if !bought.is_empty() {
+            b.items_per_buyer.push(bought.len() as f64);
+        }
+    }
+    let repeat = pair_visits.values().filter(|(_, n)| *n >= 2).count();
+    b.repeat_purchase_rate = repeat as f64 / pair_visits.len().max(1) as f64;
+    b
+}
+
+/// Organic browsing: a Plackett-Luce slate over the user's own click probabilities.
+fn browse(env: &ShopEnv, _ctx: &Context, k: usize, rng: &mut Rng) -> Vec<ItemId> {
+    let n = env.catalog().len();
+    let logits: Vec<f64> = (0..n)
+        .map(|i| env.attraction_logit_for_calibration(i))
+        .collect();
+    let weights = softmax(&logits, 1.0);
+    let mut keys: Vec<f64> = weights
+        .iter()
+        .map(|w| {
+            let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+            w.max(1e-300).ln() - (-u.ln()).ln()
+        })
+        .collect();
+    keys.truncate(n);
+    top_k(&keys, k)
+        .into_iter()
+        .map(|i| ItemId(i as u32))
+        .collect()
+}
+
+/// The result of fitting the biases.
+#[derive(Debug, Clone, Serialize)]
+pub struct Fitted {
+    /// The fitted click bias.
+    pub click_bias: f64,
+    /// The fitted purchase bias.
+    pub purchase_bias: f64,
+    /// Random-policy CTR reached.
+    pub ctr: f64,
+    /// Random-policy CVR reached.
+    pub cvr: f64,
+}
+
+/// Bisection for the value of `set` at which `measure` reaches `target`, assuming `measure`
+/// increases with the parameter.
+fn bisect(mut lo: f64, mut hi: f64, target: f64, mut measure: impl FnMut(f64) -> f64) -> f64 {
+    for _ in 0..30 {
+        let mid = 0.5 * (lo + hi);
+        if measure(mid) < target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// Fits `choice.click_bias` and then `choice.purchase_bias` so that uniformly random slates
+/// reach the scenario's target CTR and CVR. Users are the same at every trial (common random
+/// numbers), which makes the rates monotone enough in each bias for bisection.
+pub fn fit_biases(world: &Arc<World>, config: &ScenarioConfig) -> Fitted {
+    let users = config.calibration.users;
+    let mut cfg = config.clone();
+    let click_bias = bisect(-20.0, 10.0, config.calibration.ctr, |b| {
+        cfg.choice.click_bias = b;
+        simulate(
+            &mut ShopEnv::new(world.clone(), &cfg),
+            Yardstick::Random,
+            0,
+            users,
+            cfg.seed,
+        )
+        .ctr()
+    });
+    cfg.choice.click_bias = click_bias;
+    let purchase_bias = bisect(-20.0, 10.0, config.calibration.cvr, |b| {
+        cfg.choice.purchase_bias = b;
+        simulate(
+            &mut ShopEnv::new(world.clone(), &cfg),
+            Yardstick::Random,
+            0,
+            users,
+            cfg.seed,
+        )
+        .cvr()
+    });
+    cfg.choice.purchase_bias = purchase_bias;
+    let check = simulate(
+        &mut ShopEnv::new(world.clone(), &cfg),
+        Yardstick::Random,
+        0,
+        users,
+        cfg.seed,
+    );
+    Fitted {
+        click_bias,
+        purchase_bias,
+        ctr: check.ctr(),
+        cvr: check.cvr(),
+    }
+}

@@ -1,0 +1,23 @@
+//! metarec's e-commerce user simulator, fitted to real purchases.
+//!
+//! - [`config`]: [`ScenarioConfig`], every parameter, with TOML presets;
+//! - [`mf`]: implicit ALS, the ground truth's factorisation;
+//! - [`world`]: [`World`], the fitted items and the population new users are drawn from;
+//! - [`shop`]: [`ShopEnv`], the [`metarec_core::Environment`] itself;
+//! - [`calibrate`]: fitting the click and purchase biases to target rates, and the report that
+//!   compares simulated and real purchases.
+//!
+//! The simulator does no IO: callers load the data and hand it over.
+#![deny(missing_docs)]
+
+pub mod calibrate;
+pub mod config;
+mod error;
+pub mod mf;
+pub mod shop;
+pub mod world;
+
+pub use config::ScenarioConfig;
+pub use error::SimError;
+pub use shop::ShopEnv;
+pub use world::World;

@@ -1,0 +1,386 @@
+//! [`World`]: the simulator's fitted ground truth and the population of users it draws from.
+//!
+//! Built from real Online Retail purchases: hidden item and customer vectors from implicit ALS
+//! over all customers; the shop's observable item embedding from ALS over a random subset of
+//! customers; item popularity, prices and typical quantities from the purchase lines. New users
+//! are drawn around fitted customers of a country, so they are people the learner never saw.
+
+use crate::config::ScenarioConfig;
+use crate::error::SimError;
+use crate::mf::{Factors, MfConfig, fit_implicit};
+use metarec_core::linalg::dot;
+use metarec_core::{Catalog, Item, ItemId, Rng, rng_for};
+use metarec_data::online_retail::OnlineRetail;
+use rand::Rng as _;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Names of the observable numeric item features, before the embedding columns.
+pub const BASE_FEATURES: [&str; 2] = ["log_price_z", "log_popularity_z"];
+
+/// The population of users: fitted customer vectors grouped by country.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Population {
+    dim: usize,
+    vectors: Vec<f64>,
+    /// Countries with their customers (indices into `vectors`), most customers first.
+    countries: Vec<(String, Vec<u32>)>,
+    /// Per-dimension standard deviation of the customer vectors.
+    spread: Vec<f64>,
+}
+
+/// A user drawn from the population: hidden vector and observable country.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DrawnUser {
+    /// The hidden taste vector.
+    pub vector: Vec<f64>,
+    /// The observable country.
+    pub country: String,
+}
+
+impl Population {
+    /// Number of fitted customers.
+    pub fn customers(&self) -> usize {
+        self.vectors.len() / self.dim.max(1)
+    }
+
+    /// Countries and their customer counts, most customers first.
+    pub fn countries(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.countries.iter().map(|(c, v)| (c.as_str(), v.len()))
+    }
+
+    /// Draws a user: a country with probability proportional to its customers, a customer of
+    /// that country (or of anyone, for small countries), plus Gaussian noise.
+    pub fn draw(&self, config: &crate::config::PopulationConfig, rng: &mut Rng) -> DrawnUser {
+        let total = self.customers();
+        let pick = rng.random_range(0..total.max(1));
+        // Walking the countries by cumulative count picks a country proportionally to its size.
+        let mut acc = 0;
+        let mut chosen = &self.countries[0];
+        for entry in &self.countries {
+            acc += entry.1.len();
+            if pick < acc {
+                chosen = entry;
+                break;
+            }
+        }
+        let customer = if config.by_country && chosen.1.len() >= config.min_country_customers {
+            chosen.1[rng.random_range(0..chosen.1.len())] as usize
+        } else {
+            rng.random_range(0..total.max(1))
+        };
+        let base = &self.vectors[customer * self.dim..(customer + 1) * self.dim];
+        let vector = base
+            .iter()
+            .zip(&self.spread)
+            .map(|(b, s)| {
+                let z: f64 = StandardNormal.sample(rng);
+                b + config.bandwidth * s * z
+            })
+            .collect();
+        DrawnUser {
+            vector,
+            country: chosen.0.clone(),
+        }
+    }
+}
+
+/// Real-data facts the calibration report compares the simulator against.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RealFacts {
+    /// Purchase lines per catalog item (in catalog order).
+    pub purchases_per_item: Vec<f64>,
+    /// Unit prices of purchase lines of catalog items.
+    pub purchase_prices: Vec<f64>,
+    /// Distinct catalog items per customer who bought any.
+    pub items_per_customer: Vec<f64>,
+    /// Share of customer-item pairs bought on two or more invoices.
+    pub repeat_purchase_rate: f64,
+}
+
+/// The fitted ground truth of a scenario.
+///
+/// Invariants: every per-item vector has one entry per catalog item, in catalog order; hidden
+/// vectors have `dim` values per item; the catalog holds only observable attributes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct World {
+    /// The products on offer with their observable features
+    /// ([`BASE_FEATURES`] then the shop's embedding).
+    pub catalog: Catalog,
+    /// Hidden latent dimension.
+    pub dim: usize,
+    /// Hidden item vectors, row-major.
+    pub item_vectors: Vec<f64>,
+    /// The hidden item vectors scaled to unit length (for boredom similarity).
+    pub item_directions: Vec<f64>,
+    /// Standardised log popularity per item.
+    pub popularity: Vec<f64>,
+    /// Price per item.
+    pub prices: Vec<f64>,
+    /// Median of the catalog's prices.
+    pub median_price: f64,
+    /// Typical quantity of one purchase per item (median over its purchase lines).
+    pub quantities: Vec<f64>,
+    /// The users.
+    pub population: Population,
+    /// Real facts for calibration.
+    pub real: RealFacts,
+}
+
+fn standardise(values: &mut [f64]) {
+    let n = values.len().max(1) as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    let sd = var.sqrt().max(1e-12);
+    values.iter_mut().for_each(|v| *v = (*v - mean) / sd);
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+impl World {
+    /// Fits the world of a scenario to cleaned Online Retail purchases.
+    pub fn build(data: &OnlineRetail, config: &ScenarioConfig) -> Result<World, SimError> {
+        let n_customers = data.customers.len();
+        let n_all_items = data.catalog.len();
+        // Purchase occasions per (customer, item): distinct invoices, so one large order of an
+        // item counts once.
+        let mut pairs: HashMap<(u32, u32), (u32, f64)> = HashMap::new();
+        for p in &data.purchases {
+            let e = pairs
+                .entry((p.customer, p.item.0))
+                .or_insert((p.invoice, 0.0));
+            if e.1 == 0.0 || e.0 != p.invoice {
+                e.0 = p.invoice;
+                e.1 += 1.0;
+            }
+        }
+        let mut entries: Vec<(u32, u32, f64)> =
+            pairs.iter().map(|(&(u, i), &(_, n))| (u, i, n)).collect();
+        // HashMap order is random; the fit must not depend on it.
+        entries.sort_unstable_by_key(|e| (e.0, e.1));
+        let truth = fit_implicit(n_customers, n_all_items, &entries, &config.fit);
+
+        // The shop's embedding: a seeded subset of customers.
+        let observed = if config.observed.dim > 0 {
+            let mut split = rng_for(config.seed, 0x0b5e);
+            let keep: Vec<bool> = (0..n_customers)
+                .map(|_| split.random::<f64>() < config.observed.customer_fraction)
+                .collect();
+            let subset: Vec<(u32, u32, f64)> = entries
+                .iter()
+                .copied()
+                .filter(|e| keep[e.0 as usize])
+                .collect();
+            let cfg = MfConfig {
+                dim: config.observed.dim,
+                seed: config.fit.seed.wrapping_add(1),
+                ..config.fit.clone()
+            };
+            Some(fit_implicit(n_customers, n_all_items, &subset, &cfg))
+        } else {
+            None
+        };
+
+        // The catalog subset: best sellers by purchase lines (ties: lower id).
+        let mut lines_per_item = vec![0.0f64; n_all_items];
+        for p in &data.purchases {
+            lines_per_item[p.item.index()] += 1.0;
+        }
+        let mut order: Vec<usize> = (0..n_all_items).collect();
+        order.sort_by(|&a, &b| {
+            lines_per_item[b]
+                .total_cmp(&lines_per_item[a])
+                .then(a.cmp(&b))
+        });
+        let keep = if config.catalog.items == 0 {
+            n_all_items
+        } else {
+            config.catalog.items.min(n_all_items)
+        };
+        if keep < config.choice.slate_size {
+            return Err(SimError::TooSmall(format!(
+                "{keep} items for slates of {}",
+                config.choice.slate_size
+            )));
+        }
+        let chosen = &order[..keep];
+        World::assemble(
+            data,
+            config,
+            &truth,
+            observed.as_ref(),
+            chosen,
+            &lines_per_item,
+            &pairs,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        data: &OnlineRetail,
+        config: &ScenarioConfig,
+        truth: &Factors,
+        observed: Option<&Factors>,
+        chosen: &[usize],
+        lines_per_item: &[f64],
+        pairs: &HashMap<(u32, u32), (u32, f64)>,
+    ) -> Result<World, SimError> {
+        let d = truth.dim;
+        let mut position_of = vec![usize::MAX; data.catalog.len()];
+        for (pos, &i) in chosen.iter().enumerate() {
+            position_of[i] = pos;
+        }
+        let mut log_price: Vec<f64> = chosen
+            .iter()
+            .map(|&i| {
+                f64::from(data.catalog.price(ItemId(i as u32)).unwrap_or(1.0))
+                    .max(1e-3)
+                    .ln()
+            })
+            .collect();
+        let prices: Vec<f64> = log_price.iter().map(|l| l.exp()).collect();
+        standardise(&mut log_price);
+        let mut popularity: Vec<f64> = chosen
+            .iter()
+            .map(|&i| (1.0 + lines_per_item[i]).ln())
+            .collect();
+        standardise(&mut popularity);
+
+        let mut quantities_of: Vec<Vec<f64>> = vec![Vec::new(); chosen.len()];
+        let mut purchase_prices = Vec::new();
+        for p in &data.purchases {
+            let pos = position_of[p.item.index()];
+            if pos != usize::MAX {
+                quantities_of[pos].push(f64::from(p.quantity));
+                purchase_prices.push(f64::from(p.unit_price));
+            }
+        }
+        let max_q = f64::from(config.choice.max_quantity);
+        let quantities: Vec<f64> = quantities_of
+            .iter_mut()
+            .map(|q| median(q).clamp(1.0, max_q))
+            .collect();
+
+        let obs_dim = observed.map_or(0, |f| f.dim);
+        let mut names: Vec<String> = BASE_FEATURES.iter().map(|s| s.to_string()).collect();
+        names.extend((0..obs_dim).map(|k| format!("embedding_{k}")));
+        let mut catalog = Catalog::new(names);
+        let mut item_vectors = Vec::with_capacity(chosen.len() * d);
+        let mut item_directions = Vec::with_capacity(chosen.len() * d);
+        for (pos, &i) in chosen.iter().enumerate() {
+            let src = data
+                .catalog
+                .item(ItemId(i as u32))
+                .expect("chosen ids index the catalog");
+            let mut features = vec![log_price[pos] as f32, popularity[pos] as f32];
+            if let Some(o) = observed {
+                features.extend(o.item(i).iter().map(|&v| v as f32));
+            }
+            catalog
+                .push(Item {
+                    key: src.key,
+                    title: src.title,
+                    category: None,
+                    price: Some(prices[pos] as f32),
+                    features,
+                    embedding: None,
+                })
+                .map_err(|e| SimError::TooSmall(format!("catalog item rejected: {e}")))?;
+            let v = truth.item(i);
+            item_vectors.extend_from_slice(v);
+            let norm = dot(v, v).sqrt().max(1e-12);
+            item_directions.extend(v.iter().map(|x| x / norm));
+        }
+
+        // Countries, most customers first (ties alphabetical) so draws do not depend on hashing.
+        let mut by_country: HashMap<&str, Vec<u32>> = HashMap::new();
+        for (c, cust) in data.customers.iter().enumerate() {
+            by_country
+                .entry(cust.country.as_str())
+                .or_default()
+                .push(c as u32);
+        }
+        let mut countries: Vec<(String, Vec<u32>)> = by_country
+            .into_iter()
+            .map(|(c, v)| (c.to_owned(), v))
+            .collect();
+        countries.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+        let n = data.customers.len().max(1) as f64;
+        let spread: Vec<f64> = (0..d)
+            .map(|k| {
+                let mean = (0..data.customers.len())
+                    .map(|u| truth.user(u)[k])
+                    .sum::<f64>()
+                    / n;
+                ((0..data.customers.len())
+                    .map(|u| (truth.user(u)[k] - mean).powi(2))
+                    .sum::<f64>()
+                    / n)
+                    .sqrt()
+            })
+            .collect();
+
+        let mut items_per_customer = vec![0.0f64; data.customers.len()];
+        let mut repeat = 0usize;
+        let mut total_pairs = 0usize;
+        for (&(u, i), &(_, occasions)) in pairs {
+            if position_of[i as usize] != usize::MAX {
+                items_per_customer[u as usize] += 1.0;
+                total_pairs += 1;
+                if occasions >= 2.0 {
+                    repeat += 1;
+                }
+            }
+        }
+        items_per_customer.retain(|&n| n > 0.0);
+        items_per_customer.sort_by(f64::total_cmp);
+        let real = RealFacts {
+            purchases_per_item: chosen.iter().map(|&i| lines_per_item[i]).collect(),
+            purchase_prices,
+            items_per_customer,
+            repeat_purchase_rate: repeat as f64 / total_pairs.max(1) as f64,
+        };
+        let median_price = median(&mut prices.clone());
+        Ok(World {
+            catalog,
+            dim: d,
+            item_vectors,
+            item_directions,
+            popularity,
+            prices,
+            median_price,
+            quantities,
+            population: Population {
+                dim: d,
+                vectors: truth.users.clone(),
+                countries,
+                spread,
+            },
+            real,
+        })
+    }
+
+    /// Hidden vector of item `i`.
+    #[inline]
+    pub fn item_vector(&self, i: usize) -> &[f64] {
+        &self.item_vectors[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// Unit direction of item `i`.
+    #[inline]
+    pub fn item_direction(&self, i: usize) -> &[f64] {
+        &self.item_directions[i * self.dim..(i + 1) * self.dim]
+    }
+}
