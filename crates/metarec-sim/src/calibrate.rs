@@ -8,7 +8,7 @@
 //! click probabilities, the simulator's stand-in for customers finding what they like.
 
 use crate::config::ScenarioConfig;
-use crate::shop::ShopEnv;
+use crate::shop::{PlannerConfig, ShopEnv};
 use crate::world::World;
 use metarec_core::explore::{softmax, top_k, uniform};
 use metarec_core::{Context, Decision, Environment, EventId, ItemId, Rng, Slate, rng_for};
@@ -29,6 +29,21 @@ pub enum Yardstick {
     Browse,
     /// The best slate for the user's current state (hidden knowledge).
     Oracle,
+    /// The far-sighted planner (hidden knowledge, looks ahead at fatigue).
+    Planner,
+}
+
+impl Yardstick {
+    /// The policy's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Yardstick::Random => "random",
+            Yardstick::Popularity => "popularity",
+            Yardstick::Browse => "browse",
+            Yardstick::Oracle => "oracle",
+            Yardstick::Planner => "planner",
+        }
+    }
 }
 
 /// Aggregate behaviour of simulated users under one policy.
@@ -46,6 +61,8 @@ pub struct Behaviour {
     pub purchases: u64,
     /// Revenue.
     pub revenue: f64,
+    /// Total reward (the scenario's reward function, undiscounted).
+    pub reward: f64,
     /// Visits (sessions), over all users.
     pub sessions: u64,
     /// Purchases per catalog item.
@@ -113,6 +130,7 @@ pub fn simulate(
                 Yardstick::Popularity => popular.clone(),
                 Yardstick::Browse => browse(env, &ctx, k, &mut rng),
                 Yardstick::Oracle => env.oracle_slate(&reward),
+                Yardstick::Planner => env.planner_slate(&reward, &PlannerConfig::default()),
             };
             let n = items.len();
             let decision = Decision {
@@ -128,6 +146,7 @@ pub fn simulate(
             b.slates += 1;
             b.impressions += n as u64;
             b.clicks += step.feedback.click_count() as u64;
+            b.reward += reward.reward(&step.feedback);
             for (k, item) in decision.slate.items().iter().enumerate() {
                 if step.feedback.purchases[k] {
                     b.purchases += 1;
@@ -245,5 +264,197 @@ pub fn fit_biases(world: &Arc<World>, config: &ScenarioConfig) -> Fitted {
         purchase_bias,
         ctr: check.ctr(),
         cvr: check.cvr(),
+    }
+}
+
+/// One yardstick's rates in the calibration report.
+#[derive(Debug, Clone, Serialize)]
+pub struct YardstickRow {
+    /// The policy.
+    pub policy: Yardstick,
+    /// Clicks per shown item.
+    pub ctr: f64,
+    /// Purchases per click.
+    pub cvr: f64,
+    /// Slates per visit.
+    pub visit_length: f64,
+    /// Visits per user.
+    pub visits_per_user: f64,
+    /// Purchases per user.
+    pub purchases_per_user: f64,
+    /// Reward per user (the scenario's reward function).
+    pub reward_per_user: f64,
+}
+
+/// Simulated against real: one comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// What is compared.
+    pub what: String,
+    /// The value in the real data.
+    pub real: f64,
+    /// The value in the simulation (organic browsing).
+    pub simulated: f64,
+}
+
+/// Everything `metarec sim calibrate` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalibrationReport {
+    /// The scenario.
+    pub scenario: String,
+    /// Items in the catalog.
+    pub items: usize,
+    /// Users simulated per yardstick.
+    pub users: usize,
+    /// The fitted biases, when calibration ran.
+    pub fitted: Option<Fitted>,
+    /// Target CTR and CVR.
+    pub targets: (f64, f64),
+    /// Rates under each yardstick.
+    pub yardsticks: Vec<YardstickRow>,
+    /// Real against simulated purchases.
+    pub comparisons: Vec<Comparison>,
+}
+
+fn share_of_top(counts: &[f64], fraction: f64) -> f64 {
+    let mut sorted = counts.to_vec();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let total: f64 = sorted.iter().sum();
+    let k = ((sorted.len() as f64 * fraction).ceil() as usize).max(1);
+    sorted[..k.min(sorted.len())].iter().sum::<f64>() / total.max(1e-12)
+}
+
+/// Simulates the yardsticks on users the calibration did not use and compares organic browsing
+/// with the real purchases.
+pub fn report(scenario: &crate::Scenario, users: usize) -> CalibrationReport {
+    use metarec_data::stats::{gini, quantiles};
+    // Users numbered from one million on: disjoint from the users the biases were fitted on.
+    let first = 1_000_000;
+    let mut rows = Vec::new();
+    let mut browse_behaviour = None;
+    for y in [
+        Yardstick::Random,
+        Yardstick::Popularity,
+        Yardstick::Browse,
+        Yardstick::Oracle,
+        Yardstick::Planner,
+    ] {
+        let b = simulate(&mut scenario.env(), y, first, users, scenario.config.seed);
+        rows.push(YardstickRow {
+            policy: y,
+            ctr: b.ctr(),
+            cvr: b.cvr(),
+            visit_length: b.session_length(),
+            visits_per_user: b.sessions as f64 / users.max(1) as f64,
+            purchases_per_user: b.purchases as f64 / users.max(1) as f64,
+            reward_per_user: b.reward / users.max(1) as f64,
+        });
+        if y == Yardstick::Browse {
+            browse_behaviour = Some(b);
+        }
+    }
+    let sim = browse_behaviour.unwrap_or_default();
+    let real = &scenario.world.real;
+    let mut comparisons = Vec::new();
+    let mut push = |what: String, real: f64, simulated: f64| {
+        comparisons.push(Comparison {
+            what,
+            real,
+            simulated,
+        })
+    };
+    for f in [0.01, 0.05, 0.1, 0.2, 0.5] {
+        push(
+            format!("share of purchases in the top {}% of items", f * 100.0),
+            share_of_top(&real.purchases_per_item, f),
+            share_of_top(&sim.purchases_per_item, f),
+        );
+    }
+    push(
+        "popularity Gini over items".into(),
+        gini(&real.purchases_per_item),
+        gini(&sim.purchases_per_item),
+    );
+    let probs = [0.1, 0.25, 0.5, 0.75, 0.9];
+    let rq = quantiles(&real.purchase_prices, &probs);
+    let sq = quantiles(&sim.purchase_prices, &probs);
+    for ((p, r), (_, s)) in rq.iter().zip(&sq) {
+        push(format!("purchase price p{} (GBP)", p * 100.0), *r, *s);
+    }
+    let ri = quantiles(&real.items_per_customer, &[0.5, 0.9]);
+    let si = quantiles(&sim.items_per_buyer, &[0.5, 0.9]);
+    for ((p, r), (_, s)) in ri.iter().zip(&si) {
+        push(format!("distinct items per buyer p{}", p * 100.0), *r, *s);
+    }
+    push(
+        "repeat-purchase rate (pairs bought on 2+ occasions)".into(),
+        real.repeat_purchase_rate,
+        sim.repeat_purchase_rate,
+    );
+    CalibrationReport {
+        scenario: scenario.config.name.clone(),
+        items: scenario.world.catalog.len(),
+        users,
+        fitted: scenario.calibration.clone(),
+        targets: (
+            scenario.config.calibration.ctr,
+            scenario.config.calibration.cvr,
+        ),
+        yardsticks: rows,
+        comparisons,
+    }
+}
+
+impl std::fmt::Display for CalibrationReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "calibration of scenario `{}` ({} items, {} simulated users per policy)",
+            self.scenario, self.items, self.users
+        )?;
+        match &self.fitted {
+            Some(fit) => writeln!(
+                f,
+                "fitted click_bias {:.4}, purchase_bias {:.4}: random slates reach CTR {:.4} (target {}) and CVR {:.4} (target {})",
+                fit.click_bias, fit.purchase_bias, fit.ctr, self.targets.0, fit.cvr, self.targets.1
+            )?,
+            None => writeln!(f, "biases as configured (calibration.fit = false)")?,
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "{:<12} {:>8} {:>8} {:>13} {:>12} {:>15} {:>12}",
+            "policy", "CTR", "CVR", "slates/visit", "visits/user", "purchases/user", "reward/user"
+        )?;
+        for r in &self.yardsticks {
+            let name = r.policy.name();
+            writeln!(
+                f,
+                "{:<12} {:>8.4} {:>8.4} {:>13.2} {:>12.2} {:>15.3} {:>12.3}",
+                name,
+                r.ctr,
+                r.cvr,
+                r.visit_length,
+                r.visits_per_user,
+                r.purchases_per_user,
+                r.reward_per_user
+            )?;
+        }
+        writeln!(f)?;
+        writeln!(
+            f,
+            "real purchases (Online Retail, this catalog) against organic browsing in the simulator"
+        )?;
+        let w = self
+            .comparisons
+            .iter()
+            .map(|c| c.what.len())
+            .max()
+            .unwrap_or(10);
+        writeln!(f, "{:<w$} {:>10} {:>10}", "", "real", "simulated")?;
+        for c in &self.comparisons {
+            writeln!(f, "{:<w$} {:>10.3} {:>10.3}", c.what, c.real, c.simulated)?;
+        }
+        Ok(())
     }
 }

@@ -148,10 +148,13 @@ pub struct ReturnConfig {
     pub boredom_carryover: f64,
 }
 
-/// Targets of `metarec sim calibrate`.
+/// Targets of the calibration of the click and purchase biases.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CalibrationConfig {
+    /// Fit `choice.click_bias` and `choice.purchase_bias` to the targets whenever the scenario
+    /// is built (false: use the values in `[choice]` as given).
+    pub fit: bool,
     /// Target clicks per shown item under the browsing policy.
     pub ctr: f64,
     /// Target purchases per click.
@@ -253,6 +256,7 @@ impl Default for ReturnConfig {
 impl Default for CalibrationConfig {
     fn default() -> Self {
         CalibrationConfig {
+            fit: true,
             ctr: 0.05,
             cvr: 0.15,
             users: 2000,

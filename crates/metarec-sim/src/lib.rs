@@ -3,7 +3,9 @@
 //! - [`config`]: [`ScenarioConfig`], every parameter, with TOML presets;
 //! - [`mf`]: implicit ALS, the ground truth's factorisation;
 //! - [`world`]: [`World`], the fitted items and the population new users are drawn from;
-//! - [`shop`]: [`ShopEnv`], the [`metarec_core::Environment`] itself;
+//! - [`shop`]: [`ShopEnv`], the [`metarec_core::Environment`] itself, with the oracle and the
+//!   far-sighted planner;
+//! - [`Scenario`]: a configuration with its fitted world and calibrated biases;
 //! - [`calibrate`]: fitting the click and purchase biases to target rates, and the report that
 //!   compares simulated and real purchases.
 //!
@@ -14,10 +16,12 @@ pub mod calibrate;
 pub mod config;
 mod error;
 pub mod mf;
+mod scenario;
 pub mod shop;
 pub mod world;
 
 pub use config::ScenarioConfig;
 pub use error::SimError;
+pub use scenario::Scenario;
 pub use shop::ShopEnv;
 pub use world::World;

@@ -3,6 +3,7 @@
 
 mod bench;
 mod data;
+mod sim;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -35,6 +36,13 @@ enum Command {
         #[command(subcommand)]
         command: data::LogCommand,
     },
+    /// The simulated shop: scenarios and calibration.
+    Sim {
+        #[command(subcommand)]
+        command: sim::SimCommand,
+    },
+    /// Run policies on the same simulated new users and compare them, with 95% intervals.
+    Arena(sim::ArenaArgs),
     /// Benchmarks that print a table, measured against a baseline in the same run.
     Bench {
         #[command(subcommand)]
@@ -67,6 +75,8 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Data { command } => data::run(command, &global),
         Command::Log { command } => data::run_log(command, &global),
+        Command::Sim { command } => sim::run(command, &global),
+        Command::Arena(args) => sim::arena(args, &global),
         Command::Bench { command } => bench::run(command, &global),
     }
 }

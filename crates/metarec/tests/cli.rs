@@ -205,3 +205,117 @@ fn unknown_names_and_missing_data_give_clear_errors() {
         stderr(&out)
     );
 }
+
+#[test]
+fn sim_scenarios_and_show_print_every_preset_and_parameter() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = metarec(tmp.path(), &["sim", "scenarios"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in ["default", "no-fatigue", "small", "full-catalog"] {
+        assert!(stdout(&out).contains(name), "{}", stdout(&out));
+    }
+    let out = metarec(tmp.path(), &["sim", "show", "--scenario", "small"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for key in [
+        "slate_size = 5",
+        "items = 100",
+        "boredom_decay",
+        "max_sessions",
+        "gamma",
+    ] {
+        assert!(text.contains(key), "missing {key} in:\n{text}");
+    }
+    // What `show` prints is a valid scenario file.
+    let path = tmp.path().join("mine.toml");
+    std::fs::write(&path, text.replace("items = 100", "items = 50")).unwrap();
+    let out = metarec(
+        tmp.path(),
+        &["sim", "show", "--scenario", path.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("items = 50"));
+
+    let out = metarec(tmp.path(), &["sim", "show", "--scenario", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("not a preset"), "{}", stderr(&out));
+}
+
+#[test]
+fn calibrate_prints_fitted_biases_and_the_real_against_simulated_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = metarec(
+        tmp.path(),
+        &[
+            "-q",
+            "sim",
+            "calibrate",
+            "--scenario",
+            "small",
+            "--users",
+            "200",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "fitted click_bias",
+        "share of purchases in the top 10% of items",
+        "purchase price p50 (GBP)",
+        "repeat-purchase rate",
+        "planner",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+}
+
+#[test]
+fn arena_prints_the_table_and_writes_json_and_the_interaction_log() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = tmp.path().join("arena.json");
+    let log = tmp.path().join("arena.jsonl");
+    let out = metarec(
+        tmp.path(),
+        &[
+            "arena",
+            "--scenario",
+            "small",
+            "--users",
+            "20",
+            "--seeds",
+            "2",
+            "--policies",
+            "random,popularity,oracle",
+            "--json",
+            json.to_str().unwrap(),
+            "--log",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("reward/user") && text.contains("cold-start curve"),
+        "{text}"
+    );
+    assert!(text.contains("oracle     - popularity"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["contestants"].as_array().unwrap().len(), 3);
+    assert_eq!(report["contestants"][0]["users"], 40);
+    let out = metarec(tmp.path(), &["log", "check", log.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("policies: oracle, popularity, random"),
+        "{}",
+        stdout(&out)
+    );
+
+    let out = metarec(tmp.path(), &["arena", "--policies", "random,nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("unknown policy `nope`"),
+        "{}",
+        stderr(&out)
+    );
+}

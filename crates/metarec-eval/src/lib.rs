@@ -1,0 +1,13 @@
+//! Evaluation of policies.
+//!
+//! - [`summary`]: means with 95% confidence intervals, for plain and ratio metrics;
+//! - [`arena`]: runs policies on the same simulated new users (common random numbers) and
+//!   reports reward, CTR, CVR, revenue, visit length, regret against the oracle and the cold-start
+//!   curve, each with its interval.
+#![deny(missing_docs)]
+
+pub mod arena;
+pub mod summary;
+
+pub use arena::{ArenaConfig, ArenaReport, Contestant, run_arena};
+pub use summary::Summary;

@@ -1,0 +1,323 @@
+//! The feature map of the linear learners: [`FeatureMap`] turns a (context, item) pair into the
+//! vector `phi` that LinUCB and linear Thompson sampling regress rewards on.
+//!
+//! The catalog's numeric columns split in two: the shop's observable item embedding (columns
+//! named `embedding_0`, `embedding_1`, ...) and the base features (every other column, such as
+//! `log_price_z` and `log_popularity_z`). With `b` base columns and an embedding of `e` columns,
+//!
+//! ```text
+//! phi(context, item) = [1, base(item) (b), e_item (e), e_item * p_user (e, elementwise)]
+//! ```
+//!
+//! has dimension `1 + b + 2e` (19 for the default shop scenario: `b = 2`, `e = 8`). The user
+//! profile `p_user` is the mean embedding of the items clicked in the context's session history
+//! (zero when there are none), so the last block lets one shared linear model express "items
+//! like the ones this user clicked". The constant and the item blocks are precomputed per item;
+//! only the interaction block is computed per call.
+//!
+//! The module also names the catalog columns the baselines read ([`POPULARITY_COLUMN`],
+//! [`EMBEDDING_PREFIX`]) and offers [`popularity_prior`].
+
+use crate::error::LearnError;
+use metarec_core::{Catalog, Context, ItemId};
+
+/// The catalog column holding the standardised log popularity of each item, which the
+/// simulator's world (and any loader that wants popularity priors) provides.
+pub const POPULARITY_COLUMN: &str = "log_popularity_z";
+
+/// The name prefix of the columns that hold the shop's observable item embedding.
+pub const EMBEDDING_PREFIX: &str = "embedding_";
+
+/// The index of the catalog feature column called `name`, when there is one.
+pub fn column_index(catalog: &Catalog, name: &str) -> Option<usize> {
+    catalog.features().names().iter().position(|n| n == name)
+}
+
+/// Each item's value of the [`POPULARITY_COLUMN`], in id order; zeros when the catalog has no
+/// such column (or a non-finite value), so a prior never breaks a policy.
+pub fn popularity_prior(catalog: &Catalog) -> Vec<f64> {
+    match column_index(catalog, POPULARITY_COLUMN) {
+        Some(c) => (0..catalog.len())
+            .map(|i| {
+                let v = f64::from(catalog.features().row(i)[c]);
+                if v.is_finite() { v } else { 0.0 }
+            })
+            .collect(),
+        None => vec![0.0; catalog.len()],
+    }
+}
+
+/// The indices of the embedding columns (named with [`EMBEDDING_PREFIX`]), in column order.
+pub fn embedding_columns(catalog: &Catalog) -> Vec<usize> {
+    catalog
+        .features()
+        .names()
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.starts_with(EMBEDDING_PREFIX))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// Checks that every numeric feature of the catalog is finite: one NaN would poison every model
+/// that reads it, so policies refuse such a catalog when they are built.
+pub(crate) fn check_finite_features(catalog: &Catalog) -> Result<(), LearnError> {
+    let features = catalog.features();
+    for i in 0..catalog.len() {
+        for (c, &v) in features.row(i).iter().enumerate() {
+            if !v.is_finite() {
+                return Err(LearnError::NonFiniteFeature {
+                    item: i as u32,
+                    column: features
+                        .names()
+                        .get(c)
+                        .cloned()
+                        .unwrap_or_else(|| c.to_string()),
+                    value: v,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Precomputed per-item rows of `phi` and the recipe for the per-user block.
+#[derive(Debug, Clone)]
+pub struct FeatureMap {
+    /// Per item, the context-free head `[1, base, e]`, row-major.
+    heads: Vec<f64>,
+    /// Length of one head: `1 + b + e`.
+    head_dim: usize,
+    /// Number of base columns `b`.
+    base_dim: usize,
+    /// Number of embedding columns `e`.
+    embedding_dim: usize,
+    /// Number of items.
+    items: usize,
+}
+
+impl FeatureMap {
+    /// Builds the map for `catalog`, checking that every feature is finite.
+    pub fn new(catalog: &Catalog) -> Result<Self, LearnError> {
+        check_finite_features(catalog)?;
+        let features = catalog.features();
+        let emb_cols = embedding_columns(catalog);
+        let base_cols: Vec<usize> = (0..features.dim())
+            .filter(|c| !emb_cols.contains(c))
+            .collect();
+        let head_dim = 1 + base_cols.len() + emb_cols.len();
+        let mut heads = Vec::with_capacity(catalog.len() * head_dim);
+        for i in 0..catalog.len() {
+            let row = features.row(i);
+            heads.push(1.0);
+            heads.extend(base_cols.iter().map(|&c| f64::from(row[c])));
+            heads.extend(emb_cols.iter().map(|&c| f64::from(row[c])));
+        }
+        Ok(FeatureMap {
+            heads,
+            head_dim,
+            base_dim: base_cols.len(),
+            embedding_dim: emb_cols.len(),
+            items: catalog.len(),
+        })
+    }
+
+    /// The dimension of `phi`: `1 + b + 2e`.
+    pub fn dim(&self) -> usize {
+        self.head_dim + self.embedding_dim
+    }
+
+    /// Number of base (non-embedding) columns `b`.
+    pub fn base_dim(&self) -> usize {
+        self.base_dim
+    }
+
+    /// Number of embedding columns `e` (also the length of a user profile).
+    pub fn embedding_dim(&self) -> usize {
+        self.embedding_dim
+    }
+
+    /// Number of items the map covers.
+    pub fn items(&self) -> usize {
+        self.items
+    }
+
+    /// Whether `item` is covered by the map.
+    pub fn contains(&self, item: ItemId) -> bool {
+        item.index() < self.items
+    }
+
+    /// The embedding of an item.
+    ///
+    /// # Panics
+    /// When the item is not in the catalog the map was built from.
+    pub fn embedding(&self, item: ItemId) -> &[f64] {
+        let start = item.index() * self.head_dim + 1 + self.base_dim;
+        &self.heads[start..start + self.embedding_dim]
+    }
+
+    /// Writes the user profile of `context` into `out` (resized to the embedding dimension): the
+    /// mean embedding of the clicked items in the session history, zero when none was clicked.
+    /// Unknown items in the history are ignored.
+    pub fn profile(&self, context: &Context, out: &mut Vec<f64>) {
+        out.clear();
+        out.resize(self.embedding_dim, 0.0);
+        let mut clicked = 0usize;
+        for event in &context.session.history {
+            if event.click && self.contains(event.item) {
+                clicked += 1;
+                for (o, e) in out.iter_mut().zip(self.embedding(event.item)) {
+                    *o += e;
+                }
+            }
+        }
+        if clicked > 0 {
+            let inv = 1.0 / clicked as f64;
+            out.iter_mut().for_each(|o| *o *= inv);
+        }
+    }
+
+    /// Writes `phi(profile, item)` into `out`, which must hold [`FeatureMap::dim`] values.
+    ///
+    /// # Panics
+    /// When the item is not in the catalog, or `out` or `profile` have the wrong length.
+    pub fn write(&self, item: ItemId, profile: &[f64], out: &mut [f64]) {
+        assert_eq!(out.len(), self.dim(), "phi buffer of the wrong length");
+        assert_eq!(
+            profile.len(),
+            self.embedding_dim,
+            "profile of the wrong length"
+        );
+        let start = item.index() * self.head_dim;
+        let head = &self.heads[start..start + self.head_dim];
+        let (out_head, out_cross) = out.split_at_mut(self.head_dim);
+        out_head.copy_from_slice(head);
+        let emb = &head[1 + self.base_dim..];
+        for ((o, e), p) in out_cross.iter_mut().zip(emb).zip(profile) {
+            *o = e * p;
+        }
+    }
+
+    /// Writes `phi` of every item, row-major, into `out` (resized to `items.len() * dim`; it is
+    /// the only buffer the call may grow, so a policy that keeps it allocates nothing once warm).
+    ///
+    /// # Panics
+    /// When an item is not in the catalog or the profile has the wrong length.
+    pub fn fill(&self, items: &[ItemId], profile: &[f64], out: &mut Vec<f64>) {
+        let d = self.dim();
+        out.clear();
+        out.resize(items.len() * d, 0.0);
+        if d == 0 {
+            return;
+        }
+        for (&item, row) in items.iter().zip(out.chunks_exact_mut(d)) {
+            self.write(item, profile, row);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metarec_core::{Item, PastEvent, UserKey};
+
+    fn catalog() -> Catalog {
+        let names = [
+            "log_price_z",
+            "log_popularity_z",
+            "embedding_0",
+            "embedding_1",
+        ];
+        let mut c = Catalog::new(names.iter().map(|s| s.to_string()).collect());
+        for (k, f) in [
+            [0.5, 1.0, 1.0, 0.0],
+            [-0.5, 0.0, 0.0, 2.0],
+            [0.0, -1.0, 3.0, 1.0],
+        ]
+        .iter()
+        .enumerate()
+        {
+            c.push(Item {
+                key: format!("i{k}"),
+                features: f.to_vec(),
+                ..Item::default()
+            })
+            .unwrap();
+        }
+        c
+    }
+
+    fn event(item: u32, click: bool) -> PastEvent {
+        PastEvent {
+            item: ItemId(item),
+            click,
+            purchase: false,
+        }
+    }
+
+    #[test]
+    fn phi_has_the_documented_layout_and_dimension() {
+        let map = FeatureMap::new(&catalog()).unwrap();
+        assert_eq!((map.base_dim(), map.embedding_dim(), map.dim()), (2, 2, 7));
+        let mut ctx = Context::for_user(UserKey::from("u"));
+        // Clicks on items 0 and 1 give the profile mean([1, 0], [0, 2]) = [0.5, 1]; the unclicked
+        // item 2 and the unknown item 7 do not count.
+        ctx.session.history = vec![
+            event(0, true),
+            event(2, false),
+            event(1, true),
+            event(7, true),
+        ];
+        let mut p = Vec::new();
+        map.profile(&ctx, &mut p);
+        assert_eq!(p, vec![0.5, 1.0]);
+        let mut phi = Vec::new();
+        map.fill(&[ItemId(2), ItemId(0)], &p, &mut phi);
+        assert_eq!(
+            phi,
+            vec![
+                1.0, 0.0, -1.0, 3.0, 1.0, 1.5, 1.0, // item 2
+                1.0, 0.5, 1.0, 1.0, 0.0, 0.5, 0.0, // item 0
+            ]
+        );
+    }
+
+    #[test]
+    fn a_user_without_clicks_has_a_zero_profile() {
+        let map = FeatureMap::new(&catalog()).unwrap();
+        let mut ctx = Context::for_user(UserKey::from("u"));
+        ctx.session.history = vec![event(0, false)];
+        let mut p = vec![9.0; 5];
+        map.profile(&ctx, &mut p);
+        assert_eq!(p, vec![0.0, 0.0]);
+    }
+
+    #[test]
+    fn non_finite_features_are_rejected_with_their_column() {
+        let mut c = catalog();
+        c.push(Item {
+            key: "bad".into(),
+            features: vec![0.0, f32::NAN, 0.0, 0.0],
+            ..Item::default()
+        })
+        .unwrap();
+        let err = FeatureMap::new(&c).unwrap_err();
+        assert!(
+            matches!(&err, LearnError::NonFiniteFeature { item: 3, column, .. } if column == "log_popularity_z"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn popularity_prior_reads_its_column_or_defaults_to_zero() {
+        assert_eq!(popularity_prior(&catalog()), vec![1.0, 0.0, -1.0]);
+        let mut c = Catalog::new(vec!["x".into()]);
+        c.push(Item {
+            key: "a".into(),
+            features: vec![3.0],
+            ..Item::default()
+        })
+        .unwrap();
+        assert_eq!(popularity_prior(&c), vec![0.0]);
+    }
+}

@@ -1,0 +1,178 @@
+//! `metarec sim ...` and `metarec arena`: scenarios, calibration, and the policy arena.
+
+use crate::Global;
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand};
+use metarec_data::LoadOptions;
+use metarec_data::fetch::Dataset;
+use metarec_data::online_retail::{OnlineRetail, load_online_retail};
+use metarec_eval::arena::{ArenaConfig, Contestant, run_arena};
+use metarec_sim::config::PRESETS;
+use metarec_sim::{Scenario, ScenarioConfig};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Subcommand)]
+pub enum SimCommand {
+    /// List the scenario presets.
+    Scenarios,
+    /// Print a scenario with every parameter (as TOML, ready to edit and pass back by path).
+    Show(ScenarioArg),
+    /// Fit the simulator to the data and print the calibration report.
+    Calibrate {
+        #[command(flatten)]
+        scenario: ScenarioArg,
+        /// Simulated users per yardstick policy in the report.
+        #[arg(long, default_value_t = 2000)]
+        users: usize,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct ScenarioArg {
+    /// A preset name (see `metarec sim scenarios`) or a path to a TOML file.
+    #[arg(long, default_value = "default")]
+    pub scenario: String,
+}
+
+#[derive(Args)]
+pub struct ArenaArgs {
+    #[command(flatten)]
+    scenario: ScenarioArg,
+    /// Comma-separated policies, or `all`.
+    #[arg(
+        long,
+        default_value = "random,popularity,egreedy,itemknn,linucb,lints,linucb-user,lints-user,oracle,planner"
+    )]
+    policies: String,
+    /// New users per seed.
+    #[arg(long, default_value_t = 1000)]
+    users: usize,
+    /// Seeds (independent user populations and policy randomness).
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
+    /// Length of the cold-start curve (interactions per user).
+    #[arg(long, default_value_t = 20)]
+    horizon: usize,
+    /// Worker threads (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write every interaction (the project's log format) to this file.
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+}
+
+/// Loads Online Retail (unpacking the shipped copy on first use).
+pub fn load_retail(global: &Global) -> Result<OnlineRetail> {
+    if !global.data.is_present(Dataset::OnlineRetail) {
+        global.progress("unpacking the shipped Online Retail data ...");
+    }
+    global.data.require(Dataset::OnlineRetail)?;
+    Ok(load_online_retail(
+        &global.data.online_retail_csv(),
+        &LoadOptions::default(),
+    )?)
+}
+
+/// Loads, fits and calibrates a scenario, with progress messages.
+pub fn build_scenario(name: &str, global: &Global) -> Result<Scenario> {
+    let config = ScenarioConfig::load(name)?;
+    let data = load_retail(global)?;
+    global.progress(format!(
+        "fitting scenario `{}` to {} purchases (ALS, then bias calibration) ...",
+        config.name,
+        data.purchases.len()
+    ));
+    let start = Instant::now();
+    let scenario = Scenario::build(config, &data)?;
+    global.progress(format!(
+        "scenario ready in {:.1} s: {} items, {} customers in the population",
+        start.elapsed().as_secs_f64(),
+        scenario.world.catalog.len(),
+        scenario.world.population.customers()
+    ));
+    Ok(scenario)
+}
+
+pub fn run(command: SimCommand, global: &Global) -> Result<()> {
+    match command {
+        SimCommand::Scenarios => {
+            for (name, _) in PRESETS {
+                let c = ScenarioConfig::load(name)?;
+                println!("{name:<14} {}", c.description);
+            }
+            println!("\n`metarec sim show --scenario NAME` prints every parameter.");
+            Ok(())
+        }
+        SimCommand::Show(arg) => {
+            print!("{}", ScenarioConfig::load(&arg.scenario)?.to_toml());
+            Ok(())
+        }
+        SimCommand::Calibrate {
+            scenario,
+            users,
+            json,
+        } => {
+            if users == 0 {
+                bail!("--users must be at least 1");
+            }
+            let scenario = build_scenario(&scenario.scenario, global)?;
+            global.progress(format!(
+                "simulating {users} users under 5 yardstick policies ..."
+            ));
+            let report = metarec_sim::calibrate::report(&scenario, users);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(())
+        }
+    }
+}
+
+pub fn arena(args: ArenaArgs, global: &Global) -> Result<()> {
+    let contestants = Contestant::parse_list(&args.policies)?;
+    let scenario = build_scenario(&args.scenario.scenario, global)?;
+    let config = ArenaConfig {
+        users: args.users,
+        seeds: args.seeds,
+        horizon: args.horizon,
+        threads: args.threads,
+        keep_log: args.log.is_some(),
+        reward: None,
+    };
+    global.progress(format!(
+        "arena: {} policies x {} seeds x {} users ...",
+        contestants.len(),
+        args.seeds,
+        args.users
+    ));
+    let start = Instant::now();
+    let quiet = global.quiet;
+    let report = run_arena(&scenario, &contestants, &config, &|line| {
+        if !quiet {
+            eprintln!("{line} ({:.1} s)", start.elapsed().as_secs_f64());
+        }
+    })?;
+    print!("{report}");
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)?;
+        metarec_data::log::atomic_write(path, |out| {
+            std::io::Write::write_all(out, text.as_bytes())
+        })
+        .with_context(|| format!("cannot write {}", path.display()))?;
+        global.progress(format!("results written to {}", path.display()));
+    }
+    if let Some(path) = &args.log {
+        let n = metarec_data::log::write_log(path, &report.log)?;
+        global.progress(format!("{n} interactions written to {}", path.display()));
+    }
+    Ok(())
+}
