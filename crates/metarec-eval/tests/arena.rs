@@ -109,7 +109,7 @@ fn the_default_scenario_orders_policies_as_theory_says() {
     };
     // Oracle above every learner, learners above popularity, popularity above random: separate
     // 95% intervals where the gaps are large, paired intervals (same users) where they are not.
-    for learner in ["lints", "itemknn"] {
+    for learner in ["linucb", "lints", "itemknn"] {
         assert!(get("oracle").above(&get(learner)), "oracle vs {learner}");
         let d = paired(learner, "popularity");
         assert!(d.low > 0.0, "{learner} - popularity: {d:?}");

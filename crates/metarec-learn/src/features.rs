@@ -6,14 +6,17 @@
 //! `log_price_z` and `log_popularity_z`). With `b` base columns and an embedding of `e` columns,
 //!
 //! ```text
-//! phi(context, item) = [1, base(item) (b), e_item (e), e_item * p_user (e, elementwise)]
+//! phi(context, item) = [1, base(item) (b), e_item (e), e_item * p_user (e, elementwise),
+//!                       ignored(item), clicked(item)]
 //! ```
 //!
-//! has dimension `1 + b + 2e` (19 for the default shop scenario: `b = 2`, `e = 8`). The user
+//! has dimension `1 + b + 2e + 2` (21 for the default shop scenario: `b = 2`, `e = 8`). The user
 //! profile `p_user` is the mean embedding of the items clicked in the context's session history
 //! (zero when there are none), so the last block lets one shared linear model express "items
-//! like the ones this user clicked". The constant and the item blocks are precomputed per item;
-//! only the interaction block is computed per call.
+//! like the ones this user clicked". `ignored` and `clicked` say whether the item was already
+//! shown in the history without a click, or clicked ([`SessionView`]): without them a shared
+//! model shows the same slate again and again to a user who ignores it. The constant and the
+//! item blocks are precomputed per item; the rest is computed per call.
 //!
 //! The module also names the catalog columns the baselines read ([`POPULARITY_COLUMN`],
 //! [`EMBEDDING_PREFIX`]) and offers [`popularity_prior`].
@@ -81,6 +84,27 @@ pub(crate) fn check_finite_features(catalog: &Catalog) -> Result<(), LearnError>
     Ok(())
 }
 
+/// What the feature map reads from a context's session history.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SessionView {
+    /// The user profile: mean embedding of the clicked items (zero when none).
+    pub profile: Vec<f64>,
+    /// Items shown earlier and not clicked there.
+    pub ignored: Vec<ItemId>,
+    /// Items clicked earlier.
+    pub clicked: Vec<ItemId>,
+}
+
+impl SessionView {
+    /// The view of an empty history for embeddings of dimension `e`.
+    pub fn empty(e: usize) -> Self {
+        SessionView {
+            profile: vec![0.0; e],
+            ..SessionView::default()
+        }
+    }
+}
+
 /// Precomputed per-item rows of `phi` and the recipe for the per-user block.
 #[derive(Debug, Clone)]
 pub struct FeatureMap {
@@ -122,9 +146,9 @@ impl FeatureMap {
         })
     }
 
-    /// The dimension of `phi`: `1 + b + 2e`.
+    /// The dimension of `phi`: `1 + b + 2e + 2`.
     pub fn dim(&self) -> usize {
-        self.head_dim + self.embedding_dim
+        self.head_dim + self.embedding_dim + SESSION_FEATURES
     }
 
     /// Number of base (non-embedding) columns `b`.
@@ -156,46 +180,57 @@ impl FeatureMap {
         &self.heads[start..start + self.embedding_dim]
     }
 
-    /// Writes the user profile of `context` into `out` (resized to the embedding dimension): the
-    /// mean embedding of the clicked items in the session history, zero when none was clicked.
-    /// Unknown items in the history are ignored.
-    pub fn profile(&self, context: &Context, out: &mut Vec<f64>) {
-        out.clear();
-        out.resize(self.embedding_dim, 0.0);
-        let mut clicked = 0usize;
+    /// Reads the session of `context` into `out`: the user profile (the mean embedding of the
+    /// clicked items in the history, zero when none was clicked) and which items were shown
+    /// without a click or clicked. Unknown items in the history are ignored.
+    pub fn session(&self, context: &Context, out: &mut SessionView) {
+        out.profile.clear();
+        out.profile.resize(self.embedding_dim, 0.0);
+        out.ignored.clear();
+        out.clicked.clear();
         for event in &context.session.history {
-            if event.click && self.contains(event.item) {
-                clicked += 1;
-                for (o, e) in out.iter_mut().zip(self.embedding(event.item)) {
+            if !self.contains(event.item) {
+                continue;
+            }
+            if event.click {
+                out.clicked.push(event.item);
+                for (o, e) in out.profile.iter_mut().zip(self.embedding(event.item)) {
                     *o += e;
                 }
+            } else {
+                out.ignored.push(event.item);
             }
         }
-        if clicked > 0 {
-            let inv = 1.0 / clicked as f64;
-            out.iter_mut().for_each(|o| *o *= inv);
+        if !out.clicked.is_empty() {
+            let inv = 1.0 / out.clicked.len() as f64;
+            out.profile.iter_mut().for_each(|o| *o *= inv);
         }
     }
 
-    /// Writes `phi(profile, item)` into `out`, which must hold [`FeatureMap::dim`] values.
+    /// Writes `phi(session, item)` into `out`, which must hold [`FeatureMap::dim`] values.
     ///
     /// # Panics
-    /// When the item is not in the catalog, or `out` or `profile` have the wrong length.
-    pub fn write(&self, item: ItemId, profile: &[f64], out: &mut [f64]) {
+    /// When the item is not in the catalog, or `out` or the profile have the wrong length.
+    pub fn write(&self, item: ItemId, session: &SessionView, out: &mut [f64]) {
         assert_eq!(out.len(), self.dim(), "phi buffer of the wrong length");
         assert_eq!(
-            profile.len(),
+            session.profile.len(),
             self.embedding_dim,
             "profile of the wrong length"
         );
         let start = item.index() * self.head_dim;
         let head = &self.heads[start..start + self.head_dim];
-        let (out_head, out_cross) = out.split_at_mut(self.head_dim);
+        let (out_head, rest) = out.split_at_mut(self.head_dim);
+        let (out_cross, out_session) = rest.split_at_mut(self.embedding_dim);
         out_head.copy_from_slice(head);
         let emb = &head[1 + self.base_dim..];
-        for ((o, e), p) in out_cross.iter_mut().zip(emb).zip(profile) {
+        for ((o, e), p) in out_cross.iter_mut().zip(emb).zip(&session.profile) {
             *o = e * p;
         }
+        // Whether the user already saw the item this session and passed on it, or took it:
+        // the signal a linear model needs to stop repeating a slate the user ignores.
+        out_session[0] = f64::from(u8::from(session.ignored.contains(&item)));
+        out_session[1] = f64::from(u8::from(session.clicked.contains(&item)));
     }
 
     /// Writes `phi` of every item, row-major, into `out` (resized to `items.len() * dim`; it is
@@ -203,7 +238,7 @@ impl FeatureMap {
     ///
     /// # Panics
     /// When an item is not in the catalog or the profile has the wrong length.
-    pub fn fill(&self, items: &[ItemId], profile: &[f64], out: &mut Vec<f64>) {
+    pub fn fill(&self, items: &[ItemId], session: &SessionView, out: &mut Vec<f64>) {
         let d = self.dim();
         out.clear();
         out.resize(items.len() * d, 0.0);
@@ -211,10 +246,13 @@ impl FeatureMap {
             return;
         }
         for (&item, row) in items.iter().zip(out.chunks_exact_mut(d)) {
-            self.write(item, profile, row);
+            self.write(item, session, row);
         }
     }
 }
+
+/// Session features at the end of `phi`: shown-and-ignored, clicked.
+pub const SESSION_FEATURES: usize = 2;
 
 #[cfg(test)]
 mod tests {
@@ -258,7 +296,7 @@ mod tests {
     #[test]
     fn phi_has_the_documented_layout_and_dimension() {
         let map = FeatureMap::new(&catalog()).unwrap();
-        assert_eq!((map.base_dim(), map.embedding_dim(), map.dim()), (2, 2, 7));
+        assert_eq!((map.base_dim(), map.embedding_dim(), map.dim()), (2, 2, 9));
         let mut ctx = Context::for_user(UserKey::from("u"));
         // Clicks on items 0 and 1 give the profile mean([1, 0], [0, 2]) = [0.5, 1]; the unclicked
         // item 2 and the unknown item 7 do not count.
@@ -268,16 +306,19 @@ mod tests {
             event(1, true),
             event(7, true),
         ];
-        let mut p = Vec::new();
-        map.profile(&ctx, &mut p);
-        assert_eq!(p, vec![0.5, 1.0]);
+        let mut p = SessionView::default();
+        map.session(&ctx, &mut p);
+        assert_eq!(p.profile, vec![0.5, 1.0]);
+        assert_eq!(p.ignored, vec![ItemId(2)]);
+        assert_eq!(p.clicked, vec![ItemId(0), ItemId(1)]);
         let mut phi = Vec::new();
         map.fill(&[ItemId(2), ItemId(0)], &p, &mut phi);
+        // Layout: [1, base (2), embedding (2), embedding * profile (2), ignored, clicked].
         assert_eq!(
             phi,
             vec![
-                1.0, 0.0, -1.0, 3.0, 1.0, 1.5, 1.0, // item 2
-                1.0, 0.5, 1.0, 1.0, 0.0, 0.5, 0.0, // item 0
+                1.0, 0.0, -1.0, 3.0, 1.0, 1.5, 1.0, 1.0, 0.0, // item 2
+                1.0, 0.5, 1.0, 1.0, 0.0, 0.5, 0.0, 0.0, 1.0, // item 0
             ]
         );
     }
@@ -287,9 +328,13 @@ mod tests {
         let map = FeatureMap::new(&catalog()).unwrap();
         let mut ctx = Context::for_user(UserKey::from("u"));
         ctx.session.history = vec![event(0, false)];
-        let mut p = vec![9.0; 5];
-        map.profile(&ctx, &mut p);
-        assert_eq!(p, vec![0.0, 0.0]);
+        let mut p = SessionView {
+            profile: vec![9.0; 5],
+            ..SessionView::default()
+        };
+        map.session(&ctx, &mut p);
+        assert_eq!(p.profile, vec![0.0, 0.0]);
+        assert_eq!(p.ignored, vec![ItemId(0)]);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use crate::candidates::{Candidates, empty_choice};
 use crate::error::{LearnError, check_range};
-use crate::features::FeatureMap;
+use crate::features::{FeatureMap, SessionView};
 use crate::ridge::{Scope, ScopedModels};
 use metarec_core::explore::{greedy, monte_carlo_marginals, top_k};
 use metarec_core::linalg::dot;
@@ -94,7 +94,7 @@ struct LinearCore {
     reward: RewardFn,
     models: ScopedModels,
     candidates: Candidates,
-    profile: Vec<f64>,
+    profile: SessionView,
     /// `phi` of every candidate of the current decision, row-major.
     phi: Vec<f64>,
     /// One `phi` row while learning.
@@ -118,7 +118,7 @@ impl LinearCore {
             features,
             reward: *reward,
             candidates: Candidates::new(catalog.len()),
-            profile: Vec::new(),
+            profile: SessionView::default(),
             phi: Vec::new(),
             x: vec![0.0; d],
             scores: Vec::new(),
@@ -131,7 +131,7 @@ impl LinearCore {
         self.observed += 1;
         let fb = &interaction.feedback;
         self.features
-            .profile(&interaction.context, &mut self.profile);
+            .session(&interaction.context, &mut self.profile);
         let model = self.models.for_update(&interaction.context.user);
         for (k, &item) in interaction.decision.slate.items().iter().enumerate() {
             if !self.features.contains(item) {
@@ -216,7 +216,7 @@ impl Policy for LinUcb {
         if candidates.is_empty() || k == 0 {
             return empty_choice();
         }
-        core.features.profile(context, &mut core.profile);
+        core.features.session(context, &mut core.profile);
         core.features.fill(candidates, &core.profile, &mut core.phi);
         let model = core.models.for_decision(&context.user);
         let d = model.dim();
@@ -298,7 +298,7 @@ impl Policy for LinTs {
         if candidates.is_empty() || k == 0 {
             return empty_choice();
         }
-        core.features.profile(context, &mut core.profile);
+        core.features.session(context, &mut core.profile);
         core.features.fill(candidates, &core.profile, &mut core.phi);
         let model = core.models.for_decision(&context.user);
         let (v, theta, scores, phi) = (self.config.v, &mut self.theta, &mut core.scores, &core.phi);
@@ -360,7 +360,7 @@ mod tests {
 
     /// The posterior mean reward of each bandit item for a user with an empty history.
     fn mean_rewards(models: &mut ScopedModels, features: &FeatureMap) -> Vec<f64> {
-        let profile = vec![0.0; features.embedding_dim()];
+        let profile = SessionView::empty(features.embedding_dim());
         let mut x = vec![0.0; features.dim()];
         let model = models.for_decision(&UserKey::from("u"));
         (0..5)
