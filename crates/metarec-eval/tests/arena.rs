@@ -86,7 +86,7 @@ fn the_default_scenario_orders_policies_as_theory_says() {
     let s = scenario("default");
     let report = run(
         &s,
-        "random,popularity,lints,itemknn,oracle,planner",
+        "random,popularity,linucb,lints,itemknn,oracle,planner",
         1000,
         2,
         0,
