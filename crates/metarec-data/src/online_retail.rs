@@ -373,18 +373,21 @@ enum Parsed<'r> {
 /// malformed row is reported as such even when the rules would have dropped it.
 fn parse_row<'r>(row: &Row<'r>, c: &Columns) -> Result<Parsed<'r>, DataError> {
     row.check_width()?;
-    let invoice_raw = row.required_str(c.invoice)?;
-    let (cancelled, digits) = match invoice_raw.as_bytes()[0] {
-        b'C' | b'c' => (true, &invoice_raw[1..]),
+    let invoice_raw = row.trimmed(c.invoice);
+    let (cancelled, digits) = match invoice_raw.first() {
+        Some(b'C' | b'c') => (true, &invoice_raw[1..]),
         // "A" invoices are bad-debt adjustments; they carry negative prices and are dropped by
         // the price rule.
-        b'A'..=b'Z' | b'a'..=b'z' => (false, &invoice_raw[1..]),
+        Some(b'A'..=b'Z' | b'a'..=b'z') => (false, &invoice_raw[1..]),
         _ => (false, invoice_raw),
     };
-    let invoice: u32 = digits.parse().map_err(|_| {
+    let invoice = parse_u32(digits).ok_or_else(|| {
         row.malformed(
             c.invoice,
-            format!("`{invoice_raw}` is not an invoice number (optional letter, then digits)"),
+            format!(
+                "`{}` is not an invoice number (optional letter, then digits)",
+                String::from_utf8_lossy(invoice_raw)
+            ),
         )
     })?;
     let stock_code = row.required_str(c.stock_code)?;
@@ -443,6 +446,16 @@ fn parse_row<'r>(row: &Row<'r>, c: &Columns) -> Result<Parsed<'r>, DataError> {
     }))
 }
 
+/// A non-empty run of ASCII digits that fits a `u32`.
+fn parse_u32(digits: &[u8]) -> Option<u32> {
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    digits.iter().try_fold(0u32, |v, &d| {
+        v.checked_mul(10)?.checked_add(u32::from(d - b'0'))
+    })
+}
+
 /// Customer numbers are written as floats (`17850.0`) in the source; accept an integer with an
 /// optional all-zero fraction.
 fn parse_customer_id(s: &[u8]) -> Option<u32> {
@@ -451,12 +464,7 @@ fn parse_customer_id(s: &[u8]) -> Option<u32> {
         Some(_) => return None,
         None => s,
     };
-    if int.is_empty() || !int.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    int.iter().try_fold(0u32, |v, &d| {
-        v.checked_mul(10)?.checked_add(u32::from(d - b'0'))
-    })
+    parse_u32(int)
 }
 
 #[cfg(test)]
