@@ -496,16 +496,18 @@ mod tests {
             "+3.5",
             "0.1",
             "123456789012345",
-            "0.000000000000001",
+            "0.00000000000001",
             "99999.99999",
         ] {
             let expected: f64 = text.parse().unwrap();
             assert_eq!(fast_decimal(text.as_bytes()), Some(expected), "{text}");
         }
+        // More than 15 digits (leading zeros included) go to the general parser.
         for text in [
             "",
             "-",
             ".",
+            "0.000000000000001",
             "1e5",
             "1.2.3",
             "1234567890123456",
