@@ -64,6 +64,16 @@ pub enum Contestant {
     Oracle,
     /// The far-sighted planner: the oracle's knowledge plus lookahead at fatigue.
     Planner,
+    /// A trained neural policy from a model directory: `neural:DIR` samples its slates
+    /// (Plackett-Luce), `neural-greedy:DIR` shows the top scores.
+    Neural {
+        /// The name shown in reports (`neural:DIR` or `neural-greedy:DIR`).
+        name: String,
+        /// The model directory.
+        dir: std::path::PathBuf,
+        /// Top scores instead of sampling.
+        greedy: bool,
+    },
 }
 
 impl Contestant {
@@ -76,13 +86,30 @@ impl Contestant {
 
     /// Parses one name.
     pub fn parse(name: &str) -> Result<Contestant, ArenaError> {
+        for (prefix, greedy) in [("neural:", false), ("neural-greedy:", true)] {
+            if let Some(dir) = name.strip_prefix(prefix) {
+                if dir.is_empty() {
+                    return Err(ArenaError::Config(format!(
+                        "`{prefix}` needs a model directory, as in {prefix}model/"
+                    )));
+                }
+                return Ok(Contestant::Neural {
+                    name: name.to_owned(),
+                    dir: dir.into(),
+                    greedy,
+                });
+            }
+        }
         match name {
             "oracle" => Ok(Contestant::Oracle),
             "planner" => Ok(Contestant::Planner),
             n if BASELINES.contains(&n) => Ok(Contestant::Baseline(n.to_owned())),
             n => Err(ArenaError::UnknownPolicy {
                 name: n.to_owned(),
-                expected: Contestant::names().join(", "),
+                expected: format!(
+                    "{}, neural:DIR, neural-greedy:DIR",
+                    Contestant::names().join(", ")
+                ),
             }),
         }
     }
@@ -114,6 +141,7 @@ impl Contestant {
             Contestant::Baseline(n) => n,
             Contestant::Oracle => "oracle",
             Contestant::Planner => "planner",
+            Contestant::Neural { name, .. } => name,
         }
     }
 }
@@ -243,7 +271,6 @@ fn user_seed(scenario_seed: u64, s: usize) -> u64 {
 fn play_job(
     scenario: &Scenario,
     contestant: &Contestant,
-    contestant_index: usize,
     seed_index: usize,
     config: &ArenaConfig,
     reward: &RewardFn,
@@ -251,20 +278,21 @@ fn play_job(
     let start = std::time::Instant::now();
     let mut env = scenario.env_with_seed(user_seed(scenario.config.seed, seed_index));
     let k = env.slate_size();
-    let mut rng = rng_for(seed_index as u64, contestant_index as u64);
+    // Seeded by the contestant's name, not its place in the list, so a policy's numbers do not
+    // change when other contestants are added or reordered.
+    let mut rng = rng_for(seed_index as u64, name_hash(contestant.name()));
     let mut policy: Option<Box<dyn Policy>> = match contestant {
         Contestant::Baseline(name) => Some(
-            build_policy(
-                name,
-                env.catalog(),
-                reward,
-                seed_index as u64 * 1000 + contestant_index as u64,
-            )
-            .map_err(|e| ArenaError::Policy {
-                name: name.clone(),
-                message: e.to_string(),
+            build_policy(name, env.catalog(), reward, seed_index as u64).map_err(|e| {
+                ArenaError::Policy {
+                    name: name.clone(),
+                    message: e.to_string(),
+                }
             })?,
         ),
+        Contestant::Neural { name, dir, greedy } => {
+            Some(load_neural(name, dir, *greedy, env.catalog())?)
+        }
         _ => None,
     };
     let planner = PlannerConfig {
@@ -354,6 +382,42 @@ fn play_job(
     })
 }
 
+/// Loads a trained network as a sampling policy (propensities of later positions from 32
+/// Monte Carlo rankings).
+fn load_neural(
+    name: &str,
+    dir: &std::path::Path,
+    greedy: bool,
+    catalog: &metarec_core::Catalog,
+) -> Result<Box<dyn Policy>, ArenaError> {
+    let fail = |e: metarec_neural::NeuralError| ArenaError::Policy {
+        name: name.to_owned(),
+        message: e.to_string(),
+    };
+    let loaded = metarec_neural::checkpoint::load(dir, catalog).map_err(fail)?;
+    let item_inputs = metarec_neural::item_tensor(&loaded.features).map_err(fail)?;
+    let frozen =
+        metarec_neural::model::Frozen::from_model(&loaded.model, &item_inputs).map_err(fail)?;
+    Ok(Box::new(metarec_neural::policy::NeuralPolicy::new(
+        name,
+        loaded.manifest.iterations.to_string(),
+        loaded.features,
+        frozen,
+        if greedy {
+            metarec_neural::policy::Mode::Greedy
+        } else {
+            metarec_neural::policy::Mode::Sample { draws: 32 }
+        },
+    )))
+}
+
+/// FNV-1a of a name: a stable stream number (std's hasher is randomised per process).
+fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// A deterministic slate (propensity 1 everywhere).
 fn certain(items: Vec<ItemId>) -> SlateChoice {
     let n = items.len();
@@ -423,7 +487,7 @@ pub fn run_arena(
                 loop {
                     let j = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(c, s)) = jobs.get(j) else { break };
-                    let result = play_job(scenario, &contestants[c], c, s, config, &reward);
+                    let result = play_job(scenario, &contestants[c], s, config, &reward);
                     let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
                     progress(&format!(
                         "[{finished}/{}] {} seed {s} done",

@@ -4,6 +4,7 @@
 mod bench;
 mod data;
 mod sim;
+mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -43,6 +44,8 @@ enum Command {
     },
     /// Run policies on the same simulated new users and compare them, with 95% intervals.
     Arena(sim::ArenaArgs),
+    /// Train the neural policy on a simulated scenario (REINFORCE, actor-critic, supervised).
+    Train(train::TrainArgs),
     /// Benchmarks that print a table, measured against a baseline in the same run.
     Bench {
         #[command(subcommand)]
@@ -77,11 +80,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Log { command } => data::run_log(command, &global),
         Command::Sim { command } => sim::run(command, &global),
         Command::Arena(args) => sim::arena(args, &global),
+        Command::Train(args) => train::run(args, &global),
         Command::Bench { command } => bench::run(command, &global),
     }
 }
 
 fn main() -> ExitCode {
+    // candle's small-matrix work is faster on one thread than with a pool on 2 cores (the design
+    // note measured 6x for batch-1 steps; training batches here also run faster); a user who
+    // sets RAYON_NUM_THREADS keeps their choice.
+    if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        // SAFETY: nothing else runs yet: no thread has started, so no one reads the environment
+        // concurrently.
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+    }
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

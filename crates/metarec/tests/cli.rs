@@ -319,3 +319,105 @@ fn arena_prints_the_table_and_writes_json_and_the_interaction_log() {
         stderr(&out)
     );
 }
+
+#[test]
+fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    let m = model.to_str().unwrap();
+    let base = [
+        "-q",
+        "train",
+        "--scenario",
+        "small",
+        "--iterations",
+        "4",
+        "--batch",
+        "8",
+    ];
+    let out = metarec(tmp.path(), &[&base[..], &["--out", m]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("for 4 iterations in total"),
+        "{}",
+        stdout(&out)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["format"], "metarec-neural/1");
+    assert_eq!(manifest["iterations"], 4);
+    assert_eq!(manifest["features"]["items"], 100);
+
+    // A second run without --resume refuses to overwrite; with it, training continues.
+    let out = metarec(tmp.path(), &[&base[..], &["--out", m]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
+    let out = metarec(tmp.path(), &[&base[..], &["--out", m, "--resume"]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("for 8 iterations in total"),
+        "{}",
+        stdout(&out)
+    );
+
+    let neural = format!("neural:{m}");
+    let out = metarec(
+        tmp.path(),
+        &[
+            "-q",
+            "arena",
+            "--scenario",
+            "small",
+            "--users",
+            "10",
+            "--seeds",
+            "1",
+            "--policies",
+            &format!("random,{neural}"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&neural), "{}", stdout(&out));
+
+    // The model does not fit another scenario's catalog: a clear error, not a crash.
+    let out = metarec(
+        tmp.path(),
+        &[
+            "-q",
+            "arena",
+            "--users",
+            "5",
+            "--seeds",
+            "1",
+            "--policies",
+            &neural,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("does not fit"), "{}", stderr(&out));
+
+    // A damaged weights file is named in the error.
+    std::fs::write(model.join("model.safetensors"), b"garbage").unwrap();
+    let out = metarec(
+        tmp.path(),
+        &[
+            "-q",
+            "arena",
+            "--scenario",
+            "small",
+            "--users",
+            "5",
+            "--seeds",
+            "1",
+            "--policies",
+            &neural,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("model.safetensors"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -1,0 +1,224 @@
+//! Checkpoints: a model directory holds `model.safetensors` (the weights) and `manifest.json`
+//! (format, architecture, feature schema, reward, training settings, metrics).
+//!
+//! Loading checks everything before using anything: the manifest's format, that the feature
+//! schema matches the catalog at hand (a fingerprint of item keys, feature names and values), and
+//! that every tensor exists with the expected shape; each failure is a typed error naming the file
+//! and what is wrong. Both files are written beside their final names and renamed into place.
+
+use crate::error::NeuralError;
+use crate::features::Features;
+use crate::model::{ModelConfig, TwoTower, sorted_vars};
+use crate::train::{IterationStats, TrainConfig};
+use candle_core::{DType, Device};
+use candle_nn::VarMap;
+use metarec_core::{Catalog, RewardFn};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The manifest format this version writes and reads.
+pub const FORMAT: &str = "metarec-neural/1";
+/// Weights file name.
+pub const WEIGHTS: &str = "model.safetensors";
+/// Manifest file name.
+pub const MANIFEST: &str = "manifest.json";
+
+/// What the network expects of the catalog.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureSchema {
+    /// Items in the catalog.
+    pub items: usize,
+    /// Item input width.
+    pub item_dim: usize,
+    /// User input width.
+    pub user_dim: usize,
+    /// The catalog's numeric feature names.
+    pub item_features: Vec<String>,
+    /// FNV-1a of the item keys, feature names and feature values, in order.
+    pub catalog_fingerprint: String,
+}
+
+impl FeatureSchema {
+    /// The schema of a catalog.
+    pub fn of(catalog: &Catalog) -> FeatureSchema {
+        let features = Features::new(catalog);
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        for id in catalog.ids() {
+            eat(catalog.key(id).unwrap_or_default().as_bytes());
+            eat(b"\0");
+        }
+        for name in catalog.features().names() {
+            eat(name.as_bytes());
+            eat(b"\0");
+        }
+        for v in catalog.features().values() {
+            eat(&v.to_le_bytes());
+        }
+        FeatureSchema {
+            items: catalog.len(),
+            item_dim: features.item_dim(),
+            user_dim: features.user_dim(),
+            item_features: catalog.features().names().to_vec(),
+            catalog_fingerprint: format!("{h:016x}"),
+        }
+    }
+}
+
+/// The manifest of a model directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The metarec version that wrote it.
+    pub metarec_version: String,
+    /// The architecture.
+    pub model: ModelConfig,
+    /// The training settings of the last run.
+    pub train: TrainConfig,
+    /// Algorithms run so far, in order (a supervised start, then reinforcement learning...).
+    pub algos: Vec<String>,
+    /// What the network expects of the catalog.
+    pub features: FeatureSchema,
+    /// The objective it was trained for.
+    pub reward: RewardFn,
+    /// The scenario it was trained on.
+    pub scenario: String,
+    /// Optimiser steps done in total.
+    pub iterations: usize,
+    /// Per-iteration statistics of every run.
+    pub metrics: Vec<IterationStats>,
+}
+
+/// A loaded checkpoint.
+pub struct Loaded {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The input schema.
+    pub features: Features,
+    /// The variables.
+    pub varmap: VarMap,
+    /// The network.
+    pub model: TwoTower,
+}
+
+fn io(path: &Path, source: std::io::Error) -> NeuralError {
+    NeuralError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+fn write_atomically(
+    path: &Path,
+    write: impl FnOnce(&Path) -> Result<(), NeuralError>,
+) -> Result<(), NeuralError> {
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| io(path, e)));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes weights and manifest into `dir` (created if needed).
+pub fn save(dir: &Path, varmap: &VarMap, manifest: &Manifest) -> Result<(), NeuralError> {
+    std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    write_atomically(&dir.join(WEIGHTS), |tmp| Ok(varmap.save(tmp)?))?;
+    let text =
+        serde_json::to_string_pretty(manifest).map_err(|e| NeuralError::Config(e.to_string()))?;
+    write_atomically(&dir.join(MANIFEST), |tmp| {
+        std::fs::write(tmp, text).map_err(|e| io(tmp, e))
+    })
+}
+
+/// Reads only the manifest of a model directory.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, NeuralError> {
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| NeuralError::Corrupt {
+        path: path.display().to_string(),
+        reason: format!("invalid manifest: {e}"),
+    })?;
+    if manifest.format != FORMAT {
+        return Err(NeuralError::Corrupt {
+            path: path.display().to_string(),
+            reason: format!(
+                "format `{}`, this metarec reads `{FORMAT}`",
+                manifest.format
+            ),
+        });
+    }
+    Ok(manifest)
+}
+
+/// Loads a model directory for `catalog`, checking that it fits.
+pub fn load(dir: &Path, catalog: &Catalog) -> Result<Loaded, NeuralError> {
+    let manifest = read_manifest(dir)?;
+    let schema = FeatureSchema::of(catalog);
+    let where_ = || PathBuf::from(dir).display().to_string();
+    if manifest.features.items != schema.items
+        || manifest.features.item_features != schema.item_features
+    {
+        return Err(NeuralError::Mismatch {
+            path: where_(),
+            reason: format!(
+                "trained for {} items with features [{}]; this catalog has {} items with [{}]",
+                manifest.features.items,
+                manifest.features.item_features.join(", "),
+                schema.items,
+                schema.item_features.join(", ")
+            ),
+        });
+    }
+    if manifest.features.catalog_fingerprint != schema.catalog_fingerprint {
+        return Err(NeuralError::Mismatch {
+            path: where_(),
+            reason: format!(
+                "trained on another catalog (fingerprint {}, this one {}): use the scenario it was trained on (`{}`)",
+                manifest.features.catalog_fingerprint,
+                schema.catalog_fingerprint,
+                manifest.scenario
+            ),
+        });
+    }
+    let features = Features::new(catalog);
+    let varmap = VarMap::new();
+    let model = TwoTower::new(&varmap, DType::F32, manifest.model, &features)?;
+    let weights = dir.join(WEIGHTS);
+    let bytes = std::fs::read(&weights).map_err(|e| io(&weights, e))?;
+    let corrupt = |reason: String| NeuralError::Corrupt {
+        path: weights.display().to_string(),
+        reason,
+    };
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .map_err(|e| corrupt(format!("cannot read safetensors: {e}")))?;
+    for (name, var) in sorted_vars(&varmap) {
+        let t = tensors
+            .get(&name)
+            .ok_or_else(|| corrupt(format!("tensor `{name}` is missing")))?;
+        if t.dims() != var.dims() {
+            return Err(corrupt(format!(
+                "tensor `{name}` has shape {:?}, the architecture needs {:?}",
+                t.dims(),
+                var.dims()
+            )));
+        }
+        let t = t.to_dtype(DType::F32)?;
+        let values = t.flatten_all()?.to_vec1::<f32>()?;
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(corrupt(format!("tensor `{name}` holds non-finite values")));
+        }
+        var.set(&t)?;
+    }
+    Ok(Loaded {
+        manifest,
+        features,
+        varmap,
+        model,
+    })
+}

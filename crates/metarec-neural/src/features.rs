@@ -1,0 +1,185 @@
+//! Inputs of the two towers, computed from the observable catalog and a [`Context`] only.
+//!
+//! - Item input `x_i`: the catalog's numeric features (standardised log price and popularity,
+//!   the shop's embedding); the item id enters the tower separately as a learned embedding.
+//! - User input `u`: the mean item input of the items clicked in the session history and of the
+//!   items shown but ignored, log counts of clicks, ignores, the visit and the step, and the
+//!   observable tokens (country) hashed into a few one-hot buckets.
+//! - Session flags per item: shown-and-ignored, clicked; they enter the score directly so the
+//!   policy can learn not to repeat what a user passes over.
+
+use metarec_core::{Catalog, Context, ItemId};
+
+/// Buckets of the hashed context tokens.
+pub const TOKEN_BUCKETS: usize = 16;
+/// Scalar user features: log1p clicks, log1p ignores, log1p visit, step / 10.
+pub const COUNT_FEATURES: usize = 4;
+
+/// The feature schema: sizes and the catalog the model was built on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Features {
+    item_inputs: Vec<f32>,
+    item_dim: usize,
+    items: usize,
+}
+
+/// What the policy reads from a context: the user input and the per-item flags.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserView {
+    /// The user tower's input.
+    pub input: Vec<f32>,
+    /// Items shown earlier without a click.
+    pub ignored: Vec<ItemId>,
+    /// Items clicked earlier.
+    pub clicked: Vec<ItemId>,
+}
+
+/// FNV-1a: a stable hash (std's hasher is randomised per process).
+fn fnv(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+impl Features {
+    /// The schema for a catalog.
+    pub fn new(catalog: &Catalog) -> Self {
+        let m = catalog.features();
+        let item_dim = m.dim();
+        let item_inputs = m.values().to_vec();
+        Features {
+            item_inputs,
+            item_dim,
+            items: catalog.len(),
+        }
+    }
+
+    /// Length of an item input.
+    pub fn item_dim(&self) -> usize {
+        self.item_dim
+    }
+
+    /// Length of a user input.
+    pub fn user_dim(&self) -> usize {
+        2 * self.item_dim + COUNT_FEATURES + TOKEN_BUCKETS
+    }
+
+    /// Number of items.
+    pub fn items(&self) -> usize {
+        self.items
+    }
+
+    /// All item inputs, row-major.
+    pub fn item_inputs(&self) -> &[f32] {
+        &self.item_inputs
+    }
+
+    /// One item's input.
+    pub fn item_input(&self, item: ItemId) -> &[f32] {
+        let i = item.index();
+        &self.item_inputs[i * self.item_dim..(i + 1) * self.item_dim]
+    }
+
+    /// Reads a context into `out`.
+    pub fn user_view(&self, context: &Context, out: &mut UserView) {
+        let f = self.item_dim;
+        out.input.clear();
+        out.input.resize(self.user_dim(), 0.0);
+        out.ignored.clear();
+        out.clicked.clear();
+        for event in &context.session.history {
+            if event.item.index() >= self.items {
+                continue;
+            }
+            let offset = if event.click {
+                out.clicked.push(event.item);
+                0
+            } else {
+                out.ignored.push(event.item);
+                f
+            };
+            let x = self.item_input(event.item);
+            for (o, v) in out.input[offset..offset + f].iter_mut().zip(x) {
+                *o += v;
+            }
+        }
+        for (block, n) in [(0, out.clicked.len()), (f, out.ignored.len())] {
+            if n > 0 {
+                let inv = 1.0 / n as f32;
+                out.input[block..block + f]
+                    .iter_mut()
+                    .for_each(|v| *v *= inv);
+            }
+        }
+        let c = 2 * f;
+        out.input[c] = (out.clicked.len() as f32).ln_1p();
+        out.input[c + 1] = (out.ignored.len() as f32).ln_1p();
+        out.input[c + 2] = (context.session.session as f32).ln_1p();
+        out.input[c + 3] = context.session.step as f32 / 10.0;
+        for token in &context.tokens {
+            let bucket = (fnv(token) % TOKEN_BUCKETS as u64) as usize;
+            out.input[c + COUNT_FEATURES + bucket] = 1.0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metarec_core::{Item, PastEvent, UserKey};
+
+    fn catalog() -> Catalog {
+        let mut c = Catalog::new(vec!["a".into(), "b".into()]);
+        for (k, f) in [("x", [1.0, 0.0]), ("y", [0.0, 2.0]), ("z", [4.0, 4.0])] {
+            c.push(Item {
+                key: k.into(),
+                features: f.to_vec(),
+                ..Item::default()
+            })
+            .unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn user_input_has_the_documented_layout() {
+        let f = Features::new(&catalog());
+        assert_eq!((f.item_dim(), f.user_dim()), (2, 4 + 4 + 16));
+        let mut ctx = Context::for_user(UserKey::from("u"));
+        ctx.tokens = vec!["country=France".into()];
+        ctx.session.session = 1;
+        ctx.session.step = 5;
+        ctx.session.history = vec![
+            PastEvent {
+                item: ItemId(0),
+                click: true,
+                purchase: false,
+            },
+            PastEvent {
+                item: ItemId(1),
+                click: true,
+                purchase: true,
+            },
+            PastEvent {
+                item: ItemId(2),
+                click: false,
+                purchase: false,
+            },
+            PastEvent {
+                item: ItemId(9),
+                click: true,
+                purchase: false,
+            },
+        ];
+        let mut v = UserView::default();
+        f.user_view(&ctx, &mut v);
+        assert_eq!(&v.input[..4], &[0.5, 1.0, 4.0, 4.0]);
+        assert_eq!(v.input[4], 2f32.ln_1p());
+        assert_eq!(v.input[5], 1f32.ln_1p());
+        assert_eq!(v.input[6], 1f32.ln_1p());
+        assert_eq!(v.input[7], 0.5);
+        assert_eq!(v.input[8..].iter().sum::<f32>(), 1.0);
+        assert_eq!(v.clicked, vec![ItemId(0), ItemId(1)]);
+        assert_eq!(v.ignored, vec![ItemId(2)]);
+    }
+}

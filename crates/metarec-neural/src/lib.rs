@@ -1,0 +1,31 @@
+//! metarec's neural recommendation policy and its trainers, on candle.
+//!
+//! - [`features`]: the towers' inputs, from the observable catalog and contexts only;
+//! - [`model`]: [`TwoTower`](model::TwoTower) (candle, for training) and
+//!   [`Frozen`](model::Frozen) (plain Rust, for decisions);
+//! - [`loss`]: Plackett-Luce log-probability, entropy, binary cross-entropy;
+//! - [`train`]: [`Trainer`](train::Trainer): REINFORCE with a baseline, actor-critic, supervised;
+//! - [`policy`]: [`NeuralPolicy`](policy::NeuralPolicy), the trained network as a
+//!   [`metarec_core::Policy`];
+//! - [`checkpoint`]: safetensors weights plus a JSON manifest, checked for fit when loaded.
+#![deny(missing_docs)]
+
+pub mod checkpoint;
+mod error;
+pub mod features;
+pub mod loss;
+pub mod model;
+pub mod policy;
+pub mod train;
+
+pub use candle_core::Tensor;
+pub use error::NeuralError;
+
+/// The item inputs of a schema as the `N x F` tensor the item tower reads.
+pub fn item_tensor(features: &features::Features) -> Result<Tensor, NeuralError> {
+    Ok(Tensor::from_vec(
+        features.item_inputs().to_vec(),
+        (features.items(), features.item_dim()),
+        &candle_core::Device::Cpu,
+    )?)
+}

@@ -1,0 +1,568 @@
+//! The two-tower network, on candle for training and as plain Rust for serving.
+//!
+//! ```text
+//! item tower:  h_i  = W2 relu(W1 [x_i, id_i] + b1) + b2            (id_i: learned id embedding)
+//!              c_i  = bias_id[i] + w_b . x_i + b_b                  (item bias)
+//! user tower:  a    = relu(W3 u + b3);  V(u) = w_v . a + b_v
+//!              g    = W4 a + b4 + Wc mean(h_j: j clicked) + Wi mean(h_j: j ignored)
+//! score:       s_ui = <g, h_i> + c_i + f_ign ignored_i + f_clk clicked_i
+//! click:       P(click) = sigmoid(s_ui);  purchase | click: sigmoid(p_a s_ui + p_b)
+//! policy:      Plackett-Luce over s_ui / temperature
+//! ```
+//!
+//! The user vector sums learned item vectors of the session's clicked and ignored items, so the
+//! network learns item-to-item relations end to end (`h_j^T Wc^T h_i`), beyond what the shop's
+//! observable embedding tells. [`TwoTower`] holds the candle variables; [`Frozen`] is the same network copied out into plain
+//! vectors, with the item tower precomputed, so a decision costs a small matrix-vector product
+//! and one dot product per candidate (microseconds, no allocation once warm).
+
+use crate::error::NeuralError;
+use crate::features::Features;
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{Linear, Module, VarBuilder, VarMap};
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+/// Sizes of the network.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Width of the item id embedding.
+    pub id_dim: usize,
+    /// Width of each tower's hidden layer.
+    pub hidden: usize,
+    /// Width of the tower outputs (the dot-product space).
+    pub embed: usize,
+    /// Plackett-Luce temperature of the policy.
+    pub temperature: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            id_dim: 8,
+            hidden: 32,
+            embed: 16,
+            temperature: 1.0,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Checks the sizes.
+    pub fn validate(&self) -> Result<(), NeuralError> {
+        for (name, v) in [
+            ("id_dim", self.id_dim),
+            ("hidden", self.hidden),
+            ("embed", self.embed),
+        ] {
+            if v == 0 || v > 4096 {
+                return Err(NeuralError::Config(format!(
+                    "model.{name} = {v}: must be 1 to 4096"
+                )));
+            }
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(NeuralError::Config(format!(
+                "model.temperature = {}: must be positive",
+                self.temperature
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The network's variables (candle).
+pub struct TwoTower {
+    /// The sizes.
+    pub config: ModelConfig,
+    id_emb: Tensor,
+    item_l1: Linear,
+    item_l2: Linear,
+    bias_id: Tensor,
+    bias_lin: Linear,
+    user_l1: Linear,
+    user_l2: Linear,
+    user_click: Linear,
+    user_ignore: Linear,
+    value: Linear,
+    flags: Tensor,
+    purchase: Tensor,
+}
+
+/// Outputs of the item tower for every item.
+pub struct ItemOut {
+    /// `N x embed`.
+    pub vectors: Tensor,
+    /// `N`.
+    pub bias: Tensor,
+}
+
+/// Outputs of the user tower for a batch of states.
+pub struct UserOut {
+    /// `S x embed`.
+    pub vectors: Tensor,
+    /// `S`: the state-value estimate.
+    pub value: Tensor,
+}
+
+impl TwoTower {
+    /// Declares the variables in `varmap` (values are set by [`init_seeded`]).
+    pub fn new(
+        varmap: &VarMap,
+        dtype: DType,
+        config: ModelConfig,
+        features: &Features,
+    ) -> Result<TwoTower, NeuralError> {
+        config.validate()?;
+        let vb = VarBuilder::from_varmap(varmap, dtype, &Device::Cpu);
+        let n = features.items();
+        let f = features.item_dim();
+        let u = features.user_dim();
+        let zero = candle_nn::Init::Const(0.0);
+        let lin = |i: usize, o: usize, name: &str| -> Result<Linear, NeuralError> {
+            let p = vb.pp(name);
+            let w = p.get_with_hints((o, i), "weight", zero)?;
+            let b = p.get_with_hints(o, "bias", zero)?;
+            Ok(Linear::new(w, Some(b)))
+        };
+        Ok(TwoTower {
+            config,
+            id_emb: vb.get_with_hints((n, config.id_dim), "item.id_emb", zero)?,
+            item_l1: lin(f + config.id_dim, config.hidden, "item.l1")?,
+            item_l2: lin(config.hidden, config.embed, "item.l2")?,
+            bias_id: vb.get_with_hints(n, "item.bias_id", zero)?,
+            bias_lin: lin(f, 1, "item.bias_lin")?,
+            user_l1: lin(u, config.hidden, "user.l1")?,
+            user_l2: lin(config.hidden, config.embed, "user.l2")?,
+            user_click: Linear::new(
+                vb.pp("user.click")
+                    .get_with_hints((config.embed, config.embed), "weight", zero)?,
+                None,
+            ),
+            user_ignore: Linear::new(
+                vb.pp("user.ignore").get_with_hints(
+                    (config.embed, config.embed),
+                    "weight",
+                    zero,
+                )?,
+                None,
+            ),
+            value: lin(config.hidden, 1, "value")?,
+            flags: vb.get_with_hints(2, "flags", zero)?,
+            purchase: vb.get_with_hints(2, "purchase", zero)?,
+        })
+    }
+
+    /// The item tower over all items; `x` is `N x F`.
+    pub fn items(&self, x: &Tensor) -> Result<ItemOut, NeuralError> {
+        let input = Tensor::cat(&[x, &self.id_emb], 1)?;
+        let hidden = self.item_l1.forward(&input)?.relu()?;
+        let vectors = self.item_l2.forward(&hidden)?;
+        let bias = (self.bias_lin.forward(x)?.squeeze(1)? + &self.bias_id)?;
+        Ok(ItemOut { vectors, bias })
+    }
+
+    /// The user tower; `u` is `S x U`, `clicked_mean` and `ignored_mean` are `S x N` rows that
+    /// average over the session's clicked and ignored items (all zero when there are none).
+    pub fn users(
+        &self,
+        u: &Tensor,
+        clicked_mean: &Tensor,
+        ignored_mean: &Tensor,
+        items: &ItemOut,
+    ) -> Result<UserOut, NeuralError> {
+        let hidden = self.user_l1.forward(u)?.relu()?;
+        let own = self.user_l2.forward(&hidden)?;
+        let from_clicks = self
+            .user_click
+            .forward(&clicked_mean.matmul(&items.vectors)?)?;
+        let from_ignores = self
+            .user_ignore
+            .forward(&ignored_mean.matmul(&items.vectors)?)?;
+        let vectors = ((own + from_clicks)? + from_ignores)?;
+        let value = self.value.forward(&hidden)?.squeeze(1)?;
+        Ok(UserOut { vectors, value })
+    }
+
+    /// Scores `S x N`; `ignored` and `clicked` are `S x N` indicator matrices.
+    pub fn scores(
+        &self,
+        users: &UserOut,
+        items: &ItemOut,
+        ignored: &Tensor,
+        clicked: &Tensor,
+    ) -> Result<Tensor, NeuralError> {
+        let dot = users.vectors.matmul(&items.vectors.t()?)?;
+        let with_bias = dot.broadcast_add(&items.bias.unsqueeze(0)?)?;
+        let f_ign = self.flags.narrow(0, 0, 1)?;
+        let f_clk = self.flags.narrow(0, 1, 1)?;
+        let flagged = (ignored.broadcast_mul(&f_ign)? + clicked.broadcast_mul(&f_clk)?)?;
+        Ok((with_bias + flagged)?)
+    }
+
+    /// Purchase-given-click logits from click logits.
+    pub fn purchase_logits(&self, click_logits: &Tensor) -> Result<Tensor, NeuralError> {
+        let a = self.purchase.narrow(0, 0, 1)?;
+        let b = self.purchase.narrow(0, 1, 1)?;
+        Ok(click_logits.broadcast_mul(&a)?.broadcast_add(&b)?)
+    }
+}
+
+/// Sets every variable from a seeded generator, in name order, so the same seed always gives
+/// the same initial network (candle's own initialisers draw from an unseeded generator).
+/// Weights get `N(0, 1 / fan_in)`, the id embedding `N(0, 0.1^2)`, biases and scalars 0, and the
+/// purchase head `a = 1`.
+pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<(), NeuralError> {
+    let mut rng = metarec_core::rng_for(seed, 0x6e6e);
+    let data = varmap
+        .data()
+        .lock()
+        .map_err(|_| NeuralError::Config("poisoned variable map".into()))?;
+    let mut names: Vec<&String> = data.keys().collect();
+    names.sort();
+    for name in names {
+        let var = &data[name];
+        let dims = var.dims().to_vec();
+        let count: usize = dims.iter().product();
+        let values: Vec<f64> = if name.ends_with("weight") {
+            let fan_in = *dims.last().unwrap_or(&1) as f64;
+            let normal = Normal::new(0.0, (1.0 / fan_in).sqrt())
+                .map_err(|e| NeuralError::Config(e.to_string()))?;
+            (0..count).map(|_| normal.sample(&mut rng)).collect()
+        } else if name == "item.id_emb" {
+            let normal = Normal::new(0.0, 0.1).map_err(|e| NeuralError::Config(e.to_string()))?;
+            (0..count).map(|_| normal.sample(&mut rng)).collect()
+        } else if name == "purchase" {
+            vec![1.0, 0.0]
+        } else {
+            vec![0.0; count]
+        };
+        let t = Tensor::from_vec(values, dims.as_slice(), &Device::Cpu)?.to_dtype(var.dtype())?;
+        var.set(&t)?;
+    }
+    Ok(())
+}
+
+fn to_f32(t: &Tensor) -> Result<Vec<f32>, NeuralError> {
+    Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
+}
+
+/// The network copied out of candle for fast decisions.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frozen {
+    /// Output width.
+    pub embed: usize,
+    /// Hidden width.
+    pub hidden: usize,
+    /// User input width.
+    pub user_dim: usize,
+    /// Item vectors, `N x embed`.
+    pub item_vectors: Vec<f32>,
+    /// Item biases.
+    pub item_bias: Vec<f32>,
+    w3: Vec<f32>,
+    b3: Vec<f32>,
+    w4: Vec<f32>,
+    b4: Vec<f32>,
+    wc: Vec<f32>,
+    wi: Vec<f32>,
+    wv: Vec<f32>,
+    bv: f32,
+    /// Weights of the ignored and clicked flags.
+    pub flags: [f32; 2],
+    /// The policy's temperature.
+    pub temperature: f64,
+}
+
+impl Frozen {
+    /// Copies the network out, running the item tower once over all items.
+    pub fn from_model(model: &TwoTower, item_inputs: &Tensor) -> Result<Frozen, NeuralError> {
+        let items = model.items(item_inputs)?;
+        let flags = to_f32(&model.flags)?;
+        let wv = to_f32(model.value.weight())?;
+        let bv = model
+            .value
+            .bias()
+            .map(to_f32)
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Frozen {
+            embed: model.config.embed,
+            hidden: model.config.hidden,
+            user_dim: model.user_l1.weight().dims()[1],
+            item_vectors: to_f32(&items.vectors)?,
+            item_bias: to_f32(&items.bias)?,
+            w3: to_f32(model.user_l1.weight())?,
+            b3: model
+                .user_l1
+                .bias()
+                .map(to_f32)
+                .transpose()?
+                .unwrap_or_default(),
+            w4: to_f32(model.user_l2.weight())?,
+            b4: model
+                .user_l2
+                .bias()
+                .map(to_f32)
+                .transpose()?
+                .unwrap_or_default(),
+            wc: to_f32(model.user_click.weight())?,
+            wi: to_f32(model.user_ignore.weight())?,
+            wv,
+            bv: bv.first().copied().unwrap_or(0.0),
+            flags: [flags[0], flags[1]],
+            temperature: model.config.temperature,
+        })
+    }
+
+    /// The user vector `g` (into `out`) and the state value for a user input and the session's
+    /// clicked and ignored items, reusing `scratch`.
+    pub fn user(
+        &self,
+        input: &[f32],
+        clicked: &[metarec_core::ItemId],
+        ignored: &[metarec_core::ItemId],
+        scratch: &mut Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> f32 {
+        let (h, e) = (self.hidden, self.embed);
+        scratch.clear();
+        scratch.resize(h + 2 * e, 0.0);
+        let (hidden, means) = scratch.split_at_mut(h);
+        hidden.copy_from_slice(&self.b3);
+        for (r, v) in hidden.iter_mut().enumerate() {
+            let row = &self.w3[r * self.user_dim..(r + 1) * self.user_dim];
+            *v += row.iter().zip(input).map(|(w, x)| w * x).sum::<f32>();
+            *v = v.max(0.0);
+        }
+        let (click_mean, ignore_mean) = means.split_at_mut(e);
+        for (mean, set) in [(&mut *click_mean, clicked), (&mut *ignore_mean, ignored)] {
+            if set.is_empty() {
+                continue;
+            }
+            for item in set {
+                let v = &self.item_vectors[item.index() * e..(item.index() + 1) * e];
+                for (m, x) in mean.iter_mut().zip(v) {
+                    *m += x;
+                }
+            }
+            let inv = 1.0 / set.len() as f32;
+            mean.iter_mut().for_each(|m| *m *= inv);
+        }
+        out.clear();
+        out.extend(self.b4.iter().copied());
+        for (r, o) in out.iter_mut().enumerate() {
+            let w4 = &self.w4[r * h..(r + 1) * h];
+            let wc = &self.wc[r * e..(r + 1) * e];
+            let wi = &self.wi[r * e..(r + 1) * e];
+            *o += w4
+                .iter()
+                .zip(hidden.iter())
+                .map(|(w, x)| w * x)
+                .sum::<f32>()
+                + wc.iter()
+                    .zip(click_mean.iter())
+                    .map(|(w, x)| w * x)
+                    .sum::<f32>()
+                + wi.iter()
+                    .zip(ignore_mean.iter())
+                    .map(|(w, x)| w * x)
+                    .sum::<f32>();
+        }
+        self.bv
+            + self
+                .wv
+                .iter()
+                .zip(hidden.iter())
+                .map(|(w, x)| w * x)
+                .sum::<f32>()
+    }
+
+    /// The score of item `i` for user vector `g` with its session flags.
+    #[inline]
+    pub fn score(&self, g: &[f32], i: usize, ignored: bool, clicked: bool) -> f32 {
+        let v = &self.item_vectors[i * self.embed..(i + 1) * self.embed];
+        let mut s = self.item_bias[i] + g.iter().zip(v).map(|(a, b)| a * b).sum::<f32>();
+        if ignored {
+            s += self.flags[0];
+        }
+        if clicked {
+            s += self.flags[1];
+        }
+        s
+    }
+}
+
+/// The variables of a network in a fresh map, seeded.
+pub fn build(
+    config: ModelConfig,
+    features: &Features,
+    dtype: DType,
+    seed: u64,
+) -> Result<(VarMap, TwoTower), NeuralError> {
+    let varmap = VarMap::new();
+    let model = TwoTower::new(&varmap, dtype, config, features)?;
+    init_seeded(&varmap, seed)?;
+    Ok((varmap, model))
+}
+
+/// All variables of a map, sorted by name (the optimiser's and the checkpoint's order).
+pub fn sorted_vars(varmap: &VarMap) -> Vec<(String, Var)> {
+    let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
+    let mut vars: Vec<(String, Var)> = data.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::loss::{
+        bce_with_logits, first_position_entropy, plackett_luce_log_prob, position_masks,
+    };
+    use metarec_core::{Catalog, Item};
+
+    fn catalog() -> Catalog {
+        let mut c = Catalog::new(vec!["a".into(), "b".into()]);
+        for i in 0..5 {
+            c.push(Item {
+                key: format!("i{i}"),
+                features: vec![(i as f32 * 0.7).sin(), i as f32 / 5.0],
+                ..Item::default()
+            })
+            .unwrap();
+        }
+        c
+    }
+
+    /// A scalar loss touching every variable: Plackett-Luce log-probabilities weighted by fixed
+    /// advantages, the value, the entropy and both cross-entropies.
+    fn loss(model: &TwoTower, f: &Features) -> Tensor {
+        let dev = Device::Cpu;
+        let x = Tensor::from_vec(
+            f.item_inputs()
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect::<Vec<_>>(),
+            (f.items(), f.item_dim()),
+            &dev,
+        )
+        .unwrap();
+        let s = 3;
+        let u: Vec<f64> = (0..s * f.user_dim())
+            .map(|i| ((i * 7 % 11) as f64 - 5.0) / 7.0)
+            .collect();
+        let u = Tensor::from_vec(u, (s, f.user_dim()), &dev).unwrap();
+        let mut ign = vec![0f64; s * 5];
+        let mut clk = vec![0f64; s * 5];
+        ign[1] = 1.0;
+        clk[5 + 3] = 1.0;
+        clk[10 + 2] = 1.0;
+        ign[10 + 4] = 1.0;
+        let ign_t = Tensor::from_vec(ign.clone(), (s, 5), &dev).unwrap();
+        let clk_t = Tensor::from_vec(clk.clone(), (s, 5), &dev).unwrap();
+        let items = model.items(&x).unwrap();
+        let users = model.users(&u, &clk_t, &ign_t, &items).unwrap();
+        let scores = model.scores(&users, &items, &ign_t, &clk_t).unwrap();
+        let chosen = vec![vec![0u32, 2], vec![4, 1], vec![3, 0]];
+        let masks = position_masks(&chosen, 5, DType::F64).unwrap();
+        let lp = plackett_luce_log_prob(&scores, &chosen, &masks, 0.7).unwrap();
+        let adv = Tensor::new(&[1.5f64, -0.5, 0.8], &dev).unwrap();
+        let actor = (lp * adv).unwrap().sum_all().unwrap();
+        let critic = users.value.sqr().unwrap().sum_all().unwrap();
+        let ent = first_position_entropy(&scores, 0.7)
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let flat = scores.flatten_all().unwrap();
+        let picked = flat
+            .index_select(&Tensor::new(&[0u32, 7, 13], &dev).unwrap(), 0)
+            .unwrap();
+        let targets = Tensor::new(&[1f64, 0.0, 1.0], &dev).unwrap();
+        let click = bce_with_logits(&picked, &targets).unwrap();
+        let buy = bce_with_logits(&model.purchase_logits(&picked).unwrap(), &targets).unwrap();
+        let total = (((actor + critic).unwrap() + ent).unwrap() + click).unwrap();
+        (total + buy).unwrap()
+    }
+
+    #[test]
+    fn every_layer_gradient_matches_finite_differences() {
+        let c = catalog();
+        let f = Features::new(&c);
+        let config = ModelConfig {
+            id_dim: 3,
+            hidden: 4,
+            embed: 3,
+            temperature: 0.7,
+        };
+        let (varmap, model) = build(config, &f, DType::F64, 3).unwrap();
+        // Non-zero biases and flags, so their gradients are exercised away from 0.
+        for (name, var) in sorted_vars(&varmap) {
+            if !name.ends_with("weight") && name != "item.id_emb" {
+                let t = var.as_tensor();
+                let n = t.elem_count();
+                let v: Vec<f64> = (0..n).map(|i| 0.1 + 0.05 * i as f64).collect();
+                var.set(&Tensor::from_vec(v, t.dims(), &Device::Cpu).unwrap())
+                    .unwrap();
+            }
+        }
+        let grads = loss(&model, &f).backward().unwrap();
+        let eps = 1e-6;
+        let mut checked = 0;
+        for (name, var) in sorted_vars(&varmap) {
+            let g = grads
+                .get(var.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for {name}"));
+            let g: Vec<f64> = g.flatten_all().unwrap().to_vec1().unwrap();
+            let base: Vec<f64> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            let dims = var.dims().to_vec();
+            // A few entries per variable: first, middle, last.
+            for &j in &[0, base.len() / 2, base.len() - 1] {
+                let mut plus = base.clone();
+                plus[j] += eps;
+                var.set(&Tensor::from_vec(plus, dims.as_slice(), &Device::Cpu).unwrap())
+                    .unwrap();
+                let lp = loss(&model, &f).to_scalar::<f64>().unwrap();
+                let mut minus = base.clone();
+                minus[j] -= eps;
+                var.set(&Tensor::from_vec(minus, dims.as_slice(), &Device::Cpu).unwrap())
+                    .unwrap();
+                let lm = loss(&model, &f).to_scalar::<f64>().unwrap();
+                var.set(&Tensor::from_vec(base.clone(), dims.as_slice(), &Device::Cpu).unwrap())
+                    .unwrap();
+                let numeric = (lp - lm) / (2.0 * eps);
+                let tolerance = 1e-5 * (1.0 + numeric.abs().max(g[j].abs()));
+                assert!(
+                    (numeric - g[j]).abs() < tolerance,
+                    "{name}[{j}]: autograd {} vs numeric {numeric}",
+                    g[j]
+                );
+                checked += 1;
+            }
+        }
+        // 18 variables: id embedding, 2 item layers, 2 bias terms, 2 user layers, the click and
+        // ignore aggregations, the value head, the flags and the purchase head (weights and biases).
+        assert_eq!(checked, 3 * 18, "every variable is checked");
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_network() {
+        let f = Features::new(&catalog());
+        let values = |seed| {
+            let (varmap, _) = build(ModelConfig::default(), &f, DType::F32, seed).unwrap();
+            sorted_vars(&varmap)
+                .into_iter()
+                .flat_map(|(_, v)| {
+                    v.as_tensor()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap()
+                })
+                .collect::<Vec<f32>>()
+        };
+        assert_eq!(values(5), values(5));
+        assert_ne!(values(5), values(6));
+    }
+}

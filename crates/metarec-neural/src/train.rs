@@ -1,0 +1,682 @@
+//! Trainers: the loop is written once ([`Trainer::train`]); the algorithm ([`Algo`]) supplies
+//! the loss of a batch.
+//!
+//! - [`Algo::Reinforce`]: REINFORCE with a learned baseline: `-(G_t - V(s_t)) log pi(slate_t)`,
+//!   advantages standardised per batch, plus `(G_t - V(s_t))^2` for the baseline;
+//! - [`Algo::ActorCritic`]: one-step actor-critic: the advantage is
+//!   `r_t + gamma V(s_{t+1}) - V(s_t)` (no bootstrap past a user's last slate);
+//! - [`Algo::Supervised`]: click and purchase cross-entropy on logged interactions.
+//!
+//! Episodes are whole simulated users (every visit), discounted per slate by the reward
+//! function's `gamma`. Training users come from a seed of their own, so the arena's users are
+//! never seen in training.
+
+use crate::error::NeuralError;
+use crate::features::{Features, UserView};
+use crate::loss::{
+    bce_with_logits, first_position_entropy, plackett_luce_log_prob, position_masks,
+};
+use crate::model::{Frozen, ModelConfig, TwoTower, build, sorted_vars};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
+use metarec_core::explore::plackett_luce;
+use metarec_core::{
+    Catalog, Context, Decision, Environment, EventId, Interaction, ItemId, RewardFn, Rng, Slate,
+    rng_for,
+};
+use serde::{Deserialize, Serialize};
+
+/// The learning algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Algo {
+    /// Policy gradient with a learned baseline.
+    Reinforce,
+    /// One-step actor-critic.
+    ActorCritic,
+    /// Click and purchase cross-entropy on logged interactions.
+    Supervised,
+}
+
+impl Algo {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algo::Reinforce => "reinforce",
+            Algo::ActorCritic => "actor-critic",
+            Algo::Supervised => "supervised",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(name: &str) -> Result<Algo, NeuralError> {
+        match name {
+            "reinforce" => Ok(Algo::Reinforce),
+            "actor-critic" => Ok(Algo::ActorCritic),
+            "supervised" => Ok(Algo::Supervised),
+            other => Err(NeuralError::Config(format!(
+                "unknown algorithm `{other}`; expected reinforce, actor-critic or supervised"
+            ))),
+        }
+    }
+}
+
+/// Settings of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// The algorithm.
+    pub algo: Algo,
+    /// Network sizes.
+    pub model: ModelConfig,
+    /// Optimiser steps.
+    pub iterations: usize,
+    /// Simulated users per step (RL) or logged interactions per step (supervised).
+    pub batch: usize,
+    /// Adam's learning rate.
+    pub learning_rate: f64,
+    /// Weight of the first position's entropy bonus (RL).
+    pub entropy: f64,
+    /// Weight of the value loss (RL).
+    pub value_weight: f64,
+    /// Seed of the initial weights, the policy's sampling and the training users.
+    pub seed: u64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            algo: Algo::Reinforce,
+            model: ModelConfig::default(),
+            iterations: 300,
+            batch: 64,
+            learning_rate: 3e-3,
+            entropy: 0.01,
+            value_weight: 0.5,
+            seed: 7,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks the settings.
+    pub fn validate(&self) -> Result<(), NeuralError> {
+        self.model.validate()?;
+        if self.batch == 0 {
+            return Err(NeuralError::Config("batch must be at least 1".into()));
+        }
+        for (name, v) in [
+            ("learning_rate", self.learning_rate),
+            ("entropy", self.entropy),
+            ("value_weight", self.value_weight),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(NeuralError::Config(format!(
+                    "{name} = {v}: must be a non-negative number"
+                )));
+            }
+        }
+        if self.learning_rate <= 0.0 {
+            return Err(NeuralError::Config("learning_rate must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+/// The user side of a batch, as tensors.
+struct UserBatch {
+    inputs: Tensor,
+    ignored: Tensor,
+    clicked: Tensor,
+    ignored_mean: Tensor,
+    clicked_mean: Tensor,
+}
+
+/// One slate of a training episode.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// The user tower's input.
+    pub input: Vec<f32>,
+    /// Items shown earlier without a click.
+    pub ignored: Vec<ItemId>,
+    /// Items clicked earlier.
+    pub clicked: Vec<ItemId>,
+    /// The slate shown.
+    pub slate: Vec<ItemId>,
+    /// Clicks per slate entry.
+    pub clicks: Vec<bool>,
+    /// Purchases per slate entry.
+    pub purchases: Vec<bool>,
+    /// The step's reward.
+    pub reward: f64,
+    /// The discounted return from this step on.
+    pub ret: f64,
+    /// Whether this was the user's last slate.
+    pub last: bool,
+}
+
+/// Statistics of one training iteration.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IterationStats {
+    /// The iteration (1-based, counting resumed ones).
+    pub iteration: usize,
+    /// Mean total reward per user in the batch (RL) or 0 (supervised).
+    pub reward_per_user: f64,
+    /// Mean discounted return per user (RL).
+    pub return_per_user: f64,
+    /// Slates per user (RL).
+    pub slates_per_user: f64,
+    /// The loss minimised.
+    pub loss: f64,
+    /// Mean first-position entropy (RL).
+    pub entropy: f64,
+}
+
+/// A network being trained.
+pub struct Trainer {
+    /// The settings.
+    pub config: TrainConfig,
+    /// The objective (its `gamma` discounts the returns).
+    pub reward: RewardFn,
+    /// The input schema.
+    pub features: Features,
+    /// The variables.
+    pub varmap: VarMap,
+    model: TwoTower,
+    optimizer: AdamW,
+    item_inputs: Tensor,
+    frozen: Frozen,
+    rng: Rng,
+    /// Iterations done so far (including those before a resume).
+    pub iterations_done: usize,
+    /// Per-iteration statistics of this process's run.
+    pub history: Vec<IterationStats>,
+}
+
+fn adam(varmap: &VarMap, lr: f64) -> Result<AdamW, NeuralError> {
+    let vars = sorted_vars(varmap).into_iter().map(|(_, v)| v).collect();
+    Ok(AdamW::new(
+        vars,
+        ParamsAdamW {
+            lr,
+            weight_decay: 0.0,
+            ..ParamsAdamW::default()
+        },
+    )?)
+}
+
+impl Trainer {
+    /// A fresh network for `catalog`.
+    pub fn new(
+        catalog: &Catalog,
+        reward: RewardFn,
+        config: TrainConfig,
+    ) -> Result<Trainer, NeuralError> {
+        config.validate()?;
+        let features = Features::new(catalog);
+        let (varmap, model) = build(config.model, &features, DType::F32, config.seed)?;
+        Trainer::assemble(features, varmap, model, reward, config, 0)
+    }
+
+    /// Continues from existing variables (a loaded checkpoint).
+    pub fn resume(
+        features: Features,
+        varmap: VarMap,
+        model: TwoTower,
+        reward: RewardFn,
+        config: TrainConfig,
+        iterations_done: usize,
+    ) -> Result<Trainer, NeuralError> {
+        config.validate()?;
+        Trainer::assemble(features, varmap, model, reward, config, iterations_done)
+    }
+
+    fn assemble(
+        features: Features,
+        varmap: VarMap,
+        model: TwoTower,
+        reward: RewardFn,
+        config: TrainConfig,
+        iterations_done: usize,
+    ) -> Result<Trainer, NeuralError> {
+        let item_inputs = crate::item_tensor(&features)?;
+        let frozen = Frozen::from_model(&model, &item_inputs)?;
+        let optimizer = adam(&varmap, config.learning_rate)?;
+        // The sampling stream continues where a resumed run left off, so a run resumed after
+        // n iterations draws different users and slates than its first n iterations did.
+        let rng = rng_for(config.seed, 0x7472_0000 + iterations_done as u64);
+        Ok(Trainer {
+            config,
+            reward,
+            features,
+            varmap,
+            model,
+            optimizer,
+            item_inputs,
+            frozen,
+            rng,
+            iterations_done,
+            history: Vec::new(),
+        })
+    }
+
+    /// The current network, frozen for decisions.
+    pub fn frozen(&self) -> &Frozen {
+        &self.frozen
+    }
+
+    /// The candle model.
+    pub fn model(&self) -> &TwoTower {
+        &self.model
+    }
+
+    /// Plays users `users` on `env` with the current policy (Plackett-Luce sampling).
+    pub fn collect<E: Environment>(
+        &mut self,
+        env: &mut E,
+        users: std::ops::Range<u64>,
+    ) -> Vec<Vec<Transition>> {
+        let k = env.slate_size();
+        let n = self.features.items();
+        let candidates: Vec<ItemId> = (0..n as u32).map(ItemId).collect();
+        let mut view = UserView::default();
+        let (mut hidden, mut g) = (Vec::new(), Vec::new());
+        let mut scores = vec![0f64; n];
+        let mut episodes = Vec::with_capacity(users.end.saturating_sub(users.start) as usize);
+        for user in users {
+            let mut context: Option<Context> = Some(env.reset(user));
+            let mut episode: Vec<Transition> = Vec::new();
+            while let Some(ctx) = context {
+                self.features.user_view(&ctx, &mut view);
+                self.frozen.user(
+                    &view.input,
+                    &view.clicked,
+                    &view.ignored,
+                    &mut hidden,
+                    &mut g,
+                );
+                for (i, s) in scores.iter_mut().enumerate() {
+                    let id = ItemId(i as u32);
+                    *s = f64::from(self.frozen.score(
+                        &g,
+                        i,
+                        view.ignored.contains(&id),
+                        view.clicked.contains(&id),
+                    ));
+                }
+                let choice = plackett_luce(
+                    &candidates,
+                    &scores,
+                    k,
+                    self.frozen.temperature,
+                    0,
+                    &mut self.rng,
+                );
+                let n_items = choice.items.len();
+                let decision = Decision {
+                    event_id: EventId(String::new()),
+                    slate: Slate::new(choice.items).expect("Plackett-Luce draws distinct items"),
+                    propensities: vec![1.0; n_items],
+                    slate_propensity: None,
+                    positions: None,
+                    policy_id: String::new(),
+                    model_version: String::new(),
+                };
+                let step = env.step(&decision);
+                episode.push(Transition {
+                    input: view.input.clone(),
+                    ignored: view.ignored.clone(),
+                    clicked: view.clicked.clone(),
+                    slate: decision.slate.items().to_vec(),
+                    clicks: step.feedback.clicks.clone(),
+                    purchases: step.feedback.purchases.clone(),
+                    reward: self.reward.reward(&step.feedback),
+                    ret: 0.0,
+                    last: step.next.is_none(),
+                });
+                context = step.next;
+            }
+            let rewards: Vec<f64> = episode.iter().map(|t| t.reward).collect();
+            for (t, r) in episode.iter_mut().zip(self.reward.returns_to_go(&rewards)) {
+                t.ret = r;
+            }
+            episodes.push(episode);
+        }
+        episodes
+    }
+
+    /// Batch tensors of the user side: inputs `S x U`, the ignored and clicked indicators
+    /// `S x N`, and the same indicators normalised to row means.
+    fn user_tensors(&self, steps: &[&Transition]) -> Result<UserBatch, NeuralError> {
+        let s = steps.len();
+        let n = self.features.items();
+        let ud = self.features.user_dim();
+        let mut u = Vec::with_capacity(s * ud);
+        let mut ign = vec![0f32; s * n];
+        let mut clk = vec![0f32; s * n];
+        let mut ign_mean = vec![0f32; s * n];
+        let mut clk_mean = vec![0f32; s * n];
+        for (row, t) in steps.iter().enumerate() {
+            u.extend_from_slice(&t.input);
+            for (flags, means, set) in [
+                (&mut ign, &mut ign_mean, &t.ignored),
+                (&mut clk, &mut clk_mean, &t.clicked),
+            ] {
+                for i in set.iter() {
+                    flags[row * n + i.index()] = 1.0;
+                    means[row * n + i.index()] += 1.0 / set.len() as f32;
+                }
+            }
+        }
+        let m = |v: Vec<f32>| Tensor::from_vec(v, (s, n), &Device::Cpu);
+        Ok(UserBatch {
+            inputs: Tensor::from_vec(u, (s, ud), &Device::Cpu)?,
+            ignored: m(ign)?,
+            clicked: m(clk)?,
+            ignored_mean: m(ign_mean)?,
+            clicked_mean: m(clk_mean)?,
+        })
+    }
+
+    /// Scores and user-tower outputs of a batch of steps.
+    fn forward(
+        &self,
+        steps: &[&Transition],
+    ) -> Result<(Tensor, crate::model::UserOut), NeuralError> {
+        let b = self.user_tensors(steps)?;
+        let items = self.model.items(&self.item_inputs)?;
+        let users = self
+            .model
+            .users(&b.inputs, &b.clicked_mean, &b.ignored_mean, &items)?;
+        let scores = self.model.scores(&users, &items, &b.ignored, &b.clicked)?;
+        Ok((scores, users))
+    }
+
+    /// The policy-gradient loss of a batch of episodes (REINFORCE or actor-critic).
+    pub fn rl_loss(&self, episodes: &[Vec<Transition>]) -> Result<(Tensor, f64), NeuralError> {
+        let steps: Vec<&Transition> = episodes.iter().flatten().collect();
+        let s = steps.len();
+        let (scores, users) = self.forward(&steps)?;
+        let chosen: Vec<Vec<u32>> = steps
+            .iter()
+            .map(|t| t.slate.iter().map(|i| i.0).collect())
+            .collect();
+        let masks = position_masks(&chosen, self.features.items(), DType::F32)?;
+        let temperature = self.model.config.temperature;
+        let log_prob = plackett_luce_log_prob(&scores, &chosen, &masks, temperature)?;
+        let value = &users.value;
+        let gamma = self.reward.gamma();
+        let targets: Tensor = match self.config.algo {
+            Algo::ActorCritic => {
+                // r_t + gamma V(s_{t+1}), with no bootstrap after a user's last slate.
+                let v: Vec<f32> = value.detach().to_vec1::<f32>()?;
+                let t: Vec<f32> = (0..s)
+                    .map(|i| {
+                        let next = if steps[i].last { 0.0 } else { v[i + 1] };
+                        steps[i].reward as f32 + gamma as f32 * next
+                    })
+                    .collect();
+                Tensor::from_vec(t, s, &Device::Cpu)?
+            }
+            _ => Tensor::from_vec(
+                steps.iter().map(|t| t.ret as f32).collect::<Vec<_>>(),
+                s,
+                &Device::Cpu,
+            )?,
+        };
+        let advantage = (&targets - value.detach())?;
+        let adv: Vec<f32> = advantage.to_vec1()?;
+        let mean = adv.iter().sum::<f32>() / s.max(1) as f32;
+        let sd = (adv.iter().map(|a| (a - mean).powi(2)).sum::<f32>() / s.max(1) as f32)
+            .sqrt()
+            .max(1e-6);
+        let normalised = Tensor::from_vec(
+            adv.iter().map(|a| (a - mean) / sd).collect::<Vec<_>>(),
+            s,
+            &Device::Cpu,
+        )?;
+        let actor = (normalised * &log_prob)?.mean_all()?.neg()?;
+        let critic = (targets - value)?.sqr()?.mean_all()?;
+        let entropy = first_position_entropy(&scores, temperature)?.mean_all()?;
+        let loss =
+            ((actor + (critic * self.config.value_weight)?)? - (&entropy * self.config.entropy)?)?;
+        Ok((loss, f64::from(entropy.to_scalar::<f32>()?)))
+    }
+
+    /// The supervised loss of logged interactions: click cross-entropy on every shown entry,
+    /// purchase cross-entropy on every clicked entry.
+    pub fn supervised_loss(&self, logged: &[Interaction]) -> Result<Tensor, NeuralError> {
+        let mut steps = Vec::with_capacity(logged.len());
+        let mut view = UserView::default();
+        for i in logged {
+            self.features.user_view(&i.context, &mut view);
+            let slate: Vec<ItemId> = i
+                .decision
+                .slate
+                .items()
+                .iter()
+                .copied()
+                .filter(|x| x.index() < self.features.items())
+                .collect();
+            if slate.len() != i.decision.slate.len() {
+                continue;
+            }
+            steps.push(Transition {
+                input: view.input.clone(),
+                ignored: view.ignored.clone(),
+                clicked: view.clicked.clone(),
+                slate,
+                clicks: i.feedback.clicks.clone(),
+                purchases: i.feedback.purchases.clone(),
+                reward: 0.0,
+                ret: 0.0,
+                last: false,
+            });
+        }
+        if steps.is_empty() {
+            return Err(NeuralError::Config(
+                "no logged interaction fits this catalog".into(),
+            ));
+        }
+        let refs: Vec<&Transition> = steps.iter().collect();
+        let (scores, _) = self.forward(&refs)?;
+        let n = self.features.items();
+        let (mut idx, mut click_t, mut buy_idx, mut buy_t) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (row, t) in steps.iter().enumerate() {
+            for (k, item) in t.slate.iter().enumerate() {
+                let flat = (row * n + item.index()) as u32;
+                idx.push(flat);
+                click_t.push(if t.clicks[k] { 1f32 } else { 0.0 });
+                if t.clicks[k] {
+                    buy_idx.push(flat);
+                    buy_t.push(if t.purchases[k] { 1f32 } else { 0.0 });
+                }
+            }
+        }
+        let flat = scores.flatten_all()?;
+        let m = idx.len();
+        let click_logits = flat.index_select(&Tensor::from_vec(idx, m, &Device::Cpu)?, 0)?;
+        let mut loss =
+            bce_with_logits(&click_logits, &Tensor::from_vec(click_t, m, &Device::Cpu)?)?;
+        if !buy_idx.is_empty() {
+            let b = buy_idx.len();
+            let logits = flat.index_select(&Tensor::from_vec(buy_idx, b, &Device::Cpu)?, 0)?;
+            let purchase = self.model.purchase_logits(&logits)?;
+            loss =
+                (loss + bce_with_logits(&purchase, &Tensor::from_vec(buy_t, b, &Device::Cpu)?)?)?;
+        }
+        Ok(loss)
+    }
+
+    fn apply(&mut self, loss: &Tensor) -> Result<f64, NeuralError> {
+        self.optimizer.backward_step(loss)?;
+        self.frozen = Frozen::from_model(&self.model, &self.item_inputs)?;
+        Ok(f64::from(loss.to_dtype(DType::F32)?.to_scalar::<f32>()?))
+    }
+
+    /// One reinforcement-learning iteration: a batch of new training users, then one step.
+    pub fn rl_iteration<E: Environment>(
+        &mut self,
+        env: &mut E,
+    ) -> Result<IterationStats, NeuralError> {
+        // Training users live far from the arena's numbers (which start at 0).
+        let first = (1u64 << 40) + (self.iterations_done * self.config.batch) as u64;
+        let episodes = self.collect(env, first..first + self.config.batch as u64);
+        let users = episodes.len().max(1) as f64;
+        let reward_per_user = episodes.iter().flatten().map(|t| t.reward).sum::<f64>() / users;
+        let return_per_user = episodes
+            .iter()
+            .filter_map(|e| e.first())
+            .map(|t| t.ret)
+            .sum::<f64>()
+            / users;
+        let slates_per_user = episodes.iter().map(Vec::len).sum::<usize>() as f64 / users;
+        let (loss, entropy) = self.rl_loss(&episodes)?;
+        let loss = self.apply(&loss)?;
+        self.iterations_done += 1;
+        let stats = IterationStats {
+            iteration: self.iterations_done,
+            reward_per_user,
+            return_per_user,
+            slates_per_user,
+            loss,
+            entropy,
+        };
+        self.history.push(stats.clone());
+        Ok(stats)
+    }
+
+    /// One supervised iteration on a batch of logged interactions.
+    pub fn supervised_iteration(
+        &mut self,
+        logged: &[Interaction],
+    ) -> Result<IterationStats, NeuralError> {
+        if logged.is_empty() {
+            return Err(NeuralError::Config(
+                "supervised training needs logged interactions".into(),
+            ));
+        }
+        let b = self.config.batch.min(logged.len());
+        let start = (self.iterations_done * b) % logged.len();
+        let batch: Vec<Interaction> = (0..b)
+            .map(|j| logged[(start + j) % logged.len()].clone())
+            .collect();
+        let loss = self.supervised_loss(&batch)?;
+        let loss = self.apply(&loss)?;
+        self.iterations_done += 1;
+        let stats = IterationStats {
+            iteration: self.iterations_done,
+            loss,
+            ..IterationStats::default()
+        };
+        self.history.push(stats.clone());
+        Ok(stats)
+    }
+
+    /// The training loop: `config.iterations` iterations of the configured algorithm, reporting
+    /// each one. Reinforcement learning plays `env`; supervised learning reads `logged`.
+    pub fn train<E: Environment>(
+        &mut self,
+        env: &mut E,
+        logged: &[Interaction],
+        mut progress: impl FnMut(&IterationStats),
+    ) -> Result<(), NeuralError> {
+        for _ in 0..self.config.iterations {
+            let stats = match self.config.algo {
+                Algo::Supervised => self.supervised_iteration(logged)?,
+                Algo::Reinforce | Algo::ActorCritic => self.rl_iteration(env)?,
+            };
+            progress(&stats);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use metarec_core::{Item, PastEvent, UserKey};
+
+    /// A catalog of `n` items with two numeric features.
+    pub(crate) fn catalog(n: usize) -> Catalog {
+        let mut c = Catalog::new(vec!["a".into(), "embedding_0".into()]);
+        for i in 0..n {
+            c.push(Item {
+                key: format!("i{i}"),
+                features: vec![(i as f32 * 0.37).sin(), (i as f32 * 0.11).cos()],
+                ..Item::default()
+            })
+            .unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn frozen_scores_equal_the_candle_scores() {
+        let cat = catalog(12);
+        let mut trainer = Trainer::new(&cat, RewardFn::default(), TrainConfig::default()).unwrap();
+        // Move the weights off their initial zeros so every block matters.
+        for (_, var) in sorted_vars(&trainer.varmap) {
+            let t = var.as_tensor();
+            let noise = Tensor::randn(0f32, 0.3, t.dims(), &Device::Cpu).unwrap();
+            var.set(&(t + noise).unwrap()).unwrap();
+        }
+        trainer.frozen = Frozen::from_model(&trainer.model, &trainer.item_inputs).unwrap();
+        let mut ctx = Context::for_user(UserKey::from("u"));
+        ctx.tokens = vec!["country=France".into()];
+        ctx.session.history = vec![
+            PastEvent {
+                item: ItemId(3),
+                click: true,
+                purchase: false,
+            },
+            PastEvent {
+                item: ItemId(5),
+                click: false,
+                purchase: false,
+            },
+            PastEvent {
+                item: ItemId(7),
+                click: true,
+                purchase: true,
+            },
+        ];
+        let mut view = UserView::default();
+        trainer.features.user_view(&ctx, &mut view);
+        let step = Transition {
+            input: view.input.clone(),
+            ignored: view.ignored.clone(),
+            clicked: view.clicked.clone(),
+            slate: vec![ItemId(0)],
+            clicks: vec![false],
+            purchases: vec![false],
+            reward: 0.0,
+            ret: 0.0,
+            last: true,
+        };
+        let (scores, users) = trainer.forward(&[&step]).unwrap();
+        let candle: Vec<f32> = scores.flatten_all().unwrap().to_vec1().unwrap();
+        let (mut scratch, mut g) = (Vec::new(), Vec::new());
+        let value = trainer.frozen.user(
+            &view.input,
+            &view.clicked,
+            &view.ignored,
+            &mut scratch,
+            &mut g,
+        );
+        for (i, c) in candle.iter().enumerate() {
+            let id = ItemId(i as u32);
+            let plain = trainer.frozen.score(
+                &g,
+                i,
+                view.ignored.contains(&id),
+                view.clicked.contains(&id),
+            );
+            assert!((plain - c).abs() < 1e-4, "item {i}: {plain} vs {c}");
+        }
+        assert_eq!(candle.len(), 12);
+        let v: f32 = users.value.to_vec1::<f32>().unwrap()[0];
+        assert!((value - v).abs() < 1e-4, "{value} vs {v}");
+    }
+}

@@ -1,0 +1,268 @@
+//! `metarec train`: trains the neural policy on a simulated scenario and saves a checkpoint.
+
+use crate::Global;
+use anyhow::{Context as _, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use metarec_core::{Environment, RewardFn};
+use metarec_neural::checkpoint::{self, Manifest};
+use metarec_neural::model::ModelConfig;
+use metarec_neural::train::{Algo, TrainConfig, Trainer};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct TrainArgs {
+    /// A preset name or a scenario TOML file.
+    #[arg(long, default_value = "default")]
+    scenario: String,
+    /// reinforce, actor-critic or supervised.
+    #[arg(long, default_value = "reinforce")]
+    algo: String,
+    /// Model directory (weights + manifest).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Continue training the model in --out (its architecture is kept).
+    #[arg(long)]
+    resume: bool,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 300)]
+    iterations: usize,
+    /// Simulated users per step (reinforcement learning) or logged interactions per step
+    /// (supervised).
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 3e-3)]
+    lr: f64,
+    /// Discount per slate (default: the scenario's reward.gamma).
+    #[arg(long)]
+    gamma: Option<f64>,
+    /// Reward per click (default: the scenario's).
+    #[arg(long)]
+    click: Option<f64>,
+    /// Reward per purchase (default: the scenario's).
+    #[arg(long)]
+    purchase: Option<f64>,
+    /// Reward per unit of revenue (default: the scenario's).
+    #[arg(long)]
+    revenue: Option<f64>,
+    /// Entropy bonus weight.
+    #[arg(long, default_value_t = 0.01)]
+    entropy: f64,
+    /// Hidden width of the towers.
+    #[arg(long, default_value_t = 32)]
+    hidden: usize,
+    /// Output width of the towers.
+    #[arg(long, default_value_t = 16)]
+    embed: usize,
+    /// Plackett-Luce temperature.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Seed of weights, sampling and training users.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Save a checkpoint every this many steps (and at the end).
+    #[arg(long, default_value_t = 50)]
+    checkpoint_every: usize,
+    /// Logged interactions for supervised training (default: simulated with random slates).
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+}
+
+pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
+    let algo = Algo::parse(&args.algo)?;
+    let scenario = crate::sim::build_scenario(&args.scenario, global)?;
+    let base = scenario.config.reward;
+    let reward = RewardFn::new(
+        args.click.unwrap_or(base.click_weight()),
+        args.purchase.unwrap_or(base.purchase_weight()),
+        args.revenue.unwrap_or(base.revenue_weight()),
+        args.gamma.unwrap_or(base.gamma()),
+    )?;
+    let mut config = TrainConfig {
+        algo,
+        model: ModelConfig {
+            hidden: args.hidden,
+            embed: args.embed,
+            temperature: args.temperature,
+            ..ModelConfig::default()
+        },
+        iterations: args.iterations,
+        batch: args.batch,
+        learning_rate: args.lr,
+        entropy: args.entropy,
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    // Training users are drawn with a seed of their own, so no arena user is ever a training user.
+    let mut env = scenario.env_with_seed(scenario.config.seed ^ 0x7472_6169_6e00 ^ args.seed);
+    let catalog = env.catalog().clone();
+    let (mut trainer, mut algos, mut metrics) = if args.resume {
+        let loaded = checkpoint::load(&args.out, &catalog)
+            .with_context(|| format!("cannot resume from {}", args.out.display()))?;
+        config.model = loaded.manifest.model;
+        global.progress(format!(
+            "resuming {} after {} iterations",
+            args.out.display(),
+            loaded.manifest.iterations
+        ));
+        let done = loaded.manifest.iterations;
+        let trainer = Trainer::resume(
+            loaded.features,
+            loaded.varmap,
+            loaded.model,
+            reward,
+            config.clone(),
+            done,
+        )?;
+        (trainer, loaded.manifest.algos, loaded.manifest.metrics)
+    } else {
+        if args.out.join(checkpoint::MANIFEST).exists() {
+            bail!(
+                "{} already holds a model: pass --resume to continue it, or choose another --out",
+                args.out.display()
+            );
+        }
+        (
+            Trainer::new(&catalog, reward, config.clone())?,
+            Vec::new(),
+            Vec::new(),
+        )
+    };
+    algos.push(algo.name().to_owned());
+    let logged = if algo == Algo::Supervised {
+        match &args.log {
+            Some(path) => {
+                let (records, report) =
+                    metarec_data::log::read_log(path, &metarec_data::LoadOptions::default())?;
+                global.progress(format!("{report}"));
+                records
+            }
+            None => {
+                global.progress(
+                    "simulating 3000 users under random slates for supervised training ...",
+                );
+                random_log(&scenario, args.seed)?
+            }
+        }
+    } else {
+        Vec::new()
+    };
+
+    let bar = ProgressBar::new(args.iterations as u64);
+    if global.quiet {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let save =
+        |trainer: &Trainer, algos: &[String], metrics: &[metarec_neural::train::IterationStats]| {
+            let manifest = Manifest {
+                format: checkpoint::FORMAT.into(),
+                metarec_version: env!("CARGO_PKG_VERSION").into(),
+                model: trainer.config.model,
+                train: trainer.config.clone(),
+                algos: algos.to_vec(),
+                features: checkpoint::FeatureSchema::of(&catalog),
+                reward: trainer.reward,
+                scenario: scenario.config.name.clone(),
+                iterations: trainer.iterations_done,
+                metrics: metrics.to_vec(),
+            };
+            checkpoint::save(&args.out, &trainer.varmap, &manifest)
+        };
+    let every = args.checkpoint_every.max(1);
+    let mut window: Vec<f64> = Vec::new();
+    for _ in 0..args.iterations {
+        let stats = match algo {
+            Algo::Supervised => trainer.supervised_iteration(&logged)?,
+            _ => trainer.rl_iteration(&mut env)?,
+        };
+        window.push(if algo == Algo::Supervised {
+            stats.loss
+        } else {
+            stats.reward_per_user
+        });
+        if window.len() > 20 {
+            window.remove(0);
+        }
+        let avg = window.iter().sum::<f64>() / window.len() as f64;
+        bar.set_message(if algo == Algo::Supervised {
+            format!("loss {avg:.4}")
+        } else {
+            format!(
+                "reward/user {avg:.2} (last 20 steps), entropy {:.2}",
+                stats.entropy
+            )
+        });
+        bar.inc(1);
+        metrics.push(stats);
+        if trainer.iterations_done % every == 0 {
+            save(&trainer, &algos, &metrics)?;
+        }
+    }
+    bar.finish();
+    save(&trainer, &algos, &metrics)?;
+    let tail: Vec<_> = metrics.iter().rev().take(20).collect();
+    if algo != Algo::Supervised && !tail.is_empty() {
+        let r = tail.iter().map(|s| s.reward_per_user).sum::<f64>() / tail.len() as f64;
+        println!(
+            "trained {} ({}) for {} iterations in total; reward/user over the last {} batches: {r:.3}",
+            args.out.display(),
+            algo.name(),
+            trainer.iterations_done,
+            tail.len()
+        );
+    } else if let Some(last) = metrics.last() {
+        println!(
+            "trained {} ({}) for {} iterations in total; last loss {:.4}",
+            args.out.display(),
+            algo.name(),
+            trainer.iterations_done,
+            last.loss
+        );
+    }
+    println!(
+        "use it in the arena: metarec arena --policies linucb,lints,neural:{}",
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Interactions of 3000 simulated training users under uniformly random slates.
+fn random_log(
+    scenario: &metarec_sim::Scenario,
+    seed: u64,
+) -> Result<Vec<metarec_core::Interaction>> {
+    use metarec_core::{EventId, Interaction, Policy, decision_from_choice, rng_for};
+    let mut env = scenario.env_with_seed(scenario.config.seed ^ 0x5e5e ^ seed);
+    let mut policy = metarec_learn::baselines::RandomPolicy::new(env.catalog());
+    let mut rng = rng_for(seed, 0x0109);
+    let k = env.slate_size();
+    let mut out = Vec::new();
+    for user in 0..3000u64 {
+        let mut context = Some(env.reset((1u64 << 41) + user));
+        while let Some(ctx) = context {
+            let choice = policy.decide(&ctx, k, &mut rng);
+            let decision = decision_from_choice(
+                choice,
+                EventId(format!("r{user}-{}", out.len())),
+                "random",
+                "0".into(),
+            )?;
+            let step = env.step(&decision);
+            let next = step.next;
+            out.push(Interaction {
+                context: ctx,
+                decision,
+                feedback: step.feedback,
+            });
+            context = next;
+        }
+    }
+    Ok(out)
+}
