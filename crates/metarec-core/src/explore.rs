@@ -201,10 +201,49 @@ fn gumbel_top_k(log_weights: &[f64], k: usize, rng: &mut Rng, buf: &mut Vec<f64>
     top_k(buf, k)
 }
 
+/// Largest catalog for which position 2's marginal is computed exactly (`O(n^2)` per item).
+pub const EXACT_POSITION_2_MAX: usize = 256;
+
+/// The exact marginal probability that item `c` lands at position `j` of a Plackett-Luce
+/// ranking with probabilities `p` (summing to 1), where a closed sum is affordable: position 0
+/// (`p_c`), position 1 (`sum_a p_a p_c / (1 - p_a)`, `O(n)`) and, for catalogs of at most
+/// [`EXACT_POSITION_2_MAX`] items, position 2 (`O(n^2)`). `None` elsewhere.
+pub fn plackett_luce_marginal(p: &[f64], c: usize, j: usize) -> Option<f64> {
+    let rest = |x: f64| (1.0 - x).max(1e-300);
+    match j {
+        0 => Some(p[c]),
+        1 => Some(
+            p.iter()
+                .enumerate()
+                .filter(|&(a, _)| a != c)
+                .map(|(_, &pa)| pa * p[c] / rest(pa))
+                .sum(),
+        ),
+        2 if p.len() <= EXACT_POSITION_2_MAX => {
+            let mut total = 0.0;
+            for (a, &pa) in p.iter().enumerate() {
+                if a == c {
+                    continue;
+                }
+                for (b, &pb) in p.iter().enumerate() {
+                    if b == c || b == a {
+                        continue;
+                    }
+                    total += pa * (pb / rest(pa)) * (p[c] / rest(pa + pb));
+                }
+            }
+            Some(total)
+        }
+        _ => None,
+    }
+}
+
 /// A Plackett-Luce slate: position by position, a softmax (at `temperature`) over the items not
-/// yet placed. The slate propensity and position 0's marginal are exact; later positions'
-/// marginals are estimated from `draws` further rankings (the realised one counted as well, so
-/// an estimate is never 0).
+/// yet placed. The slate propensity is exact, and so are the marginals of positions 0 and 1
+/// (and 2 for catalogs of at most [`EXACT_POSITION_2_MAX`] items, see
+/// [`plackett_luce_marginal`]); later positions' marginals are estimated from `draws` further
+/// rankings (the realised one counted as well, so an estimate is never 0; with `draws = 0` they
+/// are not estimated and read 1, for callers that do not log them).
 pub fn plackett_luce(
     candidates: &[ItemId],
     scores: &[f64],
@@ -223,11 +262,22 @@ pub fn plackett_luce(
         slate_p *= probs[c] / remaining.max(1e-300);
         remaining -= probs[c];
     }
-    let mut propensities = monte_carlo_marginals(&chosen, draws, rng, |rng| {
-        gumbel_top_k(&log_w, k, rng, &mut buf)
-    });
-    if let (Some(p0), Some(&c0)) = (propensities.first_mut(), chosen.first()) {
-        *p0 = probs[c0];
+    let exact: Vec<Option<f64>> = chosen
+        .iter()
+        .enumerate()
+        .map(|(j, &c)| plackett_luce_marginal(&probs, c, j))
+        .collect();
+    let mut propensities = if exact.iter().all(Option::is_some) {
+        vec![1.0; chosen.len()]
+    } else {
+        monte_carlo_marginals(&chosen, draws, rng, |rng| {
+            gumbel_top_k(&log_w, k, rng, &mut buf)
+        })
+    };
+    for (p, e) in propensities.iter_mut().zip(&exact) {
+        if let Some(e) = e {
+            *p = e.clamp(f64::MIN_POSITIVE, 1.0);
+        }
     }
     SlateChoice {
         items: chosen.iter().map(|&i| candidates[i]).collect(),
@@ -338,6 +388,32 @@ mod tests {
         let g = epsilon_greedy(&c, &scores, 2, 0.0, &mut rng);
         assert_eq!(g.items, vec![ItemId(1), ItemId(4)]);
         assert_eq!(g.slate_propensity, Some(1.0));
+    }
+
+    #[test]
+    fn exact_plackett_luce_marginals_match_enumeration() {
+        // Five items: enumerate every ordered triple and sum probabilities by (position, item).
+        let p = softmax(&[1.0, 0.2, -0.5, 0.7, 0.0], 1.0);
+        let n = p.len();
+        let mut m = vec![vec![0.0; n]; 3];
+        for a in 0..n {
+            for b in (0..n).filter(|&b| b != a) {
+                for c in (0..n).filter(|&c| c != a && c != b) {
+                    let pr = p[a] * p[b] / (1.0 - p[a]) * p[c] / (1.0 - p[a] - p[b]);
+                    m[0][a] += pr;
+                    m[1][b] += pr;
+                    m[2][c] += pr;
+                }
+            }
+        }
+        for (j, row) in m.iter().enumerate() {
+            for (i, &v) in row.iter().enumerate() {
+                let e = plackett_luce_marginal(&p, i, j).unwrap();
+                assert!((e - v).abs() < 1e-12, "position {j} item {i}: {e} vs {v}");
+            }
+        }
+        assert_eq!(plackett_luce_marginal(&p, 0, 3), None);
+        assert_eq!(plackett_luce_marginal(&[1.0 / 300.0; 300], 0, 2), None);
     }
 
     #[test]

@@ -13,6 +13,16 @@ use std::time::Instant;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Neural policy: scoring latency for 100 and 1,000 candidates (p50 / p99, one thread)
+    /// against LinUCB's decision on the same contexts, and training throughput.
+    Neural {
+        /// Timed decisions per catalog size.
+        #[arg(long, default_value_t = 20_000)]
+        calls: usize,
+        /// Reinforcement-learning iterations timed for the throughput.
+        #[arg(long, default_value_t = 30)]
+        iterations: usize,
+    },
     /// Simulated slate steps per second (decide + step + observe, one thread) for the random
     /// policy and LinUCB on catalogs of 100, 1,000 and 3,665 items; optionally against RecoGym.
     Sim {
@@ -144,8 +154,141 @@ fn thousands(x: f64) -> String {
     metarec_data::stats::thousands(x.round().max(0.0) as u64)
 }
 
+/// Contexts with realistic histories: users played by the random policy.
+fn sample_contexts(env: &mut metarec_sim::ShopEnv, n: usize) -> Result<Vec<metarec_core::Context>> {
+    use metarec_core::{Environment, EventId, Policy, decision_from_choice, rng_for};
+    let mut policy = metarec_learn::baselines::RandomPolicy::new(env.catalog());
+    let mut rng = rng_for(3, 3);
+    let k = env.slate_size();
+    let mut out = Vec::with_capacity(n);
+    let mut user = 0;
+    while out.len() < n {
+        let mut context = Some(env.reset(user));
+        user += 1;
+        while let Some(ctx) = context {
+            let choice = policy.decide(&ctx, k, &mut rng);
+            let d = decision_from_choice(choice, EventId(String::new()), "random", String::new())?;
+            context = env.step(&d).next;
+            out.push(ctx);
+        }
+    }
+    out.truncate(n);
+    Ok(out)
+}
+
+/// p50 and p99 of per-call latencies in microseconds.
+fn percentiles(mut micros: Vec<f64>) -> (f64, f64) {
+    micros.sort_by(f64::total_cmp);
+    let at = |q: f64| micros[((micros.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.99))
+}
+
+fn neural_bench(calls: usize, iterations: usize, global: &Global) -> Result<()> {
+    use metarec_core::{Environment, RewardFn, rng_for};
+    use metarec_neural::policy::{Mode, NeuralPolicy};
+    use metarec_neural::train::{TrainConfig, Trainer};
+    let data = crate::sim::load_retail(global)?;
+    println!("neural policy: one thread, latency per call in microseconds (p50 / p99)");
+    println!(
+        "  {:>6}  {:>22}  {:>22}  {:>16}",
+        "items", "neural score (p50/p99)", "LinUCB decide (p50/p99)", "p99 ratio"
+    );
+    let mut met = true;
+    for items in [100usize, 1000] {
+        let mut config = metarec_sim::ScenarioConfig::default();
+        config.catalog.items = items;
+        config.calibration.fit = false;
+        global.progress(format!("fitting a {items}-item world ..."));
+        let scenario = metarec_sim::Scenario::build(config, &data)?;
+        let mut env = scenario.env();
+        let contexts = sample_contexts(&mut env, 2000)?;
+        let trainer = Trainer::new(env.catalog(), RewardFn::default(), TrainConfig::default())?;
+        let mut neural = NeuralPolicy::new(
+            "neural",
+            "0".into(),
+            trainer.features.clone(),
+            trainer.frozen().clone(),
+            Mode::Greedy,
+        );
+        let mut linucb = metarec_learn::registry::build_policy(
+            "linucb",
+            env.catalog(),
+            &RewardFn::default(),
+            0,
+        )?;
+        let mut rng = rng_for(1, 1);
+        let time = |f: &mut dyn FnMut(&metarec_core::Context)| {
+            let mut micros = Vec::with_capacity(calls);
+            for i in 0..calls {
+                let ctx = &contexts[i % contexts.len()];
+                let t = Instant::now();
+                f(ctx);
+                micros.push(t.elapsed().as_secs_f64() * 1e6);
+            }
+            percentiles(micros)
+        };
+        let n = time(&mut |ctx| {
+            std::hint::black_box(neural.score(ctx));
+        });
+        let l = time(&mut |ctx| {
+            std::hint::black_box(linucb.decide(ctx, 5, &mut rng));
+        });
+        if items == 100 && n.1 >= 20.0 {
+            met = false;
+        }
+        println!(
+            "  {:>6}  {:>22}  {:>22}  {:>15.1}x",
+            items,
+            format!("{:.1} / {:.1}", n.0, n.1),
+            format!("{:.1} / {:.1}", l.0, l.1),
+            l.1 / n.1
+        );
+    }
+    println!(
+        "  target: scoring 100 candidates under 20 us p99: {}",
+        if met { "met" } else { "NOT met" }
+    );
+    let scenario = crate::sim::build_scenario("default", global)?;
+    let mut env = scenario.env_with_seed(12345);
+    let mut trainer = Trainer::new(
+        env.catalog(),
+        scenario.config.reward,
+        TrainConfig {
+            iterations,
+            ..TrainConfig::default()
+        },
+    )?;
+    global.progress(format!(
+        "timing {iterations} REINFORCE iterations of 64 users ..."
+    ));
+    let start = Instant::now();
+    let mut slates = 0.0;
+    for _ in 0..iterations {
+        let s = trainer.rl_iteration(&mut env)?;
+        slates += s.slates_per_user * trainer.config.batch as f64;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "training throughput (default scenario, REINFORCE, batches of 64 users): {} simulated slates/s ({} iterations in {secs:.1} s)",
+        thousands(slates / secs),
+        iterations
+    );
+    Ok(())
+}
+
 pub fn run(command: BenchCommand, global: &Global) -> Result<()> {
     match command {
+        BenchCommand::Neural { calls, iterations } => {
+            if calls == 0 || iterations == 0 {
+                bail!("--calls and --iterations must be at least 1");
+            }
+            if cfg!(debug_assertions) {
+                eprintln!(
+                    "warning: this is a debug build; run `cargo run --release -p metarec -- bench neural`"
+                );
+            }
+            neural_bench(calls, iterations, global)
+        }
         BenchCommand::Sim {
             steps,
             recogym_python,
