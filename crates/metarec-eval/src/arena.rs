@@ -161,6 +161,8 @@ pub struct ArenaConfig {
     pub keep_log: bool,
     /// The objective (default: the scenario's).
     pub reward: Option<RewardFn>,
+    /// Contestants every other contestant is compared with on the same users (those that ran).
+    pub paired_against: Vec<String>,
 }
 
 impl Default for ArenaConfig {
@@ -172,6 +174,7 @@ impl Default for ArenaConfig {
             threads: 0,
             keep_log: false,
             reward: None,
+            paired_against: vec!["popularity".into()],
         }
     }
 }
@@ -202,6 +205,8 @@ pub struct ContestantReport {
     pub reward: Summary,
     /// Discounted return per user (the reward function's gamma, per slate).
     pub discounted_return: Summary,
+    /// Reward per visit (session).
+    pub reward_per_visit: Summary,
     /// Clicks per shown item.
     pub ctr: Summary,
     /// Purchases per click.
@@ -249,8 +254,8 @@ pub struct ArenaReport {
     pub reward: RewardFn,
     /// One entry per contestant, in the order given.
     pub contestants: Vec<ContestantReport>,
-    /// Paired differences: every contestant against `popularity` (when it ran), and the
-    /// planner against the oracle (when both ran).
+    /// Paired differences: every contestant against each of `ArenaConfig::paired_against` that
+    /// ran (default `popularity`), and the planner against the oracle (when both ran).
     pub paired: Vec<PairedDifference>,
     /// Every interaction, when asked for (contestant order, then seed, then user).
     #[serde(skip)]
@@ -440,6 +445,7 @@ fn summarise(
         users: outcomes.len(),
         reward: Summary::of(&col(|o| o.reward)),
         discounted_return: Summary::of(&col(|o| o.discounted)),
+        reward_per_visit: Summary::ratio(&col(|o| o.reward), &col(|o| o.visits)),
         ctr: Summary::ratio(&col(|o| o.clicks), &col(|o| o.impressions)),
         cvr: Summary::ratio(&col(|o| o.purchases), &col(|o| o.clicks)),
         revenue: Summary::of(&col(|o| o.revenue)),
@@ -525,8 +531,10 @@ pub fn run_arena(
     }
     let index = |name: &str| contestants.iter().position(|c| c.name() == name);
     let mut pairs: Vec<(usize, usize)> = Vec::new();
-    if let Some(p) = index("popularity") {
-        pairs.extend((0..contestants.len()).filter(|&c| c != p).map(|c| (c, p)));
+    for reference in &config.paired_against {
+        if let Some(p) = index(reference) {
+            pairs.extend((0..contestants.len()).filter(|&c| c != p).map(|c| (c, p)));
+        }
     }
     if let (Some(planner), Some(oracle)) = (index("planner"), index("oracle")) {
         pairs.push((planner, oracle));
@@ -576,13 +584,14 @@ impl fmt::Display for ArenaReport {
             self.reward.gamma()
         )?;
         writeln!(f, "each cell: mean [95% confidence interval]")?;
-        let rows: Vec<[String; 8]> = self
+        let rows: Vec<[String; 9]> = self
             .contestants
             .iter()
             .map(|c| {
                 [
                     c.policy.clone(),
                     interval(&c.reward, 2),
+                    interval(&c.reward_per_visit, 2),
                     interval(&c.discounted_return, 2),
                     interval(&c.ctr, 4),
                     interval(&c.cvr, 3),
@@ -595,6 +604,7 @@ impl fmt::Display for ArenaReport {
         let header = [
             "policy",
             "reward/user",
+            "reward/visit",
             "discounted return",
             "CTR",
             "CVR",

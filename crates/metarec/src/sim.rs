@@ -66,6 +66,9 @@ pub struct ArenaArgs {
     /// Write every interaction (the project's log format) to this file.
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+    /// Comma-separated contestants that every other one is compared with on the same users.
+    #[arg(long, default_value = "popularity")]
+    against: String,
 }
 
 /// Loads Online Retail (unpacking the shipped copy on first use).
@@ -147,6 +150,12 @@ pub fn arena(args: ArenaArgs, global: &Global) -> Result<()> {
         threads: args.threads,
         keep_log: args.log.is_some(),
         reward: None,
+        paired_against: args
+            .against
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
     };
     global.progress(format!(
         "arena: {} policies x {} seeds x {} users ...",
