@@ -12,7 +12,7 @@
 //! - the user's answer: [`Feedback`];
 //! - the log record: [`Interaction`];
 //! - the objective: [`RewardFn`];
-//! - the seams: [`Environment`] and [`Policy`], and [`explore`], the pure functions that turn
+//! - the seams: [`Environment`], [`Policy`] and [`Adjuster`], and [`explore`], the pure functions that turn
 //!   scores into slates with propensities.
 #![deny(missing_docs)]
 
@@ -32,5 +32,5 @@ pub use decision::{Decision, Feedback, Interaction, Slate};
 pub use error::VocabError;
 pub use explore::{Rng, SlateChoice, rng_for};
 pub use ids::{CategoryId, EventId, ItemId, UserKey};
-pub use policy::{Environment, Policy, Step, decision_from_choice};
+pub use policy::{Adjuster, Environment, Policy, Step, decision_from_choice};
 pub use reward::RewardFn;

@@ -88,3 +88,17 @@ pub fn decision_from_choice(
     decision.validate()?;
     Ok(decision)
 }
+
+/// The strategy adjuster: per-user state, initialised from what is known of a new user (the
+/// meta-learned prior) and updated by each of their interactions, that conditions a policy's
+/// user head. The state is small and serialisable, so a server can keep one per user.
+pub trait Adjuster {
+    /// The per-user state.
+    type State: Clone;
+
+    /// The state of a user nobody has seen interact yet: the prior for this context.
+    fn prior(&self, context: &Context) -> Self::State;
+
+    /// Folds one interaction of the user into their state.
+    fn update(&self, state: &mut Self::State, interaction: &Interaction);
+}
