@@ -74,6 +74,13 @@ pub enum Contestant {
         /// Top scores instead of sampling.
         greedy: bool,
     },
+    /// A trained network with its meta-trained Bayesian adjuster (`adjusted:DIR`).
+    Adjusted {
+        /// The name shown in reports.
+        name: String,
+        /// The model directory (with `adjuster.json`).
+        dir: std::path::PathBuf,
+    },
 }
 
 impl Contestant {
@@ -86,6 +93,17 @@ impl Contestant {
 
     /// Parses one name.
     pub fn parse(name: &str) -> Result<Contestant, ArenaError> {
+        if let Some(dir) = name.strip_prefix("adjusted:") {
+            if dir.is_empty() {
+                return Err(ArenaError::Config(
+                    "`adjusted:` needs a model directory, as in adjusted:model/".into(),
+                ));
+            }
+            return Ok(Contestant::Adjusted {
+                name: name.to_owned(),
+                dir: dir.into(),
+            });
+        }
         for (prefix, greedy) in [("neural:", false), ("neural-greedy:", true)] {
             if let Some(dir) = name.strip_prefix(prefix) {
                 if dir.is_empty() {
@@ -141,7 +159,7 @@ impl Contestant {
             Contestant::Baseline(n) => n,
             Contestant::Oracle => "oracle",
             Contestant::Planner => "planner",
-            Contestant::Neural { name, .. } => name,
+            Contestant::Neural { name, .. } | Contestant::Adjusted { name, .. } => name,
         }
     }
 }
@@ -297,6 +315,18 @@ fn play_job(
         ),
         Contestant::Neural { name, dir, greedy } => {
             Some(load_neural(name, dir, *greedy, env.catalog())?)
+        }
+        Contestant::Adjusted { name, dir } => {
+            let fail = |message: String| ArenaError::Policy {
+                name: name.clone(),
+                message,
+            };
+            let manifest = crate::meta::read_adjuster(dir).map_err(|e| fail(e.to_string()))?;
+            let adjuster = crate::meta::load_adjuster(dir, env.catalog(), manifest.config)
+                .map_err(|e| fail(e.to_string()))?;
+            Some(Box::new(metarec_neural::adjust::AdjustedPolicy::new(
+                name, adjuster,
+            )))
         }
         _ => None,
     };

@@ -3,10 +3,12 @@
 //! - [`summary`]: means with 95% confidence intervals, for plain and ratio metrics;
 //! - [`arena`]: runs policies on the same simulated new users (common random numbers) and
 //!   reports reward, CTR, CVR, revenue, visit length, regret against the oracle and the cold-start
-//!   curve, each with its interval.
+//!   curve, each with its interval;
+//! - [`meta`]: meta-training of the strategy adjuster on training users.
 #![deny(missing_docs)]
 
 pub mod arena;
+pub mod meta;
 pub mod summary;
 
 pub use arena::{ArenaConfig, ArenaReport, Contestant, run_arena};

@@ -7,9 +7,12 @@
 //! - [`train`]: [`Trainer`](train::Trainer): REINFORCE with a baseline, actor-critic, supervised;
 //! - [`policy`]: [`NeuralPolicy`](policy::NeuralPolicy), the trained network as a
 //!   [`metarec_core::Policy`];
-//! - [`checkpoint`]: safetensors weights plus a JSON manifest, checked for fit when loaded.
+//! - [`checkpoint`]: safetensors weights plus a JSON manifest, checked for fit when loaded;
+//! - [`adjust`]: the strategy adjuster: a per-user Bayesian correction of the network's head
+//!   ([`BayesianAdjuster`](adjust::BayesianAdjuster), [`AdjustedPolicy`](adjust::AdjustedPolicy)).
 #![deny(missing_docs)]
 
+pub mod adjust;
 pub mod checkpoint;
 mod error;
 pub mod features;

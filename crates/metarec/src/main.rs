@@ -3,6 +3,7 @@
 
 mod bench;
 mod data;
+mod meta;
 mod sim;
 mod train;
 
@@ -46,6 +47,8 @@ enum Command {
     Arena(sim::ArenaArgs),
     /// Train the neural policy on a simulated scenario (REINFORCE, actor-critic, supervised).
     Train(train::TrainArgs),
+    /// Meta-train the strategy adjuster of a trained model on simulated training users.
+    MetaTrain(meta::MetaTrainArgs),
     /// Benchmarks that print a table, measured against a baseline in the same run.
     Bench {
         #[command(subcommand)]
@@ -81,6 +84,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sim { command } => sim::run(command, &global),
         Command::Arena(args) => sim::arena(args, &global),
         Command::Train(args) => train::run(args, &global),
+        Command::MetaTrain(args) => meta::run(args, &global),
         Command::Bench { command } => bench::run(command, &global),
     }
 }

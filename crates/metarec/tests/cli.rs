@@ -421,3 +421,88 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
         stderr(&out)
     );
 }
+
+#[test]
+fn meta_train_writes_the_adjuster_that_the_arena_plays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    let m = model.to_str().unwrap();
+    let out = metarec(
+        tmp.path(),
+        &[
+            "-q",
+            "train",
+            "--scenario",
+            "small",
+            "--iterations",
+            "2",
+            "--batch",
+            "8",
+            "--out",
+            m,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Without meta-training, the arena says what to run.
+    let adjusted = format!("adjusted:{m}");
+    let arena = [
+        "-q",
+        "arena",
+        "--scenario",
+        "small",
+        "--users",
+        "10",
+        "--seeds",
+        "1",
+        "--policies",
+    ];
+    let out = metarec(tmp.path(), &[&arena[..], &[adjusted.as_str()]].concat());
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("metarec meta-train"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = metarec(
+        tmp.path(),
+        &[
+            "-q",
+            "meta-train",
+            "--scenario",
+            "small",
+            "--model",
+            m,
+            "--users",
+            "20",
+            "--grid",
+            "0.1,0.5",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("<- chosen"), "{}", stdout(&out));
+    let adjuster: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("adjuster.json")).unwrap())
+            .unwrap();
+    assert_eq!(adjuster["grid"].as_array().unwrap().len(), 2);
+
+    let out = metarec(tmp.path(), &[&arena[..], &[adjusted.as_str()]].concat());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&adjusted));
+
+    let out = metarec(
+        tmp.path(),
+        &[
+            "-q",
+            "meta-train",
+            "--scenario",
+            "small",
+            "--model",
+            m,
+            "--grid",
+            "0.1,x",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--grid"), "{}", stderr(&out));
+}
