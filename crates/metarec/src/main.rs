@@ -3,6 +3,7 @@
 
 mod bench;
 mod data;
+mod demo;
 mod meta;
 mod sim;
 mod train;
@@ -28,6 +29,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: calibrate the simulator, train the neural policy, meta-train its adjuster,
+    /// run the cold-start arena against the baselines and write a report directory.
+    Demo(demo::DemoArgs),
     /// Fetch data sets, print their statistics, export them as interaction logs.
     Data {
         #[command(subcommand)]
@@ -79,6 +83,7 @@ fn run(cli: Cli) -> Result<()> {
         quiet: cli.quiet,
     };
     match cli.command {
+        Command::Demo(args) => demo::run(args, &global),
         Command::Data { command } => data::run(command, &global),
         Command::Log { command } => data::run_log(command, &global),
         Command::Sim { command } => sim::run(command, &global),

@@ -506,3 +506,47 @@ fn meta_train_writes_the_adjuster_that_the_arena_plays() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--grid"), "{}", stderr(&out));
 }
+
+#[test]
+fn demo_runs_end_to_end_and_writes_its_report_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let report = tmp.path().join("report");
+    let out = metarec(
+        tmp.path(),
+        &[
+            "-q",
+            "demo",
+            "--out",
+            report.to_str().unwrap(),
+            "--iterations",
+            "2",
+            "--users",
+            "8",
+            "--seeds",
+            "1",
+            "--meta-users",
+            "8",
+            "--calibration-users",
+            "20",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("adjusted:") && text.contains("cold-start curve"),
+        "{text}"
+    );
+    for file in [
+        "README.txt",
+        "calibration.txt",
+        "calibration.json",
+        "training.tsv",
+        "arena.txt",
+        "arena.json",
+        "model/manifest.json",
+        "model/model.safetensors",
+        "model/adjuster.json",
+    ] {
+        assert!(report.join(file).is_file(), "missing {file}");
+    }
+}
