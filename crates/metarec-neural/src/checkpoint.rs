@@ -94,6 +94,31 @@ pub struct Manifest {
     pub metrics: Vec<IterationStats>,
 }
 
+impl Manifest {
+    /// The manifest of a trainer's current state: `algos` run so far and the per-iteration
+    /// `metrics` of every run.
+    pub fn for_trainer(
+        trainer: &crate::train::Trainer,
+        catalog: &Catalog,
+        scenario: &str,
+        algos: Vec<String>,
+        metrics: Vec<IterationStats>,
+    ) -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            metarec_version: env!("CARGO_PKG_VERSION").into(),
+            model: trainer.config.model,
+            train: trainer.config.clone(),
+            algos,
+            features: FeatureSchema::of(catalog),
+            reward: trainer.reward,
+            scenario: scenario.to_owned(),
+            iterations: trainer.iterations_done,
+            metrics,
+        }
+    }
+}
+
 /// A loaded checkpoint.
 pub struct Loaded {
     /// The manifest.

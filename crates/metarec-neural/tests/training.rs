@@ -5,7 +5,7 @@ use metarec_core::{
     UserKey, rng_for,
 };
 use metarec_neural::NeuralError;
-use metarec_neural::checkpoint::{self, FeatureSchema, Manifest};
+use metarec_neural::checkpoint::{self, Manifest};
 use metarec_neural::model::ModelConfig;
 use metarec_neural::train::{Algo, TrainConfig, Trainer};
 use rand::Rng as _;
@@ -143,18 +143,13 @@ fn seeded_training_is_reproducible() {
 }
 
 fn manifest(trainer: &Trainer, catalog: &Catalog) -> Manifest {
-    Manifest {
-        format: checkpoint::FORMAT.into(),
-        metarec_version: "test".into(),
-        model: trainer.config.model,
-        train: trainer.config.clone(),
-        algos: vec!["reinforce".into()],
-        features: FeatureSchema::of(catalog),
-        reward: trainer.reward,
-        scenario: "toy".into(),
-        iterations: trainer.iterations_done,
-        metrics: trainer.history.clone(),
-    }
+    Manifest::for_trainer(
+        trainer,
+        catalog,
+        "toy",
+        vec!["reinforce".into()],
+        trainer.history.clone(),
+    )
 }
 
 #[test]

@@ -111,18 +111,13 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     }
     bar.finish();
     let model = args.out.join("model");
-    let manifest = Manifest {
-        format: checkpoint::FORMAT.into(),
-        metarec_version: env!("CARGO_PKG_VERSION").into(),
-        model: trainer.config.model,
-        train: trainer.config.clone(),
-        algos: vec!["reinforce".into()],
-        features: checkpoint::FeatureSchema::of(&catalog),
-        reward: trainer.reward,
-        scenario: scenario.config.name.clone(),
-        iterations: trainer.iterations_done,
-        metrics: trainer.history.clone(),
-    };
+    let manifest = Manifest::for_trainer(
+        &trainer,
+        &catalog,
+        &scenario.config.name,
+        vec!["reinforce".into()],
+        trainer.history.clone(),
+    );
     checkpoint::save(&model, &trainer.varmap, &manifest)?;
     let curve: String = trainer
         .history

@@ -161,18 +161,13 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
     );
     let save =
         |trainer: &Trainer, algos: &[String], metrics: &[metarec_neural::train::IterationStats]| {
-            let manifest = Manifest {
-                format: checkpoint::FORMAT.into(),
-                metarec_version: env!("CARGO_PKG_VERSION").into(),
-                model: trainer.config.model,
-                train: trainer.config.clone(),
-                algos: algos.to_vec(),
-                features: checkpoint::FeatureSchema::of(&catalog),
-                reward: trainer.reward,
-                scenario: scenario.config.name.clone(),
-                iterations: trainer.iterations_done,
-                metrics: metrics.to_vec(),
-            };
+            let manifest = Manifest::for_trainer(
+                trainer,
+                &catalog,
+                &scenario.config.name,
+                algos.to_vec(),
+                metrics.to_vec(),
+            );
             checkpoint::save(&args.out, &trainer.varmap, &manifest)
         };
     let every = args.checkpoint_every.max(1);
