@@ -13,6 +13,16 @@ use std::time::Instant;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Text encoder throughput: every distinct Online Retail title embedded from scratch (one
+    /// thread), optionally against Python sentence-transformers on the same titles.
+    Embed {
+        /// Titles per forward pass.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// A Python with sentence-transformers installed, for the baseline.
+        #[arg(long, value_name = "PYTHON")]
+        python: Option<String>,
+    },
     /// Neural policy: scoring latency for 100 and 1,000 candidates (p50 / p99, one thread)
     /// against LinUCB's decision on the same contexts, and training throughput.
     Neural {
@@ -276,8 +286,73 @@ fn neural_bench(calls: usize, iterations: usize, global: &Global) -> Result<()> 
     Ok(())
 }
 
+fn embed_bench(batch: usize, python: Option<String>, global: &Global) -> Result<()> {
+    let (_, titles) = crate::embed::retail_titles(global)?;
+    let mut distinct: Vec<&str> = titles.iter().map(String::as_str).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let encoder = crate::embed::load_encoder(None, global)?;
+    encoder.embed(&distinct[..batch.min(distinct.len())])?;
+    global.progress(format!("embedding {} distinct titles ...", distinct.len()));
+    let start = Instant::now();
+    for chunk in distinct.chunks(batch) {
+        std::hint::black_box(encoder.embed(chunk)?);
+    }
+    let ours = distinct.len() as f64 / start.elapsed().as_secs_f64();
+    println!(
+        "text encoder (all-MiniLM-L6-v2, batches of {batch}, one thread): {} titles/s over {} Online Retail titles",
+        thousands(ours),
+        distinct.len()
+    );
+    println!(
+        "  target: at least 300 titles/s: {}",
+        if ours >= 300.0 { "met" } else { "NOT met" }
+    );
+    if let Some(python) = python {
+        let list = std::env::temp_dir().join(format!("metarec-titles-{}.txt", std::process::id()));
+        std::fs::write(&list, distinct.join("\n"))?;
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/st_embed.py");
+        let model = global.data.path(Dataset::MiniLm);
+        global.progress("Python sentence-transformers baseline ...");
+        let out = Command::new(&python)
+            .env("HF_HUB_OFFLINE", "1")
+            .arg(script)
+            .arg(&model)
+            .arg(&list)
+            .arg(batch.to_string())
+            .output()
+            .with_context(|| format!("cannot run `{python}`"))?;
+        let _ = std::fs::remove_file(&list);
+        if !out.status.success() {
+            bail!(
+                "the sentence-transformers baseline failed:\n{}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let theirs: f64 = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .parse()
+            .context("unexpected output from the sentence-transformers script")?;
+        println!(
+            "  sentence-transformers (same titles and batch, same run): {} titles/s; ratio metarec / Python: {:.2}x",
+            thousands(theirs),
+            ours / theirs
+        );
+    }
+    Ok(())
+}
+
 pub fn run(command: BenchCommand, global: &Global) -> Result<()> {
     match command {
+        BenchCommand::Embed { batch, python } => {
+            if batch == 0 {
+                bail!("--batch must be at least 1");
+            }
+            embed_bench(batch, python, global)
+        }
         BenchCommand::Neural { calls, iterations } => {
             if calls == 0 || iterations == 0 {
                 bail!("--calls and --iterations must be at least 1");

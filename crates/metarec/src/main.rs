@@ -4,6 +4,7 @@
 mod bench;
 mod data;
 mod demo;
+mod embed;
 mod meta;
 mod sim;
 mod train;
@@ -53,6 +54,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Meta-train the strategy adjuster of a trained model on simulated training users.
     MetaTrain(meta::MetaTrainArgs),
+    /// Embed item titles with the local text encoder (MiniLM), cached by model and text.
+    Embed(embed::EmbedArgs),
     /// Benchmarks that print a table, measured against a baseline in the same run.
     Bench {
         #[command(subcommand)]
@@ -90,6 +93,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Arena(args) => sim::arena(args, &global),
         Command::Train(args) => train::run(args, &global),
         Command::MetaTrain(args) => meta::run(args, &global),
+        Command::Embed(args) => embed::run(args, &global),
         Command::Bench { command } => bench::run(command, &global),
     }
 }

@@ -550,3 +550,30 @@ fn demo_runs_end_to_end_and_writes_its_report_directory() {
         assert!(report.join(file).is_file(), "missing {file}");
     }
 }
+
+#[test]
+fn embed_writes_one_unit_vector_per_item_and_a_second_run_uses_the_cache() {
+    let dir = fetched_data_dir("minilm");
+    let tmp = tempfile::tempdir().unwrap();
+    let out_path = tmp.path().join("emb.json");
+    let out = metarec(&dir, &["-q", "embed", "--out", out_path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    assert_eq!(json["dim"], 384);
+    assert_eq!(json["keys"].as_array().unwrap().len(), 3665);
+    let values = json["vectors"].as_array().unwrap();
+    assert_eq!(values.len(), 3665 * 384);
+    let first: f64 = values[..384]
+        .iter()
+        .map(|v| v.as_f64().unwrap().powi(2))
+        .sum();
+    assert!((first - 1.0).abs() < 1e-3, "{first}");
+    let again = metarec(&dir, &["-q", "embed", "--out", out_path.to_str().unwrap()]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("embedded 0 new titles"),
+        "{}",
+        stdout(&again)
+    );
+}
