@@ -22,7 +22,7 @@ pub struct EmbedArgs {
     #[arg(long, default_value = "embeddings.json", value_name = "FILE")]
     out: PathBuf,
     /// Titles per forward pass.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 128)]
     batch: usize,
 }
 

@@ -99,15 +99,28 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    // candle's small-matrix work is faster on one thread than with a pool on 2 cores (the design
-    // note measured 6x for batch-1 steps; training batches here also run faster); a user who
-    // sets RAYON_NUM_THREADS keeps their choice.
+    let cli = Cli::parse();
+    // candle's small-matrix work (the policy network) is faster on one thread than with a pool on
+    // 2 cores (the design note measured 6x for batch-1 steps; training batches here too), while
+    // the text encoder's large matrices gain from every core. A user who sets RAYON_NUM_THREADS
+    // keeps their choice.
+    let big_matrices = matches!(
+        cli.command,
+        Command::Embed(_)
+            | Command::Bench {
+                command: bench::BenchCommand::Embed { .. }
+            }
+    );
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {
+        let threads = if big_matrices {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            1
+        };
         // SAFETY: nothing else runs yet: no thread has started, so no one reads the environment
         // concurrently.
-        unsafe { std::env::set_var("RAYON_NUM_THREADS", "1") };
+        unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     }
-    let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
