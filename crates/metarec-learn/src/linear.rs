@@ -14,7 +14,7 @@
 use crate::candidates::{Candidates, empty_choice};
 use crate::error::{LearnError, check_range};
 use crate::features::{FeatureMap, SessionView};
-use crate::ridge::{Scope, ScopedModels};
+use crate::ridge::{RidgeModel, Scope, ScopedModels};
 use metarec_core::explore::{greedy, monte_carlo_marginals, top_k};
 use metarec_core::linalg::dot;
 use metarec_core::{Catalog, Context, Interaction, ItemId, Policy, RewardFn, Rng, SlateChoice};
@@ -87,6 +87,15 @@ fn check_common(lambda: f64, max_users: usize) -> Result<(), LearnError> {
     check_range("max_users", max_users as f64, 1.0, f64::MAX, "at least 1")
 }
 
+/// The parts of a decision in progress, borrowed from a [`LinearCore`].
+struct Prepared<'a> {
+    candidates: &'a [ItemId],
+    model: &'a mut RidgeModel,
+    /// `phi` of every candidate, row-major.
+    phi: &'a [f64],
+    scores: &'a mut Vec<f64>,
+}
+
 /// What LinUCB and LinTS share: the feature map, the reward, the models and reusable buffers.
 #[derive(Debug, Clone)]
 struct LinearCore {
@@ -123,6 +132,23 @@ impl LinearCore {
             x: vec![0.0; d],
             scores: Vec::new(),
             observed: 0,
+        })
+    }
+
+    /// The shared start of a decision: resolves the candidates, fills `phi` for each of them
+    /// and picks the model of the context's user; `None` when there is nothing to choose.
+    fn prepare(&mut self, context: &Context, k: usize) -> Option<Prepared<'_>> {
+        let candidates = self.candidates.resolve(context);
+        if candidates.is_empty() || k == 0 {
+            return None;
+        }
+        self.features.session(context, &mut self.profile);
+        self.features.fill(candidates, &self.profile, &mut self.phi);
+        Some(Prepared {
+            candidates,
+            model: self.models.for_decision(&context.user),
+            phi: &self.phi,
+            scores: &mut self.scores,
         })
     }
 
@@ -211,20 +237,15 @@ impl Policy for LinUcb {
     }
 
     fn decide(&mut self, context: &Context, k: usize, _rng: &mut Rng) -> SlateChoice {
-        let core = &mut self.core;
-        let candidates = core.candidates.resolve(context);
-        if candidates.is_empty() || k == 0 {
+        let Some(p) = self.core.prepare(context, k) else {
             return empty_choice();
+        };
+        let d = p.model.dim();
+        p.scores.clear();
+        for row in p.phi.chunks_exact(d) {
+            p.scores.push(p.model.ucb(row, self.config.alpha));
         }
-        core.features.session(context, &mut core.profile);
-        core.features.fill(candidates, &core.profile, &mut core.phi);
-        let model = core.models.for_decision(&context.user);
-        let d = model.dim();
-        core.scores.clear();
-        for row in core.phi.chunks_exact(d) {
-            core.scores.push(model.ucb(row, self.config.alpha));
-        }
-        greedy(candidates, &core.scores, k)
+        greedy(p.candidates, p.scores, k)
     }
 
     fn observe(&mut self, interaction: &Interaction) {
@@ -293,15 +314,16 @@ impl Policy for LinTs {
     }
 
     fn decide(&mut self, context: &Context, k: usize, rng: &mut Rng) -> SlateChoice {
-        let core = &mut self.core;
-        let candidates = core.candidates.resolve(context);
-        if candidates.is_empty() || k == 0 {
+        let Some(Prepared {
+            candidates,
+            model,
+            phi,
+            scores,
+        }) = self.core.prepare(context, k)
+        else {
             return empty_choice();
-        }
-        core.features.session(context, &mut core.profile);
-        core.features.fill(candidates, &core.profile, &mut core.phi);
-        let model = core.models.for_decision(&context.user);
-        let (v, theta, scores, phi) = (self.config.v, &mut self.theta, &mut core.scores, &core.phi);
+        };
+        let (v, theta) = (self.config.v, &mut self.theta);
         model.sample_theta(v, rng, theta);
         linear_scores(phi, theta, scores);
         let chosen = top_k(scores, k);
