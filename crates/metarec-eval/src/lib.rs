@@ -4,11 +4,14 @@
 //! - [`arena`]: runs policies on the same simulated new users (common random numbers) and
 //!   reports reward, CTR, CVR, revenue, visit length, regret against the oracle and the cold-start
 //!   curve, each with its interval;
-//! - [`meta`]: meta-training of the strategy adjuster on training users.
+//! - [`meta`]: meta-training of the strategy adjuster on training users;
+//! - [`newitems`]: the new-item cold-start benchmark on Online Retail (id-only against text
+//!   features for products never seen sold).
 #![deny(missing_docs)]
 
 pub mod arena;
 pub mod meta;
+pub mod newitems;
 pub mod summary;
 
 pub use arena::{ArenaConfig, ArenaReport, Contestant, run_arena};

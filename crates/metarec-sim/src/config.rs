@@ -19,6 +19,7 @@ pub const PRESETS: &[(&str, &str)] = &[
         "full-catalog",
         include_str!("../scenarios/full-catalog.toml"),
     ),
+    ("text", include_str!("../scenarios/text.toml")),
 ];
 
 /// A whole scenario.
@@ -68,6 +69,10 @@ pub struct ObservedConfig {
     pub dim: usize,
     /// Fraction of customers whose purchases the shop's embedding is fitted on.
     pub customer_fraction: f64,
+    /// Principal components of the items' title embeddings (from the text encoder) added as
+    /// observable features (0: none). The hidden item model stays fitted to purchases, so the
+    /// title is an informative but imperfect proxy of it, as in a real shop.
+    pub text_dims: usize,
 }
 
 /// How new users are drawn: a fitted customer of the chosen country, plus Gaussian noise.
@@ -194,6 +199,7 @@ impl Default for ObservedConfig {
         ObservedConfig {
             dim: 8,
             customer_fraction: 0.5,
+            text_dims: 0,
         }
     }
 }
@@ -358,6 +364,13 @@ impl ScenarioConfig {
                 "observed.dim",
                 self.observed.dim,
                 "must be 0 to 256",
+            ));
+        }
+        if self.observed.text_dims > 64 {
+            return Err(invalid(
+                "observed.text_dims",
+                self.observed.text_dims,
+                "must be 0 to 64",
             ));
         }
         let frac = self.observed.customer_fraction;

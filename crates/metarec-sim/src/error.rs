@@ -35,6 +35,9 @@ pub enum SimError {
     /// The real data could not be loaded.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// The scenario asks for title-embedding features but none (or the wrong number) were given.
+    #[error("scenario needs title embeddings: {0}")]
+    Text(String),
     /// The data is too small for the scenario (for example fewer items than a slate).
     #[error("the data cannot support this scenario: {0}")]
     TooSmall(String),

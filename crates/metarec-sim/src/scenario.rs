@@ -23,8 +23,18 @@ pub struct Scenario {
 impl Scenario {
     /// Fits the world to the data and calibrates the biases (when the scenario asks for it).
     pub fn build(config: ScenarioConfig, data: &OnlineRetail) -> Result<Scenario, SimError> {
+        Scenario::build_with_text(config, data, None)
+    }
+
+    /// Like [`Scenario::build`], with the title embeddings of `data`'s catalog (row-major, with
+    /// their dimension), which scenarios with `observed.text_dims > 0` need.
+    pub fn build_with_text(
+        config: ScenarioConfig,
+        data: &OnlineRetail,
+        text: Option<(&[f32], usize)>,
+    ) -> Result<Scenario, SimError> {
         config.validate()?;
-        let world = Arc::new(World::build(data, &config)?);
+        let world = Arc::new(World::build_with_text(data, &config, text)?);
         let mut config = config;
         let calibration = if config.calibration.fit {
             let fitted = fit_biases(&world, &config);

@@ -532,6 +532,50 @@ mod tests {
         (ShopEnv::new(world, &config), config)
     }
 
+    #[test]
+    fn title_embeddings_become_principal_component_features() {
+        let mut config = ScenarioConfig::default();
+        config.catalog.items = 6;
+        config.choice.slate_size = 2;
+        config.fit.dim = 2;
+        config.observed.dim = 2;
+        config.observed.text_dims = 2;
+        config.population.min_country_customers = 5;
+        config.calibration.fit = false;
+        let data = tiny_data();
+        // Without embeddings the scenario is refused with a reason.
+        let err = World::build(&data, &config).unwrap_err().to_string();
+        assert!(err.contains("text_dims"), "{err}");
+        // Wrong length: refused too.
+        let short = vec![0.0f32; 5];
+        assert!(World::build_with_text(&data, &config, Some((&short, 3))).is_err());
+        // Three-dimensional "embeddings" where item i points along i % 3.
+        let values: Vec<f32> = (0..6)
+            .flat_map(|i| (0..3).map(move |k| if k == i % 3 { 1.0 } else { 0.0 }))
+            .collect();
+        let world = World::build_with_text(&data, &config, Some((&values, 3))).unwrap();
+        let names = world.catalog.features().names().to_vec();
+        assert_eq!(&names[names.len() - 2..], ["text_0", "text_1"]);
+        // Items with the same embedding get the same text features; others differ.
+        let text = |id: u32| {
+            let row = world.catalog.features().row(id as usize).to_vec();
+            row[row.len() - 2..].to_vec()
+        };
+        let key_of = |id: u32| world.catalog.key(ItemId(id)).unwrap().to_owned();
+        for a in 0..6u32 {
+            for b in 0..6u32 {
+                let (ka, kb) = (key_of(a), key_of(b));
+                let same =
+                    ka[1..].parse::<u32>().unwrap() % 3 == kb[1..].parse::<u32>().unwrap() % 3;
+                let close = text(a)
+                    .iter()
+                    .zip(text(b))
+                    .all(|(x, y)| (x - y).abs() < 1e-4);
+                assert_eq!(same, close, "{ka} {kb}: {:?} {:?}", text(a), text(b));
+            }
+        }
+    }
+
     fn decision(items: &[u32]) -> Decision {
         Decision {
             event_id: "e".into(),

@@ -149,9 +149,111 @@ fn median(values: &mut [f64]) -> f64 {
     }
 }
 
+/// Scores of `rows` (row-major, `d` columns) on their first `k` principal components, each
+/// standardised to unit variance: subspace iteration on the covariance from a seeded start, with
+/// Gram-Schmidt re-orthonormalisation (plenty for a few hundred dimensions).
+pub fn principal_scores(rows: &[f64], d: usize, k: usize, seed: u64) -> Vec<f64> {
+    let n = rows.len() / d.max(1);
+    if n == 0 || k == 0 {
+        return Vec::new();
+    }
+    let mut mean = vec![0.0; d];
+    for r in rows.chunks_exact(d) {
+        for (m, x) in mean.iter_mut().zip(r) {
+            *m += x / n as f64;
+        }
+    }
+    let mut cov = vec![0.0; d * d];
+    let mut centred = vec![0.0; d];
+    for r in rows.chunks_exact(d) {
+        for (c, (x, m)) in centred.iter_mut().zip(r.iter().zip(&mean)) {
+            *c = x - m;
+        }
+        for a in 0..d {
+            let ca = centred[a];
+            for (v, cb) in cov[a * d..(a + 1) * d].iter_mut().zip(&centred) {
+                *v += ca * cb;
+            }
+        }
+    }
+    let mut rng = rng_for(seed, 0x7063);
+    let mut basis: Vec<Vec<f64>> = (0..k)
+        .map(|_| (0..d).map(|_| StandardNormal.sample(&mut rng)).collect())
+        .collect();
+    for _ in 0..100 {
+        let mut next: Vec<Vec<f64>> = basis
+            .iter()
+            .map(|q| (0..d).map(|a| dot(&cov[a * d..(a + 1) * d], q)).collect())
+            .collect();
+        for j in 0..k {
+            for p in 0..j {
+                let proj = dot(&next[j], &next[p]);
+                let (head, tail) = next.split_at_mut(j);
+                for (x, y) in tail[0].iter_mut().zip(&head[p]) {
+                    *x -= proj * y;
+                }
+            }
+            let norm = dot(&next[j], &next[j]).sqrt().max(1e-300);
+            next[j].iter_mut().for_each(|x| *x /= norm);
+        }
+        basis = next;
+    }
+    let mut scores = vec![0.0; n * k];
+    for (r, row) in rows.chunks_exact(d).enumerate() {
+        for (c, (x, m)) in centred.iter_mut().zip(row.iter().zip(&mean)) {
+            *c = x - m;
+        }
+        for (j, q) in basis.iter().enumerate() {
+            scores[r * k + j] = dot(&centred, q);
+        }
+    }
+    for j in 0..k {
+        let var = (0..n).map(|r| scores[r * k + j].powi(2)).sum::<f64>() / n as f64;
+        let sd = var.sqrt().max(1e-12);
+        for r in 0..n {
+            scores[r * k + j] /= sd;
+        }
+    }
+    scores
+}
+
 impl World {
     /// Fits the world of a scenario to cleaned Online Retail purchases.
     pub fn build(data: &OnlineRetail, config: &ScenarioConfig) -> Result<World, SimError> {
+        World::build_with_text(data, config, None)
+    }
+
+    /// Like [`World::build`], with the title embeddings of every item of `data`'s catalog
+    /// (row-major, with their dimension) for scenarios with `observed.text_dims > 0`.
+    pub fn build_with_text(
+        data: &OnlineRetail,
+        config: &ScenarioConfig,
+        text: Option<(&[f32], usize)>,
+    ) -> Result<World, SimError> {
+        if config.observed.text_dims > 0 {
+            match text {
+                None => {
+                    return Err(SimError::Text(format!(
+                        "observed.text_dims = {} but no embeddings were given (the CLI computes them with `metarec data fetch minilm`)",
+                        config.observed.text_dims
+                    )));
+                }
+                Some((values, d)) if d == 0 || values.len() != d * data.catalog.len() => {
+                    return Err(SimError::Text(format!(
+                        "{} values for {} items of dimension {d}",
+                        values.len(),
+                        data.catalog.len()
+                    )));
+                }
+                Some((_, d)) if d < config.observed.text_dims => {
+                    return Err(SimError::Text(format!(
+                        "observed.text_dims = {} exceeds the embedding dimension {d}",
+                        config.observed.text_dims
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
         let n_customers = data.customers.len();
         let n_all_items = data.catalog.len();
         // Purchase occasions per (customer, item): distinct invoices, so one large order of an
@@ -224,6 +326,7 @@ impl World {
             chosen,
             &lines_per_item,
             &pairs,
+            text.filter(|_| config.observed.text_dims > 0),
         )
     }
 
@@ -236,6 +339,7 @@ impl World {
         chosen: &[usize],
         lines_per_item: &[f64],
         pairs: &HashMap<(u32, u32), (u32, f64)>,
+        text: Option<(&[f32], usize)>,
     ) -> Result<World, SimError> {
         let d = truth.dim;
         let mut position_of = vec![usize::MAX; data.catalog.len()];
@@ -276,6 +380,19 @@ impl World {
         let obs_dim = observed.map_or(0, |f| f.dim);
         let mut names: Vec<String> = BASE_FEATURES.iter().map(|s| s.to_string()).collect();
         names.extend((0..obs_dim).map(|k| format!("embedding_{k}")));
+        let text_dims = if text.is_some() {
+            config.observed.text_dims
+        } else {
+            0
+        };
+        let text_columns = text.map(|(values, d)| {
+            let rows: Vec<f64> = chosen
+                .iter()
+                .flat_map(|&i| values[i * d..(i + 1) * d].iter().map(|&x| f64::from(x)))
+                .collect();
+            principal_scores(&rows, d, text_dims, config.seed)
+        });
+        names.extend((0..text_dims).map(|k| format!("text_{k}")));
         let mut catalog = Catalog::new(names);
         let mut item_vectors = Vec::with_capacity(chosen.len() * d);
         let mut item_directions = Vec::with_capacity(chosen.len() * d);
@@ -287,6 +404,13 @@ impl World {
             let mut features = vec![log_price[pos] as f32, popularity[pos] as f32];
             if let Some(o) = observed {
                 features.extend(o.item(i).iter().map(|&v| v as f32));
+            }
+            if let Some(t) = &text_columns {
+                features.extend(
+                    t[pos * text_dims..(pos + 1) * text_dims]
+                        .iter()
+                        .map(|&v| v as f32),
+                );
             }
             catalog
                 .push(Item {
@@ -382,5 +506,42 @@ impl World {
     #[inline]
     pub fn item_direction(&self, i: usize) -> &[f64] {
         &self.item_directions[i * self.dim..(i + 1) * self.dim]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::principal_scores;
+
+    #[test]
+    fn principal_scores_follow_the_directions_of_largest_variance() {
+        // The sample of (t, s) is only nearly uncorrelated, so the components are checked to
+        // correlation 0.99. Points spread 10x more along (1, 1, 0)/sqrt(2) than along (0, 0, 1), and not at all
+        // along (1, -1, 0): the first component's scores are the first coordinate t, the second
+        // component's the third coordinate s, each up to sign and scale.
+        let mut rows = Vec::new();
+        let mut ts = Vec::new();
+        let mut ss = Vec::new();
+        for j in 0..50 {
+            let t = 10.0 * ((j * 7 % 50) as f64 / 50.0 - 0.5);
+            let s = (j * 13 % 50) as f64 / 50.0 - 0.5;
+            rows.extend([t / 2f64.sqrt(), t / 2f64.sqrt(), s]);
+            ts.push(t);
+            ss.push(s);
+        }
+        let scores = principal_scores(&rows, 3, 2, 1);
+        let corr = |col: usize, xs: &[f64]| {
+            let a: Vec<f64> = (0..50).map(|r| scores[r * 2 + col]).collect();
+            let (ma, mx) = (a.iter().sum::<f64>() / 50.0, xs.iter().sum::<f64>() / 50.0);
+            let cov: f64 = a.iter().zip(xs).map(|(p, q)| (p - ma) * (q - mx)).sum();
+            let va: f64 = a.iter().map(|p| (p - ma).powi(2)).sum();
+            let vx: f64 = xs.iter().map(|q| (q - mx).powi(2)).sum();
+            cov / (va * vx).sqrt()
+        };
+        assert!(corr(0, &ts).abs() > 0.99, "{}", corr(0, &ts));
+        assert!(corr(1, &ss).abs() > 0.99, "{}", corr(1, &ss));
+        // Unit variance per component.
+        let var0: f64 = (0..50).map(|r| scores[r * 2].powi(2)).sum::<f64>() / 50.0;
+        assert!((var0 - 1.0).abs() < 1e-9);
     }
 }

@@ -65,18 +65,34 @@ pub fn load_encoder(model: Option<PathBuf>, global: &Global) -> Result<TextEncod
     Ok(TextEncoder::load(&dir)?)
 }
 
-pub fn run(args: EmbedArgs, global: &Global) -> Result<()> {
-    if args.catalog != "online-retail" {
-        bail!(
-            "unknown catalog `{}`; expected: online-retail",
-            args.catalog
-        );
-    }
-    if args.batch == 0 {
+/// Title embeddings of the Online Retail catalog, computed through the cache.
+pub struct TitleEmbeddings {
+    /// Item keys in id order.
+    pub keys: Vec<String>,
+    /// The encoder's id.
+    pub model: String,
+    /// Dimension.
+    pub dim: usize,
+    /// Row-major vectors in id order.
+    pub vectors: Vec<f32>,
+    /// Titles that were not cached and had to be embedded.
+    pub embedded: usize,
+    /// Seconds spent embedding them.
+    pub seconds: f64,
+}
+
+/// Embeds every Online Retail title, reading cached vectors and embedding (with a progress bar)
+/// and caching only the titles the cache lacks.
+pub fn title_embeddings(
+    model: Option<PathBuf>,
+    batch: usize,
+    global: &Global,
+) -> Result<TitleEmbeddings> {
+    if batch == 0 {
         bail!("--batch must be at least 1");
     }
     let (keys, titles) = retail_titles(global)?;
-    let encoder = load_encoder(args.model, global)?;
+    let encoder = load_encoder(model, global)?;
     let mut cache = EmbeddingCache::open(
         &global.data.root().join("cache"),
         encoder.id(),
@@ -103,7 +119,7 @@ pub fn run(args: EmbedArgs, global: &Global) -> Result<()> {
         missing.len()
     ));
     let bar = ProgressBar::new(missing.len() as u64);
-    if global.quiet {
+    if global.quiet || missing.is_empty() {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
@@ -113,7 +129,7 @@ pub fn run(args: EmbedArgs, global: &Global) -> Result<()> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let start = Instant::now();
-    for chunk in missing.chunks(args.batch) {
+    for chunk in missing.chunks(batch) {
         let vectors = encoder.embed(chunk)?;
         for (t, v) in chunk.iter().zip(vectors) {
             cache.insert(t, v);
@@ -121,30 +137,49 @@ pub fn run(args: EmbedArgs, global: &Global) -> Result<()> {
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    let seconds = start.elapsed().as_secs_f64();
     cache.save()?;
     let mut vectors = Vec::with_capacity(titles.len() * encoder.dim());
     for t in &titles {
         vectors.extend_from_slice(cache.get(t).context("a title is missing from the cache")?);
     }
-    let out = Output {
-        model: encoder.id(),
-        dim: encoder.dim(),
+    Ok(TitleEmbeddings {
         keys,
+        model: encoder.id().to_owned(),
+        dim: encoder.dim(),
         vectors,
+        embedded: missing.len(),
+        seconds,
+    })
+}
+
+pub fn run(args: EmbedArgs, global: &Global) -> Result<()> {
+    if args.catalog != "online-retail" {
+        bail!(
+            "unknown catalog `{}`; expected: online-retail",
+            args.catalog
+        );
+    }
+    let emb = title_embeddings(args.model, args.batch, global)?;
+    let n = emb.keys.len();
+    let out = Output {
+        model: &emb.model,
+        dim: emb.dim,
+        keys: emb.keys,
+        vectors: emb.vectors,
     };
     let text = serde_json::to_string(&out)?;
     metarec_data::log::atomic_write(&args.out, |f| std::io::Write::write_all(f, text.as_bytes()))?;
-    let secs = start.elapsed().as_secs_f64();
     println!(
-        "{} item embeddings ({} dims) written to {}; embedded {} new titles in {secs:.1} s{}",
-        titles.len(),
-        encoder.dim(),
+        "{n} item embeddings ({} dims) written to {}; embedded {} new titles in {:.1} s{}",
+        emb.dim,
         args.out.display(),
-        missing.len(),
-        if missing.is_empty() {
+        emb.embedded,
+        emb.seconds,
+        if emb.embedded == 0 {
             String::new()
         } else {
-            format!(" ({:.0} titles/s)", missing.len() as f64 / secs)
+            format!(" ({:.0} titles/s)", emb.embedded as f64 / emb.seconds)
         }
     );
     Ok(())

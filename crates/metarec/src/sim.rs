@@ -92,8 +92,18 @@ pub fn build_scenario(name: &str, global: &Global) -> Result<Scenario> {
         config.name,
         data.purchases.len()
     ));
+    // Scenarios with title features need the text encoder's embeddings of every title.
+    let text = if config.observed.text_dims > 0 {
+        Some(crate::embed::title_embeddings(None, 128, global)?)
+    } else {
+        None
+    };
     let start = Instant::now();
-    let scenario = Scenario::build(config, &data)?;
+    let scenario = Scenario::build_with_text(
+        config,
+        &data,
+        text.as_ref().map(|t| (t.vectors.as_slice(), t.dim)),
+    )?;
     global.progress(format!(
         "scenario ready in {:.1} s: {} items, {} customers in the population",
         start.elapsed().as_secs_f64(),

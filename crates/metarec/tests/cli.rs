@@ -577,3 +577,41 @@ fn embed_writes_one_unit_vector_per_item_and_a_second_run_uses_the_cache() {
         stdout(&again)
     );
 }
+
+#[test]
+fn new_items_text_features_beat_id_only_on_products_never_seen_sold() {
+    let dir = fetched_data_dir("minilm");
+    let tmp = tempfile::tempdir().unwrap();
+    let out_path = tmp.path().join("new-items.json");
+    let out = metarec(
+        &dir,
+        &["-q", "new-items", "--out", out_path.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("id+text"), "{}", stdout(&out));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    assert_eq!(json["kind"], "new-items");
+    let rows = json["results"].as_array().unwrap();
+    let row = |name: &str| {
+        rows.iter()
+            .find(|r| r["features"] == name)
+            .unwrap_or_else(|| panic!("no row {name}"))
+            .clone()
+    };
+    let (id, text) = (row("id"), row("id+text"));
+    // Id-only features cannot tell new products apart: its hit rate is chance up to noise.
+    let chance = json["chance_hit_rate"].as_f64().unwrap();
+    let hr = &id["hit_rate"];
+    assert!(
+        hr["low"].as_f64().unwrap() <= chance && chance <= hr["high"].as_f64().unwrap(),
+        "{hr} vs chance {chance}"
+    );
+    // Titles carry real signal: the paired difference's interval lies above zero.
+    assert!(
+        text["hit_rate_vs_id"]["low"].as_f64().unwrap() > 0.0,
+        "{text}"
+    );
+    assert!(text["ndcg_vs_id"]["low"].as_f64().unwrap() > 0.0, "{text}");
+    assert!(json["new_items"].as_u64().unwrap() > 50);
+}
