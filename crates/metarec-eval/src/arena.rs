@@ -74,7 +74,8 @@ pub enum Contestant {
         /// Top scores instead of sampling.
         greedy: bool,
     },
-    /// A trained network with its meta-trained Bayesian adjuster (`adjusted:DIR`).
+    /// A trained network with its meta-trained adjuster, Bayesian or gradient-based
+    /// (`adjusted:DIR`).
     Adjusted {
         /// The name shown in reports.
         name: String,
@@ -316,18 +317,14 @@ fn play_job(
         Contestant::Neural { name, dir, greedy } => {
             Some(load_neural(name, dir, *greedy, env.catalog())?)
         }
-        Contestant::Adjusted { name, dir } => {
-            let fail = |message: String| ArenaError::Policy {
-                name: name.clone(),
-                message,
-            };
-            let manifest = crate::meta::read_adjuster(dir).map_err(|e| fail(e.to_string()))?;
-            let adjuster = crate::meta::load_adjuster(dir, env.catalog(), manifest.config)
-                .map_err(|e| fail(e.to_string()))?;
-            Some(Box::new(metarec_neural::adjust::AdjustedPolicy::new(
-                name, adjuster,
-            )))
-        }
+        Contestant::Adjusted { name, dir } => Some(
+            crate::meta::load_adjusted_policy(name, dir, env.catalog()).map_err(|e| {
+                ArenaError::Policy {
+                    name: name.clone(),
+                    message: e.to_string(),
+                }
+            })?,
+        ),
         _ => None,
     };
     let planner = PlannerConfig {

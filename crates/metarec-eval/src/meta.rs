@@ -1,17 +1,25 @@
-//! Meta-training of the strategy adjuster: choosing its prior across many training users.
+//! Meta-training of the strategy adjuster across many training users.
 //!
 //! The adjuster's prior mean is the trained network's user tower (itself meta-trained by
-//! reinforcement learning across users); what remains is the prior scale `tau` of the per-user
-//! correction. [`meta_train_bayes`] plays a grid of scales on users drawn with a training seed
-//! (never the arena's) and keeps the scale with the highest mean reward per user: an empirical
-//! Bayes choice made on the training tasks.
+//! reinforcement learning across users); what remains is learned here, on users drawn with a
+//! training seed (never the arena's):
+//! - [`calibrate_network`], the first step of both: the network's scores (ranking logits) as click
+//!   log-odds, by a logistic regression of clicks on scores over training users' visits;
+//! - [`meta_train_bayes`]: the prior scale `tau` of the per-user correction, chosen from a grid by
+//!   mean reward per training user (an empirical Bayes choice made on the training tasks);
+//! - [`meta_train_gradient`]: Reptile. For each step size of a grid, the initial correction every
+//!   user starts from is moved towards each training user's adapted correction after their visit
+//!   (`init += rate * (delta_user - init)`); the step size whose final initial value earns most on
+//!   a second set of training users is kept.
 
 use metarec_core::{
     Environment, EventId, Interaction, Policy, RewardFn, decision_from_choice, rng_for,
 };
 use metarec_neural::adjust::{
-    ADJUSTER_FILE, AdjustedPolicy, AdjusterManifest, BayesConfig, BayesianAdjuster,
+    ADJUSTER_FILE, AdjustedPolicy, AdjusterManifest, BayesConfig, BayesianAdjuster, Calibration,
+    GradientAdjuster, GradientConfig, calibration_samples, fit_calibration,
 };
+use metarec_neural::features::Features;
 use metarec_neural::model::Frozen;
 use metarec_sim::Scenario;
 use std::path::Path;
@@ -40,20 +48,57 @@ pub enum MetaError {
     Config(String),
 }
 
-/// Loads a model directory's network as an adjuster with the given settings.
+/// Loads a model directory's network for plain-Rust inference.
+pub fn load_network(
+    dir: &Path,
+    catalog: &metarec_core::Catalog,
+) -> Result<(Arc<Frozen>, Arc<Features>), metarec_neural::NeuralError> {
+    let loaded = metarec_neural::checkpoint::load(dir, catalog)?;
+    let items = metarec_neural::item_tensor(&loaded.features)?;
+    let frozen = Frozen::from_model(&loaded.model, &items)?;
+    Ok((Arc::new(frozen), Arc::new(loaded.features)))
+}
+
+/// Loads a model directory's network as a Bayesian adjuster with the given settings.
 pub fn load_adjuster(
     dir: &Path,
     catalog: &metarec_core::Catalog,
     config: BayesConfig,
 ) -> Result<BayesianAdjuster, metarec_neural::NeuralError> {
-    let loaded = metarec_neural::checkpoint::load(dir, catalog)?;
-    let items = metarec_neural::item_tensor(&loaded.features)?;
-    let frozen = Frozen::from_model(&loaded.model, &items)?;
-    Ok(BayesianAdjuster::new(
-        Arc::new(frozen),
-        Arc::new(loaded.features),
-        config,
-    ))
+    let (frozen, features) = load_network(dir, catalog)?;
+    Ok(BayesianAdjuster::new(frozen, features, config))
+}
+
+/// The policy a model directory's `adjuster.json` describes (Bayesian or gradient-based).
+pub fn load_adjusted_policy(
+    name: &str,
+    dir: &Path,
+    catalog: &metarec_core::Catalog,
+) -> Result<Box<dyn Policy>, MetaError> {
+    let manifest = read_adjuster(dir)?;
+    let (frozen, features) = load_network(dir, catalog)?;
+    match manifest.kind.as_str() {
+        "bayes" => Ok(Box::new(AdjustedPolicy::new(
+            name,
+            BayesianAdjuster::new(frozen, features, manifest.config),
+        ))),
+        "gradient" => {
+            let config = manifest.gradient.ok_or_else(|| {
+                MetaError::Config(format!(
+                    "{}: kind `gradient` without `gradient` settings",
+                    dir.join(ADJUSTER_FILE).display()
+                ))
+            })?;
+            Ok(Box::new(AdjustedPolicy::new(
+                name,
+                GradientAdjuster::new(frozen, features, config),
+            )))
+        }
+        other => Err(MetaError::Config(format!(
+            "{}: unknown adjuster kind `{other}` (expected bayes or gradient)",
+            dir.join(ADJUSTER_FILE).display()
+        ))),
+    }
 }
 
 /// Reads the adjuster settings saved in a model directory.
@@ -108,6 +153,86 @@ pub fn play_users<E: Environment>(
     Ok(totals)
 }
 
+/// A policy that keeps every interaction it observes.
+struct Recorder<'a> {
+    inner: &'a mut dyn Policy,
+    log: Vec<Interaction>,
+}
+
+impl Policy for Recorder<'_> {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn start_user(&mut self, context: &metarec_core::Context) {
+        self.inner.start_user(context);
+    }
+
+    fn decide(
+        &mut self,
+        context: &metarec_core::Context,
+        k: usize,
+        rng: &mut metarec_core::Rng,
+    ) -> metarec_core::SlateChoice {
+        self.inner.decide(context, k, rng)
+    }
+
+    fn observe(&mut self, interaction: &Interaction) {
+        self.log.push(interaction.clone());
+        self.inner.observe(interaction);
+    }
+}
+
+/// Meta-learns how the network's scores map to click log-odds: plays `users` training users
+/// with the network alone (greedy, no correction) and fits a logistic regression of every shown
+/// item's click on its score.
+pub fn calibrate_network(
+    scenario: &Scenario,
+    frozen: &Arc<Frozen>,
+    features: &Arc<Features>,
+    users: usize,
+    seed: u64,
+) -> Result<Calibration, MetaError> {
+    let env_seed = scenario.config.seed ^ 0x6361_6c69 ^ seed;
+    let mut env = scenario.env_with_seed(env_seed);
+    // A prior scale of zero width: the network's own greedy ranking, whatever the feedback.
+    let network_only = BayesianAdjuster::new(
+        frozen.clone(),
+        features.clone(),
+        BayesConfig {
+            prior_scale: 1e-9,
+            thompson: false,
+            ..BayesConfig::default()
+        },
+    );
+    let mut inner = AdjustedPolicy::new("network", network_only);
+    let mut recorder = Recorder {
+        inner: &mut inner,
+        log: Vec::new(),
+    };
+    play_users(
+        &mut env,
+        &mut recorder,
+        1 << 44,
+        users,
+        &scenario.config.reward,
+        seed,
+    )?;
+    let samples: Vec<(f64, bool)> = recorder
+        .log
+        .iter()
+        .flat_map(|it| calibration_samples(frozen, features, it))
+        .collect();
+    let calibration = fit_calibration(&samples);
+    if !(calibration.offset.is_finite() && calibration.scale.is_finite()) {
+        return Err(MetaError::Config(format!(
+            "the click calibration did not converge on {} shown items",
+            samples.len()
+        )));
+    }
+    Ok(calibration)
+}
+
 /// Chooses the adjuster's prior scale on training users and writes `adjuster.json` into the
 /// model directory. `progress` gets a line per scale tried.
 pub fn meta_train_bayes(
@@ -131,14 +256,21 @@ pub fn meta_train_bayes(
     // Training users: a seed of their own and numbers far from the arena's.
     let env_seed = scenario.config.seed ^ 0x6d65_7461 ^ seed;
     let reward = scenario.config.reward;
+    let (frozen, features) = load_network(model_dir, &scenario.world.catalog)?;
+    let calibration = calibrate_network(scenario, &frozen, &features, users, seed)?;
+    progress(&format!(
+        "click log-odds = {:.3} + {:.3} x network score",
+        calibration.offset, calibration.scale
+    ));
     let mut results = Vec::with_capacity(grid.len());
     for &tau in grid {
         let mut env = scenario.env_with_seed(env_seed);
         let config = BayesConfig {
             prior_scale: tau,
+            calibration,
             ..BayesConfig::default()
         };
-        let adjuster = load_adjuster(model_dir, &scenario.world.catalog, config)?;
+        let adjuster = BayesianAdjuster::new(frozen.clone(), features.clone(), config);
         let mut policy = AdjustedPolicy::new("adjusted", adjuster);
         let totals = play_users(&mut env, &mut policy, 1 << 42, users, &reward, seed)?;
         let mean = totals.iter().sum::<f64>() / totals.len() as f64;
@@ -156,18 +288,140 @@ pub fn meta_train_bayes(
         kind: "bayes".into(),
         config: BayesConfig {
             prior_scale: best.0,
+            calibration,
             ..BayesConfig::default()
         },
+        gradient: None,
         grid: results,
         users,
     };
+    write_manifest(model_dir, &manifest)?;
+    Ok(manifest)
+}
+
+fn write_manifest(model_dir: &Path, manifest: &AdjusterManifest) -> Result<(), MetaError> {
     let path = model_dir.join(ADJUSTER_FILE);
     let text =
-        serde_json::to_string_pretty(&manifest).map_err(|e| MetaError::Config(e.to_string()))?;
+        serde_json::to_string_pretty(manifest).map_err(|e| MetaError::Config(e.to_string()))?;
     metarec_data::log::atomic_write(&path, |out| std::io::Write::write_all(out, text.as_bytes()))
         .map_err(|e| MetaError::Io {
-        path: path.display().to_string(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
+            path: path.display().to_string(),
+            source: std::io::Error::other(e.to_string()),
+        })
+}
+
+/// Settings of Reptile meta-training.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReptileConfig {
+    /// Inner step sizes to try.
+    pub step_sizes: Vec<f64>,
+    /// Inner gradient steps after each interaction.
+    pub steps: usize,
+    /// Outer (meta) step: how far the initial correction moves towards each user's adapted one.
+    pub rate: f64,
+    /// Training users whose visits update the initial correction, per step size.
+    pub users: usize,
+    /// Further training users on which each step size's result is judged.
+    pub eval_users: usize,
+    /// Seed of the training users.
+    pub seed: u64,
+}
+
+/// Meta-trains the gradient-based adjuster by Reptile (see the module documentation) and writes
+/// `adjuster.json` into the model directory. `progress` gets a line per step size.
+pub fn meta_train_gradient(
+    scenario: &Scenario,
+    model_dir: &Path,
+    config: &ReptileConfig,
+    progress: &dyn Fn(&str),
+) -> Result<AdjusterManifest, MetaError> {
+    if config.step_sizes.is_empty() || config.users == 0 || config.eval_users == 0 {
+        return Err(MetaError::Config(
+            "need at least one step size, one training user and one evaluation user".into(),
+        ));
+    }
+    if let Some(bad) = config
+        .step_sizes
+        .iter()
+        .find(|t| !(t.is_finite() && **t > 0.0))
+    {
+        return Err(MetaError::Config(format!(
+            "step size {bad} must be positive"
+        )));
+    }
+    if !(config.rate > 0.0 && config.rate <= 1.0) {
+        return Err(MetaError::Config(format!(
+            "the Reptile rate {} must be in (0, 1]",
+            config.rate
+        )));
+    }
+    let env_seed = scenario.config.seed ^ 0x6d65_7461 ^ config.seed;
+    let reward = scenario.config.reward;
+    let (frozen, features) = load_network(model_dir, &scenario.world.catalog)?;
+    let calibration = calibrate_network(scenario, &frozen, &features, config.users, config.seed)?;
+    progress(&format!(
+        "click log-odds = {:.3} + {:.3} x network score",
+        calibration.offset, calibration.scale
+    ));
+    let mut results = Vec::with_capacity(config.step_sizes.len());
+    let mut best: Option<(f64, GradientConfig)> = None;
+    for &step_size in &config.step_sizes {
+        let mut env = scenario.env_with_seed(env_seed);
+        let adjuster = GradientAdjuster::new(
+            frozen.clone(),
+            features.clone(),
+            GradientConfig {
+                step_size,
+                steps: config.steps,
+                init: vec![0.0; frozen.embed],
+                calibration,
+            },
+        );
+        let mut policy = AdjustedPolicy::new("gradient", adjuster);
+        for user in 0..config.users as u64 {
+            play_users(
+                &mut env,
+                &mut policy,
+                (1 << 42) + user,
+                1,
+                &reward,
+                config.seed,
+            )?;
+            let rate = config.rate;
+            for (_, state) in policy.drain_states() {
+                let init = &mut policy.adjuster_mut().config.init;
+                for (i, d) in init.iter_mut().zip(&state.delta) {
+                    *i += rate * (d - *i);
+                }
+            }
+        }
+        let trained = policy.adjuster().config.clone();
+        let totals = play_users(
+            &mut env,
+            &mut policy,
+            1u64 << 43,
+            config.eval_users,
+            &reward,
+            config.seed,
+        )?;
+        let mean = totals.iter().sum::<f64>() / totals.len() as f64;
+        progress(&format!(
+            "step size {step_size}: {mean:.3} reward per held-out training user (|init| = {:.3})",
+            trained.init.iter().map(|x| x * x).sum::<f64>().sqrt()
+        ));
+        results.push((step_size, mean));
+        if best.as_ref().is_none_or(|(m, _)| mean > *m) {
+            best = Some((mean, trained));
+        }
+    }
+    let (_, chosen) = best.expect("at least one step size was tried");
+    let manifest = AdjusterManifest {
+        kind: "gradient".into(),
+        config: BayesConfig::default(),
+        gradient: Some(chosen),
+        grid: results,
+        users: config.users,
+    };
+    write_manifest(model_dir, &manifest)?;
     Ok(manifest)
 }

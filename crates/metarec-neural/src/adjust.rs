@@ -11,6 +11,12 @@
 //!
 //! [`GaussianPosterior`] is the closed-form part, in information form (precision `L` and
 //! `L mu`), kept apart so it can be checked against the batch formula.
+//!
+//! [`GradientAdjuster`] is the gradient-based alternative (first-order MAML / Reptile on the
+//! head): the correction starts at a meta-learned initial value shared by all users and takes
+//! `steps` gradient steps of the click log-likelihood after each interaction.
+//!
+//! Both implement [`HeadAdjuster`], so one [`AdjustedPolicy`] serves either.
 
 use crate::features::{Features, UserView};
 use crate::model::Frozen;
@@ -91,6 +97,97 @@ impl GaussianPosterior {
     }
 }
 
+/// How the network's score of an item maps to the log-odds of a click: `offset + scale * score`.
+///
+/// The network is trained as a ranking policy (Plackett-Luce logits), so its scores are not click
+/// log-odds; the adjusters' click likelihoods need them calibrated, or every ignored item would
+/// push the correction by the network's overconfidence rather than by the user's taste. The
+/// calibration is meta-learned on training users ([`fit_calibration`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Log-odds at score 0.
+    pub offset: f64,
+    /// Log-odds per unit of score (positive).
+    pub scale: f64,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Calibration {
+            offset: 0.0,
+            scale: 1.0,
+        }
+    }
+}
+
+impl Calibration {
+    /// The click log-odds of a network score.
+    pub fn logit(&self, score: f64) -> f64 {
+        self.offset + self.scale * score
+    }
+}
+
+/// Fits a [`Calibration`] to `(network score, clicked)` pairs by Newton's method on the logistic
+/// log-likelihood (with a tiny ridge so a separable sample stays finite). The scale is kept
+/// positive so the calibrated ranking is the network's.
+pub fn fit_calibration(samples: &[(f64, bool)]) -> Calibration {
+    if samples.is_empty() {
+        return Calibration::default();
+    }
+    // IRLS from the intercept-only fit (b = 0), the standard start: far-off starts with large
+    // scores saturate the sigmoid and make the Newton steps explode.
+    let rate = samples.iter().filter(|s| s.1).count() as f64 / samples.len() as f64;
+    let rate = rate.clamp(1e-6, 1.0 - 1e-6);
+    let (mut a, mut b) = ((rate / (1.0 - rate)).ln(), 0.0f64);
+    for _ in 0..50 {
+        let (mut ga, mut gb, mut haa, mut hab, mut hbb) = (0.0, 0.0, 1e-6, 0.0, 1e-6);
+        for &(x, y) in samples {
+            let p = sigmoid(a + b * x);
+            let r = f64::from(u8::from(y)) - p;
+            let w = p * (1.0 - p);
+            ga += r;
+            gb += r * x;
+            haa += w;
+            hab += w * x;
+            hbb += w * x * x;
+        }
+        let det = haa * hbb - hab * hab;
+        if det.abs() < 1e-300 {
+            break;
+        }
+        let mut da = (hbb * ga - hab * gb) / det;
+        let mut db = (haa * gb - hab * ga) / det;
+        // A trust region keeps a nearly separable sample from throwing the fit far away.
+        let norm = (da * da + db * db).sqrt();
+        if norm > 2.0 {
+            da *= 2.0 / norm;
+            db *= 2.0 / norm;
+        }
+        a += da;
+        b += db;
+        if da.abs() + db.abs() < 1e-10 {
+            break;
+        }
+    }
+    Calibration {
+        offset: a,
+        scale: b.max(1e-3),
+    }
+}
+
+/// `(network score, clicked)` for every shown item of an interaction the network knows: the
+/// samples [`fit_calibration`] takes.
+pub fn calibration_samples(
+    frozen: &Frozen,
+    features: &Features,
+    interaction: &Interaction,
+) -> Vec<(f64, bool)> {
+    shown_items(frozen, features, interaction)
+        .into_iter()
+        .map(|s| (s.base, s.clicked))
+        .collect()
+}
+
 /// Settings of the Bayesian adjuster.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BayesConfig {
@@ -100,6 +197,9 @@ pub struct BayesConfig {
     pub thompson: bool,
     /// Monte Carlo rankings for the propensities (Thompson sampling only).
     pub draws: usize,
+    /// The network's scores as click log-odds.
+    #[serde(default)]
+    pub calibration: Calibration,
 }
 
 impl Default for BayesConfig {
@@ -108,6 +208,7 @@ impl Default for BayesConfig {
             prior_scale: 0.3,
             thompson: true,
             draws: 16,
+            calibration: Calibration::default(),
         }
     }
 }
@@ -128,24 +229,16 @@ struct NetView {
     scratch: Vec<f32>,
 }
 
-impl BayesianAdjuster {
-    /// An adjuster over a frozen network.
-    pub fn new(frozen: Arc<Frozen>, features: Arc<Features>, config: BayesConfig) -> Self {
-        BayesianAdjuster {
-            frozen,
-            features,
-            config,
-        }
-    }
-
-    fn net(&self, context: &Context) -> NetView {
+impl NetView {
+    /// The network's view of a context: the user input, the session flags and the head.
+    fn of(frozen: &Frozen, features: &Features, context: &Context) -> NetView {
         let mut v = NetView {
             view: UserView::default(),
             head: Vec::new(),
             scratch: Vec::new(),
         };
-        self.features.user_view(context, &mut v.view);
-        self.frozen.user(
+        features.user_view(context, &mut v.view);
+        frozen.user(
             &v.view.input,
             &v.view.clicked,
             &v.view.ignored,
@@ -155,12 +248,77 @@ impl BayesianAdjuster {
         v
     }
 
-    fn item_vector(&self, i: usize) -> Vec<f64> {
-        let e = self.frozen.embed;
-        self.frozen.item_vectors[i * e..(i + 1) * e]
-            .iter()
-            .map(|&x| f64::from(x))
-            .collect()
+    /// The network's score of item `i` (without any correction).
+    fn base(&self, frozen: &Frozen, item: ItemId) -> f64 {
+        f64::from(frozen.score(
+            &self.head,
+            item.index(),
+            self.view.ignored.contains(&item),
+            self.view.clicked.contains(&item),
+        ))
+    }
+}
+
+/// One shown item of an interaction: its tower vector, the network's score and the click.
+struct Shown {
+    x: Vec<f64>,
+    base: f64,
+    clicked: bool,
+}
+
+/// The shown items of an interaction that the network knows, with their scores in the context
+/// the decision was made in.
+fn shown_items(frozen: &Frozen, features: &Features, interaction: &Interaction) -> Vec<Shown> {
+    let net = NetView::of(frozen, features, &interaction.context);
+    let e = frozen.embed;
+    interaction
+        .decision
+        .slate
+        .items()
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| item.index() < features.items())
+        .map(|(k, item)| {
+            let i = item.index();
+            Shown {
+                x: frozen.item_vectors[i * e..(i + 1) * e]
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .collect(),
+                base: net.base(frozen, *item),
+                clicked: interaction.feedback.clicks[k],
+            }
+        })
+        .collect()
+}
+
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// What a policy needs from an adjuster whose state corrects the network's user head.
+pub trait HeadAdjuster: Adjuster {
+    /// The network and its feature schema.
+    fn network(&self) -> (&Frozen, &Features);
+    /// The correction to use greedily: the posterior mean, or the adapted value.
+    fn correction(&self, state: &Self::State) -> Vec<f64>;
+    /// A random correction for Thompson sampling given the mean, or `None` for greedy decisions.
+    fn draw(&self, state: &Self::State, mean: &[f64], rng: &mut Rng) -> Option<Vec<f64>>;
+    /// Monte Carlo rankings for the propensities of Thompson sampling.
+    fn draws(&self) -> usize;
+    /// How the network's scores map to click log-odds (the corrected score is
+    /// `scale * network score + x . delta`).
+    fn calibration(&self) -> Calibration;
+}
+
+impl BayesianAdjuster {
+    /// An adjuster over a frozen network.
+    pub fn new(frozen: Arc<Frozen>, features: Arc<Features>, config: BayesConfig) -> Self {
+        BayesianAdjuster {
+            frozen,
+            features,
+            config,
+        }
     }
 }
 
@@ -177,49 +335,178 @@ impl Adjuster for BayesianAdjuster {
     }
 
     fn update(&self, state: &mut GaussianPosterior, interaction: &Interaction) {
-        let net = self.net(&interaction.context);
         let mut factor = Vec::new();
         let mu = state.mean(&mut factor);
-        for (k, item) in interaction.decision.slate.items().iter().enumerate() {
-            let i = item.index();
-            if i >= self.features.items() {
-                continue;
-            }
-            let x = self.item_vector(i);
-            let base = f64::from(self.frozen.score(
-                &net.head,
-                i,
-                net.view.ignored.contains(item),
-                net.view.clicked.contains(item),
-            ));
-            let z = base + x.iter().zip(&mu).map(|(a, b)| a * b).sum::<f64>();
-            let p = 1.0 / (1.0 + (-z).exp());
+        for shown in shown_items(&self.frozen, &self.features, interaction) {
+            let xm = shown.x.iter().zip(&mu).map(|(a, b)| a * b).sum::<f64>();
+            let p = sigmoid(self.config.calibration.logit(shown.base) + xm);
             let w = (p * (1.0 - p)).max(1e-6);
-            let y = if interaction.feedback.clicks[k] {
-                1.0
-            } else {
-                0.0
-            };
+            let y = if shown.clicked { 1.0 } else { 0.0 };
             // The Laplace step of logistic regression as a weighted linear observation of the
             // working response: x . delta ~ x . mu + (y - p) / w, with weight w.
-            let working = x.iter().zip(&mu).map(|(a, b)| a * b).sum::<f64>() + (y - p) / w;
-            state.observe(&x, working, w);
+            state.observe(&shown.x, xm + (y - p) / w, w);
         }
     }
 }
 
+impl HeadAdjuster for BayesianAdjuster {
+    fn network(&self) -> (&Frozen, &Features) {
+        (&self.frozen, &self.features)
+    }
+
+    fn correction(&self, state: &GaussianPosterior) -> Vec<f64> {
+        state.mean(&mut Vec::new())
+    }
+
+    fn draw(&self, state: &GaussianPosterior, mean: &[f64], rng: &mut Rng) -> Option<Vec<f64>> {
+        if !self.config.thompson {
+            return None;
+        }
+        let mut factor = state.precision.clone();
+        if !cholesky_in_place(&mut factor, state.dim) {
+            return None;
+        }
+        Some(state.sample(mean, &factor, rng))
+    }
+
+    fn draws(&self) -> usize {
+        self.config.draws
+    }
+
+    fn calibration(&self) -> Calibration {
+        self.config.calibration
+    }
+}
+
+/// Settings of the gradient-based adjuster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GradientConfig {
+    /// Step size of each inner gradient step.
+    pub step_size: f64,
+    /// Inner gradient steps after each interaction.
+    pub steps: usize,
+    /// The meta-learned initial correction every new user starts from (Reptile's outer
+    /// parameters); empty means zero.
+    pub init: Vec<f64>,
+    /// The network's scores as click log-odds.
+    #[serde(default)]
+    pub calibration: Calibration,
+}
+
+impl Default for GradientConfig {
+    fn default() -> Self {
+        GradientConfig {
+            step_size: 0.1,
+            steps: 1,
+            init: Vec::new(),
+            calibration: Calibration::default(),
+        }
+    }
+}
+
+/// A user's state under the gradient-based adjuster: the adapted correction.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GradientState {
+    /// The correction to the head.
+    pub delta: Vec<f64>,
+    /// Interactions folded in.
+    pub updates: u32,
+}
+
+/// First-order MAML / Reptile on the head: each interaction takes `steps` gradient-ascent steps
+/// on the click log-likelihood of the shown items, from the meta-learned initial correction.
+#[derive(Clone)]
+pub struct GradientAdjuster {
+    frozen: Arc<Frozen>,
+    features: Arc<Features>,
+    /// The settings.
+    pub config: GradientConfig,
+}
+
+impl GradientAdjuster {
+    /// An adjuster over a frozen network.
+    pub fn new(frozen: Arc<Frozen>, features: Arc<Features>, config: GradientConfig) -> Self {
+        GradientAdjuster {
+            frozen,
+            features,
+            config,
+        }
+    }
+}
+
+impl Adjuster for GradientAdjuster {
+    type State = GradientState;
+
+    fn prior(&self, _context: &Context) -> GradientState {
+        let e = self.frozen.embed;
+        let delta = if self.config.init.len() == e {
+            self.config.init.clone()
+        } else {
+            vec![0.0; e]
+        };
+        GradientState { delta, updates: 0 }
+    }
+
+    fn update(&self, state: &mut GradientState, interaction: &Interaction) {
+        let shown = shown_items(&self.frozen, &self.features, interaction);
+        let mut grad = vec![0.0; state.delta.len()];
+        for _ in 0..self.config.steps {
+            grad.iter_mut().for_each(|g| *g = 0.0);
+            for s in &shown {
+                let z = self.config.calibration.logit(s.base)
+                    + s.x
+                        .iter()
+                        .zip(&state.delta)
+                        .map(|(a, b)| a * b)
+                        .sum::<f64>();
+                let y = if s.clicked { 1.0 } else { 0.0 };
+                let r = y - sigmoid(z);
+                for (g, x) in grad.iter_mut().zip(&s.x) {
+                    *g += r * x;
+                }
+            }
+            for (d, g) in state.delta.iter_mut().zip(&grad) {
+                *d += self.config.step_size * g;
+            }
+        }
+        state.updates += 1;
+    }
+}
+
+impl HeadAdjuster for GradientAdjuster {
+    fn network(&self) -> (&Frozen, &Features) {
+        (&self.frozen, &self.features)
+    }
+
+    fn correction(&self, state: &GradientState) -> Vec<f64> {
+        state.delta.clone()
+    }
+
+    fn draw(&self, _: &GradientState, _: &[f64], _: &mut Rng) -> Option<Vec<f64>> {
+        None
+    }
+
+    fn draws(&self) -> usize {
+        0
+    }
+
+    fn calibration(&self) -> Calibration {
+        self.config.calibration
+    }
+}
+
 /// A policy that serves each user with the network's head corrected by their adjuster state.
-pub struct AdjustedPolicy {
+pub struct AdjustedPolicy<A: HeadAdjuster = BayesianAdjuster> {
     name: String,
-    adjuster: BayesianAdjuster,
-    states: std::collections::HashMap<UserKey, GaussianPosterior>,
+    adjuster: A,
+    states: std::collections::HashMap<UserKey, A::State>,
     candidates: Vec<ItemId>,
     scores: Vec<f64>,
 }
 
-impl AdjustedPolicy {
+impl<A: HeadAdjuster> AdjustedPolicy<A> {
     /// A policy over an adjuster.
-    pub fn new(name: &str, adjuster: BayesianAdjuster) -> Self {
+    pub fn new(name: &str, adjuster: A) -> Self {
         AdjustedPolicy {
             name: name.to_owned(),
             adjuster,
@@ -229,7 +516,27 @@ impl AdjustedPolicy {
         }
     }
 
-    fn state(&mut self, context: &Context) -> GaussianPosterior {
+    /// The adjuster.
+    pub fn adjuster(&self) -> &A {
+        &self.adjuster
+    }
+
+    /// The adjuster, to change its settings between users (meta-training does).
+    pub fn adjuster_mut(&mut self) -> &mut A {
+        &mut self.adjuster
+    }
+
+    /// Removes and returns every user's state (meta-training reads each user's adapted state).
+    pub fn drain_states(&mut self) -> Vec<(UserKey, A::State)> {
+        self.states.drain().collect()
+    }
+
+    /// A user's current state, if they have been seen.
+    pub fn user_state(&self, user: &UserKey) -> Option<&A::State> {
+        self.states.get(user)
+    }
+
+    fn state(&mut self, context: &Context) -> A::State {
         self.states
             .entry(context.user.clone())
             .or_insert_with(|| self.adjuster.prior(context))
@@ -237,25 +544,19 @@ impl AdjustedPolicy {
     }
 
     fn fill_scores(&mut self, net: &NetView, delta: &[f64]) {
-        let f = &self.adjuster.frozen;
+        let (f, _) = self.adjuster.network();
         let e = f.embed;
+        let scale = self.adjuster.calibration().scale;
         self.scores.clear();
         for c in &self.candidates {
-            let i = c.index();
-            let base = f64::from(f.score(
-                &net.head,
-                i,
-                net.view.ignored.contains(c),
-                net.view.clicked.contains(c),
-            ));
-            let v = &f.item_vectors[i * e..(i + 1) * e];
+            let v = &f.item_vectors[c.index() * e..(c.index() + 1) * e];
             let extra: f64 = v.iter().zip(delta).map(|(a, b)| f64::from(*a) * b).sum();
-            self.scores.push(base + extra);
+            self.scores.push(scale * net.base(f, *c) + extra);
         }
     }
 }
 
-impl Policy for AdjustedPolicy {
+impl<A: HeadAdjuster> Policy for AdjustedPolicy<A> {
     fn name(&self) -> &str {
         &self.name
     }
@@ -266,7 +567,7 @@ impl Policy for AdjustedPolicy {
     }
 
     fn decide(&mut self, context: &Context, k: usize, rng: &mut Rng) -> SlateChoice {
-        let n = self.adjuster.features.items();
+        let n = self.adjuster.network().1.items();
         self.candidates.clear();
         if context.candidates.is_empty() {
             self.candidates.extend((0..n as u32).map(ItemId));
@@ -282,20 +583,22 @@ impl Policy for AdjustedPolicy {
             };
         }
         let state = self.state(context);
-        let net = self.adjuster.net(context);
-        let mut factor = Vec::new();
-        let mu = state.mean(&mut factor);
-        if !self.adjuster.config.thompson {
-            self.fill_scores(&net, &mu);
+        let (frozen, features) = self.adjuster.network();
+        let net = NetView::of(frozen, features, context);
+        let mean = self.adjuster.correction(&state);
+        let Some(delta) = self.adjuster.draw(&state, &mean, rng) else {
+            self.fill_scores(&net, &mean);
             return greedy(&self.candidates, &self.scores, k);
-        }
-        let delta = state.sample(&mu, &factor, rng);
+        };
         self.fill_scores(&net, &delta);
         let chosen = top_k(&self.scores, k);
-        let draws = self.adjuster.config.draws;
+        let draws = self.adjuster.draws();
         let mut resampled = Vec::new();
         let propensities = monte_carlo_marginals(&chosen, draws, rng, |rng| {
-            let d = state.sample(&mu, &factor, rng);
+            let d = self
+                .adjuster
+                .draw(&state, &mean, rng)
+                .unwrap_or_else(|| mean.clone());
             self.fill_scores(&net, &d);
             resampled.clone_from(&self.scores);
             top_k(&resampled, k)
@@ -320,13 +623,18 @@ pub const ADJUSTER_FILE: &str = "adjuster.json";
 /// What `meta_train` chose and why: reward per user on training users for each prior scale.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AdjusterManifest {
-    /// The adjuster kind (`bayes`).
+    /// The adjuster kind: `bayes` or `gradient`.
     pub kind: String,
-    /// The chosen settings.
+    /// The Bayesian adjuster's chosen settings (used when `kind` is `bayes`).
     pub config: BayesConfig,
-    /// `(prior scale, mean reward per training user)` for every scale tried.
+    /// The gradient-based adjuster's settings, with its meta-learned initial correction (used
+    /// when `kind` is `gradient`).
+    #[serde(default)]
+    pub gradient: Option<GradientConfig>,
+    /// `(setting, mean reward per training user)` for every setting tried: the prior scale of
+    /// `bayes`, the step size of `gradient`.
     pub grid: Vec<(f64, f64)>,
-    /// Training users per scale.
+    /// Training users per setting.
     pub users: usize,
 }
 
@@ -380,6 +688,159 @@ mod tests {
         let post = GaussianPosterior::isotropic(&[1.0, -2.0], 0.25);
         assert_eq!(post.mean(&mut Vec::new()), vec![1.0, -2.0]);
         assert_eq!(post.observations, 0);
+    }
+
+    /// A trained-shape network over a small catalog, with weights moved off their zero start.
+    fn network() -> (Arc<Frozen>, Arc<Features>) {
+        use crate::train::{TrainConfig, Trainer};
+        let cat = crate::train::tests::catalog(10);
+        let trainer = Trainer::new(
+            &cat,
+            metarec_core::RewardFn::default(),
+            TrainConfig::default(),
+        )
+        .unwrap();
+        (
+            Arc::new(trainer.frozen().clone()),
+            Arc::new(trainer.features.clone()),
+        )
+    }
+
+    fn interaction(items: &[u32], clicks: &[bool]) -> Interaction {
+        let context = Context::for_user(UserKey::from("u"));
+        let decision = metarec_core::Decision {
+            event_id: "e".into(),
+            slate: metarec_core::Slate::new(items.iter().copied().map(ItemId).collect()).unwrap(),
+            propensities: vec![1.0; items.len()],
+            slate_propensity: None,
+            positions: None,
+            policy_id: "p".into(),
+            model_version: String::new(),
+        };
+        let feedback = metarec_core::Feedback {
+            clicks: clicks.to_vec(),
+            purchases: vec![false; clicks.len()],
+            revenue: vec![0.0; clicks.len()],
+        };
+        Interaction {
+            context,
+            decision,
+            feedback,
+        }
+    }
+
+    #[test]
+    fn the_gradient_adjuster_starts_at_its_meta_learned_init_and_takes_exact_steps() {
+        let (frozen, features) = network();
+        let e = frozen.embed;
+        let init: Vec<f64> = (0..e).map(|k| 0.05 * k as f64 - 0.2).collect();
+        let config = GradientConfig {
+            step_size: 0.3,
+            steps: 1,
+            init: init.clone(),
+            calibration: Calibration::default(),
+        };
+        let adj = GradientAdjuster::new(frozen.clone(), features.clone(), config);
+        let ctx = Context::for_user(UserKey::from("u"));
+        let mut state = adj.prior(&ctx);
+        // With zero interactions the state is the prior.
+        assert_eq!(state.delta, init);
+        assert_eq!(state.updates, 0);
+        let it = interaction(&[2, 5, 7], &[true, false, false]);
+        adj.update(&mut state, &it);
+        // One step of gradient ascent on sum_k y_k log p_k + (1 - y_k) log(1 - p_k), computed
+        // here from the network's own scores.
+        let (mut scratch, mut g) = (Vec::new(), Vec::new());
+        let mut view = UserView::default();
+        features.user_view(&it.context, &mut view);
+        frozen.user(
+            &view.input,
+            &view.clicked,
+            &view.ignored,
+            &mut scratch,
+            &mut g,
+        );
+        let mut expected = init.clone();
+        for (&i, y) in [2usize, 5, 7].iter().zip([1.0, 0.0, 0.0]) {
+            let x: Vec<f64> = frozen.item_vectors[i * e..(i + 1) * e]
+                .iter()
+                .map(|&v| f64::from(v))
+                .collect();
+            let z = f64::from(frozen.score(&g, i, false, false))
+                + x.iter().zip(&init).map(|(a, b)| a * b).sum::<f64>();
+            let p = 1.0 / (1.0 + (-z).exp());
+            for (d, xv) in expected.iter_mut().zip(&x) {
+                *d += 0.3 * (y - p) * xv;
+            }
+        }
+        for (a, b) in state.delta.iter().zip(&expected) {
+            assert!((a - b).abs() < 1e-9, "{:?} vs {expected:?}", state.delta);
+        }
+        assert_eq!(state.updates, 1);
+    }
+
+    #[test]
+    fn a_greedy_policy_with_a_zero_correction_ranks_by_the_network() {
+        let (frozen, features) = network();
+        let adj = BayesianAdjuster::new(
+            frozen.clone(),
+            features.clone(),
+            BayesConfig {
+                thompson: false,
+                ..BayesConfig::default()
+            },
+        );
+        let mut policy = AdjustedPolicy::new("adjusted", adj);
+        let ctx = Context::for_user(UserKey::from("u"));
+        let mut rng = metarec_core::rng_for(1, 1);
+        let choice = policy.decide(&ctx, 3, &mut rng);
+        let mut view = UserView::default();
+        features.user_view(&ctx, &mut view);
+        let (mut scratch, mut g) = (Vec::new(), Vec::new());
+        frozen.user(
+            &view.input,
+            &view.clicked,
+            &view.ignored,
+            &mut scratch,
+            &mut g,
+        );
+        let scores: Vec<f64> = (0..10)
+            .map(|i| f64::from(frozen.score(&g, i, false, false)))
+            .collect();
+        let best: Vec<ItemId> = top_k(&scores, 3)
+            .into_iter()
+            .map(|i| ItemId(i as u32))
+            .collect();
+        assert_eq!(choice.items, best);
+        assert_eq!(choice.propensities, vec![1.0; 3]);
+        // A click moves the posterior and with it the user's scores.
+        policy.observe(&interaction(&[0, 1, 2], &[false, true, false]));
+        let state = policy.user_state(&UserKey::from("u")).unwrap();
+        assert_eq!(state.observations, 3);
+        assert!(
+            policy
+                .adjuster()
+                .correction(state)
+                .iter()
+                .any(|d| d.abs() > 1e-6)
+        );
+    }
+
+    #[test]
+    fn calibration_recovers_the_click_model_that_generated_the_sample() {
+        // Clicks drawn with log-odds -2.5 + 0.7 x for scores x in [-3, 3].
+        let mut rng = metarec_core::rng_for(9, 9);
+        let samples: Vec<(f64, bool)> = (0..40_000)
+            .map(|j| {
+                let x = -3.0 + 6.0 * (j as f64 / 40_000.0);
+                let p = sigmoid(-2.5 + 0.7 * x);
+                (x, rand::Rng::random::<f64>(&mut rng) < p)
+            })
+            .collect();
+        let c = fit_calibration(&samples);
+        assert!((c.offset + 2.5).abs() < 0.1, "{c:?}");
+        assert!((c.scale - 0.7).abs() < 0.05, "{c:?}");
+        assert_eq!(fit_calibration(&[]), Calibration::default());
     }
 
     #[test]

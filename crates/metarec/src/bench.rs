@@ -204,6 +204,7 @@ fn neural_bench(calls: usize, iterations: usize, global: &Global) -> Result<()> 
         "items", "neural score (p50/p99)", "LinUCB decide (p50/p99)", "p99 ratio"
     );
     let mut met = true;
+    let mut adjust_rows = Vec::new();
     for items in [100usize, 1000] {
         let mut config = metarec_sim::ScenarioConfig::default();
         config.catalog.items = items;
@@ -246,6 +247,9 @@ fn neural_bench(calls: usize, iterations: usize, global: &Global) -> Result<()> 
         if items == 100 && n.1 >= 20.0 {
             met = false;
         }
+        if items == 100 {
+            adjust_rows = adjust_bench(&trainer, &contexts, calls)?;
+        }
         println!(
             "  {:>6}  {:>22}  {:>22}  {:>15.1}x",
             items,
@@ -258,6 +262,19 @@ fn neural_bench(calls: usize, iterations: usize, global: &Global) -> Result<()> 
         "  target: scoring 100 candidates under 20 us p99: {}",
         if met { "met" } else { "NOT met" }
     );
+    println!(
+        "strategy adjuster, 100 items: adapt one user's state to one interaction, then choose a slate of 5 (us, one thread)"
+    );
+    println!(
+        "  {:<34}  {:>14}  {:>14}  {:>12}",
+        "adjuster", "p50", "p99", "p99 < 50 us"
+    );
+    for (name, (p50, p99)) in &adjust_rows {
+        println!(
+            "  {name:<34}  {p50:>14.1}  {p99:>14.1}  {:>12}",
+            if *p99 < 50.0 { "met" } else { "NOT met" }
+        );
+    }
     let scenario = crate::sim::build_scenario("default", global)?;
     let mut env = scenario.env_with_seed(12345);
     let mut trainer = Trainer::new(
@@ -284,6 +301,94 @@ fn neural_bench(calls: usize, iterations: usize, global: &Global) -> Result<()> 
         iterations
     );
     Ok(())
+}
+
+/// Latency of one adaptation (the user's last interaction: a slate of 5 with one click) plus one
+/// slate decision over the 100-item catalog, for each adjuster.
+fn adjust_bench(
+    trainer: &metarec_neural::train::Trainer,
+    contexts: &[metarec_core::Context],
+    calls: usize,
+) -> Result<Vec<(String, (f64, f64))>> {
+    use metarec_core::{Decision, Feedback, Interaction, ItemId, Policy, Slate, rng_for};
+    use metarec_neural::adjust::{
+        AdjustedPolicy, BayesConfig, BayesianAdjuster, GradientAdjuster, GradientConfig,
+    };
+    use std::sync::Arc;
+    let frozen = Arc::new(trainer.frozen().clone());
+    let features = Arc::new(trainer.features.clone());
+    let interactions: Vec<Interaction> = contexts
+        .iter()
+        .enumerate()
+        .map(|(j, ctx)| {
+            let items: Vec<ItemId> = (0..5)
+                .map(|k| ItemId(((j * 7 + k * 13) % 100) as u32))
+                .collect();
+            Ok(Interaction {
+                context: ctx.clone(),
+                decision: Decision {
+                    event_id: "bench".into(),
+                    slate: Slate::new(items)?,
+                    propensities: vec![1.0; 5],
+                    slate_propensity: None,
+                    positions: None,
+                    policy_id: "bench".into(),
+                    model_version: String::new(),
+                },
+                feedback: Feedback {
+                    clicks: (0..5).map(|k| k == j % 5).collect(),
+                    purchases: vec![false; 5],
+                    revenue: vec![0.0; 5],
+                },
+            })
+        })
+        .collect::<Result<_, metarec_core::VocabError>>()?;
+    let mut policies: Vec<(String, Box<dyn Policy>)> = vec![
+        (
+            "bayes, Thompson (16 draws)".into(),
+            Box::new(AdjustedPolicy::new(
+                "bayes",
+                BayesianAdjuster::new(frozen.clone(), features.clone(), BayesConfig::default()),
+            )),
+        ),
+        (
+            "bayes, posterior mean".into(),
+            Box::new(AdjustedPolicy::new(
+                "bayes-mean",
+                BayesianAdjuster::new(
+                    frozen.clone(),
+                    features.clone(),
+                    BayesConfig {
+                        thompson: false,
+                        ..BayesConfig::default()
+                    },
+                ),
+            )),
+        ),
+        (
+            "gradient (1 step)".into(),
+            Box::new(AdjustedPolicy::new(
+                "gradient",
+                GradientAdjuster::new(frozen, features, GradientConfig::default()),
+            )),
+        ),
+    ];
+    let mut rows = Vec::new();
+    let mut rng = rng_for(3, 3);
+    for (name, policy) in &mut policies {
+        let mut micros = Vec::with_capacity(calls);
+        for i in 0..calls {
+            let it = &interactions[i % interactions.len()];
+            // The sampled contexts belong to many users, whose states accumulate over the run
+            // as they would in the server.
+            let t = Instant::now();
+            policy.observe(it);
+            std::hint::black_box(policy.decide(&it.context, 5, &mut rng));
+            micros.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        rows.push((name.clone(), percentiles(micros)));
+    }
+    Ok(rows)
 }
 
 fn embed_bench(batch: usize, python: Option<String>, global: &Global) -> Result<()> {

@@ -10,61 +10,104 @@ pub struct MetaTrainArgs {
     /// A preset name or a scenario TOML file (the one the model was trained on).
     #[arg(long, default_value = "default")]
     scenario: String,
-    /// The adjuster: `bayes` (a per-user Bayesian correction of the network's head).
+    /// The adjuster: `bayes` (a per-user Bayesian correction of the network's head, Thompson
+    /// sampling) or `gradient` (first-order MAML / Reptile: gradient steps on the head from a
+    /// meta-learned initial correction).
     #[arg(long, default_value = "bayes")]
     adjuster: String,
     /// The trained model directory (from `metarec train`); `adjuster.json` is written into it.
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
-    /// Training users per prior scale.
+    /// Training users per setting (gradient: half as many more judge each step size).
     #[arg(long, default_value_t = 600)]
     users: usize,
-    /// Comma-separated prior scales to try.
-    #[arg(long, default_value = "0.03,0.1,0.3,1")]
-    grid: String,
+    /// Comma-separated settings to try: prior scales (bayes; default 0.03,0.1,0.3,1) or inner
+    /// step sizes (gradient; default 0.03,0.1,0.3).
+    #[arg(long)]
+    grid: Option<String>,
+    /// Inner gradient steps after each interaction (gradient).
+    #[arg(long, default_value_t = 1)]
+    steps: usize,
+    /// Reptile's outer step towards each user's adapted correction (gradient).
+    #[arg(long, default_value_t = 0.1)]
+    reptile_rate: f64,
     /// Seed of the training users and the policy's sampling.
     #[arg(long, default_value_t = 11)]
     seed: u64,
 }
 
 pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
-    if args.adjuster != "bayes" {
-        bail!("unknown adjuster `{}`; expected: bayes", args.adjuster);
-    }
+    let gradient = match args.adjuster.as_str() {
+        "bayes" => false,
+        "gradient" => true,
+        other => bail!("unknown adjuster `{other}`; expected: bayes, gradient"),
+    };
+    let default_grid = if gradient {
+        "0.03,0.1,0.3"
+    } else {
+        "0.03,0.1,0.3,1"
+    };
     let grid: Vec<f64> = args
         .grid
+        .as_deref()
+        .unwrap_or(default_grid)
         .split(',')
         .map(|s| s.trim().parse::<f64>())
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("--grid must be comma-separated numbers: {e}"))?;
     let scenario = crate::sim::build_scenario(&args.scenario, global)?;
-    global.progress(format!(
-        "meta-training the Bayesian adjuster of {}: {} prior scales x {} training users",
-        args.model.display(),
-        grid.len(),
-        args.users
-    ));
     let quiet = global.quiet;
-    let manifest = metarec_eval::meta::meta_train_bayes(
-        &scenario,
-        &args.model,
-        &grid,
-        args.users,
-        args.seed,
-        &|line| {
-            if !quiet {
-                eprintln!("  {line}");
-            }
-        },
-    )?;
-    println!("prior scale  reward/training user");
-    for (tau, r) in &manifest.grid {
-        let mark = if *tau == manifest.config.prior_scale {
-            "  <- chosen"
-        } else {
-            ""
+    let progress = |line: &str| {
+        if !quiet {
+            eprintln!("  {line}");
+        }
+    };
+    let (manifest, label) = if gradient {
+        global.progress(format!(
+            "meta-training the gradient adjuster of {} by Reptile: {} step sizes x {} training users",
+            args.model.display(),
+            grid.len(),
+            args.users
+        ));
+        let config = metarec_eval::meta::ReptileConfig {
+            step_sizes: grid,
+            steps: args.steps,
+            rate: args.reptile_rate,
+            users: args.users,
+            eval_users: (args.users / 2).max(1),
+            seed: args.seed,
         };
-        println!("{tau:>11}  {r:>19.3}{mark}");
+        (
+            metarec_eval::meta::meta_train_gradient(&scenario, &args.model, &config, &progress)?,
+            "step size",
+        )
+    } else {
+        global.progress(format!(
+            "meta-training the Bayesian adjuster of {}: {} prior scales x {} training users",
+            args.model.display(),
+            grid.len(),
+            args.users
+        ));
+        (
+            metarec_eval::meta::meta_train_bayes(
+                &scenario,
+                &args.model,
+                &grid,
+                args.users,
+                args.seed,
+                &progress,
+            )?,
+            "prior scale",
+        )
+    };
+    let chosen = match &manifest.gradient {
+        Some(g) if gradient => g.step_size,
+        _ => manifest.config.prior_scale,
+    };
+    println!("{label:>11}  reward/training user");
+    for (value, r) in &manifest.grid {
+        let mark = if *value == chosen { "  <- chosen" } else { "" };
+        println!("{value:>11}  {r:>19.3}{mark}");
     }
     println!(
         "wrote {}; use it in the arena: metarec arena --policies lints,neural-greedy:{dir},adjusted:{dir}",
