@@ -17,7 +17,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             w.scalars(
                 step,
                 &[
-                    ("train/reward_per_user", (x / 10.0).ln_1p() + f64::from(seed)),
+                    (
+                        "train/reward_per_user",
+                        (x / 10.0).ln_1p() + f64::from(seed),
+                    ),
                     ("train/loss", 1.0 / x),
                 ],
             )?;

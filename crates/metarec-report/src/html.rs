@@ -138,7 +138,7 @@ pub struct Page {
 
 const CSS: &str = "\
 body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#222;background:#f6f7f9}\
-main{max-width:960px;margin:0 auto;padding:24px}\
+main{max-width:1100px;margin:0 auto;padding:24px}\
 h1{font-size:26px;margin:8px 0}\
 h2{font-size:20px;margin:0 0 4px 0;border-bottom:2px solid #dde;padding-bottom:4px}\
 section{background:#fff;border:1px solid #e2e4e8;border-radius:6px;padding:16px 20px;margin:18px 0}\
@@ -147,10 +147,10 @@ nav ol{margin:4px 0;padding-left:22px}nav a{color:#1f5fa8}\
 .subtitle{color:#556;margin-top:0}\
 .table{overflow-x:auto;margin:10px 0}\
 table{border-collapse:collapse;font-size:13px}\
-th,td{padding:4px 10px;border-bottom:1px solid #e6e6e6;white-space:nowrap}\
-th{background:#f0f2f5;text-align:left}\
+th,td{padding:4px 8px;border-bottom:1px solid #e6e6e6;white-space:nowrap}\
+th{background:#f0f2f5;text-align:left;white-space:normal;vertical-align:bottom;min-width:60px}\
 td.num{text-align:right;font-variant-numeric:tabular-nums}\
-.ci{color:#778;font-size:12px}\
+.ci{color:#778;font-size:11px;display:block}\
 .caption{color:#667;font-size:12px;margin:4px 0}\
 svg.plot{max-width:100%;height:auto;display:block;margin:12px 0}\
 pre{background:#f6f6f6;padding:10px;overflow-x:auto;font-size:12px}\

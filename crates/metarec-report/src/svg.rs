@@ -286,8 +286,11 @@ fn open_svg(out: &mut String, height: f64, title: &str) {
     );
 }
 
-fn legend(out: &mut String, x: f64, y: f64, entries: &[(String, usize, bool)]) {
-    for (i, (name, index, band)) in entries.iter().enumerate() {
+/// A legend entry: name, series index (colour and dash), whether it has a band, whether faint.
+type LegendEntry = (String, usize, bool, bool);
+
+fn legend(out: &mut String, x: f64, y: f64, entries: &[LegendEntry]) {
+    for (i, (name, index, band, faint)) in entries.iter().enumerate() {
         let cy = y + i as f64 * 20.0;
         let color = PALETTE[index % PALETTE.len()];
         if *band {
@@ -299,8 +302,9 @@ fn legend(out: &mut String, x: f64, y: f64, entries: &[(String, usize, bool)]) {
         }
         let _ = write!(
             out,
-            r#"<line x1="{x}" y1="{cy}" x2="{}" y2="{cy}" stroke="{color}" stroke-width="2.5"{}/><text x="{}" y="{}"><title>{full}</title>{short}</text>"#,
+            r#"<line x1="{x}" y1="{cy}" x2="{}" y2="{cy}" stroke="{color}" stroke-width="2.5" stroke-opacity="{}"{}/><text x="{}" y="{}"><title>{full}</title>{short}</text>"#,
             x + 24.0,
+            if *faint { 0.35 } else { 1.0 },
             dash(*index),
             x + 30.0,
             cy + 4.0,
@@ -520,11 +524,14 @@ impl LinePlot {
             }
         }
         out.push_str("</g>");
-        let entries: Vec<(String, usize, bool)> = self
+        let entries: Vec<LegendEntry> = self
             .series
             .iter()
             .enumerate()
-            .map(|(i, s)| (s.name.clone(), i, s.points.iter().any(|p| p.band.is_some())))
+            .map(|(i, s)| {
+                let band = s.points.iter().any(|p| p.band.is_some());
+                (s.name.clone(), i, band, s.faint)
+            })
             .collect();
         legend(&mut out, right + 16.0, top + 10.0, &entries);
         out.push_str("</svg>");
@@ -678,10 +685,10 @@ impl IntervalPlot {
             }
         }
         if legend_w > 0.0 {
-            let entries: Vec<(String, usize, bool)> = series
+            let entries: Vec<LegendEntry> = series
                 .iter()
                 .enumerate()
-                .map(|(i, s)| (s.to_string(), i, false))
+                .map(|(i, s)| (s.to_string(), i, false, false))
                 .collect();
             legend(&mut out, right + 16.0, top + 10.0, &entries);
         }

@@ -6,6 +6,8 @@ mod data;
 mod demo;
 mod embed;
 mod meta;
+mod progress;
+mod report;
 mod sim;
 mod train;
 
@@ -21,7 +23,8 @@ struct Cli {
     /// Data directory (default: $METAREC_DATA, else ./data).
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Print only results, no progress messages.
+    /// Print only results: no progress messages or progress bars (bars are also hidden when
+    /// standard error is not a terminal).
     #[arg(long, short, global = true)]
     quiet: bool,
     #[command(subcommand)]
@@ -54,6 +57,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Meta-train the strategy adjuster of a trained model on simulated training users.
     MetaTrain(meta::MetaTrainArgs),
+    /// Render results files (arena, training, meta-training, calibration JSON) into a
+    /// self-contained HTML report with plots.
+    Report(report::ReportArgs),
     /// Embed item titles with the local text encoder (MiniLM), cached by model and text.
     Embed(embed::EmbedArgs),
     /// Benchmarks that print a table, measured against a baseline in the same run.
@@ -94,6 +100,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::run(args, &global),
         Command::MetaTrain(args) => meta::run(args, &global),
         Command::Embed(args) => embed::run(args, &global),
+        Command::Report(args) => report::run(args, &global),
         Command::Bench { command } => bench::run(command, &global),
     }
 }

@@ -25,6 +25,8 @@ pub struct MetaTrainArgs {
     /// Seed of the training users and the policy's sampling.
     #[arg(long, default_value_t = 11)]
     seed: u64,
+    #[command(flatten)]
+    logdir: crate::report::LogdirArg,
 }
 
 pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
@@ -44,19 +46,19 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
         grid.len(),
         args.users
     ));
-    let quiet = global.quiet;
+    let bar = global.bar(grid.len() as u64, "prior scales");
     let manifest = metarec_eval::meta::meta_train_bayes(
         &scenario,
         &args.model,
         &grid,
         args.users,
         args.seed,
-        &|line| {
-            if !quiet {
-                eprintln!("  {line}");
-            }
-        },
-    )?;
+        &|line| global.step(&bar, line),
+    );
+    bar.finish_and_clear();
+    let manifest = manifest?;
+    let run = crate::report::log_meta(&args.logdir.logdir, &args.model, args.seed, &manifest)?;
+    global.progress(format!("TensorBoard run: {}", run.display()));
     println!("prior scale  reward/training user");
     for (tau, r) in &manifest.grid {
         let mark = if *tau == manifest.config.prior_scale {
