@@ -83,10 +83,10 @@ pub fn load_retail(global: &Global) -> Result<OnlineRetail> {
         global.progress("unpacking the shipped Online Retail data ...");
     }
     global.data.require(Dataset::OnlineRetail)?;
-    Ok(load_online_retail(
-        &global.data.online_retail_csv(),
-        &LoadOptions::default(),
-    )?)
+    let spinner = global.spinner("loading Online Retail");
+    let data = load_online_retail(&global.data.online_retail_csv(), &LoadOptions::default());
+    spinner.finish_and_clear();
+    Ok(data?)
 }
 
 /// Loads, fits and calibrates a scenario, with progress messages.
