@@ -215,14 +215,28 @@ pub fn nice_ticks(lo: f64, hi: f64, target: usize, integer: bool) -> (f64, f64, 
     }
     let first = (lo / step + 1e-9).floor();
     let last = (hi / step - 1e-9).ceil();
+    // Rounding a bound out to the next tick can waste most of an interval (a band dipping just
+    // below 0 would stretch the axis to -1); past a fifth of the range, pad the data instead.
+    let range = hi - lo;
+    let d0 = if lo - first * step > 0.2 * range {
+        lo - 0.03 * range
+    } else {
+        first * step
+    };
+    let d1 = if last * step - hi > 0.2 * range {
+        hi + 0.03 * range
+    } else {
+        last * step
+    };
     let ticks: Vec<f64> = (0..=((last - first) as usize))
         .map(|i| {
             let v = (first + i as f64) * step;
             // Avoid printing -0.
             if v.abs() < step * 1e-9 { 0.0 } else { v }
         })
+        .filter(|v| *v >= d0 - step * 1e-9 && *v <= d1 + step * 1e-9)
         .collect();
-    (first * step, last * step, ticks)
+    (d0, d1, ticks)
 }
 
 /// Formats a tick value with the decimals its step needs.
@@ -715,8 +729,13 @@ mod tests {
         // A flat range is widened around its value.
         let (lo, hi, _) = nice_ticks(3.0, 3.0, 5, false);
         assert!(lo < 3.0 && hi > 3.0);
-        let (lo, hi, _) = nice_ticks(-7.3, 412.0, 6, false);
+        let (lo, hi, ticks) = nice_ticks(-7.3, 412.0, 6, false);
         assert!(lo <= -7.3 && hi >= 412.0);
+        assert!(ticks.iter().all(|t| (lo..=hi).contains(t)), "{ticks:?}");
+        // A band just below 0 does not stretch the axis down to the next whole tick (-1).
+        let (lo, hi, ticks) = nice_ticks(-0.0034, 3.78, 6, false);
+        assert!(lo > -0.2 && lo < -0.0034 && hi == 4.0, "{lo} {hi}");
+        assert_eq!(ticks, vec![0.0, 1.0, 2.0, 3.0, 4.0]);
     }
 
     #[test]

@@ -120,8 +120,7 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
                     "Cold-start curves: reward at each of a new user's first {} interactions",
                     a.horizon
                 ),
-                x: Axis::new("interaction t of the user (1 = first slate shown)", "count")
-                    .integer(),
+                x: Axis::new("interaction t of a new user", "slate number, 1 = first").integer(),
                 y: Axis::new("mean reward at interaction t", "reward units").including(0.0),
                 series: a
                     .contestants
