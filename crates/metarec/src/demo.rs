@@ -5,7 +5,6 @@
 use crate::Global;
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use metarec_core::{Environment, RewardFn};
 use metarec_eval::arena::{ArenaConfig, Contestant, run_arena};
 use metarec_neural::checkpoint::{self, Manifest};
@@ -33,12 +32,11 @@ pub struct DemoArgs {
     /// Simulated users per yardstick policy in the calibration report.
     #[arg(long, default_value_t = 1000)]
     calibration_users: usize,
+    #[command(flatten)]
+    logdir: crate::report::LogdirArg,
 }
 
-fn write(path: &std::path::Path, text: &str) -> Result<()> {
-    metarec_data::log::atomic_write(path, |out| std::io::Write::write_all(out, text.as_bytes()))
-        .with_context(|| format!("cannot write {}", path.display()))
-}
+use crate::report::{write_results, write_text as write};
 
 pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     if [
@@ -59,11 +57,14 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         .with_context(|| format!("cannot create {}", args.out.display()))?;
     global.progress("1/5 calibrating the simulator on the shipped Online Retail data");
     let scenario = crate::sim::build_scenario("default", global)?;
+    let spinner = global.spinner("simulating the yardstick policies");
     let calibration = metarec_sim::calibrate::report(&scenario, args.calibration_users);
+    spinner.finish_and_clear();
     write(&args.out.join("calibration.txt"), &calibration.to_string())?;
-    write(
+    write_results(
         &args.out.join("calibration.json"),
-        &serde_json::to_string_pretty(&calibration)?,
+        "calibration",
+        &calibration,
     )?;
 
     global.progress(format!(
@@ -87,18 +88,16 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         entropy: 0.001,
         ..TrainConfig::default()
     };
+    let seed = config.seed;
     let mut trainer = Trainer::new(&catalog, reward, config)?;
-    let bar = ProgressBar::new(args.iterations as u64);
-    if global.quiet {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} ETA {eta} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let model = args.out.join("model");
+    let mut tensorboard =
+        crate::report::training_run(&args.logdir.logdir, &model, "reinforce", seed)?;
+    let bar = global.bar(args.iterations as u64, "iterations");
     let mut window = Vec::new();
     for _ in 0..args.iterations {
         let s = trainer.rl_iteration(&mut env)?;
+        crate::report::log_iteration(&mut tensorboard, &s)?;
         window.push(s.reward_per_user);
         if window.len() > 20 {
             window.remove(0);
@@ -110,7 +109,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         bar.inc(1);
     }
     bar.finish();
-    let model = args.out.join("model");
+    tensorboard.flush()?;
     let manifest = Manifest::for_trainer(
         &trainer,
         &catalog,
@@ -135,19 +134,15 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     )?;
 
     global.progress("3/5 meta-training the strategy adjuster on training users");
-    let quiet = global.quiet;
-    let adjuster = metarec_eval::meta::meta_train_bayes(
-        &scenario,
-        &model,
-        &[0.03, 0.1, 0.3, 1.0],
-        args.meta_users,
-        11,
-        &|l| {
-            if !quiet {
-                eprintln!("  {l}");
-            }
-        },
-    )?;
+    let grid = [0.03, 0.1, 0.3, 1.0];
+    let bar = global.bar(grid.len() as u64, "prior scales");
+    let adjuster =
+        metarec_eval::meta::meta_train_bayes(&scenario, &model, &grid, args.meta_users, 11, &|l| {
+            global.step(&bar, l)
+        });
+    bar.finish_and_clear();
+    let adjuster = adjuster?;
+    crate::report::log_meta(&args.logdir.logdir, &model, 11, &adjuster)?;
 
     global.progress(format!(
         "4/5 cold-start arena: {} new users x {} seeds per policy",
@@ -164,19 +159,35 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         paired_against: vec!["lints".into(), format!("neural-greedy:{m}")],
         ..ArenaConfig::default()
     };
+    let bar = global.bar((contestants.len() * args.seeds) as u64, "jobs");
     let report = run_arena(&scenario, &contestants, &arena_config, &|line| {
-        if !quiet {
-            eprintln!("  {line}");
-        }
-    })?;
+        global.step(&bar, line)
+    });
+    bar.finish_and_clear();
+    let report = report?;
+    crate::report::log_arena(&args.logdir.logdir, &report)?;
     global.progress("5/5 writing the report");
     write(&args.out.join("arena.txt"), &report.to_string())?;
-    write(
-        &args.out.join("arena.json"),
-        &serde_json::to_string_pretty(&report)?,
+    write_results(&args.out.join("arena.json"), "arena", &report)?;
+    let page = crate::report::write_report(
+        &args.out,
+        "metarec demo report",
+        &[
+            ("arena.json".into(), args.out.join("arena.json")),
+            (
+                "model/manifest.json".into(),
+                model.join(checkpoint::MANIFEST),
+            ),
+            (
+                "model/adjuster.json".into(),
+                model.join(metarec_neural::adjust::ADJUSTER_FILE),
+            ),
+            ("calibration.json".into(), args.out.join("calibration.json")),
+        ],
     )?;
     let summary = format!(
         "metarec demo report\n\n\
+         index.html               open in a browser: arena table, cold-start curves with 95% bands, plots\n\
          calibration.txt / .json  the simulator fitted to Online Retail, real vs simulated purchases\n\
          training.tsv             reward per user during REINFORCE training ({} iterations of 256 users)\n\
          model/                   the trained network (model.safetensors, manifest.json, adjuster.json)\n\
@@ -193,8 +204,9 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     write(&args.out.join("README.txt"), &summary)?;
     print!("{report}");
     println!(
-        "\nreport written to {} in {:.0} s",
+        "\nreport written to {} ({}) in {:.0} s",
         args.out.display(),
+        page.display(),
         start.elapsed().as_secs_f64()
     );
     Ok(())

@@ -7,6 +7,8 @@ mod demo;
 mod embed;
 mod meta;
 mod newitems;
+mod progress;
+mod report;
 mod sim;
 mod train;
 
@@ -22,7 +24,8 @@ struct Cli {
     /// Data directory (default: $METAREC_DATA, else ./data).
     #[arg(long, global = true, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// Print only results, no progress messages.
+    /// Print only results: no progress messages or progress bars (bars are also hidden when
+    /// standard error is not a terminal).
     #[arg(long, short, global = true)]
     quiet: bool,
     #[command(subcommand)]
@@ -55,6 +58,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Meta-train the strategy adjuster of a trained model on simulated training users.
     MetaTrain(meta::MetaTrainArgs),
+    /// Render results files (arena, training, meta-training, calibration JSON) into a
+    /// self-contained HTML report with plots.
+    Report(report::ReportArgs),
     /// Embed item titles with the local text encoder (MiniLM), cached by model and text.
     Embed(embed::EmbedArgs),
     /// The new-item cold-start benchmark: rank products never seen sold (id-only against text
@@ -99,6 +105,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::MetaTrain(args) => meta::run(args, &global),
         Command::Embed(args) => embed::run(args, &global),
         Command::NewItems(args) => newitems::run(args, &global),
+        Command::Report(args) => report::run(args, &global),
         Command::Bench { command } => bench::run(command, &global),
     }
 }

@@ -34,6 +34,8 @@ pub struct MetaTrainArgs {
     /// Seed of the training users and the policy's sampling.
     #[arg(long, default_value_t = 11)]
     seed: u64,
+    #[command(flatten)]
+    logdir: crate::report::LogdirArg,
 }
 
 pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
@@ -56,13 +58,14 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("--grid must be comma-separated numbers: {e}"))?;
     let scenario = crate::sim::build_scenario(&args.scenario, global)?;
-    let quiet = global.quiet;
-    let progress = |line: &str| {
-        if !quiet {
-            eprintln!("  {line}");
-        }
+    let (label, grid_len) = if gradient {
+        ("step sizes", grid.len())
+    } else {
+        ("prior scales", grid.len())
     };
-    let (manifest, label) = if gradient {
+    let bar = global.bar(grid_len as u64, label);
+    let progress = |line: &str| global.step(&bar, line);
+    let result = if gradient {
         global.progress(format!(
             "meta-training the gradient adjuster of {} by Reptile: {} step sizes x {} training users",
             args.model.display(),
@@ -77,10 +80,7 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
             eval_users: (args.users / 2).max(1),
             seed: args.seed,
         };
-        (
-            metarec_eval::meta::meta_train_gradient(&scenario, &args.model, &config, &progress)?,
-            "step size",
-        )
+        metarec_eval::meta::meta_train_gradient(&scenario, &args.model, &config, &progress)
     } else {
         global.progress(format!(
             "meta-training the Bayesian adjuster of {}: {} prior scales x {} training users",
@@ -88,22 +88,24 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
             grid.len(),
             args.users
         ));
-        (
-            metarec_eval::meta::meta_train_bayes(
-                &scenario,
-                &args.model,
-                &grid,
-                args.users,
-                args.seed,
-                &progress,
-            )?,
-            "prior scale",
+        metarec_eval::meta::meta_train_bayes(
+            &scenario,
+            &args.model,
+            &grid,
+            args.users,
+            args.seed,
+            &progress,
         )
     };
+    bar.finish_and_clear();
+    let manifest = result?;
+    let run = crate::report::log_meta(&args.logdir.logdir, &args.model, args.seed, &manifest)?;
+    global.progress(format!("TensorBoard run: {}", run.display()));
     let chosen = match &manifest.gradient {
         Some(g) if gradient => g.step_size,
         _ => manifest.config.prior_scale,
     };
+    let label = if gradient { "step size" } else { "prior scale" };
     println!("{label:>11}  reward/training user");
     for (value, r) in &manifest.grid {
         let mark = if *value == chosen { "  <- chosen" } else { "" };

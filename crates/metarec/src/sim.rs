@@ -69,6 +69,12 @@ pub struct ArenaArgs {
     /// Comma-separated contestants that every other one is compared with on the same users.
     #[arg(long, default_value = "popularity")]
     against: String,
+    #[command(flatten)]
+    logdir: crate::report::LogdirArg,
+    /// Also write a report directory: `arena.json` and an `index.html` with the table and the
+    /// cold-start curves.
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
 }
 
 /// Loads Online Retail (unpacking the shipped copy on first use).
@@ -77,10 +83,10 @@ pub fn load_retail(global: &Global) -> Result<OnlineRetail> {
         global.progress("unpacking the shipped Online Retail data ...");
     }
     global.data.require(Dataset::OnlineRetail)?;
-    Ok(load_online_retail(
-        &global.data.online_retail_csv(),
-        &LoadOptions::default(),
-    )?)
+    let spinner = global.spinner("loading Online Retail");
+    let data = load_online_retail(&global.data.online_retail_csv(), &LoadOptions::default());
+    spinner.finish_and_clear();
+    Ok(data?)
 }
 
 /// Loads, fits and calibrates a scenario, with progress messages.
@@ -99,11 +105,14 @@ pub fn build_scenario(name: &str, global: &Global) -> Result<Scenario> {
         None
     };
     let start = Instant::now();
+    let spinner = global.spinner("fitting");
     let scenario = Scenario::build_with_text(
         config,
         &data,
         text.as_ref().map(|t| (t.vectors.as_slice(), t.dim)),
-    )?;
+    );
+    spinner.finish_and_clear();
+    let scenario = scenario?;
     global.progress(format!(
         "scenario ready in {:.1} s: {} items, {} customers in the population",
         start.elapsed().as_secs_f64(),
@@ -139,9 +148,11 @@ pub fn run(command: SimCommand, global: &Global) -> Result<()> {
             global.progress(format!(
                 "simulating {users} users under 5 yardstick policies ..."
             ));
+            let spinner = global.spinner("simulating");
             let report = metarec_sim::calibrate::report(&scenario, users);
+            spinner.finish_and_clear();
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!("{}", crate::report::results_json("calibration", &report)?);
             } else {
                 print!("{report}");
             }
@@ -174,20 +185,36 @@ pub fn arena(args: ArenaArgs, global: &Global) -> Result<()> {
         args.users
     ));
     let start = Instant::now();
-    let quiet = global.quiet;
+    let bar = global.bar((contestants.len() * args.seeds) as u64, "jobs");
     let report = run_arena(&scenario, &contestants, &config, &|line| {
-        if !quiet {
-            eprintln!("{line} ({:.1} s)", start.elapsed().as_secs_f64());
-        }
-    })?;
+        global.step(
+            &bar,
+            &format!("{line} ({:.1} s)", start.elapsed().as_secs_f64()),
+        )
+    });
+    bar.finish_and_clear();
+    let report = report?;
     print!("{report}");
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report)?;
-        metarec_data::log::atomic_write(path, |out| {
-            std::io::Write::write_all(out, text.as_bytes())
-        })
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        crate::report::write_results(path, "arena", &report)?;
         global.progress(format!("results written to {}", path.display()));
+    }
+    let runs = crate::report::log_arena(&args.logdir.logdir, &report)?;
+    global.progress(format!(
+        "TensorBoard runs written to {} (tensorboard --logdir {})",
+        runs.display(),
+        args.logdir.logdir.display()
+    ));
+    if let Some(dir) = &args.report {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let json = dir.join("arena.json");
+        crate::report::write_results(&json, "arena", &report)?;
+        let page = crate::report::write_report(
+            dir,
+            "metarec arena report",
+            &[("arena.json".into(), json)],
+        )?;
+        global.progress(format!("report written to {}", page.display()));
     }
     if let Some(path) = &args.log {
         let n = metarec_data::log::write_log(path, &report.log)?;

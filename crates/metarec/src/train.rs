@@ -67,6 +67,11 @@ pub struct TrainArgs {
     /// Logged interactions for supervised training (default: simulated with random slates).
     #[arg(long, value_name = "FILE")]
     log: Option<PathBuf>,
+    #[command(flatten)]
+    logdir: crate::report::LogdirArg,
+    /// Also write a report directory with the learning curves (`index.html`).
+    #[arg(long, value_name = "DIR")]
+    report: Option<PathBuf>,
 }
 
 pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
@@ -170,6 +175,17 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
             );
             checkpoint::save(&args.out, &trainer.varmap, &manifest)
         };
+    let mut tensorboard =
+        crate::report::training_run(&args.logdir.logdir, &args.out, algo.name(), args.seed)?;
+    global.progress(format!(
+        "TensorBoard run: {} (tensorboard --logdir {})",
+        tensorboard
+            .path()
+            .parent()
+            .unwrap_or(&args.logdir.logdir)
+            .display(),
+        args.logdir.logdir.display()
+    ));
     let every = args.checkpoint_every.max(1);
     let mut window: Vec<f64> = Vec::new();
     for _ in 0..args.iterations {
@@ -195,13 +211,27 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
             )
         });
         bar.inc(1);
+        crate::report::log_iteration(&mut tensorboard, &stats)?;
         metrics.push(stats);
         if trainer.iterations_done % every == 0 {
             save(&trainer, &algos, &metrics)?;
+            tensorboard.flush()?;
         }
     }
     bar.finish();
     save(&trainer, &algos, &metrics)?;
+    tensorboard.flush()?;
+    if let Some(dir) = &args.report {
+        let page = crate::report::write_report(
+            dir,
+            "metarec training report",
+            &[(
+                checkpoint::MANIFEST.into(),
+                args.out.join(checkpoint::MANIFEST),
+            )],
+        )?;
+        global.progress(format!("report written to {}", page.display()));
+    }
     let tail: Vec<_> = metrics.iter().rev().take(20).collect();
     if algo != Algo::Supervised && !tail.is_empty() {
         let r = tail.iter().map(|s| s.reward_per_user).sum::<f64>() / tail.len() as f64;
