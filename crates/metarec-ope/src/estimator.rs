@@ -345,35 +345,52 @@ struct Columns {
     width: usize,
     /// Round-major values, `width` per round.
     values: Vec<f64>,
-    /// Per estimator: the columns of its correction and weight sums.
-    slots: Vec<(usize, usize)>,
+    /// Per estimator: the columns of its correction and weight sums, when it has them.
+    slots: Vec<Slot>,
 }
 
+#[derive(Clone, Copy)]
+struct Slot {
+    correction: Option<usize>,
+    weight: Option<usize>,
+}
+
+/// Columns are accumulated in blocks of this many.
+const LANES: usize = 4;
 const ROUNDS: usize = 0;
 const ENTRIES: usize = 1;
 const DM: usize = 2;
 
 fn columns(prepared: &Prepared, estimators: &[&dyn Estimator]) -> Columns {
-    // Column keys: (rule, uses_model) for corrections, rule for weight sums.
+    // Corrections are keyed by (rule, weighs residuals); weight sums by rule, and only
+    // self-normalised estimators need them. The direct method needs neither.
+    let correction_key =
+        |e: &&dyn Estimator| (e.rule() != WeightRule::Zero).then(|| (e.rule(), e.uses_model()));
+    let weight_key = |e: &&dyn Estimator| {
+        (e.rule() != WeightRule::Zero && e.self_normalised()).then(|| e.rule())
+    };
     let mut correction_keys: Vec<(WeightRule, bool)> = Vec::new();
     let mut weight_keys: Vec<WeightRule> = Vec::new();
     for e in estimators {
-        let key = (e.rule(), e.uses_model() && e.rule() != WeightRule::Zero);
-        if !correction_keys.contains(&key) {
-            correction_keys.push(key);
+        if let Some(k) = correction_key(e).filter(|k| !correction_keys.contains(k)) {
+            correction_keys.push(k);
         }
-        if !weight_keys.contains(&e.rule()) {
-            weight_keys.push(e.rule());
+        if let Some(k) = weight_key(e).filter(|k| !weight_keys.contains(k)) {
+            weight_keys.push(k);
         }
     }
-    let width = 3 + correction_keys.len() + weight_keys.len();
+    let nc = correction_keys.len();
+    // Padded with zero columns to whole blocks of lanes for the resampling loop.
+    let width = (3 + nc + weight_keys.len()).div_ceil(LANES) * LANES;
     let slots = estimators
         .iter()
-        .map(|e| {
-            let key = (e.rule(), e.uses_model() && e.rule() != WeightRule::Zero);
-            let c = correction_keys.iter().position(|k| *k == key).unwrap_or(0);
-            let w = weight_keys.iter().position(|k| *k == e.rule()).unwrap_or(0);
-            (3 + c, 3 + correction_keys.len() + w)
+        .map(|e| Slot {
+            correction: correction_key(e)
+                .and_then(|k| correction_keys.iter().position(|c| *c == k))
+                .map(|j| 3 + j),
+            weight: weight_key(e)
+                .and_then(|k| weight_keys.iter().position(|c| *c == k))
+                .map(|j| 3 + nc + j),
         })
         .collect();
     let n = prepared.rounds();
@@ -394,7 +411,7 @@ fn columns(prepared: &Prepared, estimators: &[&dyn Estimator]) -> Columns {
                 row[3 + j] += rule.apply(w) * if model { r - q } else { r };
             }
             for (j, &rule) in weight_keys.iter().enumerate() {
-                row[3 + correction_keys.len() + j] += rule.apply(w);
+                row[3 + nc + j] += rule.apply(w);
             }
         }
     }
@@ -405,27 +422,60 @@ fn columns(prepared: &Prepared, estimators: &[&dyn Estimator]) -> Columns {
     }
 }
 
-fn sums_of(acc: &[f64], slot: (usize, usize)) -> Sums {
+fn sums_of(acc: &[f64], slot: Slot) -> Sums {
     Sums {
         rounds: acc[ROUNDS],
         entries: acc[ENTRIES],
         dm: acc[DM],
-        correction: acc[slot.0],
-        weight: acc[slot.1],
+        correction: slot.correction.map_or(0.0, |j| acc[j]),
+        weight: slot.weight.map_or(0.0, |j| acc[j]),
     }
 }
 
-/// `P(X <= j)` for `X ~ Poisson(1)`, `j = 0..`, scaled to `u64`: a count is the number of
-/// thresholds a uniform `u64` reaches. Counts are capped at 12 (`P(X > 12) < 1e-10`).
-fn poisson1_thresholds() -> [u64; 12] {
-    let mut t = [0u64; 12];
-    let (mut p, mut cdf) = ((-1.0f64).exp(), 0.0);
-    for (j, slot) in t.iter_mut().enumerate() {
-        cdf += p;
-        p /= (j + 1) as f64;
-        *slot = (cdf * 18_446_744_073_709_551_616.0) as u64;
+/// Draws Poisson(1) counts from uniform 32-bit numbers by inversion: the count is the number of
+/// thresholds `P(X <= j) 2^32` that the number reaches (capped at 12; `P(X > 12) < 1e-10`). A
+/// table on the top 12 bits answers at once for every bin that no threshold cuts (all but at most
+/// 12 of 4,096); the rest compare against the thresholds.
+struct Poisson1 {
+    thresholds: [u64; 12],
+    table: Vec<u8>,
+}
+
+/// Marks a table bin that a threshold cuts.
+const CUT: u8 = u8::MAX;
+const TABLE_BITS: u32 = 12;
+
+impl Poisson1 {
+    fn new() -> Self {
+        let mut thresholds = [0u64; 12];
+        let (mut p, mut cdf) = ((-1.0f64).exp(), 0.0);
+        for (j, slot) in thresholds.iter_mut().enumerate() {
+            cdf += p;
+            p /= (j + 1) as f64;
+            *slot = ((cdf * 4_294_967_296.0) as u64).min(1 << 32);
+        }
+        let shift = 32 - TABLE_BITS;
+        let table = (0..1u64 << TABLE_BITS)
+            .map(|bin| {
+                let (lo, hi) = (bin << shift, ((bin + 1) << shift) - 1);
+                let (a, b) = (Self::count(&thresholds, lo), Self::count(&thresholds, hi));
+                if a == b { a as u8 } else { CUT }
+            })
+            .collect();
+        Poisson1 { thresholds, table }
     }
-    t
+
+    fn count(thresholds: &[u64; 12], x: u64) -> u32 {
+        thresholds.iter().map(|&t| u32::from(x >= t)).sum()
+    }
+
+    #[inline]
+    fn draw(&self, x: u32) -> u32 {
+        match self.table[(x >> (32 - TABLE_BITS)) as usize] {
+            CUT => Self::count(&self.thresholds, u64::from(x)),
+            c => u32::from(c),
+        }
+    }
 }
 
 /// Runs every estimator on `prepared`: point estimates on the whole log, bootstrap intervals and
@@ -498,36 +548,53 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
+/// Resamples per random stream: resamples `2g` and `2g + 1` take the low and high halves of
+/// stream `g`'s numbers.
+const PER_STREAM: usize = 2;
+
 /// The column sums of every resample, `width` per resample.
 fn resample(cols: &Columns, bootstrap: &Bootstrap) -> Vec<f64> {
-    let (b, width) = (bootstrap.resamples, cols.width);
-    let mut out = vec![0.0; b * width];
-    if b == 0 {
+    let width = cols.width;
+    let streams = bootstrap.resamples.div_ceil(PER_STREAM);
+    let mut out = vec![0.0; streams * PER_STREAM * width];
+    if streams == 0 {
         return out;
     }
-    let thresholds = poisson1_thresholds();
-    let threads = bootstrap.threads.clamp(1, b);
-    let per = b.div_ceil(threads);
+    let poisson = Poisson1::new();
+    let threads = bootstrap.threads.clamp(1, streams);
+    let per_thread = streams.div_ceil(threads);
     std::thread::scope(|s| {
-        for (t, chunk) in out.chunks_mut(per * width).enumerate() {
-            let first = t * per;
+        for (t, chunk) in out.chunks_mut(per_thread * PER_STREAM * width).enumerate() {
+            let poisson = &poisson;
             s.spawn(move || {
-                let count = chunk.len() / width;
+                let first = t * per_thread;
+                let count = chunk.len() / (PER_STREAM * width);
                 let mut rngs: Vec<_> = (0..count)
-                    .map(|r| rng_for(bootstrap.seed, (first + r) as u64))
+                    .map(|g| rng_for(bootstrap.seed, (first + g) as u64))
                     .collect();
                 for row in cols.values.chunks_exact(width) {
-                    for (acc, rng) in chunk.chunks_exact_mut(width).zip(rngs.iter_mut()) {
+                    for (acc, rng) in chunk
+                        .chunks_exact_mut(PER_STREAM * width)
+                        .zip(rngs.iter_mut())
+                    {
                         let u = rng.next_u64();
-                        let c = thresholds.iter().map(|&t| u64::from(u >= t)).sum::<u64>() as f64;
-                        for (a, v) in acc.iter_mut().zip(row) {
-                            *a += c * v;
+                        let (a, b) = acc.split_at_mut(width);
+                        let ca = f64::from(poisson.draw(u as u32));
+                        let cb = f64::from(poisson.draw((u >> 32) as u32));
+                        // Fixed blocks of four let the compiler use vector instructions.
+                        let blocks = a.chunks_exact_mut(LANES).zip(b.chunks_exact_mut(LANES));
+                        for ((x, y), v) in blocks.zip(row.chunks_exact(LANES)) {
+                            for l in 0..LANES {
+                                x[l] += ca * v[l];
+                                y[l] += cb * v[l];
+                            }
                         }
                     }
                 }
             });
         }
     });
+    out.truncate(bootstrap.resamples * width);
     out
 }
 
@@ -537,21 +604,34 @@ mod tests {
 
     #[test]
     fn poisson_counts_have_poisson_one_frequencies() {
-        let t = poisson1_thresholds();
+        let p = Poisson1::new();
+        // The table agrees with plain inversion everywhere it answers.
         let mut rng = rng_for(1, 2);
-        let n = 200_000;
+        let n = 400_000;
         let mut freq = [0usize; 13];
         for _ in 0..n {
-            let u = rng.next_u64();
-            freq[t.iter().filter(|&&x| u >= x).count()] += 1;
+            let x = rng.next_u64() as u32;
+            let c = p.draw(x);
+            assert_eq!(c, Poisson1::count(&p.thresholds, u64::from(x)));
+            freq[c as usize] += 1;
         }
         let e1 = (-1.0f64).exp();
-        for (j, expected) in [e1, e1, e1 / 2.0, e1 / 6.0].into_iter().enumerate() {
+        for (j, expected) in [e1, e1, e1 / 2.0, e1 / 6.0, e1 / 24.0]
+            .into_iter()
+            .enumerate()
+        {
             let got = freq[j] as f64 / n as f64;
             assert!(
-                (got - expected).abs() < 0.005,
+                (got - expected).abs() < 0.004,
                 "P({j}) = {got}, want {expected}"
             );
+        }
+        // Exact at the cut points: just below and at each threshold.
+        for (j, &t) in p.thresholds.iter().enumerate().take(8) {
+            assert_eq!(p.draw((t - 1) as u32), j as u32);
+            if t < 1 << 32 {
+                assert_eq!(p.draw(t as u32), j as u32 + 1);
+            }
         }
     }
 }
