@@ -10,6 +10,7 @@
 //! - [`prior`]: [`BtsPrior`], ZOZOTOWN's per-campaign Beta prior read from `prior_bts.yaml`;
 //! - [`model`]: the [`RewardModel`]s behind the direct method and the doubly robust estimators,
 //!   with cross-fitting;
+//! - [`dsjson`]: Vowpal Wabbit's decision-service JSON import and export of the interaction log;
 //! - [`estimator`]: the [`Estimator`] seam, DM, IPW, SNIPW, DR, SNDR, switch-DR and DR-OS, and
 //!   [`evaluate`] (bootstrap 95% intervals, effective sample sizes, clipping report).
 //!
@@ -18,6 +19,7 @@
 #![deny(missing_docs)]
 
 pub mod data;
+pub mod dsjson;
 mod error;
 pub mod estimator;
 pub mod model;
