@@ -12,7 +12,7 @@ use crate::error::OpeError;
 use crate::estimator::{
     Bootstrap, Clipping, Estimate, Estimator, Prepared, all_estimators, evaluate,
 };
-use crate::model::{CrossFitted, LinearConfig, LinearModel, ModelConfig};
+use crate::model::{CrossFitted, LinearConfig, LinearModel, ModelConfig, select_lambda};
 use crate::policy::{EvaluationPolicy, GreedyPolicy, MonteCarlo, StaticPolicy};
 use crate::prior::BtsPrior;
 use metarec_data::LoadOptions;
@@ -93,9 +93,13 @@ pub struct Experiment {
     pub os_lambda: f64,
     /// Cross-fitting folds of the reward model.
     pub folds: usize,
-    /// Ridge penalty of the linear models (reward model and learned policy).
-    pub lambda: f64,
+    /// Ridge penalty of the linear models (reward model and learned policy); `None` picks it
+    /// from [`LAMBDA_GRID`] by out-of-fold squared error on the evaluated rounds.
+    pub lambda: Option<f64>,
 }
+
+/// The penalties [`run_experiment`] chooses from when none is given.
+pub const LAMBDA_GRID: [f64; 6] = [1.0, 10.0, 100.0, 1e3, 1e4, 1e5];
 
 /// What [`run_experiment`] found.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -118,6 +122,14 @@ pub struct ExperimentReport {
     pub estimates: Vec<Estimate>,
     /// What clipping did.
     pub clipping: Clipping,
+    /// The ridge penalty used, and the out-of-fold squared error of each candidate when it was
+    /// selected.
+    pub lambda: f64,
+    /// `(penalty, out-of-fold mean squared error)` per candidate (empty when given).
+    pub lambda_errors: Vec<(f64, f64)>,
+    /// Entries with a reward and a non-zero importance weight: what the weighted estimators rest
+    /// on (their bootstrap interval is a single point when there are none).
+    pub weighted_rewards: usize,
 }
 
 fn ctr(log: &ObdLog) -> f64 {
@@ -140,8 +152,8 @@ pub fn run_experiment(obd_dir: &Path, exp: &Experiment) -> Result<ExperimentRepo
         ObdPolicy::Bts => (&other, &log),
     };
     let all = logged_data(&log, true)?;
-    let linear = LinearConfig {
-        lambda: exp.lambda,
+    let mut linear = LinearConfig {
+        lambda: exp.lambda.unwrap_or(1.0),
         item_affinity: true,
         item_groups: Some(item_groups(&log)),
     };
@@ -175,7 +187,11 @@ pub fn run_experiment(obd_dir: &Path, exp: &Experiment) -> Result<ExperimentRepo
             }
             let cut = ((all.rounds() as f64 * train_fraction) as usize).clamp(1, all.rounds() - 1);
             let train = all.slice(0..cut);
-            let model = LinearModel::fit(&train, &linear, &|_| true)?;
+            let mut config = linear.clone();
+            if exp.lambda.is_none() {
+                config.lambda = select_lambda(&train, &linear, &LAMBDA_GRID, exp.folds)?.0;
+            }
+            let model = LinearModel::fit(&train, &config, &|_| true)?;
             let eval = all.slice(cut..all.rounds());
             (
                 Box::new(GreedyPolicy::new("learned-linear", model)),
@@ -185,7 +201,17 @@ pub fn run_experiment(obd_dir: &Path, exp: &Experiment) -> Result<ExperimentRepo
             )
         }
     };
-    let model = CrossFitted::fit(&ModelConfig::Linear(linear), &data, exp.folds)?;
+    // The penalty is chosen on the rounds evaluated on, by held-out prediction error only (never
+    // by the estimates), then used for the cross-fitted reward model.
+    let lambda_errors = match exp.lambda {
+        Some(_) => Vec::new(),
+        None => {
+            let (best, errors) = select_lambda(&data, &linear, &LAMBDA_GRID, exp.folds)?;
+            linear.lambda = best;
+            errors
+        }
+    };
+    let model = CrossFitted::fit(&ModelConfig::Linear(linear.clone()), &data, exp.folds)?;
     let prepared = Prepared::new(&data, policy.as_ref(), &model, exp.clip)?;
     let estimators = all_estimators(exp.switch_tau, exp.os_lambda);
     let refs: Vec<&dyn Estimator> = estimators.iter().map(|e| e.as_ref()).collect();
@@ -200,5 +226,13 @@ pub fn run_experiment(obd_dir: &Path, exp: &Experiment) -> Result<ExperimentRepo
         on_policy_value: on_policy,
         estimates,
         clipping: prepared.clipping,
+        lambda: linear.lambda,
+        lambda_errors,
+        weighted_rewards: prepared
+            .weights
+            .iter()
+            .zip(&prepared.rewards)
+            .filter(|(w, r)| **w > 0.0 && **r != 0.0)
+            .count(),
     })
 }

@@ -40,7 +40,7 @@ fn experiment(target: Target) -> Experiment {
         switch_tau: 100.0,
         os_lambda: 100.0,
         folds: 3,
-        lambda: 1.0,
+        lambda: None,
     }
 }
 
@@ -90,4 +90,33 @@ fn the_uniform_policy_on_its_own_logs_recovers_the_logged_ctr() {
     assert_eq!(ipw.estimator, "IPW");
     assert!((ipw.value - 0.0038).abs() < 1e-9, "{}", ipw.value);
     assert!((report.estimates[2].value - 0.0038).abs() < 1e-9);
+}
+
+#[test]
+fn a_learned_policy_trains_on_the_earlier_rounds_and_is_evaluated_on_the_later_ones() {
+    let target = Target::Learned {
+        train_fraction: 0.5,
+    };
+    let report = run_experiment(&obd_dir(), &experiment(target)).unwrap();
+    assert_eq!((report.train_rounds, report.rounds), (5_000, 5_000));
+    assert_eq!(report.policy, "learned-linear");
+    assert_eq!(report.on_policy_value, None);
+    assert!(metarec_ope::obd::LAMBDA_GRID.contains(&report.lambda));
+    assert_eq!(
+        report.lambda_errors.len(),
+        metarec_ope::obd::LAMBDA_GRID.len()
+    );
+    // A deterministic policy's weights are 0 or 1 / 0.0125 = 80.
+    assert_eq!(report.clipping.max_weight, 80.0);
+    for e in &report.estimates {
+        assert!(
+            e.value.is_finite() && e.low <= e.value && e.value <= e.high,
+            "{e:?}"
+        );
+    }
+    let ipw = &report.estimates[1];
+    // IPW is 80 x (clicks on matched rounds) / rounds.
+    assert!(ipw.value >= 0.0);
+    assert!((ipw.value * 5_000.0 / 80.0 - (ipw.value * 5_000.0 / 80.0).round()).abs() < 1e-9);
+    assert_eq!(ipw.value == 0.0, report.weighted_rewards == 0);
 }
