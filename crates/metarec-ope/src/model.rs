@@ -146,8 +146,8 @@ impl Default for LinearConfig {
     }
 }
 
-/// Ridge regression of the entry reward on sparse features; predictions are clipped to the
-/// range of the rewards it was fitted on.
+/// Ridge regression of the entry reward on sparse features (every coefficient but the intercept
+/// penalised); predictions are clipped to the range of the rewards it was fitted on.
 #[derive(Debug, Clone)]
 pub struct LinearModel {
     config: LinearConfig,
@@ -271,8 +271,10 @@ impl LinearModel {
                 }
             }
         }
+        // The intercept (column 0) is not shrunk, so a heavy penalty pulls predictions towards the
+        // mean reward rather than towards zero; a tiny ridge keeps the system positive definite.
         for i in 0..d {
-            a[i * d + i] += config.lambda;
+            a[i * d + i] += if i == 0 { 1e-9 } else { config.lambda };
         }
         if !solve_spd(&mut a, d, &mut b) {
             return Err(OpeError::Config {

@@ -6,6 +6,7 @@ mod data;
 mod demo;
 mod embed;
 mod meta;
+mod ope;
 mod sim;
 mod train;
 
@@ -56,6 +57,9 @@ enum Command {
     MetaTrain(meta::MetaTrainArgs),
     /// Embed item titles with the local text encoder (MiniLM), cached by model and text.
     Embed(embed::EmbedArgs),
+    /// Off-policy evaluation: estimate a policy's value on logs another policy collected (DM, IPW,
+    /// SNIPW, DR, SNDR, switch-DR, DR-OS with bootstrap 95% intervals).
+    Ope(ope::OpeArgs),
     /// Benchmarks that print a table, measured against a baseline in the same run.
     Bench {
         #[command(subcommand)]
@@ -94,6 +98,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::run(args, &global),
         Command::MetaTrain(args) => meta::run(args, &global),
         Command::Embed(args) => embed::run(args, &global),
+        Command::Ope(args) => ope::run(args, &global),
         Command::Bench { command } => bench::run(command, &global),
     }
 }
