@@ -5,8 +5,8 @@
 //!   built from the project's [`metarec_core::Interaction`] records or the Open Bandit Dataset
 //!   ([`obd`]); malformed records are errors naming the row;
 //! - [`policy`]: the [`EvaluationPolicy`] seam (an action distribution per round and position),
-//!   [`StaticPolicy`] (uniform, and Bernoulli Thompson sampling by seeded Monte Carlo) and
-//!   [`GreedyPolicy`];
+//!   [`StaticPolicy`] (uniform, and Bernoulli Thompson sampling by seeded Monte Carlo),
+//!   [`GreedyPolicy`] and [`PlackettLucePolicy`] (rankings by a reward model's scores);
 //! - [`prior`]: [`BtsPrior`], ZOZOTOWN's per-campaign Beta prior read from `prior_bts.yaml`;
 //! - [`model`]: the [`RewardModel`]s behind the direct method and the doubly robust estimators,
 //!   with cross-fitting;
@@ -34,5 +34,5 @@ pub use estimator::{
     SwitchDr, WeightRule, all_estimators, evaluate,
 };
 pub use model::{CrossFitted, LinearConfig, LinearModel, MeanModel, ModelConfig, RewardModel};
-pub use policy::{EvaluationPolicy, GreedyPolicy, MonteCarlo, StaticPolicy};
+pub use policy::{EvaluationPolicy, GreedyPolicy, MonteCarlo, PlackettLucePolicy, StaticPolicy};
 pub use prior::{BetaPrior, BtsPrior};

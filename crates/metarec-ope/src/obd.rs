@@ -13,7 +13,7 @@ use crate::estimator::{
     Bootstrap, Clipping, Estimate, Estimator, Prepared, all_estimators, evaluate,
 };
 use crate::model::{CrossFitted, LinearConfig, LinearModel, ModelConfig, select_lambda};
-use crate::policy::{EvaluationPolicy, GreedyPolicy, MonteCarlo, StaticPolicy};
+use crate::policy::{EvaluationPolicy, GreedyPolicy, MonteCarlo, PlackettLucePolicy, StaticPolicy};
 use crate::prior::BtsPrior;
 use metarec_data::LoadOptions;
 use metarec_data::obd::{ObdCampaign, ObdLog, ObdPolicy, load_obd};
@@ -64,11 +64,14 @@ pub enum Target {
     Bts,
     /// The uniform random slate (the policy behind the `random` logs).
     Uniform,
-    /// A greedy policy over a [`LinearModel`] trained on the first `train_fraction` of the logs'
-    /// rounds; the estimators then run on the remaining rounds only.
+    /// A policy over a [`LinearModel`] trained on the first `train_fraction` of the logs' rounds;
+    /// the estimators then run on the remaining rounds only.
     Learned {
         /// Share of the rounds, in file (time) order, used for training; in `(0, 1)`.
         train_fraction: f64,
+        /// `None`: the greedy top three. `Some(t)`: Plackett-Luce slates over the scores at
+        /// temperature `t` (in score standard deviations), which overlap the logs far more.
+        temperature: Option<f64>,
     },
 }
 
@@ -178,7 +181,10 @@ pub fn run_experiment(obd_dir: &Path, exp: &Experiment) -> Result<ExperimentRepo
             0,
             Some(ctr(random_log)),
         ),
-        Target::Learned { train_fraction } => {
+        Target::Learned {
+            train_fraction,
+            temperature,
+        } => {
             if !(train_fraction > 0.0 && train_fraction < 1.0) {
                 return Err(OpeError::Config {
                     name: "train_fraction",
@@ -194,7 +200,14 @@ pub fn run_experiment(obd_dir: &Path, exp: &Experiment) -> Result<ExperimentRepo
             let model = LinearModel::fit(&train, &config, &|_| true)?;
             let eval = all.slice(cut..all.rounds());
             (
-                Box::new(GreedyPolicy::new("learned-linear", model)),
+                match temperature {
+                    None => Box::new(GreedyPolicy::new("learned-linear", model)),
+                    Some(t) => Box::new(PlackettLucePolicy::new(
+                        format!("learned-linear-pl({t})"),
+                        model,
+                        t,
+                    )?),
+                },
                 eval,
                 cut,
                 None,

@@ -96,6 +96,7 @@ fn the_uniform_policy_on_its_own_logs_recovers_the_logged_ctr() {
 fn a_learned_policy_trains_on_the_earlier_rounds_and_is_evaluated_on_the_later_ones() {
     let target = Target::Learned {
         train_fraction: 0.5,
+        temperature: None,
     };
     let report = run_experiment(&obd_dir(), &experiment(target)).unwrap();
     assert_eq!((report.train_rounds, report.rounds), (5_000, 5_000));
@@ -119,4 +120,28 @@ fn a_learned_policy_trains_on_the_earlier_rounds_and_is_evaluated_on_the_later_o
     assert!(ipw.value >= 0.0);
     assert!((ipw.value * 5_000.0 / 80.0 - (ipw.value * 5_000.0 / 80.0).round()).abs() < 1e-9);
     assert_eq!(ipw.value == 0.0, report.weighted_rewards == 0);
+}
+
+#[test]
+fn a_stochastic_learned_policy_overlaps_the_logs_far_more_than_the_greedy_one() {
+    let greedy = Target::Learned {
+        train_fraction: 0.5,
+        temperature: None,
+    };
+    let soft = Target::Learned {
+        train_fraction: 0.5,
+        temperature: Some(1.0),
+    };
+    let greedy = run_experiment(&obd_dir(), &experiment(greedy)).unwrap();
+    let soft = run_experiment(&obd_dir(), &experiment(soft)).unwrap();
+    assert_eq!(soft.policy, "learned-linear-pl(1)");
+    let ess = |r: &metarec_ope::obd::ExperimentReport| r.estimates[1].ess.unwrap();
+    assert!(
+        ess(&soft) > 10.0 * ess(&greedy),
+        "{} vs {}",
+        ess(&soft),
+        ess(&greedy)
+    );
+    assert!(soft.weighted_rewards > greedy.weighted_rewards);
+    assert!(soft.clipping.max_weight < 80.0);
 }

@@ -91,6 +91,10 @@ pub struct OpeArgs {
     /// from 1, 10, ..., 100,000 by out-of-fold squared error.
     #[arg(long)]
     lambda: Option<f64>,
+    /// The learned policy samples Plackett-Luce slates at this temperature (in standard
+    /// deviations of its scores) instead of showing its top three.
+    #[arg(long)]
+    temperature: Option<f64>,
     /// Share of the rounds (in time order) the learned policy trains on.
     #[arg(long, default_value_t = 0.5)]
     train_fraction: f64,
@@ -127,6 +131,7 @@ pub fn run(args: OpeArgs, global: &Global) -> Result<()> {
                 PolicyArg::Uniform => Target::Uniform,
                 PolicyArg::Learned => Target::Learned {
                     train_fraction: args.train_fraction,
+                    temperature: args.temperature,
                 },
             };
             let dir = global.data.require(Dataset::Obd)?;
