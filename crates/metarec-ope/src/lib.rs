@@ -6,7 +6,8 @@
 //!   ([`obd`]); malformed records are errors naming the row;
 //! - [`policy`]: the [`EvaluationPolicy`] seam (an action distribution per round and position),
 //!   [`StaticPolicy`] (uniform, and Bernoulli Thompson sampling by seeded Monte Carlo),
-//!   [`GreedyPolicy`] and [`PlackettLucePolicy`] (rankings by a reward model's scores);
+//!   [`GreedyPolicy`] and [`PlackettLucePolicy`] (rankings by a reward model's scores), and
+//!   [`MonteCarloPolicy`] (any metarec policy, by seeded decisions);
 //! - [`prior`]: [`BtsPrior`], ZOZOTOWN's per-campaign Beta prior read from `prior_bts.yaml`;
 //! - [`model`]: the [`RewardModel`]s behind the direct method and the doubly robust estimators,
 //!   with cross-fitting;
@@ -34,5 +35,7 @@ pub use estimator::{
     SwitchDr, WeightRule, all_estimators, evaluate,
 };
 pub use model::{CrossFitted, LinearConfig, LinearModel, MeanModel, ModelConfig, RewardModel};
-pub use policy::{EvaluationPolicy, GreedyPolicy, MonteCarlo, PlackettLucePolicy, StaticPolicy};
+pub use policy::{
+    EvaluationPolicy, GreedyPolicy, MonteCarlo, MonteCarloPolicy, PlackettLucePolicy, StaticPolicy,
+};
 pub use prior::{BetaPrior, BtsPrior};

@@ -7,15 +7,17 @@
 //!   ([`StaticPolicy::bernoulli_ts`]), whose distribution over (item, position) is estimated by
 //!   seeded Monte Carlo, as Open Bandit Pipeline's `compute_batch_action_dist` does: draw one
 //!   Beta sample per item, show the top of the draws, count.
-//! - [`GreedyPolicy`]: a deterministic ranking by a [`RewardModel`]'s scores, the policy that
-//!   offline learning produces.
+//! - [`GreedyPolicy`] and [`PlackettLucePolicy`]: rankings by a [`RewardModel`]'s scores, the
+//!   policies that offline learning produces.
+//! - [`MonteCarloPolicy`]: any metarec [`Policy`], its distribution estimated from seeded
+//!   decisions in each round's context.
 
 use crate::data::LoggedData;
 use crate::error::OpeError;
 use crate::model::RewardModel;
 use crate::prior::BetaPrior;
 use metarec_core::explore::top_k;
-use metarec_core::rng_for;
+use metarec_core::{Context, Policy, rng_for};
 use rand_distr::{Beta, Distribution};
 
 /// A policy to evaluate, seen through its action distribution.
@@ -332,6 +334,62 @@ impl<M: RewardModel> EvaluationPolicy for PlackettLucePolicy<M> {
     }
 }
 
+/// Any metarec [`Policy`] seen through its action distribution, estimated per round from
+/// `draws` seeded decisions in the round's context: the share of decisions that put each item at
+/// the position. Round `i` draws from `rng_for(seed, i)`, so the estimate does not depend on the
+/// order in which rounds are asked. The policy is used as it is (it does not learn from the log);
+/// it sits behind a mutex because deciding needs `&mut self`.
+pub struct MonteCarloPolicy<P> {
+    policy: std::sync::Mutex<P>,
+    name: String,
+    slate_size: usize,
+    draws: usize,
+    seed: u64,
+}
+
+impl<P: Policy + Send> MonteCarloPolicy<P> {
+    /// Wraps `policy`, asking for slates of `slate_size` items, `draws` times per round.
+    pub fn new(policy: P, slate_size: usize, draws: usize, seed: u64) -> Result<Self, OpeError> {
+        if draws == 0 || slate_size == 0 {
+            return Err(OpeError::Config {
+                name: "draws",
+                reason: "at least one draw of at least one item is needed".into(),
+            });
+        }
+        Ok(MonteCarloPolicy {
+            name: policy.name().to_owned(),
+            policy: std::sync::Mutex::new(policy),
+            slate_size,
+            draws,
+            seed,
+        })
+    }
+}
+
+impl<P: Policy + Send> EvaluationPolicy for MonteCarloPolicy<P> {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn distribution(&self, data: &LoggedData, round: usize, position: u32, out: &mut [f64]) {
+        out.iter_mut().for_each(|p| *p = 0.0);
+        let fallback = Context::default();
+        let context = data.context(round).unwrap_or(&fallback);
+        let mut rng = rng_for(self.seed, round as u64);
+        // A poisoned lock only means another thread panicked mid-decision; the policy value is
+        // still usable for reading decisions.
+        let mut policy = self.policy.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..self.draws {
+            let choice = policy.decide(context, self.slate_size, &mut rng);
+            if let Some(item) = choice.items.get(position as usize) {
+                if let Some(slot) = out.get_mut(item.index()) {
+                    *slot += 1.0 / self.draws as f64;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -351,6 +409,53 @@ mod tests {
             }
             assert!((out.iter().sum::<f64>() - 1.0).abs() < 1e-12);
         }
+    }
+
+    /// Shows item 0 first with probability 0.75, else item 1, then the other.
+    struct Coin;
+
+    impl Policy for Coin {
+        fn name(&self) -> &str {
+            "coin"
+        }
+        fn decide(
+            &mut self,
+            _: &Context,
+            _: usize,
+            rng: &mut metarec_core::Rng,
+        ) -> metarec_core::SlateChoice {
+            use rand::Rng as _;
+            let first = u32::from(rng.random::<f64>() >= 0.75);
+            metarec_core::SlateChoice {
+                items: vec![metarec_core::ItemId(first), metarec_core::ItemId(1 - first)],
+                propensities: vec![0.75, 0.75],
+                slate_propensity: None,
+            }
+        }
+    }
+
+    #[test]
+    fn any_policy_is_evaluated_through_its_decision_frequencies() {
+        let mut data = LoggedData::new(3, 2);
+        let entry = crate::data::RawEntry {
+            item: 0,
+            position: 0,
+            propensity: Some(0.5),
+            reward: 1.0,
+        };
+        data.push_round(1, None, &[entry]).unwrap();
+        let p = MonteCarloPolicy::new(Coin, 2, 20_000, 5).unwrap();
+        assert_eq!(p.name(), "coin");
+        let mut out = vec![0.0; 3];
+        p.distribution(&data, 0, 0, &mut out);
+        // Binomial standard error sqrt(0.75 * 0.25 / 20000) = 0.003.
+        assert!((out[0] - 0.75).abs() < 0.015, "{out:?}");
+        assert!((out[0] + out[1] - 1.0).abs() < 1e-9 && out[2] == 0.0);
+        let mut again = vec![0.0; 3];
+        p.distribution(&data, 0, 0, &mut again);
+        assert_eq!(out, again);
+        p.distribution(&data, 0, 1, &mut out);
+        assert!((out[1] - 0.75).abs() < 0.015, "{out:?}");
     }
 
     #[test]
