@@ -73,6 +73,8 @@ pub enum Target {
         /// temperature `t` (in score standard deviations), which overlap the logs far more.
         temperature: Option<f64>,
     },
+    /// The policy passed to [`run_experiment_with`], built by the caller from the log's catalog.
+    Given,
 }
 
 /// Settings of [`run_experiment`].
@@ -143,6 +145,21 @@ fn ctr(log: &ObdLog) -> f64 {
 /// Loads the logs, builds the evaluation policy and the cross-fitted reward model, and runs every
 /// estimator. `obd_dir` is the Open Bandit folder (with `prior_bts.yaml` when the target is BTS).
 pub fn run_experiment(obd_dir: &Path, exp: &Experiment) -> Result<ExperimentReport, OpeError> {
+    run_experiment_with(obd_dir, exp, &|_| {
+        Err(OpeError::Config {
+            name: "target",
+            reason: "a given policy needs run_experiment_with".into(),
+        })
+    })
+}
+
+/// [`run_experiment`] where [`Target::Given`] evaluates the policy that `build` makes from the
+/// loaded log (for example a metarec baseline wrapped in [`crate::MonteCarloPolicy`]).
+pub fn run_experiment_with(
+    obd_dir: &Path,
+    exp: &Experiment,
+    build: &dyn Fn(&ObdLog) -> Result<Box<dyn EvaluationPolicy>, OpeError>,
+) -> Result<ExperimentReport, OpeError> {
     let options = LoadOptions::default();
     let load = |p: ObdPolicy| load_obd(obd_dir, p, exp.campaign, &options);
     let log = load(exp.logs)?;
@@ -181,6 +198,7 @@ pub fn run_experiment(obd_dir: &Path, exp: &Experiment) -> Result<ExperimentRepo
             0,
             Some(ctr(random_log)),
         ),
+        Target::Given => (build(&log)?, all, 0, None),
         Target::Learned {
             train_fraction,
             temperature,

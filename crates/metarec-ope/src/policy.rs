@@ -21,7 +21,7 @@ use metarec_core::{Context, Policy, rng_for};
 use rand_distr::{Beta, Distribution};
 
 /// A policy to evaluate, seen through its action distribution.
-pub trait EvaluationPolicy: Sync {
+pub trait EvaluationPolicy {
     /// A short name for tables.
     fn name(&self) -> String;
 
@@ -338,16 +338,16 @@ impl<M: RewardModel> EvaluationPolicy for PlackettLucePolicy<M> {
 /// `draws` seeded decisions in the round's context: the share of decisions that put each item at
 /// the position. Round `i` draws from `rng_for(seed, i)`, so the estimate does not depend on the
 /// order in which rounds are asked. The policy is used as it is (it does not learn from the log);
-/// it sits behind a mutex because deciding needs `&mut self`.
+/// it sits in a `RefCell` because deciding needs `&mut self`.
 pub struct MonteCarloPolicy<P> {
-    policy: std::sync::Mutex<P>,
+    policy: std::cell::RefCell<P>,
     name: String,
     slate_size: usize,
     draws: usize,
     seed: u64,
 }
 
-impl<P: Policy + Send> MonteCarloPolicy<P> {
+impl<P: Policy> MonteCarloPolicy<P> {
     /// Wraps `policy`, asking for slates of `slate_size` items, `draws` times per round.
     pub fn new(policy: P, slate_size: usize, draws: usize, seed: u64) -> Result<Self, OpeError> {
         if draws == 0 || slate_size == 0 {
@@ -358,7 +358,7 @@ impl<P: Policy + Send> MonteCarloPolicy<P> {
         }
         Ok(MonteCarloPolicy {
             name: policy.name().to_owned(),
-            policy: std::sync::Mutex::new(policy),
+            policy: std::cell::RefCell::new(policy),
             slate_size,
             draws,
             seed,
@@ -366,7 +366,7 @@ impl<P: Policy + Send> MonteCarloPolicy<P> {
     }
 }
 
-impl<P: Policy + Send> EvaluationPolicy for MonteCarloPolicy<P> {
+impl<P: Policy> EvaluationPolicy for MonteCarloPolicy<P> {
     fn name(&self) -> String {
         self.name.clone()
     }
@@ -376,9 +376,7 @@ impl<P: Policy + Send> EvaluationPolicy for MonteCarloPolicy<P> {
         let fallback = Context::default();
         let context = data.context(round).unwrap_or(&fallback);
         let mut rng = rng_for(self.seed, round as u64);
-        // A poisoned lock only means another thread panicked mid-decision; the policy value is
-        // still usable for reading decisions.
-        let mut policy = self.policy.lock().unwrap_or_else(|e| e.into_inner());
+        let mut policy = self.policy.borrow_mut();
         for _ in 0..self.draws {
             let choice = policy.decide(context, self.slate_size, &mut rng);
             if let Some(item) = choice.items.get(position as usize) {

@@ -8,10 +8,10 @@ use metarec_core::{RewardFn, rng_for};
 use metarec_data::LoadOptions;
 use metarec_data::fetch::Dataset;
 use metarec_data::obd::{ObdCampaign, ObdPolicy};
-use metarec_ope::obd::{Experiment, ExperimentReport, Target, run_experiment};
+use metarec_ope::obd::{Experiment, ExperimentReport, Target, run_experiment_with};
 use metarec_ope::{
-    Bootstrap, Estimate, Estimator, LoggedData, MeanModel, MonteCarlo, Prepared, StaticPolicy,
-    all_estimators, dsjson, evaluate,
+    Bootstrap, Estimate, Estimator, EvaluationPolicy, LoggedData, MeanModel, MonteCarlo,
+    MonteCarloPolicy, OpeError, Prepared, StaticPolicy, all_estimators, dsjson, evaluate,
 };
 use std::path::PathBuf;
 use std::time::Instant;
@@ -37,6 +37,9 @@ pub enum PolicyArg {
     /// A greedy ridge model trained on the first part of the logs and evaluated on the rest
     /// (Open Bandit only).
     Learned,
+    /// A metarec baseline (`--baseline NAME`), its distribution counted over seeded decisions
+    /// (Open Bandit only).
+    Baseline,
 }
 
 /// `metarec ope`.
@@ -95,6 +98,12 @@ pub struct OpeArgs {
     /// deviations of its scores) instead of showing its top three.
     #[arg(long)]
     temperature: Option<f64>,
+    /// The metarec baseline evaluated by `--policy baseline` (random, egreedy, linucb, ...).
+    #[arg(long, default_value = "random")]
+    baseline: String,
+    /// Decisions per round from which `--policy baseline`'s distribution is counted.
+    #[arg(long, default_value_t = 100)]
+    policy_draws: usize,
     /// Share of the rounds (in time order) the learned policy trains on.
     #[arg(long, default_value_t = 0.5)]
     train_fraction: f64,
@@ -104,6 +113,23 @@ pub struct OpeArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// A boxed policy as a policy, so the registry's policies fit [`MonteCarloPolicy`].
+struct Boxed(Box<dyn metarec_core::Policy>);
+
+impl metarec_core::Policy for Boxed {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn decide(
+        &mut self,
+        context: &metarec_core::Context,
+        k: usize,
+        rng: &mut metarec_core::Rng,
+    ) -> metarec_core::SlateChoice {
+        self.0.decide(context, k, rng)
+    }
 }
 
 /// One point per click and nothing else: Open Bandit's reward.
@@ -129,6 +155,7 @@ pub fn run(args: OpeArgs, global: &Global) -> Result<()> {
             let target = match args.policy {
                 PolicyArg::Bts => Target::Bts,
                 PolicyArg::Uniform => Target::Uniform,
+                PolicyArg::Baseline => Target::Given,
                 PolicyArg::Learned => Target::Learned {
                     train_fraction: args.train_fraction,
                     temperature: args.temperature,
@@ -164,7 +191,28 @@ pub fn run(args: OpeArgs, global: &Global) -> Result<()> {
                 let n = dsjson::write_file(out, &interactions, &click_reward())?;
                 global.progress(format!("wrote {n} DSJSON lines to {}", out.display()));
             }
-            let report = run_experiment(&dir, &exp)?;
+            let build =
+                |log: &metarec_data::obd::ObdLog| -> Result<Box<dyn EvaluationPolicy>, OpeError> {
+                    let reason = |e: &dyn std::fmt::Display| OpeError::Config {
+                        name: "baseline",
+                        reason: e.to_string(),
+                    };
+                    let policy = metarec_learn::build_policy(
+                        &args.baseline,
+                        &log.catalog,
+                        &click_reward(),
+                        args.seed,
+                    )
+                    .map_err(|e| reason(&e))?;
+                    let mc = MonteCarloPolicy::new(
+                        Boxed(policy),
+                        metarec_ope::obd::POSITIONS,
+                        args.policy_draws,
+                        args.seed,
+                    )?;
+                    Ok(Box::new(mc))
+                };
+            let report = run_experiment_with(&dir, &exp, &build)?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
