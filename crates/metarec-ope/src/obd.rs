@@ -153,12 +153,15 @@ pub fn run_experiment(obd_dir: &Path, exp: &Experiment) -> Result<ExperimentRepo
     })
 }
 
+/// Makes the evaluation policy of [`Target::Given`] from the loaded log.
+pub type PolicyBuilder<'a> = dyn Fn(&ObdLog) -> Result<Box<dyn EvaluationPolicy>, OpeError> + 'a;
+
 /// [`run_experiment`] where [`Target::Given`] evaluates the policy that `build` makes from the
 /// loaded log (for example a metarec baseline wrapped in [`crate::MonteCarloPolicy`]).
 pub fn run_experiment_with(
     obd_dir: &Path,
     exp: &Experiment,
-    build: &dyn Fn(&ObdLog) -> Result<Box<dyn EvaluationPolicy>, OpeError>,
+    build: &PolicyBuilder<'_>,
 ) -> Result<ExperimentReport, OpeError> {
     let options = LoadOptions::default();
     let load = |p: ObdPolicy| load_obd(obd_dir, p, exp.campaign, &options);
