@@ -7,6 +7,7 @@ mod demo;
 mod embed;
 mod meta;
 mod newitems;
+mod ope;
 mod progress;
 mod report;
 mod sim;
@@ -66,6 +67,9 @@ enum Command {
     /// The new-item cold-start benchmark: rank products never seen sold (id-only against text
     /// features), HR@10 and NDCG@10 with 95% intervals.
     NewItems(newitems::NewItemArgs),
+    /// Off-policy evaluation: estimate a policy's value on logs another policy collected (DM, IPW,
+    /// SNIPW, DR, SNDR, switch-DR, DR-OS with bootstrap 95% intervals).
+    Ope(ope::OpeArgs),
     /// Benchmarks that print a table, measured against a baseline in the same run.
     Bench {
         #[command(subcommand)]
@@ -106,6 +110,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Embed(args) => embed::run(args, &global),
         Command::NewItems(args) => newitems::run(args, &global),
         Command::Report(args) => report::run(args, &global),
+        Command::Ope(args) => ope::run(args, &global),
         Command::Bench { command } => bench::run(command, &global),
     }
 }

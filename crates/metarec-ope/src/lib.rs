@@ -1,0 +1,41 @@
+//! metarec's off-policy evaluation: how well would a policy have done on traffic that another
+//! policy served?
+//!
+//! - [`data`]: [`LoggedData`], a checked log of slates (per-position propensities and rewards),
+//!   built from the project's [`metarec_core::Interaction`] records or the Open Bandit Dataset
+//!   ([`obd`]); malformed records are errors naming the row;
+//! - [`policy`]: the [`EvaluationPolicy`] seam (an action distribution per round and position),
+//!   [`StaticPolicy`] (uniform, and Bernoulli Thompson sampling by seeded Monte Carlo),
+//!   [`GreedyPolicy`] and [`PlackettLucePolicy`] (rankings by a reward model's scores), and
+//!   [`MonteCarloPolicy`] (any metarec policy, by seeded decisions);
+//! - [`prior`]: [`BtsPrior`], ZOZOTOWN's per-campaign Beta prior read from `prior_bts.yaml`;
+//! - [`model`]: the [`RewardModel`]s behind the direct method and the doubly robust estimators,
+//!   with cross-fitting;
+//! - [`dsjson`]: Vowpal Wabbit's decision-service JSON import and export of the interaction log;
+//! - [`estimator`]: the [`Estimator`] seam, DM, IPW, SNIPW, DR, SNDR, switch-DR and DR-OS, and
+//!   [`evaluate`] (bootstrap 95% intervals, effective sample sizes, clipping report).
+//!
+//! The crate depends on neither the simulator nor the neural network, so the server can evaluate
+//! its logs without compiling candle. Every stochastic step takes a seed.
+#![deny(missing_docs)]
+
+pub mod data;
+pub mod dsjson;
+mod error;
+pub mod estimator;
+pub mod model;
+pub mod obd;
+pub mod policy;
+pub mod prior;
+
+pub use data::{LoggedData, RawEntry};
+pub use error::OpeError;
+pub use estimator::{
+    Bootstrap, Clipping, Dm, Dr, DrOs, Estimate, Estimator, Ipw, Prepared, SnDr, SnIpw, Sums,
+    SwitchDr, WeightRule, all_estimators, evaluate,
+};
+pub use model::{CrossFitted, LinearConfig, LinearModel, MeanModel, ModelConfig, RewardModel};
+pub use policy::{
+    EvaluationPolicy, GreedyPolicy, MonteCarlo, MonteCarloPolicy, PlackettLucePolicy, StaticPolicy,
+};
+pub use prior::{BetaPrior, BtsPrior};

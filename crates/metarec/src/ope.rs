@@ -1,0 +1,461 @@
+//! `metarec ope`: off-policy evaluation on logged data (the Open Bandit Dataset, or an interaction
+//! log), and `metarec bench ope`, the estimators' throughput on a large synthetic log.
+
+use crate::Global;
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, ValueEnum};
+use metarec_core::{RewardFn, rng_for};
+use metarec_data::LoadOptions;
+use metarec_data::fetch::Dataset;
+use metarec_data::obd::{ObdCampaign, ObdPolicy};
+use metarec_ope::obd::{Experiment, ExperimentReport, Target, run_experiment_with};
+use metarec_ope::{
+    Bootstrap, Estimate, Estimator, EvaluationPolicy, LoggedData, MeanModel, MonteCarlo,
+    MonteCarloPolicy, OpeError, Prepared, StaticPolicy, all_estimators, dsjson, evaluate,
+};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Where the logs come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Source {
+    /// The Open Bandit Dataset in the data directory (`metarec data fetch obd`).
+    Obd,
+    /// An interaction log (JSON Lines of interactions) given by `--log`.
+    Log,
+    /// A Vowpal Wabbit decision-service JSON log given by `--log`.
+    Dsjson,
+}
+
+/// The policy to evaluate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// Bernoulli Thompson sampling under ZOZOTOWN's prior for the campaign (Open Bandit only).
+    Bts,
+    /// The uniform random slate.
+    Uniform,
+    /// A greedy ridge model trained on the first part of the logs and evaluated on the rest
+    /// (Open Bandit only).
+    Learned,
+    /// A metarec baseline (`--baseline NAME`), its distribution counted over seeded decisions
+    /// (Open Bandit only).
+    Baseline,
+}
+
+/// `metarec ope`.
+#[derive(Args)]
+pub struct OpeArgs {
+    /// Where the logs come from.
+    #[arg(long, value_enum, default_value = "obd")]
+    data: Source,
+    /// Open Bandit logging policy whose logs are evaluated on: random or bts.
+    #[arg(long, default_value = "random")]
+    logs: String,
+    /// Open Bandit campaign: all, men or women.
+    #[arg(long, default_value = "all")]
+    campaign: String,
+    /// The interaction log (with `--data log` or `--data dsjson`).
+    #[arg(long, value_name = "FILE")]
+    log: Option<PathBuf>,
+    /// Catalog size of the interaction log (with `--data log`): larger item ids are errors.
+    #[arg(long)]
+    items: Option<usize>,
+    /// Display positions evaluated (with `--data log`).
+    #[arg(long, default_value_t = 3)]
+    positions: usize,
+    /// The policy to evaluate.
+    #[arg(long, value_enum, default_value = "bts")]
+    policy: PolicyArg,
+    /// Monte Carlo slates for the Thompson-sampling distribution.
+    #[arg(long, default_value_t = 100_000)]
+    draws: usize,
+    /// Seed of the Monte Carlo slates.
+    #[arg(long, default_value_t = 12345)]
+    mc_seed: u64,
+    /// Bootstrap resamples for the 95% intervals.
+    #[arg(long, default_value_t = 1000)]
+    resamples: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Clip importance weights at this value (reported); no clipping when absent.
+    #[arg(long)]
+    clip: Option<f64>,
+    /// Switch-DR: weights above this fall back to the reward model.
+    #[arg(long, default_value_t = 10.0)]
+    switch_tau: f64,
+    /// DR-OS shrinkage strength.
+    #[arg(long, default_value_t = 100.0)]
+    os_lambda: f64,
+    /// Cross-fitting folds of the reward model.
+    #[arg(long, default_value_t = 3)]
+    folds: usize,
+    /// Ridge penalty of the linear reward model and of the learned policy; by default chosen
+    /// from 1, 10, ..., 100,000 by out-of-fold squared error.
+    #[arg(long)]
+    lambda: Option<f64>,
+    /// The learned policy samples Plackett-Luce slates at this temperature (in standard
+    /// deviations of its scores) instead of showing its top three.
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// The metarec baseline evaluated by `--policy baseline` (random, egreedy, linucb, ...).
+    #[arg(long, default_value = "random")]
+    baseline: String,
+    /// Decisions per round from which `--policy baseline`'s distribution is counted.
+    #[arg(long, default_value_t = 100)]
+    policy_draws: usize,
+    /// Share of the rounds (in time order) the learned policy trains on.
+    #[arg(long, default_value_t = 0.5)]
+    train_fraction: f64,
+    /// Also write the evaluated log as Vowpal Wabbit decision-service JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    export_dsjson: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A boxed policy as a policy, so the registry's policies fit [`MonteCarloPolicy`].
+struct Boxed(Box<dyn metarec_core::Policy>);
+
+impl metarec_core::Policy for Boxed {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    fn decide(
+        &mut self,
+        context: &metarec_core::Context,
+        k: usize,
+        rng: &mut metarec_core::Rng,
+    ) -> metarec_core::SlateChoice {
+        self.0.decide(context, k, rng)
+    }
+}
+
+/// One point per click and nothing else: Open Bandit's reward.
+fn click_reward() -> RewardFn {
+    RewardFn::new(1.0, 0.0, 0.0, 0.0).expect("finite weights and gamma in [0, 1]")
+}
+
+fn threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Runs `metarec ope`.
+pub fn run(args: OpeArgs, global: &Global) -> Result<()> {
+    let bootstrap = Bootstrap {
+        resamples: args.resamples,
+        seed: args.seed,
+        threads: threads(),
+    };
+    match args.data {
+        Source::Obd => {
+            let logs: ObdPolicy = args.logs.parse()?;
+            let campaign: ObdCampaign = args.campaign.parse()?;
+            let target = match args.policy {
+                PolicyArg::Bts => Target::Bts,
+                PolicyArg::Uniform => Target::Uniform,
+                PolicyArg::Baseline => Target::Given,
+                PolicyArg::Learned => Target::Learned {
+                    train_fraction: args.train_fraction,
+                    temperature: args.temperature,
+                },
+            };
+            let dir = global.data.require(Dataset::Obd)?;
+            global.progress(format!(
+                "evaluating {} on the {logs} logs of campaign {campaign}",
+                format!("{:?}", args.policy).to_lowercase()
+            ));
+            let exp = Experiment {
+                logs,
+                campaign,
+                target,
+                monte_carlo: MonteCarlo {
+                    draws: args.draws,
+                    seed: args.mc_seed,
+                    threads: threads(),
+                },
+                bootstrap,
+                clip: args.clip,
+                switch_tau: args.switch_tau,
+                os_lambda: args.os_lambda,
+                folds: args.folds,
+                lambda: args.lambda,
+            };
+            if let Some(out) = &args.export_dsjson {
+                let log =
+                    metarec_data::obd::load_obd(&dir, logs, campaign, &LoadOptions::default())?;
+                let interactions: Vec<_> = (0..log.rounds.len())
+                    .filter_map(|i| log.interaction(i))
+                    .collect();
+                let n = dsjson::write_file(out, &interactions, &click_reward())?;
+                global.progress(format!("wrote {n} DSJSON lines to {}", out.display()));
+            }
+            let build =
+                |log: &metarec_data::obd::ObdLog| -> Result<Box<dyn EvaluationPolicy>, OpeError> {
+                    let reason = |e: &dyn std::fmt::Display| OpeError::Config {
+                        name: "baseline",
+                        reason: e.to_string(),
+                    };
+                    let policy = metarec_learn::build_policy(
+                        &args.baseline,
+                        &log.catalog,
+                        &click_reward(),
+                        args.seed,
+                    )
+                    .map_err(|e| reason(&e))?;
+                    let mc = MonteCarloPolicy::new(
+                        Boxed(policy),
+                        metarec_ope::obd::POSITIONS,
+                        args.policy_draws,
+                        args.seed,
+                    )?;
+                    Ok(Box::new(mc))
+                };
+            let report = run_experiment_with(&dir, &exp, &build)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print_obd(&report, &exp);
+            }
+        }
+        Source::Log | Source::Dsjson => {
+            let path = args
+                .log
+                .as_deref()
+                .context("--data log and --data dsjson need --log FILE")?;
+            let items = args
+                .items
+                .context("--data log needs --items N (the catalog size)")?;
+            if args.policy != PolicyArg::Uniform {
+                bail!(
+                    "--data log evaluates --policy uniform only (BTS and learned need Open Bandit's prior and features)"
+                );
+            }
+            let interactions = if args.data == Source::Dsjson {
+                dsjson::read_file(path)?
+            } else {
+                metarec_data::log::read_log(path, &LoadOptions::default())?.0
+            };
+            if let Some(out) = &args.export_dsjson {
+                let n = dsjson::write_file(out, &interactions, &RewardFn::default())?;
+                global.progress(format!("wrote {n} DSJSON lines to {}", out.display()));
+            }
+            let data = LoggedData::from_interactions(
+                &interactions,
+                items,
+                args.positions,
+                &RewardFn::default(),
+            )
+            .with_context(|| format!("{}", path.display()))?;
+            let policy = StaticPolicy::uniform(items, args.positions)?;
+            let model = MeanModel::fit(&data, 10.0, &|_| true)?;
+            let prepared = Prepared::new(&data, &policy, &model, args.clip)?;
+            let estimators = all_estimators(args.switch_tau, args.os_lambda);
+            let refs: Vec<&dyn Estimator> = estimators.iter().map(|e| e.as_ref()).collect();
+            let estimates = evaluate(&prepared, &refs, &bootstrap)?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&estimates)?);
+            } else {
+                println!(
+                    "Off-policy evaluation of uniform on {} ({} rounds, {} entries; reward 1 per click, 5 per purchase); logging policy value {:.6}",
+                    path.display(),
+                    data.rounds(),
+                    data.entries(),
+                    data.on_policy_value()
+                );
+                print_table(&estimates, data.on_policy_value(), None, &[]);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn interval(e: &Estimate) -> String {
+    format!("[{:.6}, {:.6}]", e.low, e.high)
+}
+
+/// Prints one row per estimator: estimate, interval, ratio to the logging policy's value, ESS,
+/// and optionally the relative error against a known on-policy value and ratios to references.
+fn print_table(estimates: &[Estimate], logging: f64, truth: Option<f64>, refs: &[(&str, f64)]) {
+    let mut header = format!(
+        "{:<16} {:>10}  {:<24} {:>10} {:>9}",
+        "estimator", "estimate", "95% interval", "vs logging", "ESS"
+    );
+    if truth.is_some() {
+        header.push_str(&format!(" {:>10}", "rel. error"));
+    }
+    for (name, _) in refs {
+        header.push_str(&format!(" {:>24}", format!("vs {name} [95%]")));
+    }
+    println!("{header}");
+    for e in estimates {
+        let mut line = format!(
+            "{:<16} {:>10.6}  {:<24} {:>9.3}x {:>9}",
+            e.estimator,
+            e.value,
+            interval(e),
+            e.value / logging,
+            e.ess.map_or("-".to_owned(), |s| format!("{s:.0}"))
+        );
+        if let Some(t) = truth {
+            line.push_str(&format!(" {:>9.1}%", 100.0 * (e.value - t).abs() / t));
+        }
+        for (_, v) in refs {
+            line.push_str(&format!(
+                " {:>24}",
+                format!("{:.2}x [{:.2}, {:.2}]", e.value / v, e.low / v, e.high / v)
+            ));
+        }
+        println!("{line}");
+    }
+}
+
+fn print_obd(r: &ExperimentReport, exp: &Experiment) {
+    println!(
+        "Off-policy evaluation of {} on the Open Bandit {} logs, campaign {} ({} rounds{})",
+        r.policy,
+        exp.logs,
+        exp.campaign,
+        r.rounds,
+        if r.train_rounds > 0 {
+            format!(", after training on the first {}", r.train_rounds)
+        } else {
+            String::new()
+        }
+    );
+    println!(
+        "reward model: ridge (lambda {}{}), {}-fold cross-fitted; bootstrap: {} Poisson resamples, seed {}",
+        r.lambda,
+        if r.lambda_errors.is_empty() {
+            ""
+        } else {
+            ", by out-of-fold error"
+        },
+        exp.folds,
+        exp.bootstrap.resamples,
+        exp.bootstrap.seed
+    );
+    if matches!(exp.target, Target::Bts) {
+        println!(
+            "BTS distribution: {} Monte Carlo slates, seed {}",
+            exp.monte_carlo.draws, exp.monte_carlo.seed
+        );
+    }
+    match r.clipping.clip {
+        Some(c) => println!(
+            "clipping: weights capped at {c}: {} entries clipped (largest weight {:.2})",
+            r.clipping.clipped, r.clipping.max_weight
+        ),
+        None => println!(
+            "clipping: none (largest weight {:.2})",
+            r.clipping.max_weight
+        ),
+    }
+    println!();
+    let refs: Vec<(&str, f64)> = if matches!(exp.target, Target::Learned { .. }) {
+        vec![("random", r.logging_value), ("BTS", r.bts_value)]
+    } else {
+        Vec::new()
+    };
+    print_table(&r.estimates, r.logging_value, r.on_policy_value, &refs);
+    println!();
+    println!(
+        "logging policy ({}) on-policy CTR on these rounds: {:.6}",
+        exp.logs, r.logging_value
+    );
+    println!(
+        "weighted estimators rest on {} clicked entries with a non-zero weight",
+        r.weighted_rewards
+    );
+    println!("random on-policy CTR (random logs): {:.6}", r.random_value);
+    println!("bts on-policy CTR (bts logs): {:.6}", r.bts_value);
+    if let Some(t) = r.on_policy_value {
+        println!(
+            "rel. error: |estimate - {} on-policy CTR {:.6}| / that CTR",
+            r.policy, t
+        );
+    }
+}
+
+/// `metarec bench ope`: every estimator with its bootstrap on a synthetic Open-Bandit-shaped log
+/// (80 items, 3 positions, one entry per round, uniform logging, Bernoulli clicks), timed in two
+/// parts: preparing the weights and model terms, and the estimates with their resamples.
+pub fn bench(rows: usize, resamples: usize, global: &Global) -> Result<()> {
+    use rand::Rng as _;
+    if rows == 0 {
+        bail!("--rows must be at least 1");
+    }
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this is a debug build; run `cargo run --release -p metarec -- bench ope`"
+        );
+    }
+    let (items, positions) = (80usize, 3usize);
+    global.progress(format!("generating {rows} synthetic rounds"));
+    let mut rng = rng_for(2026, 0);
+    let rates: Vec<f64> = (0..items)
+        .map(|_| 0.002 + 0.01 * rng.random::<f64>())
+        .collect();
+    let mut data = LoggedData::new(items, positions);
+    for i in 0..rows {
+        let item = rng.random_range(0..items);
+        let position = rng.random_range(0..positions) as u32;
+        let click = rng.random::<f64>() < rates[item];
+        let entry = metarec_ope::RawEntry {
+            item: item as u32,
+            position,
+            propensity: Some(1.0 / items as f64),
+            reward: if click { 1.0 } else { 0.0 },
+        };
+        data.push_round(i + 1, None, &[entry])?;
+    }
+    // An evaluation policy that favours low item ids, as a Thompson-sampling prior would favour
+    // its best items.
+    let mut dist = Vec::with_capacity(items * positions);
+    for _ in 0..positions {
+        let raw: Vec<f64> = (0..items).map(|a| 1.0 / (1.0 + a as f64)).collect();
+        let total: f64 = raw.iter().sum();
+        dist.extend(raw.iter().map(|r| r / total));
+    }
+    let policy = StaticPolicy::new("harmonic", items, dist)?;
+    let estimators = all_estimators(100.0, 100.0);
+    let refs: Vec<&dyn Estimator> = estimators.iter().map(|e| e.as_ref()).collect();
+    let bootstrap = Bootstrap {
+        resamples,
+        seed: 1,
+        threads: threads(),
+    };
+    let start = Instant::now();
+    let model = MeanModel::fit(&data, 10.0, &|_| true)?;
+    let prepared = Prepared::new(&data, &policy, &model, None)?;
+    let prepare_s = start.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let estimates = evaluate(&prepared, &refs, &bootstrap)?;
+    let evaluate_s = t.elapsed().as_secs_f64();
+    let total = start.elapsed().as_secs_f64();
+    println!(
+        "{rows} logged rows, {} estimators, {resamples} bootstrap resamples, {} threads",
+        refs.len(),
+        bootstrap.threads
+    );
+    println!("{:<40} {:>10} {:>16}", "step", "seconds", "rows/s");
+    for (name, s) in [
+        ("fit reward model + weights + DM terms", prepare_s),
+        ("estimates + bootstrap", evaluate_s),
+        ("total", total),
+    ] {
+        println!("{name:<40} {s:>10.3} {:>16.0}", rows as f64 / s);
+    }
+    println!(
+        "row-resamples per second (all estimators): {:.3e}",
+        rows as f64 * resamples as f64 / evaluate_s
+    );
+    println!(
+        "target: total under 10 s on 2 cores -> {}",
+        if total < 10.0 { "met" } else { "missed" }
+    );
+    println!();
+    print_table(&estimates, data.on_policy_value(), None, &[]);
+    Ok(())
+}
