@@ -2,6 +2,7 @@
 //! evaluation and serving.
 
 mod bench;
+mod coldstart;
 mod data;
 mod demo;
 mod embed;
@@ -56,6 +57,8 @@ enum Command {
     MetaTrain(meta::MetaTrainArgs),
     /// Embed item titles with the local text encoder (MiniLM), cached by model and text.
     Embed(embed::EmbedArgs),
+    /// The cold-start rating benchmark on MovieLens-100k (MeLU's protocol, paired seeds).
+    Coldstart(coldstart::ColdStartArgs),
     /// Benchmarks that print a table, measured against a baseline in the same run.
     Bench {
         #[command(subcommand)]
@@ -94,6 +97,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::run(args, &global),
         Command::MetaTrain(args) => meta::run(args, &global),
         Command::Embed(args) => embed::run(args, &global),
+        Command::Coldstart(args) => coldstart::run(args, &global),
         Command::Bench { command } => bench::run(command, &global),
     }
 }

@@ -1,0 +1,176 @@
+//! The benchmark's view of a rating data set: [`RatingData`], users with their ratings and
+//! demographic features, items with their content features.
+//!
+//! [`RatingData::from_movielens`] keeps the users the protocol admits (13 to 100 ratings by
+//! default) and every item of the catalogue, so the full-catalogue ranking covers all movies. The
+//! features are fixed encodings chosen here once: a user is `[1, age z-score, its square, female,
+//! occupation one-hot]`, an item is `[genre multi-hot, release-year z-score, year unknown]`.
+
+use crate::error::ColdStartError;
+use metarec_data::movielens::MovieLens;
+use std::collections::BTreeMap;
+
+/// One observed rating of a user: an item index and the rating.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Obs {
+    /// Index of the item in the catalogue.
+    pub item: u32,
+    /// The rating.
+    pub rating: f64,
+}
+
+/// A user of the benchmark.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    /// The source's user id.
+    pub key: String,
+    /// The user's ratings, in the source's file order (each item at most once).
+    pub ratings: Vec<Obs>,
+    /// Demographic features (the first one is a constant 1).
+    pub features: Vec<f64>,
+}
+
+/// Users, item features and the catalogue size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RatingData {
+    /// The admitted users.
+    pub users: Vec<User>,
+    /// Number of items (the whole catalogue).
+    pub items: usize,
+    /// Item content features, `items x item_dim`, row-major.
+    pub item_features: Vec<f64>,
+    /// Columns of `item_features`.
+    pub item_dim: usize,
+    /// Names of the user feature columns.
+    pub user_feature_names: Vec<String>,
+    /// Names of the item feature columns.
+    pub item_feature_names: Vec<String>,
+}
+
+/// Which users a benchmark admits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct UserFilter {
+    /// Fewest ratings a user must have.
+    pub min_ratings: usize,
+    /// Most ratings a user may have.
+    pub max_ratings: usize,
+}
+
+impl Default for UserFilter {
+    /// The MeLU protocol: 13 to 100 ratings.
+    fn default() -> Self {
+        UserFilter {
+            min_ratings: 13,
+            max_ratings: 100,
+        }
+    }
+}
+
+impl RatingData {
+    /// Builds the benchmark's data from MovieLens-100k. A user who rated an item twice keeps the
+    /// last rating (MovieLens-100k has no such pairs; the rule only makes the input total).
+    pub fn from_movielens(ml: &MovieLens, filter: UserFilter) -> Result<Self, ColdStartError> {
+        if filter.min_ratings <= crate::split::QUERY_SIZE || filter.min_ratings > filter.max_ratings
+        {
+            return Err(ColdStartError::Config(format!(
+                "user filter {}..={} must admit only users with more than {} ratings",
+                filter.min_ratings,
+                filter.max_ratings,
+                crate::split::QUERY_SIZE
+            )));
+        }
+        let items = ml.catalog.len();
+        let mut per_user: Vec<BTreeMap<u32, (usize, f64)>> = vec![BTreeMap::new(); ml.users.len()];
+        for (n, r) in ml.ratings.iter().enumerate() {
+            let u = r.user as usize;
+            if u >= per_user.len() || r.item.index() >= items {
+                return Err(ColdStartError::Data(format!(
+                    "rating {n} refers to user {} or item {} outside the data set",
+                    r.user, r.item.0
+                )));
+            }
+            per_user[u].insert(r.item.0, (n, f64::from(r.rating)));
+        }
+        let occupations: Vec<String> = {
+            let mut o: Vec<String> = ml.users.iter().map(|u| u.occupation.clone()).collect();
+            o.sort();
+            o.dedup();
+            o
+        };
+        let ages: Vec<f64> = ml.users.iter().map(|u| f64::from(u.age)).collect();
+        let (age_mean, age_sd) = mean_sd(&ages);
+        let mut users = Vec::new();
+        for (u, rated) in ml.users.iter().zip(per_user) {
+            if rated.len() < filter.min_ratings || rated.len() > filter.max_ratings {
+                continue;
+            }
+            let mut ratings: Vec<(usize, Obs)> = rated
+                .into_iter()
+                .map(|(item, (n, rating))| (n, Obs { item, rating }))
+                .collect();
+            ratings.sort_by_key(|(n, _)| *n);
+            let z = (f64::from(u.age) - age_mean) / age_sd;
+            let mut features = vec![1.0, z, z * z, f64::from(u8::from(u.gender == "F"))];
+            features.extend(
+                occupations
+                    .iter()
+                    .map(|o| f64::from(u8::from(*o == u.occupation))),
+            );
+            users.push(User {
+                key: u.key.0.clone(),
+                ratings: ratings.into_iter().map(|(_, o)| o).collect(),
+                features,
+            });
+        }
+        let mut user_feature_names: Vec<String> = ["constant", "age_z", "age_z_squared", "female"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        user_feature_names.extend(occupations.iter().map(|o| format!("occupation={o}")));
+
+        let genre_dim = ml.catalog.features().dim();
+        let known: Vec<f64> = ml.years.iter().flatten().map(|&y| f64::from(y)).collect();
+        let (year_mean, year_sd) = mean_sd(&known);
+        let item_dim = genre_dim + 2;
+        let mut item_features = Vec::with_capacity(items * item_dim);
+        for i in 0..items {
+            item_features.extend(ml.catalog.features().row(i).iter().map(|&g| f64::from(g)));
+            match ml.years.get(i).copied().flatten() {
+                Some(y) => item_features.extend([(f64::from(y) - year_mean) / year_sd, 0.0]),
+                None => item_features.extend([0.0, 1.0]),
+            }
+        }
+        let mut item_feature_names: Vec<String> = ml.catalog.features().names().to_vec();
+        item_feature_names.extend(["year_z".to_string(), "year_unknown".to_string()]);
+        Ok(RatingData {
+            users,
+            items,
+            item_features,
+            item_dim,
+            user_feature_names,
+            item_feature_names,
+        })
+    }
+
+    /// The content features of item `i`.
+    pub fn item_row(&self, i: usize) -> &[f64] {
+        &self.item_features[i * self.item_dim..(i + 1) * self.item_dim]
+    }
+
+    /// Number of user features.
+    pub fn user_dim(&self) -> usize {
+        self.user_feature_names.len()
+    }
+}
+
+/// Mean and standard deviation (population); a constant column gets deviation 1 so that it
+/// standardises to zeros instead of dividing by zero.
+fn mean_sd(x: &[f64]) -> (f64, f64) {
+    if x.is_empty() {
+        return (0.0, 1.0);
+    }
+    let m = x.iter().sum::<f64>() / x.len() as f64;
+    let v = x.iter().map(|a| (a - m).powi(2)).sum::<f64>() / x.len() as f64;
+    let sd = v.sqrt();
+    (m, if sd > 1e-9 { sd } else { 1.0 })
+}
