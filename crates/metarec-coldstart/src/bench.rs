@@ -370,13 +370,16 @@ fn choose<T>(candidates: Vec<T>, score: impl Fn(&T) -> f64) -> T {
     best.expect("at least one candidate").1
 }
 
+/// What one seed's run gives.
+type SeedOutcome = Result<(SeedResult, Chosen), ColdStartError>;
+
 /// Runs one seed: fit, choose on validation, evaluate on test.
 fn run_seed(
     data: &RatingData,
     config: &BenchConfig,
     seed: u64,
     progress: &(dyn Fn(&str) + Sync),
-) -> Result<(SeedResult, Chosen), ColdStartError> {
+) -> SeedOutcome {
     let start = Instant::now();
     let split = Split::draw(data, seed, config.fractions)?;
     let val = &split.validation;
@@ -605,7 +608,7 @@ pub fn run_benchmark(
     config.check()?;
     let start = Instant::now();
     let next = AtomicUsize::new(0);
-    let slots: Mutex<Vec<Option<Result<(SeedResult, Chosen), ColdStartError>>>> =
+    let slots: Mutex<Vec<Option<SeedOutcome>>> =
         Mutex::new((0..config.seeds.len()).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..config.threads.min(config.seeds.len()) {

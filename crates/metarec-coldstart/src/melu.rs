@@ -60,9 +60,9 @@ impl MeluConfig {
                 "MeLU needs non-empty layers and batches".into(),
             ));
         }
-        if !(self.meta_lr.is_finite() && self.meta_lr > 0.0)
-            || !(self.local_lr.is_finite() && self.local_lr >= 0.0)
-        {
+        let meta_ok = self.meta_lr.is_finite() && self.meta_lr > 0.0;
+        let local_ok = self.local_lr.is_finite() && self.local_lr >= 0.0;
+        if !meta_ok || !local_ok {
             return Err(ColdStartError::Config(
                 "MeLU's step sizes must be finite, the meta step positive".into(),
             ));
@@ -410,7 +410,7 @@ mod tests {
         let mut dh1 = vec![0.0; 4];
         d.forward(&a1, &mut h2buf, Some((&mut g, 1.0)), Some(&mut dh1));
         let eps = 1e-6;
-        for k in 0..d.p.len() {
+        for (k, gk) in g.iter().enumerate() {
             let mut plus = d.clone();
             plus.p[k] += eps;
             let mut minus = d.clone();
@@ -418,7 +418,7 @@ mod tests {
             let fd = (plus.forward(&a1, &mut h2buf, None, None)
                 - minus.forward(&a1, &mut h2buf, None, None))
                 / (2.0 * eps);
-            assert!((fd - g[k]).abs() < 1e-6, "param {k}: {fd} vs {}", g[k]);
+            assert!((fd - gk).abs() < 1e-6, "param {k}: {fd} vs {gk}");
         }
         for k in 0..4 {
             let mut a = a1;
