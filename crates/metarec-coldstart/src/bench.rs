@@ -236,8 +236,10 @@ pub struct SeedResult {
 pub struct Report {
     /// The settings.
     pub config: BenchConfig,
-    /// Admitted users and catalogue items.
+    /// Users split into training, validation and test users.
     pub users: usize,
+    /// Users who only ever train (heavier than the protocol admits; 0 under MeLU's protocol).
+    pub train_only_users: usize,
     /// Catalogue size.
     pub items: usize,
     /// Per method and budget, over seeds.
@@ -640,7 +642,8 @@ pub fn run_benchmark(
     let (table, paired) = aggregate(&per_seed);
     Ok(Report {
         config: config.clone(),
-        users: data.users.len(),
+        users: data.train_only_from,
+        train_only_users: data.users.len() - data.train_only_from,
         items: data.items,
         table,
         paired,

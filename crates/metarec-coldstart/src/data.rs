@@ -2,7 +2,7 @@
 //! demographic features, items with their content features.
 //!
 //! [`RatingData::from_movielens`] keeps the users the protocol admits (13 to 100 ratings by
-//! default) and every item of the catalogue, so the full-catalogue ranking covers all movies. The
+//! default; optionally heavier users as training-only users) and every item of the catalogue, so the full-catalogue ranking covers all movies. The
 //! features are fixed encodings chosen here once: a user is `[1, age z-score, its square, female,
 //! occupation one-hot]`, an item is `[genre multi-hot, release-year z-score, year unknown]`.
 
@@ -33,8 +33,12 @@ pub struct User {
 /// Users, item features and the catalogue size.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RatingData {
-    /// The admitted users.
+    /// The admitted users; those from `train_only_from` on are training-only users.
     pub users: Vec<User>,
+    /// Users at this index and beyond only ever train models (users heavier than the filter,
+    /// when [`UserFilter::heavy_users_train`] is set); they are never validation or test users.
+    /// Equal to `users.len()` otherwise.
+    pub train_only_from: usize,
     /// Number of items (the whole catalogue).
     pub items: usize,
     /// Item content features, `items x item_dim`, row-major.
@@ -54,6 +58,9 @@ pub struct UserFilter {
     pub min_ratings: usize,
     /// Most ratings a user may have.
     pub max_ratings: usize,
+    /// Keep users with more than `max_ratings` ratings as training-only users (a departure from
+    /// MeLU's protocol, which drops them; off by default).
+    pub heavy_users_train: bool,
 }
 
 impl Default for UserFilter {
@@ -62,6 +69,7 @@ impl Default for UserFilter {
         UserFilter {
             min_ratings: 13,
             max_ratings: 100,
+            heavy_users_train: false,
         }
     }
 }
@@ -100,8 +108,10 @@ impl RatingData {
         let ages: Vec<f64> = ml.users.iter().map(|u| f64::from(u.age)).collect();
         let (age_mean, age_sd) = mean_sd(&ages);
         let mut users = Vec::new();
+        let mut heavy = Vec::new();
         for (u, rated) in ml.users.iter().zip(per_user) {
-            if rated.len() < filter.min_ratings || rated.len() > filter.max_ratings {
+            let is_heavy = rated.len() > filter.max_ratings;
+            if rated.len() < filter.min_ratings || (is_heavy && !filter.heavy_users_train) {
                 continue;
             }
             let mut ratings: Vec<(usize, Obs)> = rated
@@ -116,12 +126,19 @@ impl RatingData {
                     .iter()
                     .map(|o| f64::from(u8::from(*o == u.occupation))),
             );
-            users.push(User {
+            let user = User {
                 key: u.key.0.clone(),
                 ratings: ratings.into_iter().map(|(_, o)| o).collect(),
                 features,
-            });
+            };
+            if is_heavy {
+                heavy.push(user);
+            } else {
+                users.push(user);
+            }
         }
+        let train_only_from = users.len();
+        users.extend(heavy);
         let mut user_feature_names: Vec<String> = ["constant", "age_z", "age_z_squared", "female"]
             .iter()
             .map(|s| s.to_string())
@@ -144,6 +161,7 @@ impl RatingData {
         item_feature_names.extend(["year_z".to_string(), "year_unknown".to_string()]);
         Ok(RatingData {
             users,
+            train_only_from,
             items,
             item_features,
             item_dim,

@@ -1,5 +1,5 @@
 //! The episode protocol: [`Split`] divides the admitted users into disjoint training, validation
-//! and test users; each validation and test user becomes an [`Episode`] with a query set of
+//! and test users (training-only users, see [`RatingData::train_only_from`], always train); each validation and test user becomes an [`Episode`] with a query set of
 //! [`QUERY_SIZE`] random rated items and a shuffled pool of the rest, whose first `K` items are
 //! the support set for budget `K` (so support sets are nested as `K` grows).
 //!
@@ -75,7 +75,8 @@ impl Split {
         seed: u64,
         fractions: SplitFractions,
     ) -> Result<Self, ColdStartError> {
-        let n = data.users.len();
+        // Only users below `train_only_from` are split; the rest always train.
+        let n = data.train_only_from.min(data.users.len());
         let f = fractions;
         if !(f.train > 0.0 && f.validation > 0.0 && f.train + f.validation < 1.0) {
             return Err(ColdStartError::Config(format!(
@@ -90,7 +91,10 @@ impl Split {
                 "{n} users are too few for a split with non-empty training, validation and test groups"
             )));
         }
-        if let Some(u) = data.users.iter().find(|u| u.ratings.len() <= QUERY_SIZE) {
+        if let Some(u) = data.users[..n]
+            .iter()
+            .find(|u| u.ratings.len() <= QUERY_SIZE)
+        {
             return Err(ColdStartError::Data(format!(
                 "user `{}` has {} ratings; an episode needs more than {QUERY_SIZE}",
                 u.key,
@@ -100,6 +104,7 @@ impl Split {
         let mut order: Vec<usize> = (0..n).collect();
         order.shuffle(&mut rng_for(seed, 0));
         let mut train = order[..n_train].to_vec();
+        train.extend(n..data.users.len());
         train.sort_unstable();
         let episodes = |users: &[usize]| -> Vec<Episode> {
             let mut users = users.to_vec();

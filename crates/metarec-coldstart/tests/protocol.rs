@@ -12,7 +12,7 @@ use std::collections::HashSet;
 /// user `u` rates `13 + (u * 7) % 30` items.
 fn synthetic(users: usize, items: usize) -> RatingData {
     let f = |a: usize, b: usize| ((a * 31 + b * 17) % 23) as f64 / 23.0 - 0.5;
-    let users = (0..users)
+    let users: Vec<User> = (0..users)
         .map(|u| {
             let n = 13 + (u * 7) % 30;
             let female = (u % 3 == 0) as u8 as f64;
@@ -43,8 +43,10 @@ fn synthetic(users: usize, items: usize) -> RatingData {
         })
         .collect();
     let item_dim = 2;
+    let n = users.len();
     RatingData {
         users,
+        train_only_from: n,
         items,
         item_features: (0..items)
             .flat_map(|i| [((i % 4) == 0) as u8 as f64, f(i, 6)])
@@ -130,6 +132,23 @@ fn split_rejects_users_without_a_support_item() {
     data.users[5].ratings.truncate(QUERY_SIZE);
     let err = Split::draw(&data, 0, SplitFractions::default()).unwrap_err();
     assert!(err.to_string().contains("u5"), "{err}");
+}
+
+#[test]
+fn training_only_users_always_train_and_never_get_episodes() {
+    let mut data = synthetic(120, 90);
+    data.train_only_from = 100;
+    let split = Split::draw(&data, 2, SplitFractions::default()).unwrap();
+    assert!((100..120).all(|u| split.train.contains(&u)));
+    let held_out: Vec<usize> = split
+        .validation
+        .iter()
+        .chain(&split.test)
+        .map(|e| e.user)
+        .collect();
+    assert!(held_out.iter().all(|&u| u < 100));
+    // The fractions apply to the 100 splittable users.
+    assert_eq!((split.train.len(), split.validation.len()), (70 + 20, 10));
 }
 
 fn tiny_config(threads: usize) -> BenchConfig {

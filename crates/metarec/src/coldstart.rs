@@ -39,6 +39,10 @@ pub struct ColdStartArgs {
     /// MeLU meta-training epochs.
     #[arg(long, default_value_t = 30)]
     melu_epochs: usize,
+    /// Also train on users with more than 100 ratings (never evaluated); a departure from
+    /// MeLU's protocol, which drops them.
+    #[arg(long)]
+    heavy_users_train: bool,
     /// Worker threads (seeds run in parallel; results do not depend on it).
     #[arg(long)]
     threads: Option<usize>,
@@ -67,14 +71,16 @@ pub fn run(args: ColdStartArgs, global: &Global) -> Result<()> {
     if args.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
-    let mut config = BenchConfig::default();
-    config.seeds = (args.first_seed..args.first_seed + args.seeds).collect();
-    config.budgets = args
-        .ks
-        .iter()
-        .map(|s| parse_budget(s.trim()))
-        .collect::<Result<_>>()?;
-    config.methods = args.methods.iter().map(|m| m.trim().to_string()).collect();
+    let mut config = BenchConfig {
+        seeds: (args.first_seed..args.first_seed + args.seeds).collect(),
+        budgets: args
+            .ks
+            .iter()
+            .map(|s| parse_budget(s.trim()))
+            .collect::<Result<_>>()?,
+        methods: args.methods.iter().map(|m| m.trim().to_string()).collect(),
+        ..BenchConfig::default()
+    };
     config.mf.dim = args.dim;
     config.melu.epochs = args.melu_epochs;
     if let Some(t) = args.threads {
@@ -83,11 +89,20 @@ pub fn run(args: ColdStartArgs, global: &Global) -> Result<()> {
     let dir = global.data.require(Dataset::MovieLens100k)?;
     global.progress(format!("loading {}", dir.display()));
     let ml = metarec_data::movielens::load_movielens(&dir, &LoadOptions::default())?;
-    let data = RatingData::from_movielens(&ml, UserFilter::default())?;
+    let filter = UserFilter {
+        heavy_users_train: args.heavy_users_train,
+        ..UserFilter::default()
+    };
+    let data = RatingData::from_movielens(&ml, filter)?;
     global.progress(format!(
-        "{} users with 13 to 100 ratings ({} ratings), {} items; {} seeds x {} budgets on {} threads",
-        data.users.len(),
-        data.users.iter().map(|u| u.ratings.len()).sum::<usize>(),
+        "{} users with 13 to 100 ratings ({} ratings), {} training-only heavier users, {} items; \
+         {} seeds x {} budgets on {} threads",
+        data.train_only_from,
+        data.users[..data.train_only_from]
+            .iter()
+            .map(|u| u.ratings.len())
+            .sum::<usize>(),
+        data.users.len() - data.train_only_from,
         data.items,
         config.seeds.len(),
         config.budgets.len(),
@@ -140,8 +155,9 @@ fn print_report(report: &Report) {
         ("ndcg10", "NDCG@10"),
     ];
     println!(
-        "MovieLens-100k cold start: {} users, {} items; support K = {head}; mean +- sd over {seeds} seeds",
-        report.users, report.items
+        "MovieLens-100k cold start: {} users (+{} training-only), {} items; support K = {head}; \
+         mean +- sd over {seeds} seeds",
+        report.users, report.train_only_users, report.items
     );
     print!("{:<12}", "method");
     for (_, label) in metrics {
