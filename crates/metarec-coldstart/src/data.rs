@@ -192,3 +192,108 @@ fn mean_sd(x: &[f64]) -> (f64, f64) {
     let sd = v.sqrt();
     (m, if sd > 1e-9 { sd } else { 1.0 })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metarec_core::{Catalog, Item, ItemId, UserKey};
+    use metarec_data::LoadReport;
+    use metarec_data::movielens::{MlUser, Rating};
+
+    /// Twenty movies; user `a` rates 11 of them, `b` 13, `c` 15 (a heavy user under a 12-rating
+    /// cap).
+    fn tiny_movielens() -> MovieLens {
+        let mut catalog = Catalog::new(vec!["genre=Comedy".into(), "genre=Drama".into()]);
+        for i in 0..20 {
+            catalog
+                .push(Item {
+                    key: format!("m{i}"),
+                    title: None,
+                    category: None,
+                    price: None,
+                    features: vec![(i % 2) as f32, ((i + 1) % 2) as f32],
+                    embedding: None,
+                })
+                .unwrap();
+        }
+        let user = |key: &str, age, gender: &str, occupation: &str| MlUser {
+            key: UserKey(key.into()),
+            age,
+            gender: gender.into(),
+            occupation: occupation.into(),
+            zip_code: String::new(),
+        };
+        let mut ratings = Vec::new();
+        for (u, n) in [(0u32, 11u32), (1, 13), (2, 15)] {
+            for i in 0..n {
+                ratings.push(Rating {
+                    user: u,
+                    item: ItemId(i),
+                    rating: (1 + (i + u) % 5) as f32,
+                    timestamp_ms: 0,
+                });
+            }
+        }
+        MovieLens {
+            catalog,
+            years: (0..20)
+                .map(|i| (i != 3).then_some(1990 + i as u16))
+                .collect(),
+            genres: vec![Vec::new(); 20],
+            users: vec![
+                user("a", 20, "M", "writer"),
+                user("b", 40, "F", "artist"),
+                user("c", 30, "M", "writer"),
+            ],
+            ratings,
+            report: LoadReport::new("memory"),
+        }
+    }
+
+    #[test]
+    fn the_filter_admits_users_by_rating_count_and_encodes_their_features() {
+        let ml = tiny_movielens();
+        let filter = UserFilter {
+            min_ratings: 11,
+            max_ratings: 13,
+            heavy_users_train: false,
+        };
+        let data = RatingData::from_movielens(&ml, filter).unwrap();
+        let keys: Vec<&str> = data.users.iter().map(|u| u.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert_eq!(data.train_only_from, 2);
+        assert_eq!(data.items, 20);
+        // Ages 20, 40, 30: mean 30, population sd sqrt(200/3); occupations sorted: artist, writer.
+        let z = -10.0 / (200.0f64 / 3.0).sqrt();
+        let a = &data.users[0].features;
+        assert!((a[1] - z).abs() < 1e-12 && (a[2] - z * z).abs() < 1e-12);
+        assert_eq!(&a[3..], &[0.0, 0.0, 1.0]);
+        assert_eq!(&data.users[1].features[3..], &[1.0, 1.0, 0.0]);
+        // Item 3 has no year: year z-score 0 and the unknown flag set.
+        assert_eq!(&data.item_row(3)[2..], &[0.0, 1.0]);
+        assert_eq!(data.item_row(4)[..2], [0.0, 1.0]);
+
+        // The heavy user joins as a training-only user at the end.
+        let data = RatingData::from_movielens(
+            &ml,
+            UserFilter {
+                heavy_users_train: true,
+                ..filter
+            },
+        )
+        .unwrap();
+        assert_eq!(data.users.len(), 3);
+        assert_eq!((data.train_only_from, data.users[2].key.as_str()), (2, "c"));
+    }
+
+    #[test]
+    fn a_filter_that_admits_users_without_a_support_set_is_an_error() {
+        let filter = UserFilter {
+            min_ratings: 10,
+            max_ratings: 100,
+            heavy_users_train: false,
+        };
+        let err = RatingData::from_movielens(&tiny_movielens(), filter).unwrap_err();
+        assert!(err.to_string().contains("10..=100"), "{err}");
+    }
+}
