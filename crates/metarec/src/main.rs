@@ -2,6 +2,7 @@
 //! evaluation and serving.
 
 mod bench;
+mod coldstart;
 mod data;
 mod demo;
 mod embed;
@@ -70,6 +71,8 @@ enum Command {
     /// Off-policy evaluation: estimate a policy's value on logs another policy collected (DM, IPW,
     /// SNIPW, DR, SNDR, switch-DR, DR-OS with bootstrap 95% intervals).
     Ope(ope::OpeArgs),
+    /// The cold-start rating benchmark on MovieLens-100k (MeLU's protocol, paired seeds).
+    Coldstart(coldstart::ColdStartArgs),
     /// Benchmarks that print a table, measured against a baseline in the same run.
     Bench {
         #[command(subcommand)]
@@ -111,6 +114,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::NewItems(args) => newitems::run(args, &global),
         Command::Report(args) => report::run(args, &global),
         Command::Ope(args) => ope::run(args, &global),
+        Command::Coldstart(args) => coldstart::run(args, &global),
         Command::Bench { command } => bench::run(command, &global),
     }
 }

@@ -1,0 +1,35 @@
+//! The cold-start rating benchmark: MovieLens-100k under the MeLU episode protocol, with the
+//! strong simple baselines the meta-learning papers omit and metarec's strategy adjusters
+//! applied to rating prediction.
+//!
+//! The protocol (documented in `docs/coldstart.md`): users with 13 to 100 ratings are split by
+//! seed into disjoint training, validation and test users ([`split`]); each held-out user gives a
+//! query set of ten rated items and support sets of `K` of the rest. Methods are fitted on the
+//! training users only, choose their hyperparameters on the validation users and are scored on
+//! the test users' query sets ([`metrics`]).
+//!
+//! Modules:
+//! - [`data`]: [`RatingData`], users with ratings and demographics, items with content features;
+//! - [`split`]: [`Split`] and [`Episode`], the seeded protocol;
+//! - [`metrics`]: MAE, RMSE, graded nDCG, precision and full-catalogue hit rate and NDCG;
+//! - [`mf`]: biased matrix factorisation by ALS and the closed-form fold-in;
+//! - [`bayes`]: the Bayesian adjuster (hierarchical Gaussian prior, empirical Bayes);
+//! - [`melu`]: MeLU-style first-order MAML on a small network;
+//! - [`bench`]: [`run_benchmark`], the whole run and its [`Report`].
+//!
+//! Plain Rust math on small dense matrices ([`metarec_core::linalg`]); no IO.
+#![deny(missing_docs)]
+
+pub mod bayes;
+pub mod bench;
+pub mod data;
+mod error;
+pub mod melu;
+pub mod metrics;
+pub mod mf;
+pub mod split;
+
+pub use bench::{BenchConfig, Report, run_benchmark};
+pub use data::{RatingData, UserFilter};
+pub use error::ColdStartError;
+pub use split::{Episode, Split};

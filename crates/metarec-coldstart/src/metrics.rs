@@ -1,0 +1,309 @@
+//! Query-set and full-catalogue metrics, and [`MetricSums`], their accumulator over users.
+//!
+//! Ranking metrics treat tied scores fairly: the value is the expectation under a uniformly random
+//! order among ties, computed exactly, so a constant predictor earns the average ranking rather
+//! than an arbitrary best or worst one.
+
+use serde::Serialize;
+
+/// A rating at least this high is relevant (P@5, HR@10, NDCG@10).
+pub const RELEVANT: f64 = 4.0;
+
+/// Groups the positions `0..n` of a ranking by descending score into runs of tied scores; returns
+/// `(start, end)` position ranges and the item order.
+fn tie_groups(scores: &[f64]) -> (Vec<usize>, Vec<(usize, usize)>) {
+    let mut order: Vec<usize> = (0..scores.len()).collect();
+    order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
+    let mut groups = Vec::new();
+    let mut start = 0;
+    for p in 1..=order.len() {
+        if p == order.len() || scores[order[p]] != scores[order[start]] {
+            groups.push((start, p));
+            start = p;
+        }
+    }
+    (order, groups)
+}
+
+/// Expected sum of `gain(item) * weight(position)` over the top `k` positions when items are
+/// ranked by descending `scores` with ties in random order: every position of a tie group gets
+/// the group's mean gain.
+fn expected_top_k(scores: &[f64], gains: &[f64], k: usize, weight: impl Fn(usize) -> f64) -> f64 {
+    let (order, groups) = tie_groups(scores);
+    let mut total = 0.0;
+    for (start, end) in groups {
+        if start >= k {
+            break;
+        }
+        let mean_gain =
+            order[start..end].iter().map(|&i| gains[i]).sum::<f64>() / (end - start) as f64;
+        for p in start..end.min(k) {
+            total += mean_gain * weight(p);
+        }
+    }
+    total
+}
+
+fn discount(position: usize) -> f64 {
+    1.0 / ((position + 2) as f64).log2()
+}
+
+/// Graded nDCG@k of the items ranked by `scores`, gain `2^rating - 1`, normalised by the ideal
+/// order of the true ratings. Zero when no item has a positive gain.
+pub fn ndcg_at(scores: &[f64], ratings: &[f64], k: usize) -> f64 {
+    let gains: Vec<f64> = ratings.iter().map(|r| r.exp2() - 1.0).collect();
+    let dcg = expected_top_k(scores, &gains, k, discount);
+    let mut ideal = gains.clone();
+    ideal.sort_by(|a, b| b.total_cmp(a));
+    let idcg: f64 = ideal
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(p, g)| g * discount(p))
+        .sum();
+    if idcg > 0.0 { dcg / idcg } else { 0.0 }
+}
+
+/// Precision@k: the share of the top `k` (by `scores`) rated at least [`RELEVANT`]. The
+/// denominator is `k` even when fewer items are ranked.
+pub fn precision_at(scores: &[f64], ratings: &[f64], k: usize) -> f64 {
+    let rel: Vec<f64> = ratings
+        .iter()
+        .map(|&r| f64::from(u8::from(r >= RELEVANT)))
+        .collect();
+    expected_top_k(scores, &rel, k, |_| 1.0) / k as f64
+}
+
+/// Hit rate and NDCG at `k` of one relevant item with score `score` ranked among `negatives`:
+/// with `g` negatives scoring higher and `t` tied, its rank is uniform on `g+1 ..= g+t+1`; the
+/// result is the expectation of `[rank <= k]` and of `[rank <= k] / log2(rank + 1)`.
+pub fn catalogue_hit(score: f64, negatives: &[f64], k: usize) -> (f64, f64) {
+    let greater = negatives.iter().filter(|&&s| s > score).count();
+    let tied = negatives.iter().filter(|&&s| s == score).count();
+    let mut hit = 0.0;
+    let mut gain = 0.0;
+    for rank in greater + 1..=(greater + tied + 1).min(k) {
+        hit += 1.0;
+        gain += 1.0 / ((rank + 1) as f64).log2();
+    }
+    let n = (tied + 1) as f64;
+    (hit / n, gain / n)
+}
+
+/// Sums of the per-user metrics of one method at one support budget on one split.
+///
+/// Errors are measured on predictions clipped to the rating scale when one is set (a rating
+/// outside it is certainly wrong); rankings use the raw predictions, whose order clipping would
+/// only blur.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricSums {
+    scale: Option<(f64, f64)>,
+    abs_error: f64,
+    sq_error: f64,
+    ratings: usize,
+    ndcg3: f64,
+    ndcg5: f64,
+    p5: f64,
+    users: usize,
+    hr10: f64,
+    ndcg10: f64,
+    ranked_users: usize,
+    support: usize,
+}
+
+/// The metrics of one method at one budget on one split.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Metrics {
+    /// Mean absolute error over all query ratings.
+    pub mae: f64,
+    /// Root mean squared error over all query ratings.
+    pub rmse: f64,
+    /// Mean over users of graded nDCG@3 of the query set.
+    pub ndcg3: f64,
+    /// Mean over users of graded nDCG@5 of the query set.
+    pub ndcg5: f64,
+    /// Mean over users of precision@5 of the query set.
+    pub p5: f64,
+    /// Mean over users (with at least one relevant query item) of the mean hit rate@10 of their
+    /// relevant query items against the catalogue items they never rated.
+    pub hr10: f64,
+    /// As `hr10`, for NDCG@10.
+    pub ndcg10: f64,
+    /// Mean support size used.
+    pub support: f64,
+}
+
+/// Names of the [`Metrics`] fields in table order, and whether larger is better.
+pub const METRIC_NAMES: [(&str, bool); 7] = [
+    ("mae", false),
+    ("rmse", false),
+    ("ndcg3", true),
+    ("ndcg5", true),
+    ("p5", true),
+    ("hr10", true),
+    ("ndcg10", true),
+];
+
+impl Metrics {
+    /// The value of a metric by its name in [`METRIC_NAMES`].
+    pub fn get(&self, name: &str) -> Option<f64> {
+        Some(match name {
+            "mae" => self.mae,
+            "rmse" => self.rmse,
+            "ndcg3" => self.ndcg3,
+            "ndcg5" => self.ndcg5,
+            "p5" => self.p5,
+            "hr10" => self.hr10,
+            "ndcg10" => self.ndcg10,
+            _ => return None,
+        })
+    }
+}
+
+impl MetricSums {
+    /// An empty accumulator clipping predictions to `[low, high]` for the error metrics.
+    pub fn clipped(low: f64, high: f64) -> Self {
+        MetricSums {
+            scale: Some((low, high)),
+            ..MetricSums::default()
+        }
+    }
+
+    /// Adds one user's episode: predictions and true ratings of the query set, the scores of the
+    /// relevant query items' competitors (`negatives`: the items the user never rated), and the
+    /// support size used.
+    pub fn add_user(
+        &mut self,
+        predicted: &[f64],
+        truth: &[f64],
+        negatives: &[f64],
+        support: usize,
+    ) {
+        for (p, t) in predicted.iter().zip(truth) {
+            let p = self.scale.map_or(*p, |(lo, hi)| p.clamp(lo, hi));
+            self.abs_error += (p - t).abs();
+            self.sq_error += (p - t).powi(2);
+        }
+        self.ratings += truth.len();
+        self.ndcg3 += ndcg_at(predicted, truth, 3);
+        self.ndcg5 += ndcg_at(predicted, truth, 5);
+        self.p5 += precision_at(predicted, truth, 5);
+        self.users += 1;
+        self.support += support;
+        let mut hr = 0.0;
+        let mut nd = 0.0;
+        let mut relevant = 0;
+        for (p, t) in predicted.iter().zip(truth) {
+            if *t >= RELEVANT {
+                let (h, n) = catalogue_hit(*p, negatives, 10);
+                hr += h;
+                nd += n;
+                relevant += 1;
+            }
+        }
+        if relevant > 0 {
+            self.hr10 += hr / f64::from(relevant);
+            self.ndcg10 += nd / f64::from(relevant);
+            self.ranked_users += 1;
+        }
+    }
+
+    /// The metrics (zeros for an empty accumulator).
+    pub fn finish(&self) -> Metrics {
+        let per = |s: f64, n: usize| if n > 0 { s / n as f64 } else { 0.0 };
+        Metrics {
+            mae: per(self.abs_error, self.ratings),
+            rmse: per(self.sq_error, self.ratings).sqrt(),
+            ndcg3: per(self.ndcg3, self.users),
+            ndcg5: per(self.ndcg5, self.users),
+            p5: per(self.p5, self.users),
+            hr10: per(self.hr10, self.ranked_users),
+            ndcg10: per(self.ndcg10, self.ranked_users),
+            support: per(self.support as f64, self.users),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+
+    #[test]
+    fn ndcg_matches_a_hand_computed_ranking() {
+        // Scores rank the items b, c, a; true ratings a=5, b=3, c=4.
+        let scores = [0.1, 0.9, 0.5];
+        let ratings = [5.0, 3.0, 4.0];
+        // Gains 31, 7, 15. DCG@3 = 7/log2(2) + 15/log2(3) + 31/log2(4).
+        let dcg = 7.0 + 15.0 / 3f64.log2() + 31.0 / 2.0;
+        let idcg = 31.0 + 15.0 / 3f64.log2() + 7.0 / 2.0;
+        close(ndcg_at(&scores, &ratings, 3), dcg / idcg);
+        // At k = 1 only the top item counts: 7 / 31.
+        close(ndcg_at(&scores, &ratings, 1), 7.0 / 31.0);
+        // The ideal order gives 1.
+        close(ndcg_at(&ratings, &ratings, 3), 1.0);
+    }
+
+    #[test]
+    fn ties_count_as_the_average_order() {
+        // Two items tied at the top, ratings 5 and 1: at k = 1 the expected gain is (31 + 1) / 2.
+        close(ndcg_at(&[1.0, 1.0], &[5.0, 1.0], 1), 16.0 / 31.0);
+        // Precision@1 of the same: one relevant in a tie of two, half a hit.
+        close(precision_at(&[1.0, 1.0], &[5.0, 1.0], 1), 0.5);
+    }
+
+    #[test]
+    fn precision_counts_relevant_items_in_the_top_k() {
+        let scores = [6.0, 5.0, 4.0, 3.0, 2.0, 1.0];
+        let ratings = [4.0, 3.0, 5.0, 4.0, 1.0, 5.0];
+        // Top 5: ratings 4, 3, 5, 4, 1 -> three relevant.
+        close(precision_at(&scores, &ratings, 5), 3.0 / 5.0);
+    }
+
+    #[test]
+    fn catalogue_hit_rate_follows_the_rank() {
+        // Rank 3 (two negatives above): hit, gain 1 / log2(4) = 0.5.
+        let (h, n) = catalogue_hit(0.5, &[0.9, 0.8, 0.1, 0.2], 10);
+        close(h, 1.0);
+        close(n, 0.5);
+        // Eleven negatives above: rank 12, a miss.
+        let (h, n) = catalogue_hit(0.0, &[1.0; 11], 10);
+        close(h, 0.0);
+        close(n, 0.0);
+        // Tied with 19 negatives and nothing above: rank uniform on 1..=20, hit with chance 1/2.
+        let (h, n) = catalogue_hit(1.0, &[1.0; 19], 10);
+        close(h, 0.5);
+        let expected: f64 = (1..=10).map(|r| 1.0 / ((r + 1) as f64).log2()).sum::<f64>() / 20.0;
+        close(n, expected);
+    }
+
+    #[test]
+    fn sums_pool_errors_over_ratings_and_rankings_over_users() {
+        let mut s = MetricSums::default();
+        // User 1: errors 1 and 0; user 2: error 2.
+        s.add_user(&[4.0, 3.0], &[5.0, 3.0], &[0.0], 4);
+        s.add_user(&[1.0], &[3.0], &[0.0], 2);
+        let m = s.finish();
+        close(m.mae, 3.0 / 3.0);
+        close(m.rmse, (5.0f64 / 3.0).sqrt());
+        close(m.support, 3.0);
+        // Only user 1 has a relevant item (rated 5, score 4 above the single negative 0).
+        close(m.hr10, 1.0);
+        close(m.ndcg10, 1.0);
+    }
+
+    #[test]
+    fn errors_are_measured_on_clipped_predictions_and_rankings_on_raw_ones() {
+        let mut s = MetricSums::clipped(1.0, 5.0);
+        // 6.5 clips to 5 (error 0 against 5); 0.2 clips to 1 (error 1 against 2).
+        s.add_user(&[6.5, 0.2], &[5.0, 2.0], &[5.5], 1);
+        let m = s.finish();
+        close(m.mae, 0.5);
+        // The raw 6.5 outranks the negative at 5.5: rank 1.
+        close(m.hr10, 1.0);
+        close(m.ndcg10, 1.0);
+    }
+}

@@ -1,0 +1,98 @@
+//! End-to-end test of `metarec coldstart` on the fetched MovieLens-100k, in a reduced
+//! configuration: the printed tables and the JSON report's structure.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The data directory that `scripts/test` fills (or `$METAREC_DATA`).
+fn fetched_data_dir() -> PathBuf {
+    let dir = std::env::var_os("METAREC_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
+    assert!(
+        dir.join("ml-100k").join(".complete").is_file(),
+        "ml-100k is missing from {}: run `cargo run -p metarec -- data fetch ml-100k`",
+        dir.display()
+    );
+    dir
+}
+
+#[test]
+fn coldstart_prints_the_tables_and_writes_the_json_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out_path = tmp.path().join("results.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_metarec"))
+        .arg("--data-dir")
+        .arg(fetched_data_dir())
+        .args([
+            "coldstart",
+            "--seeds",
+            "1",
+            "--ks",
+            "1,all",
+            "--methods",
+            "item-mean,mf-foldin,bayes",
+            "--dim",
+            "4",
+            "--out",
+        ])
+        .arg(&out_path)
+        .output()
+        .expect("the metarec binary runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "582 users",
+        "K-sweep, MAE",
+        "K=1",
+        "K=all",
+        "bayes",
+        "item-mean",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    assert!(stderr.contains("seed 0: done"), "{stderr}");
+
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
+    assert_eq!(json["users"], 582);
+    assert_eq!(json["items"], 1682);
+    let table = json["table"].as_array().unwrap();
+    // Three methods x two budgets.
+    assert_eq!(table.len(), 6);
+    for row in table {
+        let metrics = row["metrics"].as_array().unwrap();
+        let names: Vec<&str> = metrics.iter().map(|m| m[0].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "mae", "rmse", "ndcg3", "ndcg5", "p5", "hr10", "ndcg10", "support"
+            ]
+        );
+        for m in metrics {
+            assert!(m[1]["mean"].as_f64().unwrap().is_finite());
+        }
+    }
+    let paired = json["paired"].as_array().unwrap();
+    assert_eq!(paired.len(), 2 * 2 * 7);
+    assert!(paired.iter().all(|p| p["seeds"] == 1));
+    assert_eq!(json["per_seed"].as_array().unwrap().len(), 1);
+    assert_eq!(json["chosen"][0]["seed"], 0);
+}
+
+#[test]
+fn coldstart_rejects_a_bad_budget_and_an_unknown_data_set() {
+    let out = Command::new(env!("CARGO_BIN_EXE_metarec"))
+        .args(["coldstart", "--ks", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("support budget `0`"));
+    let out = Command::new(env!("CARGO_BIN_EXE_metarec"))
+        .args(["coldstart", "--data", "ml-1m"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown data set `ml-1m`"));
+}
