@@ -303,7 +303,15 @@ pub trait HeadAdjuster: Adjuster {
     /// The correction to use greedily: the posterior mean, or the adapted value.
     fn correction(&self, state: &Self::State) -> Vec<f64>;
     /// A random correction for Thompson sampling given the mean, or `None` for greedy decisions.
-    fn draw(&self, state: &Self::State, mean: &[f64], rng: &mut Rng) -> Option<Vec<f64>>;
+    /// `cache` starts empty for each decision and keeps whatever the draws of that decision can
+    /// share (the Bayesian adjuster's Cholesky factor).
+    fn draw(
+        &self,
+        state: &Self::State,
+        mean: &[f64],
+        cache: &mut Vec<f64>,
+        rng: &mut Rng,
+    ) -> Option<Vec<f64>>;
     /// Monte Carlo rankings for the propensities of Thompson sampling.
     fn draws(&self) -> usize;
     /// How the network's scores map to click log-odds (the corrected score is
@@ -358,15 +366,24 @@ impl HeadAdjuster for BayesianAdjuster {
         state.mean(&mut Vec::new())
     }
 
-    fn draw(&self, state: &GaussianPosterior, mean: &[f64], rng: &mut Rng) -> Option<Vec<f64>> {
+    fn draw(
+        &self,
+        state: &GaussianPosterior,
+        mean: &[f64],
+        cache: &mut Vec<f64>,
+        rng: &mut Rng,
+    ) -> Option<Vec<f64>> {
         if !self.config.thompson {
             return None;
         }
-        let mut factor = state.precision.clone();
-        if !cholesky_in_place(&mut factor, state.dim) {
-            return None;
+        if cache.is_empty() {
+            cache.extend_from_slice(&state.precision);
+            if !cholesky_in_place(cache, state.dim) {
+                cache.clear();
+                return None;
+            }
         }
-        Some(state.sample(mean, &factor, rng))
+        Some(state.sample(mean, cache, rng))
     }
 
     fn draws(&self) -> usize {
@@ -482,7 +499,13 @@ impl HeadAdjuster for GradientAdjuster {
         state.delta.clone()
     }
 
-    fn draw(&self, _: &GradientState, _: &[f64], _: &mut Rng) -> Option<Vec<f64>> {
+    fn draw(
+        &self,
+        _: &GradientState,
+        _: &[f64],
+        _: &mut Vec<f64>,
+        _: &mut Rng,
+    ) -> Option<Vec<f64>> {
         None
     }
 
@@ -501,6 +524,7 @@ pub struct AdjustedPolicy<A: HeadAdjuster = BayesianAdjuster> {
     adjuster: A,
     states: std::collections::HashMap<UserKey, A::State>,
     candidates: Vec<ItemId>,
+    base: Vec<f64>,
     scores: Vec<f64>,
 }
 
@@ -512,6 +536,7 @@ impl<A: HeadAdjuster> AdjustedPolicy<A> {
             adjuster,
             states: std::collections::HashMap::new(),
             candidates: Vec::new(),
+            base: Vec::new(),
             scores: Vec::new(),
         }
     }
@@ -543,15 +568,25 @@ impl<A: HeadAdjuster> AdjustedPolicy<A> {
             .clone()
     }
 
-    fn fill_scores(&mut self, net: &NetView, delta: &[f64]) {
+    /// The calibrated network scores of the candidates, computed once per decision (the
+    /// Thompson draws only change the correction).
+    fn fill_base(&mut self, net: &NetView) {
+        let (f, _) = self.adjuster.network();
+        let scale = self.adjuster.calibration().scale;
+        self.base.clear();
+        for c in &self.candidates {
+            self.base.push(scale * net.base(f, *c));
+        }
+    }
+
+    fn fill_scores(&mut self, delta: &[f64]) {
         let (f, _) = self.adjuster.network();
         let e = f.embed;
-        let scale = self.adjuster.calibration().scale;
         self.scores.clear();
-        for c in &self.candidates {
+        for (c, b) in self.candidates.iter().zip(&self.base) {
             let v = &f.item_vectors[c.index() * e..(c.index() + 1) * e];
             let extra: f64 = v.iter().zip(delta).map(|(a, b)| f64::from(*a) * b).sum();
-            self.scores.push(scale * net.base(f, *c) + extra);
+            self.scores.push(b + extra);
         }
     }
 }
@@ -586,20 +621,22 @@ impl<A: HeadAdjuster> Policy for AdjustedPolicy<A> {
         let (frozen, features) = self.adjuster.network();
         let net = NetView::of(frozen, features, context);
         let mean = self.adjuster.correction(&state);
-        let Some(delta) = self.adjuster.draw(&state, &mean, rng) else {
-            self.fill_scores(&net, &mean);
+        self.fill_base(&net);
+        let mut cache = Vec::new();
+        let Some(delta) = self.adjuster.draw(&state, &mean, &mut cache, rng) else {
+            self.fill_scores(&mean);
             return greedy(&self.candidates, &self.scores, k);
         };
-        self.fill_scores(&net, &delta);
+        self.fill_scores(&delta);
         let chosen = top_k(&self.scores, k);
         let draws = self.adjuster.draws();
         let mut resampled = Vec::new();
         let propensities = monte_carlo_marginals(&chosen, draws, rng, |rng| {
             let d = self
                 .adjuster
-                .draw(&state, &mean, rng)
+                .draw(&state, &mean, &mut cache, rng)
                 .unwrap_or_else(|| mean.clone());
-            self.fill_scores(&net, &d);
+            self.fill_scores(&d);
             resampled.clone_from(&self.scores);
             top_k(&resampled, k)
         });
