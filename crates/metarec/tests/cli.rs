@@ -615,3 +615,95 @@ fn new_items_text_features_beat_id_only_on_products_never_seen_sold() {
     assert!(text["ndcg_vs_id"]["low"].as_f64().unwrap() > 0.0, "{text}");
     assert!(json["new_items"].as_u64().unwrap() > 50);
 }
+
+#[test]
+fn gradient_meta_training_is_reproducible_and_plays_in_the_arena() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    let m = model.to_str().unwrap();
+    let out = metarec(
+        tmp.path(),
+        &[
+            "-q",
+            "train",
+            "--scenario",
+            "small",
+            "--iterations",
+            "2",
+            "--batch",
+            "8",
+            "--out",
+            m,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let meta = [
+        "-q",
+        "meta-train",
+        "--scenario",
+        "small",
+        "--adjuster",
+        "gradient",
+        "--model",
+        m,
+        "--users",
+        "16",
+        "--grid",
+        "0.05,0.2",
+    ];
+    let read = || std::fs::read_to_string(model.join("adjuster.json")).unwrap();
+    let out = metarec(tmp.path(), &meta);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = read();
+    let out = metarec(tmp.path(), &meta);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The same seed gives the same calibration, initial correction and grid, bit for bit.
+    assert_eq!(first, read());
+    let adjuster: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(adjuster["kind"], "gradient");
+    assert_eq!(adjuster["grid"].as_array().unwrap().len(), 2);
+    assert!(
+        adjuster["gradient"]["calibration"]["scale"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let adjusted = format!("adjusted:{m}");
+    let out = metarec(
+        tmp.path(),
+        &[
+            "-q",
+            "arena",
+            "--scenario",
+            "small",
+            "--users",
+            "10",
+            "--seeds",
+            "1",
+            "--policies",
+            &adjusted,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&adjusted));
+    // An unknown adjuster is a clear error.
+    let out = metarec(
+        tmp.path(),
+        &[
+            "-q",
+            "meta-train",
+            "--scenario",
+            "small",
+            "--adjuster",
+            "maml2",
+            "--model",
+            m,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("expected: bayes, gradient"),
+        "{}",
+        stderr(&out)
+    );
+}
