@@ -208,13 +208,205 @@ impl Adjuster for BayesianAdjuster {
     }
 }
 
+/// A decision of the adjusted policy, with what is needed to explain it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AdjustedChoice {
+    /// The slate and its per-position propensities.
+    pub choice: SlateChoice,
+    /// The correction of the user head the slate was ranked with: a posterior draw under
+    /// Thompson sampling, the posterior mean otherwise.
+    pub delta: Vec<f64>,
+    /// The score of each chosen item under `delta`, in slate order.
+    pub scores: Vec<f64>,
+}
+
+/// A score split into additive parts: `total()` is the score the item was ranked by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScoreParts {
+    /// `<W4 a + b4, h_i>`: the user's context (tokens, session counts, history item inputs).
+    pub context: f64,
+    /// `<Wc mean(h_clicked), h_i>`: the items clicked earlier in the session.
+    pub past_clicks: f64,
+    /// `<Wi mean(h_ignored), h_i>`: the items shown earlier and passed over.
+    pub past_ignores: f64,
+    /// `<delta, h_i>`: this user's learned correction (the adjuster state).
+    pub adaptation: f64,
+    /// `c_i`: the item's own appeal (its id, price, popularity and embedding through the bias).
+    pub item: f64,
+    /// The session flags' weights when the item was already shown or clicked.
+    pub session_flags: f64,
+    /// The clicked item whose share of `past_clicks` is largest in magnitude, and that share.
+    pub top_click: Option<(ItemId, f64)>,
+}
+
+impl ScoreParts {
+    /// The score: the sum of the parts.
+    pub fn total(&self) -> f64 {
+        self.context
+            + self.past_clicks
+            + self.past_ignores
+            + self.adaptation
+            + self.item
+            + self.session_flags
+    }
+}
+
+/// Scores `candidates` for a user under the head correction `delta`, into `scores`.
+fn fill_scores(
+    frozen: &Frozen,
+    net: &NetView,
+    candidates: &[ItemId],
+    delta: &[f64],
+    scores: &mut Vec<f64>,
+) {
+    let e = frozen.embed;
+    scores.clear();
+    for c in candidates {
+        let i = c.index();
+        let base = f64::from(frozen.score(
+            &net.head,
+            i,
+            net.view.ignored.contains(c),
+            net.view.clicked.contains(c),
+        ));
+        let v = &frozen.item_vectors[i * e..(i + 1) * e];
+        let extra: f64 = v.iter().zip(delta).map(|(a, b)| f64::from(*a) * b).sum();
+        scores.push(base + extra);
+    }
+}
+
+impl BayesianAdjuster {
+    /// The frozen network.
+    pub fn frozen(&self) -> &Frozen {
+        &self.frozen
+    }
+
+    /// The feature schema.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// Decides a slate of `k` for a user in `state`: candidates are the context's (unknown ids
+    /// dropped) or the whole catalog; under Thompson sampling the head correction is drawn from
+    /// the posterior and the propensities come from `draws` further draws (Monte Carlo),
+    /// otherwise the posterior mean ranks greedily. An empty choice when nothing can be shown.
+    pub fn decide(
+        &self,
+        state: &GaussianPosterior,
+        context: &Context,
+        k: usize,
+        rng: &mut Rng,
+    ) -> AdjustedChoice {
+        let n = self.features.items();
+        let candidates: Vec<ItemId> = if context.candidates.is_empty() {
+            (0..n as u32).map(ItemId).collect()
+        } else {
+            context
+                .candidates
+                .iter()
+                .copied()
+                .filter(|c| c.index() < n)
+                .collect()
+        };
+        if candidates.is_empty() || k == 0 {
+            return AdjustedChoice {
+                choice: SlateChoice {
+                    items: Vec::new(),
+                    propensities: Vec::new(),
+                    slate_propensity: None,
+                },
+                delta: Vec::new(),
+                scores: Vec::new(),
+            };
+        }
+        let net = self.net(context);
+        let mut factor = Vec::new();
+        let mu = state.mean(&mut factor);
+        let mut scores = Vec::with_capacity(candidates.len());
+        if !self.config.thompson {
+            fill_scores(&self.frozen, &net, &candidates, &mu, &mut scores);
+            let choice = greedy(&candidates, &scores, k);
+            let chosen_scores = chosen_scores(&candidates, &scores, &choice.items);
+            return AdjustedChoice {
+                choice,
+                delta: mu,
+                scores: chosen_scores,
+            };
+        }
+        let delta = state.sample(&mu, &factor, rng);
+        fill_scores(&self.frozen, &net, &candidates, &delta, &mut scores);
+        let chosen = top_k(&scores, k);
+        let chosen_scores: Vec<f64> = chosen.iter().map(|&i| scores[i]).collect();
+        let mut resampled = Vec::new();
+        let propensities = monte_carlo_marginals(&chosen, self.config.draws, rng, |rng| {
+            let d = state.sample(&mu, &factor, rng);
+            fill_scores(&self.frozen, &net, &candidates, &d, &mut resampled);
+            top_k(&resampled, k)
+        });
+        AdjustedChoice {
+            choice: SlateChoice {
+                items: chosen.iter().map(|&i| candidates[i]).collect(),
+                propensities,
+                slate_propensity: None,
+            },
+            delta,
+            scores: chosen_scores,
+        }
+    }
+
+    /// Splits the score of `item` for `context` under the head correction `delta` into its
+    /// additive parts (see [`ScoreParts`]); their sum is the score `decide` ranked by.
+    pub fn explain(&self, context: &Context, delta: &[f64], item: ItemId) -> ScoreParts {
+        let mut view = UserView::default();
+        self.features.user_view(context, &mut view);
+        let f = &self.frozen;
+        let e = f.embed;
+        let i = item.index();
+        let h = &f.item_vectors[i * e..(i + 1) * e];
+        let dot = |a: &[f32]| -> f64 { a.iter().zip(h).map(|(x, y)| f64::from(x * y)).sum() };
+        let parts = f.user_parts(&view.input, &view.clicked, &view.ignored);
+        let top_click = view
+            .clicked
+            .iter()
+            .map(|&j| (j, dot(&f.click_transform(j)) / view.clicked.len() as f64))
+            .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
+        let mut flags = 0.0;
+        if view.ignored.contains(&item) {
+            flags += f64::from(f.flags[0]);
+        }
+        if view.clicked.contains(&item) {
+            flags += f64::from(f.flags[1]);
+        }
+        ScoreParts {
+            context: dot(&parts.own),
+            past_clicks: dot(&parts.clicks),
+            past_ignores: dot(&parts.ignores),
+            adaptation: h.iter().zip(delta).map(|(a, b)| f64::from(*a) * b).sum(),
+            item: f64::from(f.item_bias[i]),
+            session_flags: flags,
+            top_click,
+        }
+    }
+}
+
+/// The scores of `chosen` items, looked up among `candidates`.
+fn chosen_scores(candidates: &[ItemId], scores: &[f64], chosen: &[ItemId]) -> Vec<f64> {
+    chosen
+        .iter()
+        .map(|c| {
+            candidates
+                .iter()
+                .position(|x| x == c)
+                .map_or(f64::NAN, |p| scores[p])
+        })
+        .collect()
+}
+
 /// A policy that serves each user with the network's head corrected by their adjuster state.
 pub struct AdjustedPolicy {
     name: String,
     adjuster: BayesianAdjuster,
     states: std::collections::HashMap<UserKey, GaussianPosterior>,
-    candidates: Vec<ItemId>,
-    scores: Vec<f64>,
 }
 
 impl AdjustedPolicy {
@@ -224,8 +416,6 @@ impl AdjustedPolicy {
             name: name.to_owned(),
             adjuster,
             states: std::collections::HashMap::new(),
-            candidates: Vec::new(),
-            scores: Vec::new(),
         }
     }
 
@@ -234,24 +424,6 @@ impl AdjustedPolicy {
             .entry(context.user.clone())
             .or_insert_with(|| self.adjuster.prior(context))
             .clone()
-    }
-
-    fn fill_scores(&mut self, net: &NetView, delta: &[f64]) {
-        let f = &self.adjuster.frozen;
-        let e = f.embed;
-        self.scores.clear();
-        for c in &self.candidates {
-            let i = c.index();
-            let base = f64::from(f.score(
-                &net.head,
-                i,
-                net.view.ignored.contains(c),
-                net.view.clicked.contains(c),
-            ));
-            let v = &f.item_vectors[i * e..(i + 1) * e];
-            let extra: f64 = v.iter().zip(delta).map(|(a, b)| f64::from(*a) * b).sum();
-            self.scores.push(base + extra);
-        }
     }
 }
 
@@ -266,45 +438,8 @@ impl Policy for AdjustedPolicy {
     }
 
     fn decide(&mut self, context: &Context, k: usize, rng: &mut Rng) -> SlateChoice {
-        let n = self.adjuster.features.items();
-        self.candidates.clear();
-        if context.candidates.is_empty() {
-            self.candidates.extend((0..n as u32).map(ItemId));
-        } else {
-            self.candidates
-                .extend(context.candidates.iter().filter(|c| c.index() < n));
-        }
-        if self.candidates.is_empty() || k == 0 {
-            return SlateChoice {
-                items: Vec::new(),
-                propensities: Vec::new(),
-                slate_propensity: None,
-            };
-        }
         let state = self.state(context);
-        let net = self.adjuster.net(context);
-        let mut factor = Vec::new();
-        let mu = state.mean(&mut factor);
-        if !self.adjuster.config.thompson {
-            self.fill_scores(&net, &mu);
-            return greedy(&self.candidates, &self.scores, k);
-        }
-        let delta = state.sample(&mu, &factor, rng);
-        self.fill_scores(&net, &delta);
-        let chosen = top_k(&self.scores, k);
-        let draws = self.adjuster.config.draws;
-        let mut resampled = Vec::new();
-        let propensities = monte_carlo_marginals(&chosen, draws, rng, |rng| {
-            let d = state.sample(&mu, &factor, rng);
-            self.fill_scores(&net, &d);
-            resampled.clone_from(&self.scores);
-            top_k(&resampled, k)
-        });
-        SlateChoice {
-            items: chosen.iter().map(|&i| self.candidates[i]).collect(),
-            propensities,
-            slate_propensity: None,
-        }
+        self.adjuster.decide(&state, context, k, rng).choice
     }
 
     fn observe(&mut self, interaction: &Interaction) {
@@ -399,5 +534,58 @@ mod tests {
         }
         assert!((c00 / n as f64 - 5.0 / 9.0).abs() < 0.01);
         assert!((c01 / n as f64 + 4.0 / 9.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn explanations_add_up_to_the_scores_the_slate_was_ranked_by() {
+        use metarec_core::{Catalog, Item, PastEvent};
+        let mut catalog = Catalog::new(vec!["a".into(), "b".into()]);
+        for i in 0..12 {
+            catalog
+                .push(Item {
+                    key: format!("i{i}"),
+                    features: vec![(i as f32 * 0.7).sin(), i as f32 / 12.0],
+                    ..Item::default()
+                })
+                .unwrap();
+        }
+        let features = Features::new(&catalog);
+        let (_, model) = crate::model::build(
+            crate::model::ModelConfig::default(),
+            &features,
+            candle_core::DType::F32,
+            9,
+        )
+        .unwrap();
+        let frozen = Frozen::from_model(&model, &crate::item_tensor(&features).unwrap()).unwrap();
+        let adjuster =
+            BayesianAdjuster::new(Arc::new(frozen), Arc::new(features), BayesConfig::default());
+        let mut context = Context::for_user(UserKey::from("u"));
+        context.tokens = vec!["country=France".into()];
+        context.session.history = vec![
+            PastEvent {
+                item: ItemId(2),
+                click: true,
+                purchase: false,
+            },
+            PastEvent {
+                item: ItemId(5),
+                click: false,
+                purchase: false,
+            },
+        ];
+        let state = adjuster.prior(&context);
+        let mut rng = metarec_core::rng_for(1, 1);
+        let decided = adjuster.decide(&state, &context, 4, &mut rng);
+        assert_eq!(decided.choice.items.len(), 4);
+        for (item, score) in decided.choice.items.iter().zip(&decided.scores) {
+            let parts = adjuster.explain(&context, &decided.delta, *item);
+            assert!(
+                (parts.total() - score).abs() < 1e-4,
+                "{item:?}: {parts:?} vs {score}"
+            );
+            assert_eq!(parts.top_click.map(|t| t.0), Some(ItemId(2)));
+            assert!((parts.top_click.unwrap().1 - parts.past_clicks).abs() < 1e-5);
+        }
     }
 }

@@ -6,6 +6,7 @@ mod data;
 mod demo;
 mod embed;
 mod meta;
+mod serve;
 mod sim;
 mod train;
 
@@ -56,6 +57,8 @@ enum Command {
     MetaTrain(meta::MetaTrainArgs),
     /// Embed item titles with the local text encoder (MiniLM), cached by model and text.
     Embed(embed::EmbedArgs),
+    /// Serve a trained model over HTTP: rank, feedback, per-user adaptation, a durable log.
+    Serve(serve::ServeArgs),
     /// Benchmarks that print a table, measured against a baseline in the same run.
     Bench {
         #[command(subcommand)]
@@ -94,6 +97,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::run(args, &global),
         Command::MetaTrain(args) => meta::run(args, &global),
         Command::Embed(args) => embed::run(args, &global),
+        Command::Serve(args) => serve::run(args, &global),
         Command::Bench { command } => bench::run(command, &global),
     }
 }
