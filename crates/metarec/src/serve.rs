@@ -72,7 +72,7 @@ fn model_catalog(
     let name = scenario.unwrap_or(&manifest.scenario);
     let scenario = crate::sim::build_scenario(name, global)
         .with_context(|| format!("cannot build scenario `{name}` for the model's catalog"))?;
-    Ok(scenario.world.catalog)
+    Ok(scenario.world.catalog.clone())
 }
 
 pub fn run(args: ServeArgs, global: &Global) -> Result<()> {
