@@ -643,15 +643,15 @@ mod tests {
         let (mut scratch, mut g) = (Vec::new(), Vec::new());
         frozen.user(&input, &clicked, &ignored, &mut scratch, &mut g);
         let parts = frozen.user_parts(&input, &clicked, &ignored);
-        for k in 0..frozen.embed {
+        for (k, gk) in g.iter().enumerate() {
             let sum = parts.own[k] + parts.clicks[k] + parts.ignores[k];
-            assert!((sum - g[k]).abs() < 1e-5, "{k}: {sum} vs {}", g[k]);
+            assert!((sum - gk).abs() < 1e-5, "{k}: {sum} vs {gk}");
         }
         // Each clicked item's share is its own transform over the number of clicks.
         let t1 = frozen.click_transform(clicked[0]);
         let t3 = frozen.click_transform(clicked[1]);
-        for k in 0..frozen.embed {
-            assert!((parts.clicks[k] - (t1[k] + t3[k]) / 2.0).abs() < 1e-6);
+        for (k, c) in parts.clicks.iter().enumerate() {
+            assert!((c - (t1[k] + t3[k]) / 2.0).abs() < 1e-6);
         }
         assert!(parts.clicks.iter().any(|v| v.abs() > 1e-6));
     }

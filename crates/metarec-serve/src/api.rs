@@ -419,7 +419,7 @@ fn explanation(parts: &metarec_neural::adjust::ScoreParts, catalog: &ServedCatal
                 None => "your clicks".to_owned(),
             },
             "past_ignores" => "items you passed over".to_owned(),
-            "adaptation" => "your feedback so far".to_owned(),
+            "adaptation" => "your feedback so far (and exploration)".to_owned(),
             "item" => "the item's own appeal (popularity, price, id)".to_owned(),
             _ => "already shown or clicked in this session".to_owned(),
         };

@@ -612,7 +612,7 @@ fn the_log_export_writes_every_interaction_in_the_project_format() {
         log[0].feedback.clicks,
         vec![false, true, false, false, false]
     );
-    assert_eq!(log[0].feedback.purchases[1], true);
+    assert!(log[0].feedback.purchases[1]);
     assert_eq!(log[0].feedback.revenue[1], 3.5);
     assert!(log[0].context.user.0.starts_with("u_"));
     assert!(metarec_serve::export_log(&f.db.with_file_name("none.db"), &out).is_err());
