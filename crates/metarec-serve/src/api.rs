@@ -175,7 +175,7 @@ impl Server {
         let mut store = SqliteStore::open(&config.db)?;
         let mut users = HashMap::new();
         for (user, text) in store.users()? {
-            let record: UserRecord = serde_json::from_str(&text).map_err(|e| {
+            let record = UserRecord::from_json(&text).map_err(|e| {
                 ServeError::Config(format!(
                     "{}: stored state of user {user} is invalid: {e}",
                     config.db.display()

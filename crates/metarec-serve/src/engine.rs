@@ -27,7 +27,7 @@ use std::sync::{Arc, RwLock};
 use tokio::sync::oneshot;
 
 /// A user's state: the adjuster posterior and the recent history the network reads.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct UserRecord {
     /// The posterior over the correction of the user's head.
     pub posterior: GaussianPosterior,
@@ -37,7 +37,55 @@ pub(crate) struct UserRecord {
     pub slates: u32,
 }
 
+/// The stored form of a [`UserRecord`]: floats as their IEEE-754 bit patterns, so a restart
+/// restores the state bit for bit (serde_json's default float parser may miss the last bit).
+#[derive(Serialize, Deserialize)]
+struct StoredRecord {
+    dim: usize,
+    precision: Vec<u64>,
+    shift: Vec<u64>,
+    observations: u32,
+    history: Vec<PastEvent>,
+    slates: u32,
+}
+
 impl UserRecord {
+    /// The stored JSON.
+    pub(crate) fn to_json(&self) -> Result<String, serde_json::Error> {
+        let p = &self.posterior;
+        serde_json::to_string(&StoredRecord {
+            dim: p.dim,
+            precision: p.precision.iter().map(|v| v.to_bits()).collect(),
+            shift: p.shift.iter().map(|v| v.to_bits()).collect(),
+            observations: p.observations,
+            history: self.history.clone(),
+            slates: self.slates,
+        })
+    }
+
+    /// Reads the stored JSON, checking the posterior's sizes.
+    pub(crate) fn from_json(text: &str) -> Result<UserRecord, String> {
+        let s: StoredRecord = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if s.precision.len() != s.dim * s.dim || s.shift.len() != s.dim {
+            return Err(format!(
+                "posterior of dimension {} has {} precision and {} shift entries",
+                s.dim,
+                s.precision.len(),
+                s.shift.len()
+            ));
+        }
+        Ok(UserRecord {
+            posterior: GaussianPosterior {
+                dim: s.dim,
+                precision: s.precision.into_iter().map(f64::from_bits).collect(),
+                shift: s.shift.into_iter().map(f64::from_bits).collect(),
+                observations: s.observations,
+            },
+            history: s.history,
+            slates: s.slates,
+        })
+    }
+
     pub(crate) fn prior(model: &ServedModel) -> UserRecord {
         UserRecord {
             posterior: model.adjuster.prior(&Context::default()),
@@ -255,7 +303,7 @@ impl Group {
         if record.history.len() > limit {
             record.history.drain(..record.history.len() - limit);
         }
-        store.put_user(user, &serde_json::to_string(&record)?, now)?;
+        store.put_user(user, &record.to_json()?, now)?;
         self.overlay.insert(user.to_owned(), Some(record));
         Ok(())
     }

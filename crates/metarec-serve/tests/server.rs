@@ -431,16 +431,8 @@ fn a_restarted_server_keeps_every_user_state() {
     let server = start(config(&f.model, &f.db));
     let mut c = server.client(Some(RANKER));
     let after = scores(&rank(&mut c, "erin"));
-    // States are stored as JSON; serde_json's default float parser may differ from the written
-    // value in the last bit, hence the tolerance.
-    assert_eq!(before.len(), after.len());
-    for (b, a) in before.iter().zip(&after) {
-        assert_eq!(b.0, a.0);
-        assert!(
-            (b.1 - a.1).abs() < 1e-12 && (b.2 - a.2).abs() < 1e-12,
-            "{b:?} vs {a:?}"
-        );
-    }
+    // Bit for bit: states are stored with their floats' exact bit patterns.
+    assert_eq!(before, after);
     assert!(after.iter().any(|s| s.2 != 0.0), "{after:?}");
     // Feedback on an event from before the restart still counts (the window is open).
     let r = post(
