@@ -92,6 +92,19 @@ pub struct Manifest {
     pub iterations: usize,
     /// Per-iteration statistics of every run.
     pub metrics: Vec<IterationStats>,
+    /// SHA-256 of `model.safetensors` (hex), filled in by [`save`] and checked by [`load`], so a
+    /// damaged or swapped weights file is caught before it serves. Absent in older manifests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
+}
+
+/// SHA-256 of some bytes as lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl Manifest {
@@ -115,6 +128,7 @@ impl Manifest {
             scenario: scenario.to_owned(),
             iterations: trainer.iterations_done,
             metrics,
+            weights_sha256: None,
         }
     }
 }
@@ -153,9 +167,19 @@ fn write_atomically(
 /// Writes weights and manifest into `dir` (created if needed).
 pub fn save(dir: &Path, varmap: &VarMap, manifest: &Manifest) -> Result<(), NeuralError> {
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
-    write_atomically(&dir.join(WEIGHTS), |tmp| Ok(varmap.save(tmp)?))?;
+    let mut checksum = None;
+    write_atomically(&dir.join(WEIGHTS), |tmp| {
+        varmap.save(tmp)?;
+        let bytes = std::fs::read(tmp).map_err(|e| io(tmp, e))?;
+        checksum = Some(sha256_hex(&bytes));
+        Ok(())
+    })?;
+    let manifest = Manifest {
+        weights_sha256: checksum,
+        ..manifest.clone()
+    };
     let text =
-        serde_json::to_string_pretty(manifest).map_err(|e| NeuralError::Config(e.to_string()))?;
+        serde_json::to_string_pretty(&manifest).map_err(|e| NeuralError::Config(e.to_string()))?;
     write_atomically(&dir.join(MANIFEST), |tmp| {
         std::fs::write(tmp, text).map_err(|e| io(tmp, e))
     })
@@ -220,6 +244,14 @@ pub fn load(dir: &Path, catalog: &Catalog) -> Result<Loaded, NeuralError> {
         path: weights.display().to_string(),
         reason,
     };
+    if let Some(expected) = &manifest.weights_sha256 {
+        let actual = sha256_hex(&bytes);
+        if &actual != expected {
+            return Err(corrupt(format!(
+                "checksum mismatch: SHA-256 {actual}, the manifest says {expected}"
+            )));
+        }
+    }
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| corrupt(format!("cannot read safetensors: {e}")))?;
     for (name, var) in sorted_vars(&varmap) {

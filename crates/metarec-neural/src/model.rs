@@ -379,6 +379,59 @@ impl Frozen {
                 .sum::<f32>()
     }
 
+    /// The user vector split into its three additive parts, so a score can be explained: `g =
+    /// own + clicks + ignores`, with `own = W4 a + b4` (what the context and session counts
+    /// say), `clicks = Wc mean(h_clicked)` and `ignores = Wi mean(h_ignored)`. Their sum is what
+    /// [`Frozen::user`] returns (up to float rounding).
+    pub fn user_parts(
+        &self,
+        input: &[f32],
+        clicked: &[metarec_core::ItemId],
+        ignored: &[metarec_core::ItemId],
+    ) -> UserParts {
+        let mut scratch = Vec::new();
+        let mut own = Vec::new();
+        // The user tower with no history items gives the `own` part alone.
+        self.user(input, &[], &[], &mut scratch, &mut own);
+        let mut clicks = vec![0.0; self.embed];
+        for item in clicked {
+            let t = self.click_transform(*item);
+            let inv = 1.0 / clicked.len() as f32;
+            clicks.iter_mut().zip(&t).for_each(|(c, x)| *c += x * inv);
+        }
+        let mut ignores = vec![0.0; self.embed];
+        let e = self.embed;
+        for item in ignored {
+            let v = &self.item_vectors[item.index() * e..(item.index() + 1) * e];
+            let inv = 1.0 / ignored.len() as f32;
+            for (r, o) in ignores.iter_mut().enumerate() {
+                let wi = &self.wi[r * e..(r + 1) * e];
+                *o += inv * wi.iter().zip(v).map(|(w, x)| w * x).sum::<f32>();
+            }
+        }
+        UserParts {
+            own,
+            clicks,
+            ignores,
+        }
+    }
+
+    /// `Wc h_j`: what one clicked item adds to the user vector, before averaging over the
+    /// session's clicks.
+    pub fn click_transform(&self, item: metarec_core::ItemId) -> Vec<f32> {
+        let e = self.embed;
+        let v = &self.item_vectors[item.index() * e..(item.index() + 1) * e];
+        (0..e)
+            .map(|r| {
+                self.wc[r * e..(r + 1) * e]
+                    .iter()
+                    .zip(v)
+                    .map(|(w, x)| w * x)
+                    .sum::<f32>()
+            })
+            .collect()
+    }
+
     /// The score of item `i` for user vector `g` with its session flags.
     #[inline]
     pub fn score(&self, g: &[f32], i: usize, ignored: bool, clicked: bool) -> f32 {
@@ -392,6 +445,17 @@ impl Frozen {
         }
         s
     }
+}
+
+/// The user vector of [`Frozen::user`] in additive parts (see [`Frozen::user_parts`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserParts {
+    /// `W4 a + b4`: the context, the session counts and the history's mean item inputs.
+    pub own: Vec<f32>,
+    /// `Wc mean(h_clicked)`: the items clicked in the session.
+    pub clicks: Vec<f32>,
+    /// `Wi mean(h_ignored)`: the items shown and passed over.
+    pub ignores: Vec<f32>,
 }
 
 /// The variables of a network in a fresh map, seeded.
@@ -564,5 +628,31 @@ mod tests {
         };
         assert_eq!(values(5), values(5));
         assert_ne!(values(5), values(6));
+    }
+
+    #[test]
+    fn the_user_vector_parts_add_up_to_the_user_vector() {
+        let c = catalog();
+        let f = Features::new(&c);
+        let (_, model) = build(ModelConfig::default(), &f, DType::F32, 3).unwrap();
+        let items = crate::item_tensor(&f).unwrap();
+        let frozen = Frozen::from_model(&model, &items).unwrap();
+        let input: Vec<f32> = (0..f.user_dim()).map(|i| (i as f32 * 0.37).cos()).collect();
+        let clicked = [metarec_core::ItemId(1), metarec_core::ItemId(3)];
+        let ignored = [metarec_core::ItemId(0)];
+        let (mut scratch, mut g) = (Vec::new(), Vec::new());
+        frozen.user(&input, &clicked, &ignored, &mut scratch, &mut g);
+        let parts = frozen.user_parts(&input, &clicked, &ignored);
+        for (k, gk) in g.iter().enumerate() {
+            let sum = parts.own[k] + parts.clicks[k] + parts.ignores[k];
+            assert!((sum - gk).abs() < 1e-5, "{k}: {sum} vs {gk}");
+        }
+        // Each clicked item's share is its own transform over the number of clicks.
+        let t1 = frozen.click_transform(clicked[0]);
+        let t3 = frozen.click_transform(clicked[1]);
+        for (k, c) in parts.clicks.iter().enumerate() {
+            assert!((c - (t1[k] + t3[k]) / 2.0).abs() < 1e-6);
+        }
+        assert!(parts.clicks.iter().any(|v| v.abs() > 1e-6));
     }
 }

@@ -187,6 +187,15 @@ fn checkpoints_round_trip_and_bad_ones_are_clear_errors() {
     let err = checkpoint::load(&path, env.catalog()).err().unwrap();
     assert!(matches!(err, NeuralError::Corrupt { .. }), "{err}");
 
+    // One changed byte in the last tensor's values: still a readable safetensors file of the
+    // right shapes, caught by the manifest's checksum.
+    let mut flipped = bytes.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x01;
+    std::fs::write(&weights, &flipped).unwrap();
+    let err = checkpoint::load(&path, env.catalog()).err().unwrap();
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+
     // A manifest that is not JSON, and one of another format.
     std::fs::write(&weights, &bytes).unwrap();
     let manifest_path = path.join(checkpoint::MANIFEST);

@@ -13,6 +13,10 @@ use std::time::Instant;
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Serving: throughput and p50 / p99 / p99.9 latency of `/v1/rank` (100 candidates, users
+    /// adapting through feedback) at 1, 8 and 64 keep-alive connections on loopback, against a
+    /// `metarec serve` child process.
+    Serve(crate::serve::BenchServeArgs),
     /// Text encoder throughput: every distinct Online Retail title embedded from scratch (all
     /// cores), optionally against Python sentence-transformers on the same titles.
     Embed {
@@ -464,6 +468,7 @@ fn embed_bench(batch: usize, python: Option<String>, global: &Global) -> Result<
 pub fn run(command: BenchCommand, global: &Global) -> Result<()> {
     match command {
         BenchCommand::Ope { rows, resamples } => crate::ope::bench(rows, resamples, global),
+        BenchCommand::Serve(args) => crate::serve::bench(args, global),
         BenchCommand::Embed { batch, python } => {
             if batch == 0 {
                 bail!("--batch must be at least 1");

@@ -72,6 +72,8 @@ pub enum LogCommand {
         #[arg(long)]
         skip_malformed: bool,
     },
+    /// Write the interaction log of a `metarec serve` database (JSON Lines).
+    Export(crate::serve::LogExportArgs),
 }
 
 fn options(skip_malformed: bool) -> LoadOptions {
@@ -192,6 +194,7 @@ fn stats_cmd(args: &StatsArgs, global: &Global) -> Result<Stats> {
 
 pub fn run_log(command: LogCommand, global: &Global) -> Result<()> {
     match command {
+        LogCommand::Export(args) => crate::serve::export(args, global),
         LogCommand::Check {
             file,
             skip_malformed,

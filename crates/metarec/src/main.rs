@@ -11,6 +11,7 @@ mod newitems;
 mod ope;
 mod progress;
 mod report;
+mod serve;
 mod sim;
 mod train;
 
@@ -73,6 +74,8 @@ enum Command {
     Ope(ope::OpeArgs),
     /// The cold-start rating benchmark on MovieLens-100k (MeLU's protocol, paired seeds).
     Coldstart(coldstart::ColdStartArgs),
+    /// Serve a trained model over HTTP: rank, feedback, per-user adaptation, a durable log.
+    Serve(serve::ServeArgs),
     /// Benchmarks that print a table, measured against a baseline in the same run.
     Bench {
         #[command(subcommand)]
@@ -115,6 +118,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Report(args) => report::run(args, &global),
         Command::Ope(args) => ope::run(args, &global),
         Command::Coldstart(args) => coldstart::run(args, &global),
+        Command::Serve(args) => serve::run(args, &global),
         Command::Bench { command } => bench::run(command, &global),
     }
 }

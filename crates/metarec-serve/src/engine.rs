@@ -1,0 +1,498 @@
+//! The writer: one thread owns the [`Store`] and every change of a user's adjuster state.
+//!
+//! Handlers send [`Job`]s (record a decision, apply a feedback, close expired reward windows,
+//! forget a user) and wait for the answer. The thread takes every job waiting in the queue, runs
+//! them in one transaction and commits once, so under load one `fsync` acknowledges a whole group
+//! (group commit) while each request still gets its answer only after its rows are durable. The
+//! new user states of a group are published to the shared map only after the commit, so a rank
+//! never sees a state the database does not hold. Because this thread alone changes states, two
+//! feedbacks of one user never race.
+//!
+//! Adaptation: a click (or purchase) folds that one shown item into the user's posterior as a
+//! positive at once; when the event's reward window closes, the shown items that got no click are
+//! folded in as negatives and the event's reward is fixed (the configured default when no
+//! feedback came). Each shown item is thus observed exactly once, as in the batch update the
+//! adjuster was meta-trained with.
+
+use crate::api::ApiError;
+use crate::metrics::Metrics;
+use crate::model::{ServedCatalog, ServedModel};
+use crate::store::{DecisionRow, FeedbackKind, FeedbackRow, Store};
+use metarec_core::{Adjuster, Context, Decision, Feedback, Interaction, PastEvent, Slate};
+use metarec_neural::adjust::GaussianPosterior;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::{Arc, RwLock};
+use tokio::sync::oneshot;
+
+/// A user's state: the adjuster posterior and the recent history the network reads.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct UserRecord {
+    /// The posterior over the correction of the user's head.
+    pub posterior: GaussianPosterior,
+    /// Recent interactions, oldest first, bounded by the history limit.
+    pub history: Vec<PastEvent>,
+    /// Slates whose reward window has closed.
+    pub slates: u32,
+}
+
+/// The stored form of a [`UserRecord`]: floats as their IEEE-754 bit patterns, so a restart
+/// restores the state bit for bit (serde_json's default float parser may miss the last bit).
+#[derive(Serialize, Deserialize)]
+struct StoredRecord {
+    dim: usize,
+    precision: Vec<u64>,
+    shift: Vec<u64>,
+    observations: u32,
+    history: Vec<PastEvent>,
+    slates: u32,
+}
+
+impl UserRecord {
+    /// The stored JSON.
+    pub(crate) fn to_json(&self) -> Result<String, serde_json::Error> {
+        let p = &self.posterior;
+        serde_json::to_string(&StoredRecord {
+            dim: p.dim,
+            precision: p.precision.iter().map(|v| v.to_bits()).collect(),
+            shift: p.shift.iter().map(|v| v.to_bits()).collect(),
+            observations: p.observations,
+            history: self.history.clone(),
+            slates: self.slates,
+        })
+    }
+
+    /// Reads the stored JSON, checking the posterior's sizes.
+    pub(crate) fn from_json(text: &str) -> Result<UserRecord, String> {
+        let s: StoredRecord = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        if s.precision.len() != s.dim * s.dim || s.shift.len() != s.dim {
+            return Err(format!(
+                "posterior of dimension {} has {} precision and {} shift entries",
+                s.dim,
+                s.precision.len(),
+                s.shift.len()
+            ));
+        }
+        Ok(UserRecord {
+            posterior: GaussianPosterior {
+                dim: s.dim,
+                precision: s.precision.into_iter().map(f64::from_bits).collect(),
+                shift: s.shift.into_iter().map(f64::from_bits).collect(),
+                observations: s.observations,
+            },
+            history: s.history,
+            slates: s.slates,
+        })
+    }
+
+    pub(crate) fn prior(model: &ServedModel) -> UserRecord {
+        UserRecord {
+            posterior: model.adjuster.prior(&Context::default()),
+            history: Vec::new(),
+            slates: 0,
+        }
+    }
+}
+
+/// Settings of the writer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EngineConfig {
+    pub reward_window_ms: i64,
+    pub default_reward: f64,
+    pub history_limit: usize,
+}
+
+/// What the handlers and the writer share.
+pub(crate) struct Shared {
+    pub model: RwLock<Arc<ServedModel>>,
+    pub catalog: Arc<ServedCatalog>,
+    pub users: RwLock<HashMap<String, Arc<UserRecord>>>,
+    pub metrics: Metrics,
+    pub config: EngineConfig,
+}
+
+impl Shared {
+    pub(crate) fn model(&self) -> Arc<ServedModel> {
+        self.model.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn user(&self, user: &str) -> Option<Arc<UserRecord>> {
+        self.users
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(user)
+            .cloned()
+    }
+}
+
+/// Which slate entry a feedback is about.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    Position(u32),
+    Item(String),
+}
+
+/// A feedback request, checked for types.
+#[derive(Debug, Clone)]
+pub(crate) struct FeedbackJob {
+    pub event_id: String,
+    pub target: Target,
+    pub kind: FeedbackKind,
+    pub revenue: f64,
+}
+
+/// The answer to a feedback.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct FeedbackAck {
+    pub event_id: String,
+    pub position: u32,
+    pub kind: &'static str,
+    pub duplicate: bool,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
+
+/// Work for the writer.
+pub(crate) enum Job {
+    Decision(Box<DecisionRow>, Reply<()>),
+    Feedback(FeedbackJob, Reply<FeedbackAck>),
+    Expire(Reply<usize>),
+    Forget(String, Reply<u64>),
+}
+
+/// Starts the writer thread; it ends when every sender is dropped.
+pub(crate) fn spawn(
+    store: Box<dyn Store>,
+    shared: Arc<Shared>,
+) -> std::io::Result<(Sender<Job>, std::thread::JoinHandle<()>)> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let handle = std::thread::Builder::new()
+        .name("metarec-writer".into())
+        .spawn(move || run(store, rx, shared))?;
+    Ok((tx, handle))
+}
+
+/// Most jobs folded into one transaction.
+const MAX_GROUP: usize = 512;
+
+fn run(mut store: Box<dyn Store>, rx: Receiver<Job>, shared: Arc<Shared>) {
+    while let Ok(first) = rx.recv() {
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        process(store.as_mut(), &shared, jobs);
+    }
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One group: runs every job in a transaction, commits, then publishes states and answers.
+fn process(store: &mut dyn Store, shared: &Shared, jobs: Vec<Job>) {
+    let model = shared.model();
+    let now = now_ms();
+    let mut group = Group {
+        overlay: HashMap::new(),
+        answers: Vec::with_capacity(jobs.len()),
+    };
+    let outcome = store.begin().and_then(|()| {
+        for job in jobs {
+            group.run(store, shared, &model, job, now)?;
+        }
+        store.commit()
+    });
+    match outcome {
+        Ok(()) => {
+            let mut users = shared.users.write().unwrap_or_else(|e| e.into_inner());
+            for (user, record) in group.overlay {
+                match record {
+                    Some(r) => {
+                        users.insert(user, Arc::new(r));
+                    }
+                    None => {
+                        users.remove(&user);
+                    }
+                }
+            }
+            drop(users);
+            for answer in group.answers {
+                answer(None);
+            }
+        }
+        Err(e) => {
+            let _ = store.rollback();
+            let error = ApiError::internal(format!("the event could not be stored: {e}"));
+            for answer in group.answers {
+                answer(Some(&error));
+            }
+        }
+    }
+}
+
+type Answer = Box<dyn FnOnce(Option<&ApiError>) + Send>;
+
+struct Group {
+    /// New states of this group's users (`None`: forgotten).
+    overlay: HashMap<String, Option<UserRecord>>,
+    /// Called after the commit, with the error when it failed.
+    answers: Vec<Answer>,
+}
+
+fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, ApiError>) -> Answer {
+    Box::new(move |failed| {
+        let _ = reply.send(match failed {
+            Some(e) => Err(e.clone()),
+            None => result,
+        });
+    })
+}
+
+/// The interaction restricted to some slate positions, all with the same click label: what the
+/// adjuster folds in for a click (one position) or at the window's close (the unclicked ones).
+fn part(interaction: &Interaction, positions: &[usize], click: bool) -> Option<Interaction> {
+    let d = &interaction.decision;
+    let items = positions.iter().map(|&p| d.slate.items()[p]).collect();
+    let n = positions.len();
+    Some(Interaction {
+        context: interaction.context.clone(),
+        decision: Decision {
+            event_id: d.event_id.clone(),
+            slate: Slate::new(items).ok()?,
+            propensities: positions.iter().map(|&p| d.propensities[p]).collect(),
+            slate_propensity: None,
+            positions: Some(positions.iter().map(|&p| p as u32).collect()),
+            policy_id: d.policy_id.clone(),
+            model_version: d.model_version.clone(),
+        },
+        feedback: Feedback {
+            clicks: vec![click; n],
+            purchases: vec![false; n],
+            revenue: vec![0.0; n],
+        },
+    })
+}
+
+impl Group {
+    fn current(&self, shared: &Shared, model: &ServedModel, user: &str) -> UserRecord {
+        match self.overlay.get(user) {
+            Some(Some(r)) => r.clone(),
+            Some(None) => UserRecord::prior(model),
+            None => shared
+                .user(user)
+                .map_or_else(|| UserRecord::prior(model), |r| (*r).clone()),
+        }
+    }
+
+    fn save(
+        &mut self,
+        store: &mut dyn Store,
+        shared: &Shared,
+        user: &str,
+        mut record: UserRecord,
+        now: i64,
+    ) -> Result<(), crate::StoreError> {
+        let limit = shared.config.history_limit;
+        if record.history.len() > limit {
+            record.history.drain(..record.history.len() - limit);
+        }
+        store.put_user(user, &record.to_json()?, now)?;
+        self.overlay.insert(user.to_owned(), Some(record));
+        Ok(())
+    }
+
+    fn run(
+        &mut self,
+        store: &mut dyn Store,
+        shared: &Shared,
+        model: &ServedModel,
+        job: Job,
+        now: i64,
+    ) -> Result<(), crate::StoreError> {
+        match job {
+            Job::Decision(row, reply) => {
+                store.insert_decision(&row)?;
+                self.answers.push(answer(reply, Ok(())));
+            }
+            Job::Feedback(fb, reply) => {
+                let result = self.feedback(store, shared, model, fb, now)?;
+                if let Ok(ack) = &result {
+                    let (kind, duplicate) = (ack.kind, ack.duplicate);
+                    let metrics = &shared.metrics;
+                    metrics.feedback(kind, duplicate);
+                }
+                self.answers.push(answer(reply, result));
+            }
+            Job::Expire(reply) => {
+                let n = self.expire(store, shared, model, now)?;
+                shared.metrics.expired(n as u64);
+                self.answers.push(answer(reply, Ok(n)));
+            }
+            Job::Forget(user, reply) => {
+                let n = store.forget(&user)?;
+                self.overlay.insert(user, None);
+                self.answers.push(answer(reply, Ok(n)));
+            }
+        }
+        Ok(())
+    }
+
+    fn feedback(
+        &mut self,
+        store: &mut dyn Store,
+        shared: &Shared,
+        model: &ServedModel,
+        job: FeedbackJob,
+        now: i64,
+    ) -> Result<Result<FeedbackAck, ApiError>, crate::StoreError> {
+        let Some(mut row) = store.decision(&job.event_id)? else {
+            return Ok(Err(ApiError::not_found(
+                "unknown_event",
+                format!(
+                    "no event `{}`: it was never ranked, or its user was forgotten",
+                    job.event_id
+                ),
+            )));
+        };
+        let window = shared.config.reward_window_ms;
+        if row.resolved || now > row.created_ms + window {
+            return Ok(Err(ApiError::not_found(
+                "event_expired",
+                format!(
+                    "event `{}` is past its reward window of {} s",
+                    job.event_id,
+                    window as f64 / 1000.0
+                ),
+            )));
+        }
+        let slate = row.interaction.decision.slate.items().to_vec();
+        let position = match &job.target {
+            Target::Position(p) if (*p as usize) < slate.len() => *p as usize,
+            Target::Position(p) => {
+                return Ok(Err(ApiError::unprocessable(
+                    "invalid_field",
+                    format!(
+                        "field `position`: {p} is outside the slate of {} items (positions start at 0)",
+                        slate.len()
+                    ),
+                )));
+            }
+            Target::Item(key) => {
+                match shared
+                    .catalog
+                    .id(key)
+                    .and_then(|id| slate.iter().position(|s| *s == id))
+                {
+                    Some(p) => p,
+                    None => {
+                        return Ok(Err(ApiError::unprocessable(
+                            "invalid_field",
+                            format!(
+                                "field `item`: `{key}` is not in the slate of event `{}`",
+                                job.event_id
+                            ),
+                        )));
+                    }
+                }
+            }
+        };
+        let ack = FeedbackAck {
+            event_id: job.event_id.clone(),
+            position: position as u32,
+            kind: job.kind.name(),
+            duplicate: false,
+        };
+        let fresh = store.insert_feedback(&FeedbackRow {
+            event_id: job.event_id.clone(),
+            user: row.user.clone(),
+            position: position as u32,
+            kind: job.kind,
+            revenue: job.revenue,
+            received_ms: now,
+        })?;
+        if !fresh {
+            return Ok(Ok(FeedbackAck {
+                duplicate: true,
+                ..ack
+            }));
+        }
+        let purchase = job.kind == FeedbackKind::Purchase;
+        let fb = &mut row.interaction.feedback;
+        let was_clicked = fb.clicks[position];
+        // A purchase implies the click that led to it.
+        fb.clicks[position] = true;
+        if purchase {
+            fb.purchases[position] = true;
+            fb.revenue[position] += job.revenue;
+        }
+        store.update_decision(&row)?;
+        let mut record = self.current(shared, model, &row.user);
+        let item = slate[position];
+        if !was_clicked {
+            if let Some(one) = part(&row.interaction, &[position], true) {
+                model.adjuster.update(&mut record.posterior, &one);
+            }
+            record.history.push(PastEvent {
+                item,
+                click: true,
+                purchase,
+            });
+        } else if purchase {
+            if let Some(e) = record
+                .history
+                .iter_mut()
+                .rev()
+                .find(|e| e.item == item && e.click)
+            {
+                e.purchase = true;
+            }
+        }
+        self.save(store, shared, &row.user, record, now)?;
+        Ok(Ok(ack))
+    }
+
+    fn expire(
+        &mut self,
+        store: &mut dyn Store,
+        shared: &Shared,
+        model: &ServedModel,
+        now: i64,
+    ) -> Result<usize, crate::StoreError> {
+        let rows = store.unresolved_before(now - shared.config.reward_window_ms, 1000)?;
+        let n = rows.len();
+        for mut row in rows {
+            let fb = &row.interaction.feedback;
+            let unclicked: Vec<usize> = (0..fb.len()).filter(|&p| !fb.clicks[p]).collect();
+            let any = fb.clicks.iter().any(|&c| c) || fb.purchases.iter().any(|&p| p);
+            let mut record = self.current(shared, model, &row.user);
+            if let Some(negatives) = part(&row.interaction, &unclicked, false) {
+                model.adjuster.update(&mut record.posterior, &negatives);
+                for &p in &unclicked {
+                    record.history.push(PastEvent {
+                        item: row.interaction.decision.slate.items()[p],
+                        click: false,
+                        purchase: false,
+                    });
+                }
+            }
+            record.slates = record.slates.saturating_add(1);
+            row.resolved = true;
+            row.reward = Some(if any {
+                model.reward.reward(&row.interaction.feedback)
+            } else {
+                shared.config.default_reward
+            });
+            store.update_decision(&row)?;
+            let user = row.user.clone();
+            self.save(store, shared, &user, record, now)?;
+        }
+        Ok(n)
+    }
+}

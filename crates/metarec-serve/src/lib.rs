@@ -1,0 +1,55 @@
+//! metarec's real-time server: rank and feedback over HTTP with per-user adaptation, a durable
+//! event log and access control.
+//!
+//! - [`auth`]: bearer API keys with scopes ([`ApiKeys`](auth::ApiKeys)) and the keyed hash that
+//!   pseudonymises user keys before they reach storage ([`Pseudonymizer`](auth::Pseudonymizer));
+//! - [`model`]: [`ServedModel`](model::ServedModel), a trained model directory verified
+//!   (checksum, schema, shapes, adjuster settings) and ready to decide;
+//! - [`store`]: the [`Store`](store::Store) trait (decisions, feedback, user states) and its
+//!   embedded default [`SqliteStore`](store::SqliteStore) (WAL, synchronous FULL);
+//! - [`engine`] (private): the single writer thread that commits decisions and feedback in
+//!   groups and owns every change of a user's adjuster state;
+//! - [`api`]: the HTTP routes ([`Server`](api::Server)), wire types and JSON errors;
+//! - [`metrics`]: the Prometheus text served at `/metrics`;
+//! - [`client`]: a small blocking HTTP client for tests and the load benchmark.
+//!
+//! The OpenAPI document of every route is `openapi.json` beside this crate's sources, served at
+//! `/openapi.json`.
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod auth;
+pub mod client;
+mod engine;
+mod error;
+pub mod metrics;
+pub mod model;
+pub mod store;
+
+pub use api::{Server, ServerConfig};
+pub use error::{ServeError, StoreError};
+
+/// Writes every interaction of a server database to `out` in the project's interaction-log
+/// format (JSON Lines, oldest decision first), atomically; returns the number of records.
+pub fn export_log(db: &std::path::Path, out: &std::path::Path) -> Result<u64, ServeError> {
+    use store::Store as _;
+    if !db.is_file() {
+        return Err(ServeError::Config(format!(
+            "{}: no such database (start `metarec serve --db {}` first)",
+            db.display(),
+            db.display()
+        )));
+    }
+    let mut store = store::SqliteStore::open(db)?;
+    let mut count = 0u64;
+    metarec_data::log::atomic_write(out, |w| {
+        store
+            .for_each_interaction(&mut |i| {
+                count += 1;
+                metarec_data::log::write_record(w, &i).map_err(|e| StoreError(e.to_string()))
+            })
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    })
+    .map_err(|e| ServeError::Config(format!("{}: {e}", out.display())))?;
+    Ok(count)
+}

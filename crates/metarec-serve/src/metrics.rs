@@ -1,0 +1,185 @@
+//! [`Metrics`]: counters and latency histograms, rendered as Prometheus text at `/metrics`.
+//!
+//! Written by hand (a few atomics and one mutex-guarded map) rather than through a metrics
+//! library: the server exports a dozen series, and the text format is simple.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Upper bounds of the latency buckets, in seconds.
+pub const BUCKETS: [f64; 12] = [
+    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// The server's metrics.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, Histogram>>,
+    decisions: AtomicU64,
+    impressions: AtomicU64,
+    clicks: AtomicU64,
+    purchases: AtomicU64,
+    duplicates: AtomicU64,
+    expired: AtomicU64,
+}
+
+impl Metrics {
+    /// Records one request: its method, route pattern, status and duration.
+    pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
+        *requests
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
+        drop(requests);
+        let mut latency = self.latency.lock().unwrap_or_else(|e| e.into_inner());
+        let h = latency.entry(route.to_owned()).or_default();
+        for (bound, count) in BUCKETS.iter().zip(h.counts.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += seconds;
+    }
+
+    /// Records a decision of `slate` items.
+    pub fn decision(&self, slate: usize) {
+        self.decisions.fetch_add(1, Ordering::Relaxed);
+        self.impressions.fetch_add(slate as u64, Ordering::Relaxed);
+    }
+
+    /// Records an acknowledged feedback of `kind` (`click` or `purchase`).
+    pub fn feedback(&self, kind: &str, duplicate: bool) {
+        if duplicate {
+            self.duplicates.fetch_add(1, Ordering::Relaxed);
+        } else if kind == "click" {
+            self.clicks.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.purchases.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Records events whose reward window closed.
+    pub fn expired(&self, n: u64) {
+        self.expired.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, model_version: &str, users: usize) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP metarec_requests_total HTTP requests by method, route and status.\n# TYPE metarec_requests_total counter"
+        );
+        for ((method, route, status), n) in self
+            .requests
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "metarec_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP metarec_request_seconds Request latency by route.\n# TYPE metarec_request_seconds histogram"
+        );
+        for (route, h) in self
+            .latency
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+        {
+            for (bound, count) in BUCKETS.iter().zip(h.counts.iter()) {
+                let _ = writeln!(
+                    out,
+                    "metarec_request_seconds_bucket{{route=\"{route}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "metarec_request_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}\nmetarec_request_seconds_sum{{route=\"{route}\"}} {}\nmetarec_request_seconds_count{{route=\"{route}\"}} {}",
+                h.count, h.sum, h.count
+            );
+        }
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (impressions, clicks) = (load(&self.impressions), load(&self.clicks));
+        let ctr = if impressions == 0 {
+            0.0
+        } else {
+            clicks as f64 / impressions as f64
+        };
+        for (name, help, kind, value) in [
+            (
+                "metarec_decisions_total",
+                "Slates ranked.",
+                "counter",
+                load(&self.decisions) as f64,
+            ),
+            (
+                "metarec_impressions_total",
+                "Items shown in ranked slates.",
+                "counter",
+                impressions as f64,
+            ),
+            (
+                "metarec_feedback_clicks_total",
+                "Click feedback acknowledged (first time).",
+                "counter",
+                clicks as f64,
+            ),
+            (
+                "metarec_feedback_purchases_total",
+                "Purchase feedback acknowledged (first time).",
+                "counter",
+                load(&self.purchases) as f64,
+            ),
+            (
+                "metarec_feedback_duplicates_total",
+                "Repeated feedback acknowledged without effect.",
+                "counter",
+                load(&self.duplicates) as f64,
+            ),
+            (
+                "metarec_events_expired_total",
+                "Events whose reward window closed.",
+                "counter",
+                load(&self.expired) as f64,
+            ),
+            (
+                "metarec_ctr",
+                "Clicks per impression since start.",
+                "gauge",
+                ctr,
+            ),
+            (
+                "metarec_users",
+                "Users with an adjuster state in memory.",
+                "gauge",
+                users as f64,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP metarec_model_info The model being served.\n# TYPE metarec_model_info gauge\nmetarec_model_info{{version=\"{model_version}\"}} 1"
+        );
+        out
+    }
+}

@@ -1,0 +1,366 @@
+//! Storage of decisions, feedback and per-user adjuster states.
+//!
+//! [`Store`] is the seam: the server's writer thread is its only caller, and it groups many
+//! requests into one transaction (`begin` ... `commit`), so a commit (one `fsync` under
+//! synchronous FULL) acknowledges a whole group. [`SqliteStore`] is the embedded default: SQLite
+//! in WAL mode with `synchronous = FULL`, so a committed decision or feedback survives a crash of
+//! the process or the machine. A server database can follow by implementing the same trait.
+//!
+//! Tables: `decisions` (one row per event: pseudonymous user, creation time, the interaction as
+//! JSON with its feedback so far, whether the reward window closed and the reward then),
+//! `feedback` (one row per event, position and kind: the primary key makes feedback
+//! idempotent) and `users` (the adjuster state of each pseudonymous user as JSON).
+
+use crate::error::StoreError;
+use metarec_core::Interaction;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+
+/// One decision (event) as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRow {
+    /// The event id.
+    pub event_id: String,
+    /// The pseudonymous user.
+    pub user: String,
+    /// When it was decided, milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    /// The context, the decision and the feedback received so far.
+    pub interaction: Interaction,
+    /// Whether the reward window has closed.
+    pub resolved: bool,
+    /// The reward once resolved.
+    pub reward: Option<f64>,
+}
+
+/// The kind of a feedback event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedbackKind {
+    /// A click.
+    Click,
+    /// A purchase (with revenue).
+    Purchase,
+}
+
+impl FeedbackKind {
+    /// The stored name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FeedbackKind::Click => "click",
+            FeedbackKind::Purchase => "purchase",
+        }
+    }
+}
+
+/// One feedback event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackRow {
+    /// The event it answers.
+    pub event_id: String,
+    /// The pseudonymous user of the event.
+    pub user: String,
+    /// The slate position (0-based).
+    pub position: u32,
+    /// Click or purchase.
+    pub kind: FeedbackKind,
+    /// Revenue of a purchase (0 for a click).
+    pub revenue: f64,
+    /// When it arrived, milliseconds since the Unix epoch.
+    pub received_ms: i64,
+}
+
+/// Row counts, for health checks and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Decisions stored.
+    pub decisions: u64,
+    /// Feedback rows stored.
+    pub feedback: u64,
+    /// Users with a stored state.
+    pub users: u64,
+}
+
+/// Where decisions, feedback and user states are kept.
+pub trait Store: Send {
+    /// Starts a transaction.
+    fn begin(&mut self) -> Result<(), StoreError>;
+    /// Commits it durably.
+    fn commit(&mut self) -> Result<(), StoreError>;
+    /// Abandons it.
+    fn rollback(&mut self) -> Result<(), StoreError>;
+    /// Stores a new decision.
+    fn insert_decision(&mut self, row: &DecisionRow) -> Result<(), StoreError>;
+    /// A decision by event id.
+    fn decision(&mut self, event_id: &str) -> Result<Option<DecisionRow>, StoreError>;
+    /// Rewrites a decision's interaction, resolution and reward.
+    fn update_decision(&mut self, row: &DecisionRow) -> Result<(), StoreError>;
+    /// Stores a feedback row; `false` when the same (event, position, kind) is already there.
+    fn insert_feedback(&mut self, row: &FeedbackRow) -> Result<bool, StoreError>;
+    /// Up to `limit` unresolved decisions created before `created_before_ms`, oldest first.
+    fn unresolved_before(
+        &mut self,
+        created_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DecisionRow>, StoreError>;
+    /// Stores a user's state (JSON).
+    fn put_user(&mut self, user: &str, state: &str, updated_ms: i64) -> Result<(), StoreError>;
+    /// Every stored user state.
+    fn users(&mut self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Deletes a user's state, decisions and feedback; returns the decisions deleted.
+    fn forget(&mut self, user: &str) -> Result<u64, StoreError>;
+    /// Calls `f` with every interaction, oldest decision first; returns how many.
+    fn for_each_interaction(
+        &mut self,
+        f: &mut dyn FnMut(Interaction) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError>;
+    /// Row counts.
+    fn counts(&mut self) -> Result<Counts, StoreError>;
+}
+
+/// The embedded store: one SQLite file in WAL mode, synchronous FULL.
+pub struct SqliteStore {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS decisions (
+    seq INTEGER PRIMARY KEY,
+    event_id TEXT NOT NULL UNIQUE,
+    user TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    resolved INTEGER NOT NULL DEFAULT 0,
+    reward REAL,
+    interaction TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS decisions_user ON decisions(user);
+CREATE INDEX IF NOT EXISTS decisions_open ON decisions(resolved, created_ms);
+CREATE TABLE IF NOT EXISTS feedback (
+    event_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    user TEXT NOT NULL,
+    revenue REAL NOT NULL,
+    received_ms INTEGER NOT NULL,
+    PRIMARY KEY (event_id, position, kind)
+);
+CREATE INDEX IF NOT EXISTS feedback_user ON feedback(user);
+CREATE TABLE IF NOT EXISTS users (
+    user TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL
+);
+";
+
+/// A decision row as read, before its interaction JSON is parsed.
+type RawDecision = (String, String, i64, i64, Option<f64>, String);
+
+fn row_to_decision(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawDecision> {
+    Ok((
+        row.get(0)?,
+        row.get(1)?,
+        row.get(2)?,
+        row.get(3)?,
+        row.get(4)?,
+        row.get(5)?,
+    ))
+}
+
+fn parse(raw: RawDecision) -> Result<DecisionRow, StoreError> {
+    let (event_id, user, created_ms, resolved, reward, text) = raw;
+    let interaction = serde_json::from_str(&text).map_err(|e| {
+        StoreError(format!(
+            "decision {event_id}: stored interaction is invalid: {e}"
+        ))
+    })?;
+    Ok(DecisionRow {
+        event_id,
+        user,
+        created_ms,
+        interaction,
+        resolved: resolved != 0,
+        reward,
+    })
+}
+
+const DECISION_COLUMNS: &str = "event_id, user, created_ms, resolved, reward, interaction";
+
+impl SqliteStore {
+    /// Opens (creating if needed) a database file in WAL mode with synchronous FULL.
+    pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let conn =
+            Connection::open(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteStore { conn })
+    }
+
+    /// The journal mode and synchronous level in force (for tests: `("wal", 2)`).
+    pub fn durability(&self) -> Result<(String, i64), StoreError> {
+        let mode: String = self
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+        let sync: i64 = self
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))?;
+        Ok((mode, sync))
+    }
+}
+
+impl Store for SqliteStore {
+    fn begin(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        Ok(())
+    }
+
+    fn commit(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<(), StoreError> {
+        self.conn.execute_batch("ROLLBACK")?;
+        Ok(())
+    }
+
+    fn insert_decision(&mut self, row: &DecisionRow) -> Result<(), StoreError> {
+        let text = serde_json::to_string(&row.interaction)?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO decisions (event_id, user, created_ms, resolved, reward, interaction)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                row.event_id,
+                row.user,
+                row.created_ms,
+                row.resolved as i64,
+                row.reward,
+                text
+            ])?;
+        Ok(())
+    }
+
+    fn decision(&mut self, event_id: &str) -> Result<Option<DecisionRow>, StoreError> {
+        let pair = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {DECISION_COLUMNS} FROM decisions WHERE event_id = ?1"
+            ))?
+            .query_row([event_id], row_to_decision)
+            .optional()?;
+        pair.map(parse).transpose()
+    }
+
+    fn update_decision(&mut self, row: &DecisionRow) -> Result<(), StoreError> {
+        let text = serde_json::to_string(&row.interaction)?;
+        self.conn
+            .prepare_cached(
+                "UPDATE decisions SET interaction = ?2, resolved = ?3, reward = ?4 WHERE event_id = ?1",
+            )?
+            .execute(params![row.event_id, text, row.resolved as i64, row.reward])?;
+        Ok(())
+    }
+
+    fn insert_feedback(&mut self, row: &FeedbackRow) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO feedback (event_id, position, kind, user, revenue, received_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![
+                row.event_id,
+                row.position,
+                row.kind.name(),
+                row.user,
+                row.revenue,
+                row.received_ms
+            ])?;
+        Ok(n == 1)
+    }
+
+    fn unresolved_before(
+        &mut self,
+        created_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DecisionRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {DECISION_COLUMNS} FROM decisions
+             WHERE resolved = 0 AND created_ms < ?1 ORDER BY created_ms LIMIT ?2"
+        ))?;
+        let rows = stmt
+            .query_map(params![created_before_ms, limit as i64], row_to_decision)?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter().map(parse).collect()
+    }
+
+    fn put_user(&mut self, user: &str, state: &str, updated_ms: i64) -> Result<(), StoreError> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO users (user, state, updated_ms) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(user) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
+            )?
+            .execute(params![user, state, updated_ms])?;
+        Ok(())
+    }
+
+    fn users(&mut self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self.conn.prepare_cached("SELECT user, state FROM users")?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    fn forget(&mut self, user: &str) -> Result<u64, StoreError> {
+        self.conn
+            .prepare_cached("DELETE FROM feedback WHERE user = ?1")?
+            .execute([user])?;
+        self.conn
+            .prepare_cached("DELETE FROM users WHERE user = ?1")?
+            .execute([user])?;
+        let n = self
+            .conn
+            .prepare_cached("DELETE FROM decisions WHERE user = ?1")?
+            .execute([user])?;
+        Ok(n as u64)
+    }
+
+    fn for_each_interaction(
+        &mut self,
+        f: &mut dyn FnMut(Interaction) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT event_id, interaction FROM decisions ORDER BY seq")?;
+        let mut rows = stmt.query([])?;
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            let event: String = row.get(0)?;
+            let text: String = row.get(1)?;
+            let interaction: Interaction = serde_json::from_str(&text).map_err(|e| {
+                StoreError(format!(
+                    "decision {event}: stored interaction is invalid: {e}"
+                ))
+            })?;
+            f(interaction)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    fn counts(&mut self) -> Result<Counts, StoreError> {
+        let count = |conn: &Connection, table: &str| -> Result<u64, StoreError> {
+            let n: i64 =
+                conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))?;
+            Ok(n as u64)
+        };
+        Ok(Counts {
+            decisions: count(&self.conn, "decisions")?,
+            feedback: count(&self.conn, "feedback")?,
+            users: count(&self.conn, "users")?,
+        })
+    }
+}

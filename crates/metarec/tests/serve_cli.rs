@@ -1,0 +1,251 @@
+//! `metarec serve` as a process: start on port 0, rank and feedback over HTTP, SIGKILL under a
+//! feedback load, restart, and check that every acknowledged feedback is in the database exactly
+//! once; `metarec log export` reads the database back as an interaction log.
+
+use metarec_serve::client::Client;
+use serde_json::{Value, json};
+use std::io::BufRead;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const TOKEN: &str = "crash-test-admin-token-0123";
+
+fn metarec(data_dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_metarec"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("the metarec binary runs")
+}
+
+/// Starts `metarec serve` on a free port and returns it with its address.
+fn serve(data_dir: &Path, model: &Path, db: &Path) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metarec"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["-q", "serve", "--model"])
+        .arg(model)
+        .arg("--db")
+        .arg(db)
+        .args(["--addr", "127.0.0.1:0", "--workers", "2"])
+        .env("METAREC_API_KEYS", format!("admin:{TOKEN}"))
+        .env("METAREC_PSEUDONYM_KEY", "crash-test-secret-0123456")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("metarec serve starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no address in `{line}`"));
+    (child, addr)
+}
+
+fn post(c: &mut Client, path: &str, body: &Value) -> metarec_serve::client::Response {
+    c.request("POST", path, Some(body.to_string().as_bytes()))
+        .unwrap()
+}
+
+#[test]
+fn acknowledged_feedback_survives_sigkill_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path();
+    let model = tmp.path().join("model");
+    let m = model.to_str().unwrap();
+    let out = metarec(
+        data,
+        &[
+            "-q",
+            "train",
+            "--scenario",
+            "small",
+            "--iterations",
+            "2",
+            "--batch",
+            "8",
+            "--out",
+            m,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = metarec(
+        data,
+        &[
+            "-q",
+            "meta-train",
+            "--scenario",
+            "small",
+            "--model",
+            m,
+            "--users",
+            "8",
+            "--grid",
+            "0.3",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let db = tmp.path().join("metarec.db");
+
+    let (mut child, addr) = serve(data, &model, &db);
+    let mut c = Client::new(addr, Some(TOKEN));
+    // Events to give feedback on: 60 slates of 5 for 6 users.
+    let mut events = Vec::new();
+    for n in 0..60 {
+        let r = post(
+            &mut c,
+            "/v1/rank",
+            &json!({"user": format!("user{}", n % 6), "slate_size": 5}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        events.push(r.json()["event_id"].as_str().unwrap().to_owned());
+    }
+    // Four clients send clicks as fast as they can, recording what the server acknowledged;
+    // the server is killed while they run.
+    let acked = Arc::new(Mutex::new(Vec::<(String, u32)>::new()));
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let events = events.clone();
+            let acked = acked.clone();
+            std::thread::spawn(move || {
+                let mut c = Client::new(addr, Some(TOKEN));
+                for (n, event) in events.iter().enumerate().skip(t).step_by(4) {
+                    for position in 0..5u32 {
+                        let body =
+                            json!({"event_id": event, "position": position, "kind": "click"});
+                        match c.request("POST", "/v1/feedback", Some(body.to_string().as_bytes())) {
+                            Ok(r) if r.status == 200 => {
+                                acked.lock().unwrap().push((event.clone(), position))
+                            }
+                            Ok(r) => panic!("feedback {n}/{position}: {}", r.text()),
+                            // The server is gone.
+                            Err(_) => return,
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    while acked.lock().unwrap().len() < 40 && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 40, "only {} acknowledged", acked.len());
+    assert!(acked.len() < 300, "the kill came after the whole load");
+
+    // After a restart (SQLite recovers the WAL), every acknowledged feedback is there once.
+    let (mut child, addr) = serve(data, &model, &db);
+    let mut c = Client::new(addr, Some(TOKEN));
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    for (event, position) in &acked {
+        let n: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM feedback WHERE event_id = ?1 AND position = ?2 AND kind = 'click'",
+                rusqlite::params![event, position],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(n, 1, "{event} position {position}");
+    }
+    let stored: i64 = conn
+        .query_row("SELECT COUNT(*) FROM feedback", [], |r| r.get(0))
+        .unwrap();
+    // Feedback in flight at the kill may have been committed without its answer arriving, but
+    // never more than one per client.
+    assert!(stored as usize >= acked.len() && stored as usize <= acked.len() + 4);
+    // Repeating an acknowledged feedback is recognised as a duplicate by the restarted server.
+    let (event, position) = &acked[0];
+    let r = post(
+        &mut c,
+        "/v1/feedback",
+        &json!({"event_id": event, "position": position, "kind": "click"}),
+    );
+    assert_eq!(r.json()["duplicate"], true, "{}", r.text());
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The exported log carries each acknowledged click in its decision's feedback.
+    let log = tmp.path().join("log.jsonl");
+    let out = metarec(
+        data,
+        &[
+            "-q",
+            "log",
+            "export",
+            "--db",
+            db.to_str().unwrap(),
+            "--out",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("wrote 60 interactions"));
+    let (records, _) =
+        metarec_data::log::read_log(&log, &metarec_data::LoadOptions::default()).unwrap();
+    let clicks: usize = records.iter().map(|r| r.feedback.click_count()).sum();
+    assert_eq!(clicks, stored as usize);
+    for (event, position) in &acked {
+        let r = records
+            .iter()
+            .find(|r| &r.decision.event_id.0 == event)
+            .unwrap();
+        assert!(r.feedback.clicks[*position as usize]);
+    }
+}
+
+#[test]
+fn serve_refuses_to_start_without_keys_or_with_a_missing_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_metarec"))
+        .args(["-q", "serve", "--model"])
+        .arg(tmp.path().join("nothing"))
+        .env_remove("METAREC_API_KEYS")
+        .env("METAREC_PSEUDONYM_KEY", "crash-test-secret-0123456")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("METAREC_API_KEYS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_metarec"))
+        .args(["-q", "serve", "--model"])
+        .arg(tmp.path().join("nothing"))
+        .env("METAREC_API_KEYS", format!("admin:{TOKEN}"))
+        .env("METAREC_PSEUDONYM_KEY", "crash-test-secret-0123456")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("manifest.json"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
