@@ -26,6 +26,15 @@ pub enum Cell {
         /// Decimals shown.
         decimals: usize,
     },
+    /// A mean with its standard deviation over repeats (seeds): `mean ± sd`, right-aligned.
+    MeanSd {
+        /// The mean.
+        mean: f64,
+        /// The standard deviation.
+        sd: f64,
+        /// Decimals shown.
+        decimals: usize,
+    },
 }
 
 impl Cell {
@@ -57,6 +66,10 @@ impl Cell {
                     num(*low, *decimals),
                     num(*high, *decimals)
                 ),
+                true,
+            ),
+            Cell::MeanSd { mean, sd, decimals } => (
+                format!("{} ± {}", num(*mean, *decimals), num(*sd, *decimals)),
                 true,
             ),
         }

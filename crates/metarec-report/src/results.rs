@@ -93,6 +93,9 @@ pub const KINDS: &[Kind] = &[
     kinds::training::KIND,
     kinds::calibration::KIND,
     kinds::meta::KIND,
+    kinds::ope::KIND,
+    kinds::coldstart::KIND,
+    kinds::newitems::KIND,
 ];
 
 fn known() -> String {

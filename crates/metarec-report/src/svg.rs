@@ -158,7 +158,14 @@ pub struct IntervalPlot {
     pub rows: Vec<IntervalRow>,
     /// A vertical reference line (0 for differences, a baseline's value).
     pub reference: Option<f64>,
+    /// Named vertical reference lines (a logging policy's on-policy value, a chance rate), each
+    /// dashed in its own colour with its name above the plot, so several can share one plot.
+    pub marks: Vec<(String, f64)>,
 }
+
+/// Colours of [`IntervalPlot::marks`]: darker than the series palette, so a mark is not read
+/// as one of the series.
+const MARK_COLORS: [&str; 3] = ["#b22222", "#2e7d32", "#6a1b9a"];
 
 const WIDTH: f64 = 900.0;
 const FONT: f64 = 12.0;
@@ -603,7 +610,8 @@ impl IntervalPlot {
             0.0
         };
         let right = WIDTH - 20.0 - legend_w;
-        let top = 40.0;
+        // Each named mark gets a line of text above the plot area.
+        let top = 40.0 + 14.0 * self.marks.len() as f64;
         let bottom = top + row_h * labels.len().max(1) as f64;
         let height = bottom + 58.0;
         let (v0, v1) = extent(
@@ -613,6 +621,13 @@ impl IntervalPlot {
             }),
             self.value.include.or(self.reference),
         );
+        // Marks widen the axis too, so a reference far from every estimate is still drawn.
+        let (v0, v1) = self
+            .marks
+            .iter()
+            .map(|m| m.1)
+            .filter(|m| m.is_finite())
+            .fold((v0, v1), |(a, b), m| (a.min(m), b.max(m)));
         let (v0, v1, ticks) = nice_ticks(v0, v1, 8, self.value.integer);
         let xs = Scale {
             d0: v0,
@@ -662,6 +677,27 @@ impl IntervalPlot {
             let _ = write!(
                 out,
                 r##"<line class="reference" x1="{x:.1}" y1="{top}" x2="{x:.1}" y2="{bottom}" stroke="#555" stroke-dasharray="4 3"/>"##
+            );
+        }
+        for (i, (name, value)) in self.marks.iter().enumerate() {
+            if !value.is_finite() {
+                continue;
+            }
+            let x = xs.at(*value);
+            let color = MARK_COLORS[i % MARK_COLORS.len()];
+            // The label sits on its own line above the plot, anchored towards the plot's middle
+            // so that a mark near either edge keeps its text inside the image.
+            let anchor = if x > (left + right) / 2.0 {
+                "end"
+            } else {
+                "start"
+            };
+            let _ = write!(
+                out,
+                r#"<g class="mark"><line x1="{x:.1}" y1="{:.1}" x2="{x:.1}" y2="{bottom}" stroke="{color}" stroke-width="1.5" stroke-dasharray="6 3"/><text x="{x:.1}" y="{:.1}" text-anchor="{anchor}" fill="{color}">{}</text></g>"#,
+                40.0 + 14.0 * i as f64 - 2.0,
+                40.0 + 14.0 * i as f64 - 6.0,
+                escape(&format!("{name} = {}", tick_label(*value, step / 100.0)))
             );
         }
         for (li, label) in labels.iter().enumerate() {
@@ -789,11 +825,15 @@ mod tests {
                 },
             ],
             reference: Some(0.0),
+            marks: vec![("chance".into(), 5.0)],
         };
         let svg = plot.to_svg();
         assert_eq!(svg.matches(r#"class="errorbar""#).count(), 1);
         assert_eq!(svg.matches("<circle").count(), 2);
         assert!(svg.contains(r#"class="reference""#));
         assert!(svg.contains("reward per user (reward units)"));
+        // The mark outside every interval is drawn and labelled, so the axis reaches it.
+        assert_eq!(svg.matches(r#"class="mark""#).count(), 1);
+        assert!(svg.contains(">chance = 5"), "{svg}");
     }
 }

@@ -128,10 +128,10 @@ fn the_kind_field_overrides_the_shape_and_tagging_adds_it() {
     assert!(render_report("t", &files(&[("a.json", v)])).is_ok());
     // A tag naming an unknown kind is an error even when the shape would match.
     let mut v = arena(&["random"], 5);
-    v[KIND_FIELD] = json!("ope");
+    v[KIND_FIELD] = json!("serving");
     let e = render_report("t", &files(&[("b.json", v)])).unwrap_err();
     assert!(matches!(e, ReportError::UnknownTag { .. }), "{e}");
-    assert!(e.to_string().contains("b.json") && e.to_string().contains("\"ope\""));
+    assert!(e.to_string().contains("b.json") && e.to_string().contains("\"serving\""));
 }
 
 #[test]
@@ -181,4 +181,167 @@ fn null_estimates_show_as_not_available_instead_of_failing() {
         .to_html();
     assert!(html.contains("n/a"));
     assert!(!html.contains("NaN"));
+}
+
+/// `metarec ope --data obd --json`: three estimators (DM has no weights, so no ESS).
+fn ope(on_policy: Option<f64>) -> Value {
+    let row = |name: &str, value: f64, half: f64, ess: Option<f64>| {
+        json!({"estimator": name, "value": value, "low": value - half, "high": value + half,
+               "std_error": half / 2.0, "ess": ess})
+    };
+    json!({
+        "policy": "bts", "rounds": 10000, "train_rounds": 0,
+        "logging_value": 0.004, "random_value": 0.004, "bts_value": 0.005,
+        "on_policy_value": on_policy,
+        "estimates": [row("DM", 0.0041, 0.0001, None), row("IPW", 0.0055, 0.002, Some(1642.4)),
+                      row("SNIPW", 0.0045, 0.002, Some(1642.4))],
+        "clipping": {"clip": null, "clipped": 0, "max_weight": 17.5},
+        "lambda": 10.0, "lambda_errors": [[1.0, 0.01], [10.0, 0.009]],
+        "weighted_rewards": 37
+    })
+}
+
+#[test]
+fn ope_results_show_every_estimator_against_the_on_policy_values() {
+    let html = render_report("t", &files(&[("ope.json", ope(Some(0.005)))]))
+        .unwrap()
+        .to_html();
+    assert!(html.contains("Off-policy evaluation: `bts`"), "{html}");
+    // Relative errors |v - 0.005| / 0.005: DM 18%, IPW 10%, SNIPW 10%.
+    assert!(html.contains("relative error (%)"));
+    assert!(html.contains("<td class=\"num\">18.0</td>"), "{html}");
+    assert_eq!(html.matches("<td class=\"num\">10.0</td>").count(), 2);
+    // DM's ESS is absent, the others' are rounded entries.
+    assert!(html.contains("<td class=\"num\">n/a</td>"));
+    assert_eq!(html.matches("<td class=\"num\">1642</td>").count(), 2);
+    assert!(html.contains("0.005500 <span class=\"ci\">[0.003500, 0.007500]</span>"));
+    // One error bar per estimator, and both on-policy values as labelled lines.
+    assert_eq!(html.matches(r#"class="errorbar""#).count(), 3);
+    assert_eq!(html.matches(r#"class="mark""#).count(), 2);
+    assert!(html.contains(">logging policy on-policy CTR = 0.004"));
+    assert!(html.contains(">bts on-policy CTR = 0.005"));
+
+    // A learned policy has no logs of its own: no relative error, only the logging line.
+    let html = render_report("t", &files(&[("ope.json", ope(None))]))
+        .unwrap()
+        .to_html();
+    assert!(!html.contains("relative error (%)"));
+    assert_eq!(html.matches(r#"class="mark""#).count(), 1);
+}
+
+/// `metarec coldstart --out`: two methods at budgets 1, 5 and all.
+fn coldstart() -> Value {
+    let stat = |mean: f64, sd: f64| json!({"mean": mean, "sd": sd});
+    let mut table = Vec::new();
+    for (m, method) in ["mf-foldin", "melu"].iter().enumerate() {
+        for (b, budget) in ["1", "5", "all"].iter().enumerate() {
+            let mae = 0.95 - 0.05 * b as f64 - 0.01 * m as f64;
+            table.push(json!({"method": method, "budget": budget, "metrics": [
+                ["mae", stat(mae, 0.01)], ["rmse", stat(mae + 0.2, 0.02)],
+                ["p5", stat(0.6 + 0.02 * b as f64, 0.005)], ["support", stat(3.0, 0.0)]]}));
+        }
+    }
+    json!({
+        "config": {"seeds": [0, 1], "budgets": [1, 5, null]},
+        "users": 940, "train_only_users": 0, "items": 1682, "table": table,
+        "paired": [], "chosen": [],
+        "per_seed": [{"seed": 0, "users": [650, 90, 200], "results": []},
+                     {"seed": 1, "users": [650, 90, 200], "results": []}],
+        "seconds": 12.5
+    })
+}
+
+#[test]
+fn coldstart_results_show_the_headline_table_and_the_budget_sweep() {
+    let html = render_report("t", &files(&[("cs.json", coldstart())]))
+        .unwrap()
+        .to_html();
+    assert!(html.contains("Cold-start rating prediction"));
+    assert!(html.contains("940 users (+0 training-only), 1682 items, 2 seeds"));
+    // The table is at the last budget (all): melu's MAE there is 0.95 - 0.10 - 0.01.
+    assert!(html.contains("K = all"));
+    assert!(html.contains("0.8400 ± 0.0100"), "{html}");
+    assert!(html.contains("0.6400 ± 0.0050"));
+    // Metrics the file lacks get no column; `support` is not a metric column.
+    assert!(html.contains("<th>MAE</th>") && html.contains("<th>P@5</th>"));
+    assert!(!html.contains("<th>nDCG@3</th>") && !html.contains("support</th>"));
+    // Two sweep plots (MAE, P@5), each a banded line per method.
+    assert!(html.contains("MAE against the support budget K (lower is better)"));
+    assert!(html.contains("P@5 against the support budget K (higher is better)"));
+    assert_eq!(html.matches(r#"class="band""#).count(), 4);
+
+    let mut v = coldstart();
+    v["table"][4]["metrics"][0][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("sd");
+    let e = render_report("t", &files(&[("cs.json", v)])).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("cs.json (coldstart results): field `table[4].metrics[0]"),
+        "{e}"
+    );
+}
+
+/// `metarec new-items --out`: id-only and two feature sets (with the writer's own `kind` field).
+fn new_items() -> Value {
+    let summary = |mean: f64, half: f64| json!({"mean": mean, "low": mean - half, "high": mean + half, "n": 981});
+    let set = |name: &str, hr: f64, ndcg: f64, base: (f64, f64)| {
+        json!({"features": name, "ridge": 1.0, "ridge_validation": [[1.0, 0.4]],
+               "hit_rate": summary(hr, 0.01), "ndcg": summary(ndcg, 0.01),
+               "hit_rate_vs_id": summary(hr - base.0, 0.005),
+               "ndcg_vs_id": summary(ndcg - base.1, 0.005)})
+    };
+    json!({
+        "kind": "new-items",
+        "config": {"holdout_days": 61, "top_k": 10, "mf": {"dim": 32}, "ridge_grid": [1.0],
+                   "seed": 7},
+        "cutoff_ms": 1318164600000i64, "new_items": 123, "old_items": 3542,
+        "test_users": 981, "targets": 3414, "chance_hit_rate": 0.08,
+        "results": [set("id", 0.078, 0.05, (0.078, 0.05)),
+                    set("id+price", 0.09, 0.06, (0.078, 0.05)),
+                    set("id+text", 0.15, 0.1, (0.078, 0.05))]
+    })
+}
+
+#[test]
+fn new_item_results_show_hit_rates_against_chance_and_paired_differences() {
+    let html = render_report("t", &files(&[("new.json", new_items())]))
+        .unwrap()
+        .to_html();
+    assert!(html.contains("New-item cold start"));
+    assert!(html.contains("<th>HR@10 minus id-only</th>"));
+    // id+text minus id-only: 0.15 - 0.078.
+    assert!(
+        html.contains("0.0720 <span class=\"ci\">[0.0670, 0.0770]</span>"),
+        "{html}"
+    );
+    // Three hit rates plus two paired differences (id-only against itself is left out).
+    assert_eq!(html.matches(r#"class="errorbar""#).count(), 5);
+    assert_eq!(html.matches(r#"class="mark""#).count(), 1);
+    assert!(html.contains(">chance HR@10 = 0.08"), "{html}");
+}
+
+#[test]
+fn the_new_kinds_are_recognised_by_shape_and_by_tag() {
+    for (name, v, title) in [
+        ("ope", ope(Some(0.005)), "Off-policy evaluation"),
+        ("coldstart", coldstart(), "Cold-start rating prediction"),
+        ("new-items", new_items(), "New-item cold start"),
+    ] {
+        let untagged = render_report("t", &files(&[("u.json", v.clone())])).unwrap();
+        assert!(untagged.sections[0].title.starts_with(title), "{name}");
+        let tagged = render_report("t", &files(&[("t.json", tagged(name, &v).unwrap())]));
+        assert_eq!(
+            tagged.unwrap().sections[0].title,
+            untagged.sections[0].title
+        );
+    }
+    // A file tagged as one of them but shaped as another names the missing field.
+    let e = render_report(
+        "t",
+        &files(&[("x.json", tagged("ope", &coldstart()).unwrap())]),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("x.json (ope results): field"), "{e}");
 }

@@ -3,7 +3,7 @@
 //! fold-in and the K-sweep, and optionally writes everything as JSON.
 
 use crate::Global;
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use metarec_coldstart::bench::{Budget, METHODS, REFERENCE, budget_label};
 use metarec_coldstart::{BenchConfig, RatingData, Report, UserFilter, run_benchmark};
@@ -111,9 +111,7 @@ pub fn run(args: ColdStartArgs, global: &Global) -> Result<()> {
     let report = run_benchmark(&data, &config, &|line| global.progress(line))?;
     print_report(&report);
     if let Some(path) = &args.out {
-        let text = serde_json::to_string_pretty(&report)?;
-        metarec_data::log::atomic_write(path, |f| std::io::Write::write_all(f, text.as_bytes()))
-            .with_context(|| format!("writing {}", path.display()))?;
+        crate::report::write_results(path, "coldstart", &report)?;
         global.progress(format!("wrote {}", path.display()));
     }
     Ok(())

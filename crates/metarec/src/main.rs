@@ -61,8 +61,8 @@ enum Command {
     Train(train::TrainArgs),
     /// Meta-train the strategy adjuster of a trained model on simulated training users.
     MetaTrain(meta::MetaTrainArgs),
-    /// Render results files (arena, training, meta-training, calibration JSON) into a
-    /// self-contained HTML report with plots.
+    /// Render results files (arena, training, meta-training, calibration, OPE, cold-start and
+    /// new-item JSON) into a self-contained HTML report with plots.
     Report(report::ReportArgs),
     /// Embed item titles with the local text encoder (MiniLM), cached by model and text.
     Embed(embed::EmbedArgs),

@@ -81,8 +81,7 @@ pub fn run(args: NewItemArgs, global: &Global) -> Result<()> {
         );
     }
     if let Some(path) = &args.out {
-        let text = serde_json::to_string_pretty(&report)?;
-        metarec_data::log::atomic_write(path, |f| std::io::Write::write_all(f, text.as_bytes()))?;
+        crate::report::write_results(path, "new-items", &report)?;
         global.progress(format!("wrote {}", path.display()));
     }
     Ok(())

@@ -214,7 +214,7 @@ pub fn run(args: OpeArgs, global: &Global) -> Result<()> {
                 };
             let report = run_experiment_with(&dir, &exp, &build)?;
             if args.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                println!("{}", crate::report::results_json("ope", &report)?);
             } else {
                 print_obd(&report, &exp);
             }

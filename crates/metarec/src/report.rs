@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 #[derive(Args)]
 pub struct ReportArgs {
     /// Results files: `arena --json` output, a model's manifest.json (training curves) or
-    /// adjuster.json (meta-training), `sim calibrate --json` output.
+    /// adjuster.json (meta-training), `sim calibrate --json`, `ope --data obd --json`,
+    /// `coldstart --out` and `new-items --out` output.
     #[arg(required = true, value_name = "RESULTS.json")]
     files: Vec<PathBuf>,
     /// Output directory; `index.html` is written into it.

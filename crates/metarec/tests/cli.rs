@@ -592,6 +592,7 @@ fn new_items_text_features_beat_id_only_on_products_never_seen_sold() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
     assert_eq!(json["kind"], "new-items");
+    assert_eq!(json["results_kind"], "new-items");
     let rows = json["results"].as_array().unwrap();
     let row = |name: &str| {
         rows.iter()

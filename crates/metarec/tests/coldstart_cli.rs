@@ -56,6 +56,8 @@ fn coldstart_prints_the_tables_and_writes_the_json_report() {
 
     let json: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&out_path).unwrap()).unwrap();
+    // Tagged so that `metarec report` renders it as the cold-start kind.
+    assert_eq!(json["results_kind"], "coldstart");
     assert_eq!(json["users"], 582);
     assert_eq!(json["items"], 1682);
     let table = json["table"].as_array().unwrap();
@@ -79,6 +81,26 @@ fn coldstart_prints_the_tables_and_writes_the_json_report() {
     assert!(paired.iter().all(|p| p["seeds"] == 1));
     assert_eq!(json["per_seed"].as_array().unwrap().len(), 1);
     assert_eq!(json["chosen"][0]["seed"], 0);
+
+    // The file renders as a report page with the table at the last budget.
+    let page_dir = tmp.path().join("page");
+    let out = Command::new(env!("CARGO_BIN_EXE_metarec"))
+        .arg("report")
+        .arg(&out_path)
+        .arg("--out")
+        .arg(&page_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = std::fs::read_to_string(page_dir.join("index.html")).unwrap();
+    assert!(html.contains("Cold-start rating prediction"));
+    assert!(html.contains("support budget K = all"));
+    // One numeric budget (1) is no sweep, so no K plot is drawn.
+    assert!(!html.contains("MAE against the support budget K"));
 }
 
 #[test]

@@ -97,6 +97,7 @@ fn ope_on_obd_random_all_prints_every_estimator_with_its_error_against_bts() {
     let out = metarec(&dir, &json_args);
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["results_kind"], "ope");
     let ipw_json = json["estimates"]
         .as_array()
         .unwrap()
@@ -106,6 +107,29 @@ fn ope_on_obd_random_all_prints_every_estimator_with_its_error_against_bts() {
         .as_f64()
         .unwrap();
     assert!((ipw_json - ipw).abs() < 1e-6);
+
+    // The printed JSON renders as a report page with both on-policy lines.
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("ope.json");
+    std::fs::write(&file, &out.stdout).unwrap();
+    let page_dir = tmp.path().join("page");
+    let out = metarec(
+        &dir,
+        &[
+            "report",
+            file.to_str().unwrap(),
+            "--out",
+            page_dir.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = std::fs::read_to_string(page_dir.join("index.html")).unwrap();
+    assert!(html.contains("Off-policy evaluation: `bts`"));
+    assert!(
+        html.contains(">logging policy on-policy CTR = 0.0038"),
+        "{html}"
+    );
+    assert!(html.contains(">bts on-policy CTR = 0.0042"), "{html}");
 }
 
 #[test]

@@ -110,6 +110,7 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
                 })
                 .collect(),
             reference: None,
+            marks: Vec::new(),
         }
         .to_svg(),
     ));
@@ -178,6 +179,7 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
                     })
                     .collect(),
                 reference: Some(0.0),
+                marks: Vec::new(),
             }
             .to_svg(),
         ));

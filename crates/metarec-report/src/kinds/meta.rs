@@ -74,6 +74,7 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
                     })
                     .collect(),
                 reference: None,
+                marks: Vec::new(),
             }
             .to_svg(),
         ),

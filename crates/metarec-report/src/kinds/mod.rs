@@ -6,7 +6,10 @@
 
 pub(crate) mod arena;
 pub(crate) mod calibration;
+pub(crate) mod coldstart;
 pub(crate) mod meta;
+pub(crate) mod newitems;
+pub(crate) mod ope;
 pub(crate) mod training;
 
 use serde_json::Value;
