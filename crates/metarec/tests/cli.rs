@@ -1,39 +1,9 @@
 //! End-to-end tests of the `metarec` binary: the commands a newcomer runs, their output on the
 //! real data sets, and their errors on bad input.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn metarec(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_metarec"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .expect("the metarec binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The data directory that `scripts/test` fills (or `$METAREC_DATA`).
-fn fetched_data_dir(dataset: &str) -> PathBuf {
-    let dir = std::env::var_os("METAREC_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-    assert!(
-        dir.join(dataset).join(".complete").is_file(),
-        "data set `{dataset}` is missing from {}: run `cargo run -p metarec -- data fetch {dataset}` \
-         (scripts/test does this before running the tests)",
-        dir.display()
-    );
-    dir
-}
+use common::{fetched_data_dir, metarec, stderr, stdout};
 
 #[test]
 fn stats_on_online_retail_unpack_the_shipped_copy_and_report_the_standard_cleaning() {

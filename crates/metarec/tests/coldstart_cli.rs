@@ -1,20 +1,13 @@
 //! End-to-end test of `metarec coldstart` on the fetched MovieLens-100k, in a reduced
 //! configuration: the printed tables and the JSON report's structure.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::PathBuf;
 use std::process::Command;
 
-/// The data directory that `scripts/test` fills (or `$METAREC_DATA`).
 fn fetched_data_dir() -> PathBuf {
-    let dir = std::env::var_os("METAREC_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-    assert!(
-        dir.join("ml-100k").join(".complete").is_file(),
-        "ml-100k is missing from {}: run `cargo run -p metarec -- data fetch ml-100k`",
-        dir.display()
-    );
-    dir
+    common::fetched_data_dir("ml-100k")
 }
 
 #[test]

@@ -1,37 +1,9 @@
 //! End-to-end tests of `metarec ope`: the Open Bandit table, and the rejection of malformed logs.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn metarec(data_dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_metarec"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .expect("the metarec binary runs")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The data directory that `scripts/test` fills (or `$METAREC_DATA`).
-fn fetched_data_dir(dataset: &str) -> PathBuf {
-    let dir = std::env::var_os("METAREC_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"));
-    assert!(
-        dir.join(dataset).join(".complete").is_file(),
-        "data set `{dataset}` is missing from {}: run `cargo run -p metarec -- data fetch {dataset}`",
-        dir.display()
-    );
-    dir
-}
+use common::{fetched_data_dir, metarec, stderr, stdout};
+use std::process::Output;
 
 #[test]
 fn ope_on_obd_random_all_prints_every_estimator_with_its_error_against_bts() {

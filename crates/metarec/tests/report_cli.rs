@@ -2,35 +2,17 @@
 //! `arena` read back with the record-format decoder (every scalar found, equal to the JSON
 //! results), `metarec report` on every kind of results file, and the demo's `index.html`.
 
+mod common;
+
+use common::{data_dir, stderr, stdout};
 use metarec_report::tfevents::{ReadOptions, event_files, read_event_file, scalars};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
 fn metarec(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_metarec"))
-        .current_dir(cwd)
-        .arg("--data-dir")
-        .arg(data_dir())
-        .args(args)
-        .output()
-        .expect("the metarec binary runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-/// The data directory (Online Retail is shipped in the binary and unpacked on first use).
-fn data_dir() -> PathBuf {
-    std::env::var_os("METAREC_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"))
+    common::metarec_in(cwd, &data_dir(), args)
 }
 
 /// Every scalar of every event file of a run: tag -> [(step, value)].

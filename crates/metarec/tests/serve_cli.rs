@@ -2,6 +2,9 @@
 //! feedback load, restart, and check that every acknowledged feedback is in the database exactly
 //! once; `metarec log export` reads the database back as an interaction log.
 
+mod common;
+
+use common::metarec;
 use metarec_serve::client::Client;
 use serde_json::{Value, json};
 use std::io::BufRead;
@@ -12,15 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "crash-test-admin-token-0123";
-
-fn metarec(data_dir: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_metarec"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .output()
-        .expect("the metarec binary runs")
-}
 
 /// Starts `metarec serve` on a free port and returns it with its address.
 fn serve(data_dir: &Path, model: &Path, db: &Path) -> (Child, SocketAddr) {

@@ -1,0 +1,59 @@
+//! Helpers shared by the CLI test binaries: running `metarec`, reading its output, and finding the
+//! data directory that `scripts/test` fills.
+
+// Each test binary compiles this module on its own and uses only some of the helpers.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// Runs `metarec --data-dir DATA ARGS...` and waits for it.
+pub fn metarec(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_metarec"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("the metarec binary runs")
+}
+
+/// Like [`metarec`], with the working directory set (for commands that write relative paths).
+pub fn metarec_in(cwd: &Path, data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_metarec"))
+        .current_dir(cwd)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .output()
+        .expect("the metarec binary runs")
+}
+
+/// Standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The data directory: `$METAREC_DATA`, else the repository's `data/` (Online Retail is shipped
+/// in the binary and unpacked there on first use).
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("METAREC_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data"))
+}
+
+/// The data directory, checked to hold a fetched data set (`scripts/test` fetches them).
+pub fn fetched_data_dir(dataset: &str) -> PathBuf {
+    let dir = data_dir();
+    assert!(
+        dir.join(dataset).join(".complete").is_file(),
+        "data set `{dataset}` is missing from {}: run `cargo run -p metarec -- data fetch {dataset}` \
+         (scripts/test does this before running the tests)",
+        dir.display()
+    );
+    dir
+}
