@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fetched_data_dir, metarec, stderr, stdout};
+use common::{fetched_data_dir, metarec, stderr, stdout, train_tiny_model};
 
 #[test]
 fn stats_on_online_retail_unpack_the_shipped_copy_and_report_the_standard_cleaning() {
@@ -397,22 +397,7 @@ fn meta_train_writes_the_adjuster_that_the_arena_plays() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("model");
     let m = model.to_str().unwrap();
-    let out = metarec(
-        tmp.path(),
-        &[
-            "-q",
-            "train",
-            "--scenario",
-            "small",
-            "--iterations",
-            "2",
-            "--batch",
-            "8",
-            "--out",
-            m,
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    train_tiny_model(tmp.path(), &model);
     // Without meta-training, the arena says what to run.
     let adjusted = format!("adjusted:{m}");
     let arena = [
@@ -592,22 +577,7 @@ fn gradient_meta_training_is_reproducible_and_plays_in_the_arena() {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("model");
     let m = model.to_str().unwrap();
-    let out = metarec(
-        tmp.path(),
-        &[
-            "-q",
-            "train",
-            "--scenario",
-            "small",
-            "--iterations",
-            "2",
-            "--batch",
-            "8",
-            "--out",
-            m,
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    train_tiny_model(tmp.path(), &model);
     let meta = [
         "-q",
         "meta-train",

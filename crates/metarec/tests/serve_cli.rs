@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::metarec;
+use common::{metarec, train_tiny_model};
 use metarec_serve::client::Client;
 use serde_json::{Value, json};
 use std::io::BufRead;
@@ -55,26 +55,7 @@ fn acknowledged_feedback_survives_sigkill_exactly_once() {
     let data = tmp.path();
     let model = tmp.path().join("model");
     let m = model.to_str().unwrap();
-    let out = metarec(
-        data,
-        &[
-            "-q",
-            "train",
-            "--scenario",
-            "small",
-            "--iterations",
-            "2",
-            "--batch",
-            "8",
-            "--out",
-            m,
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    train_tiny_model(data, &model);
     let out = metarec(
         data,
         &[

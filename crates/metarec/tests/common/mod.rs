@@ -57,3 +57,25 @@ pub fn fetched_data_dir(dataset: &str) -> PathBuf {
     );
     dir
 }
+
+/// Trains the smallest useful model (scenario `small`, 2 iterations of 8 users) into `model`, for
+/// tests that need a model directory rather than a good policy.
+pub fn train_tiny_model(data_dir: &Path, model: &Path) {
+    let m = model.to_str().expect("a UTF-8 temporary path");
+    let out = metarec(
+        data_dir,
+        &[
+            "-q",
+            "train",
+            "--scenario",
+            "small",
+            "--iterations",
+            "2",
+            "--batch",
+            "8",
+            "--out",
+            m,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
