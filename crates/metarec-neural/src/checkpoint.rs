@@ -235,7 +235,7 @@ pub fn load(dir: &Path, catalog: &Catalog) -> Result<Loaded, NeuralError> {
             ),
         });
     }
-    let features = Features::new(catalog);
+    let features = Features::new(catalog).with_feedback(manifest.model.feedback);
     let varmap = VarMap::new();
     let model = TwoTower::new(&varmap, DType::F32, manifest.model, &features)?;
     let weights = dir.join(WEIGHTS);

@@ -21,6 +21,7 @@ pub struct Features {
     item_inputs: Vec<f32>,
     item_dim: usize,
     items: usize,
+    feedback: bool,
 }
 
 /// What the policy reads from a context: the user input and the per-item flags.
@@ -51,7 +52,20 @@ impl Features {
             item_inputs,
             item_dim,
             items: catalog.len(),
+            feedback: true,
         }
+    }
+
+    /// The same schema, blind to feedback when `feedback` is false (see
+    /// [`ModelConfig::feedback`](crate::model::ModelConfig::feedback)).
+    pub fn with_feedback(mut self, feedback: bool) -> Self {
+        self.feedback = feedback;
+        self
+    }
+
+    /// Whether user views carry the clicks.
+    pub fn feedback(&self) -> bool {
+        self.feedback
     }
 
     /// Length of an item input.
@@ -91,7 +105,7 @@ impl Features {
             if event.item.index() >= self.items {
                 continue;
             }
-            let offset = if event.click {
+            let offset = if event.click && self.feedback {
                 out.clicked.push(event.item);
                 0
             } else {

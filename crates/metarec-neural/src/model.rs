@@ -35,6 +35,11 @@ pub struct ModelConfig {
     pub embed: usize,
     /// Plackett-Luce temperature of the policy.
     pub temperature: f64,
+    /// Whether the user tower sees the user's feedback (which shown items were clicked). False
+    /// builds the non-adaptive ablation: the network still knows what it showed, so it can
+    /// avoid repeats, but every past item reads as shown-and-ignored, so it cannot adapt to
+    /// what this user likes.
+    pub feedback: bool,
 }
 
 impl Default for ModelConfig {
@@ -44,6 +49,7 @@ impl Default for ModelConfig {
             hidden: 32,
             embed: 16,
             temperature: 1.0,
+            feedback: true,
         }
     }
 }
@@ -559,6 +565,7 @@ mod tests {
             hidden: 4,
             embed: 3,
             temperature: 0.7,
+            feedback: true,
         };
         let (varmap, model) = build(config, &f, DType::F64, 3).unwrap();
         // Non-zero biases and flags, so their gradients are exercised away from 0.

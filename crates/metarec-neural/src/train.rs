@@ -213,7 +213,7 @@ impl Trainer {
         config: TrainConfig,
     ) -> Result<Trainer, NeuralError> {
         config.validate()?;
-        let features = Features::new(catalog);
+        let features = Features::new(catalog).with_feedback(config.model.feedback);
         let (varmap, model) = build(config.model, &features, DType::F32, config.seed)?;
         Trainer::assemble(features, varmap, model, reward, config, 0)
     }

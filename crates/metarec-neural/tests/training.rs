@@ -97,6 +97,7 @@ fn config(iterations: usize) -> TrainConfig {
             hidden: 16,
             embed: 8,
             temperature: 1.0,
+            feedback: true,
         },
         iterations,
         batch: 32,

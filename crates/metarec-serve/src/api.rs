@@ -19,7 +19,7 @@ use crate::engine::{self, EngineConfig, FeedbackJob, Job, Shared, Target, UserRe
 use crate::error::ServeError;
 use crate::metrics::Metrics;
 use crate::model::{ServedCatalog, ServedModel};
-use crate::store::{DecisionRow, FeedbackKind, SqliteStore, Store};
+use crate::store::{DecisionRow, Durability, FeedbackKind, SqliteStore, Store};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -118,6 +118,8 @@ pub struct ServerConfig {
     pub max_slate: usize,
     /// Most candidates a request may list.
     pub max_candidates: usize,
+    /// What an acknowledged event survives (default: a crash of the machine).
+    pub durability: Durability,
 }
 
 impl ServerConfig {
@@ -136,6 +138,7 @@ impl ServerConfig {
             history_limit: 50,
             max_slate: 100,
             max_candidates: 10_000,
+            durability: Durability::Machine,
         }
     }
 }
@@ -172,7 +175,7 @@ impl Server {
         }
         let catalog = Arc::new(ServedCatalog::new(catalog));
         let model = ServedModel::load(&config.model_dir, &catalog)?;
-        let mut store = SqliteStore::open(&config.db)?;
+        let mut store = SqliteStore::open_with(&config.db, config.durability)?;
         let mut users = HashMap::new();
         for (user, text) in store.users()? {
             let record = UserRecord::from_json(&text).map_err(|e| {

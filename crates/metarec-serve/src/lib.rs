@@ -28,6 +28,7 @@ pub mod store;
 
 pub use api::{Server, ServerConfig};
 pub use error::{ServeError, StoreError};
+pub use store::Durability;
 
 /// Writes every interaction of a server database to `out` in the project's interaction-log
 /// format (JSON Lines, oldest decision first), atomically; returns the number of records.

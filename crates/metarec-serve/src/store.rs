@@ -4,7 +4,10 @@
 //! requests into one transaction (`begin` ... `commit`), so a commit (one `fsync` under
 //! synchronous FULL) acknowledges a whole group. [`SqliteStore`] is the embedded default: SQLite
 //! in WAL mode with `synchronous = FULL`, so a committed decision or feedback survives a crash of
-//! the process or the machine. A server database can follow by implementing the same trait.
+//! the process or the machine. [`Durability::Process`] (`synchronous = NORMAL`) drops the `fsync`
+//! from each commit: a committed event then survives the process being killed (the WAL is in the
+//! operating system's cache) but not a power cut before the next checkpoint. A server database
+//! can follow by implementing the same trait.
 //!
 //! Tables: `decisions` (one row per event: pseudonymous user, creation time, the interaction as
 //! JSON with its feedback so far, whether the reward window closed and the reward then),
@@ -117,7 +120,31 @@ pub trait Store: Send {
     fn counts(&mut self) -> Result<Counts, StoreError>;
 }
 
-/// The embedded store: one SQLite file in WAL mode, synchronous FULL.
+/// What a commit survives: the trade between acknowledgement latency and durability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// `synchronous = FULL`: every commit waits for an `fsync` of the WAL, so an acknowledged
+    /// event survives a crash of the machine or a power cut.
+    #[default]
+    Machine,
+    /// `synchronous = NORMAL`: commits reach the WAL without an `fsync` (it happens at
+    /// checkpoints), so an acknowledged event survives the process being killed but may be lost
+    /// with the machine's power.
+    Process,
+}
+
+impl Durability {
+    /// The SQLite `synchronous` level (`PRAGMA synchronous` reads it back as 2 or 1).
+    pub fn synchronous(self) -> i64 {
+        match self {
+            Durability::Machine => 2,
+            Durability::Process => 1,
+        }
+    }
+}
+
+/// The embedded store: one SQLite file in WAL mode, synchronous FULL (or NORMAL, see
+/// [`Durability`]).
 pub struct SqliteStore {
     conn: Connection,
 }
@@ -187,10 +214,15 @@ const DECISION_COLUMNS: &str = "event_id, user, created_ms, resolved, reward, in
 impl SqliteStore {
     /// Opens (creating if needed) a database file in WAL mode with synchronous FULL.
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        SqliteStore::open_with(path, Durability::Machine)
+    }
+
+    /// Opens (creating if needed) a database file in WAL mode with the given durability.
+    pub fn open_with(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
         let conn =
             Connection::open(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "synchronous", durability.synchronous())?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         Ok(SqliteStore { conn })
@@ -362,5 +394,20 @@ impl Store for SqliteStore {
             feedback: count(&self.conn, "feedback")?,
             users: count(&self.conn, "users")?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durability_sets_the_synchronous_level_and_keeps_wal() {
+        let dir = tempfile::tempdir().unwrap();
+        for (durability, level) in [(Durability::Machine, 2), (Durability::Process, 1)] {
+            let path = dir.path().join(format!("{durability:?}.db"));
+            let store = SqliteStore::open_with(&path, durability).unwrap();
+            assert_eq!(store.durability().unwrap(), ("wal".to_owned(), level));
+        }
     }
 }

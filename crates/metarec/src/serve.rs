@@ -6,7 +6,7 @@ use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use metarec_serve::auth::{ApiKeys, Pseudonymizer};
 use metarec_serve::client::Client;
-use metarec_serve::{Server, ServerConfig};
+use metarec_serve::{Durability, Server, ServerConfig};
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,6 +50,29 @@ pub struct ServeArgs {
     /// Worker threads (0: one per core).
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// What an acknowledged event survives: `machine` (an fsync per commit group: power cuts
+    /// and OS crashes) or `process` (no fsync per commit: the server being killed, not a
+    /// power cut; much lower latency on slow disks).
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Machine)]
+    durability: DurabilityArg,
+}
+
+/// `--durability`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum DurabilityArg {
+    /// SQLite synchronous FULL.
+    Machine,
+    /// SQLite synchronous NORMAL.
+    Process,
+}
+
+impl From<DurabilityArg> for Durability {
+    fn from(d: DurabilityArg) -> Durability {
+        match d {
+            DurabilityArg::Machine => Durability::Machine,
+            DurabilityArg::Process => Durability::Process,
+        }
+    }
 }
 
 fn read_secret_source(file: Option<&Path>, var: &str, what: &str) -> Result<String> {
@@ -96,6 +119,7 @@ pub fn run(args: ServeArgs, global: &Global) -> Result<()> {
     config.default_reward = args.default_reward;
     config.body_limit = args.body_limit;
     config.seed = args.seed;
+    config.durability = args.durability.into();
     let server = Server::open(catalog, config)?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if args.workers > 0 {
@@ -166,6 +190,15 @@ pub struct BenchServeArgs {
     /// The scenario whose catalog the model was trained on (default: the one in its manifest).
     #[arg(long)]
     scenario: Option<String>,
+    /// Open loop: send this many rank requests per second in all, on a fixed schedule spread
+    /// over the connections, and time each request from when it was due (so a stalled server
+    /// is charged for the requests it delayed). 0: closed loop, each connection sends its next
+    /// request as soon as the last one is answered.
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// The server's `--durability`.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Machine)]
+    durability: DurabilityArg,
 }
 
 struct Cell {
@@ -207,7 +240,21 @@ fn load(
                         seconds: 0.0,
                     };
                     let mut n = 0usize;
+                    // Under --rate, connection t's k-th request is due at
+                    // start + (k * connections + t) / rate.
+                    let interval = (args.rate > 0.0)
+                        .then(|| Duration::from_secs_f64(connections as f64 / args.rate));
+                    let mut due = match interval {
+                        Some(_) => start + Duration::from_secs_f64(t as f64 / args.rate),
+                        None => start,
+                    };
                     while Instant::now() < deadline {
+                        if interval.is_some() {
+                            let now = Instant::now();
+                            if due > now {
+                                std::thread::sleep(due - now);
+                            }
+                        }
                         // 1,000 users spread over the connections; candidates rotate through
                         // the catalog.
                         let user = format!("user{}", (t * 7919 + n) % 1000);
@@ -221,9 +268,12 @@ fn load(
                             "slate_size": args.slate,
                         })
                         .to_string();
-                        let t0 = Instant::now();
+                        let t0 = if interval.is_some() { due } else { Instant::now() };
                         let r = client.request("POST", "/v1/rank", Some(body.as_bytes()));
                         let dt = t0.elapsed().as_secs_f64();
+                        if let Some(interval) = interval {
+                            due += interval;
+                        }
                         n += 1;
                         match r {
                             Ok(r) if r.status == 200 => {
@@ -280,6 +330,9 @@ pub fn bench(args: BenchServeArgs, global: &Global) -> Result<()> {
     if connections.contains(&0) || args.candidates == 0 || args.slate == 0 {
         bail!("--connections, --candidates and --slate must be at least 1");
     }
+    if !(args.rate.is_finite() && args.rate >= 0.0) {
+        bail!("--rate must be a non-negative number of requests per second");
+    }
     if args.slate > args.candidates {
         bail!("--slate must not exceed --candidates");
     }
@@ -315,6 +368,11 @@ pub fn bench(args: BenchServeArgs, global: &Global) -> Result<()> {
         .arg(tmp.join("bench.db"))
         .args(["--addr", "127.0.0.1:0", "--workers"])
         .arg(args.workers.to_string())
+        .arg("--durability")
+        .arg(match args.durability {
+            DurabilityArg::Machine => "machine",
+            DurabilityArg::Process => "process",
+        })
         .args(
             args.scenario
                 .iter()
@@ -336,13 +394,22 @@ pub fn bench(args: BenchServeArgs, global: &Global) -> Result<()> {
             .and_then(|s| s.parse().ok())
             .with_context(|| format!("the server did not start: `{}`", line.trim()))?;
         println!(
-            "/v1/rank, {} candidates, slate {}, 1 click per {} ranks, 1,000 users; server: {} workers; {} cores on this machine",
+            "/v1/rank, {} candidates, slate {}, 1 click per {} ranks, 1,000 users; server: {} workers, durability {:?}; {} cores on this machine",
             args.candidates,
             args.slate,
             args.feedback_every,
             args.workers,
+            args.durability,
             std::thread::available_parallelism().map_or(1, |n| n.get())
         );
+        if args.rate > 0.0 {
+            println!(
+                "open loop at {} rank requests/s in all; latency counted from when each request was due",
+                args.rate
+            );
+        } else {
+            println!("closed loop: each connection sends as soon as its last request is answered");
+        }
         println!("connections  requests/s  feedback/s      p50 ms      p99 ms    p99.9 ms  errors");
         for &c in &connections {
             load(addr, token, &keys, &args, c, 1.0);

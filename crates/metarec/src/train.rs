@@ -58,6 +58,10 @@ pub struct TrainArgs {
     /// Plackett-Luce temperature.
     #[arg(long, default_value_t = 1.0)]
     temperature: f64,
+    /// Hide the user's clicks from the network (the non-adaptive ablation): it still sees
+    /// which items it showed, but not which were clicked.
+    #[arg(long)]
+    no_feedback: bool,
     /// Seed of weights, sampling and training users.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -90,6 +94,7 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
             hidden: args.hidden,
             embed: args.embed,
             temperature: args.temperature,
+            feedback: !args.no_feedback,
             ..ModelConfig::default()
         },
         iterations: args.iterations,

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 const TOKEN: &str = "crash-test-admin-token-0123";
 
 /// Starts `metarec serve` on a free port and returns it with its address.
-fn serve(data_dir: &Path, model: &Path, db: &Path) -> (Child, SocketAddr) {
+fn serve(data_dir: &Path, model: &Path, db: &Path, durability: &str) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_metarec"))
         .arg("--data-dir")
         .arg(data_dir)
@@ -25,7 +25,14 @@ fn serve(data_dir: &Path, model: &Path, db: &Path) -> (Child, SocketAddr) {
         .arg(model)
         .arg("--db")
         .arg(db)
-        .args(["--addr", "127.0.0.1:0", "--workers", "2"])
+        .args([
+            "--addr",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--durability",
+            durability,
+        ])
         .env("METAREC_API_KEYS", format!("admin:{TOKEN}"))
         .env("METAREC_PSEUDONYM_KEY", "crash-test-secret-0123456")
         .stdout(Stdio::piped())
@@ -76,9 +83,57 @@ fn acknowledged_feedback_survives_sigkill_exactly_once() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Both durability levels must keep every acknowledged event through a SIGKILL: `process`
+    // skips the fsync, which only a power cut could punish.
+    let quick = tmp.path().join("process.db");
+    let (acked_quick, _) = kill_under_feedback_and_restart(data, &model, &quick, "process");
+    assert!(!acked_quick.is_empty());
     let db = tmp.path().join("metarec.db");
+    let (acked, stored) = kill_under_feedback_and_restart(data, &model, &db, "machine");
 
-    let (mut child, addr) = serve(data, &model, &db);
+    // The exported log carries each acknowledged click in its decision's feedback.
+    let log = tmp.path().join("log.jsonl");
+    let out = metarec(
+        data,
+        &[
+            "-q",
+            "log",
+            "export",
+            "--db",
+            db.to_str().unwrap(),
+            "--out",
+            log.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("wrote 60 interactions"));
+    let (records, _) =
+        metarec_data::log::read_log(&log, &metarec_data::LoadOptions::default()).unwrap();
+    let clicks: usize = records.iter().map(|r| r.feedback.click_count()).sum();
+    assert_eq!(clicks, stored as usize);
+    for (event, position) in &acked {
+        let r = records
+            .iter()
+            .find(|r| &r.decision.event_id.0 == event)
+            .unwrap();
+        assert!(r.feedback.clicks[*position as usize]);
+    }
+}
+
+/// Starts the server on `db`, ranks 60 slates, kills it with SIGKILL while four clients send
+/// clicks, restarts it and checks that every acknowledged click is stored exactly once and is
+/// recognised as a duplicate. Returns the acknowledged clicks and the stored count.
+fn kill_under_feedback_and_restart(
+    data: &Path,
+    model: &Path,
+    db: &Path,
+    durability: &str,
+) -> (Vec<(String, u32)>, i64) {
+    let (mut child, addr) = serve(data, model, db, durability);
     let mut c = Client::new(addr, Some(TOKEN));
     // Events to give feedback on: 60 slates of 5 for 6 users.
     let mut events = Vec::new();
@@ -131,9 +186,9 @@ fn acknowledged_feedback_survives_sigkill_exactly_once() {
     assert!(acked.len() < 300, "the kill came after the whole load");
 
     // After a restart (SQLite recovers the WAL), every acknowledged feedback is there once.
-    let (mut child, addr) = serve(data, &model, &db);
+    let (mut child, addr) = serve(data, model, db, durability);
     let mut c = Client::new(addr, Some(TOKEN));
-    let conn = rusqlite::Connection::open(&db).unwrap();
+    let conn = rusqlite::Connection::open(db).unwrap();
     for (event, position) in &acked {
         let n: i64 = conn
             .query_row(
@@ -160,38 +215,7 @@ fn acknowledged_feedback_survives_sigkill_exactly_once() {
     assert_eq!(r.json()["duplicate"], true, "{}", r.text());
     child.kill().unwrap();
     child.wait().unwrap();
-
-    // The exported log carries each acknowledged click in its decision's feedback.
-    let log = tmp.path().join("log.jsonl");
-    let out = metarec(
-        data,
-        &[
-            "-q",
-            "log",
-            "export",
-            "--db",
-            db.to_str().unwrap(),
-            "--out",
-            log.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("wrote 60 interactions"));
-    let (records, _) =
-        metarec_data::log::read_log(&log, &metarec_data::LoadOptions::default()).unwrap();
-    let clicks: usize = records.iter().map(|r| r.feedback.click_count()).sum();
-    assert_eq!(clicks, stored as usize);
-    for (event, position) in &acked {
-        let r = records
-            .iter()
-            .find(|r| &r.decision.event_id.0 == event)
-            .unwrap();
-        assert!(r.feedback.clicks[*position as usize]);
-    }
+    (acked, stored)
 }
 
 #[test]
