@@ -210,6 +210,7 @@ struct UserOutcome {
     slates: f64,
     visits: f64,
     regret: f64,
+    early: f64,
     curve: Vec<f64>,
 }
 
@@ -224,6 +225,8 @@ pub struct ContestantReport {
     pub reward: Summary,
     /// Discounted return per user (the reward function's gamma, per slate).
     pub discounted_return: Summary,
+    /// Total reward per user over their first `horizon` interactions: the cold-start window.
+    pub early_reward: Summary,
     /// Reward per visit (session).
     pub reward_per_visit: Summary,
     /// Clicks per shown item.
@@ -378,6 +381,7 @@ fn play_job(
             discount *= reward.gamma();
             if t < config.horizon {
                 out.curve[t] = r;
+                out.early += r;
             }
             out.clicks += step.feedback.click_count() as f64;
             out.purchases += step.feedback.purchase_count() as f64;
@@ -472,6 +476,7 @@ fn summarise(
         users: outcomes.len(),
         reward: Summary::of(&col(|o| o.reward)),
         discounted_return: Summary::of(&col(|o| o.discounted)),
+        early_reward: Summary::of(&col(|o| o.early)),
         reward_per_visit: Summary::ratio(&col(|o| o.reward), &col(|o| o.visits)),
         ctr: Summary::ratio(&col(|o| o.clicks), &col(|o| o.impressions)),
         cvr: Summary::ratio(&col(|o| o.purchases), &col(|o| o.clicks)),
@@ -611,13 +616,14 @@ impl fmt::Display for ArenaReport {
             self.reward.gamma()
         )?;
         writeln!(f, "each cell: mean [95% confidence interval]")?;
-        let rows: Vec<[String; 9]> = self
+        let rows: Vec<[String; 10]> = self
             .contestants
             .iter()
             .map(|c| {
                 [
                     c.policy.clone(),
                     interval(&c.reward, 2),
+                    interval(&c.early_reward, 2),
                     interval(&c.reward_per_visit, 2),
                     interval(&c.discounted_return, 2),
                     interval(&c.ctr, 4),
@@ -628,9 +634,11 @@ impl fmt::Display for ArenaReport {
                 ]
             })
             .collect();
+        let early = format!("first {} interactions", self.horizon);
         let header = [
             "policy",
             "reward/user",
+            &early,
             "reward/visit",
             "discounted return",
             "CTR",
@@ -691,6 +699,24 @@ impl fmt::Display for ArenaReport {
                 row.push_str(&format!("  {:>8.3}", c.curve[t - 1].mean));
             }
             writeln!(f, "{row}")?;
+        }
+        if let Some(oracle) = self.contestants.iter().find(|c| c.policy == "oracle")
+            && let Some(last) = self.horizon.checked_sub(1)
+            && oracle.curve[last].mean > 0.0
+        {
+            writeln!(
+                f,
+                "share of the oracle's mean reward at interaction {}:",
+                self.horizon
+            )?;
+            for c in self.contestants.iter().filter(|c| c.policy != "oracle") {
+                writeln!(
+                    f,
+                    "  {:<name_w$}  {:>5.1}%",
+                    c.policy,
+                    100.0 * c.curve[last].mean / oracle.curve[last].mean
+                )?;
+            }
         }
         if !self.paired.is_empty() {
             writeln!(f)?;

@@ -5,8 +5,9 @@
 //! training seed (never the arena's):
 //! - [`calibrate_network`], the first step of both: the network's scores (ranking logits) as click
 //!   log-odds, by a logistic regression of clicks on scores over training users' visits;
-//! - [`meta_train_bayes`]: the prior scale `tau` of the per-user correction, chosen from a grid by
-//!   mean reward per training user (an empirical Bayes choice made on the training tasks);
+//! - [`meta_train_bayes`]: the prior scale `tau` of the per-user correction and whether to
+//!   decide by a Thompson draw or by the posterior mean, chosen from a grid by mean reward per
+//!   training user (an empirical Bayes choice made on the training tasks);
 //! - [`meta_train_gradient`]: Reptile. For each step size of a grid, the initial correction every
 //!   user starts from is moved towards each training user's adapted correction after their visit
 //!   (`init += rate * (delta_user - init)`); the step size whose final initial value earns most on
@@ -233,8 +234,11 @@ pub fn calibrate_network(
     Ok(calibration)
 }
 
-/// Chooses the adjuster's prior scale on training users and writes `adjuster.json` into the
-/// model directory. `progress` gets a line per scale tried.
+/// Chooses the adjuster's prior scale and its way of deciding (Thompson sampling or the
+/// posterior mean) on training users and writes `adjuster.json` into the model directory.
+/// Exploring by Thompson sampling pays only when what a draw can reveal outweighs what a worse
+/// slate costs now; in a short visit it often does not, so the choice is made on data, like the
+/// scale. `progress` gets a line per setting tried.
 pub fn meta_train_bayes(
     scenario: &Scenario,
     model_dir: &Path,
@@ -263,36 +267,52 @@ pub fn meta_train_bayes(
         calibration.offset, calibration.scale
     ));
     let mut results = Vec::with_capacity(grid.len());
+    let mut mean_results = Vec::with_capacity(grid.len());
+    // The best (reward, prior scale, thompson) so far; ties keep the earlier setting.
+    let mut best = (f64::NEG_INFINITY, grid[0], true);
     for &tau in grid {
-        let mut env = scenario.env_with_seed(env_seed);
-        let config = BayesConfig {
-            prior_scale: tau,
-            calibration,
-            ..BayesConfig::default()
-        };
-        let adjuster = BayesianAdjuster::new(frozen.clone(), features.clone(), config);
-        let mut policy = AdjustedPolicy::new("adjusted", adjuster);
-        let totals = play_users(&mut env, &mut policy, 1 << 42, users, &reward, seed)?;
-        let mean = totals.iter().sum::<f64>() / totals.len() as f64;
-        progress(&format!(
-            "prior scale {tau}: {mean:.3} reward per training user"
-        ));
-        results.push((tau, mean));
+        for thompson in [true, false] {
+            // The same training users for every setting (common random numbers).
+            let mut env = scenario.env_with_seed(env_seed);
+            let config = BayesConfig {
+                prior_scale: tau,
+                thompson,
+                calibration,
+                ..BayesConfig::default()
+            };
+            let adjuster = BayesianAdjuster::new(frozen.clone(), features.clone(), config);
+            let mut policy = AdjustedPolicy::new("adjusted", adjuster);
+            let totals = play_users(&mut env, &mut policy, 1 << 42, users, &reward, seed)?;
+            let mean = totals.iter().sum::<f64>() / totals.len() as f64;
+            let how = if thompson {
+                "Thompson sampling"
+            } else {
+                "posterior mean"
+            };
+            progress(&format!(
+                "prior scale {tau}, {how}: {mean:.3} reward per training user"
+            ));
+            if thompson {
+                results.push((tau, mean));
+            } else {
+                mean_results.push((tau, mean));
+            }
+            if mean > best.0 {
+                best = (mean, tau, thompson);
+            }
+        }
     }
-    let best =
-        results.iter().copied().fold(
-            (grid[0], f64::NEG_INFINITY),
-            |b, r| if r.1 > b.1 { r } else { b },
-        );
     let manifest = AdjusterManifest {
         kind: "bayes".into(),
         config: BayesConfig {
-            prior_scale: best.0,
+            prior_scale: best.1,
+            thompson: best.2,
             calibration,
             ..BayesConfig::default()
         },
         gradient: None,
         grid: results,
+        mean_grid: mean_results,
         users,
     };
     write_manifest(model_dir, &manifest)?;
@@ -420,6 +440,7 @@ pub fn meta_train_gradient(
         config: BayesConfig::default(),
         gradient: Some(chosen),
         grid: results,
+        mean_grid: Vec::new(),
         users: config.users,
     };
     write_manifest(model_dir, &manifest)?;

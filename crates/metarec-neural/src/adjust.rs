@@ -678,37 +678,56 @@ pub fn explain_with<A: HeadAdjuster>(
     delta: &[f64],
     item: ItemId,
 ) -> ScoreParts {
+    explain_slate_with(adjuster, context, delta, &[item])
+        .pop()
+        .expect("one part per item")
+}
+
+/// [`explain_with`] for several items of one decision: the user tower runs once for all of
+/// them, which is what a server explaining a whole slate needs.
+pub fn explain_slate_with<A: HeadAdjuster>(
+    adjuster: &A,
+    context: &Context,
+    delta: &[f64],
+    items: &[ItemId],
+) -> Vec<ScoreParts> {
     let (f, features) = adjuster.network();
     let scale = adjuster.calibration().scale;
     let mut view = UserView::default();
     features.user_view(context, &mut view);
     let e = f.embed;
-    let i = item.index();
-    let h = &f.item_vectors[i * e..(i + 1) * e];
-    let dot =
-        |a: &[f32]| -> f64 { scale * a.iter().zip(h).map(|(x, y)| f64::from(x * y)).sum::<f64>() };
     let parts = f.user_parts(&view.input, &view.clicked, &view.ignored);
-    let top_click = view
-        .clicked
+    items
         .iter()
-        .map(|&j| (j, dot(&f.click_transform(j)) / view.clicked.len() as f64))
-        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
-    let mut flags = 0.0;
-    if view.ignored.contains(&item) {
-        flags += f64::from(f.flags[0]);
-    }
-    if view.clicked.contains(&item) {
-        flags += f64::from(f.flags[1]);
-    }
-    ScoreParts {
-        context: dot(&parts.own),
-        past_clicks: dot(&parts.clicks),
-        past_ignores: dot(&parts.ignores),
-        adaptation: h.iter().zip(delta).map(|(a, b)| f64::from(*a) * b).sum(),
-        item: scale * f64::from(f.item_bias[i]),
-        session_flags: scale * flags,
-        top_click,
-    }
+        .map(|&item| {
+            let i = item.index();
+            let h = &f.item_vectors[i * e..(i + 1) * e];
+            let dot = |a: &[f32]| -> f64 {
+                scale * a.iter().zip(h).map(|(x, y)| f64::from(x * y)).sum::<f64>()
+            };
+            let top_click = view
+                .clicked
+                .iter()
+                .map(|&j| (j, dot(&f.click_transform(j)) / view.clicked.len() as f64))
+                .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
+            let mut flags = 0.0;
+            if view.ignored.contains(&item) {
+                flags += f64::from(f.flags[0]);
+            }
+            if view.clicked.contains(&item) {
+                flags += f64::from(f.flags[1]);
+            }
+            ScoreParts {
+                context: dot(&parts.own),
+                past_clicks: dot(&parts.clicks),
+                past_ignores: dot(&parts.ignores),
+                adaptation: h.iter().zip(delta).map(|(a, b)| f64::from(*a) * b).sum(),
+                item: scale * f64::from(f.item_bias[i]),
+                session_flags: scale * flags,
+                top_click,
+            }
+        })
+        .collect()
 }
 
 impl BayesianAdjuster {
@@ -736,6 +755,16 @@ impl BayesianAdjuster {
     /// The additive parts of an item's score under `delta` ([`explain_with`]).
     pub fn explain(&self, context: &Context, delta: &[f64], item: ItemId) -> ScoreParts {
         explain_with(self, context, delta, item)
+    }
+
+    /// The additive parts of each item's score under `delta` ([`explain_slate_with`]).
+    pub fn explain_slate(
+        &self,
+        context: &Context,
+        delta: &[f64],
+        items: &[ItemId],
+    ) -> Vec<ScoreParts> {
+        explain_slate_with(self, context, delta, items)
     }
 }
 
@@ -823,8 +852,13 @@ pub struct AdjusterManifest {
     #[serde(default)]
     pub gradient: Option<GradientConfig>,
     /// `(setting, mean reward per training user)` for every setting tried: the prior scale of
-    /// `bayes`, the step size of `gradient`.
+    /// `bayes` (with Thompson sampling), the step size of `gradient`.
     pub grid: Vec<(f64, f64)>,
+    /// `(prior scale, mean reward per training user)` of `bayes` deciding with the posterior
+    /// mean instead of a Thompson draw. Empty for `gradient` and in manifests written before
+    /// meta-training compared the two.
+    #[serde(default)]
+    pub mean_grid: Vec<(f64, f64)>,
     /// Training users per setting.
     pub users: usize,
 }

@@ -565,19 +565,22 @@ async fn rank(
         model.version.clone(),
     )
     .map_err(|e| ApiError::internal(format!("invalid decision: {e}")))?;
+    let explained = model
+        .adjuster
+        .explain_slate(&context, &decided.delta, decision.slate.items());
     let slate: Vec<Value> = decision
         .slate
         .items()
         .iter()
+        .zip(&explained)
         .enumerate()
-        .map(|(k, &item)| {
-            let parts = model.adjuster.explain(&context, &decided.delta, item);
+        .map(|(k, (&item, parts))| {
             json!({
                 "position": k,
                 "item": catalog.key(item),
                 "score": decided.scores[k],
                 "propensity": decision.propensities[k],
-                "explanation": explanation(&parts, catalog),
+                "explanation": explanation(parts, catalog),
             })
         })
         .collect();

@@ -58,6 +58,7 @@ fn write_model(dir: &Path, seed: u64, thompson: bool) {
         },
         gradient: None,
         grid: vec![],
+        mean_grid: vec![],
         users: 0,
     };
     std::fs::write(

@@ -21,8 +21,9 @@ pub struct MetaTrainArgs {
     /// Training users per setting (gradient: half as many more judge each step size).
     #[arg(long, default_value_t = 600)]
     users: usize,
-    /// Comma-separated settings to try: prior scales (bayes; default 0.03,0.1,0.3,1) or inner
-    /// step sizes (gradient; default 0.03,0.1,0.3).
+    /// Comma-separated settings to try: prior scales (bayes; default 0.03,0.1,0.3,1,3, each
+    /// tried with Thompson sampling and with the posterior mean) or inner step sizes
+    /// (gradient; default 0.03,0.1,0.3).
     #[arg(long)]
     grid: Option<String>,
     /// Inner gradient steps after each interaction (gradient).
@@ -47,7 +48,7 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
     let default_grid = if gradient {
         "0.03,0.1,0.3"
     } else {
-        "0.03,0.1,0.3,1"
+        "0.03,0.1,0.3,1,3"
     };
     let grid: Vec<f64> = args
         .grid
@@ -105,11 +106,24 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
         Some(g) if gradient => g.step_size,
         _ => manifest.config.prior_scale,
     };
-    let label = if gradient { "step size" } else { "prior scale" };
-    println!("{label:>11}  reward/training user");
-    for (value, r) in &manifest.grid {
-        let mark = if *value == chosen { "  <- chosen" } else { "" };
-        println!("{value:>11}  {r:>19.3}{mark}");
+    if gradient {
+        println!("  step size  reward/training user");
+        for (value, r) in &manifest.grid {
+            let mark = if *value == chosen { "  <- chosen" } else { "" };
+            println!("{value:>11}  {r:>19.3}{mark}");
+        }
+    } else {
+        println!("prior scale  reward/training user: Thompson sampling  posterior mean");
+        let thompson = manifest.config.thompson;
+        for (i, (value, r)) in manifest.grid.iter().enumerate() {
+            let mean = manifest.mean_grid.get(i).map_or(f64::NAN, |m| m.1);
+            let mark = match (*value == chosen, thompson) {
+                (true, true) => "  <- chosen: Thompson sampling",
+                (true, false) => "  <- chosen: posterior mean",
+                _ => "",
+            };
+            println!("{value:>11}  {r:>37.3}  {mean:>14.3}{mark}");
+        }
     }
     println!(
         "wrote {}; use it in the arena: metarec arena --policies lints,neural-greedy:{dir},adjusted:{dir}",

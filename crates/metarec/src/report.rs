@@ -144,7 +144,21 @@ pub fn log_meta(
             ],
         )?;
     }
+    for (i, (tau, reward)) in manifest.mean_grid.iter().enumerate() {
+        w.scalars(
+            i as i64,
+            &[
+                ("meta/mean_prior_scale", *tau),
+                ("meta/mean_reward_per_training_user", *reward),
+            ],
+        )?;
+    }
     w.scalar("meta/chosen_prior_scale", 0, manifest.config.prior_scale)?;
+    w.scalar(
+        "meta/chosen_thompson",
+        0,
+        if manifest.config.thompson { 1.0 } else { 0.0 },
+    )?;
     w.flush()?;
     Ok(run)
 }

@@ -209,6 +209,19 @@ struct Cell {
     seconds: f64,
 }
 
+/// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat` (Linux only;
+/// `None` elsewhere). The clock tick is taken as 100 Hz, the value on every Linux platform Rust
+/// supports.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after its closing parenthesis
+    // start at field 3, so utime and stime (fields 14 and 15) are at 11 and 12 from there.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -410,19 +423,33 @@ pub fn bench(args: BenchServeArgs, global: &Global) -> Result<()> {
         } else {
             println!("closed loop: each connection sends as soon as its last request is answered");
         }
-        println!("connections  requests/s  feedback/s      p50 ms      p99 ms    p99.9 ms  errors");
+        println!(
+            "connections  requests/s  feedback/s      p50 ms      p99 ms    p99.9 ms  errors  server CPU us/req  load CPU us/req"
+        );
+        let server_pid = child.id().to_string();
         for &c in &connections {
             load(addr, token, &keys, &args, c, 1.0);
+            let before = (cpu_seconds(&server_pid), cpu_seconds("self"));
             let cell = load(addr, token, &keys, &args, c, args.seconds);
+            let after = (cpu_seconds(&server_pid), cpu_seconds("self"));
             let ms = |q| 1000.0 * percentile(&cell.latencies, q);
+            // CPU per rank request (its share of feedback included), or `-` off Linux.
+            let per_request = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) if cell.requests > 0 => {
+                    format!("{:.0}", 1e6 * (b - a) / cell.requests as f64)
+                }
+                _ => "-".to_owned(),
+            };
             println!(
-                "{c:>11}  {:>10.0}  {:>10.0}  {:>10.3}  {:>10.3}  {:>10.3}  {:>6}",
+                "{c:>11}  {:>10.0}  {:>10.0}  {:>10.3}  {:>10.3}  {:>10.3}  {:>6}  {:>17}  {:>15}",
                 cell.requests as f64 / cell.seconds,
                 cell.feedback as f64 / cell.seconds,
                 ms(0.5),
                 ms(0.99),
                 ms(0.999),
-                cell.errors
+                cell.errors,
+                per_request(before.0, after.0),
+                per_request(before.1, after.1),
             );
         }
         Ok(())

@@ -440,6 +440,32 @@ fn meta_train_writes_the_adjuster_that_the_arena_plays() {
         serde_json::from_str(&std::fs::read_to_string(model.join("adjuster.json")).unwrap())
             .unwrap();
     assert_eq!(adjuster["grid"].as_array().unwrap().len(), 2);
+    // Each prior scale was tried both ways, and the chosen setting is the best of all four.
+    let mean_grid = adjuster["mean_grid"].as_array().unwrap();
+    assert_eq!(mean_grid.len(), 2);
+    let tried = |grid: &serde_json::Value, thompson: bool| -> Vec<(f64, f64, bool)> {
+        grid.as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap(), thompson))
+            .collect()
+    };
+    let all = [
+        tried(&adjuster["grid"], true),
+        tried(&adjuster["mean_grid"], false),
+    ]
+    .concat();
+    let best = all.iter().map(|t| t.1).fold(f64::NEG_INFINITY, f64::max);
+    let config = &adjuster["config"];
+    let chosen = (
+        config["prior_scale"].as_f64().unwrap(),
+        config["thompson"].as_bool().unwrap(),
+    );
+    assert!(
+        all.iter()
+            .any(|&(tau, r, t)| (tau, t) == chosen && r == best),
+        "{adjuster}"
+    );
 
     let out = metarec(tmp.path(), &[&arena[..], &[adjusted.as_str()]].concat());
     assert!(out.status.success(), "{}", stderr(&out));

@@ -33,6 +33,9 @@ struct Contestant {
     users: usize,
     reward: Estimate,
     discounted_return: Estimate,
+    /// Absent from results written before it existed.
+    #[serde(default)]
+    early_reward: Option<Estimate>,
     ctr: Estimate,
     cvr: Estimate,
     revenue: Estimate,
@@ -63,6 +66,7 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
             "policy",
             "users",
             "reward / user",
+            "EARLY",
             "discounted return / user",
             "CTR (clicks / shown item)",
             "CVR (purchases / click)",
@@ -72,7 +76,13 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
             "regret / user",
             "seconds",
         ]
-        .map(String::from)
+        .map(|c| {
+            if c == "EARLY" {
+                format!("reward over interactions 1-{} / user", a.horizon)
+            } else {
+                c.to_owned()
+            }
+        })
         .to_vec(),
         rows: a
             .contestants
@@ -82,6 +92,9 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
                     Cell::text(&c.policy),
                     Cell::Number(c.users as f64, 0),
                     c.reward.cell(3),
+                    c.early_reward
+                        .as_ref()
+                        .map_or_else(|| Cell::text("-"), |e| e.cell(3)),
                     c.discounted_return.cell(3),
                     c.ctr.cell(4),
                     c.cvr.cell(4),
