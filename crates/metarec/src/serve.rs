@@ -203,6 +203,9 @@ pub struct BenchServeArgs {
 
 struct Cell {
     latencies: Vec<f64>,
+    /// Open loop: how late each request left, after its due time (the load generator's own
+    /// scheduling delay, which the latencies include).
+    lags: Vec<f64>,
     requests: usize,
     feedback: usize,
     errors: usize,
@@ -247,6 +250,7 @@ fn load(
                     let mut client = Client::new(addr, Some(token));
                     let mut cell = Cell {
                         latencies: Vec::new(),
+                        lags: Vec::new(),
                         requests: 0,
                         feedback: 0,
                         errors: 0,
@@ -262,12 +266,6 @@ fn load(
                         None => start,
                     };
                     while Instant::now() < deadline {
-                        if interval.is_some() {
-                            let now = Instant::now();
-                            if due > now {
-                                std::thread::sleep(due - now);
-                            }
-                        }
                         // 1,000 users spread over the connections; candidates rotate through
                         // the catalog.
                         let user = format!("user{}", (t * 7919 + n) % 1000);
@@ -281,6 +279,14 @@ fn load(
                             "slate_size": args.slate,
                         })
                         .to_string();
+                        // The body is built before waiting, so it is not charged to the server.
+                        if interval.is_some() {
+                            let now = Instant::now();
+                            if due > now {
+                                std::thread::sleep(due - now);
+                            }
+                            cell.lags.push(due.elapsed().as_secs_f64());
+                        }
                         let t0 = if interval.is_some() { due } else { Instant::now() };
                         let r = client.request("POST", "/v1/rank", Some(body.as_bytes()));
                         let dt = t0.elapsed().as_secs_f64();
@@ -318,6 +324,7 @@ fn load(
     });
     let mut total = Cell {
         latencies: Vec::new(),
+        lags: Vec::new(),
         requests: 0,
         feedback: 0,
         errors: 0,
@@ -325,11 +332,13 @@ fn load(
     };
     for c in results {
         total.latencies.extend(c.latencies);
+        total.lags.extend(c.lags);
         total.requests += c.requests;
         total.feedback += c.feedback;
         total.errors += c.errors;
     }
     total.latencies.sort_by(f64::total_cmp);
+    total.lags.sort_by(f64::total_cmp);
     total
 }
 
@@ -424,7 +433,12 @@ pub fn bench(args: BenchServeArgs, global: &Global) -> Result<()> {
             println!("closed loop: each connection sends as soon as its last request is answered");
         }
         println!(
-            "connections  requests/s  feedback/s      p50 ms      p99 ms    p99.9 ms  errors  server CPU us/req  load CPU us/req"
+            "connections  requests/s  feedback/s      p50 ms      p99 ms    p99.9 ms  errors  server CPU us/req  load CPU us/req{}",
+            if args.rate > 0.0 {
+                "  send lag p99 ms"
+            } else {
+                ""
+            }
         );
         let server_pid = child.id().to_string();
         for &c in &connections {
@@ -440,8 +454,13 @@ pub fn bench(args: BenchServeArgs, global: &Global) -> Result<()> {
                 }
                 _ => "-".to_owned(),
             };
+            let lag = if args.rate > 0.0 {
+                format!("  {:>16.3}", 1000.0 * percentile(&cell.lags, 0.99))
+            } else {
+                String::new()
+            };
             println!(
-                "{c:>11}  {:>10.0}  {:>10.0}  {:>10.3}  {:>10.3}  {:>10.3}  {:>6}  {:>17}  {:>15}",
+                "{c:>11}  {:>10.0}  {:>10.0}  {:>10.3}  {:>10.3}  {:>10.3}  {:>6}  {:>17}  {:>15}{lag}",
                 cell.requests as f64 / cell.seconds,
                 cell.feedback as f64 / cell.seconds,
                 ms(0.5),
