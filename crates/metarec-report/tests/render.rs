@@ -122,6 +122,30 @@ fn every_kind_renders_into_one_self_contained_page() {
 }
 
 #[test]
+fn meta_training_shows_both_ways_of_deciding_and_marks_the_chosen_one() {
+    let mut a = adjuster();
+    a["config"]["thompson"] = json!(false);
+    a["config"]["prior_scale"] = json!(0.3);
+    a["mean_grid"] = json!([[0.03, 1.4], [0.1, 1.65], [0.3, 1.8]]);
+    let page = render_report("t", &files(&[("adjuster.json", a)])).unwrap();
+    let html = page.to_html();
+    assert!(html.contains("tau = 0.3 with posterior mean"), "{html}");
+    // Three scales, each both ways, and exactly one chosen row.
+    assert_eq!(
+        html.matches("<td>Thompson sampling</td>").count(),
+        3,
+        "{html}"
+    );
+    assert_eq!(html.matches("<td>posterior mean</td>").count(), 3, "{html}");
+    assert_eq!(html.matches(">chosen<").count(), 1, "{html}");
+    // An older file without `mean_grid` still renders, as Thompson sampling only.
+    let page = render_report("t", &files(&[("adjuster.json", adjuster())])).unwrap();
+    let html = page.to_html();
+    assert!(html.contains("tau = 0.1 with Thompson sampling"), "{html}");
+    assert!(!html.contains("<td>posterior mean</td>"));
+}
+
+#[test]
 fn the_kind_field_overrides_the_shape_and_tagging_adds_it() {
     let v = tagged("arena", &arena(&["random"], 5)).unwrap();
     assert_eq!(v[KIND_FIELD], "arena");

@@ -1,5 +1,6 @@
 //! Meta-training of the strategy adjuster (a model's `adjuster.json` from `metarec meta-train`
-//! or `metarec demo`): the reward per training user of every prior scale tried, and the choice.
+//! or `metarec demo`): the reward per training user of every prior scale tried, with Thompson
+//! sampling and (when the file has them) with the posterior mean, and the choice.
 
 use super::has_keys;
 use crate::html::{Block, Cell, Section, Table};
@@ -21,6 +22,9 @@ struct Adjuster {
     kind: String,
     config: Config,
     grid: Vec<(f64, f64)>,
+    /// Absent from files written before meta-training compared the two ways of deciding.
+    #[serde(default)]
+    mean_grid: Vec<(f64, f64)>,
     #[serde(default)]
     users: usize,
 }
@@ -28,29 +32,53 @@ struct Adjuster {
 #[derive(Deserialize)]
 struct Config {
     prior_scale: f64,
+    #[serde(default = "yes")]
+    thompson: bool,
 }
+
+fn yes() -> bool {
+    true
+}
+
+const THOMPSON: &str = "Thompson sampling";
+const MEAN: &str = "posterior mean";
 
 fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
     let a: Adjuster = parse(value, file, KIND.name)?;
-    let chosen = a.config.prior_scale;
+    let chosen = (a.config.prior_scale, a.config.thompson);
+    // Every setting tried: (prior scale, decided by Thompson sampling, reward per user).
+    let tried: Vec<(f64, bool, f64)> = a
+        .grid
+        .iter()
+        .map(|&(tau, r)| (tau, true, r))
+        .chain(a.mean_grid.iter().map(|&(tau, r)| (tau, false, r)))
+        .collect();
+    let how = |thompson: bool| if thompson { THOMPSON } else { MEAN };
     let blocks = vec![
         Block::Paragraph(format!(
-            "Adjuster `{}`: each prior scale tau played {} training users; the scale with the \
-             highest reward per user, tau = {chosen}, was kept.",
-            a.kind, a.users
+            "Adjuster `{}`: each setting played the same {} training users; the one with the \
+             highest reward per user, tau = {} with {}, was kept.",
+            a.kind,
+            a.users,
+            chosen.0,
+            how(chosen.1)
         )),
         Block::Table(Table {
-            columns: ["prior scale tau", "reward / training user", ""]
+            columns: ["prior scale tau", "decisions", "reward / training user", ""]
                 .map(String::from)
                 .to_vec(),
-            rows: a
-                .grid
+            rows: tried
                 .iter()
-                .map(|(tau, r)| {
+                .map(|&(tau, thompson, r)| {
                     vec![
-                        Cell::Number(*tau, 3),
-                        Cell::Number(*r, 3),
-                        Cell::text(if *tau == chosen { "chosen" } else { "" }),
+                        Cell::Number(tau, 3),
+                        Cell::text(how(thompson)),
+                        Cell::Number(r, 3),
+                        Cell::text(if (tau, thompson) == chosen {
+                            "chosen"
+                        } else {
+                            ""
+                        }),
                     ]
                 })
                 .collect(),
@@ -60,16 +88,15 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
             IntervalPlot {
                 title: "Meta-training: reward per training user by prior scale".into(),
                 value: Axis::new("reward per training user", "reward units"),
-                rows: a
-                    .grid
+                rows: tried
                     .iter()
-                    .map(|(tau, r)| IntervalRow {
+                    .map(|&(tau, thompson, r)| IntervalRow {
                         label: format!(
                             "tau = {tau}{}",
-                            if *tau == chosen { " (chosen)" } else { "" }
+                            if tau == chosen.0 { " (chosen)" } else { "" }
                         ),
-                        series: String::new(),
-                        value: *r,
+                        series: how(thompson).to_owned(),
+                        value: r,
                         interval: None,
                     })
                     .collect(),
