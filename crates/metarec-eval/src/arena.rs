@@ -212,6 +212,10 @@ struct UserOutcome {
     regret: f64,
     early: f64,
     curve: Vec<f64>,
+    /// The expected reward of this policy's slate at interaction t (0 after leaving).
+    expected: Vec<f64>,
+    /// The expected reward of the oracle's slate for the same user in the same state.
+    best: Vec<f64>,
 }
 
 /// Results of one contestant over all users and seeds.
@@ -244,6 +248,11 @@ pub struct ContestantReport {
     pub regret: Summary,
     /// Mean reward at interaction t = 1..=horizon (0 once a user has left).
     pub curve: Vec<Summary>,
+    /// At interaction t = 1..=horizon, the expected reward of this policy's slates as a share of
+    /// the expected reward of the oracle's slates for the same users in the same states (users
+    /// still there at t): how well the policy knows each user by then, apart from how many
+    /// users stayed.
+    pub oracle_share: Vec<Summary>,
     /// Seconds spent (all seeds, summed over threads).
     pub seconds: f64,
 }
@@ -343,6 +352,8 @@ fn play_job(
         }
         let mut out = UserOutcome {
             curve: vec![0.0; config.horizon],
+            expected: vec![0.0; config.horizon],
+            best: vec![0.0; config.horizon],
             visits: 1.0,
             ..UserOutcome::default()
         };
@@ -374,6 +385,10 @@ fn play_job(
             let best = env.expected_reward(&env.oracle_slate(reward), reward);
             let mine = env.expected_reward(decision.slate.items(), reward);
             out.regret += best - mine;
+            if t < config.horizon {
+                out.expected[t] = mine;
+                out.best[t] = best;
+            }
             let step = env.step(&decision);
             let r = reward.reward(&step.feedback);
             out.reward += r;
@@ -486,6 +501,14 @@ fn summarise(
         regret: Summary::of(&col(|o| o.regret)),
         curve: (0..horizon)
             .map(|t| Summary::of(&outcomes.iter().map(|o| o.curve[t]).collect::<Vec<_>>()))
+            .collect(),
+        oracle_share: (0..horizon)
+            .map(|t| {
+                let at = |f: fn(&UserOutcome) -> &Vec<f64>| -> Vec<f64> {
+                    outcomes.iter().map(|o| f(o)[t]).collect()
+                };
+                Summary::ratio(&at(|o| &o.expected), &at(|o| &o.best))
+            })
             .collect(),
         seconds,
     }
@@ -700,23 +723,18 @@ impl fmt::Display for ArenaReport {
             }
             writeln!(f, "{row}")?;
         }
-        if let Some(oracle) = self.contestants.iter().find(|c| c.policy == "oracle")
-            && let Some(last) = self.horizon.checked_sub(1)
-            && oracle.curve[last].mean > 0.0
-        {
-            writeln!(
-                f,
-                "share of the oracle's mean reward at interaction {}:",
-                self.horizon
-            )?;
-            for c in self.contestants.iter().filter(|c| c.policy != "oracle") {
-                writeln!(
-                    f,
-                    "  {:<name_w$}  {:>5.1}%",
-                    c.policy,
-                    100.0 * c.curve[last].mean / oracle.curve[last].mean
-                )?;
+        writeln!(f)?;
+        writeln!(
+            f,
+            "expected reward of each slate as a share of the oracle's slate for the same user at the same moment (users still there)"
+        )?;
+        writeln!(f, "{head}")?;
+        for c in &self.contestants {
+            let mut row = format!("{:<name_w$}", c.policy);
+            for &t in &marks {
+                row.push_str(&format!("  {:>7.1}%", 100.0 * c.oracle_share[t - 1].mean));
             }
+            writeln!(f, "{row}")?;
         }
         if !self.paired.is_empty() {
             writeln!(f)?;

@@ -71,6 +71,39 @@ fn seeded_runs_are_reproducible_bit_for_bit_whatever_the_thread_count() {
 }
 
 #[test]
+fn the_oracle_share_is_one_for_the_oracle_and_less_for_random_play() {
+    let s = scenario("small");
+    let report = run(&s, "random,oracle", 200, 1, 0);
+    let share = |name: &str| {
+        report
+            .contestants
+            .iter()
+            .find(|c| c.policy == name)
+            .unwrap()
+            .oracle_share
+            .clone()
+    };
+    let oracle = share("oracle");
+    assert_eq!(oracle.len(), report.horizon);
+    // The oracle plays the oracle's slate, so its share is exactly 1 while anyone is left.
+    for (t, e) in oracle.iter().enumerate() {
+        assert!(e.mean == 1.0 || e.mean == 0.0, "t={}: {e:?}", t + 1);
+    }
+    assert_eq!(oracle[0].mean, 1.0);
+    let random = share("random");
+    assert!(
+        random[0].high < 1.0 && random[0].mean > 0.0,
+        "{:?}",
+        random[0]
+    );
+    // The early reward is the curve summed over the window, user by user.
+    for c in &report.contestants {
+        let curve: f64 = c.curve.iter().map(|e| e.mean).sum();
+        assert!((c.early_reward.mean - curve).abs() < 1e-9, "{}", c.policy);
+    }
+}
+
+#[test]
 fn unknown_policies_are_rejected_with_the_valid_names() {
     let err = Contestant::parse_list("random,linucbb")
         .unwrap_err()

@@ -122,6 +122,34 @@ fn every_kind_renders_into_one_self_contained_page() {
 }
 
 #[test]
+fn the_arena_plots_the_share_of_the_oracle_when_the_results_have_it() {
+    let policies = ["random", "oracle"];
+    let mut a = arena(&policies, 5);
+    for (i, c) in a["contestants"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .enumerate()
+    {
+        c["oracle_share"] = json!(
+            (1..=5)
+                .map(|_| estimate(0.5 * (i + 1) as f64, 0.05))
+                .collect::<Vec<_>>()
+        );
+    }
+    let html = render_report("t", &files(&[("arena.json", a)]))
+        .unwrap()
+        .to_html();
+    // Apostrophes are escaped in SVG text.
+    assert!(
+        html.contains("share of the oracle&#39;s expected reward"),
+        "{html}"
+    );
+    // Two banded plots now: the cold-start curves and the shares.
+    assert_eq!(html.matches(r#"class="band""#).count(), 2 * policies.len());
+}
+
+#[test]
 fn meta_training_shows_both_ways_of_deciding_and_marks_the_chosen_one() {
     let mut a = adjuster();
     a["config"]["thompson"] = json!(false);

@@ -43,6 +43,9 @@ struct Contestant {
     visits: Estimate,
     regret: Estimate,
     curve: Vec<Estimate>,
+    /// Absent from results written before it existed.
+    #[serde(default)]
+    oracle_share: Vec<Estimate>,
     #[serde(deserialize_with = "number")]
     seconds: f64,
 }
@@ -154,6 +157,43 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
         ));
         blocks.push(Block::Paragraph(
             "Shaded bands are 95% intervals over users; a user who has left counts as 0 reward."
+                .into(),
+        ));
+    }
+    if a.contestants.iter().any(|c| !c.oracle_share.is_empty()) {
+        blocks.push(Block::Svg(
+            LinePlot {
+                title: "How well each policy knows the user: its slate's expected reward as a \
+                        share of the oracle's, for the same user at the same moment"
+                    .into(),
+                x: Axis::new("interaction t of a new user", "slate number, 1 = first").integer(),
+                y: Axis::new("share of the oracle's expected reward", "percent")
+                    .including(0.0)
+                    .including(100.0),
+                series: a
+                    .contestants
+                    .iter()
+                    .filter(|c| !c.oracle_share.is_empty())
+                    .map(|c| {
+                        Series::with_band(
+                            c.policy.clone(),
+                            c.oracle_share.iter().enumerate().map(|(t, e)| {
+                                (
+                                    (t + 1) as f64,
+                                    100.0 * e.mean,
+                                    100.0 * e.low,
+                                    100.0 * e.high,
+                                )
+                            }),
+                        )
+                    })
+                    .collect(),
+            }
+            .to_svg(),
+        ));
+        blocks.push(Block::Paragraph(
+            "Ratio of sums over the users still there at t, with 95% intervals (delta method); \
+             unlike the cold-start curve it does not count users who left."
                 .into(),
         ));
     }
