@@ -18,7 +18,7 @@ use metarec_core::{
 };
 use metarec_neural::adjust::{
     ADJUSTER_FILE, AdjustedPolicy, AdjusterManifest, BayesConfig, BayesianAdjuster, Calibration,
-    GradientAdjuster, GradientConfig, calibration_samples, fit_calibration,
+    GradientAdjuster, GradientConfig, calibration_samples, fit_calibration, prior_shape,
 };
 use metarec_neural::features::Features;
 use metarec_neural::model::Frozen;
@@ -81,7 +81,11 @@ pub fn load_adjusted_policy(
     match manifest.kind.as_str() {
         "bayes" => Ok(Box::new(AdjustedPolicy::new(
             name,
-            BayesianAdjuster::new(frozen, features, manifest.config),
+            BayesianAdjuster::new(frozen, features, manifest.config)
+                .with_prior_shape(&manifest.prior_shape)
+                .map_err(|e| {
+                    MetaError::Config(format!("{}: {e}", dir.join(ADJUSTER_FILE).display()))
+                })?,
         ))),
         "gradient" => {
             let config = manifest.gradient.ok_or_else(|| {
@@ -234,6 +238,10 @@ pub fn calibrate_network(
     Ok(calibration)
 }
 
+/// The ridge of the learned prior shape, as a share of its mean variance: small enough to keep
+/// the learned directions, large enough that no direction's prior variance is zero.
+const SHAPE_RIDGE: f64 = 0.1;
+
 /// Chooses the adjuster's prior scale and its way of deciding (Thompson sampling or the
 /// posterior mean) on training users and writes `adjuster.json` into the model directory.
 /// Exploring by Thompson sampling pays only when what a draw can reveal outweighs what a worse
@@ -266,39 +274,78 @@ pub fn meta_train_bayes(
         "click log-odds = {:.3} + {:.3} x network score",
         calibration.offset, calibration.scale
     ));
+    // The shape of the prior covariance: adapt a broad isotropic prior (tau = 1, posterior
+    // mean) on users of their own and take the second moment of their final corrections, so
+    // the prior puts its uncertainty where users actually differ from the network.
+    let shape = {
+        let mut env = scenario.env_with_seed(env_seed ^ 0x7368_6170);
+        let config = BayesConfig {
+            prior_scale: 1.0,
+            thompson: false,
+            calibration,
+            ..BayesConfig::default()
+        };
+        let adjuster = BayesianAdjuster::new(frozen.clone(), features.clone(), config);
+        let mut policy = AdjustedPolicy::new("shape", adjuster);
+        play_users(&mut env, &mut policy, 1 << 43, users, &reward, seed)?;
+        let mut states = policy.drain_states();
+        // The map's order is arbitrary; summing in user order keeps the shape reproducible.
+        states.sort_by(|a, b| a.0.cmp(&b.0));
+        let corrections: Vec<Vec<f64>> = states
+            .into_iter()
+            .filter(|(_, s)| s.observations > 0)
+            .map(|(_, s)| s.mean(&mut Vec::new()))
+            .collect();
+        prior_shape(&corrections, frozen.embed, SHAPE_RIDGE)
+    };
+    if shape.is_some() {
+        progress("learned the prior's shape from the training users' corrections");
+    }
     let mut results = Vec::with_capacity(grid.len());
     let mut mean_results = Vec::with_capacity(grid.len());
-    // The best (reward, prior scale, thompson) so far; ties keep the earlier setting.
-    let mut best = (f64::NEG_INFINITY, grid[0], true);
+    let mut shaped_results = Vec::new();
+    // The best (reward, prior scale, thompson, shaped) so far; ties keep the earlier setting.
+    let mut best = (f64::NEG_INFINITY, grid[0], true, false);
     for &tau in grid {
-        for thompson in [true, false] {
-            // The same training users for every setting (common random numbers).
-            let mut env = scenario.env_with_seed(env_seed);
-            let config = BayesConfig {
-                prior_scale: tau,
-                thompson,
-                calibration,
-                ..BayesConfig::default()
-            };
-            let adjuster = BayesianAdjuster::new(frozen.clone(), features.clone(), config);
-            let mut policy = AdjustedPolicy::new("adjusted", adjuster);
-            let totals = play_users(&mut env, &mut policy, 1 << 42, users, &reward, seed)?;
-            let mean = totals.iter().sum::<f64>() / totals.len() as f64;
-            let how = if thompson {
-                "Thompson sampling"
-            } else {
-                "posterior mean"
-            };
-            progress(&format!(
-                "prior scale {tau}, {how}: {mean:.3} reward per training user"
-            ));
-            if thompson {
-                results.push((tau, mean));
-            } else {
-                mean_results.push((tau, mean));
+        for shaped in [false, true] {
+            if shaped && shape.is_none() {
+                continue;
             }
-            if mean > best.0 {
-                best = (mean, tau, thompson);
+            for thompson in [true, false] {
+                // The same training users for every setting (common random numbers).
+                let mut env = scenario.env_with_seed(env_seed);
+                let config = BayesConfig {
+                    prior_scale: tau,
+                    thompson,
+                    calibration,
+                    ..BayesConfig::default()
+                };
+                let mut adjuster = BayesianAdjuster::new(frozen.clone(), features.clone(), config);
+                if let (true, Some(shape)) = (shaped, &shape) {
+                    adjuster = adjuster
+                        .with_prior_shape(shape)
+                        .map_err(MetaError::Config)?;
+                }
+                let mut policy = AdjustedPolicy::new("adjusted", adjuster);
+                let totals = play_users(&mut env, &mut policy, 1 << 42, users, &reward, seed)?;
+                let mean = totals.iter().sum::<f64>() / totals.len() as f64;
+                let how = if thompson {
+                    "Thompson sampling"
+                } else {
+                    "posterior mean"
+                };
+                let prior = if shaped { "learned shape" } else { "identity" };
+                progress(&format!(
+                    "prior scale {tau}, {prior}, {how}: {mean:.3} reward per training user"
+                ));
+                match (shaped, thompson) {
+                    (true, _) => shaped_results.push((tau, thompson, mean)),
+                    (false, true) => results.push((tau, mean)),
+                    (false, false) => mean_results.push((tau, mean)),
+                }
+                if mean > best.0 {
+                    best = (mean, tau, thompson, shaped);
+                }
             }
         }
     }
@@ -313,6 +360,12 @@ pub fn meta_train_bayes(
         gradient: None,
         grid: results,
         mean_grid: mean_results,
+        prior_shape: if best.3 {
+            shape.unwrap_or_default()
+        } else {
+            Vec::new()
+        },
+        shaped_grid: shaped_results,
         users,
     };
     write_manifest(model_dir, &manifest)?;
@@ -441,6 +494,8 @@ pub fn meta_train_gradient(
         gradient: Some(chosen),
         grid: results,
         mean_grid: Vec::new(),
+        prior_shape: Vec::new(),
+        shaped_grid: Vec::new(),
         users: config.users,
     };
     write_manifest(model_dir, &manifest)?;

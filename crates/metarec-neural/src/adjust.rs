@@ -70,6 +70,44 @@ impl GaussianPosterior {
         self.observations += 1;
     }
 
+    /// `N(0, covariance)`, or `None` when `covariance` (d x d, row-major) is not symmetric
+    /// positive definite.
+    pub fn centred(covariance: &[f64], d: usize) -> Option<Self> {
+        if covariance.len() != d * d
+            || (0..d).any(|a| (0..a).any(|b| covariance[a * d + b] != covariance[b * d + a]))
+        {
+            return None;
+        }
+        let mut factor = covariance.to_vec();
+        if !cholesky_in_place(&mut factor, d) {
+            return None;
+        }
+        // The precision is the inverse: solve against each unit vector.
+        let mut precision = vec![0.0; d * d];
+        for k in 0..d {
+            let mut e = vec![0.0; d];
+            e[k] = 1.0;
+            cholesky_solve(&factor, d, &mut e);
+            for (a, v) in e.into_iter().enumerate() {
+                precision[a * d + k] = v;
+            }
+        }
+        // Symmetrise away the rounding of the solves.
+        for a in 0..d {
+            for b in 0..a {
+                let m = 0.5 * (precision[a * d + b] + precision[b * d + a]);
+                precision[a * d + b] = m;
+                precision[b * d + a] = m;
+            }
+        }
+        Some(GaussianPosterior {
+            dim: d,
+            precision,
+            shift: vec![0.0; d],
+            observations: 0,
+        })
+    }
+
     /// The mean `mu = L^{-1} h`, and the Cholesky factor of `L` (lower, row-major) in `factor`.
     pub fn mean(&self, factor: &mut Vec<f64>) -> Vec<f64> {
         factor.clear();
@@ -220,6 +258,40 @@ pub struct BayesianAdjuster {
     features: Arc<Features>,
     /// The settings.
     pub config: BayesConfig,
+    /// Every new user's state: `N(0, tau^2 I)`, or `N(0, tau^2 S)` with a learned shape `S`.
+    prior: GaussianPosterior,
+}
+
+/// The shape `S` of the correction's prior covariance learned from training users' adapted
+/// corrections `delta_u`: their second moment `mean(delta_u delta_u^T)`, plus `ridge` times its
+/// mean diagonal on the diagonal (so no direction is ruled out), scaled to trace `d` (so `tau`
+/// keeps its meaning: the average prior standard deviation per coordinate). `None` without
+/// corrections or when they are all zero.
+pub fn prior_shape(corrections: &[Vec<f64>], d: usize, ridge: f64) -> Option<Vec<f64>> {
+    if corrections.is_empty() || corrections.iter().any(|c| c.len() != d) {
+        return None;
+    }
+    let mut s = vec![0.0; d * d];
+    for c in corrections {
+        for a in 0..d {
+            for b in 0..d {
+                s[a * d + b] += c[a] * c[b];
+            }
+        }
+    }
+    let n = corrections.len() as f64;
+    s.iter_mut().for_each(|v| *v /= n);
+    let trace: f64 = (0..d).map(|k| s[k * d + k]).sum();
+    if !(trace.is_finite() && trace > 0.0) {
+        return None;
+    }
+    let lift = ridge * trace / d as f64;
+    for k in 0..d {
+        s[k * d + k] += lift;
+    }
+    let scale = d as f64 / (trace + lift * d as f64);
+    s.iter_mut().for_each(|v| *v *= scale);
+    Some(s)
 }
 
 /// The network's head and scores for a context.
@@ -322,11 +394,33 @@ pub trait HeadAdjuster: Adjuster {
 impl BayesianAdjuster {
     /// An adjuster over a frozen network.
     pub fn new(frozen: Arc<Frozen>, features: Arc<Features>, config: BayesConfig) -> Self {
+        let prior =
+            GaussianPosterior::isotropic(&vec![0.0; frozen.embed], config.prior_scale.powi(2));
         BayesianAdjuster {
             frozen,
             features,
             config,
+            prior,
         }
+    }
+
+    /// The same adjuster with the prior covariance `tau^2 shape` ([`prior_shape`]); an empty
+    /// shape keeps the identity. Fails when the shape is not a symmetric positive definite
+    /// matrix of the head's width.
+    pub fn with_prior_shape(mut self, shape: &[f64]) -> Result<Self, String> {
+        if shape.is_empty() {
+            return Ok(self);
+        }
+        let d = self.frozen.embed;
+        let tau2 = self.config.prior_scale.powi(2);
+        let covariance: Vec<f64> = shape.iter().map(|v| tau2 * v).collect();
+        self.prior = GaussianPosterior::centred(&covariance, d).ok_or_else(|| {
+            format!(
+                "the prior shape is not a symmetric positive definite {d} x {d} matrix ({} values)",
+                shape.len()
+            )
+        })?;
+        Ok(self)
     }
 }
 
@@ -336,10 +430,7 @@ impl Adjuster for BayesianAdjuster {
     fn prior(&self, _context: &Context) -> GaussianPosterior {
         // The head's prior mean is the network's g(context), recomputed at every decision; the
         // state only carries the correction, centred on 0.
-        GaussianPosterior::isotropic(
-            &vec![0.0; self.frozen.embed],
-            self.config.prior_scale.powi(2),
-        )
+        self.prior.clone()
     }
 
     fn update(&self, state: &mut GaussianPosterior, interaction: &Interaction) {
@@ -859,6 +950,14 @@ pub struct AdjusterManifest {
     /// meta-training compared the two.
     #[serde(default)]
     pub mean_grid: Vec<(f64, f64)>,
+    /// The learned shape of `bayes`'s prior covariance ([`prior_shape`]), when the chosen
+    /// setting uses it; empty for the identity.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prior_shape: Vec<f64>,
+    /// Like `grid` and `mean_grid`, with the learned prior shape: `(prior scale, Thompson
+    /// sampling, mean reward per training user)`. Empty when no shape was learned.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shaped_grid: Vec<(f64, bool, f64)>,
     /// Training users per setting.
     pub users: usize,
 }
@@ -913,6 +1012,83 @@ mod tests {
         let post = GaussianPosterior::isotropic(&[1.0, -2.0], 0.25);
         assert_eq!(post.mean(&mut Vec::new()), vec![1.0, -2.0]);
         assert_eq!(post.observations, 0);
+    }
+
+    #[test]
+    fn a_centred_gaussian_has_the_inverse_covariance_as_precision() {
+        let cov = [2.0, 0.5, 0.5, 1.0];
+        let g = GaussianPosterior::centred(&cov, 2).unwrap();
+        // precision x covariance = I.
+        for a in 0..2 {
+            for b in 0..2 {
+                let v: f64 = (0..2)
+                    .map(|k| g.precision[a * 2 + k] * cov[k * 2 + b])
+                    .sum();
+                assert!(
+                    (v - f64::from(u8::from(a == b))).abs() < 1e-12,
+                    "{a},{b}: {v}"
+                );
+            }
+        }
+        assert_eq!(g.mean(&mut Vec::new()), vec![0.0, 0.0]);
+        // Not symmetric, not positive definite, or the wrong size: refused.
+        assert!(GaussianPosterior::centred(&[1.0, 0.5, 0.4, 1.0], 2).is_none());
+        assert!(GaussianPosterior::centred(&[1.0, 2.0, 2.0, 1.0], 2).is_none());
+        assert!(GaussianPosterior::centred(&[1.0, 0.0, 0.0], 2).is_none());
+    }
+
+    #[test]
+    fn the_learned_prior_shape_follows_the_corrections_and_has_trace_d() {
+        // Corrections along the first axis only: the shape puts most variance there, the ridge
+        // keeps the second axis possible.
+        let corrections = vec![vec![2.0, 0.0], vec![-2.0, 0.0], vec![1.0, 0.0]];
+        let s = prior_shape(&corrections, 2, 0.1).unwrap();
+        assert!((s[0] + s[3] - 2.0).abs() < 1e-12, "{s:?}");
+        assert!(s[0] > 10.0 * s[3] && s[3] > 0.0, "{s:?}");
+        assert_eq!(s[1], s[2]);
+        assert!(prior_shape(&[vec![0.0, 0.0]], 2, 0.1).is_none());
+        assert!(prior_shape(&[], 2, 0.1).is_none());
+        assert!(prior_shape(&[vec![1.0]], 2, 0.1).is_none());
+    }
+
+    #[test]
+    fn a_shaped_prior_is_every_new_users_state() {
+        let (frozen, features) = network();
+        let d = frozen.embed;
+        let mut shape = vec![0.0; d * d];
+        for k in 0..d {
+            shape[k * d + k] = if k == 0 {
+                1.0 + d as f64 - 1.0
+            } else {
+                1.0 / 2.0
+            };
+        }
+        let config = BayesConfig {
+            prior_scale: 0.5,
+            ..BayesConfig::default()
+        };
+        let adj = BayesianAdjuster::new(frozen.clone(), features.clone(), config)
+            .with_prior_shape(&shape)
+            .unwrap();
+        let prior = adj.prior(&Context::default());
+        assert_eq!(prior.observations, 0);
+        assert_eq!(prior.mean(&mut Vec::new()), vec![0.0; d]);
+        // Precision = (tau^2 shape)^-1 on this diagonal shape.
+        for k in 0..d {
+            let want = 1.0 / (0.25 * shape[k * d + k]);
+            assert!((prior.precision[k * d + k] - want).abs() < 1e-9);
+        }
+        // An empty shape keeps the identity; a bad one is refused.
+        let plain = BayesianAdjuster::new(frozen.clone(), features.clone(), config);
+        assert_eq!(
+            plain.prior(&Context::default()),
+            GaussianPosterior::isotropic(&vec![0.0; d], 0.25)
+        );
+        assert!(
+            BayesianAdjuster::new(frozen, features, config)
+                .with_prior_shape(&[1.0])
+                .is_err()
+        );
     }
 
     /// A trained-shape network over a small catalog, with weights moved off their zero start.

@@ -105,7 +105,9 @@ impl ServedModel {
         Ok(ServedModel {
             version,
             dir: dir.to_owned(),
-            adjuster: BayesianAdjuster::new(Arc::new(frozen), Arc::new(loaded.features), c),
+            adjuster: BayesianAdjuster::new(Arc::new(frozen), Arc::new(loaded.features), c)
+                .with_prior_shape(&settings.prior_shape)
+                .map_err(bad_adjuster)?,
             reward: loaded.manifest.reward,
         })
     }

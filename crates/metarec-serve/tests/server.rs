@@ -59,6 +59,8 @@ fn write_model(dir: &Path, seed: u64, thompson: bool) {
         gradient: None,
         grid: vec![],
         mean_grid: vec![],
+        prior_shape: vec![],
+        shaped_grid: vec![],
         users: 0,
     };
     std::fs::write(

@@ -113,16 +113,41 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
             println!("{value:>11}  {r:>19.3}{mark}");
         }
     } else {
-        println!("prior scale  reward/training user: Thompson sampling  posterior mean");
+        println!(
+            "reward per training user; prior covariance tau^2 I (identity) or tau^2 S (S learned from training users)"
+        );
+        println!(
+            "prior scale  identity, Thompson  identity, mean  learned S, Thompson  learned S, mean"
+        );
+        let shaped = |tau: f64, thompson: bool| {
+            manifest
+                .shaped_grid
+                .iter()
+                .find(|s| s.0 == tau && s.1 == thompson)
+                .map_or(f64::NAN, |s| s.2)
+        };
         let thompson = manifest.config.thompson;
+        let learned = !manifest.prior_shape.is_empty();
         for (i, (value, r)) in manifest.grid.iter().enumerate() {
             let mean = manifest.mean_grid.get(i).map_or(f64::NAN, |m| m.1);
-            let mark = match (*value == chosen, thompson) {
-                (true, true) => "  <- chosen: Thompson sampling",
-                (true, false) => "  <- chosen: posterior mean",
-                _ => "",
+            let mark = if *value == chosen {
+                format!(
+                    "  <- chosen: {}, {}",
+                    if learned { "learned S" } else { "identity" },
+                    if thompson {
+                        "Thompson sampling"
+                    } else {
+                        "posterior mean"
+                    }
+                )
+            } else {
+                String::new()
             };
-            println!("{value:>11}  {r:>37.3}  {mean:>14.3}{mark}");
+            println!(
+                "{value:>11}  {r:>18.3}  {mean:>14.3}  {:>19.3}  {:>15.3}{mark}",
+                shaped(*value, true),
+                shaped(*value, false)
+            );
         }
     }
     println!(

@@ -154,10 +154,29 @@ pub fn log_meta(
         )?;
     }
     w.scalar("meta/chosen_prior_scale", 0, manifest.config.prior_scale)?;
+    for (i, (tau, thompson, reward)) in manifest.shaped_grid.iter().enumerate() {
+        w.scalars(
+            i as i64,
+            &[
+                ("meta/shaped_prior_scale", *tau),
+                ("meta/shaped_thompson", if *thompson { 1.0 } else { 0.0 }),
+                ("meta/shaped_reward_per_training_user", *reward),
+            ],
+        )?;
+    }
     w.scalar(
         "meta/chosen_thompson",
         0,
         if manifest.config.thompson { 1.0 } else { 0.0 },
+    )?;
+    w.scalar(
+        "meta/chosen_learned_shape",
+        0,
+        if manifest.prior_shape.is_empty() {
+            0.0
+        } else {
+            1.0
+        },
     )?;
     w.flush()?;
     Ok(run)

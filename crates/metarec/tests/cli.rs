@@ -440,32 +440,75 @@ fn meta_train_writes_the_adjuster_that_the_arena_plays() {
         serde_json::from_str(&std::fs::read_to_string(model.join("adjuster.json")).unwrap())
             .unwrap();
     assert_eq!(adjuster["grid"].as_array().unwrap().len(), 2);
-    // Each prior scale was tried both ways, and the chosen setting is the best of all four.
+    // Each prior scale was tried both ways, with the identity and with the learned prior
+    // shape, and the chosen setting is the best of all of them.
     let mean_grid = adjuster["mean_grid"].as_array().unwrap();
     assert_eq!(mean_grid.len(), 2);
-    let tried = |grid: &serde_json::Value, thompson: bool| -> Vec<(f64, f64, bool)> {
+    let tried = |grid: &serde_json::Value, thompson: bool| -> Vec<(f64, bool, bool, f64)> {
         grid.as_array()
             .unwrap()
             .iter()
-            .map(|p| (p[0].as_f64().unwrap(), p[1].as_f64().unwrap(), thompson))
+            .map(|p| {
+                (
+                    p[0].as_f64().unwrap(),
+                    thompson,
+                    false,
+                    p[1].as_f64().unwrap(),
+                )
+            })
             .collect()
     };
+    let shaped: Vec<(f64, bool, bool, f64)> = adjuster["shaped_grid"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_f64().unwrap(),
+                p[1].as_bool().unwrap(),
+                true,
+                p[2].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(shaped.len(), 4, "{adjuster}");
     let all = [
         tried(&adjuster["grid"], true),
         tried(&adjuster["mean_grid"], false),
+        shaped,
     ]
     .concat();
-    let best = all.iter().map(|t| t.1).fold(f64::NEG_INFINITY, f64::max);
+    let best = all.iter().map(|t| t.3).fold(f64::NEG_INFINITY, f64::max);
     let config = &adjuster["config"];
     let chosen = (
         config["prior_scale"].as_f64().unwrap(),
         config["thompson"].as_bool().unwrap(),
+        adjuster.get("prior_shape").is_some(),
     );
     assert!(
         all.iter()
-            .any(|&(tau, r, t)| (tau, t) == chosen && r == best),
+            .any(|&(tau, t, s, r)| (tau, t, s) == chosen && r == best),
         "{adjuster}"
     );
+    // The same seed gives the same file, learned shape included.
+    let first = std::fs::read(model.join("adjuster.json")).unwrap();
+    let out = metarec(
+        tmp.path(),
+        &[
+            "-q",
+            "meta-train",
+            "--scenario",
+            "small",
+            "--model",
+            m,
+            "--users",
+            "20",
+            "--grid",
+            "0.1,0.5",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(model.join("adjuster.json")).unwrap(), first);
 
     let out = metarec(tmp.path(), &[&arena[..], &[adjusted.as_str()]].concat());
     assert!(out.status.success(), "{}", stderr(&out));

@@ -25,6 +25,12 @@ struct Adjuster {
     /// Absent from files written before meta-training compared the two ways of deciding.
     #[serde(default)]
     mean_grid: Vec<(f64, f64)>,
+    /// Settings tried with the learned prior shape: (prior scale, Thompson sampling, reward).
+    #[serde(default)]
+    shaped_grid: Vec<(f64, bool, f64)>,
+    /// The chosen setting's learned prior shape; empty for the identity.
+    #[serde(default)]
+    prior_shape: Vec<f64>,
     #[serde(default)]
     users: usize,
 }
@@ -45,36 +51,52 @@ const MEAN: &str = "posterior mean";
 
 fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
     let a: Adjuster = parse(value, file, KIND.name)?;
-    let chosen = (a.config.prior_scale, a.config.thompson);
-    // Every setting tried: (prior scale, decided by Thompson sampling, reward per user).
-    let tried: Vec<(f64, bool, f64)> = a
+    let chosen = (
+        a.config.prior_scale,
+        a.config.thompson,
+        !a.prior_shape.is_empty(),
+    );
+    // Every setting tried: (prior scale, decided by Thompson sampling, learned prior shape,
+    // reward per user).
+    let tried: Vec<(f64, bool, bool, f64)> = a
         .grid
         .iter()
-        .map(|&(tau, r)| (tau, true, r))
-        .chain(a.mean_grid.iter().map(|&(tau, r)| (tau, false, r)))
+        .map(|&(tau, r)| (tau, true, false, r))
+        .chain(a.mean_grid.iter().map(|&(tau, r)| (tau, false, false, r)))
+        .chain(a.shaped_grid.iter().map(|&(tau, t, r)| (tau, t, true, r)))
         .collect();
     let how = |thompson: bool| if thompson { THOMPSON } else { MEAN };
+    let shape = |shaped: bool| if shaped { "learned S" } else { "identity" };
     let blocks = vec![
         Block::Paragraph(format!(
             "Adjuster `{}`: each setting played the same {} training users; the one with the \
-             highest reward per user, tau = {} with {}, was kept.",
+             highest reward per user, tau = {} with {} and prior covariance tau^2 x {}, was kept. \
+             The learned shape S is the second moment of training users' adapted corrections.",
             a.kind,
             a.users,
             chosen.0,
-            how(chosen.1)
+            how(chosen.1),
+            shape(chosen.2)
         )),
         Block::Table(Table {
-            columns: ["prior scale tau", "decisions", "reward / training user", ""]
-                .map(String::from)
-                .to_vec(),
+            columns: [
+                "prior scale tau",
+                "prior covariance",
+                "decisions",
+                "reward / training user",
+                "",
+            ]
+            .map(String::from)
+            .to_vec(),
             rows: tried
                 .iter()
-                .map(|&(tau, thompson, r)| {
+                .map(|&(tau, thompson, shaped, r)| {
                     vec![
                         Cell::Number(tau, 3),
+                        Cell::text(format!("tau^2 x {}", shape(shaped))),
                         Cell::text(how(thompson)),
                         Cell::Number(r, 3),
-                        Cell::text(if (tau, thompson) == chosen {
+                        Cell::text(if (tau, thompson, shaped) == chosen {
                             "chosen"
                         } else {
                             ""
@@ -90,12 +112,12 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
                 value: Axis::new("reward per training user", "reward units"),
                 rows: tried
                     .iter()
-                    .map(|&(tau, thompson, r)| IntervalRow {
+                    .map(|&(tau, thompson, shaped, r)| IntervalRow {
                         label: format!(
                             "tau = {tau}{}",
                             if tau == chosen.0 { " (chosen)" } else { "" }
                         ),
-                        series: how(thompson).to_owned(),
+                        series: format!("{}, {}", shape(shaped), how(thompson)),
                         value: r,
                         interval: None,
                     })
