@@ -83,8 +83,10 @@ fn arena_runs_hold_every_cold_start_point_and_its_report_shows_the_curves() {
     }
     // The --report directory and `metarec report` give the same page.
     let page = std::fs::read_to_string(t.join("rep/index.html")).unwrap();
-    assert_eq!(page.matches(r#"class="band""#).count(), 3);
+    // One band per policy on the cold-start plot and one on the oracle-share plot.
+    assert_eq!(page.matches(r#"class="band""#).count(), 2 * 3);
     assert!(page.contains("Cold-start curves"));
+    assert!(page.contains("share of the oracle&#39;s expected reward"));
     let out = metarec(
         t,
         &[
@@ -273,8 +275,9 @@ fn demo_index_shows_the_cold_start_curves_with_bands_and_the_table() {
     let arena = json(&t.join("report/arena.json"));
     let policies = arena["contestants"].as_array().unwrap();
     assert!(page.contains("Cold-start curves"));
-    // One band per policy on the cold-start plot, one table row per policy.
-    assert_eq!(page.matches(r#"class="band""#).count(), policies.len());
+    // One band per policy on the cold-start plot and on the oracle-share plot, one table row
+    // per policy.
+    assert_eq!(page.matches(r#"class="band""#).count(), 2 * policies.len());
     for c in policies {
         let name = c["policy"].as_str().unwrap();
         assert!(
