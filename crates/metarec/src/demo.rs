@@ -136,10 +136,15 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     global.progress("3/5 meta-training the strategy adjuster on training users");
     let grid = [0.03, 0.1, 0.3, 1.0, 3.0];
     let bar = global.bar(grid.len() as u64, "prior scales");
-    let adjuster =
-        metarec_eval::meta::meta_train_bayes(&scenario, &model, &grid, args.meta_users, 11, &|l| {
-            global.step(&bar, l)
-        });
+    let adjuster = metarec_eval::meta::meta_train_bayes(
+        &scenario,
+        &model,
+        &grid,
+        args.meta_users,
+        11,
+        false,
+        &|l| global.step(&bar, l),
+    );
     bar.finish_and_clear();
     let adjuster = adjuster?;
     crate::report::log_meta(&args.logdir.logdir, &model, 11, &adjuster)?;

@@ -32,6 +32,10 @@ pub struct MetaTrainArgs {
     /// Reptile's outer step towards each user's adapted correction (gradient).
     #[arg(long, default_value_t = 0.1)]
     reptile_rate: f64,
+    /// Also learn the shape of the prior covariance from training users' corrections and try
+    /// every prior scale with it (bayes): twice the settings.
+    #[arg(long)]
+    learn_shape: bool,
     /// Seed of the training users and the policy's sampling.
     #[arg(long, default_value_t = 11)]
     seed: u64,
@@ -95,6 +99,7 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
             &grid,
             args.users,
             args.seed,
+            args.learn_shape,
             &progress,
         )
     };
@@ -113,12 +118,18 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
             println!("{value:>11}  {r:>19.3}{mark}");
         }
     } else {
-        println!(
-            "reward per training user; prior covariance tau^2 I (identity) or tau^2 S (S learned from training users)"
-        );
-        println!(
-            "prior scale  identity, Thompson  identity, mean  learned S, Thompson  learned S, mean"
-        );
+        let with_shape = !manifest.shaped_grid.is_empty();
+        if with_shape {
+            println!(
+                "reward per training user; prior covariance tau^2 I (identity) or tau^2 S (S learned from training users)"
+            );
+            println!(
+                "prior scale  identity, Thompson  identity, mean  learned S, Thompson  learned S, mean"
+            );
+        } else {
+            println!("reward per training user; prior covariance tau^2 I");
+            println!("prior scale  identity, Thompson  identity, mean");
+        }
         let shaped = |tau: f64, thompson: bool| {
             manifest
                 .shaped_grid
@@ -143,11 +154,16 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
             } else {
                 String::new()
             };
-            println!(
-                "{value:>11}  {r:>18.3}  {mean:>14.3}  {:>19.3}  {:>15.3}{mark}",
-                shaped(*value, true),
-                shaped(*value, false)
-            );
+            let learned_columns = if with_shape {
+                format!(
+                    "  {:>19.3}  {:>15.3}",
+                    shaped(*value, true),
+                    shaped(*value, false)
+                )
+            } else {
+                String::new()
+            };
+            println!("{value:>11}  {r:>18.3}  {mean:>14.3}{learned_columns}{mark}");
         }
     }
     println!(

@@ -432,6 +432,7 @@ fn meta_train_writes_the_adjuster_that_the_arena_plays() {
             "20",
             "--grid",
             "0.1,0.5",
+            "--learn-shape",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -505,6 +506,7 @@ fn meta_train_writes_the_adjuster_that_the_arena_plays() {
             "20",
             "--grid",
             "0.1,0.5",
+            "--learn-shape",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
