@@ -238,6 +238,13 @@ pub fn calibrate_network(
     Ok(calibration)
 }
 
+/// How many lines [`meta_train_bayes`] gives its `progress`: the calibration, the learned shape
+/// (when asked), then one per setting tried; a progress bar's length.
+pub fn bayes_progress_steps(grid: usize, learn_shape: bool) -> usize {
+    let shapes = if learn_shape { 2 } else { 1 };
+    1 + usize::from(learn_shape) + grid * shapes * 2
+}
+
 /// The ridge of the learned prior shape, as a share of its mean variance: small enough to keep
 /// the learned directions, large enough that no direction's prior variance is zero.
 const SHAPE_RIDGE: f64 = 0.1;

@@ -135,7 +135,10 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
 
     global.progress("3/5 meta-training the strategy adjuster on training users");
     let grid = [0.03, 0.1, 0.3, 1.0, 3.0];
-    let bar = global.bar(grid.len() as u64, "prior scales");
+    let bar = global.bar(
+        metarec_eval::meta::bayes_progress_steps(grid.len(), false) as u64,
+        "settings",
+    );
     let adjuster = metarec_eval::meta::meta_train_bayes(
         &scenario,
         &model,

@@ -66,7 +66,10 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
     let (label, grid_len) = if gradient {
         ("step sizes", grid.len())
     } else {
-        ("prior scales", grid.len())
+        (
+            "settings",
+            metarec_eval::meta::bayes_progress_steps(grid.len(), args.learn_shape),
+        )
     };
     let bar = global.bar(grid_len as u64, label);
     let progress = |line: &str| global.step(&bar, line);
