@@ -419,22 +419,25 @@ fn meta_train_writes_the_adjuster_that_the_arena_plays() {
         stderr(&out)
     );
 
-    let out = metarec(
-        tmp.path(),
-        &[
-            "-q",
-            "meta-train",
-            "--scenario",
-            "small",
-            "--model",
-            m,
-            "--users",
-            "20",
-            "--grid",
-            "0.1,0.5",
-            "--learn-shape",
-        ],
-    );
+    let meta_train = || {
+        metarec(
+            tmp.path(),
+            &[
+                "-q",
+                "meta-train",
+                "--scenario",
+                "small",
+                "--model",
+                m,
+                "--users",
+                "20",
+                "--grid",
+                "0.1,0.5",
+                "--learn-shape",
+            ],
+        )
+    };
+    let out = meta_train();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("<- chosen"), "{}", stdout(&out));
     let adjuster: serde_json::Value =
@@ -493,22 +496,7 @@ fn meta_train_writes_the_adjuster_that_the_arena_plays() {
     );
     // The same seed gives the same file, learned shape included.
     let first = std::fs::read(model.join("adjuster.json")).unwrap();
-    let out = metarec(
-        tmp.path(),
-        &[
-            "-q",
-            "meta-train",
-            "--scenario",
-            "small",
-            "--model",
-            m,
-            "--users",
-            "20",
-            "--grid",
-            "0.1,0.5",
-            "--learn-shape",
-        ],
-    );
+    let out = meta_train();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read(model.join("adjuster.json")).unwrap(), first);
 
