@@ -210,7 +210,6 @@ struct UserOutcome {
     slates: f64,
     visits: f64,
     regret: f64,
-    early: f64,
     curve: Vec<f64>,
     /// The expected reward of this policy's slate at interaction t (0 after leaving).
     expected: Vec<f64>,
@@ -396,7 +395,6 @@ fn play_job(
             discount *= reward.gamma();
             if t < config.horizon {
                 out.curve[t] = r;
-                out.early += r;
             }
             out.clicks += step.feedback.click_count() as f64;
             out.purchases += step.feedback.purchase_count() as f64;
@@ -491,7 +489,13 @@ fn summarise(
         users: outcomes.len(),
         reward: Summary::of(&col(|o| o.reward)),
         discounted_return: Summary::of(&col(|o| o.discounted)),
-        early_reward: Summary::of(&col(|o| o.early)),
+        // The cold-start window's total is the curve summed over it, user by user.
+        early_reward: Summary::of(
+            &outcomes
+                .iter()
+                .map(|o| o.curve.iter().sum())
+                .collect::<Vec<f64>>(),
+        ),
         reward_per_visit: Summary::ratio(&col(|o| o.reward), &col(|o| o.visits)),
         ctr: Summary::ratio(&col(|o| o.clicks), &col(|o| o.impressions)),
         cvr: Summary::ratio(&col(|o| o.purchases), &col(|o| o.clicks)),

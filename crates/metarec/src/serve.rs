@@ -391,10 +391,11 @@ pub fn bench(args: BenchServeArgs, global: &Global) -> Result<()> {
         .args(["--addr", "127.0.0.1:0", "--workers"])
         .arg(args.workers.to_string())
         .arg("--durability")
-        .arg(match args.durability {
-            DurabilityArg::Machine => "machine",
-            DurabilityArg::Process => "process",
-        })
+        .arg(
+            clap::ValueEnum::to_possible_value(&args.durability)
+                .context("every durability has a name")?
+                .get_name(),
+        )
         .args(
             args.scenario
                 .iter()

@@ -69,7 +69,7 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
             "policy",
             "users",
             "reward / user",
-            "EARLY",
+            &format!("reward over interactions 1-{} / user", a.horizon),
             "discounted return / user",
             "CTR (clicks / shown item)",
             "CVR (purchases / click)",
@@ -79,13 +79,7 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
             "regret / user",
             "seconds",
         ]
-        .map(|c| {
-            if c == "EARLY" {
-                format!("reward over interactions 1-{} / user", a.horizon)
-            } else {
-                c.to_owned()
-            }
-        })
+        .map(String::from)
         .to_vec(),
         rows: a
             .contestants
