@@ -16,6 +16,7 @@ use metarec_core::{
 use metarec_learn::registry::{BASELINES, build_policy};
 use metarec_sim::Scenario;
 use metarec_sim::shop::PlannerConfig;
+use metarec_sim::{InformedConfig, InformedPolicy};
 use rand::RngCore;
 use serde::Serialize;
 use std::fmt;
@@ -64,6 +65,16 @@ pub enum Contestant {
     Oracle,
     /// The far-sighted planner: the oracle's knowledge plus lookahead at fatigue.
     Planner,
+    /// The exact-model Bayesian yardstick: the simulator's model and population prior, but the
+    /// user learnt from feedback like any policy ([`metarec_sim::InformedPolicy`]): `informed`
+    /// shows the posterior's best slate, `informed-ts` a posterior draw's best (Thompson
+    /// sampling); `:N` sets the particles per user.
+    Informed {
+        /// The name shown in reports.
+        name: String,
+        /// The policy's settings.
+        settings: InformedConfig,
+    },
     /// A trained neural policy from a model directory: `neural:DIR` samples its slates
     /// (Plackett-Luce), `neural-greedy:DIR` shows the top scores.
     Neural {
@@ -88,7 +99,7 @@ impl Contestant {
     /// Every known contestant name.
     pub fn names() -> Vec<&'static str> {
         let mut names: Vec<&'static str> = BASELINES.to_vec();
-        names.extend(["oracle", "planner"]);
+        names.extend(["oracle", "planner", "informed", "informed-ts"]);
         names
     }
 
@@ -122,6 +133,7 @@ impl Contestant {
         match name {
             "oracle" => Ok(Contestant::Oracle),
             "planner" => Ok(Contestant::Planner),
+            n if n.starts_with("informed") => parse_informed(n),
             n if BASELINES.contains(&n) => Ok(Contestant::Baseline(n.to_owned())),
             n => Err(ArenaError::UnknownPolicy {
                 name: n.to_owned(),
@@ -160,9 +172,47 @@ impl Contestant {
             Contestant::Baseline(n) => n,
             Contestant::Oracle => "oracle",
             Contestant::Planner => "planner",
-            Contestant::Neural { name, .. } | Contestant::Adjusted { name, .. } => name,
+            Contestant::Neural { name, .. }
+            | Contestant::Adjusted { name, .. }
+            | Contestant::Informed { name, .. } => name,
         }
     }
+}
+
+/// Parses `informed`, `informed-ts` and either with `:PARTICLES`.
+fn parse_informed(name: &str) -> Result<Contestant, ArenaError> {
+    let (mode, particles) = match name.split_once(':') {
+        Some((mode, n)) => (
+            mode,
+            n.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or_else(|| {
+                    ArenaError::Config(format!(
+                        "`{name}`: the particle count after `:` must be a whole number from 1 to 100000"
+                    ))
+                })?,
+        ),
+        None => (name, InformedConfig::default().particles),
+    };
+    let thompson = match mode {
+        "informed" => false,
+        "informed-ts" => true,
+        _ => {
+            return Err(ArenaError::UnknownPolicy {
+                name: name.to_owned(),
+                expected: "informed, informed-ts, informed:N or informed-ts:N".into(),
+            });
+        }
+    };
+    Ok(Contestant::Informed {
+        name: name.to_owned(),
+        settings: InformedConfig {
+            particles,
+            thompson,
+            ..InformedConfig::default()
+        },
+    })
 }
 
 /// Settings of an arena run.
@@ -336,6 +386,15 @@ fn play_job(
                 }
             })?,
         ),
+        Contestant::Informed { settings, .. } => Some(Box::new(InformedPolicy::new(
+            scenario.world.clone(),
+            &scenario.config,
+            reward,
+            InformedConfig {
+                seed: seed_index as u64,
+                ..*settings
+            },
+        ))),
         _ => None,
     };
     let planner = PlannerConfig {

@@ -152,3 +152,57 @@ fn the_default_scenario_orders_policies_as_theory_says() {
     let d = paired("planner", "oracle");
     assert!(d.low > 0.0, "planner - oracle: {d:?}");
 }
+
+#[test]
+fn the_informed_yardstick_learns_the_user_but_stays_below_the_oracle() {
+    let s = scenario("small");
+    let config = ArenaConfig {
+        users: 300,
+        seeds: 1,
+        paired_against: vec!["informed:300".into()],
+        ..ArenaConfig::default()
+    };
+    let report = run_arena(
+        &s,
+        &Contestant::parse_list("random,lints,oracle,informed:300").unwrap(),
+        &config,
+        &|_| {},
+    )
+    .unwrap();
+    let paired = |name: &str| {
+        report
+            .paired
+            .iter()
+            .find(|p| p.policy == name && p.against == "informed:300")
+            .unwrap()
+            .reward_difference
+    };
+    // Knowing the user beats learning them; knowing the model beats learning it too.
+    assert!(paired("oracle").low > 0.0, "{:?}", paired("oracle"));
+    assert!(paired("lints").high < 0.0, "{:?}", paired("lints"));
+    let share = |name: &str| {
+        report
+            .contestants
+            .iter()
+            .find(|c| c.policy == name)
+            .unwrap()
+            .oracle_share[0]
+    };
+    // At the first slate the informed policy knows only the prior, so it cannot match the
+    // oracle, but the prior alone already beats random play.
+    let first = share("informed:300");
+    assert!(
+        first.high < 1.0 && first.mean > share("random").high,
+        "{first:?}"
+    );
+}
+
+#[test]
+fn informed_particle_counts_are_checked() {
+    for bad in ["informed:0", "informed:x", "informed-ts:", "informed-xx"] {
+        let err = Contestant::parse_list(bad).unwrap_err().to_string();
+        assert!(err.contains(bad.trim_end_matches(':')), "{bad}: {err}");
+    }
+    let ok = Contestant::parse_list("informed,informed-ts:50").unwrap();
+    assert_eq!(ok[1].name(), "informed-ts:50");
+}

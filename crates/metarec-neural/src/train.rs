@@ -5,7 +5,11 @@
 //!   advantages standardised per batch, plus `(G_t - V(s_t))^2` for the baseline;
 //! - [`Algo::ActorCritic`]: one-step actor-critic: the advantage is
 //!   `r_t + gamma V(s_{t+1}) - V(s_t)` (no bootstrap past a user's last slate);
-//! - [`Algo::Supervised`]: click and purchase cross-entropy on logged interactions.
+//! - [`Algo::Supervised`]: click and purchase cross-entropy on logged interactions;
+//! - [`Algo::Distill`]: imitation of a teacher policy on the network's own visits (DAgger,
+//!   Ross, Gordon & Bagnell 2011): `-log pi(teacher's slate_t)`, plus the baseline's loss. The
+//!   teacher watches the same users and feedback as the network, so it may be any policy, such
+//!   as a Bayesian one that knows the environment's model but must learn each user.
 //!
 //! Episodes are whole simulated users (every visit), discounted per slate by the reward
 //! function's `gamma`. Training users come from a seed of their own, so the arena's users are
@@ -21,8 +25,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use metarec_core::explore::plackett_luce;
 use metarec_core::{
-    Catalog, Context, Decision, Environment, EventId, Interaction, ItemId, RewardFn, Rng, Slate,
-    rng_for,
+    Catalog, Context, Decision, Environment, EventId, Interaction, ItemId, Policy, RewardFn, Rng,
+    Slate, rng_for,
 };
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +40,8 @@ pub enum Algo {
     ActorCritic,
     /// Click and purchase cross-entropy on logged interactions.
     Supervised,
+    /// Imitation of a teacher policy on the network's own visits (DAgger).
+    Distill,
 }
 
 impl Algo {
@@ -45,6 +51,7 @@ impl Algo {
             Algo::Reinforce => "reinforce",
             Algo::ActorCritic => "actor-critic",
             Algo::Supervised => "supervised",
+            Algo::Distill => "distill",
         }
     }
 
@@ -54,8 +61,9 @@ impl Algo {
             "reinforce" => Ok(Algo::Reinforce),
             "actor-critic" => Ok(Algo::ActorCritic),
             "supervised" => Ok(Algo::Supervised),
+            "distill" => Ok(Algo::Distill),
             other => Err(NeuralError::Config(format!(
-                "unknown algorithm `{other}`; expected reinforce, actor-critic or supervised"
+                "unknown algorithm `{other}`; expected reinforce, actor-critic, supervised or distill"
             ))),
         }
     }
@@ -153,6 +161,8 @@ pub struct Transition {
     pub ret: f64,
     /// Whether this was the user's last slate.
     pub last: bool,
+    /// The teacher's slate in the same state (distillation only; empty otherwise).
+    pub teacher: Vec<ItemId>,
 }
 
 /// Statistics of one training iteration.
@@ -276,6 +286,17 @@ impl Trainer {
         env: &mut E,
         users: std::ops::Range<u64>,
     ) -> Vec<Vec<Transition>> {
+        self.collect_with(env, users, None)
+    }
+
+    /// Like [`Trainer::collect`], with a teacher that watches every user and feedback and
+    /// records the slate it would have shown in each state.
+    pub fn collect_with<E: Environment>(
+        &mut self,
+        env: &mut E,
+        users: std::ops::Range<u64>,
+        mut teacher: Option<&mut dyn Policy>,
+    ) -> Vec<Vec<Transition>> {
         let k = env.slate_size();
         let n = self.features.items();
         let candidates: Vec<ItemId> = (0..n as u32).map(ItemId).collect();
@@ -285,8 +306,15 @@ impl Trainer {
         let mut episodes = Vec::with_capacity(users.end.saturating_sub(users.start) as usize);
         for user in users {
             let mut context: Option<Context> = Some(env.reset(user));
+            if let (Some(t), Some(ctx)) = (teacher.as_mut(), context.as_ref()) {
+                t.start_user(ctx);
+            }
             let mut episode: Vec<Transition> = Vec::new();
             while let Some(ctx) = context {
+                let taught = teacher
+                    .as_mut()
+                    .map(|t| t.decide(&ctx, k, &mut self.rng).items)
+                    .unwrap_or_default();
                 self.features.user_view(&ctx, &mut view);
                 self.frozen.user(
                     &view.input,
@@ -333,7 +361,15 @@ impl Trainer {
                     reward: self.reward.reward(&step.feedback),
                     ret: 0.0,
                     last: step.next.is_none(),
+                    teacher: taught,
                 });
+                if let Some(t) = teacher.as_mut() {
+                    t.observe(&Interaction {
+                        context: ctx,
+                        decision,
+                        feedback: step.feedback,
+                    });
+                }
                 context = step.next;
             }
             let rewards: Vec<f64> = episode.iter().map(|t| t.reward).collect();
@@ -397,10 +433,19 @@ impl Trainer {
         let steps: Vec<&Transition> = episodes.iter().flatten().collect();
         let s = steps.len();
         let (scores, users) = self.forward(&steps)?;
+        let imitate = self.config.algo == Algo::Distill;
         let chosen: Vec<Vec<u32>> = steps
             .iter()
-            .map(|t| t.slate.iter().map(|i| i.0).collect())
+            .map(|t| {
+                let slate = if imitate { &t.teacher } else { &t.slate };
+                slate.iter().map(|i| i.0).collect()
+            })
             .collect();
+        if imitate && chosen.iter().any(Vec::is_empty) {
+            return Err(NeuralError::Config(
+                "distillation needs the teacher's slate in every state".into(),
+            ));
+        }
         let masks = position_masks(&chosen, self.features.items(), DType::F32)?;
         let temperature = self.model.config.temperature;
         let log_prob = plackett_luce_log_prob(&scores, &chosen, &masks, temperature)?;
@@ -435,7 +480,11 @@ impl Trainer {
             s,
             &Device::Cpu,
         )?;
-        let actor = (normalised * &log_prob)?.mean_all()?.neg()?;
+        let actor = if imitate {
+            log_prob.mean_all()?.neg()?
+        } else {
+            (normalised * &log_prob)?.mean_all()?.neg()?
+        };
         let critic = (targets - value)?.sqr()?.mean_all()?;
         let entropy = first_position_entropy(&scores, temperature)?.mean_all()?;
         let loss =
@@ -471,6 +520,7 @@ impl Trainer {
                 reward: 0.0,
                 ret: 0.0,
                 last: false,
+                teacher: Vec::new(),
             });
         }
         if steps.is_empty() {
@@ -520,9 +570,24 @@ impl Trainer {
         &mut self,
         env: &mut E,
     ) -> Result<IterationStats, NeuralError> {
+        self.rl_iteration_with(env, None)
+    }
+
+    /// One iteration of reinforcement learning or, with [`Algo::Distill`], of imitating
+    /// `teacher` on a batch of new training users.
+    pub fn rl_iteration_with<E: Environment>(
+        &mut self,
+        env: &mut E,
+        teacher: Option<&mut dyn Policy>,
+    ) -> Result<IterationStats, NeuralError> {
+        if self.config.algo == Algo::Distill && teacher.is_none() {
+            return Err(NeuralError::Config(
+                "distillation needs a teacher policy".into(),
+            ));
+        }
         // Training users live far from the arena's numbers (which start at 0).
         let first = (1u64 << 40) + (self.iterations_done * self.config.batch) as u64;
-        let episodes = self.collect(env, first..first + self.config.batch as u64);
+        let episodes = self.collect_with(env, first..first + self.config.batch as u64, teacher);
         let users = episodes.len().max(1) as f64;
         let reward_per_user = episodes.iter().flatten().map(|t| t.reward).sum::<f64>() / users;
         let return_per_user = episodes
@@ -585,7 +650,7 @@ impl Trainer {
         for _ in 0..self.config.iterations {
             let stats = match self.config.algo {
                 Algo::Supervised => self.supervised_iteration(logged)?,
-                Algo::Reinforce | Algo::ActorCritic => self.rl_iteration(env)?,
+                Algo::Reinforce | Algo::ActorCritic | Algo::Distill => self.rl_iteration(env)?,
             };
             progress(&stats);
         }
@@ -654,6 +719,7 @@ pub(crate) mod tests {
             reward: 0.0,
             ret: 0.0,
             last: true,
+            teacher: Vec::new(),
         };
         let (scores, users) = trainer.forward(&[&step]).unwrap();
         let candle: Vec<f32> = scores.flatten_all().unwrap().to_vec1().unwrap();

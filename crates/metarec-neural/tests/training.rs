@@ -132,6 +132,56 @@ fn reinforce_and_actor_critic_learn_the_toy_shop() {
     }
 }
 
+/// Shows each user their loved item first: it reads the group token, as the network could.
+struct GroupTeacher;
+
+impl metarec_core::Policy for GroupTeacher {
+    fn name(&self) -> &str {
+        "group-teacher"
+    }
+    fn decide(
+        &mut self,
+        context: &Context,
+        _: usize,
+        _: &mut metarec_core::Rng,
+    ) -> metarec_core::SlateChoice {
+        let group: u32 = context.tokens[0]
+            .strip_prefix("group=")
+            .unwrap()
+            .parse()
+            .unwrap();
+        metarec_core::SlateChoice {
+            items: vec![ItemId(group), ItemId(5)],
+            propensities: vec![1.0; 2],
+            slate_propensity: Some(1.0),
+        }
+    }
+}
+
+#[test]
+fn distillation_imitates_the_teacher_on_the_networks_own_visits() {
+    let mut env = ToyShop::new();
+    let mut cfg = config(60);
+    cfg.algo = Algo::Distill;
+    let mut trainer = Trainer::new(env.catalog(), clicks_only(), cfg).unwrap();
+    // Without a teacher there is nothing to imitate.
+    let err = trainer.rl_iteration(&mut env).unwrap_err().to_string();
+    assert!(err.contains("teacher"), "{err}");
+    let mut teacher = GroupTeacher;
+    let mut rewards = Vec::new();
+    for _ in 0..60 {
+        let stats = trainer
+            .rl_iteration_with(&mut env, Some(&mut teacher))
+            .unwrap();
+        rewards.push(stats.reward_per_user);
+    }
+    let first: f64 = rewards[..5].iter().sum::<f64>() / 5.0;
+    let last: f64 = rewards[rewards.len() - 5..].iter().sum::<f64>() / 5.0;
+    // The network never sees a reward here; it gets there by copying the teacher's slates.
+    assert!(first < 2.2, "started at {first}");
+    assert!(last > 2.8, "reached only {last} (from {first})");
+}
+
 #[test]
 fn seeded_training_is_reproducible() {
     let run = || {

@@ -5,6 +5,8 @@
 //! - [`world`]: [`World`], the fitted items and the population new users are drawn from;
 //! - [`shop`]: [`ShopEnv`], the [`metarec_core::Environment`] itself, with the oracle and the
 //!   far-sighted planner;
+//! - [`informed`]: [`InformedPolicy`], the exact-model Bayesian yardstick: everything the
+//!   simulator knows except the user, learnt from the same feedback a policy gets;
 //! - [`Scenario`]: a configuration with its fitted world and calibrated biases;
 //! - [`calibrate`]: fitting the click and purchase biases to target rates, and the report that
 //!   compares simulated and real purchases.
@@ -15,6 +17,7 @@
 pub mod calibrate;
 pub mod config;
 mod error;
+pub mod informed;
 pub mod mf;
 mod scenario;
 pub mod shop;
@@ -22,6 +25,7 @@ pub mod world;
 
 pub use config::ScenarioConfig;
 pub use error::SimError;
+pub use informed::{InformedConfig, InformedPolicy};
 pub use scenario::Scenario;
 pub use shop::ShopEnv;
 pub use world::World;

@@ -24,8 +24,14 @@ const VISIT_MS: i64 = 86_400_000;
 const START_MS: i64 = 1_323_475_200_000;
 
 #[inline]
-fn sigmoid(x: f64) -> f64 {
+pub(crate) fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
+}
+
+/// Expected units of one purchase of an item whose typical quantity is `mean`, capped at `cap`.
+pub(crate) fn expected_quantity(mean: f64, cap: u32) -> f64 {
+    let p = 1.0 / mean;
+    (1.0 - (1.0 - p).powf(f64::from(cap))) / p
 }
 
 /// The hidden state of the current user. Never leaves this module.
@@ -77,6 +83,14 @@ impl ShopEnv {
         &self.config
     }
 
+    /// The current user's hidden vector, boredom and shown items, for the informed policy's
+    /// tests to check its replay against.
+    #[cfg(test)]
+    pub(crate) fn hidden_state(&self) -> (&[f64], &[f64], &[ItemId]) {
+        let u = self.user();
+        (&u.vector, &u.boredom, &u.shown)
+    }
+
     fn user(&self) -> &UserState {
         self.user
             .as_ref()
@@ -120,9 +134,7 @@ impl ShopEnv {
     /// Expected units of one purchase: a geometric count with the item's typical quantity as
     /// mean, capped at `max_quantity`: `E[min(G, cap)] = (1 - (1 - p)^cap) / p`, `p = 1 / mean`.
     fn expected_quantity(&self, i: usize) -> f64 {
-        let p = 1.0 / self.world.quantities[i];
-        let cap = f64::from(self.config.choice.max_quantity);
-        (1.0 - (1.0 - p).powf(cap)) / p
+        expected_quantity(self.world.quantities[i], self.config.choice.max_quantity)
     }
 
     fn draw_quantity(&self, i: usize, u: f64) -> u32 {
@@ -465,7 +477,7 @@ impl Environment for ShopEnv {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::world::World;
     use metarec_core::{Catalog, Item, Slate};
@@ -473,7 +485,7 @@ mod tests {
     use metarec_data::online_retail::{Customer, OnlineRetail, Purchase};
 
     /// A shop of 6 products and 40 customers in two taste groups and two countries.
-    fn tiny_data() -> OnlineRetail {
+    pub(crate) fn tiny_data() -> OnlineRetail {
         let mut catalog = Catalog::new(Vec::new());
         for i in 0..6 {
             catalog
@@ -519,7 +531,7 @@ mod tests {
         }
     }
 
-    fn tiny(fatigue: bool) -> (ShopEnv, ScenarioConfig) {
+    pub(crate) fn tiny(fatigue: bool) -> (ShopEnv, ScenarioConfig) {
         let mut config = ScenarioConfig::default();
         config.catalog.items = 6;
         config.choice.slate_size = 2;

@@ -65,24 +65,54 @@ impl Population {
                 break;
             }
         }
-        let customer = if config.by_country && chosen.1.len() >= config.min_country_customers {
-            chosen.1[rng.random_range(0..chosen.1.len())] as usize
+        DrawnUser {
+            vector: self.draw_from(&chosen.1, config, rng),
+            country: chosen.0.clone(),
+        }
+    }
+
+    /// Draws a hidden vector for a user known to come from `country`: the prior that
+    /// [`Population::draw`] implies once the country is observed. An unknown country draws from
+    /// everyone.
+    pub fn draw_in_country(
+        &self,
+        country: &str,
+        config: &crate::config::PopulationConfig,
+        rng: &mut Rng,
+    ) -> Vec<f64> {
+        let members = self
+            .countries
+            .iter()
+            .find(|(c, _)| c == country)
+            .map_or(&[][..], |(_, m)| m.as_slice());
+        self.draw_from(members, config, rng)
+    }
+
+    /// A customer of `members` (or of anyone, when the configuration or the country's size says
+    /// so) plus Gaussian noise.
+    fn draw_from(
+        &self,
+        members: &[u32],
+        config: &crate::config::PopulationConfig,
+        rng: &mut Rng,
+    ) -> Vec<f64> {
+        let total = self.customers();
+        let customer = if config.by_country
+            && !members.is_empty()
+            && members.len() >= config.min_country_customers
+        {
+            members[rng.random_range(0..members.len())] as usize
         } else {
             rng.random_range(0..total.max(1))
         };
         let base = &self.vectors[customer * self.dim..(customer + 1) * self.dim];
-        let vector = base
-            .iter()
+        base.iter()
             .zip(&self.spread)
             .map(|(b, s)| {
                 let z: f64 = StandardNormal.sample(rng);
                 b + config.bandwidth * s * z
             })
-            .collect();
-        DrawnUser {
-            vector,
-            country: chosen.0.clone(),
-        }
+            .collect()
     }
 }
 
@@ -511,7 +541,48 @@ impl World {
 
 #[cfg(test)]
 mod tests {
-    use super::principal_scores;
+    #[test]
+    fn a_known_country_draws_only_its_own_customers() {
+        let mut config = ScenarioConfig::default();
+        config.catalog.items = 6;
+        config.fit.dim = 2;
+        config.observed.dim = 2;
+        config.population.min_country_customers = 5;
+        config.population.bandwidth = 0.0;
+        let world = World::build(&crate::shop::tests::tiny_data(), &config).unwrap();
+        let population = &world.population;
+        let dim = population.dim;
+        let rows = |members: &[u32]| -> Vec<Vec<f64>> {
+            members
+                .iter()
+                .map(|&c| population.vectors[c as usize * dim..(c as usize + 1) * dim].to_vec())
+                .collect()
+        };
+        let france = rows(
+            &population
+                .countries
+                .iter()
+                .find(|(c, _)| c == "France")
+                .unwrap()
+                .1,
+        );
+        let mut rng = rng_for(1, 2);
+        for _ in 0..50 {
+            let v = population.draw_in_country("France", &config.population, &mut rng);
+            assert!(france.contains(&v), "{v:?} is no French customer");
+        }
+        // Too few customers (or an unknown country) means everyone.
+        config.population.min_country_customers = 1000;
+        let everyone = rows(&(0..population.customers() as u32).collect::<Vec<_>>());
+        let mut drawn: Vec<Vec<f64>> = Vec::new();
+        for country in ["France"; 200].into_iter().chain(["Atlantis"; 50]) {
+            drawn.push(population.draw_in_country(country, &config.population, &mut rng));
+        }
+        assert!(drawn.iter().all(|v| everyone.contains(v)));
+        assert!(drawn.iter().any(|v| !france.contains(v)));
+    }
+
+    use super::{ScenarioConfig, World, principal_scores, rng_for};
 
     #[test]
     fn principal_scores_follow_the_directions_of_largest_variance() {

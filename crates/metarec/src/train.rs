@@ -15,9 +15,15 @@ pub struct TrainArgs {
     /// A preset name or a scenario TOML file.
     #[arg(long, default_value = "default")]
     scenario: String,
-    /// reinforce, actor-critic or supervised.
+    /// reinforce, actor-critic, supervised or distill (imitate --teacher on the network's own
+    /// visits).
     #[arg(long, default_value = "reinforce")]
     algo: String,
+    /// The teacher of `--algo distill`: `informed` (the exact-model Bayesian yardstick, which
+    /// knows the simulator but must learn each user from the same feedback) or `informed:N` for
+    /// N particles per user.
+    #[arg(long, default_value = "informed")]
+    teacher: String,
     /// Model directory (weights + manifest).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
@@ -106,6 +112,11 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
     };
     // Training users are drawn with a seed of their own, so no arena user is ever a training user.
     let mut env = scenario.env_with_seed(scenario.config.seed ^ 0x7472_6169_6e00 ^ args.seed);
+    let mut teacher = if algo == Algo::Distill {
+        Some(build_teacher(&args.teacher, &scenario, &reward, args.seed)?)
+    } else {
+        None
+    };
     let catalog = env.catalog().clone();
     let (mut trainer, mut algos, mut metrics) = if args.resume {
         let loaded = checkpoint::load(&args.out, &catalog)
@@ -196,7 +207,10 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
     for _ in 0..args.iterations {
         let stats = match algo {
             Algo::Supervised => trainer.supervised_iteration(&logged)?,
-            _ => trainer.rl_iteration(&mut env)?,
+            _ => trainer.rl_iteration_with(
+                &mut env,
+                teacher.as_mut().map(|t| t as &mut dyn metarec_core::Policy),
+            )?,
         };
         window.push(if algo == Algo::Supervised {
             stats.loss
@@ -295,4 +309,25 @@ fn random_log(
         }
     }
     Ok(out)
+}
+
+/// The teacher of distillation, by name.
+fn build_teacher(
+    name: &str,
+    scenario: &metarec_sim::Scenario,
+    reward: &RewardFn,
+    seed: u64,
+) -> Result<metarec_sim::InformedPolicy> {
+    match metarec_eval::arena::Contestant::parse(name) {
+        Ok(metarec_eval::arena::Contestant::Informed { settings, .. }) if !settings.thompson => {
+            Ok(metarec_sim::InformedPolicy::new(
+                scenario.world.clone(),
+                &scenario.config,
+                reward,
+                metarec_sim::InformedConfig { seed, ..settings },
+            ))
+        }
+        Err(e) => bail!("--teacher {name}: {e}"),
+        _ => bail!("--teacher {name}: the teacher must be `informed` or `informed:N`"),
+    }
 }

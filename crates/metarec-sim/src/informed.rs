@@ -1,0 +1,579 @@
+//! [`InformedPolicy`]: the yardstick of what a user's feedback can reveal.
+//!
+//! The oracle knows each user's hidden taste vector from the first slate, so its reward is not
+//! reachable by any policy that has to learn the user from clicks. The informed policy is the
+//! fairest upper reference for a learner: it knows everything about the simulator except the
+//! user (the click and purchase model, the hidden item vectors, the population prior given the
+//! user's country, the fatigue dynamics), keeps an exact-model particle posterior over the user's
+//! hidden vector, and shows the slate with the highest posterior expected reward. What it cannot
+//! reach after t interactions, no learner can reach by acting myopically on the same feedback.
+//!
+//! It sees only what a policy sees: contexts, its own decisions and their feedback. Its particles
+//! come from its own seeded stream, never from the environment's.
+
+use crate::config::ScenarioConfig;
+use crate::shop::{expected_quantity, sigmoid};
+use crate::world::World;
+use metarec_core::explore::{SlateChoice, top_k};
+use metarec_core::linalg::dot;
+use metarec_core::{Context, Interaction, ItemId, Policy, RewardFn, Rng, rng_for};
+use rand::Rng as _;
+use std::sync::Arc;
+
+/// Settings of the informed policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InformedConfig {
+    /// Particles drawn from the prior for each user.
+    pub particles: usize,
+    /// Seed of the particle draws.
+    pub seed: u64,
+    /// Show the best slate of one posterior draw (Thompson sampling) instead of the slate of
+    /// highest posterior expected reward.
+    pub thompson: bool,
+}
+
+impl Default for InformedConfig {
+    fn default() -> Self {
+        InformedConfig {
+            particles: 1000,
+            seed: 0,
+            thompson: false,
+        }
+    }
+}
+
+/// Particles whose log weight falls this far below the best one carry less than e^-30 of the
+/// posterior; dropping them keeps every later step cheap without changing any decision.
+const PRUNE_LOG_WEIGHT: f64 = 30.0;
+
+/// Posterior weight below which a particle is left out of the expected values.
+const NEGLIGIBLE_WEIGHT: f64 = 1e-9;
+
+/// The exact-model Bayesian policy: a particle posterior over the user's hidden vector and the
+/// myopic slate of highest posterior expected reward.
+pub struct InformedPolicy {
+    world: Arc<World>,
+    config: ScenarioConfig,
+    reward: RewardFn,
+    settings: InformedConfig,
+    examination: Vec<f64>,
+    /// Per item: `ln(price / median price)` and the revenue of one purchase.
+    price_terms: Vec<f64>,
+    revenues: Vec<f64>,
+    /// The particles' hidden vectors, row-major.
+    vectors: Vec<f64>,
+    /// Per particle and item (row-major by particle): the click logit before fatigue, the
+    /// purchase probability and the reward of a click.
+    base_logits: Vec<f64>,
+    buys: Vec<f64>,
+    gains: Vec<f64>,
+    log_weights: Vec<f64>,
+    /// Indices of the particles still carrying weight.
+    alive: Vec<usize>,
+    boredom: Vec<f64>,
+    shown: Vec<ItemId>,
+    session: u32,
+}
+
+impl InformedPolicy {
+    /// An informed policy for the scenario's world and reward.
+    pub fn new(
+        world: Arc<World>,
+        config: &ScenarioConfig,
+        reward: &RewardFn,
+        settings: InformedConfig,
+    ) -> Self {
+        let examination = (0..config.choice.slate_size)
+            .map(|k| 1.0 / ((k + 1) as f64).powf(config.choice.examination_decay))
+            .collect();
+        let price_terms = world
+            .prices
+            .iter()
+            .map(|p| (p / world.median_price).ln())
+            .collect();
+        let revenues = world
+            .prices
+            .iter()
+            .zip(&world.quantities)
+            .map(|(p, q)| p * expected_quantity(*q, config.choice.max_quantity))
+            .collect();
+        let dim = world.dim;
+        InformedPolicy {
+            world,
+            config: config.clone(),
+            reward: *reward,
+            settings,
+            examination,
+            price_terms,
+            revenues,
+            vectors: Vec::new(),
+            base_logits: Vec::new(),
+            buys: Vec::new(),
+            gains: Vec::new(),
+            log_weights: Vec::new(),
+            alive: Vec::new(),
+            boredom: vec![0.0; dim],
+            shown: Vec::new(),
+            session: 0,
+        }
+    }
+
+    fn items(&self) -> usize {
+        self.world.prices.len()
+    }
+
+    /// The fatigue subtracted from each item's click logit in the current state, replayed from
+    /// the slates this policy showed (the same dynamics as the shop's).
+    fn fatigue(&self) -> Vec<f64> {
+        let s = &self.config.session;
+        if !s.fatigue {
+            return vec![0.0; self.items()];
+        }
+        let mut penalty: Vec<f64> = (0..self.items())
+            .map(|i| s.boredom_weight * dot(&self.boredom, self.world.item_direction(i)).max(0.0))
+            .collect();
+        for item in &self.shown {
+            penalty[item.index()] += s.repeat_penalty;
+        }
+        penalty
+    }
+
+    /// Posterior weights of the live particles, normalised.
+    fn weights(&self) -> Vec<f64> {
+        let best = self
+            .alive
+            .iter()
+            .map(|&p| self.log_weights[p])
+            .fold(f64::NEG_INFINITY, f64::max);
+        let raw: Vec<f64> = self
+            .alive
+            .iter()
+            .map(|&p| (self.log_weights[p] - best).exp())
+            .collect();
+        let total: f64 = raw.iter().sum();
+        raw.into_iter().map(|w| w / total).collect()
+    }
+
+    /// The posterior's effective sample size (1 when one particle carries all the weight).
+    pub fn effective_particles(&self) -> f64 {
+        let w = self.weights();
+        1.0 / w.iter().map(|x| x * x).sum::<f64>().max(f64::MIN_POSITIVE)
+    }
+
+    /// The posterior mean of the user's hidden vector.
+    pub fn posterior_mean(&self) -> Vec<f64> {
+        let dim = self.world.dim;
+        let mut mean = vec![0.0; dim];
+        for (&p, w) in self.alive.iter().zip(self.weights()) {
+            for (m, v) in mean.iter_mut().zip(&self.vectors[p * dim..(p + 1) * dim]) {
+                *m += w * v;
+            }
+        }
+        mean
+    }
+
+    /// Posterior expected reward of showing each item at a fully examined position.
+    pub fn item_values(&self) -> Vec<f64> {
+        let n = self.items();
+        let penalty = self.fatigue();
+        let mut values = vec![0.0; n];
+        for (&p, w) in self.alive.iter().zip(self.weights()) {
+            // A particle this light moves no value by more than a billionth of a click's worth.
+            if w < NEGLIGIBLE_WEIGHT {
+                continue;
+            }
+            let row = p * n;
+            for (i, v) in values.iter_mut().enumerate() {
+                *v += w * sigmoid(self.base_logits[row + i] - penalty[i]) * self.gains[row + i];
+            }
+        }
+        values
+    }
+}
+
+/// The `k` items of highest value among the context's candidates (or the whole catalog).
+fn best_slate(values: &[f64], context: &Context, k: usize) -> Vec<ItemId> {
+    if context.candidates.is_empty() {
+        return top_k(values, k)
+            .into_iter()
+            .map(|i| ItemId(i as u32))
+            .collect();
+    }
+    let scores: Vec<f64> = context
+        .candidates
+        .iter()
+        .map(|c| values.get(c.index()).copied().unwrap_or(f64::NEG_INFINITY))
+        .collect();
+    top_k(&scores, k)
+        .into_iter()
+        .map(|j| context.candidates[j])
+        .collect()
+}
+
+impl Policy for InformedPolicy {
+    fn name(&self) -> &str {
+        if self.settings.thompson {
+            "informed-ts"
+        } else {
+            "informed"
+        }
+    }
+
+    fn start_user(&mut self, context: &Context) {
+        let country = context
+            .tokens
+            .iter()
+            .find_map(|t| t.strip_prefix("country="))
+            .unwrap_or("");
+        // The particles of a user depend on the seed and the user's key only, so a user's
+        // posterior is the same whichever users came before.
+        let key = context
+            .user
+            .0
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+        let mut rng: Rng = rng_for(self.settings.seed, key);
+        let n = self.items();
+        let m = self.settings.particles.max(1);
+        let c = &self.config.choice;
+        self.vectors = Vec::with_capacity(m * self.world.dim);
+        self.base_logits = vec![0.0; m * n];
+        self.buys = vec![0.0; m * n];
+        self.gains = vec![0.0; m * n];
+        for p in 0..m {
+            let vector =
+                self.world
+                    .population
+                    .draw_in_country(country, &self.config.population, &mut rng);
+            self.vectors.extend_from_slice(&vector);
+            for i in 0..n {
+                let affinity = dot(&vector, self.world.item_vector(i));
+                let buy = sigmoid(
+                    c.purchase_bias + c.purchase_affinity * affinity
+                        - c.price_sensitivity * self.price_terms[i],
+                );
+                self.base_logits[p * n + i] = c.affinity_scale * affinity
+                    + c.popularity_weight * self.world.popularity[i]
+                    + c.click_bias;
+                self.buys[p * n + i] = buy;
+                self.gains[p * n + i] = self.reward.click_weight()
+                    + buy
+                        * (self.reward.purchase_weight()
+                            + self.reward.revenue_weight() * self.revenues[i]);
+            }
+        }
+        self.log_weights = vec![0.0; m];
+        self.alive = (0..m).collect();
+        self.boredom = vec![0.0; self.world.dim];
+        self.shown.clear();
+        self.session = context.session.session;
+    }
+
+    fn decide(&mut self, context: &Context, k: usize, rng: &mut Rng) -> SlateChoice {
+        if context.session.session != self.session {
+            // A new visit: the shop forgets what it showed and keeps part of the boredom.
+            self.session = context.session.session;
+            self.shown.clear();
+            let carry = self.config.returns.boredom_carryover;
+            self.boredom.iter_mut().for_each(|b| *b *= carry);
+        }
+        if !self.settings.thompson {
+            let items = best_slate(&self.item_values(), context, k);
+            let len = items.len();
+            return SlateChoice {
+                items,
+                propensities: vec![1.0; len],
+                slate_propensity: Some(1.0),
+            };
+        }
+        // Thompson sampling: one particle drawn by posterior weight, and its best slate. The
+        // propensities are exact: the posterior weight of the particles whose best slate puts
+        // the same item at the same position (and the same slate, for the whole slate).
+        let weights = self.weights();
+        let penalty = self.fatigue();
+        let n = self.items();
+        let slates: Vec<Vec<ItemId>> = self
+            .alive
+            .iter()
+            .map(|&p| {
+                let values: Vec<f64> = (0..n)
+                    .map(|i| {
+                        sigmoid(self.base_logits[p * n + i] - penalty[i]) * self.gains[p * n + i]
+                    })
+                    .collect();
+                best_slate(&values, context, k)
+            })
+            .collect();
+        let u: f64 = rng.random();
+        let mut acc = 0.0;
+        let mut chosen = slates.len() - 1;
+        for (j, w) in weights.iter().enumerate() {
+            acc += w;
+            if u < acc {
+                chosen = j;
+                break;
+            }
+        }
+        let items = slates[chosen].clone();
+        let propensities = items
+            .iter()
+            .enumerate()
+            .map(|(pos, item)| {
+                slates
+                    .iter()
+                    .zip(&weights)
+                    .filter(|(s, _)| s.get(pos) == Some(item))
+                    .map(|(_, w)| w)
+                    .sum::<f64>()
+                    .clamp(f64::MIN_POSITIVE, 1.0)
+            })
+            .collect();
+        let slate_propensity = slates
+            .iter()
+            .zip(&weights)
+            .filter(|(s, _)| **s == items)
+            .map(|(_, w)| w)
+            .sum::<f64>()
+            .clamp(f64::MIN_POSITIVE, 1.0);
+        SlateChoice {
+            items,
+            propensities,
+            slate_propensity: Some(slate_propensity),
+        }
+    }
+
+    fn observe(&mut self, interaction: &Interaction) {
+        let n = self.items();
+        let decision = &interaction.decision;
+        let feedback = &interaction.feedback;
+        let s = &self.config.session;
+        // The likelihood of the feedback is taken in the state the slate was shown in.
+        let penalty = self.fatigue();
+        for &p in &self.alive {
+            let mut log_likelihood = 0.0;
+            for (k, item) in decision.slate.items().iter().enumerate() {
+                let i = item.index();
+                if i >= n {
+                    continue;
+                }
+                let position = decision.position(k) as usize;
+                let e = self
+                    .examination
+                    .get(position)
+                    .copied()
+                    .unwrap_or_else(|| *self.examination.last().unwrap_or(&1.0));
+                let click = e * sigmoid(self.base_logits[p * n + i] - penalty[i]);
+                if feedback.clicks.get(k).copied().unwrap_or(false) {
+                    log_likelihood += click.max(1e-300).ln();
+                    let buy = self.buys[p * n + i];
+                    log_likelihood += if feedback.purchases.get(k).copied().unwrap_or(false) {
+                        buy.max(1e-300).ln()
+                    } else {
+                        (1.0 - buy).max(1e-300).ln()
+                    };
+                } else {
+                    log_likelihood += (1.0 - click).max(1e-300).ln();
+                }
+            }
+            self.log_weights[p] += log_likelihood;
+        }
+        let best = self
+            .alive
+            .iter()
+            .map(|&p| self.log_weights[p])
+            .fold(f64::NEG_INFINITY, f64::max);
+        let weights = &self.log_weights;
+        self.alive
+            .retain(|&p| weights[p] >= best - PRUNE_LOG_WEIGHT);
+
+        // The shop's fatigue dynamics, replayed from the slate.
+        let known: Vec<ItemId> = decision
+            .slate
+            .items()
+            .iter()
+            .copied()
+            .filter(|i| i.index() < n)
+            .collect();
+        self.boredom.iter_mut().for_each(|b| *b *= s.boredom_decay);
+        let weight = 1.0 / decision.slate.len().max(1) as f64;
+        for item in &known {
+            for (b, d) in self
+                .boredom
+                .iter_mut()
+                .zip(self.world.item_direction(item.index()))
+            {
+                *b += weight * d;
+            }
+            if !self.shown.contains(item) {
+                self.shown.push(*item);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shop::ShopEnv;
+    use crate::shop::tests::tiny;
+    use metarec_core::{Environment, EventId, decision_from_choice};
+
+    fn policy(env: &ShopEnv, config: &ScenarioConfig, settings: InformedConfig) -> InformedPolicy {
+        InformedPolicy::new(
+            Arc::new(env.world().clone()),
+            config,
+            &config.reward,
+            settings,
+        )
+    }
+
+    /// Plays one user to the end (or `steps` slates), calling `check` before each step.
+    fn play(
+        env: &mut ShopEnv,
+        policy: &mut InformedPolicy,
+        user: u64,
+        steps: usize,
+        mut check: impl FnMut(&ShopEnv, &InformedPolicy),
+    ) -> Vec<Vec<ItemId>> {
+        let mut rng = rng_for(3, user);
+        let mut context = Some(env.reset(user));
+        policy.start_user(context.as_ref().unwrap());
+        let mut slates = Vec::new();
+        while let Some(ctx) = context {
+            if slates.len() == steps {
+                break;
+            }
+            let choice = policy.decide(&ctx, env.slate_size(), &mut rng);
+            check(env, policy);
+            slates.push(choice.items.clone());
+            let decision =
+                decision_from_choice(choice, EventId(format!("u{user}")), "informed", "0".into())
+                    .unwrap();
+            let step = env.step(&decision);
+            policy.observe(&Interaction {
+                context: ctx,
+                decision,
+                feedback: step.feedback,
+            });
+            context = step.next;
+        }
+        slates
+    }
+
+    #[test]
+    fn the_replayed_fatigue_is_the_shops() {
+        let (mut env, config) = tiny(true);
+        let mut informed = policy(&env, &config, InformedConfig::default());
+        let mut checked = 0;
+        for user in 0..20 {
+            play(&mut env, &mut informed, user, usize::MAX, |env, p| {
+                let (_, boredom, shown) = env.hidden_state();
+                for (a, b) in p.boredom.iter().zip(boredom) {
+                    assert!((a - b).abs() < 1e-12, "boredom {a} against the shop's {b}");
+                }
+                assert_eq!(p.shown, shown);
+                checked += 1;
+            });
+        }
+        assert!(checked > 40, "only {checked} states checked");
+    }
+
+    #[test]
+    fn feedback_moves_the_posterior_towards_the_user() {
+        let (mut env, config) = tiny(false);
+        let mut informed = policy(&env, &config, InformedConfig::default());
+        let distance = |a: &[f64], b: &[f64]| -> f64 {
+            a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum::<f64>()
+        };
+        let (mut prior, mut posterior) = (0.0, 0.0);
+        for user in 0..60 {
+            let context = env.reset(user);
+            informed.start_user(&context);
+            let before = informed.posterior_mean();
+            play(&mut env, &mut informed, user, 40, |_, _| {});
+            let truth = env.hidden_state().0.to_vec();
+            prior += distance(&before, &truth);
+            posterior += distance(&informed.posterior_mean(), &truth);
+        }
+        assert!(
+            posterior < 0.8 * prior,
+            "posterior error {posterior} against the prior's {prior}"
+        );
+    }
+
+    #[test]
+    fn thompson_sampling_with_one_particle_is_the_greedy_choice() {
+        let (mut env, config) = tiny(true);
+        let one = |thompson| InformedConfig {
+            particles: 1,
+            thompson,
+            ..InformedConfig::default()
+        };
+        let mut greedy = policy(&env, &config, one(false));
+        let mut sampled = policy(&env, &config, one(true));
+        for user in 0..5 {
+            let a = play(&mut env, &mut greedy, user, 10, |_, _| {});
+            let b = play(&mut env, &mut sampled, user, 10, |_, _| {});
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn thompson_propensities_are_probabilities_of_the_choice() {
+        let (mut env, config) = tiny(false);
+        let settings = InformedConfig {
+            thompson: true,
+            ..InformedConfig::default()
+        };
+        let mut informed = policy(&env, &config, settings);
+        let context = env.reset(4);
+        informed.start_user(&context);
+        let mut rng = rng_for(9, 0);
+        let draws = 4000;
+        let mut first = std::collections::HashMap::new();
+        let mut said = std::collections::HashMap::new();
+        for _ in 0..draws {
+            let choice = informed.decide(&context, 2, &mut rng);
+            *first.entry(choice.items[0]).or_insert(0.0) += 1.0 / f64::from(draws);
+            said.insert(choice.items[0], choice.propensities[0]);
+            assert!(choice.propensities.iter().all(|p| *p > 0.0 && *p <= 1.0));
+        }
+        for (item, share) in first {
+            let p = said[&item];
+            assert!(
+                (share - p).abs() < 0.03,
+                "{item:?}: shown {share}, propensity {p}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_slates_whatever_came_before() {
+        let (mut env, config) = tiny(true);
+        let mut a = policy(&env, &config, InformedConfig::default());
+        let mut b = policy(&env, &config, InformedConfig::default());
+        play(&mut env, &mut a, 0, 10, |_, _| {});
+        let after_another = play(&mut env, &mut a, 1, 10, |_, _| {});
+        let alone = play(&mut env, &mut b, 1, 10, |_, _| {});
+        assert_eq!(after_another, alone);
+        let reseeded = InformedConfig {
+            seed: 1,
+            particles: 3,
+            ..InformedConfig::default()
+        };
+        let mut c = policy(&env, &config, reseeded);
+        c.start_user(&env.reset(1));
+        let mut d = policy(
+            &env,
+            &config,
+            InformedConfig {
+                particles: 3,
+                ..InformedConfig::default()
+            },
+        );
+        d.start_user(&env.reset(1));
+        assert_ne!(c.vectors, d.vectors, "the seed must change the particles");
+    }
+}
