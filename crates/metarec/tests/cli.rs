@@ -331,6 +331,45 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
         stdout(&out)
     );
 
+    // Distillation continues the model by imitating the informed yardstick; a teacher that is
+    // not a known one is refused before anything is written.
+    let distill = |teacher: &str| {
+        let args = [
+            &base[..],
+            &[
+                "--out",
+                m,
+                "--resume",
+                "--algo",
+                "distill",
+                "--teacher",
+                teacher,
+            ],
+        ]
+        .concat();
+        metarec(tmp.path(), &args)
+    };
+    let out = distill("lints");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--teacher lints"), "{}", stderr(&out));
+    let out = distill("informed:0");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("particle count"), "{}", stderr(&out));
+    let out = distill("informed:50");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("(distill) for 12 iterations in total"),
+        "{}",
+        stdout(&out)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        manifest["algos"],
+        serde_json::json!(["reinforce", "reinforce", "distill"])
+    );
+
     let neural = format!("neural:{m}");
     let out = metarec(
         tmp.path(),
