@@ -158,7 +158,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     ));
     let m = model.display().to_string();
     let names = format!(
-        "random,popularity,itemknn,linucb,lints,neural:{m},neural-greedy:{m},adjusted:{m},oracle,planner"
+        "random,popularity,itemknn,linucb,lints,neural:{m},neural-greedy:{m},adjusted:{m},oracle,planner,informed"
     );
     let contestants = Contestant::parse_list(&names)?;
     let arena_config = ArenaConfig {
