@@ -18,6 +18,14 @@ use rand::{Rng as _, SeedableRng};
 /// platforms for a given seed.
 pub type Rng = rand_pcg::Pcg64Mcg;
 
+/// FNV-1a of a string: a hash that is the same in every process and on every platform (std's
+/// hasher is randomised per process), for seeding streams by name and hashing tokens.
+pub fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
 /// A generator for `(seed, stream)`: independent streams from one seed, so that, for example,
 /// the same simulated user sees the same random draws under every policy (common random numbers).
 pub fn rng_for(seed: u64, stream: u64) -> Rng {
@@ -316,6 +324,14 @@ mod tests {
 
     fn ids(n: u32) -> Vec<ItemId> {
         (0..n).map(ItemId).collect()
+    }
+
+    #[test]
+    fn the_stable_hash_is_fnv_1a() {
+        // Published FNV-1a 64-bit test vectors.
+        assert_eq!(stable_hash(""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(stable_hash("a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(stable_hash("foobar"), 0x8594_4171_f739_67e8);
     }
 
     #[test]

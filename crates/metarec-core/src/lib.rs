@@ -30,7 +30,7 @@ pub use catalog::{Catalog, FeatureMatrix, Item};
 pub use context::{Context, PastEvent, SessionState};
 pub use decision::{Decision, Feedback, Interaction, Slate};
 pub use error::VocabError;
-pub use explore::{Rng, SlateChoice, rng_for};
+pub use explore::{Rng, SlateChoice, rng_for, stable_hash};
 pub use ids::{CategoryId, EventId, ItemId, UserKey};
 pub use policy::{Adjuster, Environment, Policy, Step, decision_from_choice};
 pub use reward::RewardFn;

@@ -365,7 +365,10 @@ fn play_job(
     let k = env.slate_size();
     // Seeded by the contestant's name, not its place in the list, so a policy's numbers do not
     // change when other contestants are added or reordered.
-    let mut rng = rng_for(seed_index as u64, name_hash(contestant.name()));
+    let mut rng = rng_for(
+        seed_index as u64,
+        metarec_core::stable_hash(contestant.name()),
+    );
     let mut policy: Option<Box<dyn Policy>> = match contestant {
         Contestant::Baseline(name) => Some(
             build_policy(name, env.catalog(), reward, seed_index as u64).map_err(|e| {
@@ -517,13 +520,6 @@ fn load_neural(
             metarec_neural::policy::Mode::Sample { draws: 32 }
         },
     )))
-}
-
-/// FNV-1a of a name: a stable stream number (std's hasher is randomised per process).
-fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 /// A deterministic slate (propensity 1 everywhere).

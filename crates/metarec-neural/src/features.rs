@@ -35,13 +35,6 @@ pub struct UserView {
     pub clicked: Vec<ItemId>,
 }
 
-/// FNV-1a: a stable hash (std's hasher is randomised per process).
-fn fnv(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 impl Features {
     /// The schema for a catalog.
     pub fn new(catalog: &Catalog) -> Self {
@@ -131,7 +124,7 @@ impl Features {
         out.input[c + 2] = (context.session.session as f32).ln_1p();
         out.input[c + 3] = context.session.step as f32 / 10.0;
         for token in &context.tokens {
-            let bucket = (fnv(token) % TOKEN_BUCKETS as u64) as usize;
+            let bucket = (metarec_core::stable_hash(token) % TOKEN_BUCKETS as u64) as usize;
             out.input[c + COUNT_FEATURES + bucket] = 1.0;
         }
     }

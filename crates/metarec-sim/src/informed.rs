@@ -16,7 +16,7 @@ use crate::shop::{expected_quantity, sigmoid};
 use crate::world::World;
 use metarec_core::explore::{SlateChoice, top_k};
 use metarec_core::linalg::dot;
-use metarec_core::{Context, Interaction, ItemId, Policy, RewardFn, Rng, rng_for};
+use metarec_core::{Context, Interaction, ItemId, Policy, RewardFn, Rng, rng_for, stable_hash};
 use rand::Rng as _;
 use std::sync::Arc;
 
@@ -227,14 +227,7 @@ impl Policy for InformedPolicy {
             .unwrap_or("");
         // The particles of a user depend on the seed and the user's key only, so a user's
         // posterior is the same whichever users came before.
-        let key = context
-            .user
-            .0
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-            });
-        let mut rng: Rng = rng_for(self.settings.seed, key);
+        let mut rng: Rng = rng_for(self.settings.seed, stable_hash(&context.user.0));
         let n = self.items();
         let m = self.settings.particles.max(1);
         let c = &self.config.choice;
