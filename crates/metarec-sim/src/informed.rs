@@ -265,6 +265,10 @@ impl Policy for InformedPolicy {
     }
 
     fn decide(&mut self, context: &Context, k: usize, rng: &mut Rng) -> SlateChoice {
+        // A caller that skipped `start_user` gets the prior of this context's user.
+        if self.alive.is_empty() {
+            self.start_user(context);
+        }
         if context.session.session != self.session {
             // A new visit: the shop forgets what it showed and keeps part of the boredom.
             self.session = context.session.session;
