@@ -4,7 +4,7 @@
 use metarec_data::LoadOptions;
 use metarec_data::fetch::{DataDir, Dataset};
 use metarec_data::online_retail::{OnlineRetail, load_online_retail};
-use metarec_eval::arena::{ArenaConfig, ArenaReport, Contestant, run_arena};
+use metarec_eval::arena::{ArenaConfig, ArenaReport, Contestant, ContestantReport, run_arena};
 use metarec_sim::{Scenario, ScenarioConfig};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -49,6 +49,15 @@ fn run(s: &Scenario, policies: &str, users: usize, seeds: usize, threads: usize)
     .unwrap()
 }
 
+/// One contestant's report.
+fn contestant<'a>(report: &'a ArenaReport, name: &str) -> &'a ContestantReport {
+    report
+        .contestants
+        .iter()
+        .find(|c| c.policy == name)
+        .unwrap()
+}
+
 /// The report as JSON without the timing fields, which legitimately differ between runs.
 fn fingerprint(report: &ArenaReport) -> String {
     let mut v = serde_json::to_value(report).unwrap();
@@ -74,15 +83,7 @@ fn seeded_runs_are_reproducible_bit_for_bit_whatever_the_thread_count() {
 fn the_oracle_share_is_one_for_the_oracle_and_less_for_random_play() {
     let s = scenario("small");
     let report = run(&s, "random,oracle", 200, 1, 0);
-    let share = |name: &str| {
-        report
-            .contestants
-            .iter()
-            .find(|c| c.policy == name)
-            .unwrap()
-            .oracle_share
-            .clone()
-    };
+    let share = |name: &str| contestant(&report, name).oracle_share.clone();
     let oracle = share("oracle");
     assert_eq!(oracle.len(), report.horizon);
     // The oracle plays the oracle's slate, so its share is exactly 1 while anyone is left.
@@ -124,14 +125,7 @@ fn the_default_scenario_orders_policies_as_theory_says() {
         2,
         0,
     );
-    let get = |name: &str| {
-        report
-            .contestants
-            .iter()
-            .find(|c| c.policy == name)
-            .unwrap()
-            .reward
-    };
+    let get = |name: &str| contestant(&report, name).reward;
     let paired = |name: &str, against: &str| {
         report
             .paired
@@ -180,14 +174,7 @@ fn the_informed_yardstick_learns_the_user_but_stays_below_the_oracle() {
     // Knowing the user beats learning them; knowing the model beats learning it too.
     assert!(paired("oracle").low > 0.0, "{:?}", paired("oracle"));
     assert!(paired("lints").high < 0.0, "{:?}", paired("lints"));
-    let share = |name: &str| {
-        report
-            .contestants
-            .iter()
-            .find(|c| c.policy == name)
-            .unwrap()
-            .oracle_share[0]
-    };
+    let share = |name: &str| contestant(&report, name).oracle_share[0];
     // At the first slate the informed policy knows only the prior, so it cannot match the
     // oracle, but the prior alone already beats random play.
     let first = share("informed:300");

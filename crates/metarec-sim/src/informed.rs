@@ -12,7 +12,7 @@
 //! come from its own seeded stream, never from the environment's.
 
 use crate::config::ScenarioConfig;
-use crate::shop::{expected_quantity, sigmoid};
+use crate::shop::{examination_curve, examined, expected_quantity, sigmoid};
 use crate::world::World;
 use metarec_core::explore::{SlateChoice, top_k};
 use metarec_core::linalg::dot;
@@ -83,9 +83,7 @@ impl InformedPolicy {
         reward: &RewardFn,
         settings: InformedConfig,
     ) -> Self {
-        let examination = (0..config.choice.slate_size)
-            .map(|k| 1.0 / ((k + 1) as f64).powf(config.choice.examination_decay))
-            .collect();
+        let examination = examination_curve(config);
         let price_terms = world
             .prices
             .iter()
@@ -355,12 +353,7 @@ impl Policy for InformedPolicy {
                 if i >= n {
                     continue;
                 }
-                let position = decision.position(k) as usize;
-                let e = self
-                    .examination
-                    .get(position)
-                    .copied()
-                    .unwrap_or_else(|| *self.examination.last().unwrap_or(&1.0));
+                let e = examined(&self.examination, decision.position(k) as usize);
                 let click = e * sigmoid(self.base_logits[p * n + i] - penalty[i]);
                 if feedback.clicks.get(k).copied().unwrap_or(false) {
                     log_likelihood += click.max(1e-300).ln();

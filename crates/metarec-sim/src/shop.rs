@@ -28,6 +28,21 @@ pub(crate) fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
+/// The probability of examining each position, `1 / (k + 1)^examination_decay`.
+pub(crate) fn examination_curve(config: &ScenarioConfig) -> Vec<f64> {
+    (0..config.choice.slate_size)
+        .map(|k| 1.0 / ((k + 1) as f64).powf(config.choice.examination_decay))
+        .collect()
+}
+
+/// The examination probability at `position`; positions past the curve get its last value.
+pub(crate) fn examined(curve: &[f64], position: usize) -> f64 {
+    curve
+        .get(position)
+        .copied()
+        .unwrap_or_else(|| *curve.last().unwrap_or(&1.0))
+}
+
 /// Expected units of one purchase of an item whose typical quantity is `mean`, capped at `cap`.
 pub(crate) fn expected_quantity(mean: f64, cap: u32) -> f64 {
     let p = 1.0 / mean;
@@ -61,9 +76,7 @@ pub struct ShopEnv {
 impl ShopEnv {
     /// A shop over a fitted world with the scenario's choice, session and return parameters.
     pub fn new(world: Arc<World>, config: &ScenarioConfig) -> Self {
-        let examination = (0..config.choice.slate_size)
-            .map(|k| 1.0 / ((k + 1) as f64).powf(config.choice.examination_decay))
-            .collect();
+        let examination = examination_curve(config);
         ShopEnv {
             world,
             config: config.clone(),
@@ -361,12 +374,7 @@ impl Environment for ShopEnv {
             // Three uniforms per position, always drawn, to keep streams aligned across policies.
             let (u_click, u_buy, u_qty): (f64, f64, f64) =
                 (self.rng.random(), self.rng.random(), self.rng.random());
-            let position = decision.position(k) as usize;
-            let e = self
-                .examination
-                .get(position)
-                .copied()
-                .unwrap_or_else(|| *self.examination.last().unwrap_or(&1.0));
+            let e = examined(&self.examination, decision.position(k) as usize);
             if i >= self.world.prices.len() {
                 continue; // An unknown item is never clicked.
             }
@@ -531,7 +539,8 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn tiny(fatigue: bool) -> (ShopEnv, ScenarioConfig) {
+    /// The scenario of [`tiny`]: the six products, slates of 2, 2 latent dimensions.
+    pub(crate) fn tiny_config(fatigue: bool) -> ScenarioConfig {
         let mut config = ScenarioConfig::default();
         config.catalog.items = 6;
         config.choice.slate_size = 2;
@@ -540,6 +549,11 @@ pub(crate) mod tests {
         config.population.min_country_customers = 5;
         config.session.fatigue = fatigue;
         config.calibration.fit = false;
+        config
+    }
+
+    pub(crate) fn tiny(fatigue: bool) -> (ShopEnv, ScenarioConfig) {
+        let config = tiny_config(fatigue);
         let world = Arc::new(World::build(&tiny_data(), &config).unwrap());
         (ShopEnv::new(world, &config), config)
     }

@@ -543,11 +543,7 @@ impl World {
 mod tests {
     #[test]
     fn a_known_country_draws_only_its_own_customers() {
-        let mut config = ScenarioConfig::default();
-        config.catalog.items = 6;
-        config.fit.dim = 2;
-        config.observed.dim = 2;
-        config.population.min_country_customers = 5;
+        let mut config = crate::shop::tests::tiny_config(false);
         config.population.bandwidth = 0.0;
         let world = World::build(&crate::shop::tests::tiny_data(), &config).unwrap();
         let population = &world.population;
@@ -582,7 +578,7 @@ mod tests {
         assert!(drawn.iter().any(|v| !france.contains(v)));
     }
 
-    use super::{ScenarioConfig, World, principal_scores, rng_for};
+    use super::{World, principal_scores, rng_for};
 
     #[test]
     fn principal_scores_follow_the_directions_of_largest_variance() {

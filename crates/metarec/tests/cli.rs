@@ -305,6 +305,10 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
         "--batch",
         "8",
     ];
+    let read_manifest = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(model.join("manifest.json")).unwrap())
+            .unwrap()
+    };
     let out = metarec(tmp.path(), &[&base[..], &["--out", m]].concat());
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -312,9 +316,7 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
         "{}",
         stdout(&out)
     );
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("manifest.json")).unwrap())
-            .unwrap();
+    let manifest = read_manifest();
     assert_eq!(manifest["format"], "metarec-neural/1");
     assert_eq!(manifest["iterations"], 4);
     assert_eq!(manifest["features"]["items"], 100);
@@ -362,9 +364,7 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
         "{}",
         stdout(&out)
     );
-    let manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("manifest.json")).unwrap())
-            .unwrap();
+    let manifest = read_manifest();
     assert_eq!(
         manifest["algos"],
         serde_json::json!(["reinforce", "reinforce", "distill"])
