@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{fetched_data_dir, metarec, stderr, stdout, train_tiny_model};
+use common::{assert_says, fetched_data_dir, metarec, stderr, stdout, train_tiny_model};
 
 #[test]
 fn stats_on_online_retail_unpack_the_shipped_copy_and_report_the_standard_cleaning() {
@@ -310,12 +310,7 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
             .unwrap()
     };
     let out = metarec(tmp.path(), &[&base[..], &["--out", m]].concat());
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("for 4 iterations in total"),
-        "{}",
-        stdout(&out)
-    );
+    assert_says(&out, "for 4 iterations in total");
     let manifest = read_manifest();
     assert_eq!(manifest["format"], "metarec-neural/1");
     assert_eq!(manifest["iterations"], 4);
@@ -326,12 +321,7 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));
     let out = metarec(tmp.path(), &[&base[..], &["--out", m, "--resume"]].concat());
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("for 8 iterations in total"),
-        "{}",
-        stdout(&out)
-    );
+    assert_says(&out, "for 8 iterations in total");
 
     // Distillation continues the model by imitating the informed yardstick; a teacher that is
     // not a known one is refused before anything is written.
@@ -358,12 +348,7 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("particle count"), "{}", stderr(&out));
     let out = distill("informed:50");
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).contains("(distill) for 12 iterations in total"),
-        "{}",
-        stdout(&out)
-    );
+    assert_says(&out, "(distill) for 12 iterations in total");
     let manifest = read_manifest();
     assert_eq!(
         manifest["algos"],

@@ -38,6 +38,12 @@ pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Asserts that the command succeeded and printed `text` on standard output.
+pub fn assert_says(o: &Output, text: &str) {
+    assert!(o.status.success(), "{}", stderr(o));
+    assert!(stdout(o).contains(text), "{}", stdout(o));
+}
+
 /// The data directory: `$METAREC_DATA`, else the repository's `data/` (Online Retail is shipped
 /// in the binary and unpacked there on first use).
 pub fn data_dir() -> PathBuf {
