@@ -2,9 +2,10 @@
 //! December 2011 (CC BY 4.0; Chen, Sain & Guo 2012).
 //!
 //! [`load_online_retail`] applies the standard cleaning (cancellations, guest rows and
-//! non-positive quantities or prices are skipped and counted) and builds [`OnlineRetail`]: a
-//! [`Catalog`] (stock code -> most common title and median price), the customers with their
-//! countries, and timestamped [`Purchase`] lines.
+//! non-positive quantities or prices are skipped and counted), drops the lines whose stock code
+//! is not a product (postage, fees, adjustments, vouchers: see [`NON_PRODUCT_CODES`]), and builds
+//! [`OnlineRetail`]: a [`Catalog`] (stock code -> most common title and median price), the
+//! customers with their countries, and timestamped [`Purchase`] lines.
 
 use crate::error::DataError;
 use crate::report::{LoadOptions, LoadReport};
@@ -24,8 +25,101 @@ pub const SKIP_CANCELLATION: &str = "cancellation";
 pub const SKIP_GUEST: &str = "guest (no CustomerID)";
 /// Skip reason: returns and corrections have a quantity of zero or less.
 pub const SKIP_QUANTITY: &str = "non-positive quantity";
-/// Skip reason: free items, adjustments and bad-debt entries have a price of zero or less.
+/// Skip reason: products given away have a price of zero or less (adjustments and bad-debt
+/// entries, which also do, are counted as non-product lines first).
 pub const SKIP_PRICE: &str = "non-positive price";
+
+/// Skip reason: postage charged per order (`POST`, and `DOT` for the dotcom shop's orders).
+pub const SKIP_POSTAGE: &str = "non-product: postage";
+/// Skip reason: carriage charged per order (`C2`, and `23444` for next-day carriage).
+pub const SKIP_CARRIAGE: &str = "non-product: carriage";
+/// Skip reason: a packing charge per order (`23574`).
+pub const SKIP_PACKING: &str = "non-product: packing charge";
+/// Skip reason: manually keyed lines (`M`) that stand for whatever was sold at whatever price.
+pub const SKIP_MANUAL: &str = "non-product: manual entry";
+/// Skip reason: bank charges passed on to the customer (`BANK CHARGES`).
+pub const SKIP_BANK_CHARGES: &str = "non-product: bank charges";
+/// Skip reason: marketplace fees and charity commission (`AMAZONFEE`, `CRUK`).
+pub const SKIP_FEE: &str = "non-product: fee";
+/// Skip reason: discounts given on an order (`D`, on cancellation invoices).
+pub const SKIP_DISCOUNT: &str = "non-product: discount";
+/// Skip reason: refunds for samples (`S`, nearly all on cancellation invoices).
+pub const SKIP_SAMPLES: &str = "non-product: samples";
+/// Skip reason: dotcom shop gift vouchers (`gift_0001_10` to `gift_0001_50`).
+pub const SKIP_GIFT_VOUCHER: &str = "non-product: gift voucher";
+/// Skip reason: bad-debt write-offs (`B`, on the `A` invoices).
+pub const SKIP_BAD_DEBT: &str = "non-product: bad debt";
+/// Skip reason: high-resolution product photographs, sold as files (`23702`).
+pub const SKIP_IMAGE: &str = "non-product: image licence";
+/// Skip reason: cushion pads added to cushion orders at a token £0.001 (`PADS`).
+pub const SKIP_FREE_PADS: &str = "non-product: free pads";
+
+/// The stock codes that are not products, each with the skip reason its lines are counted
+/// under; compared without regard to ASCII case, since `M` also appears as `m`. Gift vouchers
+/// (`gift_...`) are matched by prefix in [`non_product_reason`].
+///
+/// The list comes from reading every stock code of the file that is not the shop's usual five
+/// digits with an optional letter suffix, plus the product-shaped codes whose titles name a
+/// service. Recommending any of these would mean recommending a charge, a refund or a
+/// bookkeeping entry; their prices (£18 postage, £50 carriage, Amazon fees in the thousands)
+/// would also distort price statistics and the simulator's price model. Every line of the file
+/// with one of these codes, with the median of its positive prices:
+///
+/// | code | title | lines | why it is not a product |
+/// |---|---|---|---|
+/// | `POST` | POSTAGE | 1,256 | postage per order (mostly to Germany and France), £18 |
+/// | `DOT` | DOTCOM POSTAGE | 710 | the dotcom shop's postage per order, £185 |
+/// | `C2` | CARRIAGE | 144 | carriage per order (mostly to Ireland), £50 |
+/// | `23444` | Next Day Carriage | 81 | next-day delivery at £15, under a product-shaped code |
+/// | `23574` | PACKING CHARGE | 17 | a packing charge of £7.50, under a product-shaped code |
+/// | `M`, `m` | Manual | 572 | keyed by hand: any goods at any price (3p to £38,970) |
+/// | `BANK CHARGES` | Bank Charges | 37 | bank charges passed on to the customer, £83 |
+/// | `AMAZONFEE` | AMAZON FEE | 34 | the marketplace's fees, £5,910, nearly all cancellations |
+/// | `CRUK` | CRUK Commission | 16 | commission to Cancer Research UK, all cancellations |
+/// | `D` | Discount | 77 | discounts, all on cancellation invoices |
+/// | `S` | SAMPLES | 63 | refunds for samples, 61 on cancellation invoices |
+/// | `gift_0001_*` | Dotcomgiftshop Gift Voucher | 34 | vouchers are money, not goods |
+/// | `B` | Adjust bad debt | 3 | bad-debt write-offs of £11,062 (the `A` invoices) |
+/// | `23702` | High Resolution Image | 4 | product photographs: a file, not goods |
+/// | `PADS` | PADS TO MATCH ALL CUSHIONS | 4 | pads sent with cushion orders at a token £0.001 |
+///
+/// The other unusual codes are products and stay: `DCGS0003` (BOXED GLASS ASHTRAY) and the
+/// other `DCGS...` codes are the dotcom shop's own numbering for goods, and `DCGSSBOY` and
+/// `DCGSSGIRL` are party bags. All their lines are guest checkouts, so none of them reaches the
+/// cleaned catalog anyway.
+pub const NON_PRODUCT_CODES: &[(&str, &str)] = &[
+    ("POST", SKIP_POSTAGE),
+    ("DOT", SKIP_POSTAGE),
+    ("C2", SKIP_CARRIAGE),
+    ("23444", SKIP_CARRIAGE),
+    ("23574", SKIP_PACKING),
+    ("M", SKIP_MANUAL),
+    ("BANK CHARGES", SKIP_BANK_CHARGES),
+    ("AMAZONFEE", SKIP_FEE),
+    ("CRUK", SKIP_FEE),
+    ("D", SKIP_DISCOUNT),
+    ("S", SKIP_SAMPLES),
+    ("B", SKIP_BAD_DEBT),
+    ("23702", SKIP_IMAGE),
+    ("PADS", SKIP_FREE_PADS),
+];
+
+/// The prefix of the gift voucher codes (`gift_0001_10` is a £10 voucher).
+const GIFT_VOUCHER_PREFIX: &str = "gift_";
+
+/// The skip reason for a stock code that is not a product, or `None` for a product.
+pub fn non_product_reason(stock_code: &str) -> Option<&'static str> {
+    if let Some((_, reason)) = NON_PRODUCT_CODES
+        .iter()
+        .find(|(code, _)| code.eq_ignore_ascii_case(stock_code))
+    {
+        return Some(reason);
+    }
+    let prefix = stock_code.get(..GIFT_VOUCHER_PREFIX.len())?;
+    prefix
+        .eq_ignore_ascii_case(GIFT_VOUCHER_PREFIX)
+        .then_some(SKIP_GIFT_VOUCHER)
+}
 
 /// A customer of the shop.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -67,7 +161,7 @@ impl Purchase {
 /// order of first appearance among kept lines.
 #[derive(Debug, Clone)]
 pub struct OnlineRetail {
-    /// One item per stock code with at least one kept line.
+    /// One item per product stock code with at least one kept line.
     pub catalog: Catalog,
     /// Customers with at least one kept line.
     pub customers: Vec<Customer>,
@@ -376,8 +470,8 @@ fn parse_row<'r>(row: &Row<'r>, c: &Columns) -> Result<Parsed<'r>, DataError> {
     let invoice_raw = row.trimmed(c.invoice);
     let (cancelled, digits) = match invoice_raw.first() {
         Some(b'C' | b'c') => (true, &invoice_raw[1..]),
-        // "A" invoices are bad-debt adjustments; they carry negative prices and are dropped by
-        // the price rule.
+        // "A" invoices are bad-debt adjustments; their stock code `B` is not a product, so the
+        // non-product rule drops them.
         Some(b'A'..=b'Z' | b'a'..=b'z') => (false, &invoice_raw[1..]),
         _ => (false, invoice_raw),
     };
@@ -420,6 +514,12 @@ fn parse_row<'r>(row: &Row<'r>, c: &Columns) -> Result<Parsed<'r>, DataError> {
     };
     let country = row.str(c.country)?;
 
+    // The stock code says what a line is about, so a line that is not about a product is
+    // counted as such whatever else holds for it: a cancelled Amazon fee is a fee, not a
+    // cancelled purchase. This also puts every non-product line of the file in the report.
+    if let Some(reason) = non_product_reason(stock_code) {
+        return Ok(Parsed::Skip(reason));
+    }
     if cancelled {
         return Ok(Parsed::Skip(SKIP_CANCELLATION));
     }
@@ -478,6 +578,68 @@ mod tests {
         assert_eq!(median(&mut []), 0.0);
         let counts = [("b", 2), ("a", 2), ("c", 1)];
         assert_eq!(most_common(counts.into_iter()), Some("a"));
+    }
+
+    fn line(invoice: &str, code: &str, title: &str, quantity: i32, price: f32) -> String {
+        format!("{invoice},{code},{title},{quantity},2011-05-26 16:11:00,{price},15241.0,EIRE\n")
+    }
+
+    #[test]
+    fn non_product_lines_are_skipped_by_reason_before_the_other_rules() {
+        let mut text =
+            "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n"
+                .to_owned();
+        for (code, _) in NON_PRODUCT_CODES {
+            text += &line("554835", code, "a charge", 1, 15.0);
+        }
+        // Lower case, a voucher, and a cancelled fee (a fee, not a cancelled purchase).
+        text += &line("554835", "m", "Manual", 1, 2.55);
+        text += &line("554835", "post", "POSTAGE", 1, 18.0);
+        text += &line("554835", "gift_0001_20", "Gift Voucher", 1, 16.67);
+        text += &line("C554836", "AMAZONFEE", "AMAZON FEE", -1, 5519.25);
+        // Products, some with a service word in the title or a code close to a listed one.
+        text += &line("554835", "23099", "FRENCH CARRIAGE LANTERN", 2, 4.95);
+        text += &line("554835", "23445", "ICE CREAM BUBBLES", 20, 0.83);
+        text += &line("554835", "DCGS0003", "BOXED GLASS ASHTRAY", 1, 2.46);
+        text += &line("554835", "GIFT", "GIFT BAG", 1, 0.5);
+        let or = parse_online_retail(text.as_bytes(), Path::new("t.csv"), &LoadOptions::default())
+            .unwrap();
+
+        let keys: Vec<&str> = or.catalog.ids().filter_map(|i| or.catalog.key(i)).collect();
+        assert_eq!(keys, ["23099", "23445", "DCGS0003", "GIFT"]);
+        let r = &or.report;
+        assert_eq!((r.records, r.kept), (22, 4));
+        assert_eq!(r.skipped.get(SKIP_POSTAGE), Some(&3), "{r}");
+        assert_eq!(r.skipped.get(SKIP_CARRIAGE), Some(&2), "{r}");
+        assert_eq!(r.skipped.get(SKIP_MANUAL), Some(&2), "{r}");
+        assert_eq!(r.skipped.get(SKIP_FEE), Some(&3), "{r}");
+        assert_eq!(r.skipped.get(SKIP_GIFT_VOUCHER), Some(&1), "{r}");
+        for reason in [
+            SKIP_PACKING,
+            SKIP_BANK_CHARGES,
+            SKIP_DISCOUNT,
+            SKIP_SAMPLES,
+            SKIP_BAD_DEBT,
+            SKIP_IMAGE,
+            SKIP_FREE_PADS,
+        ] {
+            assert_eq!(r.skipped.get(reason), Some(&1), "{reason}: {r}");
+        }
+        assert_eq!(r.skipped.get(SKIP_CANCELLATION), None, "{r}");
+    }
+
+    #[test]
+    fn a_malformed_non_product_line_is_reported_as_malformed() {
+        let text = format!(
+            "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country\n{}",
+            line("554835", "POST", "POSTAGE", 1, 18.0).replace(",1,", ",one,")
+        );
+        let err = parse_online_retail(text.as_bytes(), Path::new("t.csv"), &LoadOptions::default())
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("line 2: field `Quantity`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -124,7 +124,10 @@ mod online_retail {
 
         // A short row that the cleaning rules would drop anyway (a cancellation) is still
         // reported as malformed: fields are checked before the rules.
-        let text = with_row(3, "C536379,D,Discount,-1,2010-12-01 09:41:00,27.5,14527.0");
+        let text = with_row(
+            3,
+            "C536383,35004C,SET OF 3 COLOURED  FLYING DUCKS,-1,2010-12-01 09:49:00,4.65,15311.0",
+        );
         let err = parse(&text, &FAIL).unwrap_err();
         assert_malformed(&err, &path(), 5, "<record>");
 

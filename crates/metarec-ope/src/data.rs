@@ -10,9 +10,78 @@
 //! Every record is checked when the log is built: a missing, zero, negative or above-one
 //! propensity, an unknown item, a position outside the evaluated slate or a non-finite reward is an
 //! [`OpeError`] naming the 1-based row; nothing is dropped.
+//!
+//! A propensity that is valid but tiny is checked here too, against a [`PropensityFloor`]
+//! (default [`PropensityFloor::DEFAULT`], `1e-6`): its importance weight `pi / p` would reach
+//! `1e300` or overflow to infinity, and the estimates become meaningless or NaN. Below the floor
+//! a propensity is an [`OpeError::BelowFloor`] naming the row, or, when the floor clips, it is
+//! raised to the floor and counted in the [`FloorReport`]. Every source of logs (Open Bandit,
+//! interaction logs, DSJSON) goes through [`LoggedData::push_round`], so this is the one place the
+//! floor is applied.
 
 use crate::error::OpeError;
 use metarec_core::{Context, Interaction, RewardFn};
+use serde::Serialize;
+
+/// The smallest logging propensity a log may carry, and what happens to smaller ones.
+///
+/// Invariant: the floor is finite and in `(0, 1]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PropensityFloor {
+    floor: f64,
+    clip: bool,
+}
+
+impl PropensityFloor {
+    /// The default floor: weights stay below a million times the evaluation probability, far
+    /// from overflow even summed over billions of rounds.
+    pub const DEFAULT: f64 = 1e-6;
+
+    /// A floor of `floor`; `clip` raises smaller propensities to it instead of rejecting them.
+    /// The floor must be finite and in `(0, 1]`.
+    pub fn new(floor: f64, clip: bool) -> Result<Self, OpeError> {
+        if !(floor.is_finite() && floor > 0.0 && floor <= 1.0) {
+            return Err(OpeError::Config {
+                name: "propensity_floor",
+                reason: format!("{floor} is not a number in (0, 1]"),
+            });
+        }
+        Ok(PropensityFloor { floor, clip })
+    }
+
+    /// The floor.
+    pub fn floor(&self) -> f64 {
+        self.floor
+    }
+
+    /// Whether propensities below the floor are raised to it (else they are errors).
+    pub fn clips(&self) -> bool {
+        self.clip
+    }
+}
+
+impl Default for PropensityFloor {
+    /// [`PropensityFloor::DEFAULT`], rejecting smaller propensities.
+    fn default() -> Self {
+        PropensityFloor {
+            floor: Self::DEFAULT,
+            clip: false,
+        }
+    }
+}
+
+/// What the propensity floor did to a log.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct FloorReport {
+    /// The floor.
+    pub floor: f64,
+    /// Whether propensities below it were raised to it (else they were errors).
+    pub clip: bool,
+    /// Rows (rounds) with at least one propensity raised to the floor.
+    pub clipped_rows: usize,
+    /// Entries whose propensity was raised to the floor.
+    pub clipped_entries: usize,
+}
 
 /// One entry of a logged round, before checking.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,34 +99,47 @@ pub struct RawEntry {
 
 /// A checked log in columns: entries grouped by round.
 ///
-/// Invariants: every propensity is in `(0, 1]`, every item below `n_items`, every position below
-/// `n_positions`, every reward finite; `round_start` is increasing, starts at 0 and ends at the
-/// number of entries, and every round has at least one entry.
+/// Invariants: every propensity is in `[floor, 1]` of its [`PropensityFloor`], every item below
+/// `n_items`, every position below `n_positions`, every reward finite; `round_start` is
+/// increasing, starts at 0 and ends at the number of entries, and every round has at least one
+/// entry; `clipped` holds the round of every entry whose propensity was raised to the floor, in
+/// order.
 #[derive(Debug, Clone, Default)]
 pub struct LoggedData {
     n_items: usize,
     n_positions: usize,
+    floor: PropensityFloor,
     round_start: Vec<usize>,
     items: Vec<u32>,
     positions: Vec<u32>,
     propensities: Vec<f64>,
     rewards: Vec<f64>,
     contexts: Vec<Context>,
+    clipped: Vec<usize>,
 }
 
 impl LoggedData {
-    /// An empty log over `n_items` items and `n_positions` display positions.
+    /// An empty log over `n_items` items and `n_positions` display positions, with the default
+    /// [`PropensityFloor`] (propensities below `1e-6` are errors).
     pub fn new(n_items: usize, n_positions: usize) -> Self {
+        LoggedData::with_floor(n_items, n_positions, PropensityFloor::default())
+    }
+
+    /// An empty log whose propensities are checked against `floor`.
+    pub fn with_floor(n_items: usize, n_positions: usize, floor: PropensityFloor) -> Self {
         LoggedData {
             n_items,
             n_positions,
+            floor,
             round_start: vec![0],
             ..LoggedData::default()
         }
     }
 
     /// Appends one round, checking every entry; `row` is the 1-based record number used in
-    /// errors. A round with no entries is rejected as a missing propensity of entry 0.
+    /// errors (the line of a JSON Lines file, the round of Open Bandit). A round with no entries
+    /// is rejected as a missing propensity of entry 0. A propensity below the floor is an
+    /// [`OpeError::BelowFloor`], or raised to the floor and counted when the floor clips.
     pub fn push_round(
         &mut self,
         row: usize,
@@ -76,6 +158,14 @@ impl LoggedData {
                     row,
                     entry,
                     value: p,
+                });
+            }
+            if p < self.floor.floor && !self.floor.clip {
+                return Err(OpeError::BelowFloor {
+                    row,
+                    entry,
+                    value: p,
+                    floor: self.floor.floor,
                 });
             }
             if e.item as usize >= self.n_items {
@@ -108,10 +198,17 @@ impl LoggedData {
             Some(c) if self.contexts.len() == self.rounds() => self.contexts.push(c),
             Some(_) | None => self.contexts.clear(),
         }
+        let round = self.rounds();
         for e in entries {
+            // Every propensity was checked above, so the default is never used.
+            let mut p = e.propensity.unwrap_or(1.0);
+            if p < self.floor.floor {
+                self.clipped.push(round);
+                p = self.floor.floor;
+            }
             self.items.push(e.item);
             self.positions.push(e.position);
-            self.propensities.push(e.propensity.unwrap_or(1.0));
+            self.propensities.push(p);
             self.rewards.push(e.reward);
         }
         self.round_start.push(self.items.len());
@@ -119,17 +216,34 @@ impl LoggedData {
     }
 
     /// Builds a log from interactions (rows numbered from 1 in order), scoring each entry with
-    /// `reward`. Every entry's position must be below `n_positions` and its item below `n_items`.
+    /// `reward` and checking propensities against `floor`. Every entry's position must be below
+    /// `n_positions` and its item below `n_items`.
     pub fn from_interactions<'a>(
         interactions: impl IntoIterator<Item = &'a Interaction>,
         n_items: usize,
         n_positions: usize,
         reward: &RewardFn,
+        floor: PropensityFloor,
     ) -> Result<Self, OpeError> {
-        let mut data = LoggedData::new(n_items, n_positions);
+        let rows = interactions
+            .into_iter()
+            .enumerate()
+            .map(|(i, x)| (i + 1, x));
+        LoggedData::from_rows(rows, n_items, n_positions, reward, floor)
+    }
+
+    /// [`LoggedData::from_interactions`] with each interaction's row given (for example its line
+    /// in the file it was read from, which differs from its rank when the file has blank lines).
+    pub fn from_rows<'a>(
+        rows: impl IntoIterator<Item = (usize, &'a Interaction)>,
+        n_items: usize,
+        n_positions: usize,
+        reward: &RewardFn,
+        floor: PropensityFloor,
+    ) -> Result<Self, OpeError> {
+        let mut data = LoggedData::with_floor(n_items, n_positions, floor);
         let mut entries = Vec::new();
-        for (i, interaction) in interactions.into_iter().enumerate() {
-            let row = i + 1;
+        for (row, interaction) in rows {
             let d = &interaction.decision;
             let f = &interaction.feedback;
             entries.clear();
@@ -160,6 +274,23 @@ impl LoggedData {
     /// Number of display positions evaluated.
     pub fn n_positions(&self) -> usize {
         self.n_positions
+    }
+
+    /// The floor the propensities were checked against.
+    pub fn propensity_floor(&self) -> PropensityFloor {
+        self.floor
+    }
+
+    /// What the floor did: how many rows and entries had their propensity raised to it.
+    pub fn floor_report(&self) -> FloorReport {
+        let mut rows = self.clipped.clone();
+        rows.dedup();
+        FloorReport {
+            floor: self.floor.floor,
+            clip: self.floor.clip,
+            clipped_rows: rows.len(),
+            clipped_entries: self.clipped.len(),
+        }
     }
 
     /// Number of rounds.
@@ -216,6 +347,7 @@ impl LoggedData {
         LoggedData {
             n_items: self.n_items,
             n_positions: self.n_positions,
+            floor: self.floor,
             round_start: self.round_start[range.start..=range.end]
                 .iter()
                 .map(|s| s - a)
@@ -227,8 +359,14 @@ impl LoggedData {
             contexts: if self.contexts.is_empty() {
                 Vec::new()
             } else {
-                self.contexts[range].to_vec()
+                self.contexts[range.clone()].to_vec()
             },
+            clipped: self
+                .clipped
+                .iter()
+                .filter(|round| range.contains(round))
+                .map(|round| round - range.start)
+                .collect(),
         }
     }
 }
@@ -260,7 +398,7 @@ mod tests {
     }
 
     fn build(log: &[Interaction]) -> Result<LoggedData, OpeError> {
-        LoggedData::from_interactions(log, 4, 2, &RewardFn::default())
+        LoggedData::from_interactions(log, 4, 2, &RewardFn::default(), PropensityFloor::default())
     }
 
     #[test]

@@ -123,6 +123,18 @@ pub fn write_file<'a>(
 
 /// Reads every DSJSON line of `input` (blank lines skipped); `source_name` names it in errors.
 pub fn read<R: BufRead>(input: R, source_name: &str) -> Result<Vec<Interaction>, OpeError> {
+    Ok(read_lines(input, source_name)?
+        .into_iter()
+        .map(|(_, i)| i)
+        .collect())
+}
+
+/// [`read`], each interaction with its 1-based line, so that later checks (the propensity floor
+/// of [`crate::LoggedData::from_rows`]) can name the line even past blank lines.
+pub fn read_lines<R: BufRead>(
+    input: R,
+    source_name: &str,
+) -> Result<Vec<(usize, Interaction)>, OpeError> {
     let mut out = Vec::new();
     for (i, line) in input.lines().enumerate() {
         let n = i + 1;
@@ -137,18 +149,23 @@ pub fn read<R: BufRead>(input: R, source_name: &str) -> Result<Vec<Interaction>,
         }
         let value: Value =
             serde_json::from_str(&line).map_err(|e| fail(format!("not JSON: {e}")))?;
-        out.push(from_value(&value).map_err(fail)?);
+        out.push((n, from_value(&value).map_err(fail)?));
     }
     Ok(out)
 }
 
 /// Reads a DSJSON file.
 pub fn read_file(path: &std::path::Path) -> Result<Vec<Interaction>, OpeError> {
+    Ok(read_file_lines(path)?.into_iter().map(|(_, i)| i).collect())
+}
+
+/// Reads a DSJSON file, each interaction with its 1-based line.
+pub fn read_file_lines(path: &std::path::Path) -> Result<Vec<(usize, Interaction)>, OpeError> {
     let file = std::fs::File::open(path).map_err(|e| metarec_data::DataError::Io {
         path: path.to_owned(),
         source: e,
     })?;
-    read(std::io::BufReader::new(file), &path.display().to_string())
+    read_lines(std::io::BufReader::new(file), &path.display().to_string())
 }
 
 fn field<'a>(v: &'a Value, name: &str) -> Result<&'a Value, String> {

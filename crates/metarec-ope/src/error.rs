@@ -28,6 +28,36 @@ pub enum OpeError {
         /// The offending value.
         value: f64,
     },
+    /// A logging propensity in `(0, 1]` but below the [`crate::PropensityFloor`]: its importance
+    /// weight would be so large (or infinite) that no estimate means anything.
+    #[error(
+        "row {row}: entry {entry}: logging propensity {value:e} is below the floor {floor:e}, so its importance weight would swamp every estimate; clip propensities to the floor or lower the floor"
+    )]
+    BelowFloor {
+        /// The 1-based record.
+        row: usize,
+        /// The slate entry (0-based).
+        entry: usize,
+        /// The offending value.
+        value: f64,
+        /// The floor.
+        floor: f64,
+    },
+    /// An estimator's result that is not a finite number (the importance weights overflow the
+    /// sums): reported rather than printed as NaN or infinity.
+    #[error(
+        "{estimator}: the {quantity} is {value}, not a finite number: the importance weights are too large (largest {max_weight:e}); raise the propensity floor or clip the weights"
+    )]
+    NonFinite {
+        /// The estimator's name.
+        estimator: String,
+        /// What is not finite (`estimate`, `standard error`, `effective sample size`).
+        quantity: &'static str,
+        /// The value.
+        value: f64,
+        /// The largest importance weight before clipping.
+        max_weight: f64,
+    },
     /// A logged item the catalog does not know.
     #[error("row {row}: entry {entry}: item {item} is not in the catalog of {items} items")]
     UnknownItem {

@@ -479,7 +479,10 @@ impl Poisson1 {
 }
 
 /// Runs every estimator on `prepared`: point estimates on the whole log, bootstrap intervals and
-/// effective sample sizes.
+/// effective sample sizes. Every number returned is finite: an estimator whose estimate, interval,
+/// standard error or effective sample size is not (importance weights so large that the sums
+/// overflow) is an [`OpeError::NonFinite`] naming it. Resamples whose estimate is not finite (no
+/// rounds drawn) are left out of the interval.
 pub fn evaluate(
     prepared: &Prepared,
     estimators: &[&dyn Estimator],
@@ -498,47 +501,104 @@ pub fn evaluate(
     }
     let resampled = resample(&cols, bootstrap);
     let b = bootstrap.resamples;
-    Ok(estimators
-        .iter()
-        .zip(&cols.slots)
-        .map(|(e, &slot)| {
-            let value = e.estimate(&sums_of(&full, slot));
-            let mut values: Vec<f64> = (0..b)
-                .map(|r| e.estimate(&sums_of(&resampled[r * width..(r + 1) * width], slot)))
-                .filter(|v| v.is_finite())
-                .collect();
-            values.sort_by(f64::total_cmp);
-            let (low, high, std_error) = if values.is_empty() {
-                (value, value, 0.0)
+    let mut out = Vec::with_capacity(estimators.len());
+    for (e, &slot) in estimators.iter().zip(&cols.slots) {
+        // Every number reported must be finite; one that is not is an error saying why, never a
+        // NaN or an infinity in a table.
+        let finite = |quantity: &'static str, value: f64| {
+            if value.is_finite() {
+                Ok(value)
             } else {
-                let mean = values.iter().sum::<f64>() / values.len() as f64;
-                let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>()
-                    / (values.len().max(2) - 1) as f64;
-                (
-                    percentile(&values, 0.025),
-                    percentile(&values, 0.975),
-                    var.sqrt(),
-                )
-            };
-            let ess = (e.rule() != WeightRule::Zero).then(|| {
-                let (mut s, mut s2) = (0.0, 0.0);
-                for &w in &prepared.weights {
-                    let g = e.rule().apply(w);
-                    s += g;
-                    s2 += g * g;
-                }
-                if s2 > 0.0 { s * s / s2 } else { 0.0 }
-            });
-            Estimate {
-                estimator: e.name(),
-                value,
-                low,
-                high,
-                std_error,
-                ess,
+                Err(OpeError::NonFinite {
+                    estimator: e.name(),
+                    quantity,
+                    value,
+                    max_weight: prepared.clipping.max_weight,
+                })
             }
-        })
-        .collect())
+        };
+        let value = finite("estimate", e.estimate(&sums_of(&full, slot)))?;
+        let mut values: Vec<f64> = (0..b)
+            .map(|r| e.estimate(&sums_of(&resampled[r * width..(r + 1) * width], slot)))
+            .filter(|v| v.is_finite())
+            .collect();
+        values.sort_by(f64::total_cmp);
+        let (low, high, std_error) = if values.is_empty() {
+            (value, value, 0.0)
+        } else {
+            (
+                percentile(&values, 0.025),
+                percentile(&values, 0.975),
+                std_dev(&values),
+            )
+        };
+        let ess = match e.rule() {
+            WeightRule::Zero => None,
+            rule => Some(finite(
+                "effective sample size",
+                kish(prepared.weights.iter().map(|&w| rule.apply(w))),
+            )?),
+        };
+        out.push(Estimate {
+            estimator: e.name(),
+            value,
+            low: finite("interval's lower end", low)?,
+            high: finite("interval's upper end", high)?,
+            std_error: finite("standard error", std_error)?,
+            ess,
+        });
+    }
+    Ok(out)
+}
+
+/// A power of two near `1 / largest`, for scaling numbers of magnitude up to `largest` (finite,
+/// positive) into `[1, 2)` before summing their squares. Multiplying by a power of two is exact,
+/// so sums of scaled numbers are the plain sums scaled, wherever the plain ones do not overflow.
+fn scale_for(largest: f64) -> f64 {
+    // Exponents are kept within the normal range so that the scale itself is finite.
+    2f64.powi(-(largest.log2().floor() as i32).clamp(-1000, 1000))
+}
+
+/// Kish's effective sample size `(sum g)^2 / sum g^2` of the weights `g` (0 when all are 0),
+/// computed on scaled weights so that large but finite weights cannot overflow the sum of
+/// squares into `inf / inf`; NaN when a weight is not finite.
+fn kish(g: impl Iterator<Item = f64> + Clone) -> f64 {
+    let largest = g.clone().fold(0.0, |m: f64, w| m.max(w.abs()));
+    if !largest.is_finite() {
+        return f64::NAN;
+    }
+    if largest == 0.0 {
+        return 0.0;
+    }
+    let scale = scale_for(largest);
+    let (mut s, mut s2) = (0.0, 0.0);
+    for w in g {
+        let w = w * scale;
+        s += w;
+        s2 += w * w;
+    }
+    if s2 > 0.0 { s * s / s2 } else { 0.0 }
+}
+
+/// The sample standard deviation of finite `values` (0 for one value), computed on scaled values
+/// so that the squares of large but finite estimates cannot overflow.
+fn std_dev(values: &[f64]) -> f64 {
+    let largest = values.iter().fold(0.0, |m: f64, v| m.max(v.abs()));
+    if largest == 0.0 {
+        return 0.0;
+    }
+    if !largest.is_finite() {
+        return f64::NAN;
+    }
+    let scale = scale_for(largest);
+    let n = values.len() as f64;
+    let mean = values.iter().map(|v| v * scale).sum::<f64>() / n;
+    let var = values
+        .iter()
+        .map(|v| (v * scale - mean).powi(2))
+        .sum::<f64>()
+        / (values.len().max(2) - 1) as f64;
+    var.sqrt() / scale
 }
 
 /// Linear interpolation between order statistics (NumPy's default percentile).

@@ -3,7 +3,8 @@
 //!
 //! - [`data`]: [`LoggedData`], a checked log of slates (per-position propensities and rewards),
 //!   built from the project's [`metarec_core::Interaction`] records or the Open Bandit Dataset
-//!   ([`obd`]); malformed records are errors naming the row;
+//!   ([`obd`]); malformed records are errors naming the row, and so are propensities below a
+//!   [`PropensityFloor`] unless it clips them (counted in a [`FloorReport`]);
 //! - [`policy`]: the [`EvaluationPolicy`] seam (an action distribution per round and position),
 //!   [`StaticPolicy`] (uniform, and Bernoulli Thompson sampling by seeded Monte Carlo),
 //!   [`GreedyPolicy`] and [`PlackettLucePolicy`] (rankings by a reward model's scores), and
@@ -13,7 +14,8 @@
 //!   with cross-fitting;
 //! - [`dsjson`]: Vowpal Wabbit's decision-service JSON import and export of the interaction log;
 //! - [`estimator`]: the [`Estimator`] seam, DM, IPW, SNIPW, DR, SNDR, switch-DR and DR-OS, and
-//!   [`evaluate`] (bootstrap 95% intervals, effective sample sizes, clipping report).
+//!   [`evaluate`] (bootstrap 95% intervals, effective sample sizes, clipping report; a result
+//!   that is not a finite number is an error, never a NaN in a table).
 //!
 //! The crate depends on neither the simulator nor the neural network, so the server can evaluate
 //! its logs without compiling candle. Every stochastic step takes a seed.
@@ -28,7 +30,7 @@ pub mod obd;
 pub mod policy;
 pub mod prior;
 
-pub use data::{LoggedData, RawEntry};
+pub use data::{FloorReport, LoggedData, PropensityFloor, RawEntry};
 pub use error::OpeError;
 pub use estimator::{
     Bootstrap, Clipping, Dm, Dr, DrOs, Estimate, Estimator, Ipw, Prepared, SnDr, SnIpw, Sums,

@@ -7,7 +7,7 @@
 //! build the evaluation policy ([`Target`]), fit the cross-fitted reward model, run every
 //! estimator, and read the on-policy CTRs of both logging policies for reference.
 
-use crate::data::{LoggedData, RawEntry};
+use crate::data::{FloorReport, LoggedData, PropensityFloor, RawEntry};
 use crate::error::OpeError;
 use crate::estimator::{
     Bootstrap, Clipping, Estimate, Estimator, Prepared, all_estimators, evaluate,
@@ -23,10 +23,15 @@ use std::path::Path;
 /// Number of display positions in Open Bandit logs.
 pub const POSITIONS: usize = 3;
 
-/// Converts a loaded log; `with_contexts` keeps each round's context (needed by context-aware
-/// reward models and policies, at the cost of memory).
-pub fn logged_data(log: &ObdLog, with_contexts: bool) -> Result<LoggedData, OpeError> {
-    let mut data = LoggedData::new(log.catalog.len(), POSITIONS);
+/// Converts a loaded log, checking propensities against `floor` (rows are the 1-based rounds);
+/// `with_contexts` keeps each round's context (needed by context-aware reward models and
+/// policies, at the cost of memory).
+pub fn logged_data(
+    log: &ObdLog,
+    with_contexts: bool,
+    floor: PropensityFloor,
+) -> Result<LoggedData, OpeError> {
+    let mut data = LoggedData::with_floor(log.catalog.len(), POSITIONS, floor);
     for (i, r) in log.rounds.iter().enumerate() {
         let context = if with_contexts {
             log.interaction(i).map(|x| x.context)
@@ -92,6 +97,8 @@ pub struct Experiment {
     pub bootstrap: Bootstrap,
     /// Optional weight clip.
     pub clip: Option<f64>,
+    /// The smallest logging propensity accepted, and whether smaller ones are clipped to it.
+    pub propensity_floor: PropensityFloor,
     /// Switch-DR threshold.
     pub switch_tau: f64,
     /// DR-OS shrinkage.
@@ -127,6 +134,8 @@ pub struct ExperimentReport {
     pub estimates: Vec<Estimate>,
     /// What clipping did.
     pub clipping: Clipping,
+    /// What the propensity floor did to the evaluated rounds.
+    pub propensity_floor: FloorReport,
     /// The ridge penalty used, and the out-of-fold squared error of each candidate when it was
     /// selected.
     pub lambda: f64,
@@ -174,7 +183,7 @@ pub fn run_experiment_with(
         ObdPolicy::Random => (&log, &other),
         ObdPolicy::Bts => (&other, &log),
     };
-    let all = logged_data(&log, true)?;
+    let all = logged_data(&log, true, exp.propensity_floor)?;
     let mut linear = LinearConfig {
         lambda: exp.lambda.unwrap_or(1.0),
         item_affinity: true,
@@ -260,6 +269,7 @@ pub fn run_experiment_with(
         on_policy_value: on_policy,
         estimates,
         clipping: prepared.clipping,
+        propensity_floor: data.floor_report(),
         lambda: linear.lambda,
         lambda_errors,
         weighted_rewards: prepared

@@ -4,7 +4,7 @@
 
 use metarec_data::obd::{ObdCampaign, ObdPolicy};
 use metarec_ope::obd::{Experiment, Target, run_experiment};
-use metarec_ope::{Bootstrap, MonteCarlo};
+use metarec_ope::{Bootstrap, MonteCarlo, PropensityFloor};
 use std::path::{Path, PathBuf};
 
 /// The Open Bandit folder that `scripts/test` fills (or `$METAREC_DATA/obd`).
@@ -37,6 +37,7 @@ fn experiment(target: Target) -> Experiment {
             threads: 2,
         },
         clip: None,
+        propensity_floor: PropensityFloor::default(),
         switch_tau: 100.0,
         os_lambda: 100.0,
         folds: 3,

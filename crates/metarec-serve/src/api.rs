@@ -10,9 +10,20 @@
 //! - `POST /v1/admin/reload` (admin): verify a model directory and swap it in;
 //! - `GET /healthz` (open), `GET /metrics` and `GET /openapi.json` (rank).
 //!
-//! Every error is `{"error": {"code": ..., "message": ...}}` with a 4xx or 5xx status; the message
-//! names the field or header at fault. Bodies are read as bytes and parsed here (rather than by
-//! axum's `Json`), so type errors name the field path (`field `slate_size`: invalid type ...`).
+//! Every error is `{"error": {"code": ..., "message": ...}}` with a 4xx or 5xx status (404, 405,
+//! 408, 413 and 415 included); the message names the field or header at fault. The API key is
+//! checked before anything else about a request is read. Bodies must be JSON objects sent as
+//! `Content-Type: application/json`; they are read as bytes (within the body limit and the body
+//! timeout) and parsed here rather than by axum's `Json`, so type errors name the field path
+//! (`field `slate_size`: invalid type ...`). Every key (user, event, item) is 1 to
+//! [`MAX_KEY_BYTES`] bytes, on every route.
+//!
+//! Connections: a client that has not sent a complete request head within the header timeout of
+//! connecting (or of its previous answer, for a kept-alive connection) is disconnected, a body
+//! that does not arrive within the body timeout gets a 408, and at most `max_connections` are
+//! served at once (more wait in the listen queue), so a stalled client holds one socket for a
+//! few seconds at most. Event ids are 128 random bits, and feedback is accepted only from the
+//! API key that ranked the event.
 
 use crate::auth::{ApiKeys, Pseudonymizer, Scope};
 use crate::engine::{self, EngineConfig, FeedbackJob, Job, Shared, Target, UserRecord};
@@ -21,9 +32,9 @@ use crate::metrics::Metrics;
 use crate::model::{ServedCatalog, ServedModel};
 use crate::store::{DecisionRow, Durability, FeedbackKind, SqliteStore, Store};
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Path as UrlPath, Request, State};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{MatchedPath, Path as UrlPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -78,7 +89,33 @@ impl ApiError {
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
+
+    /// 400: the request itself is malformed (not JSON, a bad path).
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
 }
+
+/// Longest key (user, event id, item) any route accepts, in bytes.
+pub const MAX_KEY_BYTES: usize = 256;
+
+/// Checks one key field against the one key rule: 1 to [`MAX_KEY_BYTES`] bytes.
+fn check_key(field: &str, value: &str) -> Result<(), ApiError> {
+    if value.is_empty() || value.len() > MAX_KEY_BYTES {
+        return Err(ApiError::unprocessable(
+            "invalid_field",
+            format!(
+                "field `{field}`: must be 1 to {MAX_KEY_BYTES} bytes, not {}",
+                value.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Longest reward window accepted: 30 days. Events stay open that long, and the window is added
+/// to millisecond timestamps, which must not overflow.
+pub const MAX_REWARD_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -120,11 +157,21 @@ pub struct ServerConfig {
     pub max_candidates: usize,
     /// What an acknowledged event survives (default: a crash of the machine).
     pub durability: Durability,
+    /// Largest write-ahead log, in bytes: the writer truncates it at half of this.
+    pub log_limit_bytes: u64,
+    /// How long a connection may take to send a complete request head, counted from its
+    /// opening or from its previous answer (so it also bounds idle keep-alive connections).
+    pub header_timeout: Duration,
+    /// How long a request body may take to arrive once its head is read.
+    pub body_timeout: Duration,
+    /// Most connections served at once; more wait in the listen queue.
+    pub max_connections: usize,
 }
 
 impl ServerConfig {
     /// Settings with the defaults: a 10-minute reward window, default reward 0, 64 KiB bodies,
-    /// 50 history entries, slates of at most 100 from at most 10,000 candidates.
+    /// 50 history entries, slates of at most 100 from at most 10,000 candidates, a 64 MiB log,
+    /// 5-second header and 10-second body timeouts and 512 connections.
     pub fn new(model_dir: PathBuf, db: PathBuf, keys: ApiKeys, pseudonyms: Pseudonymizer) -> Self {
         ServerConfig {
             model_dir,
@@ -139,6 +186,10 @@ impl ServerConfig {
             max_slate: 100,
             max_candidates: 10_000,
             durability: Durability::Machine,
+            log_limit_bytes: 64 << 20,
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 512,
         }
     }
 }
@@ -148,7 +199,8 @@ struct AppState {
     jobs: std::sync::mpsc::Sender<Job>,
     config: ServerConfig,
     counter: AtomicU64,
-    /// Start time in nanoseconds: event ids and random streams differ across restarts.
+    /// Start time in nanoseconds: random streams differ across restarts. It never leaves the
+    /// process (event ids are random).
     boot: u64,
     reload: tokio::sync::Mutex<()>,
 }
@@ -171,9 +223,26 @@ impl Server {
                 "the default reward must be finite".into(),
             ));
         }
-        if config.reward_window.is_zero() || config.body_limit == 0 || config.max_slate == 0 {
+        if config.reward_window.is_zero()
+            || config.body_limit == 0
+            || config.max_slate == 0
+            || config.max_connections == 0
+            || config.header_timeout.is_zero()
+            || config.body_timeout.is_zero()
+        {
             return Err(ServeError::Config(
-                "the reward window, body limit and slate limit must be positive".into(),
+                "the reward window, body limit, slate limit, connection limit and timeouts must be positive".into(),
+            ));
+        }
+        if config.reward_window > MAX_REWARD_WINDOW {
+            return Err(ServeError::Config(format!(
+                "the reward window must be at most {} s (30 days)",
+                MAX_REWARD_WINDOW.as_secs()
+            )));
+        }
+        if config.log_limit_bytes < 1 << 20 {
+            return Err(ServeError::Config(
+                "the log limit must be at least 1 MiB".into(),
             ));
         }
         let catalog = Arc::new(ServedCatalog::new(catalog));
@@ -200,9 +269,13 @@ impl Server {
                 reward_window_ms: config.reward_window.as_millis() as i64,
                 default_reward: config.default_reward,
                 history_limit: config.history_limit,
+                log_limit_bytes: config.log_limit_bytes,
             },
         });
-        let checkpointer = store.checkpoint_in_background(Duration::from_millis(200))?;
+        let checkpointer = store.checkpoint_in_background(
+            Duration::from_millis(100),
+            shared.metrics.store.checkpoint_lag.clone(),
+        )?;
         let (jobs, writer) = engine::spawn(Box::new(store), shared.clone())?;
         let boot = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -237,9 +310,9 @@ impl Server {
             .route("/healthz", get(health))
             .route("/metrics", get(metrics))
             .route("/openapi.json", get(openapi))
+            .method_not_allowed_fallback(method_not_allowed)
             .route_layer(axum::middleware::from_fn_with_state(state.clone(), track))
             .fallback(not_found)
-            .layer(DefaultBodyLimit::max(self.state.config.body_limit))
             .with_state(state)
     }
 
@@ -250,24 +323,28 @@ impl Server {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let window = self.state.config.reward_window;
-        let tick = (window / 4).clamp(Duration::from_millis(50), Duration::from_secs(5));
+        let tick = sweep_interval(self.state.config.reward_window);
         let sweeper_state = self.state.clone();
         let sweeper = tokio::spawn(async move {
             let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 interval.tick().await;
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                if sweeper_state.jobs.send(Job::Expire(tx)).is_err() {
-                    break;
+                // Close expired events batch after batch until a batch comes back short, so the
+                // sweep keeps up with any rate of ranks the writer can take.
+                loop {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    if sweeper_state.jobs.send(Job::Expire(tx)).is_err() {
+                        return;
+                    }
+                    match rx.await {
+                        Ok(Ok(n)) if n == engine::EXPIRE_BATCH => continue,
+                        _ => break,
+                    }
                 }
-                let _ = rx.await;
             }
         });
-        let router = self.router();
-        let result = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let result = serve_connections(listener, self.router(), &self.state.config, shutdown).await;
         sweeper.abort();
         let _ = sweeper.await;
         let writer = self.writer.take();
@@ -282,13 +359,67 @@ impl Server {
     }
 }
 
+/// How often expired reward windows are swept: a quarter of the window, between 50 ms and 5 s.
+pub fn sweep_interval(window: Duration) -> Duration {
+    (window / 4).clamp(Duration::from_millis(50), Duration::from_secs(5))
+}
+
+/// The accept loop: HTTP/1.1 with keep-alive, the header timeout (which also ends idle
+/// keep-alive connections) and at most `max_connections` at once. Written here rather than
+/// through `axum::serve`, which offers neither a header timeout nor a connection limit. On
+/// `shutdown` it stops accepting and waits for the requests in flight.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    config: &ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let limit = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .keep_alive(true);
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = limit.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors or a connection reset before it was accepted: wait a
+                // moment rather than spin, and keep serving the connections we have.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let connection =
+            graceful.watch(http.serve_connection(TokioIo::new(stream), service.clone()));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
 async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = request.method().clone();
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
     state.shared.metrics.request(
         method.as_str(),
@@ -299,7 +430,23 @@ async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next)
     response
 }
 
-fn authorize(state: &AppState, headers: &HeaderMap, need: Scope) -> Result<(), ApiError> {
+/// The caller a valid API key identifies.
+struct Caller<'a> {
+    token: &'a str,
+}
+
+impl Caller<'_> {
+    /// The pseudonym of the caller's key, stored with the events it ranks.
+    fn owner(&self, state: &AppState) -> String {
+        state.config.pseudonyms.key_owner(self.token)
+    }
+}
+
+fn authorize<'h>(
+    state: &AppState,
+    headers: &'h HeaderMap,
+    need: Scope,
+) -> Result<Caller<'h>, ApiError> {
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
     let value = headers.get(header::AUTHORIZATION).ok_or_else(|| {
         unauthorized("missing API key: send the header `Authorization: Bearer <key>`")
@@ -326,47 +473,141 @@ fn authorize(state: &AppState, headers: &HeaderMap, need: Scope) -> Result<(), A
             ),
         ));
     }
-    Ok(())
+    Ok(Caller { token })
 }
 
-fn parse_body<T: DeserializeOwned>(
-    body: Result<Bytes, BytesRejection>,
-    limit: usize,
-) -> Result<T, ApiError> {
-    let bytes = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                format!("the request body is larger than the limit of {limit} bytes"),
-            )
-        } else {
-            ApiError::new(r.status(), "bad_body", r.body_text())
+/// Whether a `Content-Type` is JSON (`application/json`, any parameters, any case).
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Reads a request body within the body limit and the body timeout. A declared length over the
+/// limit is refused before anything is read.
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let limit = state.config.body_limit;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than the limit of {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let timeout = state.config.body_timeout;
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Err(_) => Err(ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs_f64()
+            ),
+        )),
+        Ok(Err(e)) => {
+            let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+            while let Some(err) = source {
+                if err.is::<http_body_util::LengthLimitError>() {
+                    return Err(too_large());
+                }
+                source = err.source();
+            }
+            Err(ApiError::bad_request(
+                "bad_body",
+                format!("the request body could not be read: {e}"),
+            ))
         }
-    })?;
-    let mut de = serde_json::Deserializer::from_slice(&bytes);
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+/// Reads and parses a JSON object body: `Content-Type: application/json` (else 415), within
+/// the limit and timeout, an object at the top (never an array or a scalar, which serde would
+/// otherwise accept for a struct), nothing after it. `Ok(None)` for an empty body where
+/// `allow_empty`.
+async fn read_json<T: DeserializeOwned>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    allow_empty: bool,
+) -> Result<Option<T>, ApiError> {
+    let declared_empty = headers
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0");
+    if !(is_json(headers) || allow_empty && declared_empty) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with the header `Content-Type: application/json`",
+        ));
+    }
+    let bytes = read_body(state, headers, body).await?;
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
+    let Some(start) = start else {
+        if allow_empty {
+            return Ok(None);
+        }
+        return Err(ApiError::bad_request(
+            "bad_json",
+            "the body is empty; send a JSON object",
+        ));
+    };
+    if !is_json(headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with the header `Content-Type: application/json`",
+        ));
+    }
+    if bytes[start] != b'{' {
+        return Err(
+            if serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok() {
+                ApiError::unprocessable("invalid_body", "the body must be a JSON object `{...}`")
+            } else {
+                ApiError::bad_request("bad_json", "the body is not valid JSON")
+            },
+        );
+    }
+    parse_json(&bytes).map(Some)
+}
+
+/// Parses a JSON body into `T`, naming the field path of a type error.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => ApiError::unprocessable(
+        let field = |message: String| {
+            ApiError::unprocessable(
                 "invalid_field",
                 if path == "." {
-                    inner.to_string()
+                    message
                 } else {
-                    format!("field `{path}`: {inner}")
+                    format!("field `{path}`: {message}")
                 },
-            ),
-            _ => ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_json",
-                format!("the body is not valid JSON: {inner}"),
-            ),
+            )
+        };
+        match inner.classify() {
+            serde_json::error::Category::Data => field(inner.to_string()),
+            // serde_json reports some type errors (a `null` where an enum belongs) as syntax
+            // errors; when the body is valid JSON it is a type error all the same.
+            _ if serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() => {
+                field(format!("invalid value ({inner})"))
+            }
+            _ => ApiError::bad_request("bad_json", format!("the body is not valid JSON: {inner}")),
         }
     })?;
     de.end().map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
+        ApiError::bad_request(
             "bad_json",
             format!("trailing characters after the JSON body: {e}"),
         )
@@ -507,20 +748,35 @@ fn explanation<'a>(
     }
 }
 
+/// Looks up item keys: each must be in the catalog (one rule for `candidates` and `exclude`).
+fn item_ids<'k>(
+    catalog: &ServedCatalog,
+    field: &str,
+    keys: impl Iterator<Item = &'k String>,
+) -> Result<Vec<ItemId>, ApiError> {
+    keys.enumerate()
+        .map(|(i, key)| {
+            catalog.id(key).ok_or_else(|| {
+                ApiError::unprocessable(
+                    "unknown_item",
+                    format!("field `{field}[{i}]`: no item `{key}` in the catalog"),
+                )
+            })
+        })
+        .collect()
+}
+
 async fn rank(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Scope::Rank)?;
-    let request: RankRequest = parse_body(body, state.config.body_limit)?;
+    let caller = authorize(&state, &headers, Scope::Rank)?;
+    let request: RankRequest = read_json(&state, &headers, body, false)
+        .await?
+        .ok_or_else(|| ApiError::bad_request("bad_json", "the body is empty"))?;
     let config = &state.config;
-    if request.user.is_empty() || request.user.len() > 256 {
-        return Err(ApiError::unprocessable(
-            "invalid_field",
-            "field `user`: must be 1 to 256 bytes",
-        ));
-    }
+    check_key("user", &request.user)?;
     if request.slate_size == 0 || request.slate_size > config.max_slate {
         return Err(ApiError::unprocessable(
             "invalid_field",
@@ -537,37 +793,34 @@ async fn rank(
         ));
     }
     let catalog = &state.shared.catalog;
-    let excluded: HashSet<ItemId> = request
-        .exclude
-        .iter()
-        .filter_map(|k| catalog.id(k))
+    for (field, list) in [
+        (
+            "candidates",
+            request.candidates.as_deref().unwrap_or_default(),
+        ),
+        ("exclude", &request.exclude),
+    ] {
+        if list.len() > config.max_candidates {
+            return Err(ApiError::unprocessable(
+                "invalid_field",
+                format!(
+                    "field `{field}`: {} items, at most {} allowed",
+                    list.len(),
+                    config.max_candidates
+                ),
+            ));
+        }
+    }
+    let excluded: HashSet<ItemId> = item_ids(catalog, "exclude", request.exclude.iter())?
+        .into_iter()
         .collect();
     let candidates: Vec<ItemId> = match &request.candidates {
         Some(keys) => {
-            if keys.len() > config.max_candidates {
-                return Err(ApiError::unprocessable(
-                    "invalid_field",
-                    format!(
-                        "field `candidates`: {} items, at most {} allowed",
-                        keys.len(),
-                        config.max_candidates
-                    ),
-                ));
-            }
             let mut seen = HashSet::new();
-            let mut out = Vec::with_capacity(keys.len());
-            for (i, key) in keys.iter().enumerate() {
-                let id = catalog.id(key).ok_or_else(|| {
-                    ApiError::unprocessable(
-                        "unknown_item",
-                        format!("field `candidates[{i}]`: no item `{key}` in the catalog"),
-                    )
-                })?;
-                if !excluded.contains(&id) && seen.insert(id) {
-                    out.push(id);
-                }
-            }
-            out
+            item_ids(catalog, "candidates", keys.iter())?
+                .into_iter()
+                .filter(|id| !excluded.contains(id) && seen.insert(*id))
+                .collect()
         }
         // An empty list stands for the whole catalog, so it only needs spelling out when
         // something is excluded.
@@ -619,7 +872,7 @@ async fn rank(
             "nothing to rank: the catalog is empty",
         ));
     }
-    let event_id = format!("{:x}-{n:x}", state.boot);
+    let event_id = new_event_id()?;
     let decision = decision_from_choice(
         decided.choice,
         EventId(event_id.clone()),
@@ -656,6 +909,7 @@ async fn rank(
     let row = DecisionRow {
         event_id: event_id.clone(),
         user,
+        owner: caller.owner(&state),
         created_ms: now,
         interaction: Interaction {
             context,
@@ -675,6 +929,20 @@ async fn rank(
         body,
     )
         .into_response())
+}
+
+/// A new event id: 128 random bits from the operating system, in hex. Nothing in it tells the
+/// boot time, the request count or any other event's id.
+fn new_event_id() -> Result<String, ApiError> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| ApiError::internal(format!("no randomness for an event id: {e}")))?;
+    let mut id = String::with_capacity(32);
+    for b in bytes {
+        use std::fmt::Write as _;
+        let _ = write!(id, "{b:02x}");
+    }
+    Ok(id)
 }
 
 #[derive(Deserialize)]
@@ -700,13 +968,19 @@ struct FeedbackRequest {
 async fn feedback(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    authorize(&state, &headers, Scope::Rank)?;
-    let request: FeedbackRequest = parse_body(body, state.config.body_limit)?;
+    let caller = authorize(&state, &headers, Scope::Rank)?;
+    let request: FeedbackRequest = read_json(&state, &headers, body, false)
+        .await?
+        .ok_or_else(|| ApiError::bad_request("bad_json", "the body is empty"))?;
+    check_key("event_id", &request.event_id)?;
     let target = match (request.position, request.item) {
         (Some(p), None) => Target::Position(p),
-        (None, Some(item)) => Target::Item(item),
+        (None, Some(item)) => {
+            check_key("item", &item)?;
+            Target::Item(item)
+        }
         _ => {
             return Err(ApiError::unprocessable(
                 "invalid_field",
@@ -738,6 +1012,7 @@ async fn feedback(
     };
     let job = FeedbackJob {
         event_id: request.event_id,
+        owner: caller.owner(&state),
         target,
         kind,
         revenue,
@@ -755,12 +1030,24 @@ async fn feedback(
 async fn forget(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    UrlPath(key): UrlPath<String>,
+    key: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Scope::Admin)?;
+    let UrlPath(key) = key.map_err(|e| {
+        ApiError::bad_request(
+            "bad_path",
+            format!("the user key in the path is not valid percent-encoded UTF-8: {e}"),
+        )
+    })?;
+    check_key("key", &key)?;
     let user = state.config.pseudonyms.pseudonym(&key);
-    let deleted = submit(&state, |tx| Job::Forget(user, tx)).await?;
-    Ok(axum::Json(json!({"forgotten": true, "events_deleted": deleted})).into_response())
+    let ack = submit(&state, |tx| Job::Forget(user, tx)).await?;
+    Ok(axum::Json(json!({
+        "forgotten": true,
+        "events_deleted": ack.events_deleted,
+        "purged_from_log": ack.purged,
+    }))
+    .into_response())
 }
 
 #[derive(Deserialize, Default)]
@@ -773,15 +1060,12 @@ struct ReloadRequest {
 async fn reload(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Scope::Admin)?;
-    let empty = matches!(&body, Ok(b) if b.iter().all(u8::is_ascii_whitespace));
-    let request: ReloadRequest = if empty {
-        ReloadRequest::default()
-    } else {
-        parse_body(body, state.config.body_limit)?
-    };
+    let request: ReloadRequest = read_json(&state, &headers, body, true)
+        .await?
+        .unwrap_or_default();
     let dir = request
         .model
         .unwrap_or_else(|| state.config.model_dir.clone());
@@ -863,9 +1147,29 @@ async fn openapi(
         .into_response())
 }
 
-async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+async fn not_found(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: axum::http::Uri,
+) -> ApiError {
+    state
+        .shared
+        .metrics
+        .request(method.as_str(), "unmatched", 404, 0.0);
     ApiError::not_found(
         "no_route",
         format!("no route {method} {}; see /openapi.json", uri.path()),
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} does not take {}; see /openapi.json",
+            uri.path(),
+            crate::metrics::method_label(method.as_str())
+        ),
     )
 }

@@ -139,13 +139,28 @@ impl Pseudonymizer {
     /// The pseudonym of a user key: `u_` and the first 16 bytes of `HMAC-SHA256(secret, key)` in
     /// hex (128 bits: collisions are out of reach for any user count).
     pub fn pseudonym(&self, user: &str) -> String {
+        self.keyed("u_", &[user.as_bytes()])
+    }
+
+    /// The pseudonym of an API key, stored with the events it ranks so that only it may answer
+    /// them: `k_` and 16 bytes of `HMAC-SHA256(secret, "api-key\0" + token)`. Keyed, so that the
+    /// database never holds anything a token could be recovered or checked from.
+    pub fn key_owner(&self, token: &str) -> String {
+        self.keyed("k_", &[b"api-key\0", token.as_bytes()])
+    }
+
+    /// `prefix` and the first 16 bytes of the HMAC of `parts`, in hex.
+    fn keyed(&self, prefix: &str, parts: &[&[u8]]) -> String {
+        use std::fmt::Write as _;
         let mut mac = self.mac.clone();
-        mac.update(user.as_bytes());
+        for part in parts {
+            mac.update(part);
+        }
         let bytes = mac.finalize().into_bytes();
-        let mut out = String::with_capacity(34);
-        out.push_str("u_");
+        let mut out = String::with_capacity(prefix.len() + 32);
+        out.push_str(prefix);
         for b in &bytes[..16] {
-            out.push_str(&format!("{b:02x}"));
+            let _ = write!(out, "{b:02x}");
         }
         out
     }

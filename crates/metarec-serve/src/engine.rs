@@ -13,6 +13,13 @@
 //! folded in as negatives and the event's reward is fixed (the configured default when no
 //! feedback came). Each shown item is thus observed exactly once, as in the batch update the
 //! adjuster was meta-trained with.
+//!
+//! The log: after each commit the writer looks at the size of the store's write-ahead log and,
+//! past half its limit, checkpoints and truncates it itself. This is the only place that can:
+//! a background checkpoint runs while this thread keeps appending, so it never reaches the end
+//! of the log, and the log can only restart from its beginning when a checkpoint finished with
+//! no transaction in between. After a forget the log is truncated at once, before the answer,
+//! so the forgotten rows leave the disk along with the database rows.
 
 use crate::api::ApiError;
 use crate::metrics::Metrics;
@@ -22,6 +29,7 @@ use metarec_core::{Adjuster, Context, Decision, Feedback, Interaction, PastEvent
 use metarec_neural::adjust::GaussianPosterior;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, RwLock};
 use tokio::sync::oneshot;
@@ -101,7 +109,14 @@ pub(crate) struct EngineConfig {
     pub reward_window_ms: i64,
     pub default_reward: f64,
     pub history_limit: usize,
+    /// The write-ahead log is truncated once it passes half of this.
+    pub log_limit_bytes: u64,
 }
+
+/// Most expired events closed by one [`Job::Expire`]: small enough that one sweep step delays
+/// the ranks committed in the same group by a millisecond or two, while the sweeper repeats
+/// steps back to back until nothing is due.
+pub(crate) const EXPIRE_BATCH: usize = 128;
 
 /// What the handlers and the writer share.
 pub(crate) struct Shared {
@@ -137,6 +152,8 @@ pub(crate) enum Target {
 #[derive(Debug, Clone)]
 pub(crate) struct FeedbackJob {
     pub event_id: String,
+    /// The pseudonym of the API key that sent it: it must be the key that ranked the event.
+    pub owner: String,
     pub target: Target,
     pub kind: FeedbackKind,
     pub revenue: f64,
@@ -151,6 +168,17 @@ pub(crate) struct FeedbackAck {
     pub duplicate: bool,
 }
 
+/// The answer to a forget.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub(crate) struct ForgetAck {
+    /// Decisions deleted.
+    pub events_deleted: u64,
+    /// Whether the write-ahead log was truncated after the deletion, so that no file holds the
+    /// user's rows any more (false only when another connection held the log; the writer then
+    /// retries after each later commit).
+    pub purged: bool,
+}
+
 type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
 
 /// Work for the writer.
@@ -158,7 +186,7 @@ pub(crate) enum Job {
     Decision(Box<DecisionRow>, Reply<()>),
     Feedback(FeedbackJob, Reply<FeedbackAck>),
     Expire(Reply<usize>),
-    Forget(String, Reply<u64>),
+    Forget(String, Reply<ForgetAck>),
 }
 
 /// Starts the writer thread; it ends when every sender is dropped.
@@ -177,6 +205,8 @@ pub(crate) fn spawn(
 const MAX_GROUP: usize = 512;
 
 fn run(mut store: Box<dyn Store>, rx: Receiver<Job>, shared: Arc<Shared>) {
+    // A purge owed to a forget whose truncation could not finish.
+    let mut purge_owed = false;
     while let Ok(first) = rx.recv() {
         let mut jobs = vec![first];
         while jobs.len() < MAX_GROUP {
@@ -185,8 +215,46 @@ fn run(mut store: Box<dyn Store>, rx: Receiver<Job>, shared: Arc<Shared>) {
                 Err(_) => break,
             }
         }
-        process(store.as_mut(), &shared, jobs);
+        process(store.as_mut(), &shared, jobs, &mut purge_owed);
     }
+}
+
+/// Truncates the log when a forget asks for it or it has passed half its limit; returns
+/// whether the log is now empty. A truncation that cannot finish is tried again three times
+/// (another connection's checkpoint holds the log for a moment at most).
+fn bound_log(store: &mut dyn Store, shared: &Shared, forced: bool) -> bool {
+    let metrics = &shared.metrics;
+    let wal = store.log_bytes();
+    if !forced && wal <= shared.config.log_limit_bytes / 2 {
+        metrics.store.wal_bytes.store(wal, Ordering::Relaxed);
+        return wal == 0;
+    }
+    let mut complete = false;
+    for _ in 0..4 {
+        match store.truncate_log() {
+            Ok(c) if c.complete => {
+                complete = true;
+                break;
+            }
+            Ok(_) => std::thread::sleep(std::time::Duration::from_millis(2)),
+            Err(_) => break,
+        }
+    }
+    if complete {
+        metrics
+            .store
+            .log_truncations
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    metrics
+        .store
+        .wal_bytes
+        .store(store.log_bytes(), Ordering::Relaxed);
+    metrics
+        .store
+        .db_bytes
+        .store(store.data_bytes(), Ordering::Relaxed);
+    complete
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -195,13 +263,15 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// One group: runs every job in a transaction, commits, then publishes states and answers.
-fn process(store: &mut dyn Store, shared: &Shared, jobs: Vec<Job>) {
+/// One group: runs every job in a transaction, commits, bounds the log, then publishes states
+/// and answers.
+fn process(store: &mut dyn Store, shared: &Shared, jobs: Vec<Job>, purge_owed: &mut bool) {
     let model = shared.model();
     let now = now_ms();
     let mut group = Group {
         overlay: HashMap::new(),
         answers: Vec::with_capacity(jobs.len()),
+        forgot: false,
     };
     let outcome = store.begin().and_then(|()| {
         for job in jobs {
@@ -211,6 +281,12 @@ fn process(store: &mut dyn Store, shared: &Shared, jobs: Vec<Job>) {
     });
     match outcome {
         Ok(()) => {
+            let forced = group.forgot || *purge_owed;
+            let empty = bound_log(store, shared, forced);
+            if forced {
+                *purge_owed = !empty;
+            }
+            let after = After { purged: empty };
             let mut users = shared.users.write().unwrap_or_else(|e| e.into_inner());
             for (user, record) in group.overlay {
                 match record {
@@ -224,33 +300,41 @@ fn process(store: &mut dyn Store, shared: &Shared, jobs: Vec<Job>) {
             }
             drop(users);
             for answer in group.answers {
-                answer(None);
+                answer(Ok(&after));
             }
         }
         Err(e) => {
             let _ = store.rollback();
             let error = ApiError::internal(format!("the event could not be stored: {e}"));
             for answer in group.answers {
-                answer(Some(&error));
+                answer(Err(&error));
             }
         }
     }
 }
 
-type Answer = Box<dyn FnOnce(Option<&ApiError>) + Send>;
+/// What the writer did after a group's commit, for answers that report it.
+struct After {
+    /// Whether the write-ahead log is empty.
+    purged: bool,
+}
+
+type Answer = Box<dyn FnOnce(Result<&After, &ApiError>) + Send>;
 
 struct Group {
     /// New states of this group's users (`None`: forgotten).
     overlay: HashMap<String, Option<UserRecord>>,
     /// Called after the commit, with the error when it failed.
     answers: Vec<Answer>,
+    /// Whether a user was forgotten (the log is then truncated before anyone is answered).
+    forgot: bool,
 }
 
 fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, ApiError>) -> Answer {
-    Box::new(move |failed| {
-        let _ = reply.send(match failed {
-            Some(e) => Err(e.clone()),
-            None => result,
+    Box::new(move |outcome| {
+        let _ = reply.send(match outcome {
+            Err(e) => Err(e.clone()),
+            Ok(_) => result,
         });
     })
 }
@@ -333,12 +417,27 @@ impl Group {
             Job::Expire(reply) => {
                 let n = self.expire(store, shared, model, now)?;
                 shared.metrics.expired(n as u64);
+                let overdue = store.unresolved_count(now - shared.config.reward_window_ms)?;
+                shared
+                    .metrics
+                    .store
+                    .overdue_events
+                    .store(overdue, Ordering::Relaxed);
                 self.answers.push(answer(reply, Ok(n)));
             }
             Job::Forget(user, reply) => {
-                let n = store.forget(&user)?;
+                let events_deleted = store.forget(&user)?;
                 self.overlay.insert(user, None);
-                self.answers.push(answer(reply, Ok(n)));
+                self.forgot = true;
+                self.answers.push(Box::new(move |outcome| {
+                    let _ = reply.send(match outcome {
+                        Err(e) => Err(e.clone()),
+                        Ok(after) => Ok(ForgetAck {
+                            events_deleted,
+                            purged: after.purged,
+                        }),
+                    });
+                }));
             }
         }
         Ok(())
@@ -352,11 +451,14 @@ impl Group {
         job: FeedbackJob,
         now: i64,
     ) -> Result<Result<FeedbackAck, ApiError>, crate::StoreError> {
-        let Some(mut row) = store.decision(&job.event_id)? else {
+        let owned = |row: &DecisionRow| row.owner.is_empty() || row.owner == job.owner;
+        // An event ranked by another API key is answered exactly like an unknown one, so a
+        // client learns nothing about other clients' events.
+        let Some(mut row) = store.decision(&job.event_id)?.filter(owned) else {
             return Ok(Err(ApiError::not_found(
                 "unknown_event",
                 format!(
-                    "no event `{}`: it was never ranked, or its user was forgotten",
+                    "no event `{}`: it was never ranked with this API key, or its user was forgotten",
                     job.event_id
                 ),
             )));
@@ -465,7 +567,7 @@ impl Group {
         model: &ServedModel,
         now: i64,
     ) -> Result<usize, crate::StoreError> {
-        let rows = store.unresolved_before(now - shared.config.reward_window_ms, 1000)?;
+        let rows = store.unresolved_before(now - shared.config.reward_window_ms, EXPIRE_BATCH)?;
         let n = rows.len();
         for mut row in rows {
             let fb = &row.interaction.feedback;

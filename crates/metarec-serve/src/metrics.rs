@@ -2,11 +2,41 @@
 //!
 //! Written by hand (a few atomics and one mutex-guarded map) rather than through a metrics
 //! library: the server exports a dozen series, and the text format is simple.
+//!
+//! Every label comes from a closed set, so no client can add series: methods outside
+//! [`METHODS`] count as `other`, and paths that match no route as the route `unmatched`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The HTTP methods counted under their own name.
+pub const METHODS: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH"];
+
+/// The method label of a request: its name when it is one of [`METHODS`], else `other`.
+pub fn method_label(method: &str) -> &'static str {
+    METHODS
+        .iter()
+        .find(|m| **m == method)
+        .copied()
+        .unwrap_or("other")
+}
+
+/// The state of the store, updated by the writer and the checkpoint thread.
+#[derive(Default)]
+pub struct StoreGauges {
+    /// Bytes of write-ahead log on disk after the last commit.
+    pub wal_bytes: AtomicU64,
+    /// Bytes of the database file at the last truncation of the log.
+    pub db_bytes: AtomicU64,
+    /// Completed truncations of the log.
+    pub log_truncations: AtomicU64,
+    /// Log frames the last background checkpoint could not copy yet.
+    pub checkpoint_lag: Arc<AtomicU64>,
+    /// Events past their reward window and not yet closed, at the last sweep.
+    pub overdue_events: AtomicU64,
+}
 
 /// Upper bounds of the latency buckets, in seconds.
 pub const BUCKETS: [f64; 12] = [
@@ -31,11 +61,16 @@ pub struct Metrics {
     purchases: AtomicU64,
     duplicates: AtomicU64,
     expired: AtomicU64,
+    /// The store's gauges.
+    pub store: StoreGauges,
 }
 
 impl Metrics {
-    /// Records one request: its method, route pattern, status and duration.
+    /// Records one request: its method, route pattern, status and duration. `route` must be a
+    /// route pattern or `unmatched`, never a raw path; the method is reduced to
+    /// [`method_label`].
     pub fn request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        let method = method_label(method);
         let mut requests = self.requests.lock().unwrap_or_else(|e| e.into_inner());
         *requests
             .entry((method.to_owned(), route.to_owned(), status))
@@ -169,6 +204,36 @@ impl Metrics {
                 "Users with an adjuster state in memory.",
                 "gauge",
                 users as f64,
+            ),
+            (
+                "metarec_wal_bytes",
+                "Bytes of write-ahead log on disk after the last commit.",
+                "gauge",
+                load(&self.store.wal_bytes) as f64,
+            ),
+            (
+                "metarec_db_bytes",
+                "Bytes of the database file at the last log truncation.",
+                "gauge",
+                load(&self.store.db_bytes) as f64,
+            ),
+            (
+                "metarec_wal_truncations_total",
+                "Completed checkpoints that emptied the write-ahead log.",
+                "counter",
+                load(&self.store.log_truncations) as f64,
+            ),
+            (
+                "metarec_wal_checkpoint_lag_frames",
+                "Log frames the last background checkpoint could not copy yet.",
+                "gauge",
+                self.store.checkpoint_lag.load(Ordering::Relaxed) as f64,
+            ),
+            (
+                "metarec_events_overdue",
+                "Events past their reward window not yet closed, at the last sweep.",
+                "gauge",
+                load(&self.store.overdue_events) as f64,
             ),
         ] {
             let _ = writeln!(

@@ -9,15 +9,26 @@
 //! operating system's cache) but not a power cut before the next checkpoint. A server database
 //! can follow by implementing the same trait.
 //!
-//! Tables: `decisions` (one row per event: pseudonymous user, creation time, the interaction as
-//! JSON with its feedback so far, whether the reward window closed and the reward then),
+//! Tables: `decisions` (one row per event: pseudonymous user, the pseudonymous API key that
+//! ranked it, creation time, the interaction as JSON with its feedback so far, whether the reward
+//! window closed and the reward then),
 //! `feedback` (one row per event, position and kind: the primary key makes feedback
-//! idempotent) and `users` (the adjuster state of each pseudonymous user as JSON).
+//! idempotent) and `users` (the adjuster state of each pseudonymous user as JSON). The schema's
+//! version is SQLite's `user_version`; [`SqliteStore::open`] migrates older files in place.
+//!
+//! The log is bounded: [`Store::log_bytes`] tells the writer how large the write-ahead log has
+//! grown, and [`Store::truncate_log`] copies it into the database file and empties it. Under a
+//! constant stream of writers a passive checkpoint never catches up (new frames arrive while it
+//! copies), so only a checkpoint taken by the writer itself, between two of its transactions,
+//! can reset the log. Deleted rows are overwritten with zeros (`secure_delete`), so once the log
+//! is truncated after a [`Store::forget`], neither file holds the forgotten rows.
 
 use crate::error::StoreError;
 use metarec_core::Interaction;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -29,6 +40,9 @@ pub struct DecisionRow {
     pub event_id: String,
     /// The pseudonymous user.
     pub user: String,
+    /// The pseudonym of the API key that ranked it: only that key may send its feedback (empty
+    /// for events stored before keys were recorded, which any key may answer).
+    pub owner: String,
     /// When it was decided, milliseconds since the Unix epoch.
     pub created_ms: i64,
     /// The context, the decision and the feedback received so far.
@@ -86,6 +100,17 @@ pub struct Counts {
     pub users: u64,
 }
 
+/// What a checkpoint of the log did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogCheckpoint {
+    /// Whether the whole log reached the database file and the log was emptied.
+    pub complete: bool,
+    /// Frames in the log when the checkpoint ran.
+    pub frames: u64,
+    /// Frames of them copied into the database file.
+    pub copied: u64,
+}
+
 /// Where decisions, feedback and user states are kept.
 pub trait Store: Send {
     /// Starts a transaction.
@@ -121,6 +146,16 @@ pub trait Store: Send {
     ) -> Result<u64, StoreError>;
     /// Row counts.
     fn counts(&mut self) -> Result<Counts, StoreError>;
+    /// Bytes of write-ahead log on disk (0 for a store without one).
+    fn log_bytes(&self) -> u64;
+    /// Bytes of the database file (0 where that means nothing).
+    fn data_bytes(&self) -> u64;
+    /// Copies the whole log into the database file and empties it; called outside any
+    /// transaction. A checkpoint that could not finish (another connection held the log) says
+    /// so in [`LogCheckpoint::complete`]; nothing is lost either way.
+    fn truncate_log(&mut self) -> Result<LogCheckpoint, StoreError>;
+    /// Unresolved decisions created before `created_before_ms` (events past their window).
+    fn unresolved_count(&mut self, created_before_ms: i64) -> Result<u64, StoreError>;
 }
 
 /// What a commit survives: the trade between acknowledgement latency and durability.
@@ -176,6 +211,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     seq INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL UNIQUE,
     user TEXT NOT NULL,
+    owner TEXT NOT NULL DEFAULT '',
     created_ms INTEGER NOT NULL,
     resolved INTEGER NOT NULL DEFAULT 0,
     reward REAL,
@@ -200,8 +236,11 @@ CREATE TABLE IF NOT EXISTS users (
 );
 ";
 
+/// The schema version this code writes (SQLite's `user_version`): 1 added `decisions.owner`.
+pub const SCHEMA_VERSION: i64 = 1;
+
 /// A decision row as read, before its interaction JSON is parsed.
-type RawDecision = (String, String, i64, i64, Option<f64>, String);
+type RawDecision = (String, String, String, i64, i64, Option<f64>, String);
 
 fn row_to_decision(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawDecision> {
     Ok((
@@ -211,11 +250,12 @@ fn row_to_decision(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawDecision> {
         row.get(3)?,
         row.get(4)?,
         row.get(5)?,
+        row.get(6)?,
     ))
 }
 
 fn parse(raw: RawDecision) -> Result<DecisionRow, StoreError> {
-    let (event_id, user, created_ms, resolved, reward, text) = raw;
+    let (event_id, user, owner, created_ms, resolved, reward, text) = raw;
     let interaction = serde_json::from_str(&text).map_err(|e| {
         StoreError(format!(
             "decision {event_id}: stored interaction is invalid: {e}"
@@ -224,6 +264,7 @@ fn parse(raw: RawDecision) -> Result<DecisionRow, StoreError> {
     Ok(DecisionRow {
         event_id,
         user,
+        owner,
         created_ms,
         interaction,
         resolved: resolved != 0,
@@ -231,7 +272,100 @@ fn parse(raw: RawDecision) -> Result<DecisionRow, StoreError> {
     })
 }
 
-const DECISION_COLUMNS: &str = "event_id, user, created_ms, resolved, reward, interaction";
+const DECISION_COLUMNS: &str = "event_id, user, owner, created_ms, resolved, reward, interaction";
+
+/// Creates the database file readable and writable by its owner only (0600) when it does not
+/// exist yet, and narrows an existing one to that: it holds pseudonymous histories. SQLite
+/// gives the `-wal` and `-shm` files it creates the permissions of the database file.
+fn create_private(path: &Path) -> Result<(), StoreError> {
+    let io = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        options.open(path).map_err(io)?;
+        for file in [
+            path.to_owned(),
+            sidecar(path, "-wal"),
+            sidecar(path, "-shm"),
+        ] {
+            match std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                _ => {}
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    options.open(path).map_err(io)?;
+    Ok(())
+}
+
+/// The path of one of SQLite's files beside the database (`-wal`, `-shm`).
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Runs `PRAGMA wal_checkpoint(MODE)`: (whether it was blocked, frames in the log, frames
+/// copied).
+fn checkpoint(conn: &Connection, mode: &str) -> Result<(bool, u64, u64), StoreError> {
+    let (busy, log, copied): (i64, i64, i64) =
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    Ok((busy != 0, log.max(0) as u64, copied.max(0) as u64))
+}
+
+/// Creates the tables of a new file or brings an older file's schema up to [`SCHEMA_VERSION`],
+/// in one transaction; a file from a newer metarec is refused rather than misread.
+fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError(format!(
+            "{}: schema version {version} is newer than this server's {SCHEMA_VERSION}; use a newer metarec",
+            path.display()
+        )));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let outcome = (|| -> Result<(), StoreError> {
+        let existing: i64 = conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'decisions'",
+            [],
+            |r| r.get(0),
+        )?;
+        if existing == 1 {
+            let has_owner: i64 = conn.query_row(
+                "SELECT COUNT(*) FROM pragma_table_info('decisions') WHERE name = 'owner'",
+                [],
+                |r| r.get(0),
+            )?;
+            if has_owner == 0 {
+                conn.execute_batch(
+                    "ALTER TABLE decisions ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+                )?;
+            }
+        }
+        conn.execute_batch(SCHEMA)?;
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        Ok(())
+    })();
+    match outcome {
+        Ok(()) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
 
 impl SqliteStore {
     /// Opens (creating if needed) a database file in WAL mode with synchronous FULL.
@@ -241,12 +375,18 @@ impl SqliteStore {
 
     /// Opens (creating if needed) a database file in WAL mode with the given durability.
     pub fn open_with(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
+        create_private(path)?;
         let conn =
             Connection::open(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", durability.synchronous())?;
+        // Deleted rows are overwritten, not just unlinked, so that forgetting a user removes
+        // their bytes from the file (together with the log truncation after a forget).
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)?;
+        migrate(&conn, path)?;
+        // A log left by a crash is folded in and emptied now, before it can grow further.
+        checkpoint(&conn, "TRUNCATE")?;
         Ok(SqliteStore {
             conn,
             path: path.to_owned(),
@@ -259,10 +399,12 @@ impl SqliteStore {
     /// milliseconds for it (the server's p99). A thread with its own connection now runs a
     /// passive checkpoint every `every`, which never blocks the writer; a checkpoint that
     /// cannot finish is simply retried at the next tick, and nothing is lost meanwhile, since
-    /// committed data is already in the WAL.
+    /// committed data is already in the WAL. After each checkpoint `lag` holds the number of
+    /// log frames it could not copy yet.
     pub fn checkpoint_in_background(
         &mut self,
         every: Duration,
+        lag: Arc<AtomicU64>,
     ) -> Result<Checkpointer, StoreError> {
         let conn = Connection::open(&self.path)
             .map_err(|e| StoreError(format!("{}: {e}", self.path.display())))?;
@@ -270,11 +412,14 @@ impl SqliteStore {
         conn.busy_timeout(Duration::from_secs(5))?;
         self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let seen = lag;
         let thread = std::thread::Builder::new()
             .name("metarec-checkpoint".into())
             .spawn(move || {
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
-                    let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                    if let Ok((_, log, copied)) = checkpoint(&conn, "PASSIVE") {
+                        seen.store(log.saturating_sub(copied), Ordering::Relaxed);
+                    }
                 }
             })
             .map_err(|e| StoreError(format!("cannot start the checkpoint thread: {e}")))?;
@@ -316,12 +461,13 @@ impl Store for SqliteStore {
         let text = serde_json::to_string(&row.interaction)?;
         self.conn
             .prepare_cached(
-                "INSERT INTO decisions (event_id, user, created_ms, resolved, reward, interaction)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO decisions (event_id, user, owner, created_ms, resolved, reward, interaction)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?
             .execute(params![
                 row.event_id,
                 row.user,
+                row.owner,
                 row.created_ms,
                 row.resolved as i64,
                 row.reward,
@@ -451,6 +597,33 @@ impl Store for SqliteStore {
             users: count(&self.conn, "users")?,
         })
     }
+
+    fn log_bytes(&self) -> u64 {
+        std::fs::metadata(sidecar(&self.path, "-wal")).map_or(0, |m| m.len())
+    }
+
+    fn data_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    fn truncate_log(&mut self) -> Result<LogCheckpoint, StoreError> {
+        let (busy, frames, copied) = checkpoint(&self.conn, "TRUNCATE")?;
+        Ok(LogCheckpoint {
+            complete: !busy,
+            frames,
+            copied,
+        })
+    }
+
+    fn unresolved_count(&mut self, created_before_ms: i64) -> Result<u64, StoreError> {
+        let n: i64 = self
+            .conn
+            .prepare_cached(
+                "SELECT COUNT(*) FROM decisions WHERE resolved = 0 AND created_ms < ?1",
+            )?
+            .query_row([created_before_ms], |r| r.get(0))?;
+        Ok(n as u64)
+    }
 }
 
 #[cfg(test)]
@@ -463,7 +636,7 @@ mod tests {
         let path = dir.path().join("c.db");
         let mut store = SqliteStore::open(&path).unwrap();
         let checkpointer = store
-            .checkpoint_in_background(Duration::from_millis(10))
+            .checkpoint_in_background(Duration::from_millis(10), Default::default())
             .unwrap();
         let auto: i64 = store
             .conn

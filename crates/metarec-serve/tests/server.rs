@@ -614,3 +614,744 @@ fn the_log_export_writes_every_interaction_in_the_project_format() {
     assert!(log[0].context.user.0.starts_with("u_"));
     assert!(metarec_serve::export_log(&f.db.with_file_name("none.db"), &out).is_err());
 }
+
+// --- Hardening: one regression test per defect found by a hostile client (issue 16). ---
+
+const OTHER_RANKER: &str = "another-rank-token-0123456789";
+
+fn hostile_config(model: &Path, db: &Path) -> ServerConfig {
+    let mut c = config(model, db);
+    c.keys = ApiKeys::parse(&format!("admin:{ADMIN},rank:{RANKER},rank:{OTHER_RANKER}")).unwrap();
+    c
+}
+
+/// Sends raw bytes on a fresh connection and reads the answer: (status, body as JSON).
+fn raw(addr: SocketAddr, request: &[u8]) -> (u16, Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    // The server closes the connection after answering a request that says `Connection: close`.
+    let _ = s.read_to_end(&mut out);
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+fn request_bytes(
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    ctype: &str,
+    body: &str,
+) -> Vec<u8> {
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}Content-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn wal_path(db: &Path) -> PathBuf {
+    db.with_file_name(format!("{}-wal", db.file_name().unwrap().to_string_lossy()))
+}
+
+#[test]
+fn the_wal_stays_within_its_limit_under_constant_writes() {
+    let f = fixture(false);
+    let mut config = config(&f.model, &f.db);
+    config.log_limit_bytes = 1 << 20;
+    let server = start(config);
+    let addr = server.addr;
+    let wal = wal_path(&f.db);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let mut largest = 0u64;
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let stop = &stop;
+            scope.spawn(move || {
+                let mut c = Client::new(addr, Some(RANKER));
+                let mut n = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let v = rank(&mut c, &format!("writer{t}-{}", n % 50));
+                    if n % 3 == 0 {
+                        post(
+                            &mut c,
+                            "/v1/feedback",
+                            &json!({"event_id": v["event_id"], "position": 1, "kind": "click"}),
+                        );
+                    }
+                    n += 1;
+                }
+            });
+        }
+        let until = std::time::Instant::now() + Duration::from_secs(4);
+        while std::time::Instant::now() < until {
+            largest = largest.max(std::fs::metadata(&wal).map_or(0, |m| m.len()));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    let text = server
+        .client(Some(RANKER))
+        .request("GET", "/metrics", None)
+        .unwrap()
+        .text();
+    let truncations = text
+        .lines()
+        .find_map(|l| l.strip_prefix("metarec_wal_truncations_total "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap();
+    assert!(truncations >= 1.0, "the log was never truncated:\n{text}");
+    assert!(
+        largest <= 1 << 20,
+        "the WAL reached {largest} bytes against a limit of 1 MiB"
+    );
+    assert!(text.contains("metarec_wal_bytes "), "{text}");
+    assert!(
+        text.contains("metarec_wal_checkpoint_lag_frames "),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_client_that_stalls_its_request_head_is_disconnected_and_others_are_served() {
+    use std::io::{Read, Write};
+    let f = fixture(false);
+    let mut config = config(&f.model, &f.db);
+    config.header_timeout = Duration::from_millis(600);
+    config.max_connections = 16;
+    let server = start(config);
+    // Five times the connection limit of half-sent request heads.
+    let mut stalled: Vec<std::net::TcpStream> = (0..80)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+            s.write_all(b"POST /v1/rank HTTP/1.1\r\nHost: x\r\nContent-Le")
+                .unwrap();
+            s
+        })
+        .collect();
+    let asked = std::time::Instant::now();
+    let mut anonymous = server.client(None);
+    let r = anonymous.request("GET", "/healthz", None).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        asked.elapsed() < Duration::from_secs(8),
+        "health answered after {:?}",
+        asked.elapsed()
+    );
+    // Every stalled connection has been closed by the server by now.
+    std::thread::sleep(Duration::from_millis(1500));
+    for s in &mut stalled {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = [0u8; 256];
+        // End of stream, or a reset: the server closed it; a timeout means it is still open.
+        match s.read(&mut buf) {
+            Ok(n) => assert_eq!(n, 0, "the server answered a stalled head"),
+            Err(e) => assert!(
+                e.kind() != std::io::ErrorKind::WouldBlock
+                    && e.kind() != std::io::ErrorKind::TimedOut,
+                "a stalled connection is still open: {e}"
+            ),
+        }
+    }
+    // An idle kept-alive connection is closed after the header timeout too.
+    let mut idle = std::net::TcpStream::connect(server.addr).unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    idle.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut answer = Vec::new();
+    let opened = std::time::Instant::now();
+    let _ = idle.read_to_end(&mut answer);
+    assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 200"));
+    assert!(
+        opened.elapsed() < Duration::from_secs(4),
+        "an idle keep-alive connection stayed open {:?}",
+        opened.elapsed()
+    );
+}
+
+#[test]
+fn a_body_shorter_than_its_content_length_gets_a_json_408() {
+    use std::io::{Read, Write};
+    let f = fixture(false);
+    let mut config = config(&f.model, &f.db);
+    config.body_timeout = Duration::from_millis(300);
+    let server = start(config);
+    let mut s = std::net::TcpStream::connect(server.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        format!(
+            "POST /v1/rank HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {RANKER}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"user\":"
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    let sent = std::time::Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"body_timeout\""), "{text}");
+    assert!(sent.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn one_sweep_closes_every_expired_event_however_many() {
+    let f = fixture(false);
+    let mut config = config(&f.model, &f.db);
+    // A 20-second window sweeps every 5 s; the old sweep closed 1,000 events per pass.
+    config.reward_window = Duration::from_secs(20);
+    let server = start(config);
+    let opened = std::time::Instant::now();
+    std::thread::scope(|scope| {
+        for t in 0..4 {
+            let addr = server.addr;
+            scope.spawn(move || {
+                let mut c = Client::new(addr, Some(RANKER));
+                for n in 0..400 {
+                    rank(&mut c, &format!("sweep{t}-{}", n % 40));
+                }
+            });
+        }
+    });
+    assert!(
+        opened.elapsed() < Duration::from_secs(15),
+        "ranking took too long"
+    );
+    // Past the window plus one sweep interval and a margin, nothing may be left open.
+    std::thread::sleep(
+        (opened + Duration::from_secs(27)).saturating_duration_since(std::time::Instant::now()),
+    );
+    let text = server
+        .client(Some(RANKER))
+        .request("GET", "/metrics", None)
+        .unwrap()
+        .text();
+    server.stop();
+    let conn = rusqlite::Connection::open(&f.db).unwrap();
+    let open: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM decisions WHERE resolved = 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(open, 0, "events still open past their window\n{text}");
+    assert!(text.contains("metarec_events_expired_total 1600"), "{text}");
+}
+
+/// Whether `needle` occurs in the raw bytes of `path` (a missing file holds nothing).
+fn file_holds(path: &Path, needle: &[u8]) -> bool {
+    std::fs::read(path).is_ok_and(|bytes| bytes.windows(needle.len()).any(|w| w == needle))
+}
+
+#[test]
+fn a_forgotten_user_leaves_no_bytes_in_the_database_or_the_wal() {
+    let f = fixture(false);
+    let server = start(config(&f.model, &f.db));
+    let mut c = server.client(Some(RANKER));
+    let secret_value = "zq-unique-context-value-7731";
+    for n in 0..30 {
+        let r = post(
+            &mut c,
+            "/v1/rank",
+            &json!({"user": "mallory", "context": {"coupon": secret_value}, "candidates": candidates(), "slate_size": 5}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        post(
+            &mut c,
+            "/v1/feedback",
+            &json!({"event_id": r.json()["event_id"], "position": n % 5, "kind": "click"}),
+        );
+        rank(&mut c, &format!("bystander{n}"));
+    }
+    let pseudonym = Pseudonymizer::new(SECRET.as_bytes())
+        .unwrap()
+        .pseudonym("mallory");
+    let wal = wal_path(&f.db);
+    assert!(
+        file_holds(&f.db, pseudonym.as_bytes()) || file_holds(&wal, pseudonym.as_bytes()),
+        "the user was never stored"
+    );
+    let mut admin = server.client(Some(ADMIN));
+    let r = admin.request("DELETE", "/v1/users/mallory", None).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["events_deleted"], 30);
+    assert_eq!(r.json()["purged_from_log"], true, "{}", r.text());
+    // While the server still runs, right after the answer.
+    for path in [&f.db, &wal] {
+        for needle in [pseudonym.as_bytes(), secret_value.as_bytes()] {
+            assert!(
+                !file_holds(path, needle),
+                "{} still holds `{}`",
+                path.display(),
+                String::from_utf8_lossy(needle)
+            );
+        }
+    }
+    // The bystanders are still there.
+    rank(&mut c, "bystander0");
+    server.stop();
+    for path in [&f.db, &wal] {
+        assert!(!file_holds(path, pseudonym.as_bytes()));
+        assert!(!file_holds(path, secret_value.as_bytes()));
+    }
+}
+
+#[test]
+fn event_ids_are_random_and_only_the_ranking_key_may_answer_them() {
+    let f = fixture(false);
+    let server = start(hostile_config(&f.model, &f.db));
+    let mut c = server.client(Some(RANKER));
+    let ids: Vec<String> = (0..20)
+        .map(|_| {
+            rank(&mut c, "oscar")["event_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    for id in &ids {
+        assert_eq!(id.len(), 32, "{id}");
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+    }
+    // Nothing shared: consecutive ids differ in about half their 128 bits, never in a few.
+    for w in ids.windows(2) {
+        let a = u128::from_str_radix(&w[0], 16).unwrap();
+        let b = u128::from_str_radix(&w[1], 16).unwrap();
+        let bits = (a ^ b).count_ones();
+        assert!(
+            (30..=98).contains(&bits),
+            "{} and {} differ in {bits} bits",
+            w[0],
+            w[1]
+        );
+        assert_ne!(&w[0][..8], &w[1][..8]);
+    }
+    // Another client's key cannot answer the event, and is told nothing about it.
+    let mut other = server.client(Some(OTHER_RANKER));
+    let forged = json!({"event_id": ids[0], "position": 0, "kind": "purchase", "revenue": 9999.0});
+    let r = post(&mut other, "/v1/feedback", &forged);
+    assert_error(&r, 404, "unknown_event", &ids[0]);
+    let r = post(&mut c, "/v1/feedback", &forged);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["duplicate"], false);
+}
+
+#[test]
+fn invented_methods_and_paths_add_no_metric_series() {
+    let f = fixture(false);
+    let server = start(config(&f.model, &f.db));
+    for n in 0..60 {
+        let (status, body) = raw(
+            server.addr,
+            &request_bytes(
+                &format!("FOO{n}"),
+                "/v1/rank",
+                Some(RANKER),
+                "application/json",
+                "{}",
+            ),
+        );
+        assert_eq!(status, 405, "{body}");
+        let (status, _) = raw(
+            server.addr,
+            &request_bytes(
+                "GET",
+                &format!("/nowhere/{n}"),
+                Some(RANKER),
+                "application/json",
+                "",
+            ),
+        );
+        assert_eq!(status, 404);
+    }
+    let text = server
+        .client(Some(RANKER))
+        .request("GET", "/metrics", None)
+        .unwrap()
+        .text();
+    let series = text
+        .lines()
+        .filter(|l| l.starts_with("metarec_requests_total{"))
+        .count();
+    assert!(series <= 4, "{series} request series:\n{text}");
+    assert!(!text.contains("FOO"), "{text}");
+    assert!(!text.contains("nowhere"), "{text}");
+    assert!(
+        text.contains(
+            "metarec_requests_total{method=\"other\",route=\"/v1/rank\",status=\"405\"} 60"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_reward_window_too_long_to_represent_is_refused_at_start() {
+    let f = fixture(false);
+    for seconds in [1e20, 1e16, 31.0 * 24.0 * 3600.0] {
+        let mut config = config(&f.model, &f.db);
+        config.reward_window = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
+        let err = Server::open(catalog(), config).err().expect("refused");
+        assert!(err.to_string().contains("reward window"), "{err}");
+    }
+}
+
+#[test]
+fn every_error_is_json_405_and_undecodable_paths_included_and_keys_come_first() {
+    let f = fixture(false);
+    let server = start(config(&f.model, &f.db));
+    let (status, body) = raw(
+        server.addr,
+        &request_bytes("GET", "/v1/rank", Some(RANKER), "application/json", ""),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (405, Some("method_not_allowed")),
+        "{body}"
+    );
+    // An undecodable path is judged only after the key: without one it is a 401.
+    let (status, body) = raw(
+        server.addr,
+        &request_bytes("DELETE", "/v1/users/%FF", None, "application/json", ""),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
+    let (status, body) = raw(
+        server.addr,
+        &request_bytes(
+            "DELETE",
+            "/v1/users/%FF",
+            Some(ADMIN),
+            "application/json",
+            "",
+        ),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("bad_path")),
+        "{body}"
+    );
+    // A bad body from an unknown key is a 401, not a parse error.
+    let (status, body) = raw(
+        server.addr,
+        &request_bytes(
+            "POST",
+            "/v1/rank",
+            Some("not-a-key-of-ours-at-all"),
+            "application/json",
+            "{{{",
+        ),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_null_kind_is_a_field_error_not_a_json_error() {
+    let f = fixture(false);
+    let server = start(config(&f.model, &f.db));
+    let mut c = server.client(Some(RANKER));
+    let r = post(
+        &mut c,
+        "/v1/feedback",
+        &json!({"event_id": "x", "position": 0, "kind": null}),
+    );
+    assert_error(&r, 422, "invalid_field", "kind");
+}
+
+#[test]
+fn bodies_are_json_objects_sent_as_json_and_keys_follow_one_rule() {
+    let f = fixture(false);
+    let server = start(config(&f.model, &f.db));
+    let version = server
+        .client(None)
+        .request("GET", "/healthz", None)
+        .unwrap()
+        .json()["model_version"]
+        .clone();
+    // An array where an object belongs is refused, and triggers no reload.
+    let (status, body) = raw(
+        server.addr,
+        &request_bytes(
+            "POST",
+            "/v1/admin/reload",
+            Some(ADMIN),
+            "application/json",
+            "[]",
+        ),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (422, Some("invalid_body")),
+        "{body}"
+    );
+    let rank_body = json!({"user": "a", "slate_size": 3}).to_string();
+    for ctype in ["text/plain", "application/x-www-form-urlencoded"] {
+        let (status, body) = raw(
+            server.addr,
+            &request_bytes("POST", "/v1/rank", Some(RANKER), ctype, &rank_body),
+        );
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (415, Some("unsupported_media_type")),
+            "{ctype}: {body}"
+        );
+    }
+    let (status, _) = raw(
+        server.addr,
+        &request_bytes(
+            "POST",
+            "/v1/rank",
+            Some(RANKER),
+            "application/json; charset=utf-8",
+            &rank_body,
+        ),
+    );
+    assert_eq!(status, 200);
+    let mut c = server.client(Some(RANKER));
+    let r = post(
+        &mut c,
+        "/v1/rank",
+        &json!({"user": "a", "slate_size": 3, "exclude": ["item1", "ghost"]}),
+    );
+    assert_error(&r, 422, "unknown_item", "exclude[1]");
+    let long = "k".repeat(8 * 1024);
+    let mut admin = server.client(Some(ADMIN));
+    let r = admin
+        .request("DELETE", &format!("/v1/users/{long}"), None)
+        .unwrap();
+    assert_error(&r, 422, "invalid_field", "256");
+    let r = post(&mut c, "/v1/rank", &json!({"user": long, "slate_size": 3}));
+    assert_error(&r, 422, "invalid_field", "256");
+    let r = post(
+        &mut c,
+        "/v1/feedback",
+        &json!({"event_id": long, "position": 0, "kind": "click"}),
+    );
+    assert_error(&r, 422, "invalid_field", "256");
+    assert_eq!(
+        server
+            .client(None)
+            .request("GET", "/healthz", None)
+            .unwrap()
+            .json()["model_version"],
+        version
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn database_and_wal_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture(false);
+    let server = start(config(&f.model, &f.db));
+    rank(&mut server.client(Some(RANKER)), "peggy");
+    for suffix in ["", "-wal", "-shm"] {
+        let path = f.db.with_file_name(format!("metarec.db{suffix}"));
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{} has mode {mode:o}", path.display());
+    }
+    server.stop();
+    // An existing file readable by others is narrowed when opened.
+    std::fs::set_permissions(&f.db, std::fs::Permissions::from_mode(0o644)).unwrap();
+    drop(SqliteStore::open(&f.db).unwrap());
+    let mode = std::fs::metadata(&f.db).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
+#[test]
+fn an_old_database_without_owners_is_migrated_in_place() {
+    let f = fixture(false);
+    {
+        let conn = rusqlite::Connection::open(&f.db).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE decisions (seq INTEGER PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, user TEXT NOT NULL, created_ms INTEGER NOT NULL, resolved INTEGER NOT NULL DEFAULT 0, reward REAL, interaction TEXT NOT NULL);",
+        )
+        .unwrap();
+    }
+    let mut store = SqliteStore::open(&f.db).unwrap();
+    assert_eq!(store.counts().unwrap().decisions, 0);
+    let conn = rusqlite::Connection::open(&f.db).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, metarec_serve::store::SCHEMA_VERSION);
+}
+
+/// Random and mutated requests sent to the router in-process: whatever arrives, the answer is
+/// never a 5xx, every error is a JSON `{"error": {"code", "message"}}`, and the server still
+/// answers `/healthz` afterwards.
+#[test]
+fn random_and_mutated_requests_never_get_a_5xx_and_every_error_is_json() {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+    use tower::ServiceExt;
+    let f = fixture(true);
+    let server = Server::open(catalog(), hostile_config(&f.model, &f.db)).unwrap();
+    let router = server.router();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let methods = prop_oneof![
+        Just("GET".to_owned()),
+        Just("POST".to_owned()),
+        Just("DELETE".to_owned()),
+        Just("PUT".to_owned()),
+        Just("HEAD".to_owned()),
+        "[A-Z]{1,12}",
+    ];
+    let paths = prop_oneof![
+        Just("/v1/rank".to_owned()),
+        Just("/v1/feedback".to_owned()),
+        Just("/v1/admin/reload".to_owned()),
+        Just("/healthz".to_owned()),
+        Just("/metrics".to_owned()),
+        Just("/openapi.json".to_owned()),
+        "/v1/users/[a-zA-Z0-9%]{0,40}",
+        "/v1/users/(%[0-9A-F]{2}){1,6}",
+        "/[a-z0-9/._%-]{0,30}",
+    ];
+    // Mostly a route with its own method, so that most requests reach the handlers' checks.
+    let endpoints = prop_oneof![
+        3 => Just(("POST".to_owned(), "/v1/rank".to_owned())),
+        3 => Just(("POST".to_owned(), "/v1/feedback".to_owned())),
+        1 => Just(("POST".to_owned(), "/v1/admin/reload".to_owned())),
+        1 => "/v1/users/[a-zA-Z0-9%]{0,40}".prop_map(|p| ("DELETE".to_owned(), p)),
+        1 => Just(("GET".to_owned(), "/metrics".to_owned())),
+        2 => (methods, paths),
+    ];
+    let tokens = prop_oneof![
+        1 => Just(None),
+        4 => Just(Some(format!("Bearer {RANKER}"))),
+        2 => Just(Some(format!("Bearer {ADMIN}"))),
+        1 => Just(Some(format!("Bearer {OTHER_RANKER}"))),
+        1 => "[ -~]{0,40}".prop_map(Some),
+    ];
+    let ctypes = prop_oneof![
+        5 => Just(Some("application/json".to_owned())),
+        1 => Just(Some("application/json; charset=utf-8".to_owned())),
+        1 => Just(Some("text/plain".to_owned())),
+        1 => Just(None),
+        1 => "[ -~]{0,30}".prop_map(Some),
+    ];
+    let valid = prop_oneof![
+        Just(json!({"user": "u1", "slate_size": 3, "candidates": candidates()}).to_string()),
+        Just(json!({"user": "u2", "context": {"country": "France"}, "slate_size": 5, "exclude": ["item3"]}).to_string()),
+        Just(json!({"event_id": "deadbeef", "position": 1, "kind": "click"}).to_string()),
+        Just(json!({"event_id": "deadbeef", "item": "item2", "kind": "purchase", "revenue": 3.5}).to_string()),
+        Just(json!({"model": "/nonexistent/model"}).to_string()),
+        Just(json!({"user": "u3", "slate_size": 1e300, "candidates": [null, 1, {}]}).to_string()),
+        Just("[]".to_owned()),
+        Just(String::new()),
+    ];
+    // A valid body, then cut, spliced with random text, or replaced by random bytes.
+    let bodies = (
+        valid,
+        any::<prop::sample::Index>(),
+        "[ -~\\u{80}-\\u{10FFFF}]{0,12}",
+        0..4u8,
+    )
+        .prop_map(|(body, cut, noise, how)| match how {
+            0 => body,
+            1 => body[..cut.index(body.len() + 1).min(body.len())]
+                .trim_end_matches(|c: char| !c.is_ascii())
+                .to_owned(),
+            2 => {
+                let at = cut.index(body.len() + 1);
+                let at = (0..=at)
+                    .rev()
+                    .find(|&i| body.is_char_boundary(i))
+                    .unwrap_or(0);
+                format!("{}{noise}{}", &body[..at], &body[at..])
+            }
+            _ => noise,
+        });
+    let mut runner = TestRunner::new(Config {
+        cases: 3000,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let statuses = std::cell::RefCell::new(std::collections::BTreeMap::<u16, u32>::new());
+    runner
+        .run(
+            &(endpoints, tokens, ctypes, bodies),
+            |((method, path), token, ctype, body)| {
+                let Ok(method) = axum::http::Method::from_bytes(method.as_bytes()) else {
+                    return Ok(());
+                };
+                // An answer to HEAD has no body by HTTP's rules, errors included.
+                let head = method == axum::http::Method::HEAD;
+                let mut request = axum::http::Request::builder()
+                    .method(method)
+                    .uri(path.as_str());
+                if let Some(t) = token {
+                    request = request.header("authorization", t);
+                }
+                if let Some(c) = ctype {
+                    request = request.header("content-type", c);
+                }
+                let Ok(request) = request.body(axum::body::Body::from(body.clone())) else {
+                    // Not a request http can even represent (a bad URI or header value).
+                    return Ok(());
+                };
+                let response = rt.block_on(router.clone().oneshot(request)).unwrap();
+                let status = response.status().as_u16();
+                *statuses.borrow_mut().entry(status).or_default() += 1;
+                let bytes = rt
+                    .block_on(axum::body::to_bytes(response.into_body(), 1 << 24))
+                    .unwrap();
+                prop_assert!(
+                    status < 500,
+                    "{status} for {path} {body:?}: {}",
+                    String::from_utf8_lossy(&bytes)
+                );
+                if status >= 400 && !head {
+                    let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+                    prop_assert!(
+                        v["error"]["code"].is_string() && v["error"]["message"].is_string(),
+                        "{status} for {path} {body:?} is not a JSON error: {}",
+                        String::from_utf8_lossy(&bytes)
+                    );
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+    let statuses = statuses.into_inner();
+    let sent: u32 = statuses.values().sum();
+    assert!(sent >= 2500, "only {sent} requests were sent: {statuses:?}");
+    eprintln!("statuses of {sent} random requests: {statuses:?}");
+    // The mix reached the handlers, not only the router's refusals.
+    for status in [200, 401, 404, 415, 422] {
+        assert!(
+            statuses.contains_key(&status),
+            "no {status} in {statuses:?}"
+        );
+    }
+    let health = rt
+        .block_on(
+            router.oneshot(
+                axum::http::Request::get("/healthz")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            ),
+        )
+        .unwrap();
+    assert_eq!(health.status(), 200);
+}

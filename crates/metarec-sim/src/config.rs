@@ -56,7 +56,7 @@ pub struct ScenarioConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CatalogConfig {
-    /// Keep the most-purchased `items` products; 0 keeps all 3,665.
+    /// Keep the most-purchased `items` products; 0 keeps all (3,656).
     pub items: usize,
 }
 

@@ -2,6 +2,7 @@
 //! invocation, printed as a table.
 
 use crate::Global;
+use crate::args::{MAX_ITERATIONS, count};
 use anyhow::{Context as _, Result, bail};
 use clap::Subcommand;
 use metarec_data::LoadOptions;
@@ -11,17 +12,31 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+/// The most timed calls per catalog size in `bench neural`: each call's latency is kept (8 bytes),
+/// and a few million already pin the p99 down.
+const MAX_TIMED_CALLS: u64 = 10_000_000;
+/// The most slate steps per cell in `bench sim`: about three hours at a million steps per second.
+const MAX_SIM_STEPS: u64 = 10_000_000_000;
+/// The most rows of `bench ope`'s synthetic log, which is held in memory.
+const MAX_OPE_ROWS: u64 = 100_000_000;
+/// The most bootstrap resamples of `bench ope`.
+const MAX_RESAMPLES: u64 = 100_000;
+
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Serving: throughput and p50 / p99 / p99.9 latency of `/v1/rank` (100 candidates, users
     /// adapting through feedback) at 1, 8 and 64 keep-alive connections on loopback, against a
     /// `metarec serve` child process.
     Serve(crate::serve::BenchServeArgs),
+    /// Soak: minutes of open-loop rank and feedback load against a `metarec serve` child,
+    /// printing every interval the request rate, p99, WAL and database size, resident memory
+    /// and events past their reward window, then whether each stayed within its bound.
+    Soak(crate::serve::BenchSoakArgs),
     /// Text encoder throughput: every distinct Online Retail title embedded from scratch (all
     /// cores), optionally against Python sentence-transformers on the same titles.
     Embed {
         /// Titles per forward pass.
-        #[arg(long, default_value_t = 128)]
+        #[arg(long, default_value_t = 128, value_parser = count::<usize>(crate::embed::MAX_TEXT_BATCH))]
         batch: usize,
         /// A Python with sentence-transformers installed, for the baseline.
         #[arg(long, value_name = "PYTHON")]
@@ -31,17 +46,17 @@ pub enum BenchCommand {
     /// against LinUCB's decision on the same contexts, and training throughput.
     Neural {
         /// Timed decisions per catalog size.
-        #[arg(long, default_value_t = 20_000)]
+        #[arg(long, default_value_t = 20_000, value_parser = count::<usize>(MAX_TIMED_CALLS))]
         calls: usize,
         /// Reinforcement-learning iterations timed for the throughput.
-        #[arg(long, default_value_t = 30)]
+        #[arg(long, default_value_t = 30, value_parser = count::<usize>(MAX_ITERATIONS))]
         iterations: usize,
     },
     /// Simulated slate steps per second (decide + step + observe, one thread) for the random
-    /// policy and LinUCB on catalogs of 100, 1,000 and 3,665 items; optionally against RecoGym.
+    /// policy and LinUCB on catalogs of 100, 1,000 and 3,656 items (the whole catalog); optionally against RecoGym.
     Sim {
         /// Slate steps timed per cell for the random policy (LinUCB runs a fiftieth of them).
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(long, default_value_t = 1_000_000, value_parser = count::<u64>(MAX_SIM_STEPS))]
         steps: u64,
         /// A Python with RecoGym installed (`scripts/recogym-venv` makes one) to time RecoGym's
         /// random agent at 100 products in the same run.
@@ -52,16 +67,16 @@ pub enum BenchCommand {
     /// rows (rows per second; target under 10 s on 2 cores).
     Ope {
         /// Logged rows (one entry each).
-        #[arg(long, default_value_t = 1_000_000)]
+        #[arg(long, default_value_t = 1_000_000, value_parser = count::<usize>(MAX_OPE_ROWS))]
         rows: usize,
         /// Bootstrap resamples.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = count::<usize>(MAX_RESAMPLES))]
         resamples: usize,
     },
     /// Online Retail load (parse + clean + index) against pandas.read_csv of the same file.
     Load {
         /// Timed repetitions of each side (the median is compared).
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = 7, value_parser = count::<usize>(1000))]
         repeats: usize,
         /// The Python interpreter with pandas installed.
         #[arg(long, default_value = "python3")]
@@ -469,16 +484,9 @@ pub fn run(command: BenchCommand, global: &Global) -> Result<()> {
     match command {
         BenchCommand::Ope { rows, resamples } => crate::ope::bench(rows, resamples, global),
         BenchCommand::Serve(args) => crate::serve::bench(args, global),
-        BenchCommand::Embed { batch, python } => {
-            if batch == 0 {
-                bail!("--batch must be at least 1");
-            }
-            embed_bench(batch, python, global)
-        }
+        BenchCommand::Soak(args) => crate::serve::soak(args, global),
+        BenchCommand::Embed { batch, python } => embed_bench(batch, python, global),
         BenchCommand::Neural { calls, iterations } => {
-            if calls == 0 || iterations == 0 {
-                bail!("--calls and --iterations must be at least 1");
-            }
             if cfg!(debug_assertions) {
                 eprintln!(
                     "warning: this is a debug build; run `cargo run --release -p metarec -- bench neural`"
@@ -490,9 +498,6 @@ pub fn run(command: BenchCommand, global: &Global) -> Result<()> {
             steps,
             recogym_python,
         } => {
-            if steps == 0 {
-                bail!("--steps must be at least 1");
-            }
             if cfg!(debug_assertions) {
                 eprintln!(
                     "warning: this is a debug build; run `cargo run --release -p metarec -- bench sim`"
@@ -500,7 +505,7 @@ pub fn run(command: BenchCommand, global: &Global) -> Result<()> {
             }
             let data = crate::sim::load_retail(global)?;
             let mut rows = Vec::new();
-            for items in [100usize, 1000, 3665] {
+            for items in [100usize, 1000, data.catalog.len()] {
                 let mut config = metarec_sim::ScenarioConfig::default();
                 config.catalog.items = items;
                 // Throughput does not depend on the exact biases; skipping calibration keeps the
@@ -552,9 +557,6 @@ pub fn run(command: BenchCommand, global: &Global) -> Result<()> {
             Ok(())
         }
         BenchCommand::Load { repeats, python } => {
-            if repeats == 0 {
-                bail!("--repeats must be at least 1");
-            }
             if cfg!(debug_assertions) {
                 eprintln!(
                     "warning: this is a debug build; run `cargo run --release -p metarec -- bench load`"

@@ -3,7 +3,8 @@
 //! fold-in and the K-sweep, and optionally writes everything as JSON.
 
 use crate::Global;
-use anyhow::{Result, bail};
+use crate::args::{MAX_ITERATIONS, MAX_SEEDS, MAX_THREADS, MAX_WIDTH, count};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use metarec_coldstart::bench::{Budget, METHODS, REFERENCE, budget_label};
 use metarec_coldstart::{BenchConfig, RatingData, Report, UserFilter, run_benchmark};
@@ -17,14 +18,19 @@ pub struct ColdStartArgs {
     #[arg(long, default_value = "ml-100k")]
     data: String,
     /// Number of random user splits (seeds first-seed, first-seed + 1, ...).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = count::<u64>(MAX_SEEDS))]
     seeds: u64,
     /// The first seed.
     #[arg(long, default_value_t = 0)]
     first_seed: u64,
     /// Support budgets, comma-separated (`all` = every rating outside the query set).
-    #[arg(long, default_value = "1,3,5,10,20,all", value_delimiter = ',')]
-    ks: Vec<String>,
+    #[arg(
+        long,
+        default_value = "1,3,5,10,20,all",
+        value_delimiter = ',',
+        value_parser = parse_budget
+    )]
+    ks: Vec<Support>,
     /// Methods, comma-separated (mf-foldin always runs as the reference).
     #[arg(
         long,
@@ -34,31 +40,39 @@ pub struct ColdStartArgs {
     methods: Vec<String>,
     /// Latent dimension of the factorisation (shared by MF, the Bayesian adjuster and MeLU's
     /// item inputs).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = count::<usize>(MAX_WIDTH))]
     dim: usize,
     /// MeLU meta-training epochs.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = 30, value_parser = count::<usize>(MAX_ITERATIONS))]
     melu_epochs: usize,
     /// Also train on users with more than 100 ratings (never evaluated); a departure from
     /// MeLU's protocol, which drops them.
     #[arg(long)]
     heavy_users_train: bool,
     /// Worker threads (seeds run in parallel; results do not depend on it).
-    #[arg(long)]
+    #[arg(long, value_parser = count::<usize>(MAX_THREADS))]
     threads: Option<usize>,
     /// Write the full report (settings, table, paired comparisons, per-seed metrics) as JSON.
     #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
 }
 
-fn parse_budget(s: &str) -> Result<Budget> {
+/// One support budget of `--ks`.
+#[derive(Clone, Copy)]
+struct Support(Budget);
+
+/// The largest numeric support budget: evaluated users have at most 100 ratings, so any budget
+/// from 90 on already means every rating outside the query set.
+const MAX_BUDGET: u64 = 100_000;
+
+fn parse_budget(s: &str) -> Result<Support, String> {
+    let s = s.trim();
     if s == "all" {
-        return Ok(None);
+        return Ok(Support(None));
     }
-    match s.parse::<usize>() {
-        Ok(k) if k > 0 => Ok(Some(k)),
-        _ => bail!("support budget `{s}` is neither a positive whole number nor `all`"),
-    }
+    count::<usize>(MAX_BUDGET)(s)
+        .map(|k| Support(Some(k)))
+        .map_err(|e| format!("support budget `{s}` {e}, or `all`"))
 }
 
 pub fn run(args: ColdStartArgs, global: &Global) -> Result<()> {
@@ -68,16 +82,13 @@ pub fn run(args: ColdStartArgs, global: &Global) -> Result<()> {
             args.data
         );
     }
-    if args.seeds == 0 {
-        bail!("--seeds must be at least 1");
-    }
+    let last_seed = args
+        .first_seed
+        .checked_add(args.seeds - 1)
+        .context("--first-seed plus --seeds runs past the largest seed, 18446744073709551615")?;
     let mut config = BenchConfig {
-        seeds: (args.first_seed..args.first_seed + args.seeds).collect(),
-        budgets: args
-            .ks
-            .iter()
-            .map(|s| parse_budget(s.trim()))
-            .collect::<Result<_>>()?,
+        seeds: (args.first_seed..=last_seed).collect(),
+        budgets: args.ks.iter().map(|s| s.0).collect(),
         methods: args.methods.iter().map(|m| m.trim().to_string()).collect(),
         ..BenchConfig::default()
     };

@@ -64,11 +64,12 @@ pub struct StatsArgs {
 
 #[derive(Subcommand)]
 pub enum LogCommand {
-    /// Read a whole log, report malformed lines and summarise it.
+    /// Read a whole log, report malformed lines and duplicated event ids, and summarise it.
     Check {
         /// The log file.
         file: PathBuf,
-        /// Skip malformed lines (counted) instead of stopping at the first.
+        /// Skip malformed lines and records that repeat an earlier event id (counted) instead of
+        /// failing.
         #[arg(long)]
         skip_malformed: bool,
     },
@@ -199,7 +200,10 @@ pub fn run_log(command: LogCommand, global: &Global) -> Result<()> {
             file,
             skip_malformed,
         } => {
-            let (records, report) = log::read_log(&file, &options(skip_malformed))?;
+            // Duplicated event ids never stop the check, so that all of them are counted and
+            // the first few named; they fail it below unless malformed records are skipped.
+            let check = log::check_log(&file, &options(skip_malformed))?;
+            let (records, report) = (&check.records, &check.report);
             let positions: usize = records.iter().map(|r| r.decision.slate.len()).sum();
             let clicks: usize = records.iter().map(|r| r.feedback.click_count()).sum();
             let purchases: usize = records.iter().map(|r| r.feedback.purchase_count()).sum();
@@ -215,6 +219,16 @@ pub fn run_log(command: LogCommand, global: &Global) -> Result<()> {
                 records.len(),
                 policies.join(", ")
             );
+            if !check.is_clean() {
+                println!("  duplicated event ids: {}", check.duplicates);
+                if !skip_malformed {
+                    bail!(
+                        "{}: {}; event ids must be unique, since feedback joins its decision by event id (--skip-malformed keeps the first record of each id and skips the rest)",
+                        file.display(),
+                        check.duplicates
+                    );
+                }
+            }
             let _ = global;
             Ok(())
         }

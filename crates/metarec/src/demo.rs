@@ -3,7 +3,8 @@
 //! arena against the baselines, print the table and write a report directory.
 
 use crate::Global;
-use anyhow::{Context as _, Result, bail};
+use crate::args::{MAX_ITERATIONS, MAX_SEEDS, MAX_USERS, count};
+use anyhow::{Context as _, Result};
 use clap::Args;
 use metarec_core::{Environment, RewardFn};
 use metarec_eval::arena::{ArenaConfig, Contestant, run_arena};
@@ -18,19 +19,19 @@ pub struct DemoArgs {
     #[arg(long, default_value = "report", value_name = "DIR")]
     out: PathBuf,
     /// Training iterations of the neural policy (batches of 256 simulated users).
-    #[arg(long, default_value_t = 1200)]
+    #[arg(long, default_value_t = 1200, value_parser = count::<usize>(MAX_ITERATIONS))]
     iterations: usize,
     /// New users per arena seed.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = count::<usize>(MAX_USERS))]
     users: usize,
     /// Arena seeds.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = count::<usize>(MAX_SEEDS))]
     seeds: usize,
     /// Training users per prior scale when meta-training the adjuster.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 600, value_parser = count::<usize>(MAX_USERS))]
     meta_users: usize,
     /// Simulated users per yardstick policy in the calibration report.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = count::<usize>(MAX_USERS))]
     calibration_users: usize,
     #[command(flatten)]
     logdir: crate::report::LogdirArg,
@@ -39,19 +40,6 @@ pub struct DemoArgs {
 use crate::report::{write_results, write_text as write};
 
 pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
-    if [
-        args.iterations,
-        args.users,
-        args.seeds,
-        args.meta_users,
-        args.calibration_users,
-    ]
-    .contains(&0)
-    {
-        bail!(
-            "--iterations, --users, --seeds, --meta-users and --calibration-users must be at least 1"
-        );
-    }
     let start = Instant::now();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;

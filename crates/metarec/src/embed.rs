@@ -10,6 +10,10 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// The most titles per forward pass of the text encoder: a batch's activations grow with it, and
+/// Online Retail has only a few thousand distinct titles, so a larger batch is one pass anyway.
+pub const MAX_TEXT_BATCH: u64 = 4096;
+
 #[derive(Args)]
 pub struct EmbedArgs {
     /// The catalog whose titles to embed (online-retail).
@@ -22,7 +26,7 @@ pub struct EmbedArgs {
     #[arg(long, default_value = "embeddings.json", value_name = "FILE")]
     out: PathBuf,
     /// Titles per forward pass.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = crate::args::count::<usize>(MAX_TEXT_BATCH))]
     batch: usize,
 }
 

@@ -1,6 +1,7 @@
 //! The `metarec` command line: data sets, and (as the project grows) simulation, training,
 //! evaluation and serving.
 
+mod args;
 mod bench;
 mod coldstart;
 mod data;
@@ -147,11 +148,96 @@ fn main() -> ExitCode {
         // concurrently.
         unsafe { std::env::set_var("RAYON_NUM_THREADS", threads.to_string()) };
     }
+    // A closed standard output (`metarec data stats ... | head`) should end a command quietly,
+    // as it ends `cat` or ripgrep. Rust starts programs with SIGPIPE ignored, so a write to a
+    // closed pipe fails with EPIPE instead, and `println!` turns that failure into a panic. With
+    // the default disposition back, the kernel ends the process at the first such write, from
+    // whichever print site, thread or library it comes. `serve` keeps SIGPIPE ignored: tokio and
+    // hyper may write to its sockets with writev, which raises SIGPIPE when a client has hung up,
+    // and that must cost an error on one connection, not the server. The other commands write
+    // only to standard output and error, to files, and (bench serve's load generator) to sockets
+    // through std's `TcpStream::write`, which sends with MSG_NOSIGNAL and so never raises it.
+    #[cfg(unix)]
+    if !matches!(cli.command, Command::Serve(_)) {
+        // SAFETY: no other thread exists yet, so none is changing signal dispositions at the same
+        // time, and SIG_DFL is a valid disposition for SIGPIPE.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// Parses every subcommand with its defaults (and only the arguments it requires), which
+    /// checks that each default passes its own range check and that each value parser yields the
+    /// field's type: clap compares the two only when a value is read, and panics on a mismatch.
+    #[test]
+    fn every_command_parses_with_its_defaults() {
+        for line in [
+            "demo",
+            "data fetch all",
+            "data stats online-retail",
+            "data export obd --out x.jsonl",
+            "log check x.jsonl",
+            "log export --out x.jsonl",
+            "sim scenarios",
+            "sim show",
+            "sim calibrate",
+            "arena",
+            "train --out m",
+            "meta-train --model m",
+            "report x.json",
+            "embed",
+            "new-items",
+            "ope",
+            "coldstart",
+            "serve --model m",
+            "bench serve --model m",
+            "bench soak --model m",
+            "bench embed",
+            "bench neural",
+            "bench sim",
+            "bench ope",
+            "bench load",
+        ] {
+            let argv = std::iter::once("metarec").chain(line.split(' '));
+            match Cli::try_parse_from(argv) {
+                Ok(_) => {}
+                Err(e) => panic!("`metarec {line}` does not parse: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_usage_errors_that_name_the_option() {
+        for (line, option) in [
+            ("demo --iterations 0", "--iterations"),
+            ("arena --threads 5000", "--threads"),
+            ("train --out m --gamma 1.5", "--gamma"),
+            ("train --out m --lr nan", "--lr"),
+            ("coldstart --ks 1,0", "--ks"),
+            ("bench neural --calls 1e20", "--calls"),
+        ] {
+            let argv = std::iter::once("metarec").chain(line.split(' '));
+            let Err(e) = Cli::try_parse_from(argv) else {
+                panic!("`metarec {line}` parses");
+            };
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{line}");
+            assert!(e.to_string().contains(option), "{line}: {e}");
         }
     }
 }

@@ -1,9 +1,14 @@
 //! `metarec meta-train`: meta-trains the strategy adjuster of a trained model.
 
 use crate::Global;
+use crate::args::{MAX_USERS, count, positive};
 use anyhow::{Result, bail};
 use clap::Args;
 use std::path::PathBuf;
+
+/// The largest prior scale or inner step size in a grid: the network's head has weights of order
+/// one, so a million is already far past any setting worth trying.
+const MAX_GRID_VALUE: f64 = 1e6;
 
 #[derive(Args)]
 pub struct MetaTrainArgs {
@@ -19,7 +24,7 @@ pub struct MetaTrainArgs {
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
     /// Training users per setting (gradient: half as many more judge each step size).
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 600, value_parser = count::<usize>(MAX_USERS))]
     users: usize,
     /// Comma-separated settings to try: prior scales (bayes; default 0.03,0.1,0.3,1,3, each
     /// tried with Thompson sampling and with the posterior mean) or inner step sizes
@@ -27,10 +32,10 @@ pub struct MetaTrainArgs {
     #[arg(long)]
     grid: Option<String>,
     /// Inner gradient steps after each interaction (gradient).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = count::<usize>(1000))]
     steps: usize,
     /// Reptile's outer step towards each user's adapted correction (gradient).
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, value_parser = positive(1.0))]
     reptile_rate: f64,
     /// Also learn the shape of the prior covariance from training users' corrections and try
     /// every prior scale with it (bayes): twice the settings.
@@ -54,14 +59,13 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
     } else {
         "0.03,0.1,0.3,1,3"
     };
-    let grid: Vec<f64> = args
-        .grid
-        .as_deref()
-        .unwrap_or(default_grid)
-        .split(',')
-        .map(|s| s.trim().parse::<f64>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("--grid must be comma-separated numbers: {e}"))?;
+    // The grid is read here rather than by clap because its default depends on --adjuster; it
+    // is still checked before any work starts.
+    let grid = crate::args::list(
+        "--grid",
+        args.grid.as_deref().unwrap_or(default_grid),
+        positive(MAX_GRID_VALUE),
+    )?;
     let scenario = crate::sim::build_scenario(&args.scenario, global)?;
     let (label, grid_len) = if gradient {
         ("step sizes", grid.len())

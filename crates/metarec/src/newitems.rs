@@ -2,6 +2,7 @@
 //! title-embedding features for products first sold in the last two months).
 
 use crate::Global;
+use crate::args::{MAX_WIDTH, count};
 use anyhow::Result;
 use clap::Args;
 use metarec_eval::newitems::{NewItemConfig, run as run_benchmark};
@@ -10,13 +11,13 @@ use std::path::PathBuf;
 #[derive(Args)]
 pub struct NewItemArgs {
     /// Days before the last purchase where the hold-out window of new products starts.
-    #[arg(long, default_value_t = 61)]
+    #[arg(long, default_value_t = 61, value_parser = count::<u32>(3650))]
     holdout_days: u32,
     /// Cut-off of HR and NDCG.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = count::<usize>(10_000))]
     top_k: usize,
     /// Latent dimension of the factorisation.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = count::<usize>(MAX_WIDTH))]
     dim: usize,
     /// Seed of the ridge validation split and of tie-breaking.
     #[arg(long, default_value_t = 7)]

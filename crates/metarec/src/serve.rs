@@ -2,6 +2,7 @@
 //! interaction log) and `metarec bench serve` (a loopback load test of `/v1/rank`).
 
 use crate::Global;
+use crate::args::{DAY, MAX_THREADS, count, number, seconds, whole, zero_or};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use metarec_serve::auth::{ApiKeys, Pseudonymizer};
@@ -35,26 +36,39 @@ pub struct ServeArgs {
     /// The scenario whose catalog the model was trained on (default: the one in its manifest).
     #[arg(long)]
     scenario: Option<String>,
-    /// Seconds after a rank during which feedback is accepted.
-    #[arg(long, default_value_t = 600.0)]
+    /// Seconds after a rank during which feedback is accepted (at most 30 days).
+    #[arg(long, default_value_t = 600.0, value_parser = seconds(30 * DAY))]
     reward_window: f64,
     /// Reward recorded for events that get no feedback within the window.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = number(-1e6, 1e6))]
     default_reward: f64,
     /// Largest request body in bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = 64 * 1024, value_parser = count::<usize>(1 << 30))]
     body_limit: usize,
     /// Seed of the exploration.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Worker threads (0: one per core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = whole::<usize>(0, MAX_THREADS))]
     workers: usize,
     /// What an acknowledged event survives: `machine` (an fsync per commit group: power cuts
     /// and OS crashes) or `process` (no fsync per commit: the server being killed, not a
     /// power cut; much lower latency on slow disks).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Machine)]
     durability: DurabilityArg,
+    /// Largest write-ahead log in MiB: the writer checkpoints and truncates it at half of this.
+    #[arg(long, default_value_t = 64, value_parser = count::<u64>(1 << 20))]
+    wal_limit_mb: u64,
+    /// Seconds a connection may take to send a complete request head, from its opening or its
+    /// previous answer (so idle keep-alive connections close after it too).
+    #[arg(long, default_value_t = 5.0, value_parser = seconds(DAY))]
+    header_timeout: f64,
+    /// Seconds a request body may take to arrive.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds(DAY))]
+    body_timeout: f64,
+    /// Most connections served at once (more wait in the listen queue).
+    #[arg(long, default_value_t = 512, value_parser = count::<usize>(100_000))]
+    max_connections: usize,
 }
 
 /// `--durability`.
@@ -98,10 +112,15 @@ fn model_catalog(
     Ok(scenario.world.catalog.clone())
 }
 
+/// A duration from seconds that `args::seconds` already checked; `what` names the option.
+fn duration(value: f64, what: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|e| anyhow::anyhow!("{what}: {e}"))
+}
+
 pub fn run(args: ServeArgs, global: &Global) -> Result<()> {
-    if !(args.reward_window.is_finite() && args.reward_window > 0.0) {
-        bail!("--reward-window must be a positive number of seconds");
-    }
+    let reward_window = duration(args.reward_window, "--reward-window")?;
+    let header_timeout = duration(args.header_timeout, "--header-timeout")?;
+    let body_timeout = duration(args.body_timeout, "--body-timeout")?;
     let keys = ApiKeys::parse(&read_secret_source(
         args.keys.as_deref(),
         "METAREC_API_KEYS",
@@ -115,7 +134,11 @@ pub fn run(args: ServeArgs, global: &Global) -> Result<()> {
     let pseudonyms = Pseudonymizer::new(secret.trim().as_bytes())?;
     let catalog = model_catalog(&args.model, args.scenario.as_deref(), global)?;
     let mut config = ServerConfig::new(args.model.clone(), args.db.clone(), keys, pseudonyms);
-    config.reward_window = Duration::from_secs_f64(args.reward_window);
+    config.reward_window = reward_window;
+    config.header_timeout = header_timeout;
+    config.body_timeout = body_timeout;
+    config.log_limit_bytes = args.wal_limit_mb << 20;
+    config.max_connections = args.max_connections;
     config.default_reward = args.default_reward;
     config.body_limit = args.body_limit;
     config.seed = args.seed;
@@ -131,13 +154,17 @@ pub fn run(args: ServeArgs, global: &Global) -> Result<()> {
             .await
             .with_context(|| format!("cannot listen on {}", args.addr))?;
         let addr = listener.local_addr()?;
-        // On stdout and flushed at once: scripts and tests started with port 0 read it.
-        println!(
+        // On stdout and flushed at once: scripts and tests started with port 0 read it. Written
+        // with `writeln!` rather than `println!`, so that a closed stdout is an error here (serve
+        // ignores SIGPIPE) instead of a panic.
+        let mut stdout = std::io::stdout();
+        writeln!(
+            stdout,
             "metarec serve: listening on http://{addr} (model {}, database {})",
             server.model_version(),
             args.db.display()
-        );
-        std::io::stdout().flush()?;
+        )?;
+        stdout.flush()?;
         server
             .run(listener, async {
                 let _ = tokio::signal::ctrl_c().await;
@@ -170,35 +197,51 @@ pub struct BenchServeArgs {
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
     /// Comma-separated connection counts.
-    #[arg(long, default_value = "1,8,64")]
-    connections: String,
+    #[arg(long, default_value = "1,8,64", value_delimiter = ',', value_parser = count::<usize>(4096))]
+    connections: Vec<usize>,
     /// Seconds of load per connection count (after a one-second warm-up).
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = seconds(DAY))]
     seconds: f64,
-    /// Candidates per rank request.
-    #[arg(long, default_value_t = 100)]
-    candidates: usize,
-    /// Slate size.
-    #[arg(long, default_value_t = 10)]
-    slate: usize,
-    /// One rank in this many is followed by a click (so users adapt during the run).
-    #[arg(long, default_value_t = 5)]
-    feedback_every: usize,
+    #[command(flatten)]
+    load: LoadArgs,
     /// Server worker threads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, value_parser = whole::<usize>(0, MAX_THREADS))]
     workers: usize,
     /// The scenario whose catalog the model was trained on (default: the one in its manifest).
     #[arg(long)]
     scenario: Option<String>,
+    /// The server's `--durability`.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Machine)]
+    durability: DurabilityArg,
+}
+
+/// What each load connection sends (shared by `bench serve` and `bench soak`).
+#[derive(Args, Clone, Copy)]
+struct LoadArgs {
+    /// Candidates per rank request.
+    #[arg(long, default_value_t = 100, value_parser = count::<usize>(100_000))]
+    candidates: usize,
+    /// Slate size.
+    #[arg(long, default_value_t = 10, value_parser = count::<usize>(1000))]
+    slate: usize,
+    /// One rank in this many is followed by a click (so users adapt during the run).
+    #[arg(long, default_value_t = 5, value_parser = count::<usize>(1_000_000))]
+    feedback_every: usize,
     /// Open loop: send this many rank requests per second in all, on a fixed schedule spread
     /// over the connections, and time each request from when it was due (so a stalled server
     /// is charged for the requests it delayed). 0: closed loop, each connection sends its next
     /// request as soon as the last one is answered.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = zero_or(0.01, 1e7))]
     rate: f64,
-    /// The server's `--durability`.
-    #[arg(long, value_enum, default_value_t = DurabilityArg::Machine)]
-    durability: DurabilityArg,
+}
+
+impl LoadArgs {
+    fn check(&self) -> Result<()> {
+        if self.slate > self.candidates {
+            bail!("--slate must not exceed --candidates");
+        }
+        Ok(())
+    }
 }
 
 struct Cell {
@@ -210,6 +253,19 @@ struct Cell {
     feedback: usize,
     errors: usize,
     seconds: f64,
+}
+
+impl Cell {
+    fn empty(seconds: f64) -> Cell {
+        Cell {
+            latencies: Vec::new(),
+            lags: Vec::new(),
+            requests: 0,
+            feedback: 0,
+            errors: 0,
+            seconds,
+        }
+    }
 }
 
 /// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat` (Linux only;
@@ -225,6 +281,14 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// Resident memory of a process in bytes, from `/proc/PID/status` (Linux only).
+fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -237,7 +301,7 @@ fn load(
     addr: SocketAddr,
     token: &str,
     keys: &[String],
-    args: &BenchServeArgs,
+    spec: LoadArgs,
     connections: usize,
     seconds: f64,
 ) -> Cell {
@@ -248,21 +312,14 @@ fn load(
             .map(|t| {
                 scope.spawn(move || {
                     let mut client = Client::new(addr, Some(token));
-                    let mut cell = Cell {
-                        latencies: Vec::new(),
-                        lags: Vec::new(),
-                        requests: 0,
-                        feedback: 0,
-                        errors: 0,
-                        seconds: 0.0,
-                    };
+                    let mut cell = Cell::empty(0.0);
                     let mut n = 0usize;
                     // Under --rate, connection t's k-th request is due at
                     // start + (k * connections + t) / rate.
-                    let interval = (args.rate > 0.0)
-                        .then(|| Duration::from_secs_f64(connections as f64 / args.rate));
+                    let interval = (spec.rate > 0.0)
+                        .then(|| Duration::from_secs_f64(connections as f64 / spec.rate));
                     let mut due = match interval {
-                        Some(_) => start + Duration::from_secs_f64(t as f64 / args.rate),
+                        Some(_) => start + Duration::from_secs_f64(t as f64 / spec.rate),
                         None => start,
                     };
                     while Instant::now() < deadline {
@@ -271,12 +328,12 @@ fn load(
                         let user = format!("user{}", (t * 7919 + n) % 1000);
                         let offset = (n * 13) % keys.len();
                         let candidates: Vec<&String> =
-                            keys.iter().cycle().skip(offset).take(args.candidates).collect();
+                            keys.iter().cycle().skip(offset).take(spec.candidates).collect();
                         let body = serde_json::json!({
                             "user": user,
                             "context": {"country": "United Kingdom"},
                             "candidates": candidates,
-                            "slate_size": args.slate,
+                            "slate_size": spec.slate,
                         })
                         .to_string();
                         // The body is built before waiting, so it is not charged to the server.
@@ -298,10 +355,10 @@ fn load(
                             Ok(r) if r.status == 200 => {
                                 cell.latencies.push(dt);
                                 cell.requests += 1;
-                                if n % args.feedback_every.max(1) == 0 {
+                                if n % spec.feedback_every == 0 {
                                     let v = r.json();
                                     let fb = serde_json::json!({
-                                        "event_id": v["event_id"], "position": n % args.slate, "kind": "click"
+                                        "event_id": v["event_id"], "position": n % spec.slate, "kind": "click"
                                     })
                                     .to_string();
                                     match client.request("POST", "/v1/feedback", Some(fb.as_bytes())) {
@@ -322,14 +379,7 @@ fn load(
             .map(|h| h.join().expect("load thread"))
             .collect()
     });
-    let mut total = Cell {
-        latencies: Vec::new(),
-        lags: Vec::new(),
-        requests: 0,
-        feedback: 0,
-        errors: 0,
-        seconds: start.elapsed().as_secs_f64(),
-    };
+    let mut total = Cell::empty(start.elapsed().as_secs_f64());
     for c in results {
         total.latencies.extend(c.latencies);
         total.lags.extend(c.lags);
@@ -342,140 +392,378 @@ fn load(
     total
 }
 
-pub fn bench(args: BenchServeArgs, global: &Global) -> Result<()> {
-    let connections: Vec<usize> = args
-        .connections
-        .split(',')
-        .map(|s| s.trim().parse::<usize>())
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow::anyhow!("--connections must be comma-separated counts: {e}"))?;
-    if connections.contains(&0) || args.candidates == 0 || args.slate == 0 {
-        bail!("--connections, --candidates and --slate must be at least 1");
+/// The admin token the benchmark's server accepts.
+const BENCH_TOKEN: &str = "bench-admin-token-0123456789";
+
+/// A `metarec serve` child process on a free loopback port with its own temporary database,
+/// stopped and cleaned up when dropped. The server is a separate process (this binary's
+/// `serve`), so the load generator's threads and the server's workers compete for the cores as
+/// they would on one machine.
+struct ServerChild {
+    child: std::process::Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+    db: PathBuf,
+}
+
+impl ServerChild {
+    fn spawn(
+        global: &Global,
+        model: &Path,
+        scenario: Option<&str>,
+        workers: usize,
+        durability: DurabilityArg,
+        extra: &[String],
+    ) -> Result<ServerChild> {
+        let dir = std::env::temp_dir().join(format!(
+            "metarec-bench-serve-{}-{}",
+            std::process::id(),
+            Instant::now().elapsed().as_nanos()
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let db = dir.join("bench.db");
+        let mut child = std::process::Command::new(std::env::current_exe()?)
+            .args(["--quiet", "--data-dir"])
+            .arg(global.data.root())
+            .arg("serve")
+            .arg("--model")
+            .arg(model)
+            .arg("--db")
+            .arg(&db)
+            .args(["--addr", "127.0.0.1:0", "--workers"])
+            .arg(workers.to_string())
+            .arg("--durability")
+            .arg(
+                clap::ValueEnum::to_possible_value(&durability)
+                    .context("every durability has a name")?
+                    .get_name(),
+            )
+            .args(scenario.iter().flat_map(|s| ["--scenario", *s]))
+            .args(extra)
+            .env("METAREC_API_KEYS", format!("admin:{BENCH_TOKEN}"))
+            .env("METAREC_PSEUDONYM_KEY", "bench-pseudonym-secret-0123")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .context("cannot start `metarec serve`")?;
+        let started = (|| -> Result<SocketAddr> {
+            let stdout = child.stdout.take().context("no stdout")?;
+            let mut line = String::new();
+            std::io::BufReader::new(stdout).read_line(&mut line)?;
+            line.split("http://")
+                .nth(1)
+                .and_then(|s| s.split_whitespace().next())
+                .and_then(|s| s.parse().ok())
+                .with_context(|| format!("the server did not start: `{}`", line.trim()))
+        })();
+        let mut server = ServerChild {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir,
+            db,
+        };
+        server.addr = started?;
+        Ok(server)
     }
-    if !(args.rate.is_finite() && args.rate >= 0.0) {
-        bail!("--rate must be a non-negative number of requests per second");
+}
+
+impl Drop for ServerChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
-    if args.slate > args.candidates {
-        bail!("--slate must not exceed --candidates");
-    }
-    if cfg!(debug_assertions) {
-        eprintln!(
-            "warning: this is a debug build; run `cargo run --release -p metarec -- bench serve`"
-        );
-    }
-    let catalog = model_catalog(&args.model, args.scenario.as_deref(), global)?;
+}
+
+/// The item keys of a model's catalog, at least `need` of them.
+fn catalog_keys(
+    model: &Path,
+    scenario: Option<&str>,
+    global: &Global,
+    need: usize,
+) -> Result<Vec<String>> {
+    let catalog = model_catalog(model, scenario, global)?;
     let keys: Vec<String> = catalog
         .ids()
         .filter_map(|id| catalog.key(id).map(str::to_owned))
         .collect();
-    if keys.len() < args.candidates {
+    if keys.len() < need {
         bail!(
-            "the catalog has {} items, fewer than --candidates {}",
-            keys.len(),
-            args.candidates
+            "the catalog has {} items, fewer than --candidates {need}",
+            keys.len()
         );
     }
-    let tmp = std::env::temp_dir().join(format!("metarec-bench-serve-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp)?;
-    let token = "bench-admin-token-0123456789";
-    // The server is a separate process (this binary's `serve`), so the load generator's threads
-    // and the server's workers compete for the cores as they would on one machine.
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .args(["--quiet", "--data-dir"])
-        .arg(global.data.root())
-        .arg("serve")
-        .arg("--model")
-        .arg(&args.model)
-        .arg("--db")
-        .arg(tmp.join("bench.db"))
-        .args(["--addr", "127.0.0.1:0", "--workers"])
-        .arg(args.workers.to_string())
-        .arg("--durability")
-        .arg(
-            clap::ValueEnum::to_possible_value(&args.durability)
-                .context("every durability has a name")?
-                .get_name(),
-        )
-        .args(
-            args.scenario
-                .iter()
-                .flat_map(|s| ["--scenario", s.as_str()]),
-        )
-        .env("METAREC_API_KEYS", format!("admin:{token}"))
-        .env("METAREC_PSEUDONYM_KEY", "bench-pseudonym-secret-0123")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("cannot start `metarec serve`")?;
-    let result = (|| -> Result<()> {
-        let stdout = child.stdout.take().context("no stdout")?;
-        let mut line = String::new();
-        std::io::BufReader::new(stdout).read_line(&mut line)?;
-        let addr: SocketAddr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next())
-            .and_then(|s| s.parse().ok())
-            .with_context(|| format!("the server did not start: `{}`", line.trim()))?;
-        println!(
-            "/v1/rank, {} candidates, slate {}, 1 click per {} ranks, 1,000 users; server: {} workers, durability {:?}; {} cores on this machine",
-            args.candidates,
-            args.slate,
-            args.feedback_every,
-            args.workers,
-            args.durability,
-            std::thread::available_parallelism().map_or(1, |n| n.get())
+    Ok(keys)
+}
+
+fn warn_debug_build(command: &str) {
+    if cfg!(debug_assertions) {
+        eprintln!(
+            "warning: this is a debug build; run `cargo run --release -p metarec -- bench {command}`"
         );
-        if args.rate > 0.0 {
-            println!(
-                "open loop at {} rank requests/s in all; latency counted from when each request was due",
-                args.rate
-            );
+    }
+}
+
+pub fn bench(args: BenchServeArgs, global: &Global) -> Result<()> {
+    let connections = args.connections.clone();
+    args.load.check()?;
+    warn_debug_build("serve");
+    let keys = catalog_keys(
+        &args.model,
+        args.scenario.as_deref(),
+        global,
+        args.load.candidates,
+    )?;
+    let server = ServerChild::spawn(
+        global,
+        &args.model,
+        args.scenario.as_deref(),
+        args.workers,
+        args.durability,
+        &[],
+    )?;
+    let spec = args.load;
+    println!(
+        "/v1/rank, {} candidates, slate {}, 1 click per {} ranks, 1,000 users; server: {} workers, durability {:?}; {} cores on this machine",
+        spec.candidates,
+        spec.slate,
+        spec.feedback_every,
+        args.workers,
+        args.durability,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    if spec.rate > 0.0 {
+        println!(
+            "open loop at {} rank requests/s in all; latency counted from when each request was due",
+            spec.rate
+        );
+    } else {
+        println!("closed loop: each connection sends as soon as its last request is answered");
+    }
+    println!(
+        "connections  requests/s  feedback/s      p50 ms      p99 ms    p99.9 ms  errors  server CPU us/req  load CPU us/req{}",
+        if spec.rate > 0.0 {
+            "  send lag p99 ms"
         } else {
-            println!("closed loop: each connection sends as soon as its last request is answered");
+            ""
         }
-        println!(
-            "connections  requests/s  feedback/s      p50 ms      p99 ms    p99.9 ms  errors  server CPU us/req  load CPU us/req{}",
-            if args.rate > 0.0 {
-                "  send lag p99 ms"
-            } else {
-                ""
+    );
+    let server_pid = server.child.id().to_string();
+    for &c in &connections {
+        load(server.addr, BENCH_TOKEN, &keys, spec, c, 1.0);
+        let before = (cpu_seconds(&server_pid), cpu_seconds("self"));
+        let cell = load(server.addr, BENCH_TOKEN, &keys, spec, c, args.seconds);
+        let after = (cpu_seconds(&server_pid), cpu_seconds("self"));
+        let ms = |q| 1000.0 * percentile(&cell.latencies, q);
+        // CPU per rank request (its share of feedback included), or `-` off Linux.
+        let per_request = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) if cell.requests > 0 => {
+                format!("{:.0}", 1e6 * (b - a) / cell.requests as f64)
             }
+            _ => "-".to_owned(),
+        };
+        let lag = if spec.rate > 0.0 {
+            format!("  {:>16.3}", 1000.0 * percentile(&cell.lags, 0.99))
+        } else {
+            String::new()
+        };
+        println!(
+            "{c:>11}  {:>10.0}  {:>10.0}  {:>10.3}  {:>10.3}  {:>10.3}  {:>6}  {:>17}  {:>15}{lag}",
+            cell.requests as f64 / cell.seconds,
+            cell.feedback as f64 / cell.seconds,
+            ms(0.5),
+            ms(0.99),
+            ms(0.999),
+            cell.errors,
+            per_request(before.0, after.0),
+            per_request(before.1, after.1),
         );
-        let server_pid = child.id().to_string();
-        for &c in &connections {
-            load(addr, token, &keys, &args, c, 1.0);
-            let before = (cpu_seconds(&server_pid), cpu_seconds("self"));
-            let cell = load(addr, token, &keys, &args, c, args.seconds);
-            let after = (cpu_seconds(&server_pid), cpu_seconds("self"));
-            let ms = |q| 1000.0 * percentile(&cell.latencies, q);
-            // CPU per rank request (its share of feedback included), or `-` off Linux.
-            let per_request = |a: Option<f64>, b: Option<f64>| match (a, b) {
-                (Some(a), Some(b)) if cell.requests > 0 => {
-                    format!("{:.0}", 1e6 * (b - a) / cell.requests as f64)
-                }
-                _ => "-".to_owned(),
-            };
-            let lag = if args.rate > 0.0 {
-                format!("  {:>16.3}", 1000.0 * percentile(&cell.lags, 0.99))
-            } else {
-                String::new()
-            };
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct BenchSoakArgs {
+    /// The model directory to serve.
+    #[arg(long, value_name = "DIR")]
+    model: PathBuf,
+    /// Seconds of load in all.
+    #[arg(long, default_value_t = 600.0, value_parser = seconds(7 * DAY))]
+    duration: f64,
+    /// Seconds between two report lines.
+    #[arg(long, default_value_t = 30.0, value_parser = seconds(DAY))]
+    every: f64,
+    /// Keep-alive connections of the load.
+    #[arg(long, default_value_t = 8, value_parser = count::<usize>(4096))]
+    connections: usize,
+    #[command(flatten)]
+    load: LoadArgs,
+    /// Server worker threads.
+    #[arg(long, default_value_t = 2, value_parser = whole::<usize>(0, MAX_THREADS))]
+    workers: usize,
+    /// The server's `--reward-window` in seconds: short, so that events expire during the run
+    /// and the sweeper is soaked too.
+    #[arg(long, default_value_t = 5.0, value_parser = seconds(30 * DAY))]
+    reward_window: f64,
+    /// The server's `--wal-limit-mb`.
+    #[arg(long, default_value_t = 64, value_parser = count::<u64>(1 << 20))]
+    wal_limit_mb: u64,
+    /// The scenario whose catalog the model was trained on (default: the one in its manifest).
+    #[arg(long)]
+    scenario: Option<String>,
+    /// The server's `--durability`.
+    #[arg(long, value_enum, default_value_t = DurabilityArg::Machine)]
+    durability: DurabilityArg,
+}
+
+/// The value of an unlabelled series in Prometheus text.
+fn metric(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+pub fn soak(args: BenchSoakArgs, global: &Global) -> Result<()> {
+    if args.every > args.duration {
+        bail!("--every must be at most --duration");
+    }
+    args.load.check()?;
+    if args.load.rate <= 0.0 {
+        bail!("--rate must be positive: a soak runs open loop at a fixed rate");
+    }
+    warn_debug_build("soak");
+    let keys = catalog_keys(
+        &args.model,
+        args.scenario.as_deref(),
+        global,
+        args.load.candidates,
+    )?;
+    let server = ServerChild::spawn(
+        global,
+        &args.model,
+        args.scenario.as_deref(),
+        args.workers,
+        args.durability,
+        &[
+            "--reward-window".into(),
+            args.reward_window.to_string(),
+            "--wal-limit-mb".into(),
+            args.wal_limit_mb.to_string(),
+        ],
+    )?;
+    let wal = {
+        let mut name = server.db.as_os_str().to_owned();
+        name.push("-wal");
+        PathBuf::from(name)
+    };
+    let size = |p: &Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let limit = args.wal_limit_mb << 20;
+    let mb = |b: u64| b as f64 / (1 << 20) as f64;
+    println!(
+        "soak: {} s open loop at {} ranks/s over {} connections, {} candidates, 1 click per {} ranks; server: {} workers, reward window {} s, WAL limit {} MB, durability {:?}",
+        args.duration,
+        args.load.rate,
+        args.connections,
+        args.load.candidates,
+        args.load.feedback_every,
+        args.workers,
+        args.reward_window,
+        args.wal_limit_mb,
+        args.durability
+    );
+    println!(
+        "{:>7}  {:>10}  {:>8}  {:>8}  {:>6}  {:>11}  {:>9}  {:>8}  {:>8}",
+        "t s",
+        "requests/s",
+        "p99 ms",
+        "p99.9 ms",
+        "errors",
+        "WAL max MB",
+        "DB MB",
+        "RSS MB",
+        "overdue"
+    );
+    let mut admin = Client::new(server.addr, Some(BENCH_TOKEN));
+    let mut overdue = || -> Option<f64> {
+        let text = admin.request("GET", "/metrics", None).ok()?.text();
+        metric(&text, "metarec_events_overdue")
+    };
+    // The WAL is sampled every 100 ms by its own thread, so a peak between two report lines
+    // is seen.
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let peak = std::sync::atomic::AtomicU64::new(0);
+    let started = Instant::now();
+    let (mut worst_p99, mut wal_max, mut errors) = (0.0f64, 0u64, 0usize);
+    let mut rss: Vec<(f64, u64)> = Vec::new();
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                peak.fetch_max(size(&wal), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        while started.elapsed().as_secs_f64() + 0.5 < args.duration {
+            let left = args.duration - started.elapsed().as_secs_f64();
+            let cell = load(
+                server.addr,
+                BENCH_TOKEN,
+                &keys,
+                args.load,
+                args.connections,
+                args.every.min(left),
+            );
+            let t = started.elapsed().as_secs_f64();
+            let p99 = 1000.0 * percentile(&cell.latencies, 0.99);
+            let interval_peak = peak.swap(0, std::sync::atomic::Ordering::Relaxed);
+            let resident = resident_bytes(server.child.id()).unwrap_or(0);
+            worst_p99 = worst_p99.max(p99);
+            wal_max = wal_max.max(interval_peak);
+            errors += cell.errors;
+            rss.push((t, resident));
             println!(
-                "{c:>11}  {:>10.0}  {:>10.0}  {:>10.3}  {:>10.3}  {:>10.3}  {:>6}  {:>17}  {:>15}{lag}",
+                "{t:>7.0}  {:>10.0}  {p99:>8.3}  {:>8.3}  {:>6}  {:>11.1}  {:>9.1}  {:>8.1}  {:>8}",
                 cell.requests as f64 / cell.seconds,
-                cell.feedback as f64 / cell.seconds,
-                ms(0.5),
-                ms(0.99),
-                ms(0.999),
+                1000.0 * percentile(&cell.latencies, 0.999),
                 cell.errors,
-                per_request(before.0, after.0),
-                per_request(before.1, after.1),
+                mb(interval_peak),
+                mb(size(&server.db)),
+                mb(resident),
+                overdue().map_or("-".to_owned(), |v| format!("{v:.0}"))
             );
         }
-        Ok(())
-    })();
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&tmp);
-    result
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    // Once the load stops, every open event expires within one window and is closed by the
+    // next sweep; two sweep intervals later none may be left.
+    let window = Duration::from_secs_f64(args.reward_window);
+    std::thread::sleep(window + 2 * metarec_serve::api::sweep_interval(window));
+    let left = overdue();
+    let base = rss
+        .iter()
+        .find(|(t, _)| *t >= 120.0)
+        .or(rss.last())
+        .map_or(0, |r| r.1);
+    let drift = rss
+        .iter()
+        .filter(|(t, _)| *t >= 120.0)
+        .map(|(_, r)| (*r as f64 - base as f64).abs() / base.max(1) as f64)
+        .fold(0.0f64, f64::max);
+    println!();
+    println!(
+        "WAL: largest {:.1} MB against a limit of {} MB: {}",
+        mb(wal_max),
+        args.wal_limit_mb,
+        if wal_max <= limit { "within" } else { "OVER" }
+    );
+    println!(
+        "resident memory: at most {:.1}% from its value at minute 2 (or the last line when shorter): {}",
+        100.0 * drift,
+        if drift <= 0.10 { "flat" } else { "GREW" }
+    );
+    println!(
+        "events past their window after the load stopped and two sweeps: {}",
+        left.map_or("unknown (no /metrics answer)".to_owned(), |v| format!(
+            "{v:.0}"
+        ))
+    );
+    println!("worst interval p99: {worst_p99:.3} ms; errors: {errors}");
+    Ok(())
 }

@@ -1,7 +1,8 @@
 //! `metarec sim ...` and `metarec arena`: scenarios, calibration, and the policy arena.
 
 use crate::Global;
-use anyhow::{Context as _, Result, bail};
+use crate::args::{MAX_SEEDS, MAX_THREADS, MAX_USERS, count, whole};
+use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 use metarec_data::LoadOptions;
 use metarec_data::fetch::Dataset;
@@ -23,7 +24,7 @@ pub enum SimCommand {
         #[command(flatten)]
         scenario: ScenarioArg,
         /// Simulated users per yardstick policy in the report.
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = 2000, value_parser = count::<usize>(MAX_USERS))]
         users: usize,
         /// Print JSON instead of tables.
         #[arg(long)]
@@ -49,16 +50,16 @@ pub struct ArenaArgs {
     )]
     policies: String,
     /// New users per seed.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, default_value_t = 1000, value_parser = count::<usize>(MAX_USERS))]
     users: usize,
     /// Seeds (independent user populations and policy randomness).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = count::<usize>(MAX_SEEDS))]
     seeds: usize,
     /// Length of the cold-start curve (interactions per user).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = count::<usize>(MAX_HORIZON))]
     horizon: usize,
     /// Worker threads (0: all cores).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = whole::<usize>(0, MAX_THREADS))]
     threads: usize,
     /// Write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
@@ -76,6 +77,10 @@ pub struct ArenaArgs {
     #[arg(long, value_name = "DIR")]
     report: Option<PathBuf>,
 }
+
+/// The longest cold-start curve: a simulated user rarely stays for more than a few dozen slates,
+/// and the arena keeps a curve of this length per policy and seed.
+const MAX_HORIZON: u64 = 10_000;
 
 /// Loads Online Retail (unpacking the shipped copy on first use).
 pub fn load_retail(global: &Global) -> Result<OnlineRetail> {
@@ -141,9 +146,6 @@ pub fn run(command: SimCommand, global: &Global) -> Result<()> {
             users,
             json,
         } => {
-            if users == 0 {
-                bail!("--users must be at least 1");
-            }
             let scenario = build_scenario(&scenario.scenario, global)?;
             global.progress(format!(
                 "simulating {users} users under 5 yardstick policies ..."

@@ -1,6 +1,7 @@
 //! `metarec train`: trains the neural policy on a simulated scenario and saves a checkpoint.
 
 use crate::Global;
+use crate::args::{MAX_ITERATIONS, MAX_WIDTH, count, number, positive, probability};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -9,6 +10,15 @@ use metarec_neural::checkpoint::{self, Manifest};
 use metarec_neural::model::ModelConfig;
 use metarec_neural::train::{Algo, TrainConfig, Trainer};
 use std::path::PathBuf;
+
+/// The most simulated users (or logged interactions) per optimiser step.
+const MAX_BATCH: u64 = 100_000;
+/// The largest reward weight: rewards are per click, per purchase and per unit of revenue, and
+/// weights past a million only scale the loss towards overflow.
+const MAX_WEIGHT: f64 = 1e6;
+/// The coldest Plackett-Luce temperature: scores are divided by it, so a tiny one overflows them
+/// to infinity, and at a thousandth the sampling is already all but greedy.
+const MIN_TEMPERATURE: f64 = 1e-3;
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -31,38 +41,38 @@ pub struct TrainArgs {
     #[arg(long)]
     resume: bool,
     /// Optimiser steps.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = count::<usize>(MAX_ITERATIONS))]
     iterations: usize,
     /// Simulated users per step (reinforcement learning) or logged interactions per step
     /// (supervised).
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 64, value_parser = count::<usize>(MAX_BATCH))]
     batch: usize,
     /// Adam learning rate.
-    #[arg(long, default_value_t = 3e-3)]
+    #[arg(long, default_value_t = 3e-3, value_parser = positive(1.0))]
     lr: f64,
     /// Discount per slate (default: the scenario's reward.gamma).
-    #[arg(long)]
+    #[arg(long, value_parser = probability)]
     gamma: Option<f64>,
     /// Reward per click (default: the scenario's).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = number(-MAX_WEIGHT, MAX_WEIGHT))]
     click: Option<f64>,
     /// Reward per purchase (default: the scenario's).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = number(-MAX_WEIGHT, MAX_WEIGHT))]
     purchase: Option<f64>,
     /// Reward per unit of revenue (default: the scenario's).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = number(-MAX_WEIGHT, MAX_WEIGHT))]
     revenue: Option<f64>,
     /// Entropy bonus weight.
-    #[arg(long, default_value_t = 0.01)]
+    #[arg(long, default_value_t = 0.01, value_parser = number(0.0, 100.0))]
     entropy: f64,
     /// Hidden width of the towers.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = count::<usize>(MAX_WIDTH))]
     hidden: usize,
     /// Output width of the towers.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = count::<usize>(MAX_WIDTH))]
     embed: usize,
     /// Plackett-Luce temperature.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = number(MIN_TEMPERATURE, 1000.0))]
     temperature: f64,
     /// Hide the user's clicks from the network (the non-adaptive ablation): it still sees
     /// which items it showed, but not which were clicked.
@@ -72,7 +82,7 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Save a checkpoint every this many steps (and at the end).
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = count::<usize>(MAX_ITERATIONS))]
     checkpoint_every: usize,
     /// Logged interactions for supervised training (default: simulated with random slates).
     #[arg(long, value_name = "FILE")]
@@ -202,7 +212,7 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
             .display(),
         args.logdir.logdir.display()
     ));
-    let every = args.checkpoint_every.max(1);
+    let every = args.checkpoint_every;
     let mut window: Vec<f64> = Vec::new();
     for _ in 0..args.iterations {
         let stats = match algo {

@@ -12,10 +12,13 @@ fn stats_on_online_retail_unpack_the_shipped_copy_and_report_the_standard_cleani
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     for expected in [
-        "customers                             4,338",
-        "items                                 3,665",
-        "purchase lines                        397,884",
-        "skipped: cancellation                 9,288",
+        "customers                             4,334",
+        "items                                 3,656",
+        "purchase lines                        396,241",
+        "skipped: cancellation                 8,701",
+        "skipped: non-product: postage         1,966",
+        "skipped: non-product: manual entry    572",
+        "skipped: non-product: fee             50",
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
@@ -35,9 +38,13 @@ fn stats_on_online_retail_unpack_the_shipped_copy_and_report_the_standard_cleani
             .map(|r| r["value"].clone())
             .unwrap_or_else(|| panic!("no row {name}"))
     };
-    assert_eq!(value("customers"), 4338);
-    assert_eq!(value("items"), 3665);
-    assert_eq!(value("purchase lines"), 397_884);
+    assert_eq!(value("customers"), 4334);
+    assert_eq!(value("items"), 3656);
+    assert_eq!(value("purchase lines"), 396_241);
+    // Each non-product reason is its own row, as the standard reasons are.
+    assert_eq!(value("skipped: non-product: postage"), 1_966);
+    assert_eq!(value("skipped: non-product: carriage"), 225);
+    assert_eq!(value("skipped: non-product: bank charges"), 37);
 }
 
 #[test]
@@ -599,9 +606,9 @@ fn embed_writes_one_unit_vector_per_item_and_a_second_run_uses_the_cache() {
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
     assert_eq!(json["dim"], 384);
-    assert_eq!(json["keys"].as_array().unwrap().len(), 3665);
+    assert_eq!(json["keys"].as_array().unwrap().len(), 3656);
     let values = json["vectors"].as_array().unwrap();
-    assert_eq!(values.len(), 3665 * 384);
+    assert_eq!(values.len(), 3656 * 384);
     let first: f64 = values[..384]
         .iter()
         .map(|v| v.as_f64().unwrap().powi(2))

@@ -139,28 +139,33 @@ fn ope_reports_clipping_when_asked() {
     assert!(clipped > 0, "{line}");
 }
 
-fn record(item: u32, propensity: &str) -> String {
+/// One interaction-log line; event ids must differ between lines (the reader rejects repeats).
+fn record(id: &str, item: u32, propensity: &str) -> String {
     format!(
-        r#"{{"context":{{"user":"u"}},"decision":{{"event_id":"e","slate":[{item}],"propensities":[{propensity}],"policy_id":"p"}},"feedback":{{"clicks":[true]}}}}"#
+        r#"{{"context":{{"user":"u"}},"decision":{{"event_id":"{id}","slate":[{item}],"propensities":[{propensity}],"policy_id":"p"}},"feedback":{{"clicks":[true]}}}}"#
     )
 }
 
 #[test]
 fn malformed_logs_are_rejected_naming_the_row() {
     let tmp = tempfile::tempdir().unwrap();
-    let good = record(1, "0.5");
     let cases = [
         (
-            r#"{"context":{"user":"u"},"decision":{"event_id":"e","slate":[1],"policy_id":"p"},"feedback":{"clicks":[true]}}"#.to_owned(),
+            r#"{"context":{"user":"u"},"decision":{"event_id":"e2","slate":[1],"policy_id":"p"},"feedback":{"clicks":[true]}}"#.to_owned(),
             "line 2: field `decision`: missing field `propensities`",
         ),
-        (record(1, "0"), "line 2"),
-        (record(1, "1.5"), "line 2"),
-        (record(9, "0.5"), "row 2: entry 0: item 9 is not in the catalog of 4 items"),
+        (record("e2", 1, "0"), "line 2"),
+        (record("e2", 1, "1.5"), "line 2"),
+        (record("e2", 9, "0.5"), "row 2: entry 0: item 9 is not in the catalog of 4 items"),
+        (
+            record("e1", 1, "0.5"),
+            "line 2: field `decision.event_id`: event id `e1` is already used on line 1",
+        ),
     ];
     for (bad, expected) in cases {
         let path = tmp.path().join("log.jsonl");
-        std::fs::write(&path, format!("{good}\n{bad}\n{good}\n")).unwrap();
+        let (first, last) = (record("e1", 1, "0.5"), record("e3", 1, "0.5"));
+        std::fs::write(&path, format!("{first}\n{bad}\n{last}\n")).unwrap();
         let out = metarec(
             tmp.path(),
             &[
@@ -190,7 +195,7 @@ fn malformed_logs_are_rejected_naming_the_row() {
     let path = tmp.path().join("log.jsonl");
     std::fs::write(
         &path,
-        format!("{}\n{}\n", record(1, "0.25"), record(2, "0.25")),
+        format!("{}\n{}\n", record("a", 1, "0.25"), record("b", 2, "0.25")),
     )
     .unwrap();
     let out = metarec(
@@ -318,4 +323,311 @@ fn a_metarec_baseline_is_evaluated_through_its_seeded_decisions() {
         "{}",
         stderr(&out)
     );
+}
+
+/// `metarec ope --data log|dsjson` on `log` with uniform evaluation over 4 items at 1 position,
+/// plus `extra` arguments.
+fn ope_on(dir: &std::path::Path, data: &str, log: &std::path::Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--quiet",
+        "ope",
+        "--data",
+        data,
+        "--log",
+        log.to_str().unwrap(),
+        "--items",
+        "4",
+        "--positions",
+        "1",
+        "--policy",
+        "uniform",
+        "--resamples",
+        "50",
+    ];
+    args.extend(extra);
+    metarec(dir, &args)
+}
+
+/// An interaction log with a blank second line: lines 1, 3, 4, 5 hold uniformly logged rounds,
+/// line 4 with propensity `tiny`, line 5 with `other`.
+fn log_with_tiny(dir: &std::path::Path, tiny: &str, other: &str) -> std::path::PathBuf {
+    let path = dir.join("tiny.jsonl");
+    let lines = [
+        record("a", 0, "0.25"),
+        String::new(),
+        record("b", 1, "0.25"),
+        record("c", 2, tiny),
+        record("d", 3, other),
+    ];
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    path
+}
+
+/// The same rounds as DSJSON (exported by `metarec ope --export-dsjson`, so lines 1 to 4).
+fn dsjson_of(dir: &std::path::Path, log: &std::path::Path) -> std::path::PathBuf {
+    let out = dir.join("tiny.dsjson");
+    let export = ope_on(
+        dir,
+        "log",
+        log,
+        &["--clip", "1e9", "--export-dsjson", out.to_str().unwrap()],
+    );
+    assert!(export.status.success(), "{}", stderr(&export));
+    out
+}
+
+#[test]
+fn a_propensity_below_the_floor_is_an_error_naming_the_row() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = log_with_tiny(tmp.path(), "1e-300", "0.25");
+    let out = ope_on(tmp.path(), "log", &log, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    // Line 4 of the file (the blank line 2 counts), not the third record.
+    assert!(
+        err.contains("row 4: entry 0: logging propensity 1e-300 is below the floor 1e-6"),
+        "{err}"
+    );
+    assert!(err.contains("tiny.jsonl"), "{err}");
+    // DSJSON goes through the same check, naming its own line.
+    let dsjson = dsjson_of(tmp.path(), &log);
+    let out = ope_on(tmp.path(), "dsjson", &dsjson, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("row 3: entry 0: logging propensity 1e-300 is below the floor"),
+        "{}",
+        stderr(&out)
+    );
+    // A lower floor accepts the row; a higher one rejects ordinary rows.
+    let out = ope_on(tmp.path(), "log", &log, &["--propensity-floor", "1e-300"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = ope_on(tmp.path(), "log", &log, &["--propensity-floor", "0.5"]);
+    assert!(
+        stderr(&out).contains("row 1: entry 0: logging propensity 2.5e-1 is below the floor 5e-1"),
+        "{}",
+        stderr(&out)
+    );
+    // Open Bandit data goes through it too, naming the round.
+    let data = obd_fixture(tmp.path(), 7, "1e-300");
+    let out = metarec(&data, &obd_args(&[]));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("row 7: entry 0: logging propensity 1e-300 is below the floor 1e-6"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn propensity_floor_out_of_range_is_a_usage_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = log_with_tiny(tmp.path(), "0.25", "0.25");
+    for bad in ["0", "-1e-6", "1.5", "NaN", "inf", "x"] {
+        // `=` keeps clap from reading a negative value as an option of its own.
+        let option = format!("--propensity-floor={bad}");
+        let out = ope_on(tmp.path(), "log", &log, &[option.as_str()]);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("must be a number greater than 0 and at most 1"),
+            "{bad}: {}",
+            stderr(&out)
+        );
+    }
+    // Both ends of (0, 1] are accepted: a floor of 1 parses, and then rejects these rows.
+    let out = ope_on(tmp.path(), "log", &log, &["--propensity-floor", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("below the floor 1e0"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ope_on(tmp.path(), "log", &log, &["--propensity-floor", "0.25"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn clipping_reports_how_many_rows_were_clipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = log_with_tiny(tmp.path(), "1e-300", "5e-324");
+    let out = ope_on(tmp.path(), "log", &log, &["--clip", "1e9"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("propensity floor 1e-6: 2 rows clipped to it (2 entries)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("clipping: weights capped at 1000000000: 0 entries clipped"),
+        "{text}"
+    );
+    let out = ope_on(tmp.path(), "log", &log, &["--clip", "1e9", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["propensity_floor"]["clipped_rows"], 2);
+    assert_eq!(json["propensity_floor"]["clipped_entries"], 2);
+    assert_eq!(json["propensity_floor"]["floor"], 1e-6);
+    assert_eq!(json["rounds"], 4);
+    assert_eq!(json["estimates"].as_array().unwrap().len(), 7);
+    // Without tiny propensities nothing is clipped, and that is said too.
+    let clean = log_with_tiny(tmp.path(), "0.25", "0.25");
+    let out = ope_on(tmp.path(), "log", &clean, &["--clip", "1e9"]);
+    assert!(
+        stdout(&out).contains("propensity floor 1e-6: 0 rows clipped to it"),
+        "{}",
+        stdout(&out)
+    );
+    // Open Bandit: the table and the results JSON carry the count.
+    let data = obd_fixture(tmp.path(), 7, "1e-300");
+    let out = metarec(&data, &obd_args(&["--clip", "1e9"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("propensity floor 1e-6: 1 rows clipped to it (1 entries)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = metarec(&data, &obd_args(&["--clip", "1e9", "--json"]));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["propensity_floor"]["clipped_rows"], 1);
+    assert_eq!(json["propensity_floor"]["clip"], true);
+}
+
+#[test]
+fn no_estimate_is_nan_for_tiny_propensities() {
+    let tmp = tempfile::tempdir().unwrap();
+    for tiny in ["5e-324", "1e-300"] {
+        let log = log_with_tiny(tmp.path(), tiny, "0.25");
+        let out = ope_on(tmp.path(), "log", &log, &["--clip", "1e9"]);
+        assert!(out.status.success(), "{tiny}: {}", stderr(&out));
+        // The title names the file, whose temporary folder could spell anything; the rest is
+        // numbers and words of the command's own.
+        let text: String = stdout(&out).lines().skip(1).collect::<Vec<_>>().join("\n");
+        assert!(
+            !text.contains("NaN") && !text.contains("inf"),
+            "{tiny}: {text}"
+        );
+        let out = ope_on(tmp.path(), "log", &log, &["--clip", "1e9", "--json"]);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for e in json["estimates"].as_array().unwrap() {
+            for field in ["value", "low", "high", "std_error"] {
+                // serde_json writes NaN and infinity as null, so a number here is finite.
+                let v = e[field].as_f64();
+                assert!(v.is_some_and(|v| v.abs() < 1e7), "{tiny}: {field} of {e}");
+            }
+        }
+    }
+    // A floor as low as the smallest double lets an infinite weight through: the run stops with
+    // an error naming the estimator and saying why, instead of printing NaN.
+    let log = log_with_tiny(tmp.path(), "5e-324", "0.25");
+    let out = ope_on(tmp.path(), "log", &log, &["--propensity-floor", "5e-324"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not a finite number") && err.contains("raise the propensity floor"),
+        "{err}"
+    );
+    assert!(!stdout(&out).contains("NaN"), "{}", stdout(&out));
+}
+
+#[test]
+fn dsjson_without_items_names_dsjson() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = log_with_tiny(tmp.path(), "0.25", "0.25");
+    let dsjson = dsjson_of(tmp.path(), &log);
+    let run = |args: &[&str]| {
+        let mut all = vec!["ope", "--data", "dsjson"];
+        all.extend(args);
+        metarec(tmp.path(), &all)
+    };
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--log", dsjson.to_str().unwrap()],
+            "--data dsjson needs --items N",
+        ),
+        (&["--items", "4"], "--data dsjson needs --log FILE"),
+        (
+            &[
+                "--log",
+                dsjson.to_str().unwrap(),
+                "--items",
+                "4",
+                "--policy",
+                "bts",
+            ],
+            "--data dsjson evaluates --policy uniform only",
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        assert!(err.contains(expected), "{args:?}: {err}");
+        assert!(!err.contains("--data log"), "{args:?}: {err}");
+    }
+    // The interaction log's messages still name it.
+    let out = metarec(
+        tmp.path(),
+        &["ope", "--data", "log", "--log", log.to_str().unwrap()],
+    );
+    assert!(
+        stderr(&out).contains("--data log needs --items N"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A data directory holding a small Open Bandit sample (both policies, campaign `all`): 30
+/// uniformly logged rounds over three items and three positions, round `tiny_round` (1-based)
+/// logged at propensity `tiny`.
+fn obd_fixture(dir: &std::path::Path, tiny_round: usize, tiny: &str) -> std::path::PathBuf {
+    let data = dir.join("data");
+    let root = data.join("obd");
+    let items = ",item_id,item_feature_0,item_feature_1,item_feature_2,item_feature_3\n\
+                 0,0,-0.5,a,x,p\n1,1,-0.25,b,x,p\n2,2,0.75,b,y,q\n";
+    let header = ",timestamp,item_id,position,click,propensity_score,\
+                  user_feature_0,user_feature_1,user_feature_2,user_feature_3,\
+                  user-item_affinity_0,user-item_affinity_1,user-item_affinity_2";
+    for policy in ["random", "bts"] {
+        let d = root.join(policy).join("all");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("item_context.csv"), items).unwrap();
+        let mut rounds = format!("{header}\n");
+        for i in 0..30 {
+            let p = if i + 1 == tiny_round {
+                tiny.to_owned()
+            } else {
+                (1.0f64 / 3.0).to_string()
+            };
+            rounds.push_str(&format!(
+                "{i},2019-11-24 00:{:02}:00.000000+00:00,{},{},{},{p},u{},v,w,z,{}.0,0.0,1.0\n",
+                i % 60,
+                i % 3,
+                i % 3 + 1,
+                u8::from(i % 4 == 0),
+                i % 2,
+                i % 3,
+            ));
+        }
+        std::fs::write(d.join("all.csv"), rounds).unwrap();
+    }
+    std::fs::write(root.join(".complete"), "").unwrap();
+    data
+}
+
+/// `metarec ope` on the Open Bandit fixture, evaluating uniform, plus `extra`.
+fn obd_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "--quiet",
+        "ope",
+        "--data",
+        "obd",
+        "--policy",
+        "uniform",
+        "--lambda",
+        "1",
+        "--resamples",
+        "20",
+    ];
+    args.extend(extra);
+    args
 }

@@ -48,11 +48,14 @@ pub const OR_HEADER: &str =
 
 /// The first data lines of the real `online_retail.csv` (lines 2 to 4), plus a cancellation
 /// (line 5), a guest checkout (line 6) and a line with a quoted comma (line 7).
+///
+/// The cancellation is of a product (the real line 156): the file's first cancellation, a
+/// `Discount` line, is a non-product line and is counted as such, not as a cancellation.
 pub const OR_ROWS: [&str; 6] = [
     "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850.0,United Kingdom",
     "536365,71053,WHITE METAL LANTERN,6,2010-12-01 08:26:00,3.39,17850.0,United Kingdom",
     "536366,22633,HAND WARMER UNION JACK,6,2010-12-01 08:28:00,1.85,17850.0,United Kingdom",
-    "C536379,D,Discount,-1,2010-12-01 09:41:00,27.5,14527.0,United Kingdom",
+    "C536383,35004C,SET OF 3 COLOURED  FLYING DUCKS,-1,2010-12-01 09:49:00,4.65,15311.0,United Kingdom",
     "536414,22139,,56,2010-12-01 11:52:00,0.0,,United Kingdom",
     "536381,82567,\"AIRLINE LOUNGE,METAL SIGN\",2,2010-12-01 09:41:00,2.1,15311.0,United Kingdom",
 ];
