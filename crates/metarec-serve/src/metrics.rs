@@ -30,7 +30,7 @@ pub struct StoreGauges {
     pub wal_bytes: AtomicU64,
     /// Bytes of the database file at the last truncation of the log.
     pub db_bytes: AtomicU64,
-    /// Completed truncations of the log.
+    /// Completed checkpoints that restarted or truncated the log.
     pub log_truncations: AtomicU64,
     /// Log frames the last background checkpoint could not copy yet.
     pub checkpoint_lag: Arc<AtomicU64>,
@@ -219,7 +219,7 @@ impl Metrics {
             ),
             (
                 "metarec_wal_truncations_total",
-                "Completed checkpoints that emptied the write-ahead log.",
+                "Completed checkpoints that restarted or emptied the write-ahead log.",
                 "counter",
                 load(&self.store.log_truncations) as f64,
             ),

@@ -16,12 +16,16 @@
 //! idempotent) and `users` (the adjuster state of each pseudonymous user as JSON). The schema's
 //! version is SQLite's `user_version`; [`SqliteStore::open`] migrates older files in place.
 //!
-//! The log is bounded: [`Store::log_bytes`] tells the writer how large the write-ahead log has
-//! grown, and [`Store::truncate_log`] copies it into the database file and empties it. Under a
-//! constant stream of writers a passive checkpoint never catches up (new frames arrive while it
-//! copies), so only a checkpoint taken by the writer itself, between two of its transactions,
-//! can reset the log. Deleted rows are overwritten with zeros (`secure_delete`), so once the log
-//! is truncated after a [`Store::forget`], neither file holds the forgotten rows.
+//! The log is bounded: [`Store::log_bytes`] tells the writer how much the write-ahead log holds
+//! since it last started from its beginning, [`Store::restart_log`] copies it into the database
+//! file so that the next commit writes from the beginning again, and [`Store::truncate_log`] also
+//! empties the file. Under a constant stream of writers a passive checkpoint never catches up
+//! (new frames arrive while it copies), so only a checkpoint taken by the writer itself, between
+//! two of its transactions, can reset the log. Restarting rather than truncating keeps the file's
+//! blocks: the next commits overwrite them instead of allocating (and, on a file system that
+//! discards freed blocks, discarding) tens of megabytes, which stalled the whole machine for
+//! tens of milliseconds. Deleted rows are overwritten with zeros (`secure_delete`), so once the
+//! log is truncated after a [`Store::forget`], neither file holds the forgotten rows.
 
 use crate::error::StoreError;
 use metarec_core::Interaction;
@@ -146,14 +150,21 @@ pub trait Store: Send {
     ) -> Result<u64, StoreError>;
     /// Row counts.
     fn counts(&mut self) -> Result<Counts, StoreError>;
-    /// Bytes of write-ahead log on disk (0 for a store without one).
+    /// Bytes written to the write-ahead log since it last started from its beginning, as of the
+    /// last commit (0 for a store without one).
     fn log_bytes(&self) -> u64;
+    /// Bytes of the write-ahead log file on disk (0 for a store without one).
+    fn log_file_bytes(&self) -> u64;
     /// Bytes of the database file (0 where that means nothing).
     fn data_bytes(&self) -> u64;
     /// Copies the whole log into the database file and empties it; called outside any
     /// transaction. A checkpoint that could not finish (another connection held the log) says
     /// so in [`LogCheckpoint::complete`]; nothing is lost either way.
     fn truncate_log(&mut self) -> Result<LogCheckpoint, StoreError>;
+    /// Copies the whole log into the database file so that the next commit writes the log from
+    /// its beginning again, keeping the file; called outside any transaction. As for
+    /// [`Store::truncate_log`], an incomplete checkpoint loses nothing.
+    fn restart_log(&mut self) -> Result<LogCheckpoint, StoreError>;
     /// Unresolved decisions created before `created_before_ms` (events past their window).
     fn unresolved_count(&mut self, created_before_ms: i64) -> Result<u64, StoreError>;
 }
@@ -187,6 +198,28 @@ pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
     durability: Durability,
+    /// Bytes of one log frame (a page and its 24-byte header).
+    frame_bytes: u64,
+    /// Whether this connection's commits report their log size (see [`WAL_PAGES`]).
+    counted: bool,
+    /// Held by the background checkpoint while it runs and by this connection's own
+    /// checkpoints, so that a restart waits exactly as long as a passive checkpoint takes
+    /// instead of sleeping through SQLite's busy handler (1, 2, 5, 10, ... ms at a time, which
+    /// added up to tens of milliseconds under load).
+    checkpoint_turn: Arc<std::sync::Mutex<()>>,
+}
+
+thread_local! {
+    /// Pages in the write-ahead log after this thread's last commit on a connection whose WAL hook
+    /// is [`count_wal_pages`]. A thread-local rather than a field because SQLite's hook is a plain
+    /// function; the writer thread commits and reads it, so the value is always its own.
+    static WAL_PAGES: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// SQLite's WAL hook: called after each commit with the pages the log holds.
+fn count_wal_pages(_: &rusqlite::hooks::Wal, pages: std::ffi::c_int) -> rusqlite::Result<()> {
+    WAL_PAGES.with(|p| p.set(pages.max(0) as u64));
+    Ok(())
 }
 
 /// A thread that copies the WAL into the database file in the background (see
@@ -387,10 +420,14 @@ impl SqliteStore {
         migrate(&conn, path)?;
         // A log left by a crash is folded in and emptied now, before it can grow further.
         checkpoint(&conn, "TRUNCATE")?;
+        let page: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
         Ok(SqliteStore {
             conn,
             path: path.to_owned(),
             durability,
+            frame_bytes: page.max(512) as u64 + 24,
+            counted: false,
+            checkpoint_turn: Arc::default(),
         })
     }
 
@@ -411,12 +448,19 @@ impl SqliteStore {
         conn.pragma_update(None, "synchronous", self.durability.synchronous())?;
         conn.busy_timeout(Duration::from_secs(5))?;
         self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // Setting `wal_autocheckpoint` replaces the connection's WAL hook, so this comes after
+        // it: from now on every commit of this connection reports the log's size.
+        self.conn.wal_hook(Some(count_wal_pages));
+        WAL_PAGES.with(|p| p.set(0));
+        self.counted = true;
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let seen = lag;
+        let turn = self.checkpoint_turn.clone();
         let thread = std::thread::Builder::new()
             .name("metarec-checkpoint".into())
             .spawn(move || {
                 while let Err(RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
+                    let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
                     if let Ok((_, log, copied)) = checkpoint(&conn, "PASSIVE") {
                         seen.store(log.saturating_sub(copied), Ordering::Relaxed);
                     }
@@ -426,6 +470,22 @@ impl SqliteStore {
         Ok(Checkpointer {
             stop: Some(stop),
             thread: Some(thread),
+        })
+    }
+
+    /// A checkpoint of the writer's own log in `mode` (RESTART or TRUNCATE).
+    fn checkpoint_log(&mut self, mode: &str) -> Result<LogCheckpoint, StoreError> {
+        let turn = self.checkpoint_turn.clone();
+        let _turn = turn.lock().unwrap_or_else(|e| e.into_inner());
+        let (busy, frames, copied) = checkpoint(&self.conn, mode)?;
+        if !busy {
+            // The next commit starts the log from its beginning.
+            WAL_PAGES.with(|p| p.set(0));
+        }
+        Ok(LogCheckpoint {
+            complete: !busy,
+            frames,
+            copied,
         })
     }
 
@@ -599,6 +659,14 @@ impl Store for SqliteStore {
     }
 
     fn log_bytes(&self) -> u64 {
+        if self.counted {
+            WAL_PAGES.with(|p| p.get()) * self.frame_bytes
+        } else {
+            self.log_file_bytes()
+        }
+    }
+
+    fn log_file_bytes(&self) -> u64 {
         std::fs::metadata(sidecar(&self.path, "-wal")).map_or(0, |m| m.len())
     }
 
@@ -607,12 +675,11 @@ impl Store for SqliteStore {
     }
 
     fn truncate_log(&mut self) -> Result<LogCheckpoint, StoreError> {
-        let (busy, frames, copied) = checkpoint(&self.conn, "TRUNCATE")?;
-        Ok(LogCheckpoint {
-            complete: !busy,
-            frames,
-            copied,
-        })
+        self.checkpoint_log("TRUNCATE")
+    }
+
+    fn restart_log(&mut self) -> Result<LogCheckpoint, StoreError> {
+        self.checkpoint_log("RESTART")
     }
 
     fn unresolved_count(&mut self, created_before_ms: i64) -> Result<u64, StoreError> {
