@@ -495,6 +495,36 @@ fn catalog_keys(
     Ok(keys)
 }
 
+/// The server a benchmark loads: its model, catalog and settings.
+struct BenchServer<'a> {
+    model: &'a Path,
+    scenario: Option<&'a str>,
+    workers: usize,
+    durability: DurabilityArg,
+}
+
+impl BenchServer<'_> {
+    /// The catalog's item keys (at least `candidates` of them) and a started server child,
+    /// given `extra` server arguments.
+    fn start(
+        &self,
+        global: &Global,
+        candidates: usize,
+        extra: &[String],
+    ) -> Result<(Vec<String>, ServerChild)> {
+        let keys = catalog_keys(self.model, self.scenario, global, candidates)?;
+        let server = ServerChild::spawn(
+            global,
+            self.model,
+            self.scenario,
+            self.workers,
+            self.durability,
+            extra,
+        )?;
+        Ok((keys, server))
+    }
+}
+
 fn warn_debug_build(command: &str) {
     if cfg!(debug_assertions) {
         eprintln!(
@@ -507,20 +537,13 @@ pub fn bench(args: BenchServeArgs, global: &Global) -> Result<()> {
     let connections = args.connections.clone();
     args.load.check()?;
     warn_debug_build("serve");
-    let keys = catalog_keys(
-        &args.model,
-        args.scenario.as_deref(),
-        global,
-        args.load.candidates,
-    )?;
-    let server = ServerChild::spawn(
-        global,
-        &args.model,
-        args.scenario.as_deref(),
-        args.workers,
-        args.durability,
-        &[],
-    )?;
+    let (keys, server) = BenchServer {
+        model: &args.model,
+        scenario: args.scenario.as_deref(),
+        workers: args.workers,
+        durability: args.durability,
+    }
+    .start(global, args.load.candidates, &[])?;
     let spec = args.load;
     println!(
         "/v1/rank, {} candidates, slate {}, 1 click per {} ranks, 1,000 users; server: {} workers, durability {:?}; {} cores on this machine",
@@ -630,18 +653,15 @@ pub fn soak(args: BenchSoakArgs, global: &Global) -> Result<()> {
         bail!("--rate must be positive: a soak runs open loop at a fixed rate");
     }
     warn_debug_build("soak");
-    let keys = catalog_keys(
-        &args.model,
-        args.scenario.as_deref(),
+    let (keys, server) = BenchServer {
+        model: &args.model,
+        scenario: args.scenario.as_deref(),
+        workers: args.workers,
+        durability: args.durability,
+    }
+    .start(
         global,
         args.load.candidates,
-    )?;
-    let server = ServerChild::spawn(
-        global,
-        &args.model,
-        args.scenario.as_deref(),
-        args.workers,
-        args.durability,
         &[
             "--reward-window".into(),
             args.reward_window.to_string(),
