@@ -540,15 +540,20 @@ async fn read_json<T: DeserializeOwned>(
     body: Body,
     allow_empty: bool,
 ) -> Result<Option<T>, ApiError> {
-    let declared_empty = headers
-        .get(header::CONTENT_LENGTH)
-        .is_some_and(|v| v.as_bytes() == b"0");
-    if !(is_json(headers) || allow_empty && declared_empty) {
-        return Err(ApiError::new(
+    let json = is_json(headers);
+    let not_json = || {
+        ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "send the body as JSON with the header `Content-Type: application/json`",
-        ));
+        )
+    };
+    let declared_empty = headers
+        .get(header::CONTENT_LENGTH)
+        .is_some_and(|v| v.as_bytes() == b"0");
+    // Refused before the body is read, unless an empty body is allowed and declared.
+    if !(json || allow_empty && declared_empty) {
+        return Err(not_json());
     }
     let bytes = read_body(state, headers, body).await?;
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace());
@@ -561,12 +566,8 @@ async fn read_json<T: DeserializeOwned>(
             "the body is empty; send a JSON object",
         ));
     };
-    if !is_json(headers) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON with the header `Content-Type: application/json`",
-        ));
+    if !json {
+        return Err(not_json());
     }
     if bytes[start] != b'{' {
         return Err(

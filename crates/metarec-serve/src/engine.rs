@@ -425,12 +425,15 @@ impl Group {
             Job::Expire(reply) => {
                 let n = self.expire(store, shared, model, now)?;
                 shared.metrics.expired(n as u64);
-                let overdue = store.unresolved_count(now - shared.config.reward_window_ms)?;
-                shared
-                    .metrics
-                    .store
-                    .overdue_events
-                    .store(overdue, Ordering::Relaxed);
+                // Counted once per sweep, after its last (short) step, not after every step.
+                if n < EXPIRE_BATCH {
+                    let overdue = store.unresolved_count(now - shared.config.reward_window_ms)?;
+                    shared
+                        .metrics
+                        .store
+                        .overdue_events
+                        .store(overdue, Ordering::Relaxed);
+                }
                 self.answers.push(answer(reply, Ok(n)));
             }
             Job::Forget(user, reply) => {
