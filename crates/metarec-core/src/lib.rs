@@ -12,8 +12,10 @@
 //! - the user's answer: [`Feedback`];
 //! - the log record: [`Interaction`];
 //! - the objective: [`RewardFn`];
-//! - the seams: [`Environment`], [`Policy`] and [`Adjuster`], and [`explore`], the pure functions that turn
-//!   scores into slates with propensities.
+//! - the seams: [`Environment`] (what every policy sees) and [`Oracle`] (the hidden state only
+//!   yardsticks and regret may read), [`Policy`] and [`Adjuster`], and [`explore`], the pure
+//!   functions that turn scores into slates with propensities;
+//! - [`rollout`]: the one loop that plays users ([`Agent`], [`Observer`]).
 #![deny(missing_docs)]
 
 mod catalog;
@@ -25,6 +27,7 @@ mod ids;
 pub mod linalg;
 mod policy;
 mod reward;
+pub mod rollout;
 
 pub use catalog::{Catalog, FeatureMatrix, Item};
 pub use context::{Context, PastEvent, SessionState};
@@ -32,5 +35,6 @@ pub use decision::{Decision, Feedback, Interaction, Slate};
 pub use error::VocabError;
 pub use explore::{Rng, SlateChoice, rng_for, stable_hash};
 pub use ids::{CategoryId, EventId, ItemId, UserKey};
-pub use policy::{Adjuster, Environment, Policy, Step, decision_from_choice};
+pub use policy::{Adjuster, Environment, Oracle, Policy, Step, decision_from_choice};
 pub use reward::RewardFn;
+pub use rollout::{Agent, EventIds, Observer, Recorder, play_user, rollout};

@@ -1,5 +1,6 @@
-//! The two seams of the learning loop: [`Environment`] (what a simulator offers) and [`Policy`]
-//! (what chooses slates and learns from feedback).
+//! The seams of the learning loop: [`Environment`] (what a simulator offers every policy),
+//! [`Oracle`] (its hidden side, for yardsticks and regret), [`Policy`] (what chooses slates and
+//! learns from feedback) and [`Adjuster`] (per-user adaptation).
 
 use crate::catalog::Catalog;
 use crate::context::Context;
@@ -34,7 +35,11 @@ pub trait Environment {
 
     /// Shows a decision to the current user.
     fn step(&mut self, decision: &Decision) -> Step;
+}
 
+/// The environment's hidden side: what only yardsticks and the arena's regret may read, never a
+/// policy (policies see an [`Environment`] only through the [`Context`]s it returns).
+pub trait Oracle: Environment {
     /// The expected reward of a slate for the current user in their current state (the oracle's
     /// view, for regret). Not available to policies.
     fn expected_reward(&self, slate: &[crate::ItemId], reward: &RewardFn) -> f64;
@@ -65,6 +70,30 @@ pub trait Policy {
     /// Called when a new user starts, for policies that keep per-user state.
     fn start_user(&mut self, context: &Context) {
         let _ = context;
+    }
+}
+
+/// A boxed policy is a policy, so registries can hand out `Box<dyn Policy>` wherever a policy or
+/// an [`crate::Agent`] is expected.
+impl<P: Policy + ?Sized> Policy for Box<P> {
+    fn name(&self) -> &str {
+        (**self).name()
+    }
+
+    fn model_version(&self) -> String {
+        (**self).model_version()
+    }
+
+    fn decide(&mut self, context: &Context, k: usize, rng: &mut Rng) -> SlateChoice {
+        (**self).decide(context, k, rng)
+    }
+
+    fn observe(&mut self, interaction: &Interaction) {
+        (**self).observe(interaction);
+    }
+
+    fn start_user(&mut self, context: &Context) {
+        (**self).start_user(context);
     }
 }
 

@@ -4,6 +4,8 @@
 //! - [`arena`]: runs policies on the same simulated new users (common random numbers) and
 //!   reports reward, CTR, CVR, revenue, visit length, regret against the oracle and the cold-start
 //!   curve, each with its interval;
+//! - [`policies`]: [`PolicySpec`], every policy by name (baselines, yardsticks, the informed
+//!   yardstick, model bundles alone or adjusted), built from parts in memory;
 //! - [`meta`]: meta-training of the strategy adjuster on training users;
 //! - [`newitems`]: the new-item cold-start benchmark on Online Retail (id-only against text
 //!   features for products never seen sold).
@@ -12,7 +14,9 @@
 pub mod arena;
 pub mod meta;
 pub mod newitems;
+pub mod policies;
 pub mod summary;
 
-pub use arena::{ArenaConfig, ArenaReport, Contestant, run_arena};
+pub use arena::{ArenaConfig, ArenaReport, run_arena};
+pub use policies::{ModelRef, PolicyError, PolicySpec};
 pub use summary::Summary;

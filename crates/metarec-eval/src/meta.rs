@@ -13,26 +13,25 @@
 //!   (`init += rate * (delta_user - init)`); the step size whose final initial value earns most on
 //!   a second set of training users is kept.
 
-use metarec_core::{
-    Environment, EventId, Interaction, Policy, RewardFn, decision_from_choice, rng_for,
-};
+use crate::policies::{PolicyError, check_catalog};
+use metarec_core::{Environment, EventIds, Observer, Policy, Recorder, RewardFn, rng_for, rollout};
 use metarec_neural::adjust::{
     ADJUSTER_FILE, AdjustedPolicy, AdjusterManifest, BayesConfig, BayesianAdjuster, Calibration,
     GradientAdjuster, GradientConfig, calibration_samples, fit_calibration, prior_shape,
 };
+use metarec_neural::bundle::ModelBundle;
 use metarec_neural::features::Features;
 use metarec_neural::model::Frozen;
 use metarec_sim::Scenario;
-use std::path::Path;
 use std::sync::Arc;
 use thiserror::Error;
 
 /// Why meta-training failed.
 #[derive(Debug, Error)]
 pub enum MetaError {
-    /// The model directory cannot be used.
+    /// The model does not fit the scenario.
     #[error(transparent)]
-    Neural(#[from] metarec_neural::NeuralError),
+    Policy(#[from] PolicyError),
     /// A decision broke an invariant (a bug in a policy).
     #[error("invalid decision: {0}")]
     Decision(#[from] metarec_core::VocabError),
@@ -44,147 +43,66 @@ pub enum MetaError {
         /// The cause.
         source: std::io::Error,
     },
-    /// Nothing to try.
-    #[error("{0}")]
-    Config(String),
-}
-
-/// Loads a model directory's network for plain-Rust inference.
-pub fn load_network(
-    dir: &Path,
-    catalog: &metarec_core::Catalog,
-) -> Result<(Arc<Frozen>, Arc<Features>), metarec_neural::NeuralError> {
-    let loaded = metarec_neural::checkpoint::load(dir, catalog)?;
-    let items = metarec_neural::item_tensor(&loaded.features)?;
-    let frozen = Frozen::from_model(&loaded.model, &items)?;
-    Ok((Arc::new(frozen), Arc::new(loaded.features)))
-}
-
-/// Loads a model directory's network as a Bayesian adjuster with the given settings.
-pub fn load_adjuster(
-    dir: &Path,
-    catalog: &metarec_core::Catalog,
-    config: BayesConfig,
-) -> Result<BayesianAdjuster, metarec_neural::NeuralError> {
-    let (frozen, features) = load_network(dir, catalog)?;
-    Ok(BayesianAdjuster::new(frozen, features, config))
-}
-
-/// The policy a model directory's `adjuster.json` describes (Bayesian or gradient-based).
-pub fn load_adjusted_policy(
-    name: &str,
-    dir: &Path,
-    catalog: &metarec_core::Catalog,
-) -> Result<Box<dyn Policy>, MetaError> {
-    let manifest = read_adjuster(dir)?;
-    let (frozen, features) = load_network(dir, catalog)?;
-    match manifest.kind.as_str() {
-        "bayes" => Ok(Box::new(AdjustedPolicy::new(
-            name,
-            BayesianAdjuster::new(frozen, features, manifest.config)
-                .with_prior_shape(&manifest.prior_shape)
-                .map_err(|e| {
-                    MetaError::Config(format!("{}: {e}", dir.join(ADJUSTER_FILE).display()))
-                })?,
-        ))),
-        "gradient" => {
-            let config = manifest.gradient.ok_or_else(|| {
-                MetaError::Config(format!(
-                    "{}: kind `gradient` without `gradient` settings",
-                    dir.join(ADJUSTER_FILE).display()
-                ))
-            })?;
-            Ok(Box::new(AdjustedPolicy::new(
-                name,
-                GradientAdjuster::new(frozen, features, config),
-            )))
-        }
-        other => Err(MetaError::Config(format!(
-            "{}: unknown adjuster kind `{other}` (expected bayes or gradient)",
-            dir.join(ADJUSTER_FILE).display()
-        ))),
-    }
-}
-
-/// Reads the adjuster settings saved in a model directory.
-pub fn read_adjuster(dir: &Path) -> Result<AdjusterManifest, MetaError> {
-    let path = dir.join(ADJUSTER_FILE);
-    let text = std::fs::read_to_string(&path).map_err(|e| MetaError::Io {
-        path: format!(
-            "{} (run `metarec meta-train --model {}` first)",
-            path.display(),
-            dir.display()
-        ),
-        source: e,
-    })?;
-    serde_json::from_str(&text)
-        .map_err(|e| MetaError::Config(format!("{}: invalid adjuster file: {e}", path.display())))
+    /// Nothing to try: an empty grid or no users.
+    #[error("need at least one {0}")]
+    Nothing(&'static str),
+    /// A setting that must be positive is not.
+    #[error("{what} {value} must be positive")]
+    NotPositive {
+        /// The setting.
+        what: &'static str,
+        /// Its value.
+        value: f64,
+    },
+    /// The Reptile rate is outside (0, 1].
+    #[error("the Reptile rate {0} must be in (0, 1]")]
+    Rate(f64),
+    /// The logistic regression of clicks on scores did not converge.
+    #[error("the click calibration did not converge on {0} shown items")]
+    Calibration(usize),
+    /// The learned prior shape is not a usable covariance.
+    #[error("the learned prior shape: {0}")]
+    Shape(String),
 }
 
 /// Plays users `first..first + users` with `policy` and returns each user's total reward.
-pub fn play_users<E: Environment>(
+pub fn play_users<E: Environment, P: Policy + ?Sized>(
     env: &mut E,
-    policy: &mut dyn Policy,
+    policy: &mut P,
     first: u64,
     users: usize,
     reward: &RewardFn,
     seed: u64,
 ) -> Result<Vec<f64>, MetaError> {
+    let mut totals = Totals {
+        reward,
+        current: 0.0,
+        totals: Vec::with_capacity(users),
+    };
     let mut rng = rng_for(seed, 0x6d65);
-    let k = env.slate_size();
-    let mut totals = Vec::with_capacity(users);
-    for user in first..first + users as u64 {
-        let mut context = Some(env.reset(user));
-        if let Some(c) = &context {
-            policy.start_user(c);
-        }
-        let mut total = 0.0;
-        while let Some(ctx) = context {
-            let choice = policy.decide(&ctx, k, &mut rng);
-            let decision =
-                decision_from_choice(choice, EventId(String::new()), policy.name(), String::new())?;
-            let step = env.step(&decision);
-            total += reward.reward(&step.feedback);
-            let next = step.next;
-            policy.observe(&Interaction {
-                context: ctx,
-                decision,
-                feedback: step.feedback,
-            });
-            context = next;
-        }
-        totals.push(total);
-    }
-    Ok(totals)
+    let range = first..first + users as u64;
+    rollout(env, policy, range, &mut rng, &mut totals, EventIds::None)?;
+    Ok(totals.totals)
 }
 
-/// A policy that keeps every interaction it observes.
-struct Recorder<'a> {
-    inner: &'a mut dyn Policy,
-    log: Vec<Interaction>,
+/// Each user's total reward.
+struct Totals<'a> {
+    reward: &'a RewardFn,
+    current: f64,
+    totals: Vec<f64>,
 }
 
-impl Policy for Recorder<'_> {
-    fn name(&self) -> &str {
-        self.inner.name()
+impl<E: ?Sized> Observer<E> for Totals<'_> {
+    fn start_user(&mut self, _user: u64, _context: &metarec_core::Context) {
+        self.current = 0.0;
     }
 
-    fn start_user(&mut self, context: &metarec_core::Context) {
-        self.inner.start_user(context);
+    fn stepped(&mut self, _t: usize, interaction: &metarec_core::Interaction, _last: bool) {
+        self.current += self.reward.reward(&interaction.feedback);
     }
 
-    fn decide(
-        &mut self,
-        context: &metarec_core::Context,
-        k: usize,
-        rng: &mut metarec_core::Rng,
-    ) -> metarec_core::SlateChoice {
-        self.inner.decide(context, k, rng)
-    }
-
-    fn observe(&mut self, interaction: &Interaction) {
-        self.log.push(interaction.clone());
-        self.inner.observe(interaction);
+    fn end_user(&mut self, _user: u64, _slates: usize) {
+        self.totals.push(self.current);
     }
 }
 
@@ -210,18 +128,17 @@ pub fn calibrate_network(
             ..BayesConfig::default()
         },
     );
-    let mut inner = AdjustedPolicy::new("network", network_only);
-    let mut recorder = Recorder {
-        inner: &mut inner,
-        log: Vec::new(),
-    };
-    play_users(
+    let mut policy = AdjustedPolicy::new("network", network_only);
+    let mut recorder = Recorder::default();
+    let mut rng = rng_for(seed, 0x6d65);
+    let range = (1 << 44)..(1 << 44) + users as u64;
+    rollout(
         &mut env,
+        &mut policy,
+        range,
+        &mut rng,
         &mut recorder,
-        1 << 44,
-        users,
-        &scenario.config.reward,
-        seed,
+        EventIds::None,
     )?;
     let samples: Vec<(f64, bool)> = recorder
         .log
@@ -230,10 +147,7 @@ pub fn calibrate_network(
         .collect();
     let calibration = fit_calibration(&samples);
     if !(calibration.offset.is_finite() && calibration.scale.is_finite()) {
-        return Err(MetaError::Config(format!(
-            "the click calibration did not converge on {} shown items",
-            samples.len()
-        )));
+        return Err(MetaError::Calibration(samples.len()));
     }
     Ok(calibration)
 }
@@ -250,34 +164,38 @@ pub fn bayes_progress_steps(grid: usize, learn_shape: bool) -> usize {
 const SHAPE_RIDGE: f64 = 0.1;
 
 /// Chooses the adjuster's prior scale and its way of deciding (Thompson sampling or the
-/// posterior mean) on training users and writes `adjuster.json` into the model directory.
+/// posterior mean) on training users and writes `adjuster.json` into the model directory, with
+/// the SHA-256 of the weights it was fitted to.
 /// Exploring by Thompson sampling pays only when what a draw can reveal outweighs what a worse
 /// slate costs now; in a short visit it often does not, so the choice is made on data, like the
 /// scale. `progress` gets a line per setting tried.
 pub fn meta_train_bayes(
     scenario: &Scenario,
-    model_dir: &Path,
+    bundle: &ModelBundle,
     grid: &[f64],
     users: usize,
     seed: u64,
     learn_shape: bool,
     progress: &dyn Fn(&str),
 ) -> Result<AdjusterManifest, MetaError> {
-    if grid.is_empty() || users == 0 {
-        return Err(MetaError::Config(
-            "need at least one prior scale and one user".into(),
-        ));
+    if grid.is_empty() {
+        return Err(MetaError::Nothing("prior scale"));
     }
-    if let Some(bad) = grid.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
-        return Err(MetaError::Config(format!(
-            "prior scale {bad} must be positive"
-        )));
+    if users == 0 {
+        return Err(MetaError::Nothing("user"));
     }
+    if let Some(&bad) = grid.iter().find(|t| !(t.is_finite() && **t > 0.0)) {
+        return Err(MetaError::NotPositive {
+            what: "prior scale",
+            value: bad,
+        });
+    }
+    check_catalog("adjusted", bundle, scenario)?;
     // Training users: a seed of their own and numbers far from the arena's.
     let env_seed = scenario.config.seed ^ 0x6d65_7461 ^ seed;
     let reward = scenario.config.reward;
-    let (frozen, features) = load_network(model_dir, &scenario.world.catalog)?;
-    let calibration = calibrate_network(scenario, &frozen, &features, users, seed)?;
+    let (frozen, features) = (&bundle.network.frozen, &bundle.network.features);
+    let calibration = calibrate_network(scenario, frozen, features, users, seed)?;
     progress(&format!(
         "click log-odds = {:.3} + {:.3} x network score",
         calibration.offset, calibration.scale
@@ -334,9 +252,7 @@ pub fn meta_train_bayes(
                 };
                 let mut adjuster = BayesianAdjuster::new(frozen.clone(), features.clone(), config);
                 if let (true, Some(shape)) = (shaped, &shape) {
-                    adjuster = adjuster
-                        .with_prior_shape(shape)
-                        .map_err(MetaError::Config)?;
+                    adjuster = adjuster.with_prior_shape(shape).map_err(MetaError::Shape)?;
                 }
                 let mut policy = AdjustedPolicy::new("adjusted", adjuster);
                 let totals = play_users(&mut env, &mut policy, 1 << 42, users, &reward, seed)?;
@@ -379,15 +295,18 @@ pub fn meta_train_bayes(
         },
         shaped_grid: shaped_results,
         users,
+        weights_sha256: bundle.manifest.weights_sha256.clone(),
     };
-    write_manifest(model_dir, &manifest)?;
+    write_manifest(bundle, &manifest)?;
     Ok(manifest)
 }
 
-fn write_manifest(model_dir: &Path, manifest: &AdjusterManifest) -> Result<(), MetaError> {
-    let path = model_dir.join(ADJUSTER_FILE);
-    let text =
-        serde_json::to_string_pretty(manifest).map_err(|e| MetaError::Config(e.to_string()))?;
+fn write_manifest(bundle: &ModelBundle, manifest: &AdjusterManifest) -> Result<(), MetaError> {
+    let path = bundle.dir.join(ADJUSTER_FILE);
+    let text = serde_json::to_string_pretty(manifest).map_err(|e| MetaError::Io {
+        path: path.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
     metarec_data::log::atomic_write(&path, |out| std::io::Write::write_all(out, text.as_bytes()))
         .map_err(|e| MetaError::Io {
             path: path.display().to_string(),
@@ -416,34 +335,34 @@ pub struct ReptileConfig {
 /// `adjuster.json` into the model directory. `progress` gets a line per step size.
 pub fn meta_train_gradient(
     scenario: &Scenario,
-    model_dir: &Path,
+    bundle: &ModelBundle,
     config: &ReptileConfig,
     progress: &dyn Fn(&str),
 ) -> Result<AdjusterManifest, MetaError> {
-    if config.step_sizes.is_empty() || config.users == 0 || config.eval_users == 0 {
-        return Err(MetaError::Config(
-            "need at least one step size, one training user and one evaluation user".into(),
-        ));
+    if config.step_sizes.is_empty() {
+        return Err(MetaError::Nothing("step size"));
     }
-    if let Some(bad) = config
+    if config.users == 0 || config.eval_users == 0 {
+        return Err(MetaError::Nothing("training user and one evaluation user"));
+    }
+    if let Some(&bad) = config
         .step_sizes
         .iter()
         .find(|t| !(t.is_finite() && **t > 0.0))
     {
-        return Err(MetaError::Config(format!(
-            "step size {bad} must be positive"
-        )));
+        return Err(MetaError::NotPositive {
+            what: "step size",
+            value: bad,
+        });
     }
     if !(config.rate > 0.0 && config.rate <= 1.0) {
-        return Err(MetaError::Config(format!(
-            "the Reptile rate {} must be in (0, 1]",
-            config.rate
-        )));
+        return Err(MetaError::Rate(config.rate));
     }
+    check_catalog("adjusted", bundle, scenario)?;
     let env_seed = scenario.config.seed ^ 0x6d65_7461 ^ config.seed;
     let reward = scenario.config.reward;
-    let (frozen, features) = load_network(model_dir, &scenario.world.catalog)?;
-    let calibration = calibrate_network(scenario, &frozen, &features, config.users, config.seed)?;
+    let (frozen, features) = (&bundle.network.frozen, &bundle.network.features);
+    let calibration = calibrate_network(scenario, frozen, features, config.users, config.seed)?;
     progress(&format!(
         "click log-odds = {:.3} + {:.3} x network score",
         calibration.offset, calibration.scale
@@ -509,7 +428,8 @@ pub fn meta_train_gradient(
         prior_shape: Vec::new(),
         shaped_grid: Vec::new(),
         users: config.users,
+        weights_sha256: bundle.manifest.weights_sha256.clone(),
     };
-    write_manifest(model_dir, &manifest)?;
+    write_manifest(bundle, &manifest)?;
     Ok(manifest)
 }

@@ -4,7 +4,8 @@
 use metarec_data::LoadOptions;
 use metarec_data::fetch::{DataDir, Dataset};
 use metarec_data::online_retail::{OnlineRetail, load_online_retail};
-use metarec_eval::arena::{ArenaConfig, ArenaReport, Contestant, ContestantReport, run_arena};
+use metarec_eval::PolicySpec;
+use metarec_eval::arena::{ArenaConfig, ArenaReport, ContestantReport, run_arena};
 use metarec_sim::{Scenario, ScenarioConfig};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
@@ -42,7 +43,7 @@ fn run(s: &Scenario, policies: &str, users: usize, seeds: usize, threads: usize)
     };
     run_arena(
         s,
-        &Contestant::parse_list(policies).unwrap(),
+        &PolicySpec::parse_list(policies).unwrap(),
         &config,
         &|_| {},
     )
@@ -106,7 +107,7 @@ fn the_oracle_share_is_one_for_the_oracle_and_less_for_random_play() {
 
 #[test]
 fn unknown_policies_are_rejected_with_the_valid_names() {
-    let err = Contestant::parse_list("random,linucbb")
+    let err = PolicySpec::parse_list("random,linucbb")
         .unwrap_err()
         .to_string();
     assert!(
@@ -158,7 +159,7 @@ fn the_informed_yardstick_learns_the_user_but_stays_below_the_oracle() {
     };
     let report = run_arena(
         &s,
-        &Contestant::parse_list("random,lints,oracle,informed:300").unwrap(),
+        &PolicySpec::parse_list("random,lints,oracle,informed:300").unwrap(),
         &config,
         &|_| {},
     )
@@ -187,9 +188,9 @@ fn the_informed_yardstick_learns_the_user_but_stays_below_the_oracle() {
 #[test]
 fn informed_particle_counts_are_checked() {
     for bad in ["informed:0", "informed:x", "informed-ts:", "informed-xx"] {
-        let err = Contestant::parse_list(bad).unwrap_err().to_string();
+        let err = PolicySpec::parse_list(bad).unwrap_err().to_string();
         assert!(err.contains(bad.trim_end_matches(':')), "{bad}: {err}");
     }
-    let ok = Contestant::parse_list("informed,informed-ts:50").unwrap();
+    let ok = PolicySpec::parse_list("informed,informed-ts:50").unwrap();
     assert_eq!(ok[1].name(), "informed-ts:50");
 }

@@ -960,6 +960,73 @@ pub struct AdjusterManifest {
     pub shaped_grid: Vec<(f64, bool, f64)>,
     /// Training users per setting.
     pub users: usize,
+    /// SHA-256 of the weights the adjuster was fitted to (hex): a model trained further since
+    /// is refused until meta-trained again. Absent in files written before it was recorded,
+    /// which are refused likewise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_sha256: Option<String>,
+}
+
+/// The adjuster a model was meta-trained with, by kind: what a bundle serves.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AdjusterSpec {
+    /// The Bayesian correction of the head.
+    Bayes {
+        /// Its settings.
+        config: BayesConfig,
+        /// The learned shape of the prior covariance; empty for the identity.
+        prior_shape: Vec<f64>,
+    },
+    /// The gradient-based (Reptile) correction.
+    Gradient {
+        /// Its settings, with the meta-learned initial correction.
+        config: GradientConfig,
+    },
+}
+
+impl AdjusterSpec {
+    /// The kind's name, as `adjuster.json` writes it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AdjusterSpec::Bayes { .. } => "bayes",
+            AdjusterSpec::Gradient { .. } => "gradient",
+        }
+    }
+}
+
+impl AdjusterManifest {
+    /// The typed adjuster this file describes, with its settings checked; the error says what
+    /// is wrong with the file.
+    pub fn spec(&self) -> Result<AdjusterSpec, String> {
+        match self.kind.as_str() {
+            "bayes" => {
+                let c = self.config;
+                if !(c.prior_scale.is_finite() && c.prior_scale > 0.0) {
+                    return Err(format!("prior_scale {} must be positive", c.prior_scale));
+                }
+                if c.thompson && !(1..=1024).contains(&c.draws) {
+                    return Err(format!("draws {} must be 1 to 1024", c.draws));
+                }
+                Ok(AdjusterSpec::Bayes {
+                    config: c,
+                    prior_shape: self.prior_shape.clone(),
+                })
+            }
+            "gradient" => {
+                let config = self
+                    .gradient
+                    .clone()
+                    .ok_or("kind `gradient` without `gradient` settings")?;
+                if !(config.step_size.is_finite() && config.step_size > 0.0) {
+                    return Err(format!("step_size {} must be positive", config.step_size));
+                }
+                Ok(AdjusterSpec::Gradient { config })
+            }
+            other => Err(format!(
+                "unknown adjuster kind `{other}` (expected bayes or gradient)"
+            )),
+        }
+    }
 }
 
 #[cfg(test)]

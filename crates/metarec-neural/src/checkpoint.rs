@@ -1,5 +1,7 @@
-//! Checkpoints: a model directory holds `model.safetensors` (the weights) and `manifest.json`
-//! (format, architecture, feature schema, reward, training settings, metrics).
+//! Checkpoints: a model directory holds `model.safetensors` (the weights), `catalog.json` (the
+//! catalog it ranks) and `manifest.json` (format, architecture, feature schema, reward, training
+//! settings, metrics, the data it was trained on, and the checksums of the other two); see
+//! [`crate::bundle`] for the whole directory as one artifact.
 //!
 //! Loading checks everything before using anything: the manifest's format, that the feature
 //! schema matches the catalog at hand (a fingerprint of item keys, feature names and values), and
@@ -16,8 +18,26 @@ use metarec_core::{Catalog, RewardFn};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// The manifest format this version writes and reads.
-pub const FORMAT: &str = "metarec-neural/1";
+/// The manifest format this version writes and reads. Format 1 had no catalog file and named
+/// its scenario only.
+pub const FORMAT: &str = "metarec-neural/2";
+/// The catalog file name.
+pub const CATALOG: &str = "catalog.json";
+
+/// What a model was trained on, kept whole, so that commands taking the model rebuild the same
+/// world without the data being named again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DataSource {
+    /// A simulated scenario.
+    Scenario {
+        /// The scenario's name.
+        name: String,
+        /// Its full configuration as TOML, as given (before calibration, which building it
+        /// repeats).
+        toml: String,
+    },
+}
 /// Weights file name.
 pub const WEIGHTS: &str = "model.safetensors";
 /// Manifest file name.
@@ -86,8 +106,12 @@ pub struct Manifest {
     pub features: FeatureSchema,
     /// The objective it was trained for.
     pub reward: RewardFn,
-    /// The scenario it was trained on.
+    /// The name of the scenario it was trained on.
     pub scenario: String,
+    /// The data it was trained on, in full.
+    pub source: DataSource,
+    /// SHA-256 of `catalog.json` (hex), checked when the bundle loads.
+    pub catalog_sha256: String,
     /// Optimiser steps done in total.
     pub iterations: usize,
     /// Per-iteration statistics of every run.
@@ -113,10 +137,11 @@ impl Manifest {
     pub fn for_trainer(
         trainer: &crate::train::Trainer,
         catalog: &Catalog,
-        scenario: &str,
+        source: DataSource,
         algos: Vec<String>,
         metrics: Vec<IterationStats>,
     ) -> Manifest {
+        let DataSource::Scenario { name, .. } = &source;
         Manifest {
             format: FORMAT.into(),
             metarec_version: env!("CARGO_PKG_VERSION").into(),
@@ -125,7 +150,9 @@ impl Manifest {
             algos,
             features: FeatureSchema::of(catalog),
             reward: trainer.reward,
-            scenario: scenario.to_owned(),
+            scenario: name.clone(),
+            source,
+            catalog_sha256: String::new(),
             iterations: trainer.iterations_done,
             metrics,
             weights_sha256: None,
@@ -164,9 +191,22 @@ fn write_atomically(
     result
 }
 
-/// Writes weights and manifest into `dir` (created if needed).
-pub fn save(dir: &Path, varmap: &VarMap, manifest: &Manifest) -> Result<(), NeuralError> {
+/// Writes the catalog, the weights and the manifest into `dir` (created if needed), each file
+/// beside its final name and renamed into place; the manifest, which holds the others'
+/// checksums, comes last.
+pub fn save(
+    dir: &Path,
+    varmap: &VarMap,
+    manifest: &Manifest,
+    catalog: &Catalog,
+) -> Result<(), NeuralError> {
     std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+    let catalog_text =
+        serde_json::to_vec(catalog).map_err(|e| NeuralError::Config(e.to_string()))?;
+    let catalog_sha256 = sha256_hex(&catalog_text);
+    write_atomically(&dir.join(CATALOG), |tmp| {
+        std::fs::write(tmp, &catalog_text).map_err(|e| io(tmp, e))
+    })?;
     let mut checksum = None;
     write_atomically(&dir.join(WEIGHTS), |tmp| {
         varmap.save(tmp)?;
@@ -176,6 +216,7 @@ pub fn save(dir: &Path, varmap: &VarMap, manifest: &Manifest) -> Result<(), Neur
     })?;
     let manifest = Manifest {
         weights_sha256: checksum,
+        catalog_sha256,
         ..manifest.clone()
     };
     let text =
@@ -189,6 +230,24 @@ pub fn save(dir: &Path, varmap: &VarMap, manifest: &Manifest) -> Result<(), Neur
 pub fn read_manifest(dir: &Path) -> Result<Manifest, NeuralError> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read_to_string(&path).map_err(|e| io(&path, e))?;
+    #[derive(Deserialize)]
+    struct Format {
+        format: Option<String>,
+    }
+    let old = match serde_json::from_str::<Format>(&text) {
+        Ok(Format {
+            format: Some(format),
+        }) if format == "metarec-neural/1" => Some(format),
+        _ => None,
+    };
+    if let Some(format) = old {
+        return Err(NeuralError::Corrupt {
+            path: path.display().to_string(),
+            reason: format!(
+                "written by an older metarec (format `{format}`), before models carried their catalog and scenario; train it again with `metarec train`"
+            ),
+        });
+    }
     let manifest: Manifest = serde_json::from_str(&text).map_err(|e| NeuralError::Corrupt {
         path: path.display().to_string(),
         reason: format!("invalid manifest: {e}"),
@@ -228,7 +287,7 @@ pub fn load(dir: &Path, catalog: &Catalog) -> Result<Loaded, NeuralError> {
         return Err(NeuralError::Mismatch {
             path: where_(),
             reason: format!(
-                "trained on another catalog (fingerprint {}, this one {}): use the scenario it was trained on (`{}`)",
+                "trained on another catalog (fingerprint {}, this one {}): it was trained on scenario `{}`",
                 manifest.features.catalog_fingerprint,
                 schema.catalog_fingerprint,
                 manifest.scenario

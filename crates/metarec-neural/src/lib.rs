@@ -7,12 +7,16 @@
 //! - [`train`]: [`Trainer`](train::Trainer): REINFORCE with a baseline, actor-critic, supervised;
 //! - [`policy`]: [`NeuralPolicy`](policy::NeuralPolicy), the trained network as a
 //!   [`metarec_core::Policy`];
-//! - [`checkpoint`]: safetensors weights plus a JSON manifest, checked for fit when loaded;
+//! - [`checkpoint`]: safetensors weights, the catalog and a JSON manifest, checked for fit when
+//!   loaded;
+//! - [`bundle`]: [`ModelBundle`](bundle::ModelBundle), a model directory as one verified
+//!   artifact (network, catalog, data description, adjuster);
 //! - [`adjust`]: the strategy adjuster: a per-user Bayesian correction of the network's head
 //!   ([`BayesianAdjuster`](adjust::BayesianAdjuster), [`AdjustedPolicy`](adjust::AdjustedPolicy)).
 #![deny(missing_docs)]
 
 pub mod adjust;
+pub mod bundle;
 pub mod checkpoint;
 mod error;
 pub mod features;

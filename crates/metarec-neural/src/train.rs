@@ -23,10 +23,10 @@ use crate::loss::{
 use crate::model::{Frozen, ModelConfig, TwoTower, build, sorted_vars};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
-use metarec_core::explore::plackett_luce;
+use metarec_core::explore::{SlateChoice, plackett_luce};
 use metarec_core::{
-    Catalog, Context, Decision, Environment, EventId, Interaction, ItemId, Policy, RewardFn, Rng,
-    Slate, rng_for,
+    Agent, Catalog, Context, Environment, EventIds, Interaction, ItemId, Policy, RewardFn, Rng,
+    play_user, rng_for,
 };
 use serde::{Deserialize, Serialize};
 
@@ -285,7 +285,7 @@ impl Trainer {
         &mut self,
         env: &mut E,
         users: std::ops::Range<u64>,
-    ) -> Vec<Vec<Transition>> {
+    ) -> Result<Vec<Vec<Transition>>, NeuralError> {
         self.collect_with(env, users, None)
     }
 
@@ -295,82 +295,35 @@ impl Trainer {
         &mut self,
         env: &mut E,
         users: std::ops::Range<u64>,
-        mut teacher: Option<&mut dyn Policy>,
-    ) -> Vec<Vec<Transition>> {
-        let k = env.slate_size();
+        teacher: Option<&mut dyn Policy>,
+    ) -> Result<Vec<Vec<Transition>>, NeuralError> {
         let n = self.features.items();
-        let candidates: Vec<ItemId> = (0..n as u32).map(ItemId).collect();
-        let mut view = UserView::default();
-        let (mut hidden, mut g) = (Vec::new(), Vec::new());
-        let mut scores = vec![0f64; n];
+        let mut collector = Collector {
+            frozen: &self.frozen,
+            features: &self.features,
+            reward: &self.reward,
+            teacher,
+            candidates: (0..n as u32).map(ItemId).collect(),
+            view: UserView::default(),
+            hidden: Vec::new(),
+            g: Vec::new(),
+            scores: vec![0f64; n],
+            pending: None,
+            episode: Vec::new(),
+        };
         let mut episodes = Vec::with_capacity(users.end.saturating_sub(users.start) as usize);
         for user in users {
-            let mut context: Option<Context> = Some(env.reset(user));
-            if let (Some(t), Some(ctx)) = (teacher.as_mut(), context.as_ref()) {
-                t.start_user(ctx);
-            }
-            let mut episode: Vec<Transition> = Vec::new();
-            while let Some(ctx) = context {
-                let taught = teacher
-                    .as_mut()
-                    .map(|t| t.decide(&ctx, k, &mut self.rng).items)
-                    .unwrap_or_default();
-                self.features.user_view(&ctx, &mut view);
-                self.frozen.user(
-                    &view.input,
-                    &view.clicked,
-                    &view.ignored,
-                    &mut hidden,
-                    &mut g,
-                );
-                for (i, s) in scores.iter_mut().enumerate() {
-                    let id = ItemId(i as u32);
-                    *s = f64::from(self.frozen.score(
-                        &g,
-                        i,
-                        view.ignored.contains(&id),
-                        view.clicked.contains(&id),
-                    ));
-                }
-                let choice = plackett_luce(
-                    &candidates,
-                    &scores,
-                    k,
-                    self.frozen.temperature,
-                    0,
-                    &mut self.rng,
-                );
-                let n_items = choice.items.len();
-                let decision = Decision {
-                    event_id: EventId(String::new()),
-                    slate: Slate::new(choice.items).expect("Plackett-Luce draws distinct items"),
-                    propensities: vec![1.0; n_items],
-                    slate_propensity: None,
-                    positions: None,
-                    policy_id: String::new(),
-                    model_version: String::new(),
-                };
-                let step = env.step(&decision);
-                episode.push(Transition {
-                    input: view.input.clone(),
-                    ignored: view.ignored.clone(),
-                    clicked: view.clicked.clone(),
-                    slate: decision.slate.items().to_vec(),
-                    clicks: step.feedback.clicks.clone(),
-                    purchases: step.feedback.purchases.clone(),
-                    reward: self.reward.reward(&step.feedback),
-                    ret: 0.0,
-                    last: step.next.is_none(),
-                    teacher: taught,
-                });
-                if let Some(t) = teacher.as_mut() {
-                    t.observe(&Interaction {
-                        context: ctx,
-                        decision,
-                        feedback: step.feedback,
-                    });
-                }
-                context = step.next;
+            play_user(
+                env,
+                &mut collector,
+                user,
+                &mut self.rng,
+                &mut (),
+                EventIds::None,
+            )?;
+            let mut episode = std::mem::take(&mut collector.episode);
+            if let Some(last) = episode.last_mut() {
+                last.last = true;
             }
             let rewards: Vec<f64> = episode.iter().map(|t| t.reward).collect();
             for (t, r) in episode.iter_mut().zip(self.reward.returns_to_go(&rewards)) {
@@ -378,7 +331,7 @@ impl Trainer {
             }
             episodes.push(episode);
         }
-        episodes
+        Ok(episodes)
     }
 
     /// Batch tensors of the user side: inputs `S x U`, the ignored and clicked indicators
@@ -587,7 +540,7 @@ impl Trainer {
         }
         // Training users live far from the arena's numbers (which start at 0).
         let first = (1u64 << 40) + (self.iterations_done * self.config.batch) as u64;
-        let episodes = self.collect_with(env, first..first + self.config.batch as u64, teacher);
+        let episodes = self.collect_with(env, first..first + self.config.batch as u64, teacher)?;
         let users = episodes.len().max(1) as f64;
         let reward_per_user = episodes.iter().flatten().map(|t| t.reward).sum::<f64>() / users;
         let return_per_user = episodes
@@ -639,22 +592,124 @@ impl Trainer {
         Ok(stats)
     }
 
-    /// The training loop: `config.iterations` iterations of the configured algorithm, reporting
-    /// each one. Reinforcement learning plays `env`; supervised learning reads `logged`.
-    pub fn train<E: Environment>(
+    /// The training loop, for every algorithm: `config.iterations` iterations, each followed by
+    /// `hook` (progress, TensorBoard, checkpoints: whatever the caller does between steps).
+    /// Reinforcement learning plays `env`, distillation imitates `data.teacher` there, and
+    /// supervised learning reads `data.logged`.
+    pub fn train<E: Environment, X: From<NeuralError>>(
         &mut self,
         env: &mut E,
-        logged: &[Interaction],
-        mut progress: impl FnMut(&IterationStats),
-    ) -> Result<(), NeuralError> {
+        mut data: TrainData<'_>,
+        mut hook: impl FnMut(&Trainer, &IterationStats) -> Result<(), X>,
+    ) -> Result<(), X> {
         for _ in 0..self.config.iterations {
             let stats = match self.config.algo {
-                Algo::Supervised => self.supervised_iteration(logged)?,
-                Algo::Reinforce | Algo::ActorCritic | Algo::Distill => self.rl_iteration(env)?,
+                Algo::Supervised => self.supervised_iteration(data.logged)?,
+                Algo::Reinforce | Algo::ActorCritic | Algo::Distill => {
+                    let teacher = data.teacher.as_mut().map(|t| &mut **t as &mut dyn Policy);
+                    self.rl_iteration_with(env, teacher)?
+                }
             };
-            progress(&stats);
+            hook(self, &stats)?;
         }
         Ok(())
+    }
+}
+
+/// What training reads besides the environment.
+#[derive(Default)]
+pub struct TrainData<'a> {
+    /// Logged interactions (supervised learning).
+    pub logged: &'a [Interaction],
+    /// The policy to imitate (distillation).
+    pub teacher: Option<&'a mut dyn Policy>,
+}
+
+/// The network sampling slates in a rollout, keeping each step as a [`Transition`] (and, in
+/// distillation, asking the teacher what it would have shown in the same state first).
+struct Collector<'a, 't> {
+    frozen: &'a Frozen,
+    features: &'a Features,
+    reward: &'a RewardFn,
+    teacher: Option<&'t mut dyn Policy>,
+    candidates: Vec<ItemId>,
+    view: UserView,
+    hidden: Vec<f32>,
+    g: Vec<f32>,
+    scores: Vec<f64>,
+    /// The user side and the teacher's slate of the decision awaiting its feedback.
+    pending: Option<(UserView, Vec<ItemId>)>,
+    episode: Vec<Transition>,
+}
+
+impl<E: ?Sized> Agent<E> for Collector<'_, '_> {
+    fn name(&self) -> &str {
+        ""
+    }
+
+    fn model_version(&self) -> String {
+        String::new()
+    }
+
+    fn start_user(&mut self, _env: &E, context: &Context) {
+        if let Some(t) = self.teacher.as_mut() {
+            t.start_user(context);
+        }
+    }
+
+    fn decide(&mut self, _env: &E, context: &Context, k: usize, rng: &mut Rng) -> SlateChoice {
+        let taught = self
+            .teacher
+            .as_mut()
+            .map(|t| t.decide(context, k, rng).items)
+            .unwrap_or_default();
+        self.features.user_view(context, &mut self.view);
+        let view = &self.view;
+        self.frozen.user(
+            &view.input,
+            &view.clicked,
+            &view.ignored,
+            &mut self.hidden,
+            &mut self.g,
+        );
+        for (i, s) in self.scores.iter_mut().enumerate() {
+            let id = ItemId(i as u32);
+            *s = f64::from(self.frozen.score(
+                &self.g,
+                i,
+                view.ignored.contains(&id),
+                view.clicked.contains(&id),
+            ));
+        }
+        self.pending = Some((view.clone(), taught));
+        plackett_luce(
+            &self.candidates,
+            &self.scores,
+            k,
+            self.frozen.temperature,
+            0,
+            rng,
+        )
+    }
+
+    fn observe(&mut self, interaction: &Interaction) {
+        let (view, taught) = self.pending.take().unwrap_or_default();
+        let feedback = &interaction.feedback;
+        self.episode.push(Transition {
+            input: view.input,
+            ignored: view.ignored,
+            clicked: view.clicked,
+            slate: interaction.decision.slate.items().to_vec(),
+            clicks: feedback.clicks.clone(),
+            purchases: feedback.purchases.clone(),
+            reward: self.reward.reward(feedback),
+            ret: 0.0,
+            last: false,
+            teacher: taught,
+        });
+        if let Some(t) = self.teacher.as_mut() {
+            t.observe(interaction);
+        }
     }
 }
 

@@ -5,9 +5,9 @@ use metarec_core::{
     UserKey, rng_for,
 };
 use metarec_neural::NeuralError;
-use metarec_neural::checkpoint::{self, Manifest};
+use metarec_neural::checkpoint::{self, DataSource, Manifest};
 use metarec_neural::model::ModelConfig;
-use metarec_neural::train::{Algo, TrainConfig, Trainer};
+use metarec_neural::train::{Algo, TrainConfig, TrainData, Trainer};
 use rand::Rng as _;
 
 /// Six items; user `n` loves item `n % 3` (clicks it 90% of the time when shown first, less
@@ -81,12 +81,6 @@ impl Environment for ToyShop {
         let next = (self.step < 4).then(|| self.context());
         Step { feedback, next }
     }
-    fn expected_reward(&self, _: &[ItemId], _: &RewardFn) -> f64 {
-        0.0
-    }
-    fn oracle_slate(&self, _: &RewardFn) -> Vec<ItemId> {
-        Vec::new()
-    }
 }
 
 fn config(iterations: usize) -> TrainConfig {
@@ -121,7 +115,10 @@ fn reinforce_and_actor_critic_learn_the_toy_shop() {
         let mut trainer = Trainer::new(env.catalog(), clicks_only(), cfg).unwrap();
         let mut rewards = Vec::new();
         trainer
-            .train(&mut env, &[], |s| rewards.push(s.reward_per_user))
+            .train(&mut env, TrainData::default(), |_, s| {
+                rewards.push(s.reward_per_user);
+                Ok::<(), NeuralError>(())
+            })
             .unwrap();
         let first: f64 = rewards[..10].iter().sum::<f64>() / 10.0;
         let last: f64 = rewards[rewards.len() - 10..].iter().sum::<f64>() / 10.0;
@@ -187,7 +184,11 @@ fn seeded_training_is_reproducible() {
     let run = || {
         let mut env = ToyShop::new();
         let mut trainer = Trainer::new(env.catalog(), clicks_only(), config(5)).unwrap();
-        trainer.train(&mut env, &[], |_| {}).unwrap();
+        trainer
+            .train(&mut env, TrainData::default(), |_, _| {
+                Ok::<(), NeuralError>(())
+            })
+            .unwrap();
         trainer.frozen().clone()
     };
     assert_eq!(run(), run());
@@ -197,7 +198,10 @@ fn manifest(trainer: &Trainer, catalog: &Catalog) -> Manifest {
     Manifest::for_trainer(
         trainer,
         catalog,
-        "toy",
+        DataSource::Scenario {
+            name: "toy".into(),
+            toml: String::new(),
+        },
         vec!["reinforce".into()],
         trainer.history.clone(),
     )
@@ -209,8 +213,18 @@ fn checkpoints_round_trip_and_bad_ones_are_clear_errors() {
     let path = dir.path().join("model");
     let mut env = ToyShop::new();
     let mut trainer = Trainer::new(env.catalog(), clicks_only(), config(3)).unwrap();
-    trainer.train(&mut env, &[], |_| {}).unwrap();
-    checkpoint::save(&path, &trainer.varmap, &manifest(&trainer, env.catalog())).unwrap();
+    trainer
+        .train(&mut env, TrainData::default(), |_, _| {
+            Ok::<(), NeuralError>(())
+        })
+        .unwrap();
+    checkpoint::save(
+        &path,
+        &trainer.varmap,
+        &manifest(&trainer, env.catalog()),
+        env.catalog(),
+    )
+    .unwrap();
 
     let loaded = checkpoint::load(&path, env.catalog()).unwrap();
     assert_eq!(loaded.manifest.iterations, 3);

@@ -46,8 +46,13 @@ fn write_model(dir: &Path, seed: u64, thompson: bool) {
         },
     )
     .unwrap();
-    let manifest = Manifest::for_trainer(&trainer, &catalog, "test", vec![], vec![]);
-    checkpoint::save(dir, &trainer.varmap, &manifest).unwrap();
+    let source = metarec_neural::checkpoint::DataSource::Scenario {
+        name: "test".into(),
+        toml: String::new(),
+    };
+    let manifest = Manifest::for_trainer(&trainer, &catalog, source, vec![], vec![]);
+    checkpoint::save(dir, &trainer.varmap, &manifest, &catalog).unwrap();
+    let weights = checkpoint::read_manifest(dir).unwrap().weights_sha256;
     let adjuster = AdjusterManifest {
         kind: "bayes".into(),
         config: BayesConfig {
@@ -62,6 +67,7 @@ fn write_model(dir: &Path, seed: u64, thompson: bool) {
         prior_shape: vec![],
         shaped_grid: vec![],
         users: 0,
+        weights_sha256: weights,
     };
     std::fs::write(
         dir.join(ADJUSTER_FILE),

@@ -10,41 +10,15 @@
 use crate::config::ScenarioConfig;
 use crate::shop::{PlannerConfig, ShopEnv};
 use crate::world::World;
-use metarec_core::explore::{softmax, top_k, uniform};
-use metarec_core::{Context, Decision, Environment, EventId, ItemId, Rng, Slate, rng_for};
-use rand::Rng as _;
+pub use crate::yardstick::Yardstick;
+use crate::yardstick::YardstickAgent;
+use metarec_core::{
+    Context, Decision, Environment, EventIds, Interaction, ItemId, Observer, RewardFn, rng_for,
+    rollout,
+};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// The policies the calibration runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Yardstick {
-    /// Uniformly random slates.
-    Random,
-    /// The same best sellers for everyone.
-    Popularity,
-    /// Plackett-Luce over the user's own click probabilities (organic browsing).
-    Browse,
-    /// The best slate for the user's current state (hidden knowledge).
-    Oracle,
-    /// The far-sighted planner (hidden knowledge, looks ahead at fatigue).
-    Planner,
-}
-
-impl Yardstick {
-    /// The policy's name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Yardstick::Random => "random",
-            Yardstick::Popularity => "popularity",
-            Yardstick::Browse => "browse",
-            Yardstick::Oracle => "oracle",
-            Yardstick::Planner => "planner",
-        }
-    }
-}
 
 /// Aggregate behaviour of simulated users under one policy.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -100,99 +74,90 @@ pub fn simulate(
     users: usize,
     seed: u64,
 ) -> Behaviour {
-    let n_items = env.catalog().len();
-    let candidates: Vec<ItemId> = env.catalog().ids().collect();
-    let k = env.slate_size();
-    let popular: Vec<ItemId> = top_k(&env.world().popularity, k)
-        .into_iter()
-        .map(|i| ItemId(i as u32))
-        .collect();
     let reward = env.config().reward;
+    let mut agent = YardstickAgent::new(policy, env.world(), reward, PlannerConfig::default());
     let mut rng = rng_for(seed, 0xca1);
-    let mut b = Behaviour {
-        users,
-        purchases_per_item: vec![0.0; n_items],
-        ..Behaviour::default()
+    let mut watch = Watch {
+        prices: env.world().prices.clone(),
+        reward,
+        b: Behaviour {
+            users,
+            purchases_per_item: vec![0.0; env.catalog().len()],
+            ..Behaviour::default()
+        },
+        pair_visits: HashMap::new(),
+        bought: Vec::new(),
+        session: 0,
+        user_number: 0,
     };
-    let mut pair_visits: HashMap<(u64, u32), (u32, u32)> = HashMap::new();
-    for user in first..first + users as u64 {
-        let mut context = Some(env.reset(user));
-        let mut bought: Vec<ItemId> = Vec::new();
-        b.sessions += 1;
-        let mut session = 0;
-        while let Some(ctx) = context {
-            if ctx.session.session != session {
-                session = ctx.session.session;
-                b.sessions += 1;
-            }
-            let items = match policy {
-                Yardstick::Random => uniform(&candidates, k, &mut rng).items,
-                Yardstick::Popularity => popular.clone(),
-                Yardstick::Browse => browse(env, &ctx, k, &mut rng),
-                Yardstick::Oracle => env.oracle_slate(&reward),
-                Yardstick::Planner => env.planner_slate(&reward, &PlannerConfig::default()),
-            };
-            let n = items.len();
-            let decision = Decision {
-                event_id: EventId(String::new()),
-                slate: Slate::new(items).expect("yardstick slates are distinct"),
-                propensities: vec![1.0; n],
-                slate_propensity: None,
-                positions: None,
-                policy_id: String::new(),
-                model_version: String::new(),
-            };
-            let step = env.step(&decision);
-            b.slates += 1;
-            b.impressions += n as u64;
-            b.clicks += step.feedback.click_count() as u64;
-            b.reward += reward.reward(&step.feedback);
-            for (k, item) in decision.slate.items().iter().enumerate() {
-                if step.feedback.purchases[k] {
-                    b.purchases += 1;
-                    b.revenue += step.feedback.revenue[k];
-                    b.purchases_per_item[item.index()] += 1.0;
-                    b.purchase_prices.push(env.world().prices[item.index()]);
-                    if !bought.contains(item) {
-                        bought.push(*item);
-                    }
-                    let e = pair_visits.entry((user, item.0)).or_insert((u32::MAX, 0));
-                    if e.0 != ctx.session.session {
-                        e.0 = ctx.session.session;
-                        e.1 += 1;
-                    }
-                }
-            }
-            context = step.next;
-        }
-        if !bought.is_empty() {
-            b.items_per_buyer.push(bought.len() as f64);
-        }
-    }
-    let repeat = pair_visits.values().filter(|(_, n)| *n >= 2).count();
-    b.repeat_purchase_rate = repeat as f64 / pair_visits.len().max(1) as f64;
+    let range = first..first + users as u64;
+    rollout(env, &mut agent, range, &mut rng, &mut watch, EventIds::None)
+        .expect("yardstick slates are distinct and certain");
+    let mut b = watch.b;
+    let repeat = watch.pair_visits.values().filter(|(_, n)| *n >= 2).count();
+    b.repeat_purchase_rate = repeat as f64 / watch.pair_visits.len().max(1) as f64;
     b
 }
 
-/// Organic browsing: a Plackett-Luce slate over the user's own click probabilities.
-fn browse(env: &ShopEnv, _ctx: &Context, k: usize, rng: &mut Rng) -> Vec<ItemId> {
-    let n = env.catalog().len();
-    let logits: Vec<f64> = (0..n)
-        .map(|i| env.attraction_logit_for_calibration(i))
-        .collect();
-    let weights = softmax(&logits, 1.0);
-    let mut keys: Vec<f64> = weights
-        .iter()
-        .map(|w| {
-            let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-            w.max(1e-300).ln() - (-u.ln()).ln()
-        })
-        .collect();
-    keys.truncate(n);
-    top_k(&keys, k)
-        .into_iter()
-        .map(|i| ItemId(i as u32))
-        .collect()
+/// Counts what simulated users do under a yardstick.
+struct Watch {
+    prices: Vec<f64>,
+    reward: RewardFn,
+    b: Behaviour,
+    /// Per (user, item) bought: the last visit it was bought in, and in how many visits.
+    pair_visits: HashMap<(u64, u32), (u32, u32)>,
+    bought: Vec<ItemId>,
+    session: u32,
+    user_number: u64,
+}
+
+impl Observer<ShopEnv> for Watch {
+    fn start_user(&mut self, user: u64, _context: &Context) {
+        self.user_number = user;
+        self.bought.clear();
+        self.b.sessions += 1;
+        self.session = 0;
+    }
+
+    fn decided(&mut self, _env: &ShopEnv, _t: usize, context: &Context, _decision: &Decision) {
+        if context.session.session != self.session {
+            self.session = context.session.session;
+            self.b.sessions += 1;
+        }
+    }
+
+    fn stepped(&mut self, _t: usize, interaction: &Interaction, _last: bool) {
+        let (b, feedback) = (&mut self.b, &interaction.feedback);
+        b.slates += 1;
+        b.impressions += interaction.decision.slate.len() as u64;
+        b.clicks += feedback.click_count() as u64;
+        b.reward += self.reward.reward(feedback);
+        for (k, item) in interaction.decision.slate.items().iter().enumerate() {
+            if feedback.purchases[k] {
+                b.purchases += 1;
+                b.revenue += feedback.revenue[k];
+                b.purchases_per_item[item.index()] += 1.0;
+                b.purchase_prices.push(self.prices[item.index()]);
+                if !self.bought.contains(item) {
+                    self.bought.push(*item);
+                }
+                let e = self
+                    .pair_visits
+                    .entry((self.user_number, item.0))
+                    .or_insert((u32::MAX, 0));
+                if e.0 != interaction.context.session.session {
+                    e.0 = interaction.context.session.session;
+                    e.1 += 1;
+                }
+            }
+        }
+    }
+
+    fn end_user(&mut self, _user: u64, _slates: usize) {
+        if !self.bought.is_empty() {
+            self.b.items_per_buyer.push(self.bought.len() as f64);
+        }
+    }
 }
 
 /// The result of fitting the biases.
@@ -334,7 +299,7 @@ pub fn report(scenario: &crate::Scenario, users: usize) -> CalibrationReport {
     let mut browse_behaviour = None;
     for y in [
         Yardstick::Random,
-        Yardstick::Popularity,
+        Yardstick::Bestsellers,
         Yardstick::Browse,
         Yardstick::Oracle,
         Yardstick::Planner,

@@ -8,6 +8,8 @@
 //! - [`informed`]: [`InformedPolicy`], the exact-model Bayesian yardstick: everything the
 //!   simulator knows except the user, learnt from the same feedback a policy gets;
 //! - [`Scenario`]: a configuration with its fitted world and calibrated biases;
+//! - [`yardstick`]: [`yardstick::Yardstick`], the simulator's reference policies (oracle, planner,
+//!   organic browsing, best sellers) and the agent that plays them;
 //! - [`calibrate`]: fitting the click and purchase biases to target rates, and the report that
 //!   compares simulated and real purchases.
 //!
@@ -22,6 +24,7 @@ pub mod mf;
 mod scenario;
 pub mod shop;
 pub mod world;
+pub mod yardstick;
 
 pub use config::ScenarioConfig;
 pub use error::SimError;

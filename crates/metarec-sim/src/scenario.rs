@@ -14,6 +14,9 @@ use std::sync::Arc;
 pub struct Scenario {
     /// The configuration, with calibrated biases when `calibration.fit` is on.
     pub config: ScenarioConfig,
+    /// The configuration as given, before calibration: building it again on the same data
+    /// gives the same scenario, so a model bundle records it to rebuild its world.
+    pub source: ScenarioConfig,
     /// The fitted world.
     pub world: Arc<World>,
     /// The calibration's result, when it ran.
@@ -35,6 +38,7 @@ impl Scenario {
     ) -> Result<Scenario, SimError> {
         config.validate()?;
         let world = Arc::new(World::build_with_text(data, &config, text)?);
+        let source = config.clone();
         let mut config = config;
         let calibration = if config.calibration.fit {
             let fitted = fit_biases(&world, &config);
@@ -46,6 +50,7 @@ impl Scenario {
         };
         Ok(Scenario {
             config,
+            source,
             world,
             calibration,
         })

@@ -10,7 +10,7 @@ use crate::config::ScenarioConfig;
 use crate::world::World;
 use metarec_core::linalg::dot;
 use metarec_core::{
-    Catalog, Context, Decision, Environment, Feedback, ItemId, PastEvent, RewardFn, Rng,
+    Catalog, Context, Decision, Environment, Feedback, ItemId, Oracle, PastEvent, RewardFn, Rng,
     SessionState, Step, UserKey, rng_for,
 };
 use rand::Rng as _;
@@ -456,7 +456,9 @@ impl Environment for ShopEnv {
         let next = if gone { None } else { Some(self.context()) };
         Step { feedback, next }
     }
+}
 
+impl Oracle for ShopEnv {
     fn expected_reward(&self, slate: &[ItemId], reward: &RewardFn) -> f64 {
         let u = self.user();
         slate

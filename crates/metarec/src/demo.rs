@@ -7,10 +7,13 @@ use crate::args::{MAX_ITERATIONS, MAX_SEEDS, MAX_USERS, count};
 use anyhow::{Context as _, Result};
 use clap::Args;
 use metarec_core::{Environment, RewardFn};
-use metarec_eval::arena::{ArenaConfig, Contestant, run_arena};
+use metarec_eval::PolicySpec;
+use metarec_eval::arena::{ArenaConfig, run_arena};
+use metarec_neural::bundle::ModelBundle;
 use metarec_neural::checkpoint::{self, Manifest};
-use metarec_neural::train::{TrainConfig, Trainer};
+use metarec_neural::train::{TrainConfig, TrainData, Trainer};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Args)]
@@ -83,9 +86,8 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         crate::report::training_run(&args.logdir.logdir, &model, "reinforce", seed)?;
     let bar = global.bar(args.iterations as u64, "iterations");
     let mut window = Vec::new();
-    for _ in 0..args.iterations {
-        let s = trainer.rl_iteration(&mut env)?;
-        crate::report::log_iteration(&mut tensorboard, &s)?;
+    trainer.train(&mut env, TrainData::default(), |_, s| -> Result<()> {
+        crate::report::log_iteration(&mut tensorboard, s)?;
         window.push(s.reward_per_user);
         if window.len() > 20 {
             window.remove(0);
@@ -95,17 +97,19 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
             window.iter().sum::<f64>() / window.len() as f64
         ));
         bar.inc(1);
-    }
+        Ok(())
+    })?;
     bar.finish();
     tensorboard.flush()?;
     let manifest = Manifest::for_trainer(
         &trainer,
         &catalog,
-        &scenario.config.name,
+        crate::train::model_source(&scenario),
         vec!["reinforce".into()],
         trainer.history.clone(),
     );
-    checkpoint::save(&model, &trainer.varmap, &manifest)?;
+    checkpoint::save(&model, &trainer.varmap, &manifest, &catalog)?;
+    let mut bundle = ModelBundle::load(&model)?;
     let curve: String = trainer
         .history
         .iter()
@@ -129,7 +133,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     );
     let adjuster = metarec_eval::meta::meta_train_bayes(
         &scenario,
-        &model,
+        &bundle,
         &grid,
         args.meta_users,
         11,
@@ -138,6 +142,9 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     );
     bar.finish_and_clear();
     let adjuster = adjuster?;
+    bundle.set_adjuster(adjuster.clone())?;
+    // The arena plays the bundle in memory: nothing is loaded again.
+    let mut loaded = vec![Arc::new(bundle)];
     crate::report::log_meta(&args.logdir.logdir, &model, 11, &adjuster)?;
 
     global.progress(format!(
@@ -148,7 +155,10 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     let names = format!(
         "random,popularity,itemknn,linucb,lints,neural:{m},neural-greedy:{m},adjusted:{m},oracle,planner,informed"
     );
-    let contestants = Contestant::parse_list(&names)?;
+    let mut contestants = PolicySpec::parse_list(&names)?;
+    for spec in &mut contestants {
+        spec.load(&mut loaded)?;
+    }
     let arena_config = ArenaConfig {
         users: args.users,
         seeds: args.seeds,

@@ -12,9 +12,10 @@ const MAX_GRID_VALUE: f64 = 1e6;
 
 #[derive(Args)]
 pub struct MetaTrainArgs {
-    /// A preset name or a scenario TOML file (the one the model was trained on).
-    #[arg(long, default_value = "default")]
-    scenario: String,
+    /// A preset name or a scenario TOML file (default: the one the model was trained on, as its
+    /// bundle records it).
+    #[arg(long)]
+    scenario: Option<String>,
     /// The adjuster: `bayes` (a per-user Bayesian correction of the network's head, Thompson
     /// sampling) or `gradient` (first-order MAML / Reptile: gradient steps on the head from a
     /// meta-learned initial correction).
@@ -66,7 +67,12 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
         args.grid.as_deref().unwrap_or(default_grid),
         positive(MAX_GRID_VALUE),
     )?;
-    let scenario = crate::sim::build_scenario(&args.scenario, global)?;
+    let bundle = std::sync::Arc::new(metarec_neural::bundle::ModelBundle::load(&args.model)?);
+    let scenario = crate::sim::scenario_for(
+        args.scenario.as_deref(),
+        std::slice::from_ref(&bundle),
+        global,
+    )?;
     let (label, grid_len) = if gradient {
         ("step sizes", grid.len())
     } else {
@@ -92,7 +98,7 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
             eval_users: (args.users / 2).max(1),
             seed: args.seed,
         };
-        metarec_eval::meta::meta_train_gradient(&scenario, &args.model, &config, &progress)
+        metarec_eval::meta::meta_train_gradient(&scenario, &bundle, &config, &progress)
     } else {
         global.progress(format!(
             "meta-training the Bayesian adjuster of {}: {} prior scales x {} training users",
@@ -102,7 +108,7 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
         ));
         metarec_eval::meta::meta_train_bayes(
             &scenario,
-            &args.model,
+            &bundle,
             &grid,
             args.users,
             args.seed,

@@ -7,10 +7,14 @@ use clap::{Args, Subcommand};
 use metarec_data::LoadOptions;
 use metarec_data::fetch::Dataset;
 use metarec_data::online_retail::{OnlineRetail, load_online_retail};
-use metarec_eval::arena::{ArenaConfig, Contestant, run_arena};
+use metarec_eval::PolicySpec;
+use metarec_eval::arena::{ArenaConfig, run_arena};
+use metarec_neural::bundle::ModelBundle;
+use metarec_neural::checkpoint::DataSource;
 use metarec_sim::config::PRESETS;
 use metarec_sim::{Scenario, ScenarioConfig};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Subcommand)]
@@ -41,8 +45,10 @@ pub struct ScenarioArg {
 
 #[derive(Args)]
 pub struct ArenaArgs {
-    #[command(flatten)]
-    scenario: ScenarioArg,
+    /// A preset name or a path to a TOML file (default: the scenario the policies' models were
+    /// trained on, else `default`).
+    #[arg(long)]
+    scenario: Option<String>,
     /// Comma-separated policies, or `all`.
     #[arg(
         long,
@@ -94,9 +100,56 @@ pub fn load_retail(global: &Global) -> Result<OnlineRetail> {
     Ok(data?)
 }
 
-/// Loads, fits and calibrates a scenario, with progress messages.
+/// Loads, fits and calibrates a scenario named by a preset or a file, with progress messages.
 pub fn build_scenario(name: &str, global: &Global) -> Result<Scenario> {
-    let config = ScenarioConfig::load(name)?;
+    build_config(ScenarioConfig::load(name)?, global)
+}
+
+/// The scenario a model was trained on, rebuilt from the description its bundle carries.
+pub fn bundle_scenario(bundle: &ModelBundle, global: &Global) -> Result<Scenario> {
+    let DataSource::Scenario { name, toml } = &bundle.manifest.source;
+    let config = ScenarioConfig::from_toml(name, toml).with_context(|| {
+        format!(
+            "the scenario recorded in {}",
+            bundle
+                .dir
+                .join(metarec_neural::checkpoint::MANIFEST)
+                .display()
+        )
+    })?;
+    build_config(config, global)
+}
+
+/// The scenario of a command that takes models: the one named, else the one every model was
+/// trained on (they must agree), else `default`.
+pub fn scenario_for(
+    named: Option<&str>,
+    bundles: &[Arc<ModelBundle>],
+    global: &Global,
+) -> Result<Scenario> {
+    if let Some(name) = named {
+        return build_scenario(name, global);
+    }
+    let Some(first) = bundles.first() else {
+        return build_scenario("default", global);
+    };
+    if let Some(other) = bundles
+        .iter()
+        .find(|b| b.manifest.source != first.manifest.source)
+    {
+        anyhow::bail!(
+            "{} and {} were trained on different scenarios (`{}` and `{}`): pass --scenario",
+            first.dir.display(),
+            other.dir.display(),
+            first.manifest.scenario,
+            other.manifest.scenario
+        );
+    }
+    bundle_scenario(first, global)
+}
+
+/// Fits and calibrates a scenario configuration, with progress messages.
+fn build_config(config: ScenarioConfig, global: &Global) -> Result<Scenario> {
     let data = load_retail(global)?;
     global.progress(format!(
         "fitting scenario `{}` to {} purchases (ALS, then bias calibration) ...",
@@ -164,8 +217,13 @@ pub fn run(command: SimCommand, global: &Global) -> Result<()> {
 }
 
 pub fn arena(args: ArenaArgs, global: &Global) -> Result<()> {
-    let contestants = Contestant::parse_list(&args.policies)?;
-    let scenario = build_scenario(&args.scenario.scenario, global)?;
+    let mut contestants = PolicySpec::parse_list(&args.policies)?;
+    // Models are loaded once, here, so the scenario can follow them.
+    let mut bundles = Vec::new();
+    for spec in &mut contestants {
+        spec.load(&mut bundles)?;
+    }
+    let scenario = scenario_for(args.scenario.as_deref(), &bundles, global)?;
     let config = ArenaConfig {
         users: args.users,
         seeds: args.seeds,

@@ -4,12 +4,15 @@ use crate::Global;
 use crate::args::{MAX_ITERATIONS, MAX_WIDTH, count, number, positive, probability};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use metarec_core::{Environment, RewardFn};
-use metarec_neural::checkpoint::{self, Manifest};
+use metarec_eval::PolicySpec;
+use metarec_eval::policies::check_catalog;
+use metarec_neural::bundle::ModelBundle;
+use metarec_neural::checkpoint::{self, DataSource, Manifest};
 use metarec_neural::model::ModelConfig;
-use metarec_neural::train::{Algo, TrainConfig, Trainer};
+use metarec_neural::train::{Algo, TrainConfig, TrainData, Trainer};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The most simulated users (or logged interactions) per optimiser step.
 const MAX_BATCH: u64 = 100_000;
@@ -22,9 +25,10 @@ const MIN_TEMPERATURE: f64 = 1e-3;
 
 #[derive(Args)]
 pub struct TrainArgs {
-    /// A preset name or a scenario TOML file.
-    #[arg(long, default_value = "default")]
-    scenario: String,
+    /// A preset name or a scenario TOML file (default: `default`, or with --resume the scenario
+    /// the model was trained on, as its bundle records it).
+    #[arg(long)]
+    scenario: Option<String>,
     /// reinforce, actor-critic, supervised or distill (imitate --teacher on the network's own
     /// visits).
     #[arg(long, default_value = "reinforce")]
@@ -96,7 +100,25 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
     let algo = Algo::parse(&args.algo)?;
-    let scenario = crate::sim::build_scenario(&args.scenario, global)?;
+    let resumed = if args.resume {
+        let bundle = ModelBundle::load(&args.out)
+            .with_context(|| format!("cannot resume from {}", args.out.display()))?;
+        global.progress(format!(
+            "resuming {} after {} iterations",
+            args.out.display(),
+            bundle.manifest.iterations
+        ));
+        Some(Arc::new(bundle))
+    } else {
+        if args.out.join(checkpoint::MANIFEST).exists() {
+            bail!(
+                "{} already holds a model: pass --resume to continue it, or choose another --out",
+                args.out.display()
+            );
+        }
+        None
+    };
+    let scenario = crate::sim::scenario_for(args.scenario.as_deref(), resumed.as_slice(), global)?;
     let base = scenario.config.reward;
     let reward = RewardFn::new(
         args.click.unwrap_or(base.click_weight()),
@@ -128,37 +150,29 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
         None
     };
     let catalog = env.catalog().clone();
-    let (mut trainer, mut algos, mut metrics) = if args.resume {
-        let loaded = checkpoint::load(&args.out, &catalog)
-            .with_context(|| format!("cannot resume from {}", args.out.display()))?;
-        config.model = loaded.manifest.model;
-        global.progress(format!(
-            "resuming {} after {} iterations",
-            args.out.display(),
-            loaded.manifest.iterations
-        ));
-        let done = loaded.manifest.iterations;
-        let trainer = Trainer::resume(
-            loaded.features,
-            loaded.varmap,
-            loaded.model,
-            reward,
-            config.clone(),
-            done,
-        )?;
-        (trainer, loaded.manifest.algos, loaded.manifest.metrics)
-    } else {
-        if args.out.join(checkpoint::MANIFEST).exists() {
-            bail!(
-                "{} already holds a model: pass --resume to continue it, or choose another --out",
-                args.out.display()
-            );
+    let (mut trainer, mut algos, mut metrics) = match resumed {
+        Some(bundle) => {
+            check_catalog("the resumed model", &bundle, &scenario)?;
+            let bundle = Arc::try_unwrap(bundle)
+                .ok()
+                .context("the bundle is not shared")?;
+            config.model = bundle.manifest.model;
+            let done = bundle.manifest.iterations;
+            let trainer = Trainer::resume(
+                (*bundle.network.features).clone(),
+                bundle.varmap,
+                bundle.model,
+                reward,
+                config.clone(),
+                done,
+            )?;
+            (trainer, bundle.manifest.algos, bundle.manifest.metrics)
         }
-        (
+        None => (
             Trainer::new(&catalog, reward, config.clone())?,
             Vec::new(),
             Vec::new(),
-        )
+        ),
     };
     algos.push(algo.name().to_owned());
     let logged = if algo == Algo::Supervised {
@@ -180,26 +194,18 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
         Vec::new()
     };
 
-    let bar = ProgressBar::new(args.iterations as u64);
-    if global.quiet {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{elapsed_precise} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = global.bar(args.iterations as u64, "iterations");
+    let source = model_source(&scenario);
     let save =
         |trainer: &Trainer, algos: &[String], metrics: &[metarec_neural::train::IterationStats]| {
             let manifest = Manifest::for_trainer(
                 trainer,
                 &catalog,
-                &scenario.config.name,
+                source.clone(),
                 algos.to_vec(),
                 metrics.to_vec(),
             );
-            checkpoint::save(&args.out, &trainer.varmap, &manifest)
+            checkpoint::save(&args.out, &trainer.varmap, &manifest, &catalog)
         };
     let mut tensorboard =
         crate::report::training_run(&args.logdir.logdir, &args.out, algo.name(), args.seed)?;
@@ -214,14 +220,11 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
     ));
     let every = args.checkpoint_every;
     let mut window: Vec<f64> = Vec::new();
-    for _ in 0..args.iterations {
-        let stats = match algo {
-            Algo::Supervised => trainer.supervised_iteration(&logged)?,
-            _ => trainer.rl_iteration_with(
-                &mut env,
-                teacher.as_mut().map(|t| t as &mut dyn metarec_core::Policy),
-            )?,
-        };
+    let data = TrainData {
+        logged: &logged,
+        teacher: teacher.as_mut().map(|t| t as &mut dyn metarec_core::Policy),
+    };
+    trainer.train(&mut env, data, |trainer, stats| -> Result<()> {
         window.push(if algo == Algo::Supervised {
             stats.loss
         } else {
@@ -240,13 +243,14 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
             )
         });
         bar.inc(1);
-        crate::report::log_iteration(&mut tensorboard, &stats)?;
-        metrics.push(stats);
+        crate::report::log_iteration(&mut tensorboard, stats)?;
+        metrics.push(stats.clone());
         if trainer.iterations_done % every == 0 {
-            save(&trainer, &algos, &metrics)?;
+            save(trainer, &algos, &metrics)?;
             tensorboard.flush()?;
         }
-    }
+        Ok(())
+    })?;
     bar.finish();
     save(&trainer, &algos, &metrics)?;
     tensorboard.flush()?;
@@ -287,38 +291,35 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
     Ok(())
 }
 
+/// The description of a scenario that a model bundle records: its name and its configuration as
+/// given, so commands that take the model rebuild the same world.
+pub fn model_source(scenario: &metarec_sim::Scenario) -> DataSource {
+    DataSource::Scenario {
+        name: scenario.config.name.clone(),
+        toml: scenario.source.to_toml(),
+    }
+}
+
 /// Interactions of 3000 simulated training users under uniformly random slates.
 fn random_log(
     scenario: &metarec_sim::Scenario,
     seed: u64,
 ) -> Result<Vec<metarec_core::Interaction>> {
-    use metarec_core::{EventId, Interaction, Policy, decision_from_choice, rng_for};
+    use metarec_core::{EventIds, Recorder, rng_for, rollout};
     let mut env = scenario.env_with_seed(scenario.config.seed ^ 0x5e5e ^ seed);
     let mut policy = metarec_learn::baselines::RandomPolicy::new(env.catalog());
     let mut rng = rng_for(seed, 0x0109);
-    let k = env.slate_size();
-    let mut out = Vec::new();
-    for user in 0..3000u64 {
-        let mut context = Some(env.reset((1u64 << 41) + user));
-        while let Some(ctx) = context {
-            let choice = policy.decide(&ctx, k, &mut rng);
-            let decision = decision_from_choice(
-                choice,
-                EventId(format!("r{user}-{}", out.len())),
-                "random",
-                "0".into(),
-            )?;
-            let step = env.step(&decision);
-            let next = step.next;
-            out.push(Interaction {
-                context: ctx,
-                decision,
-                feedback: step.feedback,
-            });
-            context = next;
-        }
-    }
-    Ok(out)
+    let mut recorder = Recorder::default();
+    let users = (1u64 << 41)..(1u64 << 41) + 3000;
+    rollout(
+        &mut env,
+        &mut policy,
+        users,
+        &mut rng,
+        &mut recorder,
+        EventIds::Prefixed("r"),
+    )?;
+    Ok(recorder.log)
 }
 
 /// The teacher of distillation, by name.
@@ -328,8 +329,8 @@ fn build_teacher(
     reward: &RewardFn,
     seed: u64,
 ) -> Result<metarec_sim::InformedPolicy> {
-    match metarec_eval::arena::Contestant::parse(name) {
-        Ok(metarec_eval::arena::Contestant::Informed { settings, .. }) if !settings.thompson => {
+    match PolicySpec::parse(name) {
+        Ok(PolicySpec::Informed { settings, .. }) if !settings.thompson => {
             Ok(metarec_sim::InformedPolicy::new(
                 scenario.world.clone(),
                 &scenario.config,

@@ -1,0 +1,417 @@
+//! [`PolicySpec`]: every policy metarec can play, by name, in one registry.
+//!
+//! A spec names a policy and says where its parts come from: a baseline of
+//! [`metarec_learn::registry`], a yardstick of the simulator ([`Yardstick`]: the oracle, the
+//! planner, organic browsing, best sellers), the informed yardstick, or a trained model bundle
+//! played alone (`neural:DIR`, `neural-greedy:DIR`) or with its meta-trained adjuster
+//! (`adjusted:DIR`). A model is named by its directory on the command line
+//! ([`ModelRef::Dir`]) or handed over already loaded ([`ModelRef::Loaded`], as the demo does with
+//! the bundle it has just trained); [`PolicySpec::load`] loads each directory once, and
+//! [`PolicySpec::build`] makes a fresh agent from the parts in memory.
+
+use metarec_core::{Agent, RewardFn, stable_hash};
+use metarec_learn::LearnError;
+use metarec_learn::registry::{BASELINES, build_policy};
+use metarec_neural::NeuralError;
+use metarec_neural::bundle::ModelBundle;
+use metarec_neural::checkpoint::FeatureSchema;
+use metarec_sim::shop::PlannerConfig;
+use metarec_sim::yardstick::{Yardstick, YardstickAgent};
+use metarec_sim::{InformedConfig, InformedPolicy, Scenario, ShopEnv};
+use std::path::PathBuf;
+use std::sync::Arc;
+use thiserror::Error;
+
+/// Why a policy cannot be named or built.
+#[derive(Debug, Error)]
+pub enum PolicyError {
+    /// A name no policy has.
+    #[error("unknown policy `{name}`; expected one of: {expected}")]
+    Unknown {
+        /// The name given.
+        name: String,
+        /// Every valid name.
+        expected: String,
+    },
+    /// `neural:`, `neural-greedy:` or `adjusted:` without a directory.
+    #[error("`{prefix}` needs a model directory, as in {prefix}model/")]
+    MissingDir {
+        /// The prefix given.
+        prefix: &'static str,
+    },
+    /// An `informed:N` whose particle count is not a whole number from 1 to 100000.
+    #[error("`{name}`: the particle count after `:` must be a whole number from 1 to 100000")]
+    Particles {
+        /// The name given.
+        name: String,
+    },
+    /// An empty list.
+    #[error("no policies given")]
+    Empty,
+    /// A model bundle cannot be loaded or has no usable adjuster.
+    #[error("policy `{name}`: {source}")]
+    Model {
+        /// The policy.
+        name: String,
+        /// Why.
+        source: NeuralError,
+    },
+    /// A model bundle ranks another catalog than the scenario's.
+    #[error(
+        "policy `{name}`: the model ranks another catalog (fingerprint {model}) than scenario `{scenario}` (fingerprint {here}); play it in the scenario it was trained on (`{trained_on}`)"
+    )]
+    Catalog {
+        /// The policy.
+        name: String,
+        /// The bundle's catalog fingerprint.
+        model: String,
+        /// The scenario.
+        scenario: String,
+        /// The scenario's catalog fingerprint.
+        here: String,
+        /// The scenario the bundle was trained on.
+        trained_on: String,
+    },
+    /// A baseline rejected the catalog.
+    #[error("policy `{name}`: {source}")]
+    Baseline {
+        /// The policy.
+        name: String,
+        /// Why.
+        source: LearnError,
+    },
+}
+
+/// A trained model: a directory to load, or a bundle already in memory.
+#[derive(Clone)]
+pub enum ModelRef {
+    /// Not loaded yet.
+    Dir(PathBuf),
+    /// Loaded and verified.
+    Loaded(Arc<ModelBundle>),
+}
+
+impl PartialEq for ModelRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.dir() == other.dir()
+    }
+}
+
+impl std::fmt::Debug for ModelRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.dir().display())
+    }
+}
+
+impl ModelRef {
+    /// The model directory.
+    pub fn dir(&self) -> &std::path::Path {
+        match self {
+            ModelRef::Dir(d) => d,
+            ModelRef::Loaded(b) => &b.dir,
+        }
+    }
+
+    /// The bundle, once loaded.
+    pub fn bundle(&self) -> Option<&Arc<ModelBundle>> {
+        match self {
+            ModelRef::Dir(_) => None,
+            ModelRef::Loaded(b) => Some(b),
+        }
+    }
+}
+
+/// One policy, by name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicySpec {
+    /// A baseline of `metarec-learn`'s registry ([`BASELINES`]).
+    Baseline(String),
+    /// A yardstick of the simulator: `oracle` (the best immediate slate for the user's hidden
+    /// state), `planner` (the oracle plus lookahead at fatigue, at the reward's discount),
+    /// `browse` (organic browsing) and `bestsellers` (the same best sellers for everyone).
+    Yardstick(Yardstick),
+    /// The exact-model Bayesian yardstick: the simulator's model and population prior, but the
+    /// user learnt from feedback like any policy ([`InformedPolicy`]): `informed` shows the
+    /// posterior's best slate, `informed-ts` a posterior draw's best (Thompson sampling); `:N`
+    /// sets the particles per user.
+    Informed {
+        /// The name shown in reports.
+        name: String,
+        /// The policy's settings.
+        settings: InformedConfig,
+    },
+    /// A trained network alone: `neural:DIR` samples its slates (Plackett-Luce),
+    /// `neural-greedy:DIR` shows the top scores.
+    Neural {
+        /// The name shown in reports.
+        name: String,
+        /// The model.
+        model: ModelRef,
+        /// Top scores instead of sampling.
+        greedy: bool,
+    },
+    /// A trained network with its meta-trained adjuster, Bayesian or gradient-based
+    /// (`adjusted:DIR`).
+    Adjusted {
+        /// The name shown in reports.
+        name: String,
+        /// The model.
+        model: ModelRef,
+    },
+}
+
+/// The prefixes of specs that name a model directory, with whether they are greedy (`None` for
+/// the adjusted policy).
+const MODEL_PREFIXES: [(&str, Option<bool>); 3] = [
+    ("adjusted:", None),
+    ("neural:", Some(false)),
+    ("neural-greedy:", Some(true)),
+];
+
+impl PolicySpec {
+    /// Every name that needs no model directory, in the order reports list them.
+    pub fn names() -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = BASELINES.to_vec();
+        names.extend(["oracle", "planner", "informed", "informed-ts"]);
+        names
+    }
+
+    /// The names an error lists: every plain name, the yardsticks that `all` leaves out, and
+    /// the model forms.
+    fn expected() -> String {
+        let mut all = PolicySpec::names();
+        all.extend(["browse", "bestsellers", "informed:N", "informed-ts:N"]);
+        all.extend(MODEL_PREFIXES.iter().map(|(p, _)| *p));
+        all.iter()
+            .map(|n| {
+                if n.ends_with(':') {
+                    format!("{n}DIR")
+                } else {
+                    (*n).to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Parses one name.
+    pub fn parse(name: &str) -> Result<PolicySpec, PolicyError> {
+        for (prefix, greedy) in MODEL_PREFIXES {
+            if let Some(dir) = name.strip_prefix(prefix) {
+                if dir.is_empty() {
+                    return Err(PolicyError::MissingDir { prefix });
+                }
+                let model = ModelRef::Dir(dir.into());
+                let name = name.to_owned();
+                return Ok(match greedy {
+                    None => PolicySpec::Adjusted { name, model },
+                    Some(greedy) => PolicySpec::Neural {
+                        name,
+                        model,
+                        greedy,
+                    },
+                });
+            }
+        }
+        if let Some(y) = Yardstick::parse(name) {
+            return Ok(PolicySpec::Yardstick(y));
+        }
+        match name {
+            n if n == "informed"
+                || n == "informed-ts"
+                || n.starts_with("informed:")
+                || n.starts_with("informed-ts:") =>
+            {
+                parse_informed(n)
+            }
+            n if BASELINES.contains(&n) => Ok(PolicySpec::Baseline(n.to_owned())),
+            n => Err(PolicyError::Unknown {
+                name: n.to_owned(),
+                expected: PolicySpec::expected(),
+            }),
+        }
+    }
+
+    /// Parses a comma-separated list without repeats; `all` means every name of
+    /// [`PolicySpec::names`].
+    pub fn parse_list(list: &str) -> Result<Vec<PolicySpec>, PolicyError> {
+        if list.trim() == "all" {
+            return PolicySpec::names()
+                .into_iter()
+                .map(PolicySpec::parse)
+                .collect();
+        }
+        let mut out: Vec<PolicySpec> = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let spec = PolicySpec::parse(name)?;
+            if !out.contains(&spec) {
+                out.push(spec);
+            }
+        }
+        if out.is_empty() {
+            return Err(PolicyError::Empty);
+        }
+        Ok(out)
+    }
+
+    /// The name shown in reports.
+    pub fn name(&self) -> &str {
+        match self {
+            PolicySpec::Baseline(n) => n,
+            PolicySpec::Yardstick(y) => y.name(),
+            PolicySpec::Neural { name, .. }
+            | PolicySpec::Adjusted { name, .. }
+            | PolicySpec::Informed { name, .. } => name,
+        }
+    }
+
+    /// The model the spec plays, if any.
+    pub fn model(&self) -> Option<&ModelRef> {
+        match self {
+            PolicySpec::Neural { model, .. } | PolicySpec::Adjusted { model, .. } => Some(model),
+            _ => None,
+        }
+    }
+
+    /// Loads the spec's model directory, once; `loaded` holds bundles already loaded (by
+    /// directory), so several specs over one model share it. An adjusted spec also checks that
+    /// the bundle has a usable adjuster.
+    pub fn load(&mut self, loaded: &mut Vec<Arc<ModelBundle>>) -> Result<(), PolicyError> {
+        let name = self.name().to_owned();
+        let adjusted = matches!(self, PolicySpec::Adjusted { .. });
+        let (PolicySpec::Neural { model, .. } | PolicySpec::Adjusted { model, .. }) = self else {
+            return Ok(());
+        };
+        let bundle = match model {
+            ModelRef::Loaded(b) => b.clone(),
+            ModelRef::Dir(dir) => match loaded.iter().find(|b| b.dir == *dir) {
+                Some(b) => b.clone(),
+                None => {
+                    let b =
+                        Arc::new(ModelBundle::load(dir).map_err(|source| PolicyError::Model {
+                            name: name.clone(),
+                            source,
+                        })?);
+                    loaded.push(b.clone());
+                    b
+                }
+            },
+        };
+        if adjusted {
+            bundle.adjuster().map_err(|source| PolicyError::Model {
+                name: name.clone(),
+                source,
+            })?;
+        }
+        *model = ModelRef::Loaded(bundle);
+        Ok(())
+    }
+
+    /// Checks that the spec's model (loaded) ranks the scenario's catalog.
+    pub fn check_fits(&self, scenario: &Scenario) -> Result<(), PolicyError> {
+        match self.model().and_then(ModelRef::bundle) {
+            Some(bundle) => check_catalog(self.name(), bundle, scenario),
+            None => Ok(()),
+        }
+    }
+
+    /// A fresh agent for one run: `seed` seeds the policies that draw their own randomness
+    /// (the informed yardstick's particles); everything else draws from the rollout's generator.
+    /// A model spec must have been [`PolicySpec::load`]ed.
+    pub fn build(
+        &self,
+        scenario: &Scenario,
+        reward: &RewardFn,
+        seed: u64,
+    ) -> Result<Box<dyn Agent<ShopEnv>>, PolicyError> {
+        let name = self.name();
+        let model_err = |source| PolicyError::Model {
+            name: name.to_owned(),
+            source,
+        };
+        let bundle = || {
+            self.model()
+                .and_then(ModelRef::bundle)
+                .ok_or_else(|| model_err(NeuralError::NotLoaded(name.to_owned())))
+        };
+        Ok(match self {
+            PolicySpec::Baseline(n) => Box::new(
+                build_policy(n, &scenario.world.catalog, reward, seed).map_err(|source| {
+                    PolicyError::Baseline {
+                        name: n.clone(),
+                        source,
+                    }
+                })?,
+            ),
+            PolicySpec::Yardstick(y) => Box::new(YardstickAgent::new(
+                *y,
+                &scenario.world,
+                *reward,
+                PlannerConfig {
+                    gamma: reward.gamma(),
+                    ..PlannerConfig::default()
+                },
+            )),
+            PolicySpec::Informed { settings, .. } => Box::new(InformedPolicy::new(
+                scenario.world.clone(),
+                &scenario.config,
+                reward,
+                InformedConfig { seed, ..*settings },
+            )),
+            PolicySpec::Neural { greedy, .. } => Box::new(bundle()?.neural_policy(name, *greedy)),
+            PolicySpec::Adjusted { .. } => {
+                Box::new(bundle()?.adjusted_policy(name).map_err(model_err)?)
+            }
+        })
+    }
+
+    /// The generator seed of a run of this policy: by its name, not its place in a list, so a
+    /// policy's numbers do not change when others are added or reordered.
+    pub fn stream(&self) -> u64 {
+        stable_hash(self.name())
+    }
+}
+
+/// Checks that a bundle ranks the scenario's catalog (a policy called `name` would play it).
+pub fn check_catalog(
+    name: &str,
+    bundle: &ModelBundle,
+    scenario: &Scenario,
+) -> Result<(), PolicyError> {
+    let here = FeatureSchema::of(&scenario.world.catalog).catalog_fingerprint;
+    let model = &bundle.manifest.features.catalog_fingerprint;
+    if *model != here {
+        return Err(PolicyError::Catalog {
+            name: name.to_owned(),
+            model: model.clone(),
+            scenario: scenario.config.name.clone(),
+            here,
+            trained_on: bundle.manifest.scenario.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Parses `informed`, `informed-ts` and either with `:PARTICLES`.
+fn parse_informed(name: &str) -> Result<PolicySpec, PolicyError> {
+    let (mode, particles) = match name.split_once(':') {
+        Some((mode, n)) => (
+            mode,
+            n.parse::<usize>()
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or_else(|| PolicyError::Particles {
+                    name: name.to_owned(),
+                })?,
+        ),
+        None => (name, InformedConfig::default().particles),
+    };
+    Ok(PolicySpec::Informed {
+        name: name.to_owned(),
+        settings: InformedConfig {
+            particles,
+            thompson: mode == "informed-ts",
+            ..InformedConfig::default()
+        },
+    })
+}
