@@ -248,3 +248,106 @@ fn serve_refuses_to_start_without_keys_or_with_a_missing_model() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Runs metarec in `cwd` with `data_dir`, asserting success, and returns standard output.
+fn ok(cwd: &Path, data_dir: &Path, args: &[&str]) -> String {
+    let out = common::metarec_in(cwd, data_dir, args);
+    assert!(out.status.success(), "{args:?}: {}", common::stderr(&out));
+    common::stdout(&out)
+}
+
+#[test]
+fn a_model_trained_on_a_scenario_file_needs_neither_the_file_nor_the_data_afterwards() {
+    let data = common::data_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // A scenario of its own: the small preset with another seed and a name of its own, in a
+    // file that is deleted right after training.
+    let preset = ok(dir, &data, &["-q", "sim", "show", "--scenario", "small"]);
+    let mine: String = preset
+        .lines()
+        .map(|l| {
+            if l.starts_with("name = ") {
+                "name = \"my-shop\"".to_owned()
+            } else if l.starts_with("seed = ") {
+                "seed = 4242".to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(mine.contains("name = \"my-shop\"") && mine.contains("seed = 4242"));
+    std::fs::write(dir.join("my.toml"), mine).unwrap();
+    let train = |extra: &[&str]| {
+        let mut args = vec!["-q", "train", "--iterations", "2", "--batch", "8", "--out", "m"];
+        args.extend_from_slice(extra);
+        ok(dir, &data, &args)
+    };
+    train(&["--scenario", "my.toml"]);
+    std::fs::remove_file(dir.join("my.toml")).unwrap();
+    train(&["--resume"]);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("m/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(manifest["iterations"], 4);
+    assert_eq!(manifest["scenario"], "my-shop");
+    ok(
+        dir,
+        &data,
+        &["-q", "meta-train", "--model", "m", "--users", "10", "--grid", "0.3"],
+    );
+    ok(
+        dir,
+        &data,
+        &[
+            "-q", "arena", "--policies", "random,adjusted:m", "--users", "5", "--seeds", "1",
+            "--json", "arena.json",
+        ],
+    );
+    let arena: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("arena.json")).unwrap()).unwrap();
+    assert_eq!(arena["scenario"], "my-shop", "{arena}");
+
+    // Served with an empty data directory: no Online Retail, no text encoder.
+    let empty = dir.join("empty-data");
+    std::fs::create_dir_all(&empty).unwrap();
+    let (mut child, addr) = serve(&empty, &dir.join("m"), &dir.join("m.db"), "process");
+    let mut c = Client::new(addr, Some(TOKEN));
+    let r = post(&mut c, "/v1/rank", &json!({"user": "u1", "slate_size": 3}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let body = r.json();
+    let catalog = std::fs::read_to_string(dir.join("m/catalog.json")).unwrap();
+    let slate = body["slate"].as_array().unwrap();
+    assert_eq!(slate.len(), 3);
+    for entry in slate {
+        let key = entry["item"].as_str().unwrap();
+        assert!(catalog.contains(&format!("\"{key}\"")), "{key} is not in the bundle's catalog");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        std::fs::read_dir(&empty).unwrap().next().is_none(),
+        "serving wrote into the data directory"
+    );
+
+    // Trained further, the model no longer matches its adjuster: refused, naming the file.
+    train(&["--resume"]);
+    let arena = common::metarec_in(
+        dir,
+        &data,
+        &["-q", "arena", "--policies", "adjusted:m", "--users", "2", "--seeds", "1"],
+    );
+    let served = Command::new(env!("CARGO_BIN_EXE_metarec"))
+        .current_dir(dir)
+        .args(["-q", "--data-dir", "empty-data", "serve", "--model", "m", "--db", "n.db"])
+        .env("METAREC_API_KEYS", format!("admin:{TOKEN}"))
+        .env("METAREC_PSEUDONYM_KEY", "crash-test-secret-0123456")
+        .output()
+        .unwrap();
+    for out in [arena, served] {
+        assert_eq!(out.status.code(), Some(1));
+        let err = common::stderr(&out);
+        assert!(err.contains("adjuster.json") && err.contains("meta-train"), "{err}");
+    }
+}
