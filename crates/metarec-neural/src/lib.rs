@@ -8,8 +8,14 @@
 //! - [`policy`]: [`NeuralPolicy`](policy::NeuralPolicy), the trained network as a
 //!   [`metarec_core::Policy`];
 //! - [`checkpoint`]: safetensors weights plus a JSON manifest, checked for fit when loaded;
-//! - [`adjust`]: the strategy adjuster: a per-user Bayesian correction of the network's head
-//!   ([`BayesianAdjuster`](adjust::BayesianAdjuster), [`AdjustedPolicy`](adjust::AdjustedPolicy)).
+//! - [`adjust`]: the strategy adjuster: a per-user correction of the network's head, one concept
+//!   per file under `adjust/`: `gaussian` ([`GaussianPosterior`](adjust::GaussianPosterior),
+//!   the learned prior shape), `calibration` (network scores as click log-odds), `bayes`
+//!   ([`BayesianAdjuster`](adjust::BayesianAdjuster)), `gradient`
+//!   ([`GradientAdjuster`](adjust::GradientAdjuster)), `decide` (the one decision and
+//!   explanation path), `policy` ([`AdjustedPolicy`](adjust::AdjustedPolicy)) and `manifest`
+//!   (`adjuster.json`); `mod.rs` holds the [`HeadAdjuster`](adjust::HeadAdjuster) trait they
+//!   share.
 #![deny(missing_docs)]
 
 pub mod adjust;
