@@ -118,15 +118,17 @@ pub fn decision_from_choice(
     Ok(decision)
 }
 
-/// The strategy adjuster: per-user state, initialised from what is known of a new user (the
-/// meta-learned prior) and updated by each of their interactions, that conditions a policy's
-/// user head. The state is small and serialisable, so a server can keep one per user.
+/// The strategy adjuster: per-user state, initialised to the meta-learned prior and updated by each
+/// of the user's interactions, that conditions a policy's user head. What is known of a new user
+/// (their context) enters through the network's user tower, whose head the state corrects, so
+/// the prior itself takes no context. The state is small and serialisable, so a server can keep
+/// one per user.
 pub trait Adjuster {
     /// The per-user state.
     type State: Clone;
 
-    /// The state of a user nobody has seen interact yet: the prior for this context.
-    fn prior(&self, context: &Context) -> Self::State;
+    /// The state of a user nobody has seen interact yet: the meta-learned prior.
+    fn prior(&self) -> Self::State;
 
     /// Folds one interaction of the user into their state.
     fn update(&self, state: &mut Self::State, interaction: &Interaction);

@@ -11,8 +11,14 @@
 //!   loaded;
 //! - [`bundle`]: [`ModelBundle`](bundle::ModelBundle), a model directory as one verified
 //!   artifact (network, catalog, data description, adjuster);
-//! - [`adjust`]: the strategy adjuster: a per-user Bayesian correction of the network's head
-//!   ([`BayesianAdjuster`](adjust::BayesianAdjuster), [`AdjustedPolicy`](adjust::AdjustedPolicy)).
+//! - [`adjust`]: the strategy adjuster: a per-user correction of the network's head, one concept
+//!   per file under `adjust/`: `gaussian` ([`GaussianPosterior`](adjust::GaussianPosterior),
+//!   the learned prior shape), `calibration` (network scores as click log-odds), `bayes`
+//!   ([`BayesianAdjuster`](adjust::BayesianAdjuster)), `gradient`
+//!   ([`GradientAdjuster`](adjust::GradientAdjuster)), `decide` (the one decision and
+//!   explanation path), `policy` ([`AdjustedPolicy`](adjust::AdjustedPolicy)) and `manifest`
+//!   (`adjuster.json`); `mod.rs` holds the [`HeadAdjuster`](adjust::HeadAdjuster) trait they
+//!   share.
 #![deny(missing_docs)]
 
 pub mod adjust;

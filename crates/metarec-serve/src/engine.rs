@@ -25,7 +25,7 @@ use crate::api::ApiError;
 use crate::metrics::Metrics;
 use crate::model::{ServedCatalog, ServedModel};
 use crate::store::{DecisionRow, FeedbackKind, FeedbackRow, Store};
-use metarec_core::{Adjuster, Context, Decision, Feedback, Interaction, PastEvent, Slate};
+use metarec_core::{Adjuster, Decision, Feedback, Interaction, PastEvent, Slate};
 use metarec_neural::adjust::GaussianPosterior;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -96,7 +96,7 @@ impl UserRecord {
 
     pub(crate) fn prior(model: &ServedModel) -> UserRecord {
         UserRecord {
-            posterior: model.adjuster.prior(&Context::default()),
+            posterior: model.adjuster.prior(),
             history: Vec::new(),
             slates: 0,
         }

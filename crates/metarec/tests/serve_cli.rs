@@ -280,7 +280,16 @@ fn a_model_trained_on_a_scenario_file_needs_neither_the_file_nor_the_data_afterw
     assert!(mine.contains("name = \"my-shop\"") && mine.contains("seed = 4242"));
     std::fs::write(dir.join("my.toml"), mine).unwrap();
     let train = |extra: &[&str]| {
-        let mut args = vec!["-q", "train", "--iterations", "2", "--batch", "8", "--out", "m"];
+        let mut args = vec![
+            "-q",
+            "train",
+            "--iterations",
+            "2",
+            "--batch",
+            "8",
+            "--out",
+            "m",
+        ];
         args.extend_from_slice(extra);
         ok(dir, &data, &args)
     };
@@ -295,14 +304,31 @@ fn a_model_trained_on_a_scenario_file_needs_neither_the_file_nor_the_data_afterw
     ok(
         dir,
         &data,
-        &["-q", "meta-train", "--model", "m", "--users", "10", "--grid", "0.3"],
+        &[
+            "-q",
+            "meta-train",
+            "--model",
+            "m",
+            "--users",
+            "10",
+            "--grid",
+            "0.3",
+        ],
     );
     ok(
         dir,
         &data,
         &[
-            "-q", "arena", "--policies", "random,adjusted:m", "--users", "5", "--seeds", "1",
-            "--json", "arena.json",
+            "-q",
+            "arena",
+            "--policies",
+            "random,adjusted:m",
+            "--users",
+            "5",
+            "--seeds",
+            "1",
+            "--json",
+            "arena.json",
         ],
     );
     let arena: Value =
@@ -322,7 +348,10 @@ fn a_model_trained_on_a_scenario_file_needs_neither_the_file_nor_the_data_afterw
     assert_eq!(slate.len(), 3);
     for entry in slate {
         let key = entry["item"].as_str().unwrap();
-        assert!(catalog.contains(&format!("\"{key}\"")), "{key} is not in the bundle's catalog");
+        assert!(
+            catalog.contains(&format!("\"{key}\"")),
+            "{key} is not in the bundle's catalog"
+        );
     }
     let _ = child.kill();
     let _ = child.wait();
@@ -336,11 +365,29 @@ fn a_model_trained_on_a_scenario_file_needs_neither_the_file_nor_the_data_afterw
     let arena = common::metarec_in(
         dir,
         &data,
-        &["-q", "arena", "--policies", "adjusted:m", "--users", "2", "--seeds", "1"],
+        &[
+            "-q",
+            "arena",
+            "--policies",
+            "adjusted:m",
+            "--users",
+            "2",
+            "--seeds",
+            "1",
+        ],
     );
     let served = Command::new(env!("CARGO_BIN_EXE_metarec"))
         .current_dir(dir)
-        .args(["-q", "--data-dir", "empty-data", "serve", "--model", "m", "--db", "n.db"])
+        .args([
+            "-q",
+            "--data-dir",
+            "empty-data",
+            "serve",
+            "--model",
+            "m",
+            "--db",
+            "n.db",
+        ])
         .env("METAREC_API_KEYS", format!("admin:{TOKEN}"))
         .env("METAREC_PSEUDONYM_KEY", "crash-test-secret-0123456")
         .output()
@@ -348,6 +395,9 @@ fn a_model_trained_on_a_scenario_file_needs_neither_the_file_nor_the_data_afterw
     for out in [arena, served] {
         assert_eq!(out.status.code(), Some(1));
         let err = common::stderr(&out);
-        assert!(err.contains("adjuster.json") && err.contains("meta-train"), "{err}");
+        assert!(
+            err.contains("adjuster.json") && err.contains("meta-train"),
+            "{err}"
+        );
     }
 }

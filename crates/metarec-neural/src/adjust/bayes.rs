@@ -1,0 +1,228 @@
+//! [`BayesianAdjuster`]: each user's state is a [`GaussianPosterior`] over the head's correction,
+//! updated per shown item by one Laplace step of logistic regression, with its settings in
+//! [`BayesConfig`]. It is the adjuster the server serves, so it also carries the decide and
+//! explain entry points the server calls.
+
+use super::{
+    AdjustedChoice, Calibration, DecideBuffers, GaussianPosterior, HeadAdjuster, ScoreParts,
+    decide_with, explain_slate_with, explain_with, shown_items, sigmoid,
+};
+use crate::features::Features;
+use crate::model::Frozen;
+use metarec_core::linalg::cholesky_in_place;
+use metarec_core::{Adjuster, Context, Interaction, ItemId, Rng};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+/// Settings of the Bayesian adjuster.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BayesConfig {
+    /// Prior standard deviation `tau` of each coordinate of the head's correction.
+    pub prior_scale: f64,
+    /// Draw the correction from the posterior (Thompson sampling) rather than use its mean.
+    pub thompson: bool,
+    /// Monte Carlo rankings for the propensities (Thompson sampling only).
+    pub draws: usize,
+    /// The network's scores as click log-odds.
+    #[serde(default)]
+    pub calibration: Calibration,
+}
+
+impl Default for BayesConfig {
+    fn default() -> Self {
+        BayesConfig {
+            prior_scale: 0.3,
+            thompson: true,
+            draws: 16,
+            calibration: Calibration::default(),
+        }
+    }
+}
+
+/// The Bayesian adjuster over a trained network.
+#[derive(Clone)]
+pub struct BayesianAdjuster {
+    frozen: Arc<Frozen>,
+    features: Arc<Features>,
+    /// The settings.
+    pub config: BayesConfig,
+    /// Every new user's state: `N(0, tau^2 I)`, or `N(0, tau^2 S)` with a learned shape `S`.
+    prior: GaussianPosterior,
+}
+
+impl BayesianAdjuster {
+    /// An adjuster over a frozen network.
+    pub fn new(frozen: Arc<Frozen>, features: Arc<Features>, config: BayesConfig) -> Self {
+        let prior =
+            GaussianPosterior::isotropic(&vec![0.0; frozen.embed], config.prior_scale.powi(2));
+        BayesianAdjuster {
+            frozen,
+            features,
+            config,
+            prior,
+        }
+    }
+
+    /// The same adjuster with the prior covariance `tau^2 shape`
+    /// ([`prior_shape`](super::prior_shape)); an empty shape keeps the identity. Fails when the
+    /// shape is not a symmetric positive definite matrix of the head's width.
+    pub fn with_prior_shape(mut self, shape: &[f64]) -> Result<Self, String> {
+        if shape.is_empty() {
+            return Ok(self);
+        }
+        let d = self.frozen.embed;
+        let tau2 = self.config.prior_scale.powi(2);
+        let covariance: Vec<f64> = shape.iter().map(|v| tau2 * v).collect();
+        self.prior = GaussianPosterior::centred(&covariance, d).ok_or_else(|| {
+            format!(
+                "the prior shape is not a symmetric positive definite {d} x {d} matrix ({} values)",
+                shape.len()
+            )
+        })?;
+        Ok(self)
+    }
+
+    /// The frozen network.
+    pub fn frozen(&self) -> &Frozen {
+        &self.frozen
+    }
+
+    /// The feature schema.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
+
+    /// Decides a slate of `k` for a user in `state` ([`decide_with`]).
+    pub fn decide(
+        &self,
+        state: &GaussianPosterior,
+        context: &Context,
+        k: usize,
+        rng: &mut Rng,
+    ) -> AdjustedChoice {
+        decide_with(self, state, context, k, rng, &mut DecideBuffers::default())
+    }
+
+    /// The additive parts of an item's score under `delta` ([`explain_with`]).
+    pub fn explain(&self, context: &Context, delta: &[f64], item: ItemId) -> ScoreParts {
+        explain_with(self, context, delta, item)
+    }
+
+    /// The additive parts of each item's score under `delta` ([`explain_slate_with`]).
+    pub fn explain_slate(
+        &self,
+        context: &Context,
+        delta: &[f64],
+        items: &[ItemId],
+    ) -> Vec<ScoreParts> {
+        explain_slate_with(self, context, delta, items)
+    }
+}
+
+impl Adjuster for BayesianAdjuster {
+    type State = GaussianPosterior;
+
+    fn prior(&self) -> GaussianPosterior {
+        // The head's prior mean is the network's g(context), recomputed at every decision; the
+        // state only carries the correction, centred on 0.
+        self.prior.clone()
+    }
+
+    fn update(&self, state: &mut GaussianPosterior, interaction: &Interaction) {
+        let mut factor = Vec::new();
+        let mu = state.mean(&mut factor);
+        for shown in shown_items(&self.frozen, &self.features, interaction) {
+            let xm = shown.x.iter().zip(&mu).map(|(a, b)| a * b).sum::<f64>();
+            let p = sigmoid(self.config.calibration.logit(shown.base) + xm);
+            let w = (p * (1.0 - p)).max(1e-6);
+            let y = if shown.clicked { 1.0 } else { 0.0 };
+            // The Laplace step of logistic regression as a weighted linear observation of the
+            // working response: x . delta ~ x . mu + (y - p) / w, with weight w.
+            state.observe(&shown.x, xm + (y - p) / w, w);
+        }
+    }
+}
+
+impl HeadAdjuster for BayesianAdjuster {
+    fn network(&self) -> (&Frozen, &Features) {
+        (&self.frozen, &self.features)
+    }
+
+    fn correction(&self, state: &GaussianPosterior) -> Vec<f64> {
+        state.mean(&mut Vec::new())
+    }
+
+    fn draw(
+        &self,
+        state: &GaussianPosterior,
+        mean: &[f64],
+        cache: &mut Vec<f64>,
+        rng: &mut Rng,
+    ) -> Option<Vec<f64>> {
+        if !self.config.thompson {
+            return None;
+        }
+        if cache.is_empty() {
+            cache.extend_from_slice(&state.precision);
+            if !cholesky_in_place(cache, state.dim) {
+                cache.clear();
+                return None;
+            }
+        }
+        Some(state.sample(mean, cache, rng))
+    }
+
+    fn draws(&self) -> usize {
+        self.config.draws
+    }
+
+    fn calibration(&self) -> Calibration {
+        self.config.calibration
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adjust::test_support::network;
+
+    #[test]
+    fn a_shaped_prior_is_every_new_users_state() {
+        let (frozen, features) = network();
+        let d = frozen.embed;
+        let mut shape = vec![0.0; d * d];
+        for k in 0..d {
+            shape[k * d + k] = if k == 0 {
+                1.0 + d as f64 - 1.0
+            } else {
+                1.0 / 2.0
+            };
+        }
+        let config = BayesConfig {
+            prior_scale: 0.5,
+            ..BayesConfig::default()
+        };
+        let adj = BayesianAdjuster::new(frozen.clone(), features.clone(), config)
+            .with_prior_shape(&shape)
+            .unwrap();
+        let prior = adj.prior();
+        assert_eq!(prior.observations, 0);
+        assert_eq!(prior.mean(&mut Vec::new()), vec![0.0; d]);
+        // Precision = (tau^2 shape)^-1 on this diagonal shape.
+        for k in 0..d {
+            let want = 1.0 / (0.25 * shape[k * d + k]);
+            assert!((prior.precision[k * d + k] - want).abs() < 1e-9);
+        }
+        // An empty shape keeps the identity; a bad one is refused.
+        let plain = BayesianAdjuster::new(frozen.clone(), features.clone(), config);
+        assert_eq!(
+            plain.prior(),
+            GaussianPosterior::isotropic(&vec![0.0; d], 0.25)
+        );
+        assert!(
+            BayesianAdjuster::new(frozen, features, config)
+                .with_prior_shape(&[1.0])
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,257 @@
+//! [`GaussianPosterior`], the closed-form part of the Bayesian adjuster: a Gaussian in
+//! information form with linear-Gaussian updates and draws, and [`prior_shape`], the prior
+//! covariance's shape learned from training users' corrections.
+
+use metarec_core::Rng;
+use metarec_core::linalg::{cholesky_in_place, cholesky_solve};
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+/// A Gaussian over `R^d` in information form: precision `L` and `h = L mu`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GaussianPosterior {
+    /// Dimension.
+    pub dim: usize,
+    /// The precision matrix `L`, row-major.
+    pub precision: Vec<f64>,
+    /// `L mu`.
+    pub shift: Vec<f64>,
+    /// Observations folded in.
+    pub observations: u32,
+}
+
+impl GaussianPosterior {
+    /// `N(mean, variance I)`.
+    pub fn isotropic(mean: &[f64], variance: f64) -> Self {
+        let d = mean.len();
+        let mut precision = vec![0.0; d * d];
+        for k in 0..d {
+            precision[k * d + k] = 1.0 / variance;
+        }
+        GaussianPosterior {
+            dim: d,
+            precision,
+            shift: mean.iter().map(|m| m / variance).collect(),
+            observations: 0,
+        }
+    }
+
+    /// Folds in one linear-Gaussian observation `target = x . theta + noise` with weight
+    /// `1 / noise variance`: `L += w x x^T`, `h += w x target`.
+    pub fn observe(&mut self, x: &[f64], target: f64, weight: f64) {
+        let d = self.dim;
+        for (a, xa) in x.iter().enumerate().take(d) {
+            let wa = weight * xa;
+            for (p, xb) in self.precision[a * d..(a + 1) * d].iter_mut().zip(x) {
+                *p += wa * xb;
+            }
+            self.shift[a] += wa * target;
+        }
+        self.observations += 1;
+    }
+
+    /// `N(0, covariance)`, or `None` when `covariance` (d x d, row-major) is not symmetric
+    /// positive definite.
+    pub fn centred(covariance: &[f64], d: usize) -> Option<Self> {
+        if covariance.len() != d * d
+            || (0..d).any(|a| (0..a).any(|b| covariance[a * d + b] != covariance[b * d + a]))
+        {
+            return None;
+        }
+        let mut factor = covariance.to_vec();
+        if !cholesky_in_place(&mut factor, d) {
+            return None;
+        }
+        // The precision is the inverse: solve against each unit vector.
+        let mut precision = vec![0.0; d * d];
+        for k in 0..d {
+            let mut e = vec![0.0; d];
+            e[k] = 1.0;
+            cholesky_solve(&factor, d, &mut e);
+            for (a, v) in e.into_iter().enumerate() {
+                precision[a * d + k] = v;
+            }
+        }
+        // Symmetrise away the rounding of the solves.
+        for a in 0..d {
+            for b in 0..a {
+                let m = 0.5 * (precision[a * d + b] + precision[b * d + a]);
+                precision[a * d + b] = m;
+                precision[b * d + a] = m;
+            }
+        }
+        Some(GaussianPosterior {
+            dim: d,
+            precision,
+            shift: vec![0.0; d],
+            observations: 0,
+        })
+    }
+
+    /// The mean `mu = L^{-1} h`, and the Cholesky factor of `L` (lower, row-major) in `factor`.
+    pub fn mean(&self, factor: &mut Vec<f64>) -> Vec<f64> {
+        factor.clear();
+        factor.extend_from_slice(&self.precision);
+        let mut mu = self.shift.clone();
+        if cholesky_in_place(factor, self.dim) {
+            cholesky_solve(factor, self.dim, &mut mu);
+        }
+        mu
+    }
+
+    /// A draw from the Gaussian: `mu + L^{-T} z`, `z` standard normal, given the factor of `L`.
+    pub fn sample(&self, mu: &[f64], factor: &[f64], rng: &mut Rng) -> Vec<f64> {
+        let d = self.dim;
+        let mut z: Vec<f64> = (0..d).map(|_| StandardNormal.sample(rng)).collect();
+        // Back substitution with L^T: solves L^T v = z, so v ~ N(0, L^{-1}).
+        for i in (0..d).rev() {
+            let mut s = z[i];
+            for k in i + 1..d {
+                s -= factor[k * d + i] * z[k];
+            }
+            z[i] = s / factor[i * d + i];
+        }
+        mu.iter().zip(&z).map(|(m, v)| m + v).collect()
+    }
+}
+
+/// The shape `S` of the correction's prior covariance learned from training users' adapted
+/// corrections `delta_u`: their second moment `mean(delta_u delta_u^T)`, plus `ridge` times its
+/// mean diagonal on the diagonal (so no direction is ruled out), scaled to trace `d` (so `tau`
+/// keeps its meaning: the average prior standard deviation per coordinate). `None` without
+/// corrections or when they are all zero.
+pub fn prior_shape(corrections: &[Vec<f64>], d: usize, ridge: f64) -> Option<Vec<f64>> {
+    if corrections.is_empty() || corrections.iter().any(|c| c.len() != d) {
+        return None;
+    }
+    let mut s = vec![0.0; d * d];
+    for c in corrections {
+        for a in 0..d {
+            for b in 0..d {
+                s[a * d + b] += c[a] * c[b];
+            }
+        }
+    }
+    let n = corrections.len() as f64;
+    s.iter_mut().for_each(|v| *v /= n);
+    let trace: f64 = (0..d).map(|k| s[k * d + k]).sum();
+    if !(trace.is_finite() && trace > 0.0) {
+        return None;
+    }
+    let lift = ridge * trace / d as f64;
+    for k in 0..d {
+        s[k * d + k] += lift;
+    }
+    let scale = d as f64 / (trace + lift * d as f64);
+    s.iter_mut().for_each(|v| *v *= scale);
+    Some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metarec_core::linalg::solve_spd;
+
+    #[test]
+    fn the_posterior_matches_the_batch_formula_on_a_gaussian_case() {
+        // Prior N(m0, s^2 I); observations y_j = x_j . theta + noise (variance r).
+        // Batch: L = I / s^2 + X^T X / r; mu = L^{-1} (m0 / s^2 + X^T y / r).
+        let m0 = [0.5, -1.0, 0.2];
+        let (s2, r) = (0.7, 0.3);
+        let xs = [
+            [1.0, 0.0, 2.0],
+            [0.3, -1.2, 0.5],
+            [2.0, 1.0, -1.0],
+            [0.0, 0.4, 0.9],
+        ];
+        let ys = [1.5, -0.2, 0.7, 2.2];
+        let mut post = GaussianPosterior::isotropic(&m0, s2);
+        for (x, y) in xs.iter().zip(ys) {
+            post.observe(x, y, 1.0 / r);
+        }
+        let mut l = vec![0.0; 9];
+        let mut rhs = vec![0.0; 3];
+        for a in 0..3 {
+            l[a * 3 + a] = 1.0 / s2;
+            rhs[a] = m0[a] / s2;
+            for (x, y) in xs.iter().zip(ys) {
+                rhs[a] += x[a] * y / r;
+                for b in 0..3 {
+                    l[a * 3 + b] += x[a] * x[b] / r;
+                }
+            }
+        }
+        let expected_l = l.clone();
+        assert!(solve_spd(&mut l, 3, &mut rhs));
+        let mu = post.mean(&mut Vec::new());
+        for k in 0..3 {
+            assert!((mu[k] - rhs[k]).abs() < 1e-12, "{mu:?} vs {rhs:?}");
+        }
+        for (a, b) in post.precision.iter().zip(&expected_l) {
+            assert!((a - b).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn with_no_interactions_the_posterior_is_the_prior() {
+        let post = GaussianPosterior::isotropic(&[1.0, -2.0], 0.25);
+        assert_eq!(post.mean(&mut Vec::new()), vec![1.0, -2.0]);
+        assert_eq!(post.observations, 0);
+    }
+
+    #[test]
+    fn a_centred_gaussian_has_the_inverse_covariance_as_precision() {
+        let cov = [2.0, 0.5, 0.5, 1.0];
+        let g = GaussianPosterior::centred(&cov, 2).unwrap();
+        // precision x covariance = I.
+        for a in 0..2 {
+            for b in 0..2 {
+                let v: f64 = (0..2)
+                    .map(|k| g.precision[a * 2 + k] * cov[k * 2 + b])
+                    .sum();
+                assert!(
+                    (v - f64::from(u8::from(a == b))).abs() < 1e-12,
+                    "{a},{b}: {v}"
+                );
+            }
+        }
+        assert_eq!(g.mean(&mut Vec::new()), vec![0.0, 0.0]);
+        // Not symmetric, not positive definite, or the wrong size: refused.
+        assert!(GaussianPosterior::centred(&[1.0, 0.5, 0.4, 1.0], 2).is_none());
+        assert!(GaussianPosterior::centred(&[1.0, 2.0, 2.0, 1.0], 2).is_none());
+        assert!(GaussianPosterior::centred(&[1.0, 0.0, 0.0], 2).is_none());
+    }
+
+    #[test]
+    fn the_learned_prior_shape_follows_the_corrections_and_has_trace_d() {
+        // Corrections along the first axis only: the shape puts most variance there, the ridge
+        // keeps the second axis possible.
+        let corrections = vec![vec![2.0, 0.0], vec![-2.0, 0.0], vec![1.0, 0.0]];
+        let s = prior_shape(&corrections, 2, 0.1).unwrap();
+        assert!((s[0] + s[3] - 2.0).abs() < 1e-12, "{s:?}");
+        assert!(s[0] > 10.0 * s[3] && s[3] > 0.0, "{s:?}");
+        assert_eq!(s[1], s[2]);
+        assert!(prior_shape(&[vec![0.0, 0.0]], 2, 0.1).is_none());
+        assert!(prior_shape(&[], 2, 0.1).is_none());
+        assert!(prior_shape(&[vec![1.0]], 2, 0.1).is_none());
+    }
+
+    #[test]
+    fn posterior_draws_have_the_posterior_covariance() {
+        let mut post = GaussianPosterior::isotropic(&[0.0, 0.0], 1.0);
+        post.observe(&[1.0, 1.0], 2.0, 4.0);
+        let mut factor = Vec::new();
+        let mu = post.mean(&mut factor);
+        // Covariance = L^{-1} with L = [[5, 4], [4, 5]]: [[5, -4], [-4, 5]] / 9.
+        let mut rng = metarec_core::rng_for(2, 2);
+        let n = 200_000;
+        let (mut c00, mut c01) = (0.0, 0.0);
+        for _ in 0..n {
+            let d = post.sample(&mu, &factor, &mut rng);
+            c00 += (d[0] - mu[0]).powi(2);
+            c01 += (d[0] - mu[0]) * (d[1] - mu[1]);
+        }
+        assert!((c00 / n as f64 - 5.0 / 9.0).abs() < 0.01);
+        assert!((c01 / n as f64 + 4.0 / 9.0).abs() < 0.01);
+    }
+}

@@ -1,0 +1,218 @@
+//! The strategy adjuster: a per-user correction of the network's user head.
+//!
+//! The trained network's user tower is the meta-learned prior: from what is known of a new user
+//! (their context and session so far) it predicts a head `g(context)`. An adjuster keeps, per
+//! user, a state that corrects that head by `delta`, so the user's scores are
+//! `scale * network score + <delta, h_i>`, where the network score is `<g, h_i> + c_i + flags`
+//! and `scale` is the [`Calibration`] that reads network scores as click log-odds. Everything
+//! an adjuster learns across users (the calibration, the prior scale `tau` and shape, the
+//! gradient adjuster's initial correction) is meta-learned on training users by meta-training,
+//! which lives in `metarec_eval::meta`: that crate depends on this one, so it cannot be linked
+//! from here.
+//!
+//! [`BayesianAdjuster`] keeps a Gaussian posterior over `delta` with the prior
+//! `N(0, tau^2 I)`, or `N(0, tau^2 S)` with a learned shape `S` ([`prior_shape`]); each shown item
+//! updates the posterior in closed form (one Newton step of Bayesian logistic regression on the
+//! click, the Laplace approximation); decisions draw `delta` from the posterior (Thompson
+//! sampling), so the policy explores where it is unsure about this user.
+//!
+//! [`GaussianPosterior`] is the closed-form part, in information form (precision `L` and
+//! `L mu`), kept apart so it can be checked against the batch formula.
+//!
+//! [`GradientAdjuster`] is the gradient-based alternative (first-order MAML / Reptile on the
+//! head): the correction starts at a meta-learned initial value shared by all users and takes
+//! `steps` gradient steps of the click log-likelihood after each interaction.
+//!
+//! Both implement [`HeadAdjuster`], so one decision path ([`decide_with`], explained by
+//! [`explain_with`]) and one [`AdjustedPolicy`] serve either.
+//!
+//! The files, one concept each (every public item is re-exported here, so callers name it
+//! `adjust::X`):
+//! - `gaussian.rs`: [`GaussianPosterior`] and [`prior_shape`];
+//! - `calibration.rs`: [`Calibration`], [`fit_calibration`] and [`calibration_samples`];
+//! - `bayes.rs`: [`BayesConfig`] and [`BayesianAdjuster`];
+//! - `gradient.rs`: [`GradientConfig`], [`GradientState`] and [`GradientAdjuster`];
+//! - `decide.rs`: [`decide_with`], [`explain_with`], [`explain_slate_with`] and what they
+//!   return ([`AdjustedChoice`], [`ScoreParts`]), with their [`DecideBuffers`];
+//! - `policy.rs`: [`AdjustedPolicy`], the per-user states as a `metarec_core::Policy`;
+//! - `manifest.rs`: [`ADJUSTER_FILE`] and its contents, [`AdjusterManifest`];
+//! - this file: the [`HeadAdjuster`] trait and the network's view of a context and of an
+//!   interaction's shown items, which the adjusters and the decision path share.
+
+mod bayes;
+mod calibration;
+mod decide;
+mod gaussian;
+mod gradient;
+mod manifest;
+mod policy;
+
+pub use bayes::{BayesConfig, BayesianAdjuster};
+pub use calibration::{Calibration, calibration_samples, fit_calibration};
+pub use decide::{
+    AdjustedChoice, DecideBuffers, ScoreParts, decide_with, explain_slate_with, explain_with,
+};
+pub use gaussian::{GaussianPosterior, prior_shape};
+pub use gradient::{GradientAdjuster, GradientConfig, GradientState};
+pub use manifest::{ADJUSTER_FILE, AdjusterManifest, AdjusterSpec};
+pub use policy::AdjustedPolicy;
+
+use crate::features::{Features, UserView};
+use crate::model::Frozen;
+use metarec_core::{Adjuster, Context, Interaction, ItemId, Rng};
+
+/// The network's head and scores for a context.
+struct NetView {
+    view: UserView,
+    head: Vec<f32>,
+    scratch: Vec<f32>,
+}
+
+impl NetView {
+    /// The network's view of a context: the user input, the session flags and the head.
+    fn of(frozen: &Frozen, features: &Features, context: &Context) -> NetView {
+        let mut v = NetView {
+            view: UserView::default(),
+            head: Vec::new(),
+            scratch: Vec::new(),
+        };
+        features.user_view(context, &mut v.view);
+        frozen.user(
+            &v.view.input,
+            &v.view.clicked,
+            &v.view.ignored,
+            &mut v.scratch,
+            &mut v.head,
+        );
+        v
+    }
+
+    /// The network's score of item `i` (without any correction).
+    fn base(&self, frozen: &Frozen, item: ItemId) -> f64 {
+        f64::from(frozen.score(
+            &self.head,
+            item.index(),
+            self.view.ignored.contains(&item),
+            self.view.clicked.contains(&item),
+        ))
+    }
+}
+
+/// One shown item of an interaction: its tower vector, the network's score and the click.
+struct Shown {
+    x: Vec<f64>,
+    base: f64,
+    clicked: bool,
+}
+
+/// The shown items of an interaction that the network knows, with their scores in the context
+/// the decision was made in.
+fn shown_items(frozen: &Frozen, features: &Features, interaction: &Interaction) -> Vec<Shown> {
+    let net = NetView::of(frozen, features, &interaction.context);
+    let e = frozen.embed;
+    interaction
+        .decision
+        .slate
+        .items()
+        .iter()
+        .enumerate()
+        .filter(|(_, item)| item.index() < features.items())
+        .map(|(k, item)| {
+            let i = item.index();
+            Shown {
+                x: frozen.item_vectors[i * e..(i + 1) * e]
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .collect(),
+                base: net.base(frozen, *item),
+                clicked: interaction.feedback.clicks[k],
+            }
+        })
+        .collect()
+}
+
+/// The logistic function: the click probability of a log-odds. Both adjusters' click
+/// likelihoods and the calibration fit share it.
+fn sigmoid(z: f64) -> f64 {
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// What a policy needs from an adjuster whose state corrects the network's user head.
+pub trait HeadAdjuster: Adjuster {
+    /// The network and its feature schema.
+    fn network(&self) -> (&Frozen, &Features);
+    /// The correction to use greedily: the posterior mean, or the adapted value.
+    fn correction(&self, state: &Self::State) -> Vec<f64>;
+    /// A random correction for Thompson sampling given the mean, or `None` for a greedy
+    /// decision. `cache` starts empty for each decision and keeps whatever the draws of that
+    /// decision can share (the Bayesian adjuster's Cholesky factor). Adjusters that do not
+    /// sample (the gradient-based one) keep this default and always decide greedily.
+    fn draw(
+        &self,
+        state: &Self::State,
+        mean: &[f64],
+        cache: &mut Vec<f64>,
+        rng: &mut Rng,
+    ) -> Option<Vec<f64>> {
+        let _ = (state, mean, cache, rng);
+        None
+    }
+    /// Monte Carlo rankings for the propensities of Thompson sampling (unused when
+    /// [`HeadAdjuster::draw`] never samples).
+    fn draws(&self) -> usize {
+        0
+    }
+    /// How the network's scores map to click log-odds (the corrected score is
+    /// `scale * network score + x . delta`).
+    fn calibration(&self) -> Calibration;
+}
+
+/// The fixtures the adjusters' tests share, kept here so that every file's tests build the same
+/// network and the same interactions.
+#[cfg(test)]
+mod test_support {
+    use crate::features::Features;
+    use crate::model::Frozen;
+    use metarec_core::{Context, Interaction, ItemId, UserKey};
+    use std::sync::Arc;
+
+    /// A trained-shape network over a small catalog, with weights moved off their zero start.
+    pub(super) fn network() -> (Arc<Frozen>, Arc<Features>) {
+        use crate::train::{TrainConfig, Trainer};
+        let cat = crate::train::tests::catalog(10);
+        let trainer = Trainer::new(
+            &cat,
+            metarec_core::RewardFn::default(),
+            TrainConfig::default(),
+        )
+        .unwrap();
+        (
+            Arc::new(trainer.frozen().clone()),
+            Arc::new(trainer.features.clone()),
+        )
+    }
+
+    /// An interaction of user `u` with the slate `items` and the given clicks.
+    pub(super) fn interaction(items: &[u32], clicks: &[bool]) -> Interaction {
+        let context = Context::for_user(UserKey::from("u"));
+        let decision = metarec_core::Decision {
+            event_id: "e".into(),
+            slate: metarec_core::Slate::new(items.iter().copied().map(ItemId).collect()).unwrap(),
+            propensities: vec![1.0; items.len()],
+            slate_propensity: None,
+            positions: None,
+            policy_id: "p".into(),
+            model_version: String::new(),
+        };
+        let feedback = metarec_core::Feedback {
+            clicks: clicks.to_vec(),
+            purchases: vec![false; clicks.len()],
+            revenue: vec![0.0; clicks.len()],
+        };
+        Interaction {
+            context,
+            decision,
+            feedback,
+        }
+    }
+}

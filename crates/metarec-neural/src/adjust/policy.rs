@@ -1,0 +1,131 @@
+//! [`AdjustedPolicy`]: any [`HeadAdjuster`] as a `metarec_core::Policy`, keeping each user's
+//! state in a map and deciding through [`decide_with`].
+
+use super::{BayesianAdjuster, DecideBuffers, HeadAdjuster, decide_with};
+use metarec_core::{Context, Interaction, Policy, Rng, SlateChoice, UserKey};
+
+/// A policy that serves each user with the network's head corrected by their adjuster state.
+pub struct AdjustedPolicy<A: HeadAdjuster = BayesianAdjuster> {
+    name: String,
+    adjuster: A,
+    states: std::collections::HashMap<UserKey, A::State>,
+    buffers: DecideBuffers,
+}
+
+impl<A: HeadAdjuster> AdjustedPolicy<A> {
+    /// A policy over an adjuster.
+    pub fn new(name: &str, adjuster: A) -> Self {
+        AdjustedPolicy {
+            name: name.to_owned(),
+            adjuster,
+            states: std::collections::HashMap::new(),
+            buffers: DecideBuffers::default(),
+        }
+    }
+
+    /// The adjuster.
+    pub fn adjuster(&self) -> &A {
+        &self.adjuster
+    }
+
+    /// The adjuster, to change its settings between users (meta-training does).
+    pub fn adjuster_mut(&mut self) -> &mut A {
+        &mut self.adjuster
+    }
+
+    /// Removes and returns every user's state (meta-training reads each user's adapted state).
+    pub fn drain_states(&mut self) -> Vec<(UserKey, A::State)> {
+        self.states.drain().collect()
+    }
+
+    /// A user's current state, if they have been seen.
+    pub fn user_state(&self, user: &UserKey) -> Option<&A::State> {
+        self.states.get(user)
+    }
+
+    fn state(&mut self, context: &Context) -> A::State {
+        self.states
+            .entry(context.user.clone())
+            .or_insert_with(|| self.adjuster.prior())
+            .clone()
+    }
+}
+
+impl<A: HeadAdjuster> Policy for AdjustedPolicy<A> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn start_user(&mut self, context: &Context) {
+        let prior = self.adjuster.prior();
+        self.states.insert(context.user.clone(), prior);
+    }
+
+    fn decide(&mut self, context: &Context, k: usize, rng: &mut Rng) -> SlateChoice {
+        let state = self.state(context);
+        decide_with(&self.adjuster, &state, context, k, rng, &mut self.buffers).choice
+    }
+
+    fn observe(&mut self, interaction: &Interaction) {
+        let mut state = self.state(&interaction.context);
+        self.adjuster.update(&mut state, interaction);
+        self.states.insert(interaction.context.user.clone(), state);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adjust::BayesConfig;
+    use crate::adjust::test_support::{interaction, network};
+    use crate::features::UserView;
+    use metarec_core::ItemId;
+    use metarec_core::explore::top_k;
+
+    #[test]
+    fn a_greedy_policy_with_a_zero_correction_ranks_by_the_network() {
+        let (frozen, features) = network();
+        let adj = BayesianAdjuster::new(
+            frozen.clone(),
+            features.clone(),
+            BayesConfig {
+                thompson: false,
+                ..BayesConfig::default()
+            },
+        );
+        let mut policy = AdjustedPolicy::new("adjusted", adj);
+        let ctx = Context::for_user(UserKey::from("u"));
+        let mut rng = metarec_core::rng_for(1, 1);
+        let choice = policy.decide(&ctx, 3, &mut rng);
+        let mut view = UserView::default();
+        features.user_view(&ctx, &mut view);
+        let (mut scratch, mut g) = (Vec::new(), Vec::new());
+        frozen.user(
+            &view.input,
+            &view.clicked,
+            &view.ignored,
+            &mut scratch,
+            &mut g,
+        );
+        let scores: Vec<f64> = (0..10)
+            .map(|i| f64::from(frozen.score(&g, i, false, false)))
+            .collect();
+        let best: Vec<ItemId> = top_k(&scores, 3)
+            .into_iter()
+            .map(|i| ItemId(i as u32))
+            .collect();
+        assert_eq!(choice.items, best);
+        assert_eq!(choice.propensities, vec![1.0; 3]);
+        // A click moves the posterior and with it the user's scores.
+        policy.observe(&interaction(&[0, 1, 2], &[false, true, false]));
+        let state = policy.user_state(&UserKey::from("u")).unwrap();
+        assert_eq!(state.observations, 3);
+        assert!(
+            policy
+                .adjuster()
+                .correction(state)
+                .iter()
+                .any(|d| d.abs() > 1e-6)
+        );
+    }
+}
