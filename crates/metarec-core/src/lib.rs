@@ -37,4 +37,4 @@ pub use explore::{Rng, SlateChoice, rng_for, stable_hash};
 pub use ids::{CategoryId, EventId, ItemId, UserKey};
 pub use policy::{Adjuster, Environment, Oracle, Policy, Step, decision_from_choice};
 pub use reward::RewardFn;
-pub use rollout::{Agent, EventIds, Observer, Recorder, play_user, rollout};
+pub use rollout::{Agent, EventIds, Observer, Recorder, rollout};

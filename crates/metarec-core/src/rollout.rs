@@ -106,52 +106,10 @@ impl EventIds<'_> {
     }
 }
 
-/// Plays user number `user` from arrival to departure and returns the slates shown.
+/// Plays the users `users` one after the other, each from arrival to departure, with the same
+/// agent (which keeps what it learned from earlier users), and returns the slates shown in all.
 ///
 /// Fails only when the agent's choice breaks a decision's invariants (a bug in the agent).
-pub fn play_user<E, A, O>(
-    env: &mut E,
-    agent: &mut A,
-    user: u64,
-    rng: &mut Rng,
-    observer: &mut O,
-    ids: EventIds<'_>,
-) -> Result<usize, VocabError>
-where
-    E: Environment + ?Sized,
-    A: Agent<E> + ?Sized,
-    O: Observer<E> + ?Sized,
-{
-    let k = env.slate_size();
-    let mut context = Some(env.reset(user));
-    if let Some(ctx) = &context {
-        agent.start_user(env, ctx);
-        observer.start_user(user, ctx);
-    }
-    let mut t = 0usize;
-    while let Some(ctx) = context {
-        let choice = agent.decide(env, &ctx, k, rng);
-        let decision =
-            decision_from_choice(choice, ids.id(user, t), agent.name(), agent.model_version())?;
-        observer.decided(env, t, &ctx, &decision);
-        let step = env.step(&decision);
-        let next = step.next;
-        let interaction = Interaction {
-            context: ctx,
-            decision,
-            feedback: step.feedback,
-        };
-        observer.stepped(t, &interaction, next.is_none());
-        agent.observe(&interaction);
-        context = next;
-        t += 1;
-    }
-    observer.end_user(user, t);
-    Ok(t)
-}
-
-/// Plays the users `users` one after the other with the same agent (which keeps what it learned
-/// from earlier users) and returns the slates shown in all.
 pub fn rollout<E, A, O>(
     env: &mut E,
     agent: &mut A,
@@ -165,9 +123,34 @@ where
     A: Agent<E> + ?Sized,
     O: Observer<E> + ?Sized,
 {
+    let k = env.slate_size();
     let mut slates = 0;
     for user in users {
-        slates += play_user(env, agent, user, rng, observer, ids)?;
+        let mut context = Some(env.reset(user));
+        if let Some(ctx) = &context {
+            agent.start_user(env, ctx);
+            observer.start_user(user, ctx);
+        }
+        let mut t = 0usize;
+        while let Some(ctx) = context {
+            let choice = agent.decide(env, &ctx, k, rng);
+            let decision =
+                decision_from_choice(choice, ids.id(user, t), agent.name(), agent.model_version())?;
+            observer.decided(env, t, &ctx, &decision);
+            let step = env.step(&decision);
+            let next = step.next;
+            let interaction = Interaction {
+                context: ctx,
+                decision,
+                feedback: step.feedback,
+            };
+            observer.stepped(t, &interaction, next.is_none());
+            agent.observe(&interaction);
+            context = next;
+            t += 1;
+        }
+        observer.end_user(user, t);
+        slates += t;
     }
     Ok(slates)
 }

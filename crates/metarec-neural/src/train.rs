@@ -26,7 +26,7 @@ use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use metarec_core::explore::{SlateChoice, plackett_luce};
 use metarec_core::{
     Agent, Catalog, Context, Environment, EventIds, Interaction, ItemId, Policy, RewardFn, Rng,
-    play_user, rng_for,
+    rng_for, rollout,
 };
 use serde::{Deserialize, Serialize};
 
@@ -313,10 +313,11 @@ impl Trainer {
         };
         let mut episodes = Vec::with_capacity(users.end.saturating_sub(users.start) as usize);
         for user in users {
-            play_user(
+            let one = user..user + 1;
+            rollout(
                 env,
                 &mut collector,
-                user,
+                one,
                 &mut self.rng,
                 &mut (),
                 EventIds::None,

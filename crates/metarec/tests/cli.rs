@@ -319,7 +319,8 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
     let out = metarec(tmp.path(), &[&base[..], &["--out", m]].concat());
     assert_says(&out, "for 4 iterations in total");
     let manifest = read_manifest();
-    assert_eq!(manifest["format"], "metarec-neural/1");
+    assert_eq!(manifest["format"], "metarec-neural/2");
+    assert_eq!(manifest["source"]["name"], "small");
     assert_eq!(manifest["iterations"], 4);
     assert_eq!(manifest["features"]["items"], 100);
 
@@ -381,22 +382,39 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains(&neural), "{}", stdout(&out));
 
-    // The model does not fit another scenario's catalog: a clear error, not a crash.
-    let out = metarec(
-        tmp.path(),
-        &[
-            "-q",
-            "arena",
-            "--users",
-            "5",
-            "--seeds",
-            "1",
-            "--policies",
-            &neural,
-        ],
+    // Without --scenario the arena plays the scenario the model was trained on; the model does
+    // not fit another scenario's catalog: a clear error, not a crash.
+    let arena = |scenario: &[&str]| {
+        let args = [
+            &[
+                "-q",
+                "arena",
+                "--users",
+                "5",
+                "--seeds",
+                "1",
+                "--policies",
+                &neural,
+            ][..],
+            scenario,
+        ]
+        .concat();
+        metarec(tmp.path(), &args)
+    };
+    let out = arena(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("scenario `small`"),
+        "{}",
+        stdout(&out)
     );
+    let out = arena(&["--scenario", "default"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("does not fit"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ranks another catalog") && stderr(&out).contains("`small`"),
+        "{}",
+        stderr(&out)
+    );
 
     // A damaged weights file is named in the error.
     std::fs::write(model.join("model.safetensors"), b"garbage").unwrap();
