@@ -40,8 +40,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use metarec_core::{
-    Catalog, Context, EventId, Feedback, Interaction, ItemId, SessionState, UserKey,
-    decision_from_choice, rng_for,
+    Context, EventId, Feedback, Interaction, ItemId, SessionState, UserKey, decision_from_choice,
+    rng_for,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -215,9 +215,10 @@ pub struct Server {
 }
 
 impl Server {
-    /// Loads and verifies the model for `catalog`, opens the database and reloads every stored
-    /// user state (states of another head width are dropped: they belong to another model).
-    pub fn open(catalog: Catalog, config: ServerConfig) -> Result<Server, ServeError> {
+    /// Loads and verifies the model bundle (which carries the catalog to rank), opens the
+    /// database and reloads every stored user state (states of another head width are dropped:
+    /// they belong to another model).
+    pub fn open(config: ServerConfig) -> Result<Server, ServeError> {
         if !(config.default_reward.is_finite()) {
             return Err(ServeError::Config(
                 "the default reward must be finite".into(),
@@ -245,8 +246,8 @@ impl Server {
                 "the log limit must be at least 1 MiB".into(),
             ));
         }
+        let (model, catalog) = ServedModel::load(&config.model_dir)?;
         let catalog = Arc::new(ServedCatalog::new(catalog));
-        let model = ServedModel::load(&config.model_dir, &catalog)?;
         let mut store = SqliteStore::open_with(&config.db, config.durability)?;
         let mut users = HashMap::new();
         for (user, text) in store.users()? {
@@ -1072,8 +1073,7 @@ async fn reload(
         .unwrap_or_else(|| state.config.model_dir.clone());
     // One reload at a time, so two swaps cannot interleave their checks.
     let _guard = state.reload.lock().await;
-    let catalog = state.shared.catalog.clone();
-    let loaded = tokio::task::spawn_blocking(move || ServedModel::load(&dir, &catalog))
+    let loaded = tokio::task::spawn_blocking(move || ServedModel::load(&dir))
         .await
         .map_err(|e| ApiError::internal(format!("model loading panicked: {e}")))?;
     let rejected = |message: String| {
@@ -1082,8 +1082,14 @@ async fn reload(
             format!("{message}; the previous model keeps serving"),
         )
     };
-    let model = loaded.map_err(|e| rejected(e.to_string()))?;
+    let (model, _) = loaded.map_err(|e| rejected(e.to_string()))?;
     let previous = state.shared.model();
+    if model.catalog_fingerprint != previous.catalog_fingerprint {
+        return Err(rejected(format!(
+            "the model ranks another catalog (fingerprint {}, the served one {}); restart the server to serve another catalog",
+            model.catalog_fingerprint, previous.catalog_fingerprint
+        )));
+    }
     if model.embed() != previous.embed() {
         return Err(rejected(format!(
             "head width {} differs from the served model's {}, so stored user states would not fit",

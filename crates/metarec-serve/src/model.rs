@@ -1,20 +1,20 @@
 //! [`ServedModel`]: a model directory checked and ready to decide.
 //!
-//! A model directory is what `metarec meta-train` or `metarec demo` writes: `model.safetensors`,
-//! `manifest.json` and `adjuster.json`. [`ServedModel::load`] verifies everything before anything
-//! serves: the manifest's format and the weights' SHA-256 against the manifest, the feature schema
-//! and catalog fingerprint against the served catalog, every tensor's shape and finiteness
-//! (`metarec_neural::checkpoint::load`), and the adjuster's kind and settings. The model version
-//! is derived from the bytes of all three files, so two different models never share one.
+//! A model directory is the bundle `metarec meta-train` or `metarec demo` writes
+//! (`metarec_neural::bundle::ModelBundle`): `model.safetensors`, `catalog.json`, `manifest.json`
+//! and `adjuster.json`. [`ServedModel::load`] verifies everything before anything serves: the
+//! checksums of the weights and the catalog, the feature schema and catalog fingerprint, every
+//! tensor's shape and finiteness, the adjuster's kind and settings and that it was fitted to
+//! these weights. The catalog the server ranks comes from the bundle, so serving needs no data
+//! set. The model version is derived from the bytes of every file, so two different models
+//! never share one.
 
 use crate::error::ServeError;
 use metarec_core::{Catalog, ItemId, RewardFn};
-use metarec_neural::adjust::{ADJUSTER_FILE, AdjusterManifest, BayesianAdjuster};
-use metarec_neural::checkpoint::{self, MANIFEST, WEIGHTS, sha256_hex};
-use metarec_neural::model::Frozen;
+use metarec_neural::adjust::{ADJUSTER_FILE, AdjusterSpec, BayesianAdjuster};
+use metarec_neural::bundle::ModelBundle;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// The catalog the server ranks from, with its key index.
 #[derive(Debug)]
@@ -47,7 +47,7 @@ impl ServedCatalog {
 
 /// A verified model.
 pub struct ServedModel {
-    /// `sha256:` and 16 hex digits of the hash of the manifest, weights and adjuster files.
+    /// The bundle's version: `sha256:` and 16 hex digits of the hash of all its files.
     pub version: String,
     /// Where it was loaded from.
     pub dir: PathBuf,
@@ -55,61 +55,48 @@ pub struct ServedModel {
     pub adjuster: BayesianAdjuster,
     /// The objective the model was trained for (rewards of resolved events).
     pub reward: RewardFn,
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, ServeError> {
-    std::fs::read(path).map_err(|e| ServeError::Model {
-        path: path.display().to_string(),
-        reason: e.to_string(),
-    })
+    /// The fingerprint of the catalog it ranks, so a reload can check that the new model ranks
+    /// the same items.
+    pub catalog_fingerprint: String,
 }
 
 impl ServedModel {
-    /// Loads and verifies a model directory for `catalog`.
-    pub fn load(dir: &Path, catalog: &ServedCatalog) -> Result<ServedModel, ServeError> {
-        let manifest_bytes = read(&dir.join(MANIFEST))?;
-        let weight_bytes = read(&dir.join(WEIGHTS))?;
+    /// Loads and verifies a model bundle, returning the model and the catalog it ranks. The
+    /// bundle's loader checks every file (checksums, the catalog against the feature schema,
+    /// every tensor) and whether the adjuster was fitted to these weights.
+    pub fn load(dir: &Path) -> Result<(ServedModel, Catalog), ServeError> {
+        let bundle = ModelBundle::load(dir)?;
         let adjuster_path = dir.join(ADJUSTER_FILE);
-        let adjuster_bytes = read(&adjuster_path)?;
         let bad_adjuster = |reason: String| ServeError::Model {
             path: adjuster_path.display().to_string(),
             reason,
         };
-        let settings: AdjusterManifest = serde_json::from_slice(&adjuster_bytes)
-            .map_err(|e| bad_adjuster(format!("invalid adjuster file: {e}")))?;
-        if settings.kind != "bayes" {
-            return Err(bad_adjuster(format!(
-                "adjuster kind `{}`; this server serves `bayes`",
-                settings.kind
-            )));
-        }
-        let c = settings.config;
-        if !(c.prior_scale.is_finite() && c.prior_scale > 0.0) {
-            return Err(bad_adjuster(format!(
-                "prior_scale {} must be positive",
-                c.prior_scale
-            )));
-        }
-        if c.thompson && !(1..=1024).contains(&c.draws) {
-            return Err(bad_adjuster(format!("draws {} must be 1 to 1024", c.draws)));
-        }
-        // The checkpoint loader checks the weights' checksum, the schema against the catalog,
-        // and every tensor's presence, shape and finiteness.
-        let loaded = checkpoint::load(dir, &catalog.catalog)?;
-        let items = metarec_neural::item_tensor(&loaded.features)?;
-        let frozen = Frozen::from_model(&loaded.model, &items)?;
-        let mut all = manifest_bytes;
-        all.extend_from_slice(&weight_bytes);
-        all.extend_from_slice(&adjuster_bytes);
-        let version = format!("sha256:{}", &sha256_hex(&all)[..16]);
-        Ok(ServedModel {
-            version,
+        let adjuster = match bundle.adjuster()? {
+            AdjusterSpec::Bayes {
+                config,
+                prior_shape,
+            } => BayesianAdjuster::new(
+                bundle.network.frozen.clone(),
+                bundle.network.features.clone(),
+                *config,
+            )
+            .with_prior_shape(prior_shape)
+            .map_err(bad_adjuster)?,
+            other => {
+                return Err(bad_adjuster(format!(
+                    "adjuster kind `{}`; this server serves `bayes`",
+                    other.kind()
+                )));
+            }
+        };
+        let model = ServedModel {
+            version: bundle.version.clone(),
             dir: dir.to_owned(),
-            adjuster: BayesianAdjuster::new(Arc::new(frozen), Arc::new(loaded.features), c)
-                .with_prior_shape(&settings.prior_shape)
-                .map_err(bad_adjuster)?,
-            reward: loaded.manifest.reward,
-        })
+            adjuster,
+            reward: bundle.manifest.reward,
+            catalog_fingerprint: bundle.manifest.features.catalog_fingerprint.clone(),
+        };
+        Ok((model, (*bundle.catalog).clone()))
     }
 
     /// Width of the user head (and of every adjuster state).

@@ -117,7 +117,7 @@ fn config(model: &Path, db: &Path) -> ServerConfig {
 }
 
 fn start(config: ServerConfig) -> Running {
-    let server = Server::open(catalog(), config).unwrap();
+    let server = Server::open(config).unwrap();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -518,7 +518,12 @@ fn reload_swaps_a_verified_model_and_a_bad_one_leaves_the_old_serving() {
     // A damaged copy: one flipped byte in the weights.
     let bad = f.model.with_file_name("bad");
     std::fs::create_dir_all(&bad).unwrap();
-    for file in ["model.safetensors", "manifest.json", "adjuster.json"] {
+    for file in [
+        "model.safetensors",
+        "manifest.json",
+        "catalog.json",
+        "adjuster.json",
+    ] {
         std::fs::copy(f.model.join(file), bad.join(file)).unwrap();
     }
     let mut bytes = std::fs::read(bad.join("model.safetensors")).unwrap();
@@ -528,10 +533,29 @@ fn reload_swaps_a_verified_model_and_a_bad_one_leaves_the_old_serving() {
     let r = post(&mut admin, "/v1/admin/reload", &json!({"model": bad}));
     assert_error(&r, 422, "model_rejected", "checksum mismatch");
     assert_eq!(version(&mut admin), old);
-    // A broken adjuster file.
+    // A broken adjuster file (beside the intact weights).
+    std::fs::copy(
+        f.model.join("model.safetensors"),
+        bad.join("model.safetensors"),
+    )
+    .unwrap();
     std::fs::write(bad.join("adjuster.json"), "{}").unwrap();
     let r = post(&mut admin, "/v1/admin/reload", &json!({"model": bad}));
     assert_error(&r, 422, "model_rejected", "adjuster");
+    // A model whose adjuster was fitted to other weights (another model's adjuster file).
+    let stale = f.model.with_file_name("stale");
+    write_model(&stale, 3, true);
+    std::fs::copy(f.model.join("adjuster.json"), stale.join("adjuster.json")).unwrap();
+    let r = post(&mut admin, "/v1/admin/reload", &json!({"model": stale}));
+    assert_error(&r, 422, "model_rejected", "meta-train");
+    assert!(r.text().contains("adjuster.json"), "{}", r.text());
+    // A damaged catalog.
+    let mut catalog = std::fs::read(bad.join("catalog.json")).unwrap();
+    catalog[2] ^= 1;
+    std::fs::write(bad.join("catalog.json"), catalog).unwrap();
+    let r = post(&mut admin, "/v1/admin/reload", &json!({"model": bad}));
+    assert_error(&r, 422, "model_rejected", "catalog.json");
+    assert_eq!(version(&mut admin), old);
     // A good new model.
     let good = f.model.with_file_name("good");
     write_model(&good, 2, true);
@@ -1001,7 +1025,7 @@ fn a_reward_window_too_long_to_represent_is_refused_at_start() {
     for seconds in [1e20, 1e16, 31.0 * 24.0 * 3600.0] {
         let mut config = config(&f.model, &f.db);
         config.reward_window = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
-        let err = Server::open(catalog(), config).err().expect("refused");
+        let err = Server::open(config).err().expect("refused");
         assert!(err.to_string().contains("reward window"), "{err}");
     }
 }
@@ -1203,7 +1227,7 @@ fn random_and_mutated_requests_never_get_a_5xx_and_every_error_is_json() {
     use proptest::test_runner::{Config, TestRunner};
     use tower::ServiceExt;
     let f = fixture(true);
-    let server = Server::open(catalog(), hostile_config(&f.model, &f.db)).unwrap();
+    let server = Server::open(hostile_config(&f.model, &f.db)).unwrap();
     let router = server.router();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

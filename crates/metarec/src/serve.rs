@@ -33,9 +33,6 @@ pub struct ServeArgs {
     /// METAREC_PSEUDONYM_KEY environment variable.
     #[arg(long, value_name = "FILE")]
     secret_file: Option<PathBuf>,
-    /// The scenario whose catalog the model was trained on (default: the one in its manifest).
-    #[arg(long)]
-    scenario: Option<String>,
     /// Seconds after a rank during which feedback is accepted (at most 30 days).
     #[arg(long, default_value_t = 600.0, value_parser = seconds(30 * DAY))]
     reward_window: f64,
@@ -99,17 +96,14 @@ fn read_secret_source(file: Option<&Path>, var: &str, what: &str) -> Result<Stri
     }
 }
 
-/// Loads the catalog a model was trained on: the scenario named in its manifest (or given).
+/// The catalog a model ranks, from its bundle.
 fn model_catalog(
     model: &Path,
-    scenario: Option<&str>,
-    global: &Global,
+    _scenario: Option<&str>,
+    _global: &Global,
 ) -> Result<metarec_core::Catalog> {
-    let manifest = metarec_neural::checkpoint::read_manifest(model)?;
-    let name = scenario.unwrap_or(&manifest.scenario);
-    let scenario = crate::sim::build_scenario(name, global)
-        .with_context(|| format!("cannot build scenario `{name}` for the model's catalog"))?;
-    Ok(scenario.world.catalog.clone())
+    let bundle = metarec_neural::bundle::ModelBundle::load(model)?;
+    Ok((*bundle.catalog).clone())
 }
 
 /// A duration from seconds that `args::seconds` already checked; `what` names the option.
@@ -117,7 +111,7 @@ fn duration(value: f64, what: &str) -> Result<Duration> {
     Duration::try_from_secs_f64(value).map_err(|e| anyhow::anyhow!("{what}: {e}"))
 }
 
-pub fn run(args: ServeArgs, global: &Global) -> Result<()> {
+pub fn run(args: ServeArgs, _global: &Global) -> Result<()> {
     let reward_window = duration(args.reward_window, "--reward-window")?;
     let header_timeout = duration(args.header_timeout, "--header-timeout")?;
     let body_timeout = duration(args.body_timeout, "--body-timeout")?;
@@ -132,7 +126,6 @@ pub fn run(args: ServeArgs, global: &Global) -> Result<()> {
         "pseudonymisation secret",
     )?;
     let pseudonyms = Pseudonymizer::new(secret.trim().as_bytes())?;
-    let catalog = model_catalog(&args.model, args.scenario.as_deref(), global)?;
     let mut config = ServerConfig::new(args.model.clone(), args.db.clone(), keys, pseudonyms);
     config.reward_window = reward_window;
     config.header_timeout = header_timeout;
@@ -143,7 +136,7 @@ pub fn run(args: ServeArgs, global: &Global) -> Result<()> {
     config.body_limit = args.body_limit;
     config.seed = args.seed;
     config.durability = args.durability.into();
-    let server = Server::open(catalog, config)?;
+    let server = Server::open(config)?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if args.workers > 0 {
         runtime.worker_threads(args.workers);
