@@ -26,12 +26,18 @@ use metarec_sim::Scenario;
 use std::sync::Arc;
 use thiserror::Error;
 
+impl From<PolicyError> for MetaError {
+    fn from(e: PolicyError) -> Self {
+        MetaError::Policy(Box::new(e))
+    }
+}
+
 /// Why meta-training failed.
 #[derive(Debug, Error)]
 pub enum MetaError {
     /// The model does not fit the scenario.
     #[error(transparent)]
-    Policy(#[from] PolicyError),
+    Policy(Box<PolicyError>),
     /// A decision broke an invariant (a bug in a policy).
     #[error("invalid decision: {0}")]
     Decision(#[from] metarec_core::VocabError),

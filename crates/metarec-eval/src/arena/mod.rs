@@ -26,7 +26,7 @@ use thiserror::Error;
 pub enum ArenaError {
     /// A policy cannot be named, loaded or built.
     #[error(transparent)]
-    Policy(#[from] PolicyError),
+    Policy(Box<PolicyError>),
     /// A policy produced a decision that breaks the vocabulary's invariants.
     #[error("policy `{name}` made an invalid decision: {source}")]
     InvalidDecision {
@@ -38,6 +38,12 @@ pub enum ArenaError {
     /// No users or no seeds to play.
     #[error("--users and --seeds must be at least 1")]
     NothingToPlay,
+}
+
+impl From<PolicyError> for ArenaError {
+    fn from(e: PolicyError) -> Self {
+        ArenaError::Policy(Box::new(e))
+    }
 }
 
 /// Settings of an arena run.
