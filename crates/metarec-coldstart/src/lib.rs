@@ -15,7 +15,7 @@
 //! - [`mf`]: biased matrix factorisation by ALS and the closed-form fold-in;
 //! - [`bayes`]: the Bayesian adjuster (hierarchical Gaussian prior, empirical Bayes);
 //! - [`melu`]: MeLU-style first-order MAML on a small network;
-//! - [`bench`]: [`run_benchmark`], the whole run and its [`Report`].
+//! - [`bench`](mod@bench): [`run_benchmark`], the whole run and its [`Report`].
 //!
 //! Plain Rust math on small dense matrices ([`metarec_core::linalg`]); no IO.
 #![deny(missing_docs)]

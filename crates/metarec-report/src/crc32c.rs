@@ -41,7 +41,7 @@ pub fn masked_crc32c(data: &[u8]) -> u32 {
     mask(crc32c(data))
 }
 
-/// Masks a CRC: rotate right by 15 bits and add [`MASK_DELTA`] (wrapping).
+/// Masks a CRC: rotate right by 15 bits and add the constant `0xA282_EAD8` (wrapping).
 pub fn mask(crc: u32) -> u32 {
     crc.rotate_right(15).wrapping_add(MASK_DELTA)
 }

@@ -7,9 +7,9 @@
 //!   (checksum, schema, shapes, adjuster settings) and ready to decide;
 //! - [`store`]: the [`Store`](store::Store) trait (decisions, feedback, user states) and its
 //!   embedded default [`SqliteStore`](store::SqliteStore) (WAL, synchronous FULL);
-//! - [`engine`] (private): the single writer thread that commits decisions and feedback in
+//! - `engine` (private): the single writer thread that commits decisions and feedback in
 //!   groups and owns every change of a user's adjuster state;
-//! - [`api`]: the HTTP routes ([`Server`](api::Server)), wire types and JSON errors;
+//! - [`api`]: the HTTP routes ([`Server`]), wire types and JSON errors;
 //! - [`metrics`]: the Prometheus text served at `/metrics`;
 //! - [`client`]: a small blocking HTTP client for tests and the load benchmark.
 //!

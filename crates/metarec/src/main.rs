@@ -135,7 +135,7 @@ fn main() -> ExitCode {
         Command::Embed(_)
             | Command::NewItems(_)
             | Command::Bench {
-                command: bench::BenchCommand::Embed { .. }
+                command: bench::BenchCommand::Embed(_)
             }
     );
     if std::env::var_os("RAYON_NUM_THREADS").is_none() {

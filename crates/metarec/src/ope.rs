@@ -1,11 +1,11 @@
 //! `metarec ope`: off-policy evaluation on logged data (the Open Bandit Dataset, or an interaction
-//! log), and `metarec bench ope`, the estimators' throughput on a large synthetic log.
+//! log). `bench ope` (in `bench/ope.rs`) shares its table.
 
 use crate::Global;
 use crate::args::{MAX_ITERATIONS, count, fraction, number, positive};
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, ValueEnum};
-use metarec_core::{RewardFn, rng_for};
+use metarec_core::RewardFn;
 use metarec_data::LoadOptions;
 use metarec_data::fetch::Dataset;
 use metarec_data::obd::{ObdCampaign, ObdPolicy};
@@ -17,7 +17,6 @@ use metarec_ope::{
 };
 use serde::Serialize;
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// Where the logs come from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -191,7 +190,8 @@ fn click_reward() -> RewardFn {
     RewardFn::new(1.0, 0.0, 0.0, 0.0).expect("finite weights and gamma in [0, 1]")
 }
 
-fn threads() -> usize {
+/// Threads for the bootstraps and Monte Carlo draws: one per core.
+pub(crate) fn threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
@@ -385,7 +385,12 @@ fn interval(e: &Estimate) -> String {
 
 /// Prints one row per estimator: estimate, interval, ratio to the logging policy's value, ESS,
 /// and optionally the relative error against a known on-policy value and ratios to references.
-fn print_table(estimates: &[Estimate], logging: f64, truth: Option<f64>, refs: &[(&str, f64)]) {
+pub(crate) fn print_table(
+    estimates: &[Estimate],
+    logging: f64,
+    truth: Option<f64>,
+    refs: &[(&str, f64)],
+) {
     let mut header = format!(
         "{:<16} {:>10}  {:<24} {:>10} {:>9}",
         "estimator", "estimate", "95% interval", "vs logging", "ESS"
@@ -480,86 +485,4 @@ fn print_obd(r: &ExperimentReport, exp: &Experiment) {
             r.policy, t
         );
     }
-}
-
-/// `metarec bench ope`: every estimator with its bootstrap on a synthetic Open-Bandit-shaped log
-/// (80 items, 3 positions, one entry per round, uniform logging, Bernoulli clicks), timed in two
-/// parts: preparing the weights and model terms, and the estimates with their resamples.
-pub fn bench(rows: usize, resamples: usize, global: &Global) -> Result<()> {
-    use rand::Rng as _;
-    if rows == 0 {
-        bail!("--rows must be at least 1");
-    }
-    if cfg!(debug_assertions) {
-        eprintln!(
-            "warning: this is a debug build; run `cargo run --release -p metarec -- bench ope`"
-        );
-    }
-    let (items, positions) = (80usize, 3usize);
-    global.progress(format!("generating {rows} synthetic rounds"));
-    let mut rng = rng_for(2026, 0);
-    let rates: Vec<f64> = (0..items)
-        .map(|_| 0.002 + 0.01 * rng.random::<f64>())
-        .collect();
-    let mut data = LoggedData::new(items, positions);
-    for i in 0..rows {
-        let item = rng.random_range(0..items);
-        let position = rng.random_range(0..positions) as u32;
-        let click = rng.random::<f64>() < rates[item];
-        let entry = metarec_ope::RawEntry {
-            item: item as u32,
-            position,
-            propensity: Some(1.0 / items as f64),
-            reward: if click { 1.0 } else { 0.0 },
-        };
-        data.push_round(i + 1, None, &[entry])?;
-    }
-    // An evaluation policy that favours low item ids, as a Thompson-sampling prior would favour
-    // its best items.
-    let mut dist = Vec::with_capacity(items * positions);
-    for _ in 0..positions {
-        let raw: Vec<f64> = (0..items).map(|a| 1.0 / (1.0 + a as f64)).collect();
-        let total: f64 = raw.iter().sum();
-        dist.extend(raw.iter().map(|r| r / total));
-    }
-    let policy = StaticPolicy::new("harmonic", items, dist)?;
-    let estimators = all_estimators(100.0, 100.0);
-    let refs: Vec<&dyn Estimator> = estimators.iter().map(|e| e.as_ref()).collect();
-    let bootstrap = Bootstrap {
-        resamples,
-        seed: 1,
-        threads: threads(),
-    };
-    let start = Instant::now();
-    let model = MeanModel::fit(&data, 10.0, &|_| true)?;
-    let prepared = Prepared::new(&data, &policy, &model, None)?;
-    let prepare_s = start.elapsed().as_secs_f64();
-    let t = Instant::now();
-    let estimates = evaluate(&prepared, &refs, &bootstrap)?;
-    let evaluate_s = t.elapsed().as_secs_f64();
-    let total = start.elapsed().as_secs_f64();
-    println!(
-        "{rows} logged rows, {} estimators, {resamples} bootstrap resamples, {} threads",
-        refs.len(),
-        bootstrap.threads
-    );
-    println!("{:<40} {:>10} {:>16}", "step", "seconds", "rows/s");
-    for (name, s) in [
-        ("fit reward model + weights + DM terms", prepare_s),
-        ("estimates + bootstrap", evaluate_s),
-        ("total", total),
-    ] {
-        println!("{name:<40} {s:>10.3} {:>16.0}", rows as f64 / s);
-    }
-    println!(
-        "row-resamples per second (all estimators): {:.3e}",
-        rows as f64 * resamples as f64 / evaluate_s
-    );
-    println!(
-        "target: total under 10 s on 2 cores -> {}",
-        if total < 10.0 { "met" } else { "missed" }
-    );
-    println!();
-    print_table(&estimates, data.on_policy_value(), None, &[]);
-    Ok(())
 }

@@ -134,8 +134,9 @@ fn out_of_range_numbers_are_refused_with_the_option_named() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
-/// The same for `serve`, `bench serve` and `ope`, whose options are defined in serve.rs and
-/// ope.rs: `--reward-window 1e20` used to panic converting to a Duration, `1e16` to overflow.
+/// The same for `serve`, `bench serve`, `bench soak` and `ope`, whose options are defined in
+/// serve.rs, bench/serve.rs, bench/soak.rs and ope.rs: `--reward-window 1e20` used to panic
+/// converting to a Duration, `1e16` to overflow.
 #[test]
 fn out_of_range_serving_and_evaluation_numbers_are_refused_with_the_option_named() {
     let cases = [
