@@ -15,7 +15,7 @@
 //! - the seams: [`Environment`] (what every policy sees) and [`Oracle`] (the hidden state only
 //!   yardsticks and regret may read), [`Policy`] and [`Adjuster`], and [`explore`], the pure
 //!   functions that turn scores into slates with propensities;
-//! - [`rollout`]: the one loop that plays users ([`Agent`], [`Observer`]).
+//! - [`rollout`](mod@rollout): the one loop that plays users ([`Agent`], [`Observer`]).
 #![deny(missing_docs)]
 
 mod catalog;

@@ -1,4 +1,4 @@
-//! [`rollout`]: the one loop that plays simulated users, used by every place that does (the
+//! [`rollout()`]: the one loop that plays simulated users, used by every place that does (the
 //! arena, training, distillation, meta-training, calibration and the benchmarks).
 //!
 //! A user is reset, then shown slates until they leave: the [`Agent`] decides, the decision is

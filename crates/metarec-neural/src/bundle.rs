@@ -3,7 +3,7 @@
 //! A bundle holds everything needed to rank, explain, adapt and be evaluated without the data it
 //! was trained on:
 //! - `manifest.json` ([`Manifest`]): format, architecture, feature schema, reward, training
-//!   history, the full description of the data it was trained on ([`DataSource`]) and the
+//!   history, the full description of the data it was trained on ([`DataSource`](crate::checkpoint::DataSource)) and the
 //!   SHA-256 of the two files below;
 //! - `model.safetensors`: the weights;
 //! - `catalog.json`: the catalog it ranks (keys, titles, prices, categories, features);

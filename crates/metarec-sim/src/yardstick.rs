@@ -1,5 +1,5 @@
 //! [`Yardstick`]: the simulator's own reference policies, and [`YardstickAgent`], which plays
-//! them in a [`metarec_core::rollout`].
+//! them in a [`metarec_core::rollout()`].
 //!
 //! Each knows something a real policy cannot: the oracle and the planner read the user's hidden
 //! state, organic browsing the user's click probabilities, and best sellers the world's true

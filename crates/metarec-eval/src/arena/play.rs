@@ -1,4 +1,4 @@
-//! One arena job: a contestant plays every user of one seed through [`metarec_core::rollout`],
+//! One arena job: a contestant plays every user of one seed through [`metarec_core::rollout()`],
 //! and an observer keeps what each user did and what the oracle would have earned in their place.
 
 use super::{ArenaConfig, ArenaError};
