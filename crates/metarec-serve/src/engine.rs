@@ -21,7 +21,7 @@
 //! checkpoint finished with no transaction in between. After a forget the log is truncated at
 //! once, before the answer, so the forgotten rows leave the disk along with the database rows.
 
-use crate::api::ApiError;
+use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::{ServedCatalog, ServedModel};
 use crate::store::{DecisionRow, FeedbackKind, FeedbackRow, Store};

@@ -1,6 +1,14 @@
-//! [`ServeError`]: why a server cannot start or a model cannot be served; [`StoreError`]: why
-//! storage failed.
+//! The crate's errors: [`ServeError`], why a server cannot start or a model cannot be served;
+//! [`StoreError`], why storage failed; and [`ApiError`], why a request was refused, as the JSON
+//! body and status it is answered with.
+//!
+//! [`ApiError`] lives here rather than beside the handlers because the writer thread (`engine`)
+//! answers requests with it too: with it in this leaf module, the handlers depend on the engine
+//! and the engine on nothing of the HTTP layer but this error type.
 
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
 use thiserror::Error;
 
 /// Storage failed (the database is unreadable, full, locked or corrupt).
@@ -43,4 +51,60 @@ pub enum ServeError {
     /// Reading a file or binding a socket failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// A JSON error response.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable machine-readable code (`unauthorized`, `invalid_field`, `unknown_event`, ...).
+    pub code: &'static str,
+    /// What is wrong, for a person.
+    pub message: String,
+}
+
+impl ApiError {
+    /// Any status, for the errors without a constructor of their own (401, 403, 405, 408, 413,
+    /// 415).
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// 404.
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    /// 422: well-formed JSON whose content breaks a rule.
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// 500.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// 400: the request itself is malformed (not JSON, a bad path).
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
 }

@@ -9,7 +9,13 @@
 //!   embedded default [`SqliteStore`](store::SqliteStore) (WAL, synchronous FULL);
 //! - `engine` (private): the single writer thread that commits decisions and feedback in
 //!   groups and owns every change of a user's adjuster state;
-//! - [`api`]: the HTTP routes ([`Server`]), wire types and JSON errors;
+//! - [`api`]: the HTTP layer, in private parts: `server` ([`Server`] and [`ServerConfig`]: open,
+//!   router and run, the accept loop), `request` (the API key check, JSON body reading, the key
+//!   rule, jobs to the writer), and one module per group of routes: `rank`, `feedback` and
+//!   `admin` (forget, reload, health, metrics, the OpenAPI document, the 404 and 405 fallbacks);
+//! - `error` (private, re-exported): [`ServeError`], [`StoreError`] and the JSON error of every
+//!   route, [`ApiError`](api::ApiError), kept beside the other errors so that the engine, which
+//!   answers with it too, does not depend on the handlers;
 //! - [`metrics`]: the Prometheus text served at `/metrics`;
 //! - [`client`]: a small blocking HTTP client for tests and the load benchmark.
 //!

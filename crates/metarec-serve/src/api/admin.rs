@@ -1,0 +1,181 @@
+//! Everything but rank and feedback: [`forget`] (`DELETE /v1/users/{key}`), [`reload`] (`POST
+//! /v1/admin/reload`, with its [`ReloadRequest`]), [`health`] (`GET /healthz`), [`metrics`]
+//! (`GET /metrics`), [`openapi`] (`GET /openapi.json`) and the JSON fallbacks [`not_found`]
+//! (404) and [`method_not_allowed`] (405).
+
+use super::OPENAPI;
+use super::request::{authorize, check_key, read_json, submit};
+use super::server::AppState;
+use crate::auth::Scope;
+use crate::engine::Job;
+use crate::error::ApiError;
+use crate::model::ServedModel;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Forgets a user: their state, decisions and feedback, from the database and its log.
+pub(super) async fn forget(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    key: Result<UrlPath<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Scope::Admin)?;
+    let UrlPath(key) = key.map_err(|e| {
+        ApiError::bad_request(
+            "bad_path",
+            format!("the user key in the path is not valid percent-encoded UTF-8: {e}"),
+        )
+    })?;
+    check_key("key", &key)?;
+    let user = state.config.pseudonyms.pseudonym(&key);
+    let ack = submit(&state, |tx| Job::Forget(user, tx)).await?;
+    Ok(axum::Json(json!({
+        "forgotten": true,
+        "events_deleted": ack.events_deleted,
+        "purged_from_log": ack.purged,
+    }))
+    .into_response())
+}
+
+/// A reload request, as received: the model directory, by default the configured one.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReloadRequest {
+    #[serde(default)]
+    model: Option<PathBuf>,
+}
+
+/// Verifies a model directory and swaps it in if its head width matches the served model's.
+pub(super) async fn reload(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Scope::Admin)?;
+    let request: ReloadRequest = read_json(&state, &headers, body, true)
+        .await?
+        .unwrap_or_default();
+    let dir = request
+        .model
+        .unwrap_or_else(|| state.config.model_dir.clone());
+    // One reload at a time, so two swaps cannot interleave their checks.
+    let _guard = state.reload.lock().await;
+    let loaded = tokio::task::spawn_blocking(move || ServedModel::load(&dir))
+        .await
+        .map_err(|e| ApiError::internal(format!("model loading panicked: {e}")))?;
+    let rejected = |message: String| {
+        ApiError::unprocessable(
+            "model_rejected",
+            format!("{message}; the previous model keeps serving"),
+        )
+    };
+    let (model, _) = loaded.map_err(|e| rejected(e.to_string()))?;
+    let previous = state.shared.model();
+    if model.catalog_fingerprint != previous.catalog_fingerprint {
+        return Err(rejected(format!(
+            "the model ranks another catalog (fingerprint {}, the served one {}); restart the server to serve another catalog",
+            model.catalog_fingerprint, previous.catalog_fingerprint
+        )));
+    }
+    if model.embed() != previous.embed() {
+        return Err(rejected(format!(
+            "head width {} differs from the served model's {}, so stored user states would not fit",
+            model.embed(),
+            previous.embed()
+        )));
+    }
+    let version = model.version.clone();
+    *state
+        .shared
+        .model
+        .write()
+        .unwrap_or_else(|e| e.into_inner()) = Arc::new(model);
+    Ok(
+        axum::Json(json!({"model_version": version, "previous_version": previous.version}))
+            .into_response(),
+    )
+}
+
+/// Answers that the server is up, with the served model's version; needs no key.
+pub(super) async fn health(State(state): State<Arc<AppState>>) -> Response {
+    axum::Json(json!({"status": "ok", "model_version": state.shared.model().version}))
+        .into_response()
+}
+
+/// The Prometheus text of the server's metrics.
+pub(super) async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Scope::Rank)?;
+    let users = state
+        .shared
+        .users
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .len();
+    let text = state
+        .shared
+        .metrics
+        .render(&state.shared.model().version, users);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        text,
+    )
+        .into_response())
+}
+
+/// The OpenAPI document.
+pub(super) async fn openapi(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers, Scope::Rank)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        OPENAPI,
+    )
+        .into_response())
+}
+
+/// The JSON 404 of a path no route matches, counted under the route `unmatched`.
+pub(super) async fn not_found(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: axum::http::Uri,
+) -> ApiError {
+    state
+        .shared
+        .metrics
+        .request(method.as_str(), "unmatched", 404, 0.0);
+    ApiError::not_found(
+        "no_route",
+        format!("no route {method} {}; see /openapi.json", uri.path()),
+    )
+}
+
+/// The JSON 405 of a route asked with a method it does not take.
+pub(super) async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{} does not take {}; see /openapi.json",
+            uri.path(),
+            crate::metrics::method_label(method.as_str())
+        ),
+    )
+}

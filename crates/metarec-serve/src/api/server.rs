@@ -1,0 +1,335 @@
+//! The server's lifecycle: [`ServerConfig`], [`Server`] (open, router, run), the [`AppState`]
+//! every handler reads, the accept loop (`serve_connections`), the reward-window sweeper's
+//! [`sweep_interval`] and the `track` middleware that records every matched request.
+
+use super::admin::{forget, health, method_not_allowed, metrics, not_found, openapi, reload};
+use super::feedback::feedback;
+use super::rank::rank;
+use crate::auth::{ApiKeys, Pseudonymizer};
+use crate::engine::{self, EngineConfig, Job, Shared, UserRecord};
+use crate::error::ServeError;
+use crate::metrics::Metrics;
+use crate::model::{ServedCatalog, ServedModel};
+use crate::store::{Durability, SqliteStore, Store};
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+/// Longest reward window accepted: 30 days. Events stay open that long, and the window is added
+/// to millisecond timestamps, which must not overflow.
+pub const MAX_REWARD_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// How the server is set up.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The model directory served (and reloaded by default).
+    pub model_dir: PathBuf,
+    /// The SQLite database file.
+    pub db: PathBuf,
+    /// Accepted API keys.
+    pub keys: ApiKeys,
+    /// The keyed hash of user keys.
+    pub pseudonyms: Pseudonymizer,
+    /// How long feedback is accepted after a rank; then the event's reward is fixed.
+    pub reward_window: Duration,
+    /// The reward of an event that got no feedback in its window.
+    pub default_reward: f64,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Seed of the exploration (each request draws from its own stream).
+    pub seed: u64,
+    /// Most recent interactions kept per user.
+    pub history_limit: usize,
+    /// Largest slate a request may ask for.
+    pub max_slate: usize,
+    /// Most candidates a request may list.
+    pub max_candidates: usize,
+    /// What an acknowledged event survives (default: a crash of the machine).
+    pub durability: Durability,
+    /// Largest write-ahead log, in bytes: the writer truncates it at half of this.
+    pub log_limit_bytes: u64,
+    /// How long a connection may take to send a complete request head, counted from its
+    /// opening or from its previous answer (so it also bounds idle keep-alive connections).
+    pub header_timeout: Duration,
+    /// How long a request body may take to arrive once its head is read.
+    pub body_timeout: Duration,
+    /// Most connections served at once; more wait in the listen queue.
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    /// Settings with the defaults: a 10-minute reward window, default reward 0, 64 KiB bodies,
+    /// 50 history entries, slates of at most 100 from at most 10,000 candidates, a 64 MiB log,
+    /// 5-second header and 10-second body timeouts and 512 connections.
+    pub fn new(model_dir: PathBuf, db: PathBuf, keys: ApiKeys, pseudonyms: Pseudonymizer) -> Self {
+        ServerConfig {
+            model_dir,
+            db,
+            keys,
+            pseudonyms,
+            reward_window: Duration::from_secs(600),
+            default_reward: 0.0,
+            body_limit: 64 * 1024,
+            seed: 0,
+            history_limit: 50,
+            max_slate: 100,
+            max_candidates: 10_000,
+            durability: Durability::Machine,
+            log_limit_bytes: 64 << 20,
+            header_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+            max_connections: 512,
+        }
+    }
+}
+
+/// What every handler reads: the engine's shared state, the writer's queue and the settings.
+pub(super) struct AppState {
+    /// The model, catalog, user states and metrics shared with the writer thread.
+    pub(super) shared: Arc<Shared>,
+    /// The writer thread's queue.
+    pub(super) jobs: std::sync::mpsc::Sender<Job>,
+    /// The settings the server was opened with.
+    pub(super) config: ServerConfig,
+    /// Requests ranked so far, which picks each request's random stream.
+    pub(super) counter: AtomicU64,
+    /// Start time in nanoseconds: random streams differ across restarts. It never leaves the
+    /// process (event ids are random).
+    pub(super) boot: u64,
+    /// Held by a reload from its load to its swap.
+    pub(super) reload: tokio::sync::Mutex<()>,
+}
+
+/// A server: the loaded model, the user states and the writer thread, ready to route.
+pub struct Server {
+    state: Arc<AppState>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    /// Checkpoints the WAL off the writer thread; dropped (stopped) after the writer's last
+    /// group, and SQLite checkpoints once more when the writer's connection closes.
+    checkpointer: Option<crate::store::Checkpointer>,
+}
+
+impl Server {
+    /// Loads and verifies the model bundle (which carries the catalog to rank), opens the
+    /// database and reloads every stored user state (states of another head width are dropped:
+    /// they belong to another model).
+    pub fn open(config: ServerConfig) -> Result<Server, ServeError> {
+        if !(config.default_reward.is_finite()) {
+            return Err(ServeError::Config(
+                "the default reward must be finite".into(),
+            ));
+        }
+        if config.reward_window.is_zero()
+            || config.body_limit == 0
+            || config.max_slate == 0
+            || config.max_connections == 0
+            || config.header_timeout.is_zero()
+            || config.body_timeout.is_zero()
+        {
+            return Err(ServeError::Config(
+                "the reward window, body limit, slate limit, connection limit and timeouts must be positive".into(),
+            ));
+        }
+        if config.reward_window > MAX_REWARD_WINDOW {
+            return Err(ServeError::Config(format!(
+                "the reward window must be at most {} s (30 days)",
+                MAX_REWARD_WINDOW.as_secs()
+            )));
+        }
+        if config.log_limit_bytes < 1 << 20 {
+            return Err(ServeError::Config(
+                "the log limit must be at least 1 MiB".into(),
+            ));
+        }
+        let (model, catalog) = ServedModel::load(&config.model_dir)?;
+        let catalog = Arc::new(ServedCatalog::new(catalog));
+        let mut store = SqliteStore::open_with(&config.db, config.durability)?;
+        let mut users = HashMap::new();
+        for (user, text) in store.users()? {
+            let record = UserRecord::from_json(&text).map_err(|e| {
+                ServeError::Config(format!(
+                    "{}: stored state of user {user} is invalid: {e}",
+                    config.db.display()
+                ))
+            })?;
+            if record.posterior.dim == model.embed() {
+                users.insert(user, Arc::new(record));
+            }
+        }
+        let shared = Arc::new(Shared {
+            model: std::sync::RwLock::new(Arc::new(model)),
+            catalog,
+            users: std::sync::RwLock::new(users),
+            metrics: Metrics::default(),
+            config: EngineConfig {
+                reward_window_ms: config.reward_window.as_millis() as i64,
+                default_reward: config.default_reward,
+                history_limit: config.history_limit,
+                log_limit_bytes: config.log_limit_bytes,
+            },
+        });
+        let checkpointer = store.checkpoint_in_background(
+            Duration::from_millis(100),
+            shared.metrics.store.checkpoint_lag.clone(),
+        )?;
+        let (jobs, writer) = engine::spawn(Box::new(store), shared.clone())?;
+        let boot = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        Ok(Server {
+            state: Arc::new(AppState {
+                shared,
+                jobs,
+                config,
+                counter: AtomicU64::new(0),
+                boot,
+                reload: tokio::sync::Mutex::new(()),
+            }),
+            writer: Some(writer),
+            checkpointer: Some(checkpointer),
+        })
+    }
+
+    /// The version of the model being served.
+    pub fn model_version(&self) -> String {
+        self.state.shared.model().version.clone()
+    }
+
+    /// The routes.
+    pub fn router(&self) -> Router {
+        let state = self.state.clone();
+        Router::new()
+            .route("/v1/rank", post(rank))
+            .route("/v1/feedback", post(feedback))
+            .route("/v1/users/{key}", delete(forget))
+            .route("/v1/admin/reload", post(reload))
+            .route("/healthz", get(health))
+            .route("/metrics", get(metrics))
+            .route("/openapi.json", get(openapi))
+            .method_not_allowed_fallback(method_not_allowed)
+            .route_layer(axum::middleware::from_fn_with_state(state.clone(), track))
+            .fallback(not_found)
+            .with_state(state)
+    }
+
+    /// Serves on `listener` until `shutdown` completes, closing reward windows in the
+    /// background; waits for the writer to finish its last group before returning.
+    pub async fn run(
+        mut self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let tick = sweep_interval(self.state.config.reward_window);
+        let sweeper_state = self.state.clone();
+        let sweeper = tokio::spawn(async move {
+            let mut interval = tokio::time::interval(tick);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                interval.tick().await;
+                // Close expired events batch after batch until a batch comes back short, so the
+                // sweep keeps up with any rate of ranks the writer can take.
+                loop {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    if sweeper_state.jobs.send(Job::Expire(tx)).is_err() {
+                        return;
+                    }
+                    match rx.await {
+                        Ok(Ok(n)) if n == engine::EXPIRE_BATCH => continue,
+                        _ => break,
+                    }
+                }
+            }
+        });
+        let result = serve_connections(listener, self.router(), &self.state.config, shutdown).await;
+        sweeper.abort();
+        let _ = sweeper.await;
+        let writer = self.writer.take();
+        let checkpointer = self.checkpointer.take();
+        // The writer stops when the last sender (held by the state) is dropped.
+        drop(self);
+        if let Some(w) = writer {
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+        drop(checkpointer);
+        result
+    }
+}
+
+/// How often expired reward windows are swept: a quarter of the window, between 50 ms and 5 s.
+pub fn sweep_interval(window: Duration) -> Duration {
+    (window / 4).clamp(Duration::from_millis(50), Duration::from_secs(5))
+}
+
+/// The accept loop: HTTP/1.1 with keep-alive, the header timeout (which also ends idle
+/// keep-alive connections) and at most `max_connections` at once. Written here rather than
+/// through `axum::serve`, which offers neither a header timeout nor a connection limit. On
+/// `shutdown` it stops accepting and waits for the requests in flight.
+async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    config: &ServerConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let limit = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .keep_alive(true);
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = limit.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors or a connection reset before it was accepted: wait a
+                // moment rather than spin, and keep serving the connections we have.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let connection =
+            graceful.watch(http.serve_connection(TokioIo::new(stream), service.clone()));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// Records each matched request's method, route pattern, status and duration in the metrics.
+async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    state.shared.metrics.request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    response
+}
