@@ -99,10 +99,10 @@ fn produce(data_dir: &Path, dir: &Path) -> String {
         args.extend_from_slice(extra);
         run(&args);
     };
-    tiny(&a, "reinforce", "8", &[]);
-    tiny(&b, "actor-critic", "8", &["--seed", "3"]);
-    tiny(&s, "supervised", "64", &[]);
-    tiny(&d, "distill", "4", &["--teacher", "informed:8"]);
+    tiny(a, "reinforce", "8", &[]);
+    tiny(b, "actor-critic", "8", &["--seed", "3"]);
+    tiny(s, "supervised", "64", &[]);
+    tiny(d, "distill", "4", &["--teacher", "informed:8"]);
     let mut numbers = Vec::new();
     for (model, label) in [
         (a, "reinforce"),
@@ -117,7 +117,7 @@ fn produce(data_dir: &Path, dir: &Path) -> String {
         "--scenario",
         "small",
         "--model",
-        &a,
+        a,
         "--users",
         "12",
         "--grid",
@@ -130,7 +130,7 @@ fn produce(data_dir: &Path, dir: &Path) -> String {
         "--scenario",
         "small",
         "--model",
-        &b,
+        b,
         "--adjuster",
         "gradient",
         "--users",
