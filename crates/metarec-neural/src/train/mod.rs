@@ -23,12 +23,13 @@ use crate::loss::{
 use crate::model::{Frozen, ModelConfig, TwoTower, build, sorted_vars};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
-use metarec_core::explore::{SlateChoice, plackett_luce};
 use metarec_core::{
-    Agent, Catalog, Context, Environment, EventIds, Interaction, ItemId, Policy, RewardFn, Rng,
-    rng_for, rollout,
+    Catalog, Environment, EventIds, Interaction, ItemId, Policy, RewardFn, Rng, rng_for, rollout,
 };
 use serde::{Deserialize, Serialize};
+
+mod collect;
+use collect::Collector;
 
 /// The learning algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -626,98 +627,10 @@ pub struct TrainData<'a> {
     pub teacher: Option<&'a mut dyn Policy>,
 }
 
-/// The network sampling slates in a rollout, keeping each step as a [`Transition`] (and, in
-/// distillation, asking the teacher what it would have shown in the same state first).
-struct Collector<'a, 't> {
-    frozen: &'a Frozen,
-    features: &'a Features,
-    reward: &'a RewardFn,
-    teacher: Option<&'t mut dyn Policy>,
-    candidates: Vec<ItemId>,
-    view: UserView,
-    hidden: Vec<f32>,
-    g: Vec<f32>,
-    scores: Vec<f64>,
-    /// The user side and the teacher's slate of the decision awaiting its feedback.
-    pending: Option<(UserView, Vec<ItemId>)>,
-    episode: Vec<Transition>,
-}
-
-impl<E: ?Sized> Agent<E> for Collector<'_, '_> {
-    fn name(&self) -> &str {
-        ""
-    }
-
-    fn model_version(&self) -> String {
-        String::new()
-    }
-
-    fn start_user(&mut self, _env: &E, context: &Context) {
-        if let Some(t) = self.teacher.as_mut() {
-            t.start_user(context);
-        }
-    }
-
-    fn decide(&mut self, _env: &E, context: &Context, k: usize, rng: &mut Rng) -> SlateChoice {
-        let taught = self
-            .teacher
-            .as_mut()
-            .map(|t| t.decide(context, k, rng).items)
-            .unwrap_or_default();
-        self.features.user_view(context, &mut self.view);
-        let view = &self.view;
-        self.frozen.user(
-            &view.input,
-            &view.clicked,
-            &view.ignored,
-            &mut self.hidden,
-            &mut self.g,
-        );
-        for (i, s) in self.scores.iter_mut().enumerate() {
-            let id = ItemId(i as u32);
-            *s = f64::from(self.frozen.score(
-                &self.g,
-                i,
-                view.ignored.contains(&id),
-                view.clicked.contains(&id),
-            ));
-        }
-        self.pending = Some((view.clone(), taught));
-        plackett_luce(
-            &self.candidates,
-            &self.scores,
-            k,
-            self.frozen.temperature,
-            0,
-            rng,
-        )
-    }
-
-    fn observe(&mut self, interaction: &Interaction) {
-        let (view, taught) = self.pending.take().unwrap_or_default();
-        let feedback = &interaction.feedback;
-        self.episode.push(Transition {
-            input: view.input,
-            ignored: view.ignored,
-            clicked: view.clicked,
-            slate: interaction.decision.slate.items().to_vec(),
-            clicks: feedback.clicks.clone(),
-            purchases: feedback.purchases.clone(),
-            reward: self.reward.reward(feedback),
-            ret: 0.0,
-            last: false,
-            teacher: taught,
-        });
-        if let Some(t) = self.teacher.as_mut() {
-            t.observe(interaction);
-        }
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use metarec_core::{Item, PastEvent, UserKey};
+    use metarec_core::{Context, Item, PastEvent, UserKey};
 
     /// A catalog of `n` items with two numeric features.
     pub(crate) fn catalog(n: usize) -> Catalog {

@@ -1,0 +1,97 @@
+//! The network as the agent of a rollout during training: it samples each slate by
+//! Plackett-Luce over its scores and keeps every step as a [`Transition`]; in distillation it
+//! first asks the teacher what it would have shown in the same state.
+
+use super::Transition;
+use crate::features::{Features, UserView};
+use crate::model::Frozen;
+use metarec_core::explore::{SlateChoice, plackett_luce};
+use metarec_core::{Agent, Context, Interaction, ItemId, Policy, RewardFn, Rng};
+
+/// The network sampling slates in a rollout, keeping each step as a [`Transition`] (and, in
+/// distillation, asking the teacher what it would have shown in the same state first).
+pub(super) struct Collector<'a, 't> {
+    pub(super) frozen: &'a Frozen,
+    pub(super) features: &'a Features,
+    pub(super) reward: &'a RewardFn,
+    pub(super) teacher: Option<&'t mut dyn Policy>,
+    pub(super) candidates: Vec<ItemId>,
+    pub(super) view: UserView,
+    pub(super) hidden: Vec<f32>,
+    pub(super) g: Vec<f32>,
+    pub(super) scores: Vec<f64>,
+    /// The user side and the teacher's slate of the decision awaiting its feedback.
+    pub(super) pending: Option<(UserView, Vec<ItemId>)>,
+    pub(super) episode: Vec<Transition>,
+}
+
+impl<E: ?Sized> Agent<E> for Collector<'_, '_> {
+    fn name(&self) -> &str {
+        ""
+    }
+
+    fn model_version(&self) -> String {
+        String::new()
+    }
+
+    fn start_user(&mut self, _env: &E, context: &Context) {
+        if let Some(t) = self.teacher.as_mut() {
+            t.start_user(context);
+        }
+    }
+
+    fn decide(&mut self, _env: &E, context: &Context, k: usize, rng: &mut Rng) -> SlateChoice {
+        let taught = self
+            .teacher
+            .as_mut()
+            .map(|t| t.decide(context, k, rng).items)
+            .unwrap_or_default();
+        self.features.user_view(context, &mut self.view);
+        let view = &self.view;
+        self.frozen.user(
+            &view.input,
+            &view.clicked,
+            &view.ignored,
+            &mut self.hidden,
+            &mut self.g,
+        );
+        for (i, s) in self.scores.iter_mut().enumerate() {
+            let id = ItemId(i as u32);
+            *s = f64::from(self.frozen.score(
+                &self.g,
+                i,
+                view.ignored.contains(&id),
+                view.clicked.contains(&id),
+            ));
+        }
+        self.pending = Some((view.clone(), taught));
+        plackett_luce(
+            &self.candidates,
+            &self.scores,
+            k,
+            self.frozen.temperature,
+            0,
+            rng,
+        )
+    }
+
+    fn observe(&mut self, interaction: &Interaction) {
+        let (view, taught) = self.pending.take().unwrap_or_default();
+        let feedback = &interaction.feedback;
+        self.episode.push(Transition {
+            input: view.input,
+            ignored: view.ignored,
+            clicked: view.clicked,
+            slate: interaction.decision.slate.items().to_vec(),
+            clicks: feedback.clicks.clone(),
+            purchases: feedback.purchases.clone(),
+            reward: self.reward.reward(feedback),
+            ret: 0.0,
+            last: false,
+            teacher: taught,
+        });
+        if let Some(t) = self.teacher.as_mut() {
+            t.observe(interaction);
+        }
+    }
+}
