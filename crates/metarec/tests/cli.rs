@@ -418,21 +418,7 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
 
     // A damaged weights file is named in the error.
     std::fs::write(model.join("model.safetensors"), b"garbage").unwrap();
-    let out = metarec(
-        tmp.path(),
-        &[
-            "-q",
-            "arena",
-            "--scenario",
-            "small",
-            "--users",
-            "5",
-            "--seeds",
-            "1",
-            "--policies",
-            &neural,
-        ],
-    );
+    let out = arena(&["--scenario", "small"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("model.safetensors"),
