@@ -196,7 +196,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
          index.html               open in a browser: arena table, cold-start curves with 95% bands, plots\n\
          calibration.txt / .json  the simulator fitted to Online Retail, real vs simulated purchases\n\
          training.tsv             reward per user during REINFORCE training ({} iterations of 256 users)\n\
-         model/                   the trained network (model.safetensors, manifest.json, adjuster.json)\n\
+         model/                   the model bundle (model.safetensors, catalog.json, manifest.json, adjuster.json)\n\
          arena.txt / .json        the cold-start arena on new users ({} x {} seeds)\n\n\
          adjuster prior scale chosen by meta-training: {} (grid: {:?})\n\
          total time: {:.0} s\n",
