@@ -8,7 +8,8 @@
 //! never sees a state the database does not hold. Because this thread alone changes states, two
 //! feedbacks of one user never race.
 //!
-//! Adaptation: a click (or purchase) folds that one shown item into the user's posterior as a
+//! Adaptation: a click (or purchase) folds that one shown item into the user's adjuster state (a
+//! Bayesian posterior or a gradient-adapted correction, by the served adjuster's kind) as a
 //! positive at once; when the event's reward window closes, the shown items that got no click are
 //! folded in as negatives and the event's reward is fixed (the configured default when no
 //! feedback came). Each shown item is thus observed exactly once, as in the batch update the
@@ -25,8 +26,8 @@ use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::model::{ServedCatalog, ServedModel};
 use crate::store::{DecisionRow, FeedbackKind, FeedbackRow, Store};
-use metarec_core::{Adjuster, Decision, Feedback, Interaction, PastEvent, Slate};
-use metarec_neural::adjust::GaussianPosterior;
+use metarec_core::{Decision, Feedback, Interaction, PastEvent, Slate};
+use metarec_neural::adjust::{GaussianPosterior, GradientState};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -34,11 +35,38 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::sync::{Arc, RwLock};
 use tokio::sync::oneshot;
 
-/// A user's state: the adjuster posterior and the recent history the network reads.
+/// A user's adjuster state, of the served adjuster's kind.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum UserState {
+    /// The Bayesian adjuster's posterior over the correction of the user's head.
+    Bayes(GaussianPosterior),
+    /// The gradient-based adjuster's adapted correction of the user's head.
+    Gradient(GradientState),
+}
+
+impl UserState {
+    /// The kind's name, as the adjuster's kind is written: `bayes` or `gradient`.
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            UserState::Bayes(_) => "bayes",
+            UserState::Gradient(_) => "gradient",
+        }
+    }
+
+    /// The width of the correction the state is about.
+    pub(crate) fn dim(&self) -> usize {
+        match self {
+            UserState::Bayes(p) => p.dim,
+            UserState::Gradient(g) => g.delta.len(),
+        }
+    }
+}
+
+/// A user's state: the adjuster state and the recent history the network reads.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct UserRecord {
-    /// The posterior over the correction of the user's head.
-    pub posterior: GaussianPosterior,
+    /// The adjuster's state of the user's head correction.
+    pub state: UserState,
     /// Recent interactions, oldest first, bounded by the history limit.
     pub history: Vec<PastEvent>,
     /// Slates whose reward window has closed.
@@ -47,48 +75,119 @@ pub(crate) struct UserRecord {
 
 /// The stored form of a [`UserRecord`]: floats as their IEEE-754 bit patterns, so a restart
 /// restores the state bit for bit (serde_json's default float parser may miss the last bit).
+///
+/// `kind` says which fields hold the state: `precision`, `shift` and `observations` for `bayes`,
+/// `delta` and `updates` for `gradient`. Records written before the gradient adjuster was served
+/// have no `kind` and are Bayesian.
 #[derive(Serialize, Deserialize)]
 struct StoredRecord {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kind: Option<String>,
     dim: usize,
-    precision: Vec<u64>,
-    shift: Vec<u64>,
-    observations: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    precision: Option<Vec<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shift: Option<Vec<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    observations: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delta: Option<Vec<u64>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    updates: Option<u32>,
     history: Vec<PastEvent>,
     slates: u32,
+}
+
+/// Floats as their bit patterns.
+fn to_bits(values: &[f64]) -> Vec<u64> {
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Floats from their bit patterns.
+fn from_bits(bits: Vec<u64>) -> Vec<f64> {
+    bits.into_iter().map(f64::from_bits).collect()
+}
+
+/// A field a stored state of `kind` must have.
+fn required<T>(value: Option<T>, kind: &str, field: &str) -> Result<T, String> {
+    value.ok_or_else(|| format!("a `{kind}` state without `{field}`"))
 }
 
 impl UserRecord {
     /// The stored JSON.
     pub(crate) fn to_json(&self) -> Result<String, serde_json::Error> {
-        let p = &self.posterior;
-        serde_json::to_string(&StoredRecord {
-            dim: p.dim,
-            precision: p.precision.iter().map(|v| v.to_bits()).collect(),
-            shift: p.shift.iter().map(|v| v.to_bits()).collect(),
-            observations: p.observations,
+        let mut stored = StoredRecord {
+            kind: Some(self.state.kind().to_owned()),
+            dim: self.state.dim(),
+            precision: None,
+            shift: None,
+            observations: None,
+            delta: None,
+            updates: None,
             history: self.history.clone(),
             slates: self.slates,
-        })
+        };
+        match &self.state {
+            UserState::Bayes(p) => {
+                stored.precision = Some(to_bits(&p.precision));
+                stored.shift = Some(to_bits(&p.shift));
+                stored.observations = Some(p.observations);
+            }
+            UserState::Gradient(g) => {
+                stored.delta = Some(to_bits(&g.delta));
+                stored.updates = Some(g.updates);
+            }
+        }
+        serde_json::to_string(&stored)
     }
 
-    /// Reads the stored JSON, checking the posterior's sizes.
+    /// Reads the stored JSON, checking the state's kind and sizes. A record without a kind is
+    /// a Bayesian one, as every record was before the kind was stored.
     pub(crate) fn from_json(text: &str) -> Result<UserRecord, String> {
         let s: StoredRecord = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        if s.precision.len() != s.dim * s.dim || s.shift.len() != s.dim {
-            return Err(format!(
-                "posterior of dimension {} has {} precision and {} shift entries",
-                s.dim,
-                s.precision.len(),
-                s.shift.len()
-            ));
-        }
+        let state = match s.kind.as_deref().unwrap_or("bayes") {
+            "bayes" => {
+                let precision = required(s.precision, "bayes", "precision")?;
+                let shift = required(s.shift, "bayes", "shift")?;
+                let observations = required(s.observations, "bayes", "observations")?;
+                if s.dim.checked_mul(s.dim) != Some(precision.len()) || shift.len() != s.dim {
+                    return Err(format!(
+                        "posterior of dimension {} has {} precision and {} shift entries",
+                        s.dim,
+                        precision.len(),
+                        shift.len()
+                    ));
+                }
+                UserState::Bayes(GaussianPosterior {
+                    dim: s.dim,
+                    precision: from_bits(precision),
+                    shift: from_bits(shift),
+                    observations,
+                })
+            }
+            "gradient" => {
+                let delta = required(s.delta, "gradient", "delta")?;
+                let updates = required(s.updates, "gradient", "updates")?;
+                if delta.len() != s.dim {
+                    return Err(format!(
+                        "correction of dimension {} has {} entries",
+                        s.dim,
+                        delta.len()
+                    ));
+                }
+                UserState::Gradient(GradientState {
+                    delta: from_bits(delta),
+                    updates,
+                })
+            }
+            other => {
+                return Err(format!(
+                    "unknown state kind `{other}` (expected bayes or gradient)"
+                ));
+            }
+        };
         Ok(UserRecord {
-            posterior: GaussianPosterior {
-                dim: s.dim,
-                precision: s.precision.into_iter().map(f64::from_bits).collect(),
-                shift: s.shift.into_iter().map(f64::from_bits).collect(),
-                observations: s.observations,
-            },
+            state,
             history: s.history,
             slates: s.slates,
         })
@@ -96,7 +195,7 @@ impl UserRecord {
 
     pub(crate) fn prior(model: &ServedModel) -> UserRecord {
         UserRecord {
-            posterior: model.adjuster.prior(),
+            state: model.adjuster.prior(),
             history: Vec::new(),
             slates: 0,
         }
@@ -550,7 +649,7 @@ impl Group {
         let item = slate[position];
         if !was_clicked {
             if let Some(one) = part(&row.interaction, &[position], true) {
-                model.adjuster.update(&mut record.posterior, &one);
+                model.adjuster.update(&mut record.state, &one);
             }
             record.history.push(PastEvent {
                 item,
@@ -586,7 +685,7 @@ impl Group {
             let any = fb.clicks.iter().any(|&c| c) || fb.purchases.iter().any(|&p| p);
             let mut record = self.current(shared, model, &row.user);
             if let Some(negatives) = part(&row.interaction, &unclicked, false) {
-                model.adjuster.update(&mut record.posterior, &negatives);
+                model.adjuster.update(&mut record.state, &negatives);
                 for &p in &unclicked {
                     record.history.push(PastEvent {
                         item: row.interaction.decision.slate.items()[p],
@@ -607,5 +706,116 @@ impl Group {
             self.save(store, shared, &user, record, now)?;
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metarec_core::ItemId;
+
+    /// A record of either kind, with floats whose shortest decimal form is long.
+    fn record(state: UserState) -> UserRecord {
+        UserRecord {
+            state,
+            history: vec![PastEvent {
+                item: ItemId(3),
+                click: true,
+                purchase: false,
+            }],
+            slates: 2,
+        }
+    }
+
+    #[test]
+    fn an_old_record_without_a_kind_reads_as_a_bayesian_state() {
+        // The form every record had before the kind was stored.
+        let precision = [1.0f64 / 3.0, 0.1, 0.1, 2.0 / 7.0];
+        let shift = [0.1f64 + 0.2, -1e-300];
+        let bits = |v: &[f64]| {
+            v.iter()
+                .map(|x| x.to_bits().to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let old = format!(
+            r#"{{"dim":2,"precision":[{}],"shift":[{}],"observations":5,"history":[],"slates":4}}"#,
+            bits(&precision),
+            bits(&shift)
+        );
+        let read = UserRecord::from_json(&old).unwrap();
+        assert_eq!(
+            read,
+            UserRecord {
+                state: UserState::Bayes(GaussianPosterior {
+                    dim: 2,
+                    precision: precision.to_vec(),
+                    shift: shift.to_vec(),
+                    observations: 5,
+                }),
+                history: Vec::new(),
+                slates: 4,
+            }
+        );
+        // Written again, it carries its kind and reads back the same.
+        let written = read.to_json().unwrap();
+        assert!(written.contains(r#""kind":"bayes""#), "{written}");
+        assert_eq!(UserRecord::from_json(&written).unwrap(), read);
+    }
+
+    #[test]
+    fn both_kinds_of_state_round_trip_bit_for_bit() {
+        let bayes = record(UserState::Bayes(GaussianPosterior {
+            dim: 2,
+            precision: vec![1.0 / 3.0, 0.1, 0.1, 2.0 / 7.0],
+            shift: vec![0.1 + 0.2, f64::MIN_POSITIVE],
+            observations: 7,
+        }));
+        let gradient = record(UserState::Gradient(GradientState {
+            delta: vec![0.1 + 0.2, -1.0 / 3.0, 5e-324],
+            updates: 3,
+        }));
+        for r in [bayes, gradient] {
+            let text = r.to_json().unwrap();
+            let back = UserRecord::from_json(&text).unwrap();
+            assert_eq!(back, r, "{text}");
+            let bits = |s: &UserState| match s {
+                UserState::Bayes(p) => to_bits(&p.precision)
+                    .into_iter()
+                    .chain(to_bits(&p.shift))
+                    .collect::<Vec<_>>(),
+                UserState::Gradient(g) => to_bits(&g.delta),
+            };
+            assert_eq!(bits(&back.state), bits(&r.state));
+        }
+    }
+
+    #[test]
+    fn bad_stored_states_are_errors_not_panics() {
+        for (text, needle) in [
+            (
+                r#"{"kind":"gradient","dim":2,"delta":[0],"updates":1,"history":[],"slates":0}"#,
+                "dimension 2 has 1",
+            ),
+            (
+                r#"{"kind":"gradient","dim":1,"delta":[0],"history":[],"slates":0}"#,
+                "without `updates`",
+            ),
+            (
+                r#"{"dim":1,"shift":[0],"observations":0,"history":[],"slates":0}"#,
+                "without `precision`",
+            ),
+            (
+                r#"{"dim":4294967296,"precision":[],"shift":[],"observations":0,"history":[],"slates":0}"#,
+                "dimension 4294967296",
+            ),
+            (
+                r#"{"kind":"newton","dim":1,"history":[],"slates":0}"#,
+                "unknown state kind `newton`",
+            ),
+        ] {
+            let e = UserRecord::from_json(text).unwrap_err();
+            assert!(e.contains(needle), "`{needle}` not in `{e}`");
+        }
     }
 }

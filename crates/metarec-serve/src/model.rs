@@ -8,11 +8,20 @@
 //! these weights. The catalog the server ranks comes from the bundle, so serving needs no data
 //! set. The model version is derived from the bytes of every file, so two different models
 //! never share one.
+//!
+//! Either adjuster kind is served: [`ServedAdjuster`] holds the bundle's Bayesian or
+//! gradient-based adjuster and dispatches prior, update, decision and explanation to it, each
+//! kind through the one generic decision path (`decide_with`, `explain_slate_with`).
 
+use crate::engine::UserState;
 use crate::error::ServeError;
-use metarec_core::{Catalog, ItemId, RewardFn};
-use metarec_neural::adjust::{ADJUSTER_FILE, AdjusterSpec, BayesianAdjuster};
+use metarec_core::{Adjuster, Catalog, Context, Interaction, ItemId, RewardFn, Rng};
+use metarec_neural::adjust::{
+    ADJUSTER_FILE, AdjustedChoice, AdjusterSpec, BayesianAdjuster, DecideBuffers, GradientAdjuster,
+    ScoreParts, decide_with, explain_slate_with,
+};
 use metarec_neural::bundle::ModelBundle;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -45,14 +54,114 @@ impl ServedCatalog {
     }
 }
 
+/// The adjuster a served model adapts its users with, of the kind its bundle was meta-trained
+/// with. Every user state it is given is of its own kind and width in practice (states of another
+/// kind or width are dropped at open, and a reload cannot change either); should one not be, it
+/// is treated as a new user's prior rather than trusted.
+pub enum ServedAdjuster {
+    /// The Bayesian correction of the head: Thompson sampling or the posterior mean.
+    Bayes(BayesianAdjuster),
+    /// The gradient-based (Reptile) correction: always greedy, with propensity 1 per position.
+    Gradient(GradientAdjuster),
+}
+
+impl ServedAdjuster {
+    /// The kind's name, as `adjuster.json` writes it: `bayes` or `gradient`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServedAdjuster::Bayes(_) => "bayes",
+            ServedAdjuster::Gradient(_) => "gradient",
+        }
+    }
+
+    /// Width of the user head (and of every adjuster state).
+    pub fn embed(&self) -> usize {
+        match self {
+            ServedAdjuster::Bayes(a) => a.frozen().embed,
+            ServedAdjuster::Gradient(a) => a.frozen().embed,
+        }
+    }
+
+    /// Whether `state` is of this adjuster's kind and width, so that it can be served as it is.
+    pub(crate) fn fits(&self, state: &UserState) -> bool {
+        state.kind() == self.kind() && state.dim() == self.embed()
+    }
+
+    /// A new user's state.
+    pub(crate) fn prior(&self) -> UserState {
+        match self {
+            ServedAdjuster::Bayes(a) => UserState::Bayes(a.prior()),
+            ServedAdjuster::Gradient(a) => UserState::Gradient(a.prior()),
+        }
+    }
+
+    /// Folds an interaction into a user's state. A state that does not fit this adjuster is
+    /// replaced by the prior first.
+    pub(crate) fn update(&self, state: &mut UserState, interaction: &Interaction) {
+        if !self.fits(state) {
+            *state = self.prior();
+        }
+        match (self, state) {
+            (ServedAdjuster::Bayes(a), UserState::Bayes(s)) => a.update(s, interaction),
+            (ServedAdjuster::Gradient(a), UserState::Gradient(s)) => a.update(s, interaction),
+            // The state was made to fit above, so the kinds agree.
+            _ => {}
+        }
+    }
+
+    /// Decides a slate of `k` for a user in `state` (`decide_with`): the Bayesian adjuster
+    /// samples or ranks by its posterior mean as configured; the gradient-based one ranks
+    /// greedily by its adapted correction, with propensity 1 per position. A state that does not
+    /// fit this adjuster decides as the prior.
+    pub(crate) fn decide(
+        &self,
+        state: &UserState,
+        context: &Context,
+        k: usize,
+        rng: &mut Rng,
+    ) -> AdjustedChoice {
+        let mut buffers = DecideBuffers::default();
+        match self {
+            ServedAdjuster::Bayes(a) => {
+                let s = match state {
+                    UserState::Bayes(s) if self.fits(state) => Cow::Borrowed(s),
+                    _ => Cow::Owned(a.prior()),
+                };
+                decide_with(a, &s, context, k, rng, &mut buffers)
+            }
+            ServedAdjuster::Gradient(a) => {
+                let s = match state {
+                    UserState::Gradient(s) if self.fits(state) => Cow::Borrowed(s),
+                    _ => Cow::Owned(a.prior()),
+                };
+                decide_with(a, &s, context, k, rng, &mut buffers)
+            }
+        }
+    }
+
+    /// The additive parts of each item's score under the correction `delta` a decision ranked
+    /// with (`explain_slate_with`); each item's parts add up to its score.
+    pub fn explain_slate(
+        &self,
+        context: &Context,
+        delta: &[f64],
+        items: &[ItemId],
+    ) -> Vec<ScoreParts> {
+        match self {
+            ServedAdjuster::Bayes(a) => explain_slate_with(a, context, delta, items),
+            ServedAdjuster::Gradient(a) => explain_slate_with(a, context, delta, items),
+        }
+    }
+}
+
 /// A verified model.
 pub struct ServedModel {
     /// The bundle's version: `sha256:` and 16 hex digits of the hash of all its files.
     pub version: String,
     /// Where it was loaded from.
     pub dir: PathBuf,
-    /// The network with its meta-trained adjuster settings.
-    pub adjuster: BayesianAdjuster,
+    /// The network with its meta-trained adjuster, of either kind.
+    pub adjuster: ServedAdjuster,
     /// The objective the model was trained for (rewards of resolved events).
     pub reward: RewardFn,
     /// The fingerprint of the catalog it ranks, so a reload can check that the new model ranks
@@ -75,18 +184,36 @@ impl ServedModel {
             AdjusterSpec::Bayes {
                 config,
                 prior_shape,
-            } => BayesianAdjuster::new(
-                bundle.network.frozen.clone(),
-                bundle.network.features.clone(),
-                *config,
-            )
-            .with_prior_shape(prior_shape)
-            .map_err(bad_adjuster)?,
-            other => {
-                return Err(bad_adjuster(format!(
-                    "adjuster kind `{}`; this server serves `bayes`",
-                    other.kind()
-                )));
+            } => ServedAdjuster::Bayes(
+                BayesianAdjuster::new(
+                    bundle.network.frozen.clone(),
+                    bundle.network.features.clone(),
+                    *config,
+                )
+                .with_prior_shape(prior_shape)
+                .map_err(bad_adjuster)?,
+            ),
+            AdjusterSpec::Gradient { config } => {
+                let embed = bundle.network.frozen.embed;
+                // An initial correction of another width would silently be replaced by zero
+                // (`GradientAdjuster::prior`), and a non-finite one would make every score
+                // NaN, so both are refused here like a bad prior shape.
+                if !config.init.is_empty() && config.init.len() != embed {
+                    return Err(bad_adjuster(format!(
+                        "the gradient adjuster's initial correction has {} values; the head has {embed}",
+                        config.init.len()
+                    )));
+                }
+                if config.init.iter().any(|v| !v.is_finite()) {
+                    return Err(bad_adjuster(
+                        "the gradient adjuster's initial correction is not finite".into(),
+                    ));
+                }
+                ServedAdjuster::Gradient(GradientAdjuster::new(
+                    bundle.network.frozen.clone(),
+                    bundle.network.features.clone(),
+                    config.clone(),
+                ))
             }
         };
         let model = ServedModel {
@@ -101,6 +228,6 @@ impl ServedModel {
 
     /// Width of the user head (and of every adjuster state).
     pub fn embed(&self) -> usize {
-        self.adjuster.frozen().embed
+        self.adjuster.embed()
     }
 }

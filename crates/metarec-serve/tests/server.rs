@@ -5,7 +5,7 @@
 //! adjuster so that scores are deterministic and a changed rank can only come from feedback.
 
 use metarec_core::{Catalog, Item, RewardFn};
-use metarec_neural::adjust::{ADJUSTER_FILE, AdjusterManifest, BayesConfig};
+use metarec_neural::adjust::{ADJUSTER_FILE, AdjusterManifest, BayesConfig, GradientConfig};
 use metarec_neural::checkpoint::{self, Manifest};
 use metarec_neural::train::{TrainConfig, Trainer};
 use metarec_serve::auth::{ApiKeys, Pseudonymizer};
@@ -34,7 +34,9 @@ fn catalog() -> Catalog {
     c
 }
 
-fn write_model(dir: &Path, seed: u64, thompson: bool) {
+/// Writes a model bundle over a seeded network, with the adjuster file that `adjuster` builds
+/// from the head width.
+fn write_bundle(dir: &Path, seed: u64, adjuster: impl FnOnce(usize) -> AdjusterManifest) {
     let catalog = catalog();
     let reward = RewardFn::new(1.0, 0.0, 0.0, 0.0).unwrap();
     let trainer = Trainer::new(
@@ -54,6 +56,19 @@ fn write_model(dir: &Path, seed: u64, thompson: bool) {
     checkpoint::save(dir, &trainer.varmap, &manifest, &catalog).unwrap();
     let weights = checkpoint::read_manifest(dir).unwrap().weights_sha256;
     let adjuster = AdjusterManifest {
+        weights_sha256: weights,
+        ..adjuster(trainer.frozen().embed)
+    };
+    std::fs::write(
+        dir.join(ADJUSTER_FILE),
+        serde_json::to_string(&adjuster).unwrap(),
+    )
+    .unwrap();
+}
+
+/// A model with the Bayesian adjuster (greedy by the posterior mean unless `thompson`).
+fn write_model(dir: &Path, seed: u64, thompson: bool) {
+    write_bundle(dir, seed, |_| AdjusterManifest {
         kind: "bayes".into(),
         config: BayesConfig {
             prior_scale: 1.0,
@@ -67,13 +82,28 @@ fn write_model(dir: &Path, seed: u64, thompson: bool) {
         prior_shape: vec![],
         shaped_grid: vec![],
         users: 0,
-        weights_sha256: weights,
-    };
-    std::fs::write(
-        dir.join(ADJUSTER_FILE),
-        serde_json::to_string(&adjuster).unwrap(),
-    )
-    .unwrap();
+        weights_sha256: None,
+    });
+}
+
+/// A model with the gradient-based adjuster, starting every user from a zero correction.
+fn write_gradient_model(dir: &Path, seed: u64) {
+    write_bundle(dir, seed, |embed| AdjusterManifest {
+        kind: "gradient".into(),
+        config: BayesConfig::default(),
+        gradient: Some(GradientConfig {
+            step_size: 0.3,
+            steps: 1,
+            init: vec![0.0; embed],
+            calibration: Default::default(),
+        }),
+        grid: vec![],
+        mean_grid: vec![],
+        prior_shape: vec![],
+        shaped_grid: vec![],
+        users: 0,
+        weights_sha256: None,
+    });
 }
 
 struct Running {
@@ -154,6 +184,18 @@ fn fixture(thompson: bool) -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let model = tmp.path().join("model");
     write_model(&model, 1, thompson);
+    let db = tmp.path().join("metarec.db");
+    Fixture {
+        _tmp: tmp,
+        model,
+        db,
+    }
+}
+
+fn gradient_fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    write_gradient_model(&model, 1);
     let db = tmp.path().join("metarec.db");
     Fixture {
         _tmp: tmp,
@@ -452,6 +494,122 @@ fn a_restarted_server_keeps_every_user_state() {
         &json!({"event_id": first["event_id"], "position": 1, "kind": "click"}),
     );
     assert_eq!(r.json()["duplicate"], false, "{}", r.text());
+}
+
+/// Asserts that every slate entry's explanation parts add up to its score.
+fn assert_parts_sum_to_scores(ranked: &Value) {
+    for e in ranked["slate"].as_array().unwrap() {
+        let sum: f64 = e["explanation"]["parts"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_f64().unwrap())
+            .sum();
+        assert!((sum - e["score"].as_f64().unwrap()).abs() < 1e-4, "{e}");
+    }
+}
+
+#[test]
+fn a_gradient_model_serves_and_adapts_to_feedback() {
+    let f = gradient_fixture();
+    let server = start(config(&f.model, &f.db));
+    let mut c = server.client(Some(RANKER));
+    let first = rank(&mut c, "ivan");
+    let slate = scores(&first);
+    assert_eq!(slate.len(), 5);
+    // The gradient adjuster decides greedily: propensity 1, scores sorted, and a new user's
+    // correction is the zero initial one.
+    for e in first["slate"].as_array().unwrap() {
+        assert_eq!(e["propensity"], 1.0, "{e}");
+    }
+    assert_parts_sum_to_scores(&first);
+    assert!(slate.windows(2).all(|w| w[0].1 >= w[1].1));
+    assert!(slate.iter().all(|s| s.2 == 0.0), "{slate:?}");
+    let clicked = slate[1].0.clone();
+    let r = post(
+        &mut c,
+        "/v1/feedback",
+        &json!({"event_id": first["event_id"], "position": 1, "kind": "click"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["duplicate"], false);
+    // The next rank is made with the adapted correction.
+    let second = rank(&mut c, "ivan");
+    assert_parts_sum_to_scores(&second);
+    let after = scores(&second);
+    assert!(after.iter().any(|s| s.2 != 0.0), "{after:?}");
+    assert_ne!(slate, after, "the rank did not change");
+    if let Some(s) = after.iter().find(|s| s.0 == clicked) {
+        assert!(s.2 > 0.0, "the clicked item's adaptation is {}", s.2);
+    }
+    for e in second["slate"].as_array().unwrap() {
+        assert_eq!(e["propensity"], 1.0, "{e}");
+    }
+    // Another user still starts from the initial correction.
+    assert_eq!(scores(&rank(&mut c, "judy")), slate);
+}
+
+#[test]
+fn a_restarted_gradient_server_keeps_every_user_state() {
+    let f = gradient_fixture();
+    let server = start(config(&f.model, &f.db));
+    let mut c = server.client(Some(RANKER));
+    let first = rank(&mut c, "erin");
+    for p in [0, 2] {
+        let r = post(
+            &mut c,
+            "/v1/feedback",
+            &json!({"event_id": first["event_id"], "position": p, "kind": "click"}),
+        );
+        assert_eq!(r.status, 200);
+    }
+    let before = scores(&rank(&mut c, "erin"));
+    server.stop();
+    let server = start(config(&f.model, &f.db));
+    let mut c = server.client(Some(RANKER));
+    let after = scores(&rank(&mut c, "erin"));
+    // Bit for bit: the correction is stored with its floats' exact bit patterns.
+    assert_eq!(before, after);
+    assert!(after.iter().any(|s| s.2 != 0.0), "{after:?}");
+    // Feedback on an event from before the restart still counts (the window is open).
+    let r = post(
+        &mut c,
+        "/v1/feedback",
+        &json!({"event_id": first["event_id"], "position": 1, "kind": "click"}),
+    );
+    assert_eq!(r.json()["duplicate"], false, "{}", r.text());
+}
+
+#[test]
+fn another_adjuster_kind_is_refused_at_reload_and_its_states_dropped_at_open() {
+    let f = fixture(false);
+    let server = start(config(&f.model, &f.db));
+    let mut c = server.client(Some(ADMIN));
+    let first = rank(&mut c, "kim");
+    let r = post(
+        &mut c,
+        "/v1/feedback",
+        &json!({"event_id": first["event_id"], "position": 0, "kind": "click"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let version = c.request("GET", "/healthz", None).unwrap().json()["model_version"].clone();
+    let gradient = f.model.with_file_name("gradient");
+    write_gradient_model(&gradient, 1);
+    let r = post(&mut c, "/v1/admin/reload", &json!({"model": gradient}));
+    assert_error(&r, 422, "model_rejected", "adjuster kind `gradient`");
+    assert!(r.text().contains("`bayes`"), "{}", r.text());
+    assert_eq!(
+        c.request("GET", "/healthz", None).unwrap().json()["model_version"],
+        version
+    );
+    server.stop();
+    // Started on the gradient model, the server drops the stored Bayesian state: the user ranks
+    // like a new one.
+    let server = start(config(&gradient, &f.db));
+    let mut c = server.client(Some(RANKER));
+    let kim = rank(&mut c, "kim");
+    assert!(scores(&kim).iter().all(|s| s.2 == 0.0), "{kim}");
+    assert_eq!(scores(&kim), scores(&rank(&mut c, "lee")));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! [`BayesianAdjuster`]: each user's state is a [`GaussianPosterior`] over the head's correction,
 //! updated per shown item by one Laplace step of logistic regression, with its settings in
-//! [`BayesConfig`]. It is the adjuster the server serves, so it also carries the decide and
-//! explain entry points the server calls.
+//! [`BayesConfig`]. It also carries decide and explain entry points, thin wrappers over the
+//! generic [`decide_with`] and [`explain_with`] that every adjuster shares.
 
 use super::{
     AdjustedChoice, Calibration, DecideBuffers, GaussianPosterior, HeadAdjuster, ScoreParts,

@@ -63,6 +63,16 @@ impl GradientAdjuster {
             config,
         }
     }
+
+    /// The frozen network.
+    pub fn frozen(&self) -> &Frozen {
+        &self.frozen
+    }
+
+    /// The feature schema.
+    pub fn features(&self) -> &Features {
+        &self.features
+    }
 }
 
 impl Adjuster for GradientAdjuster {

@@ -52,7 +52,8 @@ struct ReloadRequest {
     model: Option<PathBuf>,
 }
 
-/// Verifies a model directory and swaps it in if its head width matches the served model's.
+/// Verifies a model directory and swaps it in if its catalog, adjuster kind and head width match
+/// the served model's.
 pub(super) async fn reload(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -82,6 +83,13 @@ pub(super) async fn reload(
         return Err(rejected(format!(
             "the model ranks another catalog (fingerprint {}, the served one {}); restart the server to serve another catalog",
             model.catalog_fingerprint, previous.catalog_fingerprint
+        )));
+    }
+    if model.adjuster.kind() != previous.adjuster.kind() {
+        return Err(rejected(format!(
+            "adjuster kind `{}` differs from the served model's `{}`, so stored user states would not fit; restart the server to serve another kind",
+            model.adjuster.kind(),
+            previous.adjuster.kind()
         )));
     }
     if model.embed() != previous.embed() {

@@ -263,7 +263,7 @@ pub(super) async fn rank(
     let mut rng = rng_for(config.seed ^ state.boot, n);
     let decided = model
         .adjuster
-        .decide(&record.posterior, &context, request.slate_size, &mut rng);
+        .decide(&record.state, &context, request.slate_size, &mut rng);
     if decided.choice.items.is_empty() {
         return Err(ApiError::unprocessable(
             "no_candidates",

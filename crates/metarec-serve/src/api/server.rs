@@ -159,7 +159,9 @@ impl Server {
                     config.db.display()
                 ))
             })?;
-            if record.posterior.dim == model.embed() {
+            // A state of another kind or width than the model's (written under an earlier
+            // model) is dropped: that user starts again from the prior.
+            if model.adjuster.fits(&record.state) {
                 users.insert(user, Arc::new(record));
             }
         }
