@@ -465,9 +465,10 @@ fn forgetting_a_user_removes_their_state_and_events() {
     assert_eq!((counts.decisions, counts.feedback, counts.users), (2, 0, 0));
 }
 
-#[test]
-fn a_restarted_server_keeps_every_user_state() {
-    let f = fixture(false);
+/// Clicks twice for one user, restarts the server and checks that the user's state came back
+/// bit for bit (states are stored with their floats' exact bit patterns, whatever the
+/// adjuster's kind) and that feedback on an event from before the restart still counts.
+fn a_restart_keeps_the_user_state(f: Fixture) {
     let server = start(config(&f.model, &f.db));
     let mut c = server.client(Some(RANKER));
     let first = rank(&mut c, "erin");
@@ -484,7 +485,6 @@ fn a_restarted_server_keeps_every_user_state() {
     let server = start(config(&f.model, &f.db));
     let mut c = server.client(Some(RANKER));
     let after = scores(&rank(&mut c, "erin"));
-    // Bit for bit: states are stored with their floats' exact bit patterns.
     assert_eq!(before, after);
     assert!(after.iter().any(|s| s.2 != 0.0), "{after:?}");
     // Feedback on an event from before the restart still counts (the window is open).
@@ -494,6 +494,11 @@ fn a_restarted_server_keeps_every_user_state() {
         &json!({"event_id": first["event_id"], "position": 1, "kind": "click"}),
     );
     assert_eq!(r.json()["duplicate"], false, "{}", r.text());
+}
+
+#[test]
+fn a_restarted_server_keeps_every_user_state() {
+    a_restart_keeps_the_user_state(fixture(false));
 }
 
 /// Asserts that every slate entry's explanation parts add up to its score.
@@ -551,33 +556,7 @@ fn a_gradient_model_serves_and_adapts_to_feedback() {
 
 #[test]
 fn a_restarted_gradient_server_keeps_every_user_state() {
-    let f = gradient_fixture();
-    let server = start(config(&f.model, &f.db));
-    let mut c = server.client(Some(RANKER));
-    let first = rank(&mut c, "erin");
-    for p in [0, 2] {
-        let r = post(
-            &mut c,
-            "/v1/feedback",
-            &json!({"event_id": first["event_id"], "position": p, "kind": "click"}),
-        );
-        assert_eq!(r.status, 200);
-    }
-    let before = scores(&rank(&mut c, "erin"));
-    server.stop();
-    let server = start(config(&f.model, &f.db));
-    let mut c = server.client(Some(RANKER));
-    let after = scores(&rank(&mut c, "erin"));
-    // Bit for bit: the correction is stored with its floats' exact bit patterns.
-    assert_eq!(before, after);
-    assert!(after.iter().any(|s| s.2 != 0.0), "{after:?}");
-    // Feedback on an event from before the restart still counts (the window is open).
-    let r = post(
-        &mut c,
-        "/v1/feedback",
-        &json!({"event_id": first["event_id"], "position": 1, "kind": "click"}),
-    );
-    assert_eq!(r.json()["duplicate"], false, "{}", r.text());
+    a_restart_keeps_the_user_state(gradient_fixture());
 }
 
 #[test]
