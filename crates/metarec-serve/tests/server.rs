@@ -258,15 +258,8 @@ fn rank_then_feedback_changes_the_next_rank_and_feedback_is_idempotent() {
     // Greedy: propensity 1, scores sorted, and with no feedback there is no adaptation.
     for e in first["slate"].as_array().unwrap() {
         assert_eq!(e["propensity"], 1.0);
-        let parts = &e["explanation"]["parts"];
-        let sum: f64 = parts
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|v| v.as_f64().unwrap())
-            .sum();
-        assert!((sum - e["score"].as_f64().unwrap()).abs() < 1e-4, "{e}");
     }
+    assert_parts_sum_to_scores(&first);
     assert!(slate.windows(2).all(|w| w[0].1 >= w[1].1));
     assert!(slate.iter().all(|s| s.2 == 0.0));
     let event = first["event_id"].as_str().unwrap().to_owned();
