@@ -9,6 +9,7 @@
 //! - [`obd`]: the Open Bandit Dataset's logged slates with propensities;
 //! - [`movielens`]: MovieLens-100k ratings in RecBole's atomic format;
 //! - [`log`]: the interaction log (JSON Lines of [`metarec_core::Interaction`]);
+//! - [`shop`]: a shop's own catalog, users and events (a shop directory), and its interactions;
 //! - [`stats`]: the first numbers a practitioner checks on each data set;
 //! - [`fetch`]: putting each data set into the data directory from where it ships.
 #![deny(missing_docs)]
@@ -19,6 +20,7 @@ pub mod log;
 pub mod movielens;
 pub mod obd;
 pub mod online_retail;
+pub mod shop;
 mod report;
 pub mod stats;
 mod table;

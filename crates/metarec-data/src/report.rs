@@ -1,7 +1,7 @@
 //! [`LoadReport`] (what a load kept and skipped) and [`LoadOptions`] (what to do with malformed
 //! records).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -34,7 +34,7 @@ impl LoadOptions {
 /// The account of one load: records read, kept, and skipped by reason.
 ///
 /// Invariant: `kept + sum(skipped) == records`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoadReport {
     /// What was loaded (a file path or a data set name).
     pub source: String,
