@@ -98,6 +98,9 @@ impl ShopLog {
     }
 }
 
+/// Where an item was last shown to a user: (ranking being built, entry, time, visit).
+type Shown = (usize, usize, i64, Option<u32>);
+
 /// A ranking being assembled.
 struct Building {
     user: u32,
@@ -165,11 +168,13 @@ impl UserState {
 /// Replays a shop's events into interactions (see the module documentation for the rules).
 pub fn shop_log(shop: &Shop, options: &InteractionOptions) -> ShopLog {
     let mut out = ShopLog::default();
-    let mut states: Vec<UserState> = (0..shop.users.len()).map(|_| UserState::default()).collect();
+    let mut states: Vec<UserState> = (0..shop.users.len())
+        .map(|_| UserState::default())
+        .collect();
     let mut building: Vec<Building> = Vec::new();
     let mut by_ranking: HashMap<u32, usize> = HashMap::new();
     // The latest impression of (user, item): (building, entry, time, session).
-    let mut shown: HashMap<(u32, ItemId), (usize, usize, i64, Option<u32>)> = HashMap::new();
+    let mut shown: HashMap<(u32, ItemId), Shown> = HashMap::new();
     let context_of = |state: &UserState, user: u32, ms: i64, tokens: &[String]| {
         let u = &shop.users[user as usize];
         let mut ctx = Context::for_user(UserKey(u.key.clone()));
@@ -272,14 +277,16 @@ pub fn shop_log(shop: &Shop, options: &InteractionOptions) -> ShopLog {
                 let k = slate.items.iter().position(|&i| i == e.item)?;
                 (slate.user == e.user).then_some((b, k))
             }),
-            None => shown.get(&(e.user, e.item)).and_then(|&(b, k, ms, session)| {
-                let in_window = e.timestamp_ms.saturating_sub(ms) <= options.attach_window_ms;
-                let same_visit = match (session, e.session) {
-                    (Some(a), Some(c)) => a == c,
-                    _ => true,
-                };
-                (in_window && same_visit).then_some((b, k))
-            }),
+            None => shown
+                .get(&(e.user, e.item))
+                .and_then(|&(b, k, ms, session)| {
+                    let in_window = e.timestamp_ms.saturating_sub(ms) <= options.attach_window_ms;
+                    let same_visit = match (session, e.session) {
+                        (Some(a), Some(c)) => a == c,
+                        _ => true,
+                    };
+                    (in_window && same_visit).then_some((b, k))
+                }),
         };
         let purchase = e.kind == EventKind::Purchase;
         match target {
@@ -369,4 +376,139 @@ fn revenue_of(shop: &Shop, e: &super::ShopEvent) -> f64 {
 
 fn reorder<T: Copy>(values: &[T], order: &[usize]) -> Vec<T> {
     order.iter().map(|&k| values[k]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shop::{ShopEvent, ShopManifest, ShopUser};
+    use metarec_core::{Catalog, Item};
+
+    fn shop(events: Vec<ShopEvent>) -> Shop {
+        let mut catalog = Catalog::new(vec!["x".into()]);
+        for i in 0..5 {
+            catalog
+                .push(Item {
+                    key: format!("k{i}"),
+                    price: Some(2.0),
+                    features: vec![i as f32],
+                    ..Item::default()
+                })
+                .unwrap();
+        }
+        Shop {
+            dir: Default::default(),
+            manifest: ShopManifest {
+                format: crate::shop::SHOP_FORMAT.into(),
+                name: "t".into(),
+                metarec_version: String::new(),
+                items: 5,
+                users: 1,
+                events: events.len() as u64,
+                events_by_type: Default::default(),
+                first_ms: None,
+                last_ms: None,
+                user_features: vec![],
+                unavailable: vec![],
+                sources: vec![],
+                map: Default::default(),
+                reports: vec![],
+                catalog_sha256: String::new(),
+                users_sha256: String::new(),
+                events_sha256: String::new(),
+            },
+            catalog,
+            users: vec![ShopUser {
+                key: "u".into(),
+                tokens: vec!["region=north".into()],
+                features: vec![],
+            }],
+            sessions: vec![],
+            rankings: vec!["r0".into(), "r1".into()],
+            events,
+        }
+    }
+
+    fn event(
+        kind: EventKind,
+        item: u32,
+        ms: i64,
+        ranking: Option<u32>,
+        position: Option<u32>,
+    ) -> ShopEvent {
+        ShopEvent {
+            user: 0,
+            item: ItemId(item),
+            timestamp_ms: ms,
+            kind,
+            session: None,
+            ranking,
+            position,
+            propensity: ranking.map(|_| 0.2),
+            quantity: None,
+            revenue: None,
+            context: vec![],
+        }
+    }
+
+    #[test]
+    fn rankings_collect_their_feedback_and_contexts_see_only_the_past() {
+        use EventKind::*;
+        let s = shop(vec![
+            // Ranking r0 shows k1 at position 1 and k0 at position 0 (logged out of order).
+            event(View, 1, 1000, Some(0), Some(1)),
+            event(View, 0, 1000, Some(0), Some(0)),
+            // A click with the ranking id, and a purchase without one (attached by the window).
+            event(Click, 1, 2000, Some(0), None),
+            event(Purchase, 1, 3000, None, None),
+            // An organic purchase of an item no ranking showed.
+            event(Purchase, 4, 4000, None, None),
+            // Ranking r1, a day later: a new visit that remembers everything above.
+            event(View, 2, 86_400_000, Some(1), Some(0)),
+        ]);
+        let log = shop_log(&s, &InteractionOptions::default());
+        assert_eq!(log.interactions.len(), 2);
+        let r0 = &log.interactions[0];
+        assert_eq!(r0.decision.slate.items(), &[ItemId(0), ItemId(1)]);
+        assert_eq!(r0.decision.positions, None);
+        assert_eq!(r0.feedback.clicks, vec![false, true]);
+        assert_eq!(r0.feedback.purchases, vec![false, true]);
+        assert_eq!(r0.feedback.revenue, vec![0.0, 2.0]);
+        assert!(r0.context.session.history.is_empty());
+        assert_eq!(r0.context.tokens, vec!["region=north".to_string()]);
+        assert_eq!(log.logged_propensities, vec![true, true]);
+        assert_eq!(log.organic.len(), 1);
+        assert_eq!(log.organic[0].item, ItemId(4));
+        // The organic purchase's context saw r0 with its click and purchase.
+        let h = &log.organic[0].context.session.history;
+        assert_eq!(h.len(), 2);
+        assert!(
+            h.iter()
+                .any(|p| p.item == ItemId(1) && p.click && p.purchase)
+        );
+        let r1 = &log.interactions[1];
+        assert_eq!(r1.context.session.session, 1);
+        assert_eq!(r1.context.session.step, 0);
+        assert_eq!(r1.context.session.history.len(), 3);
+        assert!(log.dropped.is_empty());
+    }
+
+    #[test]
+    fn feedback_on_an_unshown_item_is_organic_and_counted() {
+        use EventKind::*;
+        let s = shop(vec![
+            event(View, 0, 1000, Some(0), Some(0)),
+            event(Click, 3, 2000, Some(0), None),
+            // Too late for the window: organic, not counted as an error.
+            event(Click, 0, 1000 + 31 * 60 * 1000, None, None),
+        ]);
+        let log = shop_log(&s, &InteractionOptions::default());
+        assert_eq!(log.interactions[0].feedback.clicks, vec![false]);
+        assert_eq!(log.organic.len(), 2);
+        assert_eq!(
+            log.dropped
+                .get("feedback on an item its ranking did not show"),
+            Some(&1)
+        );
+    }
 }

@@ -17,6 +17,7 @@
 //! the [`metarec_core::Interaction`]s that learners and off-policy estimators read.
 
 pub mod interactions;
+pub mod synth;
 
 use crate::error::DataError;
 use crate::report::LoadReport;
@@ -561,16 +562,16 @@ impl ShopFiles<'_> {
         let _ = std::fs::remove_dir_all(&stage);
         let result = (|| -> Result<ShopManifest, DataError> {
             std::fs::create_dir(&stage).map_err(|e| DataError::io(&stage, e))?;
-            let catalog_text = serde_json::to_vec(self.catalog).map_err(|e| {
-                DataError::io(&stage.join(CATALOG_FILE), std::io::Error::other(e))
-            })?;
+            let catalog_text = serde_json::to_vec(self.catalog)
+                .map_err(|e| DataError::io(stage.join(CATALOG_FILE), std::io::Error::other(e)))?;
             self.manifest.catalog_sha256 = sha256_hex(&catalog_text);
-            write_file(&stage.join(CATALOG_FILE), |out| out.write_all(&catalog_text))?;
+            write_file(&stage.join(CATALOG_FILE), |out| {
+                out.write_all(&catalog_text)
+            })?;
             self.manifest.users_sha256 = write_lines(&stage.join(USERS_FILE), self.users)?;
             self.manifest.events_sha256 = write_lines(&stage.join(EVENTS_FILE), self.events)?;
-            let manifest_text = serde_json::to_vec_pretty(&self.manifest).map_err(|e| {
-                DataError::io(&stage.join(MANIFEST_FILE), std::io::Error::other(e))
-            })?;
+            let manifest_text = serde_json::to_vec_pretty(&self.manifest)
+                .map_err(|e| DataError::io(stage.join(MANIFEST_FILE), std::io::Error::other(e)))?;
             write_file(&stage.join(MANIFEST_FILE), |out| {
                 out.write_all(&manifest_text)?;
                 out.write_all(b"\n")
