@@ -113,6 +113,10 @@ struct Building {
     history_at: Vec<u64>,
 }
 
+/// The latest impression of a user-item pair: the ranking being built, the entry in it, its time
+/// and its visit.
+type Shown = (usize, usize, i64, Option<u32>);
+
 /// What the replay knows of one user.
 #[derive(Default)]
 struct UserState {
@@ -165,11 +169,13 @@ impl UserState {
 /// Replays a shop's events into interactions (see the module documentation for the rules).
 pub fn shop_log(shop: &Shop, options: &InteractionOptions) -> ShopLog {
     let mut out = ShopLog::default();
-    let mut states: Vec<UserState> = (0..shop.users.len()).map(|_| UserState::default()).collect();
+    let mut states: Vec<UserState> = (0..shop.users.len())
+        .map(|_| UserState::default())
+        .collect();
     let mut building: Vec<Building> = Vec::new();
     let mut by_ranking: HashMap<u32, usize> = HashMap::new();
-    // The latest impression of (user, item): (building, entry, time, session).
-    let mut shown: HashMap<(u32, ItemId), (usize, usize, i64, Option<u32>)> = HashMap::new();
+    // The latest impression of (user, item).
+    let mut shown: HashMap<(u32, ItemId), Shown> = HashMap::new();
     let context_of = |state: &UserState, user: u32, ms: i64, tokens: &[String]| {
         let u = &shop.users[user as usize];
         let mut ctx = Context::for_user(UserKey(u.key.clone()));
@@ -272,14 +278,16 @@ pub fn shop_log(shop: &Shop, options: &InteractionOptions) -> ShopLog {
                 let k = slate.items.iter().position(|&i| i == e.item)?;
                 (slate.user == e.user).then_some((b, k))
             }),
-            None => shown.get(&(e.user, e.item)).and_then(|&(b, k, ms, session)| {
-                let in_window = e.timestamp_ms.saturating_sub(ms) <= options.attach_window_ms;
-                let same_visit = match (session, e.session) {
-                    (Some(a), Some(c)) => a == c,
-                    _ => true,
-                };
-                (in_window && same_visit).then_some((b, k))
-            }),
+            None => shown
+                .get(&(e.user, e.item))
+                .and_then(|&(b, k, ms, session)| {
+                    let in_window = e.timestamp_ms.saturating_sub(ms) <= options.attach_window_ms;
+                    let same_visit = match (session, e.session) {
+                        (Some(a), Some(c)) => a == c,
+                        _ => true,
+                    };
+                    (in_window && same_visit).then_some((b, k))
+                }),
         };
         let purchase = e.kind == EventKind::Purchase;
         match target {
@@ -360,7 +368,7 @@ pub fn shop_log(shop: &Shop, options: &InteractionOptions) -> ShopLog {
 
 /// The revenue of a purchase: the event's, or the catalog price times the quantity (one unit
 /// when none is logged), or zero when the price is unknown too.
-fn revenue_of(shop: &Shop, e: &super::ShopEvent) -> f64 {
+pub(crate) fn revenue_of(shop: &Shop, e: &super::ShopEvent) -> f64 {
     e.revenue.unwrap_or_else(|| {
         let price = shop.catalog.price(e.item).unwrap_or(0.0);
         f64::from(price) * f64::from(e.quantity.unwrap_or(1))

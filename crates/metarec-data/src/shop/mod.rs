@@ -11,11 +11,13 @@
 //! - `events.jsonl`: one [`EventRecord`] per event, sorted by time (stably, so events of equal
 //!   time keep the order of the source file), items and users named by their keys.
 //!
+//! [`import`] reads a shop's own files (`metarec shop import`) and writes the directory;
 //! [`Shop::load`] reads and checks a whole directory into dense indices ([`Shop`]);
-//! [`Shop::save`] writes one into a staging folder and renames it into place, so a directory
+//! [`ShopFiles::save`] writes one into a staging folder and renames it into place, so a directory
 //! either holds a complete shop or does not exist. [`interactions`] turns a shop's events into
 //! the [`metarec_core::Interaction`]s that learners and off-policy estimators read.
 
+pub mod import;
 pub mod interactions;
 
 use crate::error::DataError;
@@ -28,6 +30,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+pub use import::{FieldMap, ImportOutcome, ImportSpec, PreparedShop, import_shop, prepare_shop};
 pub use interactions::{InteractionOptions, ShopLog};
 
 /// The format tag of `shop.json`.
@@ -138,7 +141,8 @@ pub struct UserRecord {
 /// A source file the shop was imported from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceFile {
-    /// `catalog`, `events` or `users`.
+    /// `catalog`, `events`, `users`, or `exclude_items` (the list of items whose events were
+    /// dropped).
     pub role: String,
     /// The path as given to the import.
     pub path: String,
@@ -561,16 +565,16 @@ impl ShopFiles<'_> {
         let _ = std::fs::remove_dir_all(&stage);
         let result = (|| -> Result<ShopManifest, DataError> {
             std::fs::create_dir(&stage).map_err(|e| DataError::io(&stage, e))?;
-            let catalog_text = serde_json::to_vec(self.catalog).map_err(|e| {
-                DataError::io(&stage.join(CATALOG_FILE), std::io::Error::other(e))
-            })?;
+            let catalog_text = serde_json::to_vec(self.catalog)
+                .map_err(|e| DataError::io(stage.join(CATALOG_FILE), std::io::Error::other(e)))?;
             self.manifest.catalog_sha256 = sha256_hex(&catalog_text);
-            write_file(&stage.join(CATALOG_FILE), |out| out.write_all(&catalog_text))?;
+            write_file(&stage.join(CATALOG_FILE), |out| {
+                out.write_all(&catalog_text)
+            })?;
             self.manifest.users_sha256 = write_lines(&stage.join(USERS_FILE), self.users)?;
             self.manifest.events_sha256 = write_lines(&stage.join(EVENTS_FILE), self.events)?;
-            let manifest_text = serde_json::to_vec_pretty(&self.manifest).map_err(|e| {
-                DataError::io(&stage.join(MANIFEST_FILE), std::io::Error::other(e))
-            })?;
+            let manifest_text = serde_json::to_vec_pretty(&self.manifest)
+                .map_err(|e| DataError::io(stage.join(MANIFEST_FILE), std::io::Error::other(e)))?;
             write_file(&stage.join(MANIFEST_FILE), |out| {
                 out.write_all(&manifest_text)?;
                 out.write_all(b"\n")
