@@ -389,6 +389,36 @@ fn json_lines_with_lists_numbers_and_a_flag_column() {
 }
 
 #[test]
+fn gzip_and_tab_separated_files_are_recognised() {
+    use std::io::Write;
+    let case = Case::new();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(EVENTS.as_bytes()).unwrap();
+    let tsv = CATALOG
+        .replace("\"Lamp, tall\"", "Lamp tall")
+        .replace(',', "\t");
+    let spec = ImportSpec {
+        // No extension: sniffed as TSV from its header.
+        catalog: Some(case.write("catalog", tsv)),
+        events: case.write("events.csv.gz", gz.finish().unwrap()),
+        ..ImportSpec::default()
+    };
+    let outcome = import(&case, &spec).unwrap();
+    assert_eq!((outcome.manifest.items, outcome.manifest.events), (3, 5));
+    // The source's checksum is of the bytes as stored.
+    let stored = std::fs::read(&spec.events).unwrap();
+    assert_eq!(
+        outcome.manifest.sources[1].sha256,
+        metarec_data::shop::sha256_hex(&stored)
+    );
+    let shop = Shop::load(&outcome.dir).unwrap();
+    assert_eq!(
+        shop.catalog.title(shop.catalog.id_of("C3").unwrap()),
+        Some("Lamp tall")
+    );
+}
+
+#[test]
 fn prepare_lets_the_caller_add_item_features_before_saving() {
     let case = Case::new();
     let mut prepared = prepare_shop(&case.spec(Some(CATALOG), EVENTS)).unwrap();

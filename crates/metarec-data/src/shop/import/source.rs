@@ -343,12 +343,13 @@ impl<'a> Record<'a> {
         self.line
     }
 
-    /// The name of column `col` as errors show it.
-    pub(crate) fn name(&self, col: usize) -> String {
+    /// The name of column `col` as errors and tokens show it (borrowed: it is read for every
+    /// context token of every event).
+    pub(crate) fn name(&self, col: usize) -> Cow<'a, str> {
         match self.names.get(col) {
-            Some(n) if !n.starts_with('\u{0}') => n.clone(),
-            Some(n) => n.trim_start_matches('\u{0}').to_owned(),
-            None => format!("column {}", col + 1),
+            Some(n) if !n.starts_with('\u{0}') => Cow::Borrowed(n.as_str()),
+            Some(n) => Cow::Borrowed(n.trim_start_matches('\u{0}')),
+            None => Cow::Owned(format!("column {}", col + 1)),
         }
     }
 
