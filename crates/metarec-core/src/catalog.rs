@@ -189,7 +189,11 @@ impl TryFrom<CatalogColumns> for Catalog {
         check("titles", cols.titles.len())?;
         check("prices", cols.prices.len())?;
         check("categories", cols.categories.len())?;
-        check("features", cols.features.rows())?;
+        // A matrix without columns holds no values and so cannot tell how many rows it has: a
+        // catalog without numeric features (only keys, say) is valid at any length.
+        if cols.features.dim() > 0 {
+            check("features", cols.features.rows())?;
+        }
         if let Some(e) = &cols.embeddings {
             check("embeddings", e.rows())?;
         }
@@ -453,6 +457,21 @@ mod tests {
         // A failed push leaves the catalog as it was.
         assert_eq!(c.len(), 1);
         assert_eq!(c.features().rows(), 1);
+    }
+
+    #[test]
+    fn a_catalog_without_features_survives_serde() {
+        let mut c = Catalog::new(Vec::new());
+        for key in ["A", "B"] {
+            c.push(Item {
+                key: key.into(),
+                ..Item::default()
+            })
+            .unwrap();
+        }
+        let back: Catalog = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+        assert_eq!(back.len(), 2);
+        assert_eq!(back.id_of("B"), Some(ItemId(1)));
     }
 
     #[test]

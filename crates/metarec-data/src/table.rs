@@ -120,6 +120,11 @@ impl<'a> Table<'a> {
         self.reader.position().byte() as usize
     }
 
+    /// The column names of the header, trimmed, in file order.
+    pub(crate) fn header(&self) -> &[String] {
+        &self.header
+    }
+
     /// The index of a named column.
     pub(crate) fn column(&self, name: &str) -> Result<usize, DataError> {
         self.header
@@ -345,7 +350,7 @@ impl Row<'_> {
 /// With at most 15 significant digits the digits form an integer below 2^53 and the scale is a
 /// power of ten below 10^22, both exact in `f64`; IEEE division then rounds once, so the result
 /// is the correctly rounded value, the same as `str::parse` gives (Clinger's fast path).
-fn fast_decimal(b: &[u8]) -> Option<f64> {
+pub(crate) fn fast_decimal(b: &[u8]) -> Option<f64> {
     let (negative, digits) = match b {
         [b'-', rest @ ..] => (true, rest),
         [b'+', rest @ ..] => (false, rest),

@@ -13,6 +13,7 @@ mod ope;
 mod progress;
 mod report;
 mod serve;
+mod shop;
 mod sim;
 mod train;
 
@@ -45,6 +46,12 @@ enum Command {
     Data {
         #[command(subcommand)]
         command: data::DataCommand,
+    },
+    /// A shop's own data: import its catalog, events and users into a shop directory, and
+    /// summarise one.
+    Shop {
+        #[command(subcommand)]
+        command: shop::ShopCommand,
     },
     /// Check an interaction log (JSON Lines of interactions) and summarise it.
     Log {
@@ -109,6 +116,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Demo(args) => demo::run(args, &global),
         Command::Data { command } => data::run(command, &global),
+        Command::Shop { command } => shop::run(command, &global),
         Command::Log { command } => data::run_log(command, &global),
         Command::Sim { command } => sim::run(command, &global),
         Command::Arena(args) => sim::arena(args, &global),
@@ -192,6 +200,8 @@ mod tests {
             "data fetch all",
             "data stats online-retail",
             "data export obd --out x.jsonl",
+            "shop import --events e.csv --out s",
+            "shop stats s",
             "log check x.jsonl",
             "log export --out x.jsonl",
             "sim scenarios",

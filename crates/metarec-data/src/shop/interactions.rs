@@ -98,9 +98,6 @@ impl ShopLog {
     }
 }
 
-/// Where an item was last shown to a user: (ranking being built, entry, time, visit).
-type Shown = (usize, usize, i64, Option<u32>);
-
 /// A ranking being assembled.
 struct Building {
     user: u32,
@@ -115,6 +112,10 @@ struct Building {
     /// Per entry, the absolute index of its entry in the user's history.
     history_at: Vec<u64>,
 }
+
+/// The latest impression of a user-item pair: the ranking being built, the entry in it, its time
+/// and its visit.
+type Shown = (usize, usize, i64, Option<u32>);
 
 /// What the replay knows of one user.
 #[derive(Default)]
@@ -367,7 +368,7 @@ pub fn shop_log(shop: &Shop, options: &InteractionOptions) -> ShopLog {
 
 /// The revenue of a purchase: the event's, or the catalog price times the quantity (one unit
 /// when none is logged), or zero when the price is unknown too.
-fn revenue_of(shop: &Shop, e: &super::ShopEvent) -> f64 {
+pub(crate) fn revenue_of(shop: &Shop, e: &super::ShopEvent) -> f64 {
     e.revenue.unwrap_or_else(|| {
         let price = shop.catalog.price(e.item).unwrap_or(0.0);
         f64::from(price) * f64::from(e.quantity.unwrap_or(1))

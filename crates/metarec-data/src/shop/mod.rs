@@ -11,11 +11,13 @@
 //! - `events.jsonl`: one [`EventRecord`] per event, sorted by time (stably, so events of equal
 //!   time keep the order of the source file), items and users named by their keys.
 //!
+//! [`import`] reads a shop's own files (`metarec shop import`) and writes the directory;
 //! [`Shop::load`] reads and checks a whole directory into dense indices ([`Shop`]);
-//! [`Shop::save`] writes one into a staging folder and renames it into place, so a directory
+//! [`ShopFiles::save`] writes one into a staging folder and renames it into place, so a directory
 //! either holds a complete shop or does not exist. [`interactions`] turns a shop's events into
 //! the [`metarec_core::Interaction`]s that learners and off-policy estimators read.
 
+pub mod import;
 pub mod interactions;
 pub mod synth;
 
@@ -29,6 +31,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+pub use import::{FieldMap, ImportOutcome, ImportSpec, PreparedShop, import_shop, prepare_shop};
 pub use interactions::{InteractionOptions, ShopLog};
 
 /// The format tag of `shop.json`.
@@ -139,7 +142,8 @@ pub struct UserRecord {
 /// A source file the shop was imported from.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceFile {
-    /// `catalog`, `events` or `users`.
+    /// `catalog`, `events`, `users`, or `exclude_items` (the list of items whose events were
+    /// dropped).
     pub role: String,
     /// The path as given to the import.
     pub path: String,
