@@ -3,11 +3,13 @@
 //! `docs/shop.md`.
 
 use crate::Global;
+use crate::args::count;
 use anyhow::{Context as _, Result};
 use clap::{Args, Subcommand};
 use metarec_data::OnMalformed;
 use metarec_data::shop::Shop;
 use metarec_data::shop::import::{FieldMap, ImportSpec, prepare_shop_with};
+use metarec_data::shop::synth::{Logging, SynthConfig, write_synth_shop};
 use metarec_data::stats::{shop_stats, thousands};
 use metarec_data::time::TimeFormat;
 use std::path::PathBuf;
@@ -20,6 +22,44 @@ pub enum ShopCommand {
     /// Summarise a shop directory: users, items, events by type, dates, density, revenue, CTR by
     /// position where impressions were logged, and what the import skipped.
     Stats(StatsArgs),
+    /// Write a made-up shop's files (catalog.csv, users.csv, events.csv) with known tastes and
+    /// exactly logged propensities: to try metarec without data, and for tests and benchmarks.
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// Items in the catalog.
+    #[arg(long, default_value_t = 300, value_parser = count::<usize>(10_000_000))]
+    items: usize,
+    /// Users.
+    #[arg(long, default_value_t = 3000, value_parser = count::<usize>(100_000_000))]
+    users: usize,
+    /// Items per slate.
+    #[arg(long, default_value_t = 4, value_parser = count::<usize>(100))]
+    slate: usize,
+    /// The logging policy: `uniform` (random slates), or `popular:EPSILON` (the best sellers,
+    /// or with probability EPSILON a random slate).
+    #[arg(long, default_value = "uniform", value_parser = logging)]
+    logging: Logging,
+    /// Seed of everything.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// The folder to write the three files into.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+fn logging(text: &str) -> Result<Logging, String> {
+    match text.trim() {
+        "uniform" => Ok(Logging::Uniform),
+        t => match t.strip_prefix("popular:").map(|e| e.trim().parse::<f64>()) {
+            Some(Ok(epsilon)) if epsilon > 0.0 && epsilon <= 1.0 => {
+                Ok(Logging::Popular { epsilon })
+            }
+            _ => Err("expected `uniform` or `popular:EPSILON` with EPSILON in (0, 1]".into()),
+        },
+    }
 }
 
 #[derive(Args)]
@@ -85,6 +125,30 @@ fn time_format(text: &str) -> Result<TimeFormat, String> {
 pub fn run(command: ShopCommand, global: &Global) -> Result<()> {
     match command {
         ShopCommand::Import(args) => import(args, global),
+        ShopCommand::Generate(args) => {
+            let config = SynthConfig {
+                items: args.items,
+                users: args.users,
+                slate_size: args.slate,
+                logging: args.logging,
+                seed: args.seed,
+                ..SynthConfig::default()
+            };
+            global.progress(format!(
+                "writing a made-up shop of {} items and {} users ...",
+                args.items, args.users
+            ));
+            let files = write_synth_shop(&config, &args.out)?;
+            println!(
+                "wrote {} events ({} slates) to {}, {} and {}",
+                thousands(files.events_written),
+                thousands(files.slates),
+                files.events.display(),
+                files.catalog.display(),
+                files.users.display()
+            );
+            Ok(())
+        }
         ShopCommand::Stats(args) => {
             let shop = Shop::load(&args.shop)
                 .with_context(|| format!("cannot read the shop {}", args.shop.display()))?;

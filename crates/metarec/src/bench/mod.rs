@@ -3,6 +3,7 @@
 //! `metarec serve` child that `bench serve` and `bench soak` load.
 
 mod embed;
+mod import;
 mod load;
 mod neural;
 mod ope;
@@ -39,6 +40,9 @@ pub enum BenchCommand {
     Ope(ope::BenchOpeArgs),
     /// Online Retail load (parse + clean + index) against pandas.read_csv of the same file.
     Load(load::BenchLoadArgs),
+    /// Shop import: `shop import` of a generated shop (a million events, 50,000 items) against
+    /// pandas.read_csv of the same events file, with the peak memory of each.
+    Import(import::BenchImportArgs),
 }
 
 pub fn run(command: BenchCommand, global: &Global) -> Result<()> {
@@ -50,6 +54,7 @@ pub fn run(command: BenchCommand, global: &Global) -> Result<()> {
         BenchCommand::Neural(args) => neural::run(args, global),
         BenchCommand::Sim(args) => sim::run(args, global),
         BenchCommand::Load(args) => load::run(args, global),
+        BenchCommand::Import(args) => import::run(args, global),
     }
 }
 
