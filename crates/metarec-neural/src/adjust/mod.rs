@@ -131,6 +131,31 @@ fn shown_items(frozen: &Frozen, features: &Features, interaction: &Interaction) 
         .collect()
 }
 
+/// Whether `frozen` and `features` can replace the network `current` under an adjuster: the
+/// same head and item widths (the adjuster's states and settings are about them) and one item
+/// count between the two.
+fn check_network(current: &Frozen, frozen: &Frozen, features: &Features) -> Result<(), String> {
+    if frozen.embed != current.embed || frozen.item_dim() != current.item_dim() {
+        return Err(format!(
+            "the network has head width {} and item width {}; the adjuster's has {} and {}",
+            frozen.embed,
+            frozen.item_dim(),
+            current.embed,
+            current.item_dim()
+        ));
+    }
+    if features.item_dim() != frozen.item_dim() || features.items() != frozen.items() {
+        return Err(format!(
+            "the feature schema has {} items of width {}; the network has {} of width {}",
+            features.items(),
+            features.item_dim(),
+            frozen.items(),
+            frozen.item_dim()
+        ));
+    }
+    Ok(())
+}
+
 /// The logistic function: the click probability of a log-odds. Both adjusters' click
 /// likelihoods and the calibration fit share it.
 fn sigmoid(z: f64) -> f64 {
