@@ -65,6 +65,9 @@ pub struct ServeArgs {
     /// Most connections served at once (more wait in the listen queue).
     #[arg(long, default_value_t = 512, value_parser = count::<usize>(100_000))]
     max_connections: usize,
+    /// Most items that may be added over `PUT /v1/items/{key}` (retired ones count).
+    #[arg(long, default_value_t = 100_000, value_parser = whole::<usize>(0, 10_000_000))]
+    max_added_items: usize,
 }
 
 /// `--durability`.
@@ -125,6 +128,7 @@ pub fn run(args: ServeArgs, _global: &Global) -> Result<()> {
     config.body_limit = args.body_limit;
     config.seed = args.seed;
     config.durability = args.durability.into();
+    config.max_added_items = args.max_added_items;
     let server = Server::open(config)?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if args.workers > 0 {

@@ -154,6 +154,10 @@ fn out_of_range_serving_and_evaluation_numbers_are_refused_with_the_option_named
         ("serve --model m --header-timeout 1e20", "--header-timeout"),
         ("serve --model m --body-timeout nan", "--body-timeout"),
         ("serve --model m --max-connections 0", "--max-connections"),
+        (
+            "serve --model m --max-added-items 1e20",
+            "--max-added-items",
+        ),
         ("bench serve --model m --seconds 0", "--seconds"),
         ("bench serve --model m --seconds 1e20", "--seconds"),
         ("bench serve --model m --rate=-1", "--rate"),
