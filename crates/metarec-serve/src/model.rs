@@ -11,7 +11,7 @@
 //!
 //! Either adjuster kind is served: [`ServedAdjuster`] holds the bundle's Bayesian or
 //! gradient-based adjuster and dispatches prior, update, decision and explanation to it, each
-//! kind through the one generic decision path (`decide_with`, `explain_slate_with`).
+//! kind through the one generic decision path (`decide_exploring`, `explain_slate_with`).
 //!
 //! A [`ServedModel`] is a snapshot: the model with the catalog it serves
 //! ([`ServedCatalog`](crate::items::ServedCatalog), the bundle's items and those changed over the
@@ -23,8 +23,8 @@ use crate::error::ServeError;
 pub use crate::items::ServedCatalog;
 use metarec_core::{Adjuster, Context, Interaction, ItemId, RewardFn, Rng};
 use metarec_neural::adjust::{
-    ADJUSTER_FILE, AdjustedChoice, AdjusterSpec, BayesianAdjuster, DecideBuffers, GradientAdjuster,
-    ScoreParts, decide_with, explain_slate_with,
+    ADJUSTER_FILE, AdjustedChoice, AdjusterSpec, BayesianAdjuster, DecideBuffers, Exploration,
+    GradientAdjuster, ScoreParts, decide_exploring, explain_slate_with,
 };
 use metarec_neural::bundle::ModelBundle;
 use metarec_neural::features::Features;
@@ -88,15 +88,18 @@ impl ServedAdjuster {
         }
     }
 
-    /// Decides a slate of `k` for a user in `state` (`decide_with`): the Bayesian adjuster
-    /// samples or ranks by its posterior mean as configured; the gradient-based one ranks
-    /// greedily by its adapted correction, with propensity 1 per position. A state that does not
-    /// fit this adjuster decides as the prior.
+    /// Decides a slate of `k` for a user in `state` (`decide_exploring`). Under
+    /// [`Exploration::Greedy`] the Bayesian adjuster samples or ranks by its posterior mean as
+    /// configured, and the gradient-based one ranks greedily by its adapted correction, with
+    /// propensity 1 per position; any other exploration draws around the greedy correction's
+    /// scores, with the explorer's exact propensities. A state that does not fit this adjuster
+    /// decides as the prior.
     pub(crate) fn decide(
         &self,
         state: &UserState,
         context: &Context,
         k: usize,
+        exploration: Exploration,
         rng: &mut Rng,
     ) -> AdjustedChoice {
         let mut buffers = DecideBuffers::default();
@@ -106,14 +109,14 @@ impl ServedAdjuster {
                     UserState::Bayes(s) if self.fits(state) => Cow::Borrowed(s),
                     _ => Cow::Owned(a.prior()),
                 };
-                decide_with(a, &s, context, k, rng, &mut buffers)
+                decide_exploring(a, &s, context, k, exploration, rng, &mut buffers)
             }
             ServedAdjuster::Gradient(a) => {
                 let s = match state {
                     UserState::Gradient(s) if self.fits(state) => Cow::Borrowed(s),
                     _ => Cow::Owned(a.prior()),
                 };
-                decide_with(a, &s, context, k, rng, &mut buffers)
+                decide_exploring(a, &s, context, k, exploration, rng, &mut buffers)
             }
         }
     }

@@ -1912,6 +1912,151 @@ fn hostile_item_requests_get_a_json_4xx_and_change_nothing() {
     assert_eq!(store.counts().unwrap().items, 2);
 }
 
+/// Ranks `rounds` times for one user and one fixed context, checks that each (item, position)
+/// always logs the same propensity and that the empirical frequency of each matches it (a
+/// chi-square statistic per position and a bound per cell).
+fn check_empirical_propensities(c: &mut Client, candidates: &[&str], k: usize, rounds: usize) {
+    use std::collections::HashMap;
+    let mut logged: HashMap<(usize, String), f64> = HashMap::new();
+    let mut counts: HashMap<(usize, String), usize> = HashMap::new();
+    for _ in 0..rounds {
+        let r = post(
+            c,
+            "/v1/rank",
+            &json!({"user": "explorer", "candidates": candidates, "slate_size": k}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let v = r.json();
+        let slate_p = v["slate_propensity"].as_f64().unwrap();
+        assert!(slate_p > 0.0 && slate_p <= 1.0, "{v}");
+        for e in v["slate"].as_array().unwrap() {
+            let j = e["position"].as_u64().unwrap() as usize;
+            let item = e["item"].as_str().unwrap().to_owned();
+            let p = e["propensity"].as_f64().unwrap();
+            assert!(p > 0.0 && p <= 1.0, "{e}");
+            let first = *logged.entry((j, item.clone())).or_insert(p);
+            assert!((first - p).abs() < 1e-12, "{j} {item}: {first} then {p}");
+            *counts.entry((j, item)).or_default() += 1;
+        }
+    }
+    // A greedy server would pass the frequency checks trivially (one item per position,
+    // propensity 1), so the draws must have varied.
+    assert!(logged.len() > 2 * k, "no exploration: {logged:?}");
+    let n = rounds as f64;
+    for j in 0..k {
+        let mut chi2 = 0.0;
+        let mut total = 0.0;
+        for ((pos, item), p) in &logged {
+            if *pos != j {
+                continue;
+            }
+            total += p;
+            let observed = counts[&(j, item.clone())] as f64;
+            let expected = n * p;
+            // Cells expected fewer than five times are left to the bound below: one rare hit
+            // would dominate the statistic.
+            if expected >= 5.0 {
+                chi2 += (observed - expected).powi(2) / expected;
+            }
+            let sd = (n * p * (1.0 - p)).sqrt().max(1.0);
+            assert!(
+                (observed - expected).abs() < 5.0 * sd,
+                "position {j}, {item}: {observed} shown, {expected} expected"
+            );
+        }
+        // The marginals of a position add up to 1 over all candidates; those never drawn at
+        // it in so many rounds can only hold a sliver of that.
+        assert!(
+            total <= 1.0 + 1e-9 && total > 0.99,
+            "position {j}: marginals add to {total}"
+        );
+        // At most 4 degrees of freedom (5 candidates): 30 is far in the tail (p < 1e-5).
+        assert!(chi2 < 30.0, "position {j}: chi-square {chi2}");
+    }
+}
+
+#[test]
+fn exploration_logs_the_exact_probability_of_each_item_at_each_position() {
+    use metarec_neural::adjust::Exploration;
+    let candidates = ["item0", "item1", "item2", "item3", "item4"];
+    for (explore, policy) in [
+        (Exploration::Epsilon(0.5), "adjusted/epsilon:0.5"),
+        (
+            Exploration::Softmax {
+                temperature: 1.0,
+                draws: 50,
+            },
+            "adjusted/softmax:1",
+        ),
+    ] {
+        let f = fixture(false);
+        let mut config = config(&f.model, &f.db);
+        config.explore = explore;
+        config.durability = metarec_serve::Durability::Process;
+        let server = start(config);
+        let mut c = server.client(Some(RANKER));
+        // Two positions under epsilon-greedy; three under softmax, all exact for five
+        // candidates (position 2 has a closed form up to 256).
+        let k = if policy.contains("epsilon") { 2 } else { 3 };
+        check_empirical_propensities(&mut c, &candidates, k, 1500);
+        server.stop();
+        let mut store = SqliteStore::open(&f.db).unwrap();
+        let mut seen = 0;
+        store
+            .for_each_interaction(&mut |i| {
+                assert_eq!(i.decision.policy_id, policy);
+                assert!(
+                    i.decision.propensities.iter().all(|&p| p > 0.0 && p <= 1.0),
+                    "{i:?}"
+                );
+                assert!(i.decision.slate_propensity.is_some());
+                seen += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(seen, 1500);
+    }
+}
+
+#[test]
+fn a_gradient_model_explores_and_ranks_added_items() {
+    use metarec_neural::adjust::Exploration;
+    let f = gradient_fixture();
+    let mut config = config(&f.model, &f.db);
+    config.explore = Exploration::Softmax {
+        temperature: 1.0,
+        draws: 20,
+    };
+    let server = start(config);
+    let mut admin = server.client(Some(ADMIN));
+    let r = put(
+        &mut admin,
+        "/v1/items/fresh",
+        &json!({"features": [0.3, -0.4]}),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let among = ["item0", "item1", "item2", "item3", "fresh"];
+    let ranked = rank_among(&mut admin, "gil", &among);
+    assert_parts_sum_to_scores(&ranked);
+    assert!(
+        entry(&ranked, "fresh").unwrap()["score"]
+            .as_f64()
+            .unwrap()
+            .is_finite()
+    );
+    // Softmax over five items: every propensity is a probability below 1.
+    for e in ranked["slate"].as_array().unwrap() {
+        let p = e["propensity"].as_f64().unwrap();
+        assert!(p > 0.0 && p < 1.0, "{e}");
+    }
+    let fb = post(
+        &mut admin,
+        "/v1/feedback",
+        &json!({"event_id": ranked["event_id"], "item": "fresh", "kind": "click"}),
+    );
+    assert_eq!(fb.status, 200, "{}", fb.text());
+}
+
 #[test]
 fn a_version_1_database_gains_the_items_table_in_place() {
     let f = fixture(false);

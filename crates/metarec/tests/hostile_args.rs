@@ -154,6 +154,11 @@ fn out_of_range_serving_and_evaluation_numbers_are_refused_with_the_option_named
         ("serve --model m --header-timeout 1e20", "--header-timeout"),
         ("serve --model m --body-timeout nan", "--body-timeout"),
         ("serve --model m --max-connections 0", "--max-connections"),
+        ("serve --model m --explore epsilon:0", "--explore"),
+        ("serve --model m --explore epsilon:1.01", "--explore"),
+        ("serve --model m --explore softmax:0", "--explore"),
+        ("serve --model m --explore softmax:nan", "--explore"),
+        ("serve --model m --explore thompson", "--explore"),
         (
             "serve --model m --max-added-items 1e20",
             "--max-added-items",

@@ -121,13 +121,41 @@ fn acknowledged_feedback_survives_sigkill_exactly_once() {
             .unwrap();
         assert!(r.feedback.clicks[*position as usize]);
     }
-    item_flags_reach_the_server(data, &model, &tmp.path().join("items.db"));
+    explore_and_item_flags_reach_the_server(data, &model, &tmp.path().join("explore.db"));
 }
 
-/// `--max-added-items 1` lets one item be added over the API and no more.
-fn item_flags_reach_the_server(data: &Path, model: &Path, db: &Path) {
-    let (mut child, addr) = serve_with(data, model, db, &["--max-added-items", "1"]);
+/// `--explore epsilon:1` ranks uniformly at random, logging propensity `1 / n` at each
+/// position, and `--max-added-items 1` lets one item be added over the API and no more.
+fn explore_and_item_flags_reach_the_server(data: &Path, model: &Path, db: &Path) {
+    let catalog: Value =
+        serde_json::from_slice(&std::fs::read(model.join("catalog.json")).unwrap()).unwrap();
+    let keys: Vec<&str> = catalog["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(4)
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 4);
+    let (mut child, addr) = serve_with(
+        data,
+        model,
+        db,
+        &["--explore", "epsilon:1", "--max-added-items", "1"],
+    );
     let mut c = Client::new(addr, Some(TOKEN));
+    let r = post(
+        &mut c,
+        "/v1/rank",
+        &json!({"user": "u", "candidates": keys, "slate_size": 2}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ranked = r.json();
+    for e in ranked["slate"].as_array().unwrap() {
+        assert_eq!(e["propensity"].as_f64(), Some(0.25), "{ranked}");
+    }
+    let slate_p = ranked["slate_propensity"].as_f64().unwrap();
+    assert!((slate_p - 1.0 / 12.0).abs() < 1e-12, "{ranked}");
     let put = |c: &mut Client, key: &str| {
         c.request("PUT", &format!("/v1/items/{key}"), Some(b"{}"))
             .unwrap()

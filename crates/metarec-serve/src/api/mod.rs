@@ -22,7 +22,8 @@
 //! Routes (bodies are JSON; every route but `/healthz` needs `Authorization: Bearer <key>`):
 //! - `POST /v1/rank` (scope rank): a user key, context tokens, candidate item keys (or the whole
 //!   catalog), a slate size and exclusions -> an event id, the slate with scores, propensities
-//!   and a per-item explanation, and the model version;
+//!   (exact for the server's explorer, `ServerConfig::explore`) and a per-item explanation, the
+//!   slate's propensity when known, and the model version;
 //! - `POST /v1/feedback` (rank): event id, position or item, kind (`click`, or `purchase` with
 //!   revenue); idempotent per (event, position, kind); unknown or expired events are 404;
 //! - `DELETE /v1/users/{key}` (admin): forget a user's state, decisions and feedback;

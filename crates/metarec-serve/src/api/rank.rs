@@ -18,7 +18,9 @@ use metarec_core::{
     Context, EventId, Feedback, Interaction, ItemId, SessionState, UserKey, decision_from_choice,
     rng_for,
 };
+use metarec_neural::adjust::Exploration;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -90,6 +92,8 @@ struct SlateEntryOut<'a> {
 struct RankOut<'a> {
     event_id: &'a str,
     model_version: &'a str,
+    /// The probability of the whole ordered slate, when the explorer knows it.
+    slate_propensity: Option<f64>,
     slate: Vec<SlateEntryOut<'a>>,
 }
 
@@ -276,9 +280,13 @@ pub(super) async fn rank(
     };
     let n = state.counter.fetch_add(1, Ordering::Relaxed);
     let mut rng = rng_for(config.seed ^ state.boot, n);
-    let decided = model
-        .adjuster
-        .decide(&record.state, &context, request.slate_size, &mut rng);
+    let decided = model.adjuster.decide(
+        &record.state,
+        &context,
+        request.slate_size,
+        config.explore,
+        &mut rng,
+    );
     if decided.choice.items.is_empty() {
         return Err(ApiError::unprocessable(
             "no_candidates",
@@ -286,10 +294,14 @@ pub(super) async fn rank(
         ));
     }
     let event_id = new_event_id()?;
+    let policy = match config.explore {
+        Exploration::Greedy => Cow::Borrowed("adjusted"),
+        other => Cow::Owned(format!("adjusted/{other}")),
+    };
     let decision = decision_from_choice(
         decided.choice,
         EventId(event_id.clone()),
-        "adjusted",
+        &policy,
         model.version.clone(),
     )
     .map_err(|e| ApiError::internal(format!("invalid decision: {e}")))?;
@@ -315,6 +327,7 @@ pub(super) async fn rank(
     let body = serde_json::to_vec(&RankOut {
         event_id: &event_id,
         model_version: &model.version,
+        slate_propensity: decision.slate_propensity,
         slate,
     })
     .map_err(|e| ApiError::internal(format!("cannot encode the answer: {e}")))?;

@@ -18,6 +18,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
+use metarec_neural::adjust::Exploration;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -64,6 +65,9 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Most connections served at once; more wait in the listen queue.
     pub max_connections: usize,
+    /// How ranks explore (`--explore`): greedy (the adjuster's own decision), epsilon-greedy or
+    /// softmax, each logging the propensities of what it does.
+    pub explore: Exploration,
     /// Most items that may be added over `PUT /v1/items/{key}` (retired ones count: they keep
     /// their ids).
     pub max_added_items: usize,
@@ -72,8 +76,8 @@ pub struct ServerConfig {
 impl ServerConfig {
     /// Settings with the defaults: a 10-minute reward window, default reward 0, 64 KiB bodies,
     /// 50 history entries, slates of at most 100 from at most 10,000 candidates, a 64 MiB log,
-    /// 5-second header and 10-second body timeouts, 512 connections and at most 100,000 items
-    /// added over the API.
+    /// 5-second header and 10-second body timeouts, 512 connections, greedy ranks and at most
+    /// 100,000 items added over the API.
     pub fn new(model_dir: PathBuf, db: PathBuf, keys: ApiKeys, pseudonyms: Pseudonymizer) -> Self {
         ServerConfig {
             model_dir,
@@ -92,6 +96,7 @@ impl ServerConfig {
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
             max_connections: 512,
+            explore: Exploration::Greedy,
             max_added_items: 100_000,
         }
     }
@@ -155,6 +160,10 @@ impl Server {
                 "the log limit must be at least 1 MiB".into(),
             ));
         }
+        config
+            .explore
+            .check()
+            .map_err(|e| ServeError::Config(format!("exploration: {e}")))?;
         let model = ServedModel::load(&config.model_dir)?;
         let mut store = SqliteStore::open_with(&config.db, config.durability)?;
         let model = with_stored_items(model, &mut store, &config)?;
