@@ -254,7 +254,9 @@ fn to_f32(t: &Tensor) -> Result<Vec<f32>, NeuralError> {
     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
 }
 
-/// The network copied out of candle for fast decisions.
+/// The network copied out of candle for fast decisions, with the item tower precomputed for the
+/// catalog and its weights kept, so that items can be scored from their features later
+/// ([`Frozen::item_output`], [`Frozen::set_item`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frozen {
     /// Output width.

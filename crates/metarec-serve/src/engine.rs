@@ -1,12 +1,19 @@
 //! The writer: one thread owns the [`Store`] and every change of a user's adjuster state.
 //!
 //! Handlers send [`Job`]s (record a decision, apply a feedback, close expired reward windows,
-//! forget a user) and wait for the answer. The thread takes every job waiting in the queue, runs
+//! forget a user, add, update or retire an item, swap in a reloaded model) and wait for the
+//! answer. The thread takes every job waiting in the queue, runs
 //! them in one transaction and commits once, so under load one `fsync` acknowledges a whole group
 //! (group commit) while each request still gets its answer only after its rows are durable. The
 //! new user states of a group are published to the shared map only after the commit, so a rank
 //! never sees a state the database does not hold. Because this thread alone changes states, two
 //! feedbacks of one user never race.
+//!
+//! Items: the writer alone changes the served catalog. A group applies its item changes to a
+//! copy of the catalog and makes the next model snapshot (`ServedModel::with_items`) before it
+//! commits, then publishes the snapshot after the commit, so every rank reads a catalog whose
+//! items its network scores and whose changes are stored. A reload's swap goes through the same
+//! path, so the reloaded model gets every item change, including one made while it loaded.
 //!
 //! Adaptation: a click (or purchase) folds that one shown item into the user's adjuster state (a
 //! Bayesian posterior or a gradient-adapted correction, by the served adjuster's kind) as a
