@@ -8,6 +8,7 @@
 //! - Session flags per item: shown-and-ignored, clicked; they enter the score directly so the
 //!   policy can learn not to repeat what a user passes over.
 
+use crate::error::NeuralError;
 use metarec_core::{Catalog, Context, ItemId};
 
 /// Buckets of the hashed context tokens.
@@ -87,6 +88,30 @@ impl Features {
         &self.item_inputs[i * self.item_dim..(i + 1) * self.item_dim]
     }
 
+    /// Sets the input of `item`: replaces an item's row, or appends a new item when `item` is
+    /// the next id ([`Features::items`]), so that items added after training are read like
+    /// the others (in candidates and in a user's history).
+    pub fn set_item_input(&mut self, item: ItemId, x: &[f32]) -> Result<(), NeuralError> {
+        let (i, n, f) = (item.index(), self.items, self.item_dim);
+        if x.len() != f {
+            return Err(NeuralError::Config(format!(
+                "an item's feature row has {} values; the schema has {f}",
+                x.len()
+            )));
+        }
+        if i < n {
+            self.item_inputs[i * f..(i + 1) * f].copy_from_slice(x);
+        } else if i == n {
+            self.item_inputs.extend_from_slice(x);
+            self.items += 1;
+        } else {
+            return Err(NeuralError::Config(format!(
+                "item {i} cannot be set: the schema has {n} items, so the next new one is {n}"
+            )));
+        }
+        Ok(())
+    }
+
     /// Reads a context into `out`.
     pub fn user_view(&self, context: &Context, out: &mut UserView) {
         let f = self.item_dim;
@@ -146,6 +171,28 @@ mod tests {
             .unwrap();
         }
         c
+    }
+
+    #[test]
+    fn an_item_set_after_the_schema_was_built_is_read_like_the_others() {
+        let mut f = Features::new(&catalog());
+        f.set_item_input(ItemId(3), &[2.0, 2.0]).unwrap();
+        f.set_item_input(ItemId(0), &[-1.0, 0.5]).unwrap();
+        assert_eq!(f.items(), 4);
+        assert_eq!(f.item_input(ItemId(3)), &[2.0, 2.0]);
+        assert_eq!(f.item_input(ItemId(0)), &[-1.0, 0.5]);
+        assert!(f.set_item_input(ItemId(9), &[0.0, 0.0]).is_err());
+        assert!(f.set_item_input(ItemId(4), &[0.0]).is_err());
+        let mut ctx = Context::for_user(UserKey::from("u"));
+        ctx.session.history = vec![PastEvent {
+            item: ItemId(3),
+            click: true,
+            purchase: false,
+        }];
+        let mut v = UserView::default();
+        f.user_view(&ctx, &mut v);
+        assert_eq!(v.clicked, vec![ItemId(3)]);
+        assert_eq!(&v.input[..2], &[2.0, 2.0]);
     }
 
     #[test]

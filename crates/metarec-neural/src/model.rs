@@ -254,7 +254,9 @@ fn to_f32(t: &Tensor) -> Result<Vec<f32>, NeuralError> {
     Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
 }
 
-/// The network copied out of candle for fast decisions.
+/// The network copied out of candle for fast decisions, with the item tower precomputed for the
+/// catalog and its weights kept, so that items can be scored from their features later
+/// ([`Frozen::item_output`], [`Frozen::set_item`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Frozen {
     /// Output width.
@@ -279,6 +281,46 @@ pub struct Frozen {
     pub flags: [f32; 2],
     /// The policy's temperature.
     pub temperature: f64,
+    /// The item tower's own weights, so that an item the network was not trained with can be
+    /// scored from its features ([`Frozen::item_output`]).
+    tower: ItemTower,
+}
+
+/// The item tower in plain vectors: `h = W2 relu(W1 [x, id] + b1) + b2` and the item bias
+/// `c = bias_id + w_b . x + b_b`, with the trained id embeddings and the mean of them that
+/// items outside the training catalog use.
+#[derive(Debug, Clone, PartialEq)]
+struct ItemTower {
+    /// Width of an item's feature row.
+    item_dim: usize,
+    /// Width of the id embedding.
+    id_dim: usize,
+    /// `hidden x (item_dim + id_dim)`, row-major.
+    w1: Vec<f32>,
+    b1: Vec<f32>,
+    /// `embed x hidden`, row-major.
+    w2: Vec<f32>,
+    b2: Vec<f32>,
+    /// `w_b`, one weight per feature.
+    wb: Vec<f32>,
+    bb: f32,
+    /// The trained id embeddings, `trained items x id_dim`.
+    id_emb: Vec<f32>,
+    /// The trained per-item bias terms.
+    bias_id: Vec<f32>,
+    /// The mean trained id embedding and bias term: what a new item is given (see
+    /// [`Frozen::item_output`]).
+    mean_id: Vec<f32>,
+    mean_bias_id: f32,
+}
+
+/// One item's outputs of the item tower: its vector `h_i` and its bias `c_i`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ItemOutput {
+    /// `h_i`, `embed` values.
+    pub vector: Vec<f32>,
+    /// `c_i`.
+    pub bias: f32,
 }
 
 impl Frozen {
@@ -293,7 +335,45 @@ impl Frozen {
             .map(to_f32)
             .transpose()?
             .unwrap_or_default();
+        let id_emb = to_f32(&model.id_emb)?;
+        let bias_id = to_f32(&model.bias_id)?;
+        let id_dim = model.config.id_dim;
+        let trained = bias_id.len();
+        // The mean over the trained items (zero for an empty catalog, which has none to
+        // average).
+        let mut mean_id = vec![0.0f32; id_dim];
+        for row in id_emb.chunks_exact(id_dim.max(1)) {
+            for (m, v) in mean_id.iter_mut().zip(row) {
+                *m += v;
+            }
+        }
+        if trained > 0 {
+            mean_id.iter_mut().for_each(|m| *m /= trained as f32);
+        }
+        let mean_bias_id = if trained > 0 {
+            bias_id.iter().sum::<f32>() / trained as f32
+        } else {
+            0.0
+        };
+        let bias_of = |l: &Linear| -> Result<Vec<f32>, NeuralError> {
+            Ok(l.bias().map(to_f32).transpose()?.unwrap_or_default())
+        };
+        let tower = ItemTower {
+            item_dim: model.bias_lin.weight().dims()[1],
+            id_dim,
+            w1: to_f32(model.item_l1.weight())?,
+            b1: bias_of(&model.item_l1)?,
+            w2: to_f32(model.item_l2.weight())?,
+            b2: bias_of(&model.item_l2)?,
+            wb: to_f32(model.bias_lin.weight())?,
+            bb: bias_of(&model.bias_lin)?.first().copied().unwrap_or(0.0),
+            id_emb,
+            bias_id,
+            mean_id,
+            mean_bias_id,
+        };
         Ok(Frozen {
+            tower,
             embed: model.config.embed,
             hidden: model.config.hidden,
             user_dim: model.user_l1.weight().dims()[1],
@@ -436,6 +516,115 @@ impl Frozen {
                     .sum::<f32>()
             })
             .collect()
+    }
+
+    /// Width of an item's feature row (the item tower's input besides the id embedding).
+    pub fn item_dim(&self) -> usize {
+        self.tower.item_dim
+    }
+
+    /// Items the network was trained with (those with an id embedding of their own).
+    pub fn trained_items(&self) -> usize {
+        self.tower.bias_id.len()
+    }
+
+    /// Items with tower outputs: the trained ones and any set since ([`Frozen::set_item`]).
+    pub fn items(&self) -> usize {
+        self.item_bias.len()
+    }
+
+    /// The item tower on one feature row: `h = W2 relu(W1 [x, id] + b1) + b2` and
+    /// `c = bias_id + w_b . x + b_b`, exactly what [`TwoTower::items`] computes for a trained
+    /// item when `id` is that item.
+    ///
+    /// An item the network was not trained with (`id` is `None` or past the trained items) has
+    /// no id embedding of its own; it gets the mean of the trained ones, and the mean per-item
+    /// bias term. The mean rather than zero: the id embeddings are free parameters that absorb,
+    /// besides what is particular to each item, whatever shift training gave all of them
+    /// alike, and the mean keeps that common part while dropping only the particular one,
+    /// which a new item does not have. Zero would place a new item where no trained item's
+    /// input ever was, and the tower's ReLU layer is not linear around it.
+    pub fn item_output(
+        &self,
+        x: &[f32],
+        id: Option<metarec_core::ItemId>,
+    ) -> Result<ItemOutput, NeuralError> {
+        let t = &self.tower;
+        if x.len() != t.item_dim {
+            return Err(NeuralError::Config(format!(
+                "an item's feature row has {} values; the network reads {}",
+                x.len(),
+                t.item_dim
+            )));
+        }
+        if x.iter().any(|v| !v.is_finite()) {
+            return Err(NeuralError::Config(
+                "an item's feature row holds a value that is not finite".into(),
+            ));
+        }
+        let (emb, bias_id) = match id {
+            Some(i) if i.index() < self.trained_items() => (
+                &t.id_emb[i.index() * t.id_dim..(i.index() + 1) * t.id_dim],
+                t.bias_id[i.index()],
+            ),
+            _ => (t.mean_id.as_slice(), t.mean_bias_id),
+        };
+        let width = t.item_dim + t.id_dim;
+        let hidden: Vec<f32> =
+            t.b1.iter()
+                .enumerate()
+                .map(|(r, b)| {
+                    let row = &t.w1[r * width..(r + 1) * width];
+                    let (wx, we) = row.split_at(t.item_dim);
+                    let z = b
+                        + wx.iter().zip(x).map(|(w, v)| w * v).sum::<f32>()
+                        + we.iter().zip(emb).map(|(w, v)| w * v).sum::<f32>();
+                    z.max(0.0)
+                })
+                .collect();
+        let h = self.hidden;
+        let vector =
+            t.b2.iter()
+                .enumerate()
+                .map(|(r, b)| {
+                    b + t.w2[r * h..(r + 1) * h]
+                        .iter()
+                        .zip(&hidden)
+                        .map(|(w, v)| w * v)
+                        .sum::<f32>()
+                })
+                .collect();
+        let bias = bias_id + t.bb + t.wb.iter().zip(x).map(|(w, v)| w * v).sum::<f32>();
+        Ok(ItemOutput { vector, bias })
+    }
+
+    /// Sets the tower outputs of `item`: replaces an item's, or appends a new item when `item`
+    /// is the next id ([`Frozen::items`]). Every decision, explanation and adjuster update then
+    /// reads them like a trained item's.
+    pub fn set_item(
+        &mut self,
+        item: metarec_core::ItemId,
+        output: &ItemOutput,
+    ) -> Result<(), NeuralError> {
+        let (i, n, e) = (item.index(), self.items(), self.embed);
+        if output.vector.len() != e {
+            return Err(NeuralError::Config(format!(
+                "an item vector has {} values; the network's are {e} wide",
+                output.vector.len()
+            )));
+        }
+        if i < n {
+            self.item_vectors[i * e..(i + 1) * e].copy_from_slice(&output.vector);
+            self.item_bias[i] = output.bias;
+        } else if i == n {
+            self.item_vectors.extend_from_slice(&output.vector);
+            self.item_bias.push(output.bias);
+        } else {
+            return Err(NeuralError::Config(format!(
+                "item {i} cannot be set: the network has {n} items, so the next new one is {n}"
+            )));
+        }
+        Ok(())
     }
 
     /// The score of item `i` for user vector `g` with its session flags.
@@ -635,6 +824,54 @@ mod tests {
         };
         assert_eq!(values(5), values(5));
         assert_ne!(values(5), values(6));
+    }
+
+    #[test]
+    fn the_item_tower_on_a_feature_row_is_the_candle_tower() {
+        let c = catalog();
+        let f = Features::new(&c);
+        let (_, model) = build(ModelConfig::default(), &f, DType::F32, 4).unwrap();
+        let items = crate::item_tensor(&f).unwrap();
+        let mut frozen = Frozen::from_model(&model, &items).unwrap();
+        assert_eq!((frozen.trained_items(), frozen.items()), (5, 5));
+        let e = frozen.embed;
+        // A trained item with its own id embedding gives the precomputed outputs.
+        for i in 0..5 {
+            let id = metarec_core::ItemId(i as u32);
+            let out = frozen.item_output(f.item_input(id), Some(id)).unwrap();
+            for (a, b) in out
+                .vector
+                .iter()
+                .zip(&frozen.item_vectors[i * e..(i + 1) * e])
+            {
+                assert!((a - b).abs() < 1e-5, "item {i}: {a} vs {b}");
+            }
+            assert!((out.bias - frozen.item_bias[i]).abs() < 1e-5);
+        }
+        // A new item: the candle tower on [x, mean id embedding], bias with the mean bias term.
+        let x = [0.25f32, -1.5];
+        let out = frozen.item_output(&x, None).unwrap();
+        let ids = model.id_emb.mean(0).unwrap().unsqueeze(0).unwrap();
+        let xt = Tensor::new(&x, &Device::Cpu).unwrap().unsqueeze(0).unwrap();
+        let input = Tensor::cat(&[&xt, &ids], 1).unwrap();
+        let hidden = model.item_l1.forward(&input).unwrap().relu().unwrap();
+        let expected = to_f32(&model.item_l2.forward(&hidden).unwrap()).unwrap();
+        for (a, b) in out.vector.iter().zip(&expected) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        let bias = to_f32(&model.bias_id.mean(0).unwrap()).unwrap()[0]
+            + to_f32(&model.bias_lin.forward(&xt).unwrap()).unwrap()[0];
+        assert!((out.bias - bias).abs() < 1e-5);
+        // Set as item 5, it scores like any other item.
+        frozen.set_item(metarec_core::ItemId(5), &out).unwrap();
+        assert_eq!(frozen.items(), 6);
+        let g = vec![0.5f32; e];
+        let dot: f32 = g.iter().zip(&out.vector).map(|(a, b)| a * b).sum();
+        assert!((frozen.score(&g, 5, false, false) - (dot + out.bias)).abs() < 1e-5);
+        // Bad rows and gaps are errors, not panics.
+        assert!(frozen.item_output(&[1.0], None).is_err());
+        assert!(frozen.item_output(&[f32::NAN, 0.0], None).is_err());
+        assert!(frozen.set_item(metarec_core::ItemId(9), &out).is_err());
     }
 
     #[test]

@@ -1,12 +1,19 @@
 //! The writer: one thread owns the [`Store`] and every change of a user's adjuster state.
 //!
 //! Handlers send [`Job`]s (record a decision, apply a feedback, close expired reward windows,
-//! forget a user) and wait for the answer. The thread takes every job waiting in the queue, runs
+//! forget a user, add, update or retire an item, swap in a reloaded model) and wait for the
+//! answer. The thread takes every job waiting in the queue, runs
 //! them in one transaction and commits once, so under load one `fsync` acknowledges a whole group
 //! (group commit) while each request still gets its answer only after its rows are durable. The
 //! new user states of a group are published to the shared map only after the commit, so a rank
 //! never sees a state the database does not hold. Because this thread alone changes states, two
 //! feedbacks of one user never race.
+//!
+//! Items: the writer alone changes the served catalog. A group applies its item changes to a
+//! copy of the catalog and makes the next model snapshot (`ServedModel::with_items`) before it
+//! commits, then publishes the snapshot after the commit, so every rank reads a catalog whose
+//! items its network scores and whose changes are stored. A reload's swap goes through the same
+//! path, so the reloaded model gets every item change, including one made while it loaded.
 //!
 //! Adaptation: a click (or purchase) folds that one shown item into the user's adjuster state (a
 //! Bayesian posterior or a gradient-adapted correction, by the served adjuster's kind) as a
@@ -23,10 +30,11 @@
 //! once, before the answer, so the forgotten rows leave the disk along with the database rows.
 
 use crate::error::ApiError;
+use crate::items::{ItemChange, ItemRecord, ServedCatalog};
 use crate::metrics::Metrics;
-use crate::model::{ServedCatalog, ServedModel};
+use crate::model::ServedModel;
 use crate::store::{DecisionRow, FeedbackKind, FeedbackRow, Store};
-use metarec_core::{Decision, Feedback, Interaction, PastEvent, Slate};
+use metarec_core::{Decision, Feedback, Interaction, ItemId, PastEvent, Slate};
 use metarec_neural::adjust::{GaussianPosterior, GradientState};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -210,6 +218,8 @@ pub(crate) struct EngineConfig {
     pub history_limit: usize,
     /// The write-ahead log is truncated once it passes half of this.
     pub log_limit_bytes: u64,
+    /// Most items that may be added over the API.
+    pub max_added_items: usize,
 }
 
 /// Most expired events closed by one [`Job::Expire`]: small enough that one sweep step delays
@@ -219,8 +229,10 @@ pub(crate) const EXPIRE_BATCH: usize = 8;
 
 /// What the handlers and the writer share.
 pub(crate) struct Shared {
+    /// The model with the catalog it serves, swapped whole (by the writer alone) when items
+    /// change or a model is reloaded, so a handler's snapshot always ranks the items its
+    /// catalog names.
     pub model: RwLock<Arc<ServedModel>>,
-    pub catalog: Arc<ServedCatalog>,
     pub users: RwLock<HashMap<String, Arc<UserRecord>>>,
     pub metrics: Metrics,
     pub config: EngineConfig,
@@ -267,6 +279,22 @@ pub(crate) struct FeedbackAck {
     pub duplicate: bool,
 }
 
+/// An item change, checked for types and values.
+#[derive(Debug, Clone)]
+pub(crate) struct ItemJob {
+    pub key: String,
+    pub change: ItemChange,
+}
+
+/// The answer to an item change: the item as stored, its id and whether it is new.
+#[derive(Debug, Clone)]
+pub(crate) struct ItemAck {
+    pub record: ItemRecord,
+    pub created: bool,
+    /// Whether the item was added over the API (rather than coming with the bundle).
+    pub added: bool,
+}
+
 /// The answer to a forget.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub(crate) struct ForgetAck {
@@ -286,6 +314,13 @@ pub(crate) enum Job {
     Feedback(FeedbackJob, Reply<FeedbackAck>),
     Expire(Reply<usize>),
     Forget(String, Reply<ForgetAck>),
+    /// Add or update an item.
+    PutItem(ItemJob, Reply<ItemAck>),
+    /// Retire an item by key.
+    RetireItem(String, Reply<ItemAck>),
+    /// Serve a verified model (a reload), with the item changes made over the API; answered
+    /// with the version it replaced.
+    Swap(Box<ServedModel>, Reply<String>),
 }
 
 /// Starts the writer thread; it ends when every sender is dropped.
@@ -370,7 +405,8 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// One group: runs every job in a transaction, commits, bounds the log, then publishes states
+/// One group: runs every job in a transaction, makes the next model snapshot if items changed
+/// or a model was swapped in, commits, bounds the log, then publishes states and the snapshot
 /// and answers.
 fn process(store: &mut dyn Store, shared: &Shared, jobs: Vec<Job>, purge_owed: &mut bool) {
     let model = shared.model();
@@ -379,15 +415,25 @@ fn process(store: &mut dyn Store, shared: &Shared, jobs: Vec<Job>, purge_owed: &
         overlay: HashMap::new(),
         answers: Vec::with_capacity(jobs.len()),
         forgot: false,
+        items: None,
+        swap: None,
     };
     let outcome = store.begin().and_then(|()| {
         for job in jobs {
             group.run(store, shared, &model, job, now)?;
         }
-        store.commit()
+        // The next snapshot is made before the commit, so that a change the network cannot
+        // take (which validation should make impossible) is rolled back rather than stored
+        // and then not served.
+        let next = group.next_model(&model)?;
+        store.commit()?;
+        Ok(next)
     });
     match outcome {
-        Ok(()) => {
+        Ok(next) => {
+            if let Some(next) = next {
+                *shared.model.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(next);
+            }
             let forced = group.forgot || *purge_owed;
             let purged = bound_log(store, shared, forced) && forced;
             if forced {
@@ -435,6 +481,10 @@ struct Group {
     answers: Vec<Answer>,
     /// Whether a user was forgotten (the log is then truncated before anyone is answered).
     forgot: bool,
+    /// The served catalog with this group's item changes, and the items they changed.
+    items: Option<(ServedCatalog, Vec<ItemId>)>,
+    /// A model to serve from this group on (a reload).
+    swap: Option<Box<ServedModel>>,
 }
 
 fn answer<T: Send + 'static>(reply: Reply<T>, result: Result<T, ApiError>) -> Answer {
@@ -472,6 +522,127 @@ fn part(interaction: &Interaction, positions: &[usize], click: bool) -> Option<I
 }
 
 impl Group {
+    /// The snapshot to serve after this group, when its item changes or a swap call for one:
+    /// the swapped-in model (or the current one) with the group's catalog. A swapped-in model
+    /// recomputes every item changed over the API; otherwise only the group's items are.
+    fn next_model(
+        &mut self,
+        model: &ServedModel,
+    ) -> Result<Option<ServedModel>, crate::StoreError> {
+        let (catalog, changed) = match (self.items.take(), &self.swap) {
+            (None, None) => return Ok(None),
+            (Some((catalog, _)), Some(_)) => {
+                let changed = catalog.changed();
+                (catalog, changed)
+            }
+            (Some((catalog, mut changed)), None) => {
+                changed.sort_unstable();
+                changed.dedup();
+                (catalog, changed)
+            }
+            (None, Some(_)) => {
+                let catalog = (*model.catalog).clone();
+                let changed = catalog.changed();
+                (catalog, changed)
+            }
+        };
+        let base = self.swap.as_deref().unwrap_or(model);
+        base.with_items(Arc::new(catalog), &changed)
+            .map(Some)
+            .map_err(|e| crate::StoreError(format!("the item changes cannot be served: {e}")))
+    }
+
+    /// The served catalog as this group has changed it so far.
+    fn catalog<'a>(&'a mut self, model: &ServedModel) -> &'a mut (ServedCatalog, Vec<ItemId>) {
+        self.items
+            .get_or_insert_with(|| ((*model.catalog).clone(), Vec::new()))
+    }
+
+    /// Stores an item's new record and applies it to the group's catalog.
+    fn store_item(
+        &mut self,
+        store: &mut dyn Store,
+        model: &ServedModel,
+        record: ItemRecord,
+        now: i64,
+    ) -> Result<Result<ItemAck, ApiError>, crate::StoreError> {
+        store.put_item(
+            &model.catalog_fingerprint,
+            &record.key,
+            &record.to_json()?,
+            now,
+        )?;
+        let (catalog, changed) = self.catalog(model);
+        match catalog.apply(record.clone()) {
+            Ok((id, created)) => {
+                changed.push(id);
+                Ok(Ok(ItemAck {
+                    added: catalog.is_added(id),
+                    record,
+                    created,
+                }))
+            }
+            // The record was merged from the catalog's own row, so its width fits; should it
+            // not, the whole group is rolled back rather than a row stored that cannot serve.
+            Err(e) => Err(crate::StoreError(e)),
+        }
+    }
+
+    fn put_item(
+        &mut self,
+        store: &mut dyn Store,
+        shared: &Shared,
+        model: &ServedModel,
+        job: ItemJob,
+        now: i64,
+    ) -> Result<Result<ItemAck, ApiError>, crate::StoreError> {
+        let limit = shared.config.max_added_items;
+        let (catalog, _) = self.catalog(model);
+        let Some(record) = catalog.merge(&job.key, &job.change, limit) else {
+            return Ok(Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "item_limit",
+                format!(
+                    "item `{}` is new, and the {limit} items that may be added over the API are all added (retired items count); update or re-activate an existing item instead",
+                    job.key
+                ),
+            )));
+        };
+        self.store_item(store, model, record, now)
+    }
+
+    fn retire_item(
+        &mut self,
+        store: &mut dyn Store,
+        model: &ServedModel,
+        key: String,
+        now: i64,
+    ) -> Result<Result<ItemAck, ApiError>, crate::StoreError> {
+        let (catalog, _) = self.catalog(model);
+        let Some(id) = catalog.id(&key) else {
+            return Ok(Err(ApiError::not_found(
+                "unknown_item",
+                format!("no item `{key}` in the catalog"),
+            )));
+        };
+        let Some(mut record) = catalog.record(id) else {
+            return Ok(Err(ApiError::not_found(
+                "unknown_item",
+                format!("no item `{key}` in the catalog"),
+            )));
+        };
+        if !record.available {
+            // Already retired: nothing to store, the same answer.
+            return Ok(Ok(ItemAck {
+                added: catalog.is_added(id),
+                record,
+                created: false,
+            }));
+        }
+        record.available = false;
+        self.store_item(store, model, record, now)
+    }
+
     fn current(&self, shared: &Shared, model: &ServedModel, user: &str) -> UserRecord {
         match self.overlay.get(user) {
             Some(Some(r)) => r.clone(),
@@ -535,6 +706,19 @@ impl Group {
                 }
                 self.answers.push(answer(reply, Ok(n)));
             }
+            Job::PutItem(item, reply) => {
+                let result = self.put_item(store, shared, model, item, now)?;
+                self.answers.push(answer(reply, result));
+            }
+            Job::RetireItem(key, reply) => {
+                let result = self.retire_item(store, model, key, now)?;
+                self.answers.push(answer(reply, result));
+            }
+            Job::Swap(next, reply) => {
+                let previous = model.version.clone();
+                self.swap = Some(next);
+                self.answers.push(answer(reply, Ok(previous)));
+            }
             Job::Forget(user, reply) => {
                 let events_deleted = store.forget(&user)?;
                 self.overlay.insert(user, None);
@@ -597,7 +781,7 @@ impl Group {
                 )));
             }
             Target::Item(key) => {
-                match shared
+                match model
                     .catalog
                     .id(key)
                     .and_then(|id| slate.iter().position(|s| *s == id))

@@ -5,14 +5,18 @@
 //!   pseudonymises user keys before they reach storage ([`Pseudonymizer`](auth::Pseudonymizer));
 //! - [`model`]: [`ServedModel`](model::ServedModel), a trained model directory verified
 //!   (checksum, schema, shapes, adjuster settings) and ready to decide;
+//! - [`items`]: items over the API: [`ServedCatalog`](items::ServedCatalog) (the bundle's
+//!   catalog with the items added, updated and retired since) and
+//!   [`ItemRecord`](items::ItemRecord), an item as stored;
 //! - [`store`]: the [`Store`](store::Store) trait (decisions, feedback, user states) and its
 //!   embedded default [`SqliteStore`](store::SqliteStore) (WAL, synchronous FULL);
 //! - `engine` (private): the single writer thread that commits decisions and feedback in
 //!   groups and owns every change of a user's adjuster state;
 //! - [`api`]: the HTTP layer, in private parts: `server` ([`Server`] and [`ServerConfig`]: open,
 //!   router and run, the accept loop), `request` (the API key check, JSON body reading, the key
-//!   rule, jobs to the writer), and one module per group of routes: `rank`, `feedback` and
-//!   `admin` (forget, reload, health, metrics, the OpenAPI document, the 404 and 405 fallbacks);
+//!   rule, jobs to the writer), and one module per group of routes: `rank`, `feedback`, `items`
+//!   and `admin` (forget, reload, health, metrics, the OpenAPI document, the 404 and 405
+//!   fallbacks);
 //! - `error` (private, re-exported): [`ServeError`], [`StoreError`] and the JSON error of every
 //!   route, [`ApiError`](api::ApiError), kept beside the other errors so that the engine, which
 //!   answers with it too, does not depend on the handlers;
@@ -28,6 +32,7 @@ pub mod auth;
 pub mod client;
 mod engine;
 mod error;
+pub mod items;
 pub mod metrics;
 pub mod model;
 pub mod store;

@@ -11,48 +11,27 @@
 //!
 //! Either adjuster kind is served: [`ServedAdjuster`] holds the bundle's Bayesian or
 //! gradient-based adjuster and dispatches prior, update, decision and explanation to it, each
-//! kind through the one generic decision path (`decide_with`, `explain_slate_with`).
+//! kind through the one generic decision path (`decide_exploring`, `explain_slate_with`).
+//!
+//! A [`ServedModel`] is a snapshot: the model with the catalog it serves
+//! ([`ServedCatalog`](crate::items::ServedCatalog), the bundle's items and those changed over the
+//! API) and a network with tower outputs for each of them. [`ServedModel::with_items`] makes
+//! the next snapshot when items change or a model is reloaded.
 
 use crate::engine::UserState;
 use crate::error::ServeError;
-use metarec_core::{Adjuster, Catalog, Context, Interaction, ItemId, RewardFn, Rng};
+pub use crate::items::ServedCatalog;
+use metarec_core::{Adjuster, Context, Interaction, ItemId, RewardFn, Rng};
 use metarec_neural::adjust::{
-    ADJUSTER_FILE, AdjustedChoice, AdjusterSpec, BayesianAdjuster, DecideBuffers, GradientAdjuster,
-    ScoreParts, decide_with, explain_slate_with,
+    ADJUSTER_FILE, AdjustedChoice, AdjusterSpec, BayesianAdjuster, DecideBuffers, Exploration,
+    GradientAdjuster, ScoreParts, decide_exploring, explain_slate_with,
 };
 use metarec_neural::bundle::ModelBundle;
+use metarec_neural::features::Features;
+use metarec_neural::model::Frozen;
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-/// The catalog the server ranks from, with its key index.
-#[derive(Debug)]
-pub struct ServedCatalog {
-    /// The observable catalog the model was trained on.
-    pub catalog: Catalog,
-    index: HashMap<String, ItemId>,
-}
-
-impl ServedCatalog {
-    /// Indexes a catalog by item key.
-    pub fn new(catalog: Catalog) -> ServedCatalog {
-        let index = catalog
-            .ids()
-            .filter_map(|id| catalog.key(id).map(|k| (k.to_owned(), id)))
-            .collect();
-        ServedCatalog { catalog, index }
-    }
-
-    /// The id of an item key.
-    pub fn id(&self, key: &str) -> Option<ItemId> {
-        self.index.get(key).copied()
-    }
-
-    /// The key of an item id.
-    pub fn key(&self, id: ItemId) -> &str {
-        self.catalog.key(id).unwrap_or("")
-    }
-}
+use std::sync::Arc;
 
 /// The adjuster a served model adapts its users with, of the kind its bundle was meta-trained
 /// with. Every user state it is given is of its own kind and width in practice (states of another
@@ -109,15 +88,18 @@ impl ServedAdjuster {
         }
     }
 
-    /// Decides a slate of `k` for a user in `state` (`decide_with`): the Bayesian adjuster
-    /// samples or ranks by its posterior mean as configured; the gradient-based one ranks
-    /// greedily by its adapted correction, with propensity 1 per position. A state that does not
-    /// fit this adjuster decides as the prior.
+    /// Decides a slate of `k` for a user in `state` (`decide_exploring`). Under
+    /// [`Exploration::Greedy`] the Bayesian adjuster samples or ranks by its posterior mean as
+    /// configured, and the gradient-based one ranks greedily by its adapted correction, with
+    /// propensity 1 per position; any other exploration draws around the greedy correction's
+    /// scores, with the explorer's exact propensities. A state that does not fit this adjuster
+    /// decides as the prior.
     pub(crate) fn decide(
         &self,
         state: &UserState,
         context: &Context,
         k: usize,
+        exploration: Exploration,
         rng: &mut Rng,
     ) -> AdjustedChoice {
         let mut buffers = DecideBuffers::default();
@@ -127,16 +109,59 @@ impl ServedAdjuster {
                     UserState::Bayes(s) if self.fits(state) => Cow::Borrowed(s),
                     _ => Cow::Owned(a.prior()),
                 };
-                decide_with(a, &s, context, k, rng, &mut buffers)
+                decide_exploring(a, &s, context, k, exploration, rng, &mut buffers)
             }
             ServedAdjuster::Gradient(a) => {
                 let s = match state {
                     UserState::Gradient(s) if self.fits(state) => Cow::Borrowed(s),
                     _ => Cow::Owned(a.prior()),
                 };
-                decide_with(a, &s, context, k, rng, &mut buffers)
+                decide_exploring(a, &s, context, k, exploration, rng, &mut buffers)
             }
         }
+    }
+
+    /// The network this adjuster scores with.
+    fn network(&self) -> (&Frozen, &Features) {
+        match self {
+            ServedAdjuster::Bayes(a) => (a.frozen(), a.features()),
+            ServedAdjuster::Gradient(a) => (a.frozen(), a.features()),
+        }
+    }
+
+    /// The same adjuster over a copy of its network in which the items `changed` of `catalog`
+    /// have the tower outputs of their served feature rows: an item the network was trained
+    /// with keeps its own id embedding, an item added since takes the mean one (see
+    /// `Frozen::item_output`), and its corrected score and adjuster updates read its vector
+    /// like any other item's. `changed` is in id order, so new items are appended in turn.
+    fn with_items(
+        &self,
+        catalog: &ServedCatalog,
+        changed: &[ItemId],
+    ) -> Result<ServedAdjuster, String> {
+        let (frozen, features) = self.network();
+        let (mut frozen, mut features) = (frozen.clone(), features.clone());
+        for &id in changed {
+            let x = catalog
+                .features_of(id)
+                .ok_or_else(|| format!("item {} is not in the served catalog", id.index()))?;
+            features
+                .set_item_input(id, x)
+                .map_err(|e| format!("item `{}`: {e}", catalog.key(id)))?;
+            let out = frozen
+                .item_output(x, Some(id))
+                .map_err(|e| format!("item `{}`: {e}", catalog.key(id)))?;
+            frozen
+                .set_item(id, &out)
+                .map_err(|e| format!("item `{}`: {e}", catalog.key(id)))?;
+        }
+        let (frozen, features) = (Arc::new(frozen), Arc::new(features));
+        Ok(match self {
+            ServedAdjuster::Bayes(a) => ServedAdjuster::Bayes(a.with_network(frozen, features)?),
+            ServedAdjuster::Gradient(a) => {
+                ServedAdjuster::Gradient(a.with_network(frozen, features)?)
+            }
+        })
     }
 
     /// The additive parts of each item's score under the correction `delta` a decision ranked
@@ -164,16 +189,20 @@ pub struct ServedModel {
     pub adjuster: ServedAdjuster,
     /// The objective the model was trained for (rewards of resolved events).
     pub reward: RewardFn,
-    /// The fingerprint of the catalog it ranks, so a reload can check that the new model ranks
-    /// the same items.
+    /// The fingerprint of the bundle's catalog, so a reload can check that the new model ranks
+    /// the same items (the changes made over the API are applied to either alike).
     pub catalog_fingerprint: String,
+    /// The items it ranks: the bundle's catalog with the changes made over the API. The
+    /// adjuster's network has tower outputs for every one of them, so a snapshot of a model
+    /// always ranks, explains and adapts exactly the items its catalog names.
+    pub catalog: Arc<ServedCatalog>,
 }
 
 impl ServedModel {
-    /// Loads and verifies a model bundle, returning the model and the catalog it ranks. The
-    /// bundle's loader checks every file (checksums, the catalog against the feature schema,
-    /// every tensor) and whether the adjuster was fitted to these weights.
-    pub fn load(dir: &Path) -> Result<(ServedModel, Catalog), ServeError> {
+    /// Loads and verifies a model bundle, ranking the bundle's catalog as it is. The bundle's
+    /// loader checks every file (checksums, the catalog against the feature schema, every
+    /// tensor) and whether the adjuster was fitted to these weights.
+    pub fn load(dir: &Path) -> Result<ServedModel, ServeError> {
         let bundle = ModelBundle::load(dir)?;
         let adjuster_path = dir.join(ADJUSTER_FILE);
         let bad_adjuster = |reason: String| ServeError::Model {
@@ -222,8 +251,35 @@ impl ServedModel {
             adjuster,
             reward: bundle.manifest.reward,
             catalog_fingerprint: bundle.manifest.features.catalog_fingerprint.clone(),
+            catalog: Arc::new(ServedCatalog::new(bundle.catalog.clone())),
         };
-        Ok((model, (*bundle.catalog).clone()))
+        Ok(model)
+    }
+
+    /// The same model serving `catalog`, whose items `changed` (in id order) differ from what
+    /// this model's network holds: their tower outputs are computed from their feature rows.
+    /// `catalog` must be this model's catalog with changes made over the API (same bundle
+    /// catalog); anything else is an error, and this model is left as it is.
+    pub fn with_items(
+        &self,
+        catalog: Arc<ServedCatalog>,
+        changed: &[ItemId],
+    ) -> Result<ServedModel, ServeError> {
+        let adjuster = self
+            .adjuster
+            .with_items(&catalog, changed)
+            .map_err(|reason| ServeError::Model {
+                path: self.dir.display().to_string(),
+                reason,
+            })?;
+        Ok(ServedModel {
+            version: self.version.clone(),
+            dir: self.dir.clone(),
+            adjuster,
+            reward: self.reward,
+            catalog_fingerprint: self.catalog_fingerprint.clone(),
+            catalog,
+        })
     }
 
     /// Width of the user head (and of every adjuster state).

@@ -13,8 +13,11 @@
 //! ranked it, creation time, the interaction as JSON with its feedback so far, whether the reward
 //! window closed and the reward then),
 //! `feedback` (one row per event, position and kind: the primary key makes feedback
-//! idempotent) and `users` (the adjuster state of each pseudonymous user as JSON). The schema's
-//! version is SQLite's `user_version`; [`SqliteStore::open`] migrates older files in place.
+//! idempotent), `users` (the adjuster state of each pseudonymous user as JSON) and `items`
+//! (items added, updated or retired over the API, as JSON, per catalog fingerprint, in the
+//! order they were first added, which gives added items their ids). The schema's version is
+//! SQLite's `user_version`; [`SqliteStore::open`] migrates older files in place (every table
+//! is created if missing, so a version-1 file gains `items`).
 //!
 //! The log is bounded: [`Store::log_bytes`] tells the writer how much the write-ahead log holds
 //! since it last started from its beginning, [`Store::restart_log`] copies it into the database
@@ -102,6 +105,8 @@ pub struct Counts {
     pub feedback: u64,
     /// Users with a stored state.
     pub users: u64,
+    /// Items changed over the API (under any catalog).
+    pub items: u64,
 }
 
 /// What a checkpoint of the log did.
@@ -143,6 +148,19 @@ pub trait Store: Send {
     fn users(&mut self) -> Result<Vec<(String, String)>, StoreError>;
     /// Deletes a user's state, decisions and feedback; returns the decisions deleted.
     fn forget(&mut self, user: &str) -> Result<u64, StoreError>;
+    /// Stores an item changed over the API (JSON) for the catalog with fingerprint `catalog`:
+    /// a new key is appended after every item stored before it, an existing one keeps its
+    /// place, so [`Store::items`] gives items in the order they were first added.
+    fn put_item(
+        &mut self,
+        catalog: &str,
+        key: &str,
+        record: &str,
+        updated_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Every item changed over the API for the catalog with fingerprint `catalog`, as (key,
+    /// JSON), in the order they were first stored.
+    fn items(&mut self, catalog: &str) -> Result<Vec<(String, String)>, StoreError>;
     /// Calls `f` with every interaction, oldest decision first; returns how many.
     fn for_each_interaction(
         &mut self,
@@ -267,10 +285,19 @@ CREATE TABLE IF NOT EXISTS users (
     state TEXT NOT NULL,
     updated_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS items (
+    seq INTEGER PRIMARY KEY,
+    catalog TEXT NOT NULL,
+    key TEXT NOT NULL,
+    record TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    UNIQUE (catalog, key)
+);
 ";
 
-/// The schema version this code writes (SQLite's `user_version`): 1 added `decisions.owner`.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema version this code writes (SQLite's `user_version`): 1 added `decisions.owner`,
+/// 2 the `items` table.
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// A decision row as read, before its interaction JSON is parsed.
 type RawDecision = (String, String, String, i64, i64, Option<f64>, String);
@@ -622,6 +649,34 @@ impl Store for SqliteStore {
         Ok(n as u64)
     }
 
+    fn put_item(
+        &mut self,
+        catalog: &str,
+        key: &str,
+        record: &str,
+        updated_ms: i64,
+    ) -> Result<(), StoreError> {
+        // An update keeps the row, and with it the `seq` that orders items by first addition
+        // (rows are never deleted, so `seq` never repeats either).
+        self.conn
+            .prepare_cached(
+                "INSERT INTO items (catalog, key, record, updated_ms) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(catalog, key) DO UPDATE SET record = excluded.record, updated_ms = excluded.updated_ms",
+            )?
+            .execute(params![catalog, key, record, updated_ms])?;
+        Ok(())
+    }
+
+    fn items(&mut self, catalog: &str) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT key, record FROM items WHERE catalog = ?1 ORDER BY seq")?;
+        let rows = stmt
+            .query_map([catalog], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     fn for_each_interaction(
         &mut self,
         f: &mut dyn FnMut(Interaction) -> Result<(), StoreError>,
@@ -655,6 +710,7 @@ impl Store for SqliteStore {
             decisions: count(&self.conn, "decisions")?,
             feedback: count(&self.conn, "feedback")?,
             users: count(&self.conn, "users")?,
+            items: count(&self.conn, "items")?,
         })
     }
 

@@ -2,9 +2,10 @@
 //! interaction log). `bench serve` and `bench soak` (in `bench/`) start this command as a child.
 
 use crate::Global;
-use crate::args::{DAY, MAX_THREADS, count, number, seconds, whole};
+use crate::args::{DAY, MAX_THREADS, count, number, positive, probability, seconds, whole};
 use anyhow::{Context as _, Result};
 use clap::Args;
+use metarec_neural::adjust::Exploration;
 use metarec_serve::auth::{ApiKeys, Pseudonymizer};
 use metarec_serve::{Durability, Server, ServerConfig};
 use std::io::Write;
@@ -65,6 +66,43 @@ pub struct ServeArgs {
     /// Most connections served at once (more wait in the listen queue).
     #[arg(long, default_value_t = 512, value_parser = count::<usize>(100_000))]
     max_connections: usize,
+    /// How ranks explore, with the exact propensities logged: `greedy` (the adjuster's own
+    /// decision), `epsilon:E` (with probability E, 0 < E <= 1, a uniformly random slate, else
+    /// the greedy one) or `softmax:T` (Plackett-Luce on the scores divided by T > 0; positions
+    /// 0 and 1 exact, 2 exact over at most 256 candidates, later ones by Monte Carlo).
+    #[arg(long, default_value = "greedy", value_parser = exploration, value_name = "greedy|epsilon:E|softmax:T")]
+    explore: Exploration,
+    /// Most items that may be added over `PUT /v1/items/{key}` (retired ones count).
+    #[arg(long, default_value_t = 100_000, value_parser = whole::<usize>(0, 10_000_000))]
+    max_added_items: usize,
+}
+
+/// Monte Carlo rankings behind the propensities of softmax positions without a closed form.
+const SOFTMAX_DRAWS: usize = 200;
+
+/// Parses `--explore`: `greedy`, `epsilon:E` with E in (0, 1], or `softmax:T` with T finite
+/// and positive (at most 1e6).
+fn exploration(text: &str) -> Result<Exploration, String> {
+    let text = text.trim();
+    if text == "greedy" {
+        return Ok(Exploration::Greedy);
+    }
+    if let Some(e) = text.strip_prefix("epsilon:") {
+        let epsilon = match probability(e) {
+            Ok(0.0) => Err("must be greater than 0".to_owned()),
+            other => other,
+        }
+        .map_err(|m| format!("epsilon {m}"))?;
+        return Ok(Exploration::Epsilon(epsilon));
+    }
+    if let Some(t) = text.strip_prefix("softmax:") {
+        let temperature = positive(1e6)(t).map_err(|m| format!("the temperature {m}"))?;
+        return Ok(Exploration::Softmax {
+            temperature,
+            draws: SOFTMAX_DRAWS,
+        });
+    }
+    Err("must be `greedy`, `epsilon:E` (0 < E <= 1) or `softmax:T` (T > 0)".to_owned())
 }
 
 /// `--durability`.
@@ -125,6 +163,8 @@ pub fn run(args: ServeArgs, _global: &Global) -> Result<()> {
     config.body_limit = args.body_limit;
     config.seed = args.seed;
     config.durability = args.durability.into();
+    config.explore = args.explore;
+    config.max_added_items = args.max_added_items;
     let server = Server::open(config)?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if args.workers > 0 {
@@ -171,4 +211,41 @@ pub fn export(args: LogExportArgs, global: &Global) -> Result<()> {
     global.progress(format!("read {}", args.db.display()));
     println!("wrote {n} interactions to {}", args.out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explore_takes_greedy_epsilon_and_softmax_within_their_ranges() {
+        assert_eq!(exploration("greedy"), Ok(Exploration::Greedy));
+        assert_eq!(exploration("epsilon:0.05"), Ok(Exploration::Epsilon(0.05)));
+        assert_eq!(exploration("epsilon:1"), Ok(Exploration::Epsilon(1.0)));
+        assert_eq!(
+            exploration("softmax:0.5"),
+            Ok(Exploration::Softmax {
+                temperature: 0.5,
+                draws: SOFTMAX_DRAWS
+            })
+        );
+        for (bad, needle) in [
+            ("epsilon:0", "greater than 0"),
+            ("epsilon:1.5", "at most 1"),
+            ("epsilon:nan", "NaN"),
+            ("epsilon:", "epsilon must be a number"),
+            ("softmax:0", "greater than 0"),
+            ("softmax:-1", "greater than 0"),
+            ("softmax:inf", "at most"),
+            ("thompson", "must be `greedy`"),
+            ("", "must be `greedy`"),
+        ] {
+            let e = exploration(bad).unwrap_err();
+            assert!(e.contains(needle), "{bad}: `{needle}` not in `{e}`");
+        }
+        // Every accepted value passes the server's own check.
+        for ok in ["greedy", "epsilon:1e-9", "softmax:1e6"] {
+            assert_eq!(exploration(ok).unwrap().check(), Ok(()));
+        }
+    }
 }

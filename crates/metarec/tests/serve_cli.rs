@@ -18,6 +18,11 @@ const TOKEN: &str = "crash-test-admin-token-0123";
 
 /// Starts `metarec serve` on a free port and returns it with its address.
 fn serve(data_dir: &Path, model: &Path, db: &Path, durability: &str) -> (Child, SocketAddr) {
+    serve_with(data_dir, model, db, &["--durability", durability])
+}
+
+/// Starts `metarec serve` on a free port with further options and returns it with its address.
+fn serve_with(data_dir: &Path, model: &Path, db: &Path, options: &[&str]) -> (Child, SocketAddr) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_metarec"))
         .arg("--data-dir")
         .arg(data_dir)
@@ -25,14 +30,8 @@ fn serve(data_dir: &Path, model: &Path, db: &Path, durability: &str) -> (Child, 
         .arg(model)
         .arg("--db")
         .arg(db)
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--durability",
-            durability,
-        ])
+        .args(["--addr", "127.0.0.1:0", "--workers", "2"])
+        .args(options)
         .env("METAREC_API_KEYS", format!("admin:{TOKEN}"))
         .env("METAREC_PSEUDONYM_KEY", "crash-test-secret-0123456")
         .stdout(Stdio::piped())
@@ -122,6 +121,50 @@ fn acknowledged_feedback_survives_sigkill_exactly_once() {
             .unwrap();
         assert!(r.feedback.clicks[*position as usize]);
     }
+    explore_and_item_flags_reach_the_server(data, &model, &tmp.path().join("explore.db"));
+}
+
+/// `--explore epsilon:1` ranks uniformly at random, logging propensity `1 / n` at each
+/// position, and `--max-added-items 1` lets one item be added over the API and no more.
+fn explore_and_item_flags_reach_the_server(data: &Path, model: &Path, db: &Path) {
+    let catalog: Value =
+        serde_json::from_slice(&std::fs::read(model.join("catalog.json")).unwrap()).unwrap();
+    let keys: Vec<&str> = catalog["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .take(4)
+        .map(|k| k.as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 4);
+    let (mut child, addr) = serve_with(
+        data,
+        model,
+        db,
+        &["--explore", "epsilon:1", "--max-added-items", "1"],
+    );
+    let mut c = Client::new(addr, Some(TOKEN));
+    let r = post(
+        &mut c,
+        "/v1/rank",
+        &json!({"user": "u", "candidates": keys, "slate_size": 2}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ranked = r.json();
+    for e in ranked["slate"].as_array().unwrap() {
+        assert_eq!(e["propensity"].as_f64(), Some(0.25), "{ranked}");
+    }
+    let slate_p = ranked["slate_propensity"].as_f64().unwrap();
+    assert!((slate_p - 1.0 / 12.0).abs() < 1e-12, "{ranked}");
+    let put = |c: &mut Client, key: &str| {
+        c.request("PUT", &format!("/v1/items/{key}"), Some(b"{}"))
+            .unwrap()
+    };
+    assert_eq!(put(&mut c, "new-sku").status, 201);
+    let r = put(&mut c, "another-sku");
+    assert_eq!(r.status, 409, "{}", r.text());
+    child.kill().unwrap();
+    child.wait().unwrap();
 }
 
 /// Starts the server on `db`, ranks 60 slates, kills it with SIGKILL while four clients send

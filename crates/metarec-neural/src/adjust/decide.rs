@@ -1,11 +1,12 @@
-//! The one decision path of every adjusted policy, [`decide_with`], and its explanation,
+//! The one decision path of every adjusted policy, [`decide_with`] (and
+//! [`decide_exploring`], the same with an explicit [`Exploration`]), and its explanation,
 //! [`explain_with`] / [`explain_slate_with`]: what they return ([`AdjustedChoice`],
 //! [`ScoreParts`]) and the [`DecideBuffers`] a policy reuses between decisions.
 
 use super::{HeadAdjuster, NetView};
 use crate::features::UserView;
 use crate::model::Frozen;
-use metarec_core::explore::{greedy, monte_carlo_marginals, top_k};
+use metarec_core::explore::{epsilon_greedy, greedy, monte_carlo_marginals, plackett_luce, top_k};
 use metarec_core::{Context, ItemId, Rng, SlateChoice};
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +80,165 @@ fn corrected_scores(
     }
 }
 
+/// How a decision explores around the corrected scores: the server's `--explore`.
+///
+/// Every variant logs exact propensities where the explorer has a closed form: the
+/// probability, given the context and the user's state, that the decision puts that item at
+/// that position.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum Exploration {
+    /// No exploration beyond the adjuster's own ([`decide_with`]): greedy on the corrected
+    /// scores, with propensity 1 per position; a Bayesian adjuster meta-trained to sample
+    /// explores by Thompson sampling, with Monte Carlo propensities.
+    #[default]
+    Greedy,
+    /// Epsilon-greedy on whole slates (`metarec_core::explore::epsilon_greedy`): with
+    /// probability `epsilon` a uniformly random ordered slate, otherwise the greedy one. The
+    /// marginal of the item at position `j` is `(1 - epsilon) [it is greedy's j-th] +
+    /// epsilon / n` over `n` candidates, exact at every position.
+    Epsilon(f64),
+    /// Plackett-Luce on the corrected scores divided by `temperature`
+    /// (`metarec_core::explore::plackett_luce`): the slate propensity is exact, and so are the
+    /// marginals of positions 0 and 1, and of position 2 over at most
+    /// `metarec_core::explore::EXACT_POSITION_2_MAX` candidates; later positions' marginals
+    /// are estimated from `draws` further rankings.
+    Softmax {
+        /// The temperature: finite and positive.
+        temperature: f64,
+        /// Monte Carlo rankings for the positions without a closed form (at least 1).
+        draws: usize,
+    },
+}
+
+impl Exploration {
+    /// Checks the settings: epsilon in (0, 1], a finite positive temperature, at least one
+    /// Monte Carlo draw.
+    pub fn check(&self) -> Result<(), String> {
+        match *self {
+            Exploration::Greedy => Ok(()),
+            Exploration::Epsilon(e) if e > 0.0 && e <= 1.0 => Ok(()),
+            Exploration::Epsilon(e) => Err(format!("epsilon {e} is outside (0, 1]")),
+            Exploration::Softmax { temperature, draws } => {
+                if !(temperature.is_finite() && temperature > 0.0) {
+                    Err(format!(
+                        "temperature {temperature} is not a finite positive number"
+                    ))
+                } else if draws == 0 {
+                    Err("the softmax explorer needs at least one Monte Carlo draw".into())
+                } else {
+                    Ok(())
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Exploration {
+    /// The form `--explore` takes: `greedy`, `epsilon:E` or `softmax:T`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exploration::Greedy => write!(f, "greedy"),
+            Exploration::Epsilon(e) => write!(f, "epsilon:{e}"),
+            Exploration::Softmax { temperature, .. } => write!(f, "softmax:{temperature}"),
+        }
+    }
+}
+
+/// An empty decision: nothing can be shown.
+fn nothing() -> AdjustedChoice {
+    AdjustedChoice {
+        choice: SlateChoice {
+            items: Vec::new(),
+            propensities: Vec::new(),
+            slate_propensity: None,
+        },
+        delta: Vec::new(),
+        scores: Vec::new(),
+    }
+}
+
+/// Fills `buf.candidates` (the context's, unknown ids dropped, or the whole catalog) and
+/// `buf.base` (their calibrated network scores); false when there is no candidate.
+fn candidates_and_base<A: HeadAdjuster>(
+    adjuster: &A,
+    context: &Context,
+    buf: &mut DecideBuffers,
+) -> bool {
+    let (frozen, features) = adjuster.network();
+    let n = features.items().min(frozen.items());
+    buf.candidates.clear();
+    if context.candidates.is_empty() {
+        buf.candidates.extend((0..n as u32).map(ItemId));
+    } else {
+        buf.candidates
+            .extend(context.candidates.iter().filter(|c| c.index() < n));
+    }
+    if buf.candidates.is_empty() {
+        return false;
+    }
+    let net = NetView::of(frozen, features, context);
+    let scale = adjuster.calibration().scale;
+    buf.base.clear();
+    for c in &buf.candidates {
+        buf.base.push(scale * net.base(frozen, *c));
+    }
+    true
+}
+
+/// The corrected score of each chosen item, in slate order (`scores` are the candidates').
+fn chosen_scores(candidates: &[ItemId], scores: &[f64], items: &[ItemId]) -> Vec<f64> {
+    items
+        .iter()
+        .map(|c| {
+            candidates
+                .iter()
+                .position(|x| x == c)
+                .map_or(f64::NAN, |p| scores[p])
+        })
+        .collect()
+}
+
+/// A decision that explores as `exploration` says: [`decide_with`] for
+/// [`Exploration::Greedy`]; otherwise the candidates' scores under the greedy correction (the
+/// posterior mean, or the adapted value) go to the explorer, whose propensities are logged.
+/// A Bayesian adjuster meta-trained to sample does not also draw its correction here:
+/// Thompson sampling's propensities are Monte Carlo estimates, and the point of an explicit
+/// explorer is propensities that are exact.
+pub fn decide_exploring<A: HeadAdjuster>(
+    adjuster: &A,
+    state: &A::State,
+    context: &Context,
+    k: usize,
+    exploration: Exploration,
+    rng: &mut Rng,
+    buf: &mut DecideBuffers,
+) -> AdjustedChoice {
+    if exploration == Exploration::Greedy {
+        return decide_with(adjuster, state, context, k, rng, buf);
+    }
+    if k == 0 || !candidates_and_base(adjuster, context, buf) {
+        return nothing();
+    }
+    let (frozen, _) = adjuster.network();
+    let mean = adjuster.correction(state);
+    corrected_scores(frozen, &buf.candidates, &buf.base, &mean, &mut buf.scores);
+    let choice = match exploration {
+        Exploration::Epsilon(epsilon) => {
+            epsilon_greedy(&buf.candidates, &buf.scores, k, epsilon, rng)
+        }
+        Exploration::Softmax { temperature, draws } => {
+            plackett_luce(&buf.candidates, &buf.scores, k, temperature, draws, rng)
+        }
+        Exploration::Greedy => greedy(&buf.candidates, &buf.scores, k),
+    };
+    let scores = chosen_scores(&buf.candidates, &buf.scores, &choice.items);
+    AdjustedChoice {
+        choice,
+        delta: mean,
+        scores,
+    }
+}
+
 /// The one decision path of every adjusted policy (the arena's and the server's): candidates
 /// are the context's (unknown ids dropped) or the whole catalog; the calibrated network scores
 /// are computed once; under Thompson sampling the correction is drawn from the adjuster's
@@ -92,47 +252,16 @@ pub fn decide_with<A: HeadAdjuster>(
     rng: &mut Rng,
     buf: &mut DecideBuffers,
 ) -> AdjustedChoice {
-    let (frozen, features) = adjuster.network();
-    let n = features.items();
-    buf.candidates.clear();
-    if context.candidates.is_empty() {
-        buf.candidates.extend((0..n as u32).map(ItemId));
-    } else {
-        buf.candidates
-            .extend(context.candidates.iter().filter(|c| c.index() < n));
+    if k == 0 || !candidates_and_base(adjuster, context, buf) {
+        return nothing();
     }
-    if buf.candidates.is_empty() || k == 0 {
-        return AdjustedChoice {
-            choice: SlateChoice {
-                items: Vec::new(),
-                propensities: Vec::new(),
-                slate_propensity: None,
-            },
-            delta: Vec::new(),
-            scores: Vec::new(),
-        };
-    }
-    let net = NetView::of(frozen, features, context);
-    let scale = adjuster.calibration().scale;
-    buf.base.clear();
-    for c in &buf.candidates {
-        buf.base.push(scale * net.base(frozen, *c));
-    }
+    let (frozen, _) = adjuster.network();
     let mean = adjuster.correction(state);
     let mut cache = Vec::new();
     let Some(delta) = adjuster.draw(state, &mean, &mut cache, rng) else {
         corrected_scores(frozen, &buf.candidates, &buf.base, &mean, &mut buf.scores);
         let choice = greedy(&buf.candidates, &buf.scores, k);
-        let scores = choice
-            .items
-            .iter()
-            .map(|c| {
-                buf.candidates
-                    .iter()
-                    .position(|x| x == c)
-                    .map_or(f64::NAN, |p| buf.scores[p])
-            })
-            .collect();
+        let scores = chosen_scores(&buf.candidates, &buf.scores, &choice.items);
         return AdjustedChoice {
             choice,
             delta: mean,
@@ -228,6 +357,88 @@ mod tests {
     use crate::features::Features;
     use metarec_core::{Adjuster, UserKey};
     use std::sync::Arc;
+
+    #[test]
+    fn explicit_exploration_logs_the_explorers_exact_propensities_around_the_greedy_slate() {
+        let (frozen, features) = crate::adjust::test_support::network();
+        let adjuster = BayesianAdjuster::new(frozen, features, BayesConfig::default());
+        let state = adjuster.prior();
+        let mut context = Context::for_user(UserKey::from("u"));
+        context.candidates = (0..6).map(ItemId).collect();
+        let mut buf = DecideBuffers::default();
+        let mut rng = metarec_core::rng_for(4, 4);
+        // The default configuration samples (Thompson); the explicit explorers rank around the
+        // posterior mean instead, whose greedy slate is fixed.
+        let mean = BayesianAdjuster::new(
+            Arc::new(adjuster.frozen().clone()),
+            Arc::new(adjuster.features().clone()),
+            BayesConfig {
+                thompson: false,
+                ..BayesConfig::default()
+            },
+        );
+        let greedy = decide_with(&mean, &state, &context, 3, &mut rng, &mut buf);
+        assert_eq!(greedy.choice.propensities, vec![1.0; 3]);
+        for _ in 0..50 {
+            let d = decide_exploring(
+                &adjuster,
+                &state,
+                &context,
+                3,
+                Exploration::Epsilon(0.3),
+                &mut rng,
+                &mut buf,
+            );
+            for (j, (item, p)) in d
+                .choice
+                .items
+                .iter()
+                .zip(&d.choice.propensities)
+                .enumerate()
+            {
+                let on_greedy = greedy.choice.items[j] == *item;
+                let exact = 0.7 * f64::from(u8::from(on_greedy)) + 0.3 / 6.0;
+                assert!((p - exact).abs() < 1e-15, "{j}: {p} vs {exact}");
+            }
+            assert_eq!(d.delta, greedy.delta);
+            let s = decide_exploring(
+                &adjuster,
+                &state,
+                &context,
+                3,
+                Exploration::Softmax {
+                    temperature: 0.5,
+                    draws: 1,
+                },
+                &mut rng,
+                &mut buf,
+            );
+            // Position 0's marginal is the softmax probability of the first item.
+            let scores: Vec<f64> = context
+                .candidates
+                .iter()
+                .map(|&i| adjuster.explain(&context, &greedy.delta, i).total())
+                .collect();
+            let p = metarec_core::explore::softmax(&scores, 0.5);
+            let first = context
+                .candidates
+                .iter()
+                .position(|&c| c == s.choice.items[0])
+                .unwrap();
+            assert!((s.choice.propensities[0] - p[first]).abs() < 1e-4);
+            assert!((s.scores[0] - scores[first]).abs() < 1e-4);
+        }
+        assert_eq!(Exploration::Epsilon(0.05).to_string(), "epsilon:0.05");
+        assert!(Exploration::Epsilon(0.0).check().is_err());
+        assert!(
+            Exploration::Softmax {
+                temperature: f64::INFINITY,
+                draws: 1
+            }
+            .check()
+            .is_err()
+        );
+    }
 
     #[test]
     fn explanations_add_up_to_the_scores_the_slate_was_ranked_by() {

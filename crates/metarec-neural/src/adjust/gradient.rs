@@ -64,6 +64,23 @@ impl GradientAdjuster {
         }
     }
 
+    /// The same adjuster (settings and prior) over another copy of its network, such as one
+    /// with items set after training ([`Frozen::set_item`], [`Features::set_item_input`]).
+    /// Fails when the copy's head or item rows are of another width, or when the two disagree
+    /// on the number of items.
+    pub fn with_network(
+        &self,
+        frozen: Arc<Frozen>,
+        features: Arc<Features>,
+    ) -> Result<Self, String> {
+        super::check_network(&self.frozen, &frozen, &features)?;
+        Ok(Self {
+            frozen,
+            features,
+            ..self.clone()
+        })
+    }
+
     /// The frozen network.
     pub fn frozen(&self) -> &Frozen {
         &self.frozen

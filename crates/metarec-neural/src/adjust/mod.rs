@@ -32,8 +32,9 @@
 //! - `calibration.rs`: [`Calibration`], [`fit_calibration`] and [`calibration_samples`];
 //! - `bayes.rs`: [`BayesConfig`] and [`BayesianAdjuster`];
 //! - `gradient.rs`: [`GradientConfig`], [`GradientState`] and [`GradientAdjuster`];
-//! - `decide.rs`: [`decide_with`], [`explain_with`], [`explain_slate_with`] and what they
-//!   return ([`AdjustedChoice`], [`ScoreParts`]), with their [`DecideBuffers`];
+//! - `decide.rs`: [`decide_with`], [`decide_exploring`] with its [`Exploration`],
+//!   [`explain_with`], [`explain_slate_with`] and what they return ([`AdjustedChoice`],
+//!   [`ScoreParts`]), with their [`DecideBuffers`];
 //! - `policy.rs`: [`AdjustedPolicy`], the per-user states as a `metarec_core::Policy`;
 //! - `manifest.rs`: [`ADJUSTER_FILE`] and its contents, [`AdjusterManifest`];
 //! - this file: the [`HeadAdjuster`] trait and the network's view of a context and of an
@@ -50,7 +51,8 @@ mod policy;
 pub use bayes::{BayesConfig, BayesianAdjuster};
 pub use calibration::{Calibration, calibration_samples, fit_calibration};
 pub use decide::{
-    AdjustedChoice, DecideBuffers, ScoreParts, decide_with, explain_slate_with, explain_with,
+    AdjustedChoice, DecideBuffers, Exploration, ScoreParts, decide_exploring, decide_with,
+    explain_slate_with, explain_with,
 };
 pub use gaussian::{GaussianPosterior, prior_shape};
 pub use gradient::{GradientAdjuster, GradientConfig, GradientState};
@@ -129,6 +131,31 @@ fn shown_items(frozen: &Frozen, features: &Features, interaction: &Interaction) 
             }
         })
         .collect()
+}
+
+/// Whether `frozen` and `features` can replace the network `current` under an adjuster: the
+/// same head and item widths (the adjuster's states and settings are about them) and one item
+/// count between the two.
+fn check_network(current: &Frozen, frozen: &Frozen, features: &Features) -> Result<(), String> {
+    if frozen.embed != current.embed || frozen.item_dim() != current.item_dim() {
+        return Err(format!(
+            "the network has head width {} and item width {}; the adjuster's has {} and {}",
+            frozen.embed,
+            frozen.item_dim(),
+            current.embed,
+            current.item_dim()
+        ));
+    }
+    if features.item_dim() != frozen.item_dim() || features.items() != frozen.items() {
+        return Err(format!(
+            "the feature schema has {} items of width {}; the network has {} of width {}",
+            features.items(),
+            features.item_dim(),
+            frozen.items(),
+            frozen.item_dim()
+        ));
+    }
+    Ok(())
 }
 
 /// The logistic function: the click probability of a log-odds. Both adjusters' click

@@ -52,8 +52,8 @@ struct ReloadRequest {
     model: Option<PathBuf>,
 }
 
-/// Verifies a model directory and swaps it in if its catalog, adjuster kind and head width match
-/// the served model's.
+/// Verifies a model directory and has the writer swap it in if its catalog (the bundle's, by
+/// fingerprint), adjuster kind and head width match the served model's.
 pub(super) async fn reload(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -77,7 +77,7 @@ pub(super) async fn reload(
             format!("{message}; the previous model keeps serving"),
         )
     };
-    let (model, _) = loaded.map_err(|e| rejected(e.to_string()))?;
+    let model = loaded.map_err(|e| rejected(e.to_string()))?;
     let previous = state.shared.model();
     if model.catalog_fingerprint != previous.catalog_fingerprint {
         return Err(rejected(format!(
@@ -100,15 +100,11 @@ pub(super) async fn reload(
         )));
     }
     let version = model.version.clone();
-    *state
-        .shared
-        .model
-        .write()
-        .unwrap_or_else(|e| e.into_inner()) = Arc::new(model);
-    Ok(
-        axum::Json(json!({"model_version": version, "previous_version": previous.version}))
-            .into_response(),
-    )
+    // The writer swaps it in, with the item changes made over the API: it alone changes the
+    // served catalog, so an item change cannot slip in between this model's items and its
+    // swap and be lost from memory.
+    let replaced = submit(&state, |tx| Job::Swap(Box::new(model), tx)).await?;
+    Ok(axum::Json(json!({"model_version": version, "previous_version": replaced})).into_response())
 }
 
 /// Answers that the server is up, with the served model's version; needs no key.

@@ -11,6 +11,8 @@
 //! - `rank`: `POST /v1/rank`, its request and its typed answer (slate, scores, propensities,
 //!   explanations);
 //! - `feedback`: `POST /v1/feedback` and its request;
+//! - `items`: `PUT`, `DELETE` and `GET /v1/items/{key}`: add, update, retire and read an item,
+//!   with the request checked against the catalog's feature columns;
 //! - `admin`: `DELETE /v1/users/{key}`, `POST /v1/admin/reload`, `GET /healthz`, `/metrics`,
 //!   `/openapi.json` ([`OPENAPI`]) and the JSON 404 and 405 fallbacks.
 //!
@@ -20,10 +22,18 @@
 //! Routes (bodies are JSON; every route but `/healthz` needs `Authorization: Bearer <key>`):
 //! - `POST /v1/rank` (scope rank): a user key, context tokens, candidate item keys (or the whole
 //!   catalog), a slate size and exclusions -> an event id, the slate with scores, propensities
-//!   and a per-item explanation, and the model version;
+//!   (exact for the server's explorer, `ServerConfig::explore`) and a per-item explanation, the
+//!   slate's propensity when known, and the model version;
 //! - `POST /v1/feedback` (rank): event id, position or item, kind (`click`, or `purchase` with
 //!   revenue); idempotent per (event, position, kind); unknown or expired events are 404;
 //! - `DELETE /v1/users/{key}` (admin): forget a user's state, decisions and feedback;
+//! - `PUT /v1/items/{key}` (admin): add an item, or update one, from its features (by name, or
+//!   every column in order), title, category, price and availability; a new item is ranked at
+//!   once, scored by the network from its features (201 when new, 200 when updated; 409 past
+//!   `max_added_items`);
+//! - `DELETE /v1/items/{key}` (admin): retire an item: never ranked again (422 as a
+//!   candidate), but still known to feedback and histories; `GET /v1/items/{key}` (rank): the
+//!   item as served;
 //! - `POST /v1/admin/reload` (admin): verify a model directory and swap it in;
 //! - `GET /healthz` (open), `GET /metrics` and `GET /openapi.json` (rank).
 //!
@@ -44,6 +54,7 @@
 
 mod admin;
 mod feedback;
+mod items;
 mod rank;
 mod request;
 mod server;

@@ -18,7 +18,9 @@ use metarec_core::{
     Context, EventId, Feedback, Interaction, ItemId, SessionState, UserKey, decision_from_choice,
     rng_for,
 };
+use metarec_neural::adjust::Exploration;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -90,6 +92,8 @@ struct SlateEntryOut<'a> {
 struct RankOut<'a> {
     event_id: &'a str,
     model_version: &'a str,
+    /// The probability of the whole ordered slate, when the explorer knows it.
+    slate_propensity: Option<f64>,
     slate: Vec<SlateEntryOut<'a>>,
 }
 
@@ -145,20 +149,29 @@ fn explanation<'a>(
     }
 }
 
-/// Looks up item keys: each must be in the catalog (one rule for `candidates` and `exclude`).
+/// Looks up item keys: each must be in the catalog (one rule for `candidates` and `exclude`),
+/// and, where `rankable`, not retired (a retired item may still be excluded).
 fn item_ids<'k>(
     catalog: &ServedCatalog,
     field: &str,
     keys: impl Iterator<Item = &'k String>,
+    rankable: bool,
 ) -> Result<Vec<ItemId>, ApiError> {
     keys.enumerate()
         .map(|(i, key)| {
-            catalog.id(key).ok_or_else(|| {
+            let id = catalog.id(key).ok_or_else(|| {
                 ApiError::unprocessable(
                     "unknown_item",
                     format!("field `{field}[{i}]`: no item `{key}` in the catalog"),
                 )
-            })
+            })?;
+            if rankable && catalog.is_retired(id) {
+                return Err(ApiError::unprocessable(
+                    "retired_item",
+                    format!("field `{field}[{i}]`: item `{key}` is retired"),
+                ));
+            }
+            Ok(id)
         })
         .collect()
 }
@@ -190,7 +203,10 @@ pub(super) async fn rank(
             "field `context`: at most 64 entries",
         ));
     }
-    let catalog = &state.shared.catalog;
+    // One snapshot for the whole request: its catalog names exactly the items its network
+    // scores, whatever item changes are published meanwhile.
+    let model = state.shared.model();
+    let catalog = &*model.catalog;
     for (field, list) in [
         (
             "candidates",
@@ -209,33 +225,36 @@ pub(super) async fn rank(
             ));
         }
     }
-    let excluded: HashSet<ItemId> = item_ids(catalog, "exclude", request.exclude.iter())?
+    let excluded: HashSet<ItemId> = item_ids(catalog, "exclude", request.exclude.iter(), false)?
         .into_iter()
         .collect();
     let candidates: Vec<ItemId> = match &request.candidates {
         Some(keys) => {
             let mut seen = HashSet::new();
-            item_ids(catalog, "candidates", keys.iter())?
+            item_ids(catalog, "candidates", keys.iter(), true)?
                 .into_iter()
                 .filter(|id| !excluded.contains(id) && seen.insert(*id))
                 .collect()
         }
         // An empty list stands for the whole catalog, so it only needs spelling out when
-        // something is excluded.
-        None if excluded.is_empty() => Vec::new(),
+        // something is excluded or retired (the stored decision then lists what could be
+        // shown, as off-policy evaluation needs).
+        None if excluded.is_empty() && !catalog.any_retired() => Vec::new(),
         None => catalog
-            .catalog
-            .ids()
+            .rankable()
             .filter(|id| !excluded.contains(id))
             .collect(),
     };
-    if candidates.is_empty() && (request.candidates.is_some() || !excluded.is_empty()) {
+    // An empty list from exclusions or retirements means nothing is left, not the whole
+    // catalog.
+    if candidates.is_empty()
+        && (request.candidates.is_some() || !excluded.is_empty() || catalog.any_retired())
+    {
         return Err(ApiError::unprocessable(
             "no_candidates",
             "no candidate is left after the exclusions",
         ));
     }
-    let model = state.shared.model();
     let user = config.pseudonyms.pseudonym(&request.user);
     let stored = state.shared.user(&user);
     let record = match &stored {
@@ -261,9 +280,13 @@ pub(super) async fn rank(
     };
     let n = state.counter.fetch_add(1, Ordering::Relaxed);
     let mut rng = rng_for(config.seed ^ state.boot, n);
-    let decided = model
-        .adjuster
-        .decide(&record.state, &context, request.slate_size, &mut rng);
+    let decided = model.adjuster.decide(
+        &record.state,
+        &context,
+        request.slate_size,
+        config.explore,
+        &mut rng,
+    );
     if decided.choice.items.is_empty() {
         return Err(ApiError::unprocessable(
             "no_candidates",
@@ -271,10 +294,14 @@ pub(super) async fn rank(
         ));
     }
     let event_id = new_event_id()?;
+    let policy = match config.explore {
+        Exploration::Greedy => Cow::Borrowed("adjusted"),
+        other => Cow::Owned(format!("adjusted/{other}")),
+    };
     let decision = decision_from_choice(
         decided.choice,
         EventId(event_id.clone()),
-        "adjusted",
+        &policy,
         model.version.clone(),
     )
     .map_err(|e| ApiError::internal(format!("invalid decision: {e}")))?;
@@ -300,6 +327,7 @@ pub(super) async fn rank(
     let body = serde_json::to_vec(&RankOut {
         event_id: &event_id,
         model_version: &model.version,
+        slate_propensity: decision.slate_propensity,
         slate,
     })
     .map_err(|e| ApiError::internal(format!("cannot encode the answer: {e}")))?;

@@ -4,18 +4,21 @@
 
 use super::admin::{forget, health, method_not_allowed, metrics, not_found, openapi, reload};
 use super::feedback::feedback;
+use super::items::{get_item, put_item, retire_item};
 use super::rank::rank;
 use crate::auth::{ApiKeys, Pseudonymizer};
 use crate::engine::{self, EngineConfig, Job, Shared, UserRecord};
 use crate::error::ServeError;
+use crate::items::{ItemRecord, ServedCatalog};
 use crate::metrics::Metrics;
-use crate::model::{ServedCatalog, ServedModel};
+use crate::model::ServedModel;
 use crate::store::{Durability, SqliteStore, Store};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
+use metarec_neural::adjust::Exploration;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -62,12 +65,19 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// Most connections served at once; more wait in the listen queue.
     pub max_connections: usize,
+    /// How ranks explore (`--explore`): greedy (the adjuster's own decision), epsilon-greedy or
+    /// softmax, each logging the propensities of what it does.
+    pub explore: Exploration,
+    /// Most items that may be added over `PUT /v1/items/{key}` (retired ones count: they keep
+    /// their ids).
+    pub max_added_items: usize,
 }
 
 impl ServerConfig {
     /// Settings with the defaults: a 10-minute reward window, default reward 0, 64 KiB bodies,
     /// 50 history entries, slates of at most 100 from at most 10,000 candidates, a 64 MiB log,
-    /// 5-second header and 10-second body timeouts and 512 connections.
+    /// 5-second header and 10-second body timeouts, 512 connections, greedy ranks and at most
+    /// 100,000 items added over the API.
     pub fn new(model_dir: PathBuf, db: PathBuf, keys: ApiKeys, pseudonyms: Pseudonymizer) -> Self {
         ServerConfig {
             model_dir,
@@ -86,6 +96,8 @@ impl ServerConfig {
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
             max_connections: 512,
+            explore: Exploration::Greedy,
+            max_added_items: 100_000,
         }
     }
 }
@@ -148,9 +160,13 @@ impl Server {
                 "the log limit must be at least 1 MiB".into(),
             ));
         }
-        let (model, catalog) = ServedModel::load(&config.model_dir)?;
-        let catalog = Arc::new(ServedCatalog::new(catalog));
+        config
+            .explore
+            .check()
+            .map_err(|e| ServeError::Config(format!("exploration: {e}")))?;
+        let model = ServedModel::load(&config.model_dir)?;
         let mut store = SqliteStore::open_with(&config.db, config.durability)?;
+        let model = with_stored_items(model, &mut store, &config)?;
         let mut users = HashMap::new();
         for (user, text) in store.users()? {
             let record = UserRecord::from_json(&text).map_err(|e| {
@@ -167,7 +183,6 @@ impl Server {
         }
         let shared = Arc::new(Shared {
             model: std::sync::RwLock::new(Arc::new(model)),
-            catalog,
             users: std::sync::RwLock::new(users),
             metrics: Metrics::default(),
             config: EngineConfig {
@@ -175,6 +190,7 @@ impl Server {
                 default_reward: config.default_reward,
                 history_limit: config.history_limit,
                 log_limit_bytes: config.log_limit_bytes,
+                max_added_items: config.max_added_items,
             },
         });
         let checkpointer = store.checkpoint_in_background(
@@ -211,6 +227,10 @@ impl Server {
             .route("/v1/rank", post(rank))
             .route("/v1/feedback", post(feedback))
             .route("/v1/users/{key}", delete(forget))
+            .route(
+                "/v1/items/{key}",
+                put(put_item).delete(retire_item).get(get_item),
+            )
             .route("/v1/admin/reload", post(reload))
             .route("/healthz", get(health))
             .route("/metrics", get(metrics))
@@ -262,6 +282,36 @@ impl Server {
         drop(checkpointer);
         result
     }
+}
+
+/// The bundle's model serving the item changes stored for its catalog, applied in the order
+/// they were first stored so that every added item gets back the id it had (changes stored
+/// under another catalog, by an earlier model, are not applied).
+fn with_stored_items(
+    model: ServedModel,
+    store: &mut SqliteStore,
+    config: &ServerConfig,
+) -> Result<ServedModel, ServeError> {
+    let stored = store.items(&model.catalog_fingerprint)?;
+    if stored.is_empty() {
+        return Ok(model);
+    }
+    let mut catalog: ServedCatalog = (*model.catalog).clone();
+    for (key, text) in stored {
+        let invalid = |e: String| {
+            ServeError::Config(format!(
+                "{}: stored item `{key}` is invalid: {e}",
+                config.db.display()
+            ))
+        };
+        let record = ItemRecord::from_json(&text).map_err(invalid)?;
+        if record.key != key {
+            return Err(invalid(format!("its record names `{}`", record.key)));
+        }
+        catalog.apply(record).map_err(invalid)?;
+    }
+    let changed = catalog.changed();
+    model.with_items(Arc::new(catalog), &changed)
 }
 
 /// How often expired reward windows are swept: a quarter of the window, between 50 ms and 5 s.
