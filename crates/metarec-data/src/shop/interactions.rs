@@ -25,6 +25,7 @@ use metarec_core::{
     UserKey,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Range;
 
 /// How events become interactions.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,6 +99,23 @@ impl ShopLog {
     }
 }
 
+/// Splits a shop's rankings by time into a training part and a held-out part: the held-out part
+/// is the last `holdout` fraction of [`ShopLog::interactions`] (which are in the order of their
+/// rankings' first impressions, that is, by time), rounded to the nearest ranking, so that a
+/// policy is judged only on rankings shown after everything it may have learned from. `holdout`
+/// is clamped to `[0, 1]` (a NaN reads as 0). Returns (training, held out) as index ranges.
+pub fn split_by_time(log: &ShopLog, holdout: f64) -> (Range<usize>, Range<usize>) {
+    let n = log.interactions.len();
+    let share = if holdout.is_nan() {
+        0.0
+    } else {
+        holdout.clamp(0.0, 1.0)
+    };
+    let held = ((n as f64) * share).round() as usize;
+    let cut = n - held.min(n);
+    (0..cut, cut..n)
+}
+
 /// A ranking being assembled.
 struct Building {
     user: u32,
@@ -162,14 +180,19 @@ impl UserState {
     }
 }
 
+/// The latest impression of a (user, item): (ranking being built, entry, time, session).
+type Shown = (usize, usize, i64, Option<u32>);
+
 /// Replays a shop's events into interactions (see the module documentation for the rules).
 pub fn shop_log(shop: &Shop, options: &InteractionOptions) -> ShopLog {
     let mut out = ShopLog::default();
-    let mut states: Vec<UserState> = (0..shop.users.len()).map(|_| UserState::default()).collect();
+    let mut states: Vec<UserState> = (0..shop.users.len())
+        .map(|_| UserState::default())
+        .collect();
     let mut building: Vec<Building> = Vec::new();
     let mut by_ranking: HashMap<u32, usize> = HashMap::new();
     // The latest impression of (user, item): (building, entry, time, session).
-    let mut shown: HashMap<(u32, ItemId), (usize, usize, i64, Option<u32>)> = HashMap::new();
+    let mut shown: HashMap<(u32, ItemId), Shown> = HashMap::new();
     let context_of = |state: &UserState, user: u32, ms: i64, tokens: &[String]| {
         let u = &shop.users[user as usize];
         let mut ctx = Context::for_user(UserKey(u.key.clone()));
@@ -272,14 +295,16 @@ pub fn shop_log(shop: &Shop, options: &InteractionOptions) -> ShopLog {
                 let k = slate.items.iter().position(|&i| i == e.item)?;
                 (slate.user == e.user).then_some((b, k))
             }),
-            None => shown.get(&(e.user, e.item)).and_then(|&(b, k, ms, session)| {
-                let in_window = e.timestamp_ms.saturating_sub(ms) <= options.attach_window_ms;
-                let same_visit = match (session, e.session) {
-                    (Some(a), Some(c)) => a == c,
-                    _ => true,
-                };
-                (in_window && same_visit).then_some((b, k))
-            }),
+            None => shown
+                .get(&(e.user, e.item))
+                .and_then(|&(b, k, ms, session)| {
+                    let in_window = e.timestamp_ms.saturating_sub(ms) <= options.attach_window_ms;
+                    let same_visit = match (session, e.session) {
+                        (Some(a), Some(c)) => a == c,
+                        _ => true,
+                    };
+                    (in_window && same_visit).then_some((b, k))
+                }),
         };
         let purchase = e.kind == EventKind::Purchase;
         match target {
@@ -369,4 +394,43 @@ fn revenue_of(shop: &Shop, e: &super::ShopEvent) -> f64 {
 
 fn reorder<T: Copy>(values: &[T], order: &[usize]) -> Vec<T> {
     order.iter().map(|&k| values[k]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log_of(n: usize) -> ShopLog {
+        let one = Interaction::new(
+            Context::for_user(UserKey("u".into())),
+            Decision {
+                event_id: EventId("r".into()),
+                slate: Slate::new(vec![ItemId(0)]).unwrap(),
+                propensities: vec![1.0],
+                slate_propensity: None,
+                positions: None,
+                policy_id: "logged".into(),
+                model_version: String::new(),
+            },
+            Feedback::none(1),
+        )
+        .unwrap();
+        ShopLog {
+            interactions: vec![one; n],
+            users: vec![0; n],
+            logged_propensities: vec![true; n],
+            ..ShopLog::default()
+        }
+    }
+
+    #[test]
+    fn the_held_out_part_is_the_last_share_of_rankings() {
+        assert_eq!(split_by_time(&log_of(10), 0.2), (0..8, 8..10));
+        assert_eq!(split_by_time(&log_of(10), 0.25), (0..7, 7..10));
+        assert_eq!(split_by_time(&log_of(10), 0.0), (0..10, 10..10));
+        assert_eq!(split_by_time(&log_of(10), 1.0), (0..0, 0..10));
+        assert_eq!(split_by_time(&log_of(10), 7.0), (0..0, 0..10));
+        assert_eq!(split_by_time(&log_of(10), f64::NAN), (0..10, 10..10));
+        assert_eq!(split_by_time(&log_of(0), 0.5), (0..0, 0..0));
+    }
 }
