@@ -37,8 +37,17 @@ pub use error::{ServeError, StoreError};
 pub use store::Durability;
 
 /// Writes every interaction of a server database to `out` in the project's interaction-log
-/// format (JSON Lines, oldest decision first), atomically; returns the number of records.
-pub fn export_log(db: &std::path::Path, out: &std::path::Path) -> Result<u64, ServeError> {
+/// format (a header naming `catalog`, then JSON Lines, oldest decision first, items named by
+/// their keys), atomically; returns the number of records.
+///
+/// The database stores decisions with the served catalog's dense item ids, so `catalog` must be
+/// the catalog the server ranked (the model bundle's `catalog.json`): a decision naming an item
+/// the catalog does not have is an error naming its event, never another item's key.
+pub fn export_log(
+    db: &std::path::Path,
+    out: &std::path::Path,
+    catalog: &metarec_core::Catalog,
+) -> Result<u64, ServeError> {
     use store::Store as _;
     if !db.is_file() {
         return Err(ServeError::Config(format!(
@@ -50,10 +59,12 @@ pub fn export_log(db: &std::path::Path, out: &std::path::Path) -> Result<u64, Se
     let mut store = store::SqliteStore::open(db)?;
     let mut count = 0u64;
     metarec_data::log::atomic_write(out, |w| {
+        metarec_data::log::write_header(w, catalog)?;
         store
             .for_each_interaction(&mut |i| {
                 count += 1;
-                metarec_data::log::write_record(w, &i).map_err(|e| StoreError(e.to_string()))
+                metarec_data::log::write_record(w, &i, catalog)
+                    .map_err(|e| StoreError(e.to_string()))
             })
             .map_err(|e| std::io::Error::other(e.to_string()))
     })

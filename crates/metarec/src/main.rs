@@ -3,6 +3,7 @@
 
 mod args;
 mod bench;
+mod catalog;
 mod coldstart;
 mod data;
 mod demo;
@@ -46,7 +47,8 @@ enum Command {
         #[command(subcommand)]
         command: data::DataCommand,
     },
-    /// Check an interaction log (JSON Lines of interactions) and summarise it.
+    /// Check, convert or export interaction logs (a header naming the catalog, then JSON Lines of
+    /// interactions with items named by key).
     Log {
         #[command(subcommand)]
         command: data::LogCommand,
