@@ -334,6 +334,38 @@ impl Catalog {
         self.index.get(key).copied()
     }
 
+    /// Every item's external key, in id order.
+    pub fn keys(&self) -> &[String] {
+        &self.cols.keys
+    }
+
+    /// The catalog's fingerprint: FNV-1a (64 bits, as 16 lower-case hex digits) of the item
+    /// keys, each followed by a zero byte, then the feature names, each followed by a zero byte,
+    /// then every feature value's little-endian bytes, in id order. Titles, prices, categories
+    /// and embeddings are left out: a model bundle records this value to check that it ranks the
+    /// catalog it was trained on, and interaction logs record it to name the catalog their item
+    /// keys belong to.
+    pub fn fingerprint(&self) -> String {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut eat = |bytes: &[u8]| {
+            for &b in bytes {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        };
+        for key in &self.cols.keys {
+            eat(key.as_bytes());
+            eat(b"\0");
+        }
+        for name in self.cols.features.names() {
+            eat(name.as_bytes());
+            eat(b"\0");
+        }
+        for v in self.cols.features.values() {
+            eat(&v.to_le_bytes());
+        }
+        format!("{h:016x}")
+    }
+
     /// The external key of an item.
     pub fn key(&self, id: ItemId) -> Option<&str> {
         self.cols.keys.get(id.index()).map(String::as_str)
@@ -430,6 +462,26 @@ mod tests {
         assert_eq!(c.features().row(1), &[0.2]);
         assert_eq!(c.item(b).unwrap(), item("B", Some("x"), 2.0, 0.2));
         assert!(c.item(ItemId(3)).is_none());
+    }
+
+    #[test]
+    fn the_fingerprint_is_fnv_1a_of_keys_feature_names_and_values() {
+        // Reference from a few lines of Python: FNV-1a 64 over b"A\0B\0f\0" and the
+        // little-endian f32 bytes of 0.5 and 2.0.
+        let mut c = Catalog::new(vec!["f".into()]);
+        c.push(item("A", Some("x"), 1.0, 0.5)).unwrap();
+        c.push(item("B", None, 3.0, 2.0)).unwrap();
+        assert_eq!(c.fingerprint(), "02844733e4dfd8cd");
+        assert_eq!(c.keys(), ["A", "B"]);
+        // Titles, prices and categories do not count; keys and feature values do.
+        let mut same = Catalog::new(vec!["f".into()]);
+        same.push(item("A", None, 9.0, 0.5)).unwrap();
+        same.push(item("B", Some("y"), 0.0, 2.0)).unwrap();
+        assert_eq!(same.fingerprint(), c.fingerprint());
+        let mut other = Catalog::new(vec!["f".into()]);
+        other.push(item("A", None, 1.0, 0.5)).unwrap();
+        other.push(item("B", None, 3.0, 2.5)).unwrap();
+        assert_ne!(other.fingerprint(), c.fingerprint());
     }
 
     #[test]

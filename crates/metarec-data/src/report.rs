@@ -47,6 +47,10 @@ pub struct LoadReport {
     /// Kept records with an optional field that could not be read and was treated as missing,
     /// by field and reason.
     pub missing: BTreeMap<String, u64>,
+    /// Remarks about the file as a whole that did not stop the load (for example a log written
+    /// against another catalog whose keys all resolved).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl LoadReport {
@@ -95,6 +99,7 @@ impl LoadReport {
         for (k, v) in &other.missing {
             *self.missing.entry(k.clone()).or_insert(0) += v;
         }
+        self.notes.extend(other.notes.iter().cloned());
     }
 }
 
@@ -123,6 +128,9 @@ impl fmt::Display for LoadReport {
                 .map(|(k, v)| format!("{k}: {v}"))
                 .collect();
             write!(f, "; treated as missing: {}", parts.join(", "))?;
+        }
+        for note in &self.notes {
+            write!(f, "; note: {note}")?;
         }
         Ok(())
     }

@@ -922,8 +922,33 @@ mod movielens {
 
 mod log {
     use super::*;
-    use metarec_core::{Context, Decision, Feedback, Interaction, ItemId, Slate, UserKey};
-    use metarec_data::log::{LogReader, read_log, write_log};
+    use metarec_core::{Catalog, Context, Decision, Feedback, Interaction, ItemId, Slate, UserKey};
+    use metarec_data::log::{ItemKeys, LogHeader, LogReader, read_log, write_log, write_record};
+
+    /// Sixty items keyed `i0` to `i59`.
+    pub(super) fn catalog() -> &'static Catalog {
+        static CATALOG: std::sync::OnceLock<Catalog> = std::sync::OnceLock::new();
+        CATALOG.get_or_init(|| {
+            let mut c = Catalog::new(Vec::new());
+            for i in 0..60 {
+                c.push(metarec_core::Item {
+                    key: format!("i{i}"),
+                    title: None,
+                    category: None,
+                    price: None,
+                    features: Vec::new(),
+                    embedding: None,
+                })
+                .unwrap();
+            }
+            c
+        })
+    }
+
+    /// The header line of a log of [`catalog`], with its newline.
+    pub(super) fn header() -> String {
+        serde_json::to_string(&LogHeader::of(catalog())).unwrap() + "\n"
+    }
 
     fn record(n: u32) -> Interaction {
         Interaction::new(
@@ -942,11 +967,13 @@ mod log {
         .unwrap()
     }
 
-    /// Three valid lines.
+    /// The header, then three valid records on lines 2-4.
     fn log_text() -> String {
-        (0..3)
-            .map(|n| serde_json::to_string(&record(n)).unwrap() + "\n")
-            .collect()
+        let mut out = header().into_bytes();
+        for n in 0..3 {
+            write_record(&mut out, &record(n), catalog()).unwrap();
+        }
+        String::from_utf8(out).unwrap()
     }
 
     fn path() -> PathBuf {
@@ -954,7 +981,9 @@ mod log {
     }
 
     fn read(bytes: &[u8]) -> Vec<Result<Interaction, DataError>> {
-        LogReader::new(bytes, &path()).collect()
+        LogReader::new(bytes, &path(), ItemKeys::Catalog(catalog()))
+            .unwrap()
+            .collect()
     }
 
     type ReadLog = Result<(Vec<Interaction>, LoadReport), DataError>;
@@ -964,8 +993,8 @@ mod log {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("log.jsonl");
         std::fs::write(&p, bytes).unwrap();
-        let fail = read_log(&p, &FAIL);
-        let skip = read_log(&p, &skip());
+        let fail = read_log(&p, catalog(), &FAIL);
+        let skip = read_log(&p, catalog(), &skip());
         (tmp, p, fail, skip)
     }
 
@@ -979,7 +1008,7 @@ mod log {
         let err = results[2].as_ref().unwrap_err();
         // serde_path_to_error names the object being read when the input ends, with `?` for
         // the field it could not finish.
-        assert_malformed(err, &path(), 3, "feedback.?");
+        assert_malformed(err, &path(), 4, "feedback.?");
         assert!(err.to_string().contains("EOF while parsing"), "{err}");
 
         // Cut between two fields: the input ends where the next key should start, ...
@@ -989,10 +1018,10 @@ mod log {
         // ... which serde_path_to_error reports as `?` at the root.
         let cut_early = &text[..text.rfind(",\"feedback\"").unwrap()];
         let err = read(cut_early.as_bytes()).remove(2).unwrap_err();
-        assert_malformed(&err, &path(), 3, "?");
+        assert_malformed(&err, &path(), 4, "?");
 
         let (_tmp, p, fail, skip) = read_file_both(cut.as_bytes());
-        assert_malformed(&fail.unwrap_err(), &p, 3, "feedback.?");
+        assert_malformed(&fail.unwrap_err(), &p, 4, "feedback.?");
         let (records, report) = skip.unwrap();
         assert_eq!(records, vec![record(0), record(1)]);
         assert_report(&report, 3, 2, &[("malformed feedback.?", 1)]);
@@ -1016,7 +1045,7 @@ mod log {
         assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
         let err = results[1].as_ref().unwrap_err();
         // Purchases and revenue keep two entries, so the feedback itself is inconsistent.
-        assert_malformed(err, &path(), 2, "feedback");
+        assert_malformed(err, &path(), 3, "feedback");
         assert!(err.to_string().contains("purchases"), "{err}");
     }
 
@@ -1034,10 +1063,10 @@ mod log {
         );
         let results = read(text.as_bytes());
         let err = results[2].as_ref().unwrap_err();
-        assert_malformed(err, &path(), 3, "decision.propensities[1]");
+        assert_malformed(err, &path(), 4, "decision.propensities[1]");
 
         let (_tmp, p, fail, skip) = read_file_both(text.as_bytes());
-        assert_malformed(&fail.unwrap_err(), &p, 3, "decision.propensities[1]");
+        assert_malformed(&fail.unwrap_err(), &p, 4, "decision.propensities[1]");
         let (records, report) = skip.unwrap();
         assert_eq!(records.len(), 2);
         assert_report(&report, 3, 2, &[("malformed decision.propensities[1]", 1)]);
@@ -1046,13 +1075,14 @@ mod log {
     #[test]
     fn invalid_utf8_is_a_record_error_on_its_line() {
         let mut bytes = log_text().into_bytes();
-        let second = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let header = bytes.iter().position(|&b| b == b'\n').unwrap() + 1;
+        let second = header + bytes[header..].iter().position(|&b| b == b'\n').unwrap() + 1;
         let at = second + bytes[second..].windows(2).position(|w| w == b"u1").unwrap();
         bytes[at] = 0xFF;
         let results = read(&bytes);
         assert_eq!(results.len(), 3);
         let err = results[1].as_ref().unwrap_err();
-        assert_malformed(err, &path(), 2, "<record>");
+        assert_malformed(err, &path(), 3, "<record>");
         assert!(err.to_string().contains("invalid UTF-8"), "{err}");
 
         let (_tmp, _p, fail, skip) = read_file_both(&bytes);
@@ -1062,7 +1092,8 @@ mod log {
 
     #[test]
     fn empty_log_has_no_records() {
-        for text in ["", "\n", "\n  \n\r\n"] {
+        let only_header = header();
+        for text in ["", "\n", "\n  \n\r\n", only_header.as_str()] {
             assert!(read(text.as_bytes()).is_empty());
             let (_tmp, _p, fail, skip) = read_file_both(text.as_bytes());
             assert_eq!(fail.unwrap().0, vec![]);
@@ -1073,9 +1104,9 @@ mod log {
     #[test]
     fn missing_field_is_a_record_error() {
         // The log's counterpart of a missing header column: a record without its decision.
-        let text = "{\"context\":{\"user\":\"u\"},\"feedback\":{\"clicks\":[true]}}\n";
+        let text = header() + "{\"context\":{\"user\":\"u\"},\"feedback\":{\"clicks\":[true]}}\n";
         let err = read(text.as_bytes()).remove(0).unwrap_err();
-        assert_malformed(&err, &path(), 1, "<record>");
+        assert_malformed(&err, &path(), 2, "<record>");
         assert!(
             err.to_string().contains("missing field `decision`"),
             "{err}"
@@ -1083,7 +1114,7 @@ mod log {
         // A missing field of a nested object names the object.
         let text = log_text().replacen("\"policy_id\":\"uniform\",", "", 1);
         let err = read(text.as_bytes()).remove(0).unwrap_err();
-        assert_malformed(&err, &path(), 1, "decision");
+        assert_malformed(&err, &path(), 2, "decision");
         assert!(
             err.to_string().contains("missing field `policy_id`"),
             "{err}"
@@ -1095,13 +1126,13 @@ mod log {
         let text = format!("{}this is not json\n", log_text());
         let results = read(text.as_bytes());
         assert_eq!(results.len(), 4);
-        assert_malformed(results[3].as_ref().unwrap_err(), &path(), 4, "<record>");
+        assert_malformed(results[3].as_ref().unwrap_err(), &path(), 5, "<record>");
         // A JSON array is read as a sequence of the record's fields: the first one is wrong.
         let text = format!("{}[1, 2, 3]\n", log_text());
         assert_malformed(
             read(text.as_bytes())[3].as_ref().unwrap_err(),
             &path(),
-            4,
+            5,
             "[0]",
         );
     }
@@ -1111,8 +1142,8 @@ mod log {
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("log.jsonl");
         let records: Vec<Interaction> = (0..50).map(record).collect();
-        write_log(&p, &records).unwrap();
-        let (back, report) = read_log(&p, &skip()).unwrap();
+        write_log(&p, &records, catalog()).unwrap();
+        let (back, report) = read_log(&p, catalog(), &skip()).unwrap();
         assert_eq!(back, records);
         assert_report(&report, 50, 50, &[]);
     }
@@ -1125,7 +1156,7 @@ mod log {
 mod fuzz {
     use super::*;
     use metarec_core::{Context, Decision, Feedback, Interaction, ItemId, Slate, UserKey};
-    use metarec_data::log::LogReader;
+    use metarec_data::log::{ItemKeys, LogReader};
     use proptest::prelude::*;
     use proptest::test_runner::{Config, RngSeed};
 
@@ -1286,17 +1317,39 @@ mod fuzz {
 
     fn log_check(bytes: &[u8]) -> Result<(), TestCaseError> {
         let n = lines_in(bytes);
-        for r in LogReader::new(bytes, Path::new("fuzz/log.jsonl")) {
-            if let Err(DataError::Malformed { line, .. }) = r {
-                prop_assert!(line >= 1 && line <= n, "line {} of {}", line, n);
+        let catalog = super::log::catalog();
+        let header = match LogReader::new(
+            bytes,
+            Path::new("fuzz/log.jsonl"),
+            ItemKeys::Catalog(catalog),
+        ) {
+            Ok(reader) => {
+                for r in reader {
+                    if let Err(DataError::Malformed { line, .. }) = r {
+                        prop_assert!(line >= 1 && line <= n, "line {} of {}", line, n);
+                    }
+                }
+                Ok(())
             }
-        }
+            Err(e) => Err(e),
+        };
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("log.jsonl");
         std::fs::write(&p, bytes).unwrap();
-        let fail = metarec_data::log::read_log(&p, &FAIL);
-        let skipped = metarec_data::log::read_log(&p, &skip());
-        // Every line-level error is skippable.
+        let fail = metarec_data::log::read_log(&p, catalog, &FAIL);
+        let skipped = metarec_data::log::read_log(&p, catalog, &skip());
+        // A broken header stops every read (it concerns the whole file), naming a line that
+        // exists; every later line-level error is skippable.
+        if let Err(e) = header {
+            match &e {
+                DataError::Malformed { line, .. } => {
+                    prop_assert!(*line >= 1 && *line <= n, "line {} of {}", line, n)
+                }
+                other => prop_assert!(false, "{other:?}"),
+            }
+            prop_assert!(fail.is_err() && skipped.is_err());
+            return Ok(());
+        }
         let (records, report) = skipped.map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(report.kept as usize, records.len());
         prop_assert_eq!(report.kept + report.skipped_total(), report.records);
@@ -1307,7 +1360,7 @@ mod fuzz {
     }
 
     fn valid_log() -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = super::log::header().into_bytes();
         for n in 0..3u32 {
             let i = Interaction::new(
                 Context::for_user(UserKey(format!("u{n}"))),
@@ -1327,7 +1380,7 @@ mod fuzz {
                 },
             )
             .unwrap();
-            metarec_data::log::write_record(&mut out, &i).unwrap();
+            metarec_data::log::write_record(&mut out, &i, super::log::catalog()).unwrap();
         }
         out
     }
@@ -1404,7 +1457,9 @@ mod fuzz {
         }
 
         #[test]
-        fn log_survives_random_bytes(bytes in random_bytes()) {
+        fn log_survives_random_bytes(body in random_bytes(), with_header: bool) {
+            let header = super::log::header();
+            let bytes = if with_header { after_header(header.trim_end(), &body) } else { body };
             log_check(&bytes)?;
         }
 

@@ -9,7 +9,7 @@ mod common;
 use common::require;
 use metarec_core::ItemId;
 use metarec_data::fetch::Dataset;
-use metarec_data::log::LogReader;
+use metarec_data::log::{ItemKeys, LogReader};
 use metarec_data::movielens::{MovieLens, load_movielens};
 use metarec_data::obd::{ObdCampaign, ObdLog, ObdPolicy, load_obd};
 use metarec_data::online_retail::{
@@ -598,6 +598,7 @@ fn open_bandit_rounds_become_valid_interactions() {
     ] {
         let log = obd(p, c);
         let mut jsonl = Vec::new();
+        metarec_data::log::write_header(&mut jsonl, &log.catalog).unwrap();
         let sample: Vec<usize> = (0..log.rounds.len())
             .step_by(97)
             .chain([log.rounds.len() - 1])
@@ -621,13 +622,22 @@ fn open_bandit_rounds_become_valid_interactions() {
             assert_eq!(it.context.tokens.len(), 4);
             assert!(it.context.tokens[2].starts_with("user_feature_2="));
             assert!(d.validate().is_ok() && it.feedback.validate().is_ok());
-            metarec_data::log::write_record(&mut jsonl, &it).unwrap();
+            metarec_data::log::write_record(&mut jsonl, &it, &log.catalog).unwrap();
         }
         assert!(log.interaction(log.rounds.len()).is_none());
-        // The records are valid log lines.
-        let back: Vec<_> = LogReader::new(&jsonl[..], std::path::Path::new("obd.jsonl"))
-            .map(Result::unwrap)
-            .collect();
+        // The records are valid log lines, the items keyed by the data set's item ids.
+        let text = String::from_utf8(jsonl.clone()).unwrap();
+        let second: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+        let key = log.catalog.key(log.rounds[sample[0]].item).unwrap();
+        assert_eq!(second["decision"]["slate"][0], serde_json::json!(key));
+        let back: Vec<_> = LogReader::new(
+            &jsonl[..],
+            std::path::Path::new("obd.jsonl"),
+            ItemKeys::Catalog(&log.catalog),
+        )
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
         assert_eq!(back.len(), sample.len());
         assert_eq!(back[0], log.interaction(sample[0]).unwrap());
     }

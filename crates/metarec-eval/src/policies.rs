@@ -7,9 +7,12 @@
 //! (`adjusted:DIR`). A model is named by its directory on the command line
 //! ([`ModelRef::Dir`]) or handed over already loaded ([`ModelRef::Loaded`], as the demo does with
 //! the bundle it has just trained); [`PolicySpec::load`] loads each directory once, and
-//! [`PolicySpec::build`] makes a fresh agent from the parts in memory.
+//! [`PolicySpec::build`] makes a fresh agent from the parts in memory for a scenario, or
+//! [`PolicySpec::build_for_catalog`] a plain [`Policy`] for a catalog without any simulator (to
+//! judge it on logged data): baselines and model bundles whose catalog has the same item keys in
+//! the same order; the yardsticks and the informed policy need the simulator.
 
-use metarec_core::{Agent, RewardFn, stable_hash};
+use metarec_core::{Agent, Catalog, Policy, RewardFn, stable_hash};
 use metarec_learn::LearnError;
 use metarec_learn::registry::{BASELINES, build_policy};
 use metarec_neural::NeuralError;
@@ -71,6 +74,32 @@ pub enum PolicyError {
         here: String,
         /// The scenario the bundle was trained on.
         trained_on: String,
+    },
+    /// A policy that needs the simulator (a yardstick or the informed policy) asked for where
+    /// there is none (logged data).
+    #[error(
+        "policy `{name}` needs the simulator (it reads the simulated users' hidden state or the simulator's model), so it cannot be judged on logged data; choose a baseline or a model (neural:DIR, neural-greedy:DIR, adjusted:DIR)"
+    )]
+    NeedsSimulator {
+        /// The policy.
+        name: String,
+    },
+    /// A model bundle's catalog does not have the same item keys in the same order as the
+    /// catalog of the logs.
+    #[error(
+        "policy `{name}`: the model ranks another catalog ({model_items} items) than {here} ({here_items} items): {difference}; its item ids would name other items"
+    )]
+    Keys {
+        /// The policy.
+        name: String,
+        /// Items in the bundle's catalog.
+        model_items: usize,
+        /// What the other catalog is (for example `shop shop/`).
+        here: String,
+        /// Items in the other catalog.
+        here_items: usize,
+        /// The first difference.
+        difference: String,
     },
     /// A baseline rejected the catalog.
     #[error("policy `{name}`: {source}")]
@@ -365,6 +394,56 @@ impl PolicySpec {
         })
     }
 
+    /// Whether the policy adapts to each user from that user's feedback (the adjusted policy),
+    /// so that judging it on logs means replaying each user's rounds in time order.
+    pub fn adapts_to_users(&self) -> bool {
+        matches!(self, PolicySpec::Adjusted { .. })
+    }
+
+    /// A fresh plain policy for `catalog`, without a scenario, to judge on logged data: a
+    /// baseline built for the catalog, or a model bundle's policy when the bundle's catalog has
+    /// the same item keys in the same order (so that their dense ids name the same items; the
+    /// features may differ, a bundle trained with extra text columns keeps its own and its
+    /// network reads them). `here` names the catalog in errors (for example `shop shop/`).
+    /// Yardsticks and the informed policy are a [`PolicyError::NeedsSimulator`]. A model spec
+    /// must have been [`PolicySpec::load`]ed.
+    pub fn build_for_catalog(
+        &self,
+        catalog: &Catalog,
+        here: &str,
+        reward: &RewardFn,
+        seed: u64,
+    ) -> Result<Box<dyn Policy>, PolicyError> {
+        let name = self.name();
+        let model_err = |source| PolicyError::Model {
+            name: name.to_owned(),
+            source,
+        };
+        let bundle = || {
+            let bundle = self
+                .model()
+                .and_then(ModelRef::bundle)
+                .ok_or_else(|| model_err(NeuralError::NotLoaded(name.to_owned())))?;
+            check_keys(name, &bundle.catalog, catalog, here)?;
+            Ok::<_, PolicyError>(bundle)
+        };
+        Ok(match self {
+            PolicySpec::Baseline(n) => {
+                build_policy(n, catalog, reward, seed).map_err(|source| PolicyError::Baseline {
+                    name: n.clone(),
+                    source,
+                })?
+            }
+            PolicySpec::Yardstick(_) | PolicySpec::Informed { .. } => {
+                return Err(PolicyError::NeedsSimulator {
+                    name: name.to_owned(),
+                });
+            }
+            PolicySpec::Neural { greedy, .. } => Box::new(bundle()?.neural_policy(name, *greedy)),
+            PolicySpec::Adjusted { .. } => bundle()?.adjusted_policy(name).map_err(model_err)?,
+        })
+    }
+
     /// The generator seed of a run of this policy: by its name, not its place in a list, so a
     /// policy's numbers do not change when others are added or reordered.
     pub fn stream(&self) -> u64 {
@@ -390,6 +469,48 @@ pub fn check_catalog(
         });
     }
     Ok(())
+}
+
+/// Checks that a bundle's catalog has the same item keys in the same order as `catalog` (which
+/// `here` names), so that a policy called `name` built from it names the same items by the same
+/// dense ids.
+pub fn check_keys(
+    name: &str,
+    model: &Catalog,
+    catalog: &Catalog,
+    here: &str,
+) -> Result<(), PolicyError> {
+    let difference = if model.len() != catalog.len() {
+        Some(format!(
+            "the model's catalog has {} items, this one {}",
+            model.len(),
+            catalog.len()
+        ))
+    } else {
+        model
+            .keys()
+            .iter()
+            .zip(catalog.keys())
+            .enumerate()
+            .find(|(_, (a, b))| a != b)
+            .map(|(i, (a, b))| {
+                format!(
+                    "item {i} is `{}` in the model's catalog and `{}` here",
+                    a.escape_debug(),
+                    b.escape_debug()
+                )
+            })
+    };
+    match difference {
+        None => Ok(()),
+        Some(difference) => Err(PolicyError::Keys {
+            name: name.to_owned(),
+            model_items: model.len(),
+            here: here.to_owned(),
+            here_items: catalog.len(),
+            difference,
+        }),
+    }
 }
 
 /// Parses `informed`, `informed-ts` and either with `:PARTICLES`.

@@ -95,18 +95,7 @@ impl ModelBundle {
             path: path.display().to_string(),
             reason,
         };
-        let actual = sha256_hex(&catalog_bytes);
-        if actual != manifest.catalog_sha256 {
-            return Err(corrupt(
-                &catalog_path,
-                format!(
-                    "checksum mismatch: SHA-256 {actual}, the manifest says {}",
-                    manifest.catalog_sha256
-                ),
-            ));
-        }
-        let catalog: Catalog = serde_json::from_slice(&catalog_bytes)
-            .map_err(|e| corrupt(&catalog_path, format!("invalid catalog: {e}")))?;
+        let catalog = checkpoint::parse_catalog(&catalog_path, &catalog_bytes, &manifest)?;
         // The checkpoint loader checks the schema and fingerprint against the catalog, the
         // weights' checksum, and every tensor's presence, shape and finiteness.
         let loaded = checkpoint::load(dir, &catalog)?;

@@ -54,7 +54,8 @@ pub struct FeatureSchema {
     pub user_dim: usize,
     /// The catalog's numeric feature names.
     pub item_features: Vec<String>,
-    /// FNV-1a of the item keys, feature names and feature values, in order.
+    /// FNV-1a of the item keys, feature names and feature values, in order
+    /// ([`Catalog::fingerprint`]).
     pub catalog_fingerprint: String,
 }
 
@@ -62,29 +63,12 @@ impl FeatureSchema {
     /// The schema of a catalog.
     pub fn of(catalog: &Catalog) -> FeatureSchema {
         let features = Features::new(catalog);
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let mut eat = |bytes: &[u8]| {
-            for &b in bytes {
-                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-            }
-        };
-        for id in catalog.ids() {
-            eat(catalog.key(id).unwrap_or_default().as_bytes());
-            eat(b"\0");
-        }
-        for name in catalog.features().names() {
-            eat(name.as_bytes());
-            eat(b"\0");
-        }
-        for v in catalog.features().values() {
-            eat(&v.to_le_bytes());
-        }
         FeatureSchema {
             items: catalog.len(),
             item_dim: features.item_dim(),
             user_dim: features.user_dim(),
             item_features: catalog.features().names().to_vec(),
-            catalog_fingerprint: format!("{h:016x}"),
+            catalog_fingerprint: catalog.fingerprint(),
         }
     }
 }
@@ -262,6 +246,37 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, NeuralError> {
         });
     }
     Ok(manifest)
+}
+
+/// Reads a model directory's catalog alone, without its weights: the manifest, then
+/// `catalog.json` checked against the manifest's SHA-256. For commands that need only the
+/// catalog a model ranks, such as resolving the item keys of an interaction log.
+pub fn read_catalog(dir: &Path) -> Result<Catalog, NeuralError> {
+    let manifest = read_manifest(dir)?;
+    let path = dir.join(CATALOG);
+    let bytes = std::fs::read(&path).map_err(|e| io(&path, e))?;
+    parse_catalog(&path, &bytes, &manifest)
+}
+
+/// `catalog.json`'s bytes as the catalog the manifest describes: checksum first, then the
+/// parse (whose constructor checks every invariant).
+pub(crate) fn parse_catalog(
+    path: &Path,
+    bytes: &[u8],
+    manifest: &Manifest,
+) -> Result<Catalog, NeuralError> {
+    let corrupt = |reason: String| NeuralError::Corrupt {
+        path: path.display().to_string(),
+        reason,
+    };
+    let actual = sha256_hex(bytes);
+    if actual != manifest.catalog_sha256 {
+        return Err(corrupt(format!(
+            "checksum mismatch: SHA-256 {actual}, the manifest says {}",
+            manifest.catalog_sha256
+        )));
+    }
+    serde_json::from_slice(bytes).map_err(|e| corrupt(format!("invalid catalog: {e}")))
 }
 
 /// Loads a model directory for `catalog`, checking that it fits.

@@ -311,6 +311,53 @@ pub fn all_estimators(tau: f64, lambda: f64) -> Vec<Box<dyn Estimator>> {
     ]
 }
 
+/// The logging policy itself as an estimator's target: every weight is one, so the "estimate"
+/// is the log's mean per-round reward, the logging policy's on-policy value
+/// ([`on_policy_estimate`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OnPolicy;
+
+impl Estimator for OnPolicy {
+    fn name(&self) -> String {
+        "logging (on-policy)".into()
+    }
+    fn rule(&self) -> WeightRule {
+        WeightRule::Plain
+    }
+    fn uses_model(&self) -> bool {
+        false
+    }
+}
+
+/// The logging policy's on-policy value (the mean per-round reward of the log) with the same
+/// Poisson bootstrap interval as [`evaluate`] gives the estimators under the same settings, so
+/// that a table can show it as the reference row beside them.
+pub fn on_policy_estimate(data: &LoggedData, bootstrap: &Bootstrap) -> Result<Estimate, OpeError> {
+    let entries = data.entries();
+    let prepared = Prepared {
+        round_start: (0..=data.rounds())
+            .map(|i| {
+                if i == data.rounds() {
+                    entries
+                } else {
+                    data.round(i).start
+                }
+            })
+            .collect(),
+        weights: vec![1.0; entries],
+        rewards: data.rewards().to_vec(),
+        q_logged: vec![0.0; entries],
+        dm: vec![0.0; data.rounds()],
+        clipping: Clipping {
+            clip: None,
+            clipped: 0,
+            max_weight: 1.0,
+        },
+    };
+    let mut estimates = evaluate(&prepared, &[&OnPolicy], bootstrap)?;
+    Ok(estimates.remove(0))
+}
+
 /// Bootstrap settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bootstrap {

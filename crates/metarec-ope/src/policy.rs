@@ -10,14 +10,22 @@
 //! - [`GreedyPolicy`] and [`PlackettLucePolicy`]: rankings by a [`RewardModel`]'s scores, the
 //!   policies that offline learning produces.
 //! - [`MonteCarloPolicy`]: any metarec [`Policy`], its distribution estimated from seeded
-//!   decisions in each round's context.
+//!   decisions in each round's context, the policy frozen as it is;
+//! - [`ReplayPolicy`]: a metarec [`Policy`] that adapts to each user, replayed over the log in
+//!   time order: its distribution in a round is counted before it observes that round's logged
+//!   interaction.
+//!
+//! Both count decisions with [`round_distribution`], which stops after one decision when the
+//! policy reports every shown position with propensity 1 (a deterministic choice, whose
+//! distribution one decision gives exactly), so greedy policies cost one decision per round and
+//! sampling policies the number of draws asked for.
 
 use crate::data::LoggedData;
 use crate::error::OpeError;
 use crate::model::RewardModel;
 use crate::prior::BetaPrior;
 use metarec_core::explore::top_k;
-use metarec_core::{Context, Policy, rng_for};
+use metarec_core::{Context, Interaction, Policy, Rng, rng_for};
 use rand_distr::{Beta, Distribution};
 
 /// A policy to evaluate, seen through its action distribution.
@@ -334,21 +342,97 @@ impl<M: RewardModel> EvaluationPolicy for PlackettLucePolicy<M> {
     }
 }
 
-/// Any metarec [`Policy`] seen through its action distribution, estimated per round from
-/// `draws` seeded decisions in the round's context: the share of decisions that put each item at
-/// the position. Round `i` draws from `rng_for(seed, i)`, so the estimate does not depend on the
-/// order in which rounds are asked. The policy is used as it is (it does not learn from the log);
-/// it sits in a `RefCell` because deciding needs `&mut self`.
+/// One round's action distribution as counted from a policy's decisions: per display position,
+/// the items with a positive probability.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoundDistribution {
+    positions: Vec<Vec<(u32, f64)>>,
+    /// Decisions counted (1 for a deterministic choice).
+    pub decisions: usize,
+}
+
+impl RoundDistribution {
+    /// Writes the probability of every item at `position` into `out` (zeros elsewhere).
+    pub fn fill(&self, position: u32, out: &mut [f64]) {
+        out.iter_mut().for_each(|p| *p = 0.0);
+        if let Some(items) = self.positions.get(position as usize) {
+            for &(item, p) in items {
+                if let Some(slot) = out.get_mut(item as usize) {
+                    *slot = p;
+                }
+            }
+        }
+    }
+
+    /// The probability of `item` at `position`.
+    pub fn probability(&self, item: u32, position: u32) -> f64 {
+        self.positions
+            .get(position as usize)
+            .and_then(|items| items.iter().find(|(i, _)| *i == item))
+            .map_or(0.0, |&(_, p)| p)
+    }
+}
+
+/// The distribution of `policy`'s slates of `slate_size` items in `context`, counted over up to
+/// `draws` decisions drawn from `rng`: the share of decisions that put each item at each
+/// position. When the first decision reports propensity 1 at every position it shows, the policy
+/// has said that it makes this choice with certainty, so that decision alone is the exact
+/// distribution and no more are drawn. Items outside `0..n_items` are left out.
+pub fn round_distribution<P: Policy + ?Sized>(
+    policy: &mut P,
+    context: &Context,
+    n_items: usize,
+    slate_size: usize,
+    draws: usize,
+    rng: &mut Rng,
+) -> RoundDistribution {
+    let mut counts: Vec<std::collections::BTreeMap<u32, u64>> =
+        vec![Default::default(); slate_size];
+    let mut decisions = 0usize;
+    for d in 0..draws.max(1) {
+        let choice = policy.decide(context, slate_size, rng);
+        decisions += 1;
+        for (k, item) in choice.items.iter().enumerate().take(slate_size) {
+            if item.index() < n_items {
+                *counts[k].entry(item.0).or_insert(0) += 1;
+            }
+        }
+        let certain = !choice.items.is_empty()
+            && choice.propensities.len() == choice.items.len()
+            && choice.propensities.iter().all(|&p| p == 1.0);
+        if d == 0 && certain {
+            break;
+        }
+    }
+    let total = decisions as f64;
+    RoundDistribution {
+        positions: counts
+            .into_iter()
+            .map(|c| c.into_iter().map(|(i, n)| (i, n as f64 / total)).collect())
+            .collect(),
+        decisions,
+    }
+}
+
+/// Any metarec [`Policy`] seen through its action distribution, estimated per round from up to
+/// `draws` seeded decisions in the round's context ([`round_distribution`]: one decision when the
+/// policy's choice is certain). Round `i` draws from `rng_for(seed, i)`, so the estimate does not
+/// depend on the order in which rounds are asked; the last round's distribution is kept, so that
+/// the positions of one round share one set of decisions. The policy is used as it is (it does
+/// not learn from the log: see [`ReplayPolicy`] for one that does); it sits in a `RefCell`
+/// because deciding needs `&mut self`.
 pub struct MonteCarloPolicy<P> {
     policy: std::cell::RefCell<P>,
     name: String,
     slate_size: usize,
     draws: usize,
     seed: u64,
+    last: std::cell::RefCell<Option<(usize, RoundDistribution)>>,
+    decisions: std::cell::Cell<usize>,
 }
 
 impl<P: Policy> MonteCarloPolicy<P> {
-    /// Wraps `policy`, asking for slates of `slate_size` items, `draws` times per round.
+    /// Wraps `policy`, asking for slates of `slate_size` items, up to `draws` times per round.
     pub fn new(policy: P, slate_size: usize, draws: usize, seed: u64) -> Result<Self, OpeError> {
         if draws == 0 || slate_size == 0 {
             return Err(OpeError::Config {
@@ -362,7 +446,14 @@ impl<P: Policy> MonteCarloPolicy<P> {
             slate_size,
             draws,
             seed,
+            last: std::cell::RefCell::new(None),
+            decisions: std::cell::Cell::new(0),
         })
+    }
+
+    /// Decisions the policy has made so far, over every round counted.
+    pub fn decisions(&self) -> usize {
+        self.decisions.get()
     }
 }
 
@@ -372,18 +463,132 @@ impl<P: Policy> EvaluationPolicy for MonteCarloPolicy<P> {
     }
 
     fn distribution(&self, data: &LoggedData, round: usize, position: u32, out: &mut [f64]) {
-        out.iter_mut().for_each(|p| *p = 0.0);
-        let fallback = Context::default();
-        let context = data.context(round).unwrap_or(&fallback);
-        let mut rng = rng_for(self.seed, round as u64);
-        let mut policy = self.policy.borrow_mut();
-        for _ in 0..self.draws {
-            let choice = policy.decide(context, self.slate_size, &mut rng);
-            if let Some(item) = choice.items.get(position as usize) {
-                if let Some(slot) = out.get_mut(item.index()) {
-                    *slot += 1.0 / self.draws as f64;
+        let mut last = self.last.borrow_mut();
+        if last.as_ref().is_none_or(|(r, _)| *r != round) {
+            let fallback = Context::default();
+            let context = data.context(round).unwrap_or(&fallback);
+            let mut rng = rng_for(self.seed, round as u64);
+            let dist = round_distribution(
+                &mut *self.policy.borrow_mut(),
+                context,
+                data.n_items(),
+                self.slate_size,
+                self.draws,
+                &mut rng,
+            );
+            self.decisions.set(self.decisions.get() + dist.decisions);
+            *last = Some((round, dist));
+        }
+        match last.as_ref() {
+            Some((_, dist)) => dist.fill(position, out),
+            None => out.iter_mut().for_each(|p| *p = 0.0),
+        }
+    }
+}
+
+/// A policy that adapts to what it observes (the adjusted policy's per-user state, a baseline
+/// that learns online), evaluated by replay: the rounds are played in the log's order (which
+/// must be time order); in each round the policy's distribution is counted from its decisions
+/// in the logged context ([`round_distribution`], round `i` drawing from `rng_for(seed, i)`),
+/// and then the policy observes the round's logged interaction, so that its state in a round
+/// depends only on the logged feedback of earlier rounds. A user's first round calls
+/// [`Policy::start_user`].
+///
+/// Caveat: the policy adapts to the feedback the logging policy's slates received, not to the
+/// feedback its own slates would have received. Importance weighting is unbiased for this
+/// replayed policy (its distribution in a round is fixed by the log before the round's outcome),
+/// which equals the deployed policy only when what it learns from a slate does not depend on
+/// which slate was shown; an adaptive policy's estimate is therefore the value of adapting to the
+/// logged feedback, usually a conservative view of adapting to its own.
+pub struct ReplayPolicy {
+    name: String,
+    rounds: Vec<RoundDistribution>,
+}
+
+impl ReplayPolicy {
+    /// Replays `policy` over the rounds of `data`; `interactions[i]` is round `i`'s logged
+    /// interaction (the one `data` was built from, in the same order). Rounds of one user must
+    /// be in time order where they carry timestamps.
+    pub fn replay<P: Policy>(
+        mut policy: P,
+        data: &LoggedData,
+        interactions: &[&Interaction],
+        slate_size: usize,
+        draws: usize,
+        seed: u64,
+    ) -> Result<Self, OpeError> {
+        if draws == 0 || slate_size == 0 {
+            return Err(OpeError::Config {
+                name: "draws",
+                reason: "at least one draw of at least one item is needed".into(),
+            });
+        }
+        if interactions.len() != data.rounds() {
+            return Err(OpeError::Config {
+                name: "interactions",
+                reason: format!(
+                    "{} interactions for a log of {} rounds: the replay needs each round's",
+                    interactions.len(),
+                    data.rounds()
+                ),
+            });
+        }
+        let mut last_seen: std::collections::HashMap<&str, i64> = std::collections::HashMap::new();
+        let mut started: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut rounds = Vec::with_capacity(interactions.len());
+        for (round, interaction) in interactions.iter().enumerate() {
+            let context = &interaction.context;
+            let user = context.user.0.as_str();
+            if let Some(ms) = context.timestamp_ms {
+                if let Some(&before) = last_seen.get(user) {
+                    if ms < before {
+                        return Err(OpeError::Config {
+                            name: "interactions",
+                            reason: format!(
+                                "round {}: user `{}`'s rounds are not in time order, which a replay needs",
+                                round + 1,
+                                user.escape_debug()
+                            ),
+                        });
+                    }
                 }
+                last_seen.insert(user, ms);
             }
+            if started.insert(user) {
+                policy.start_user(context);
+            }
+            let mut rng = rng_for(seed, round as u64);
+            rounds.push(round_distribution(
+                &mut policy,
+                context,
+                data.n_items(),
+                slate_size,
+                draws,
+                &mut rng,
+            ));
+            policy.observe(interaction);
+        }
+        Ok(ReplayPolicy {
+            name: policy.name().to_owned(),
+            rounds,
+        })
+    }
+
+    /// The distribution counted in round `round`.
+    pub fn round(&self, round: usize) -> Option<&RoundDistribution> {
+        self.rounds.get(round)
+    }
+}
+
+impl EvaluationPolicy for ReplayPolicy {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn distribution(&self, _data: &LoggedData, round: usize, position: u32, out: &mut [f64]) {
+        match self.rounds.get(round) {
+            Some(dist) => dist.fill(position, out),
+            None => out.iter_mut().for_each(|p| *p = 0.0),
         }
     }
 }
@@ -454,6 +659,193 @@ mod tests {
         assert_eq!(out, again);
         p.distribution(&data, 0, 1, &mut out);
         assert!((out[1] - 0.75).abs() < 0.015, "{out:?}");
+    }
+
+    /// Shows `[2, 0]` with certainty and counts its decisions.
+    struct Fixed {
+        calls: std::rc::Rc<std::cell::Cell<usize>>,
+    }
+
+    impl Policy for Fixed {
+        fn name(&self) -> &str {
+            "fixed"
+        }
+        fn decide(
+            &mut self,
+            _: &Context,
+            _: usize,
+            _: &mut metarec_core::Rng,
+        ) -> metarec_core::SlateChoice {
+            self.calls.set(self.calls.get() + 1);
+            metarec_core::SlateChoice {
+                items: vec![metarec_core::ItemId(2), metarec_core::ItemId(0)],
+                propensities: vec![1.0, 1.0],
+                slate_propensity: Some(1.0),
+            }
+        }
+    }
+
+    fn two_rounds() -> LoggedData {
+        let mut data = LoggedData::new(3, 2);
+        for (row, item) in [(1, 0), (2, 2)] {
+            let entries = [
+                crate::data::RawEntry {
+                    item,
+                    position: 0,
+                    propensity: Some(0.5),
+                    reward: 1.0,
+                },
+                crate::data::RawEntry {
+                    item: 1,
+                    position: 1,
+                    propensity: Some(0.5),
+                    reward: 0.0,
+                },
+            ];
+            data.push_round(row, Some(Context::default()), &entries)
+                .unwrap();
+        }
+        data
+    }
+
+    #[test]
+    fn a_certain_choice_costs_one_decision_per_round_and_is_exact() {
+        let calls = std::rc::Rc::new(std::cell::Cell::new(0));
+        let p = MonteCarloPolicy::new(
+            Fixed {
+                calls: calls.clone(),
+            },
+            2,
+            1000,
+            3,
+        )
+        .unwrap();
+        let data = two_rounds();
+        let mut out = vec![0.0; 3];
+        p.distribution(&data, 0, 0, &mut out);
+        assert_eq!(out, [0.0, 0.0, 1.0]);
+        p.distribution(&data, 0, 1, &mut out);
+        assert_eq!(out, [1.0, 0.0, 0.0]);
+        assert_eq!(
+            calls.get(),
+            1,
+            "both positions of a round share its decision"
+        );
+        p.distribution(&data, 1, 0, &mut out);
+        assert_eq!(calls.get(), 2);
+        // A sampling policy draws as often as asked.
+        let mut rng = rng_for(1, 1);
+        let dist = round_distribution(&mut Coin, &Context::default(), 3, 2, 64, &mut rng);
+        assert_eq!(dist.decisions, 64);
+        assert!((dist.probability(0, 0) + dist.probability(1, 0) - 1.0).abs() < 1e-12);
+    }
+
+    /// Shows first the item its user last clicked (item 0 before any click), with certainty.
+    #[derive(Default)]
+    struct Echo {
+        last: std::collections::HashMap<String, u32>,
+    }
+
+    impl Policy for Echo {
+        fn name(&self) -> &str {
+            "echo"
+        }
+        fn decide(
+            &mut self,
+            context: &Context,
+            _: usize,
+            _: &mut metarec_core::Rng,
+        ) -> metarec_core::SlateChoice {
+            let first = self.last.get(&context.user.0).copied().unwrap_or(0);
+            metarec_core::SlateChoice {
+                items: vec![metarec_core::ItemId(first)],
+                propensities: vec![1.0],
+                slate_propensity: None,
+            }
+        }
+        fn observe(&mut self, interaction: &Interaction) {
+            let d = &interaction.decision;
+            for (k, item) in d.slate.items().iter().enumerate() {
+                if interaction.feedback.clicks[k] {
+                    self.last.insert(interaction.context.user.0.clone(), item.0);
+                }
+            }
+        }
+    }
+
+    fn logged(user: &str, ms: i64, item: u32, click: bool) -> Interaction {
+        let mut context = Context::for_user(metarec_core::UserKey(user.into()));
+        context.timestamp_ms = Some(ms);
+        Interaction::new(
+            context,
+            metarec_core::Decision {
+                event_id: metarec_core::EventId(format!("{user}{ms}")),
+                slate: metarec_core::Slate::new(vec![metarec_core::ItemId(item)]).unwrap(),
+                propensities: vec![0.25],
+                slate_propensity: None,
+                positions: None,
+                policy_id: "logged".into(),
+                model_version: String::new(),
+            },
+            metarec_core::Feedback {
+                clicks: vec![click],
+                purchases: vec![false],
+                revenue: vec![0.0],
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_replay_counts_each_round_before_observing_it() {
+        let log = [
+            logged("u", 1, 2, true),
+            logged("v", 2, 3, true),
+            logged("u", 3, 1, true),
+            logged("u", 4, 3, false),
+        ];
+        let data = LoggedData::from_interactions(
+            &log,
+            4,
+            1,
+            &metarec_core::RewardFn::default(),
+            Default::default(),
+        )
+        .unwrap();
+        let refs: Vec<&Interaction> = log.iter().collect();
+        let replay = ReplayPolicy::replay(Echo::default(), &data, &refs, 1, 10, 7).unwrap();
+        let firsts: Vec<u32> = (0..4)
+            .map(|r| {
+                (0..4)
+                    .find(|&i| replay.round(r).unwrap().probability(i, 0) == 1.0)
+                    .unwrap()
+            })
+            .collect();
+        // u: nothing seen, then its click on 2 (not v's on 3), then its click on 1.
+        assert_eq!(firsts, [0, 0, 2, 1]);
+        assert_eq!(replay.round(0).unwrap().decisions, 1);
+        // Rounds of one user out of time order cannot be replayed.
+        let late = [logged("u", 5, 2, true), logged("u", 4, 1, true)];
+        let data = LoggedData::from_interactions(
+            &late,
+            4,
+            1,
+            &metarec_core::RewardFn::default(),
+            Default::default(),
+        )
+        .unwrap();
+        let refs: Vec<&Interaction> = late.iter().collect();
+        let err = ReplayPolicy::replay(Echo::default(), &data, &refs, 1, 10, 7)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("not in time order"), "{err}");
+        let err = ReplayPolicy::replay(Echo::default(), &data, &refs[..1], 1, 10, 7)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().contains("1 interactions for a log of 2"),
+            "{err}"
+        );
     }
 
     #[test]

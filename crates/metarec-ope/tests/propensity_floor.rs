@@ -213,16 +213,34 @@ fn no_estimate_is_nan_for_tiny_propensities() {
     );
 }
 
+/// Four items keyed `a` to `d`.
+fn four_items() -> metarec_core::Catalog {
+    let mut c = metarec_core::Catalog::new(Vec::new());
+    for key in ["a", "b", "c", "d"] {
+        c.push(metarec_core::Item {
+            key: key.into(),
+            title: None,
+            category: None,
+            price: None,
+            features: Vec::new(),
+            embedding: None,
+        })
+        .unwrap();
+    }
+    c
+}
+
 #[test]
 fn dsjson_rows_are_the_lines_of_the_file() {
     let log = log_with(1e-300);
+    let catalog = four_items();
     let mut text = String::from("\n");
     for i in &log {
         let mut line = Vec::new();
-        dsjson::write_line(&mut line, i, &RewardFn::default()).unwrap();
+        dsjson::write_line(&mut line, i, &RewardFn::default(), &catalog).unwrap();
         text.push_str(std::str::from_utf8(&line).unwrap());
     }
-    let numbered = dsjson::read_lines(text.as_bytes(), "mem").unwrap();
+    let numbered = dsjson::read_lines(text.as_bytes(), "mem", &catalog).unwrap();
     let lines: Vec<usize> = numbered.iter().map(|(line, _)| *line).collect();
     assert_eq!(lines, [2, 3, 4, 5]);
     let err = LoggedData::from_rows(

@@ -42,8 +42,19 @@ pub use error::{ServeError, StoreError};
 pub use store::Durability;
 
 /// Writes every interaction of a server database to `out` in the project's interaction-log
-/// format (JSON Lines, oldest decision first), atomically; returns the number of records.
-pub fn export_log(db: &std::path::Path, out: &std::path::Path) -> Result<u64, ServeError> {
+/// format (a header naming `catalog`, then JSON Lines, oldest decision first, items named by
+/// their keys), atomically; returns the number of records.
+///
+/// The database stores decisions with the served catalog's dense item ids, so `catalog` must be
+/// the bundle catalog the server ranked (the model bundle's `catalog.json`); the items added over
+/// the API, stored in the database under that catalog's fingerprint, are appended to it in the
+/// order they were first added, as the server numbered them. A decision naming an item that
+/// catalog does not have is an error naming its event, never another item's key.
+pub fn export_log(
+    db: &std::path::Path,
+    out: &std::path::Path,
+    catalog: &metarec_core::Catalog,
+) -> Result<u64, ServeError> {
     use store::Store as _;
     if !db.is_file() {
         return Err(ServeError::Config(format!(
@@ -53,12 +64,36 @@ pub fn export_log(db: &std::path::Path, out: &std::path::Path) -> Result<u64, Se
         )));
     }
     let mut store = store::SqliteStore::open(db)?;
+    // Items added over the API have ids past the bundle's catalog, in the order they were first
+    // added: the served catalog is the bundle's with those appended, and its keys and
+    // fingerprint are what the log must carry.
+    let mut served = catalog.clone();
+    for (key, json) in store.items(&catalog.fingerprint())? {
+        if served.id_of(&key).is_some() {
+            continue;
+        }
+        let record = items::ItemRecord::from_json(&json)
+            .map_err(|e| ServeError::Config(format!("stored item `{key}`: {e}")))?;
+        served
+            .push(metarec_core::Item {
+                key: record.key,
+                title: record.title,
+                category: record.category,
+                price: record.price,
+                features: record.features,
+                embedding: None,
+            })
+            .map_err(|e| ServeError::Config(format!("stored item `{key}`: {e}")))?;
+    }
+    let catalog = &served;
     let mut count = 0u64;
     metarec_data::log::atomic_write(out, |w| {
+        metarec_data::log::write_header(w, catalog)?;
         store
             .for_each_interaction(&mut |i| {
                 count += 1;
-                metarec_data::log::write_record(w, &i).map_err(|e| StoreError(e.to_string()))
+                metarec_data::log::write_record(w, &i, catalog)
+                    .map_err(|e| StoreError(e.to_string()))
             })
             .map_err(|e| std::io::Error::other(e.to_string()))
     })

@@ -763,10 +763,23 @@ fn the_log_export_writes_every_interaction_in_the_project_format() {
     );
     server.stop();
     let out = f.db.with_file_name("log.jsonl");
-    assert_eq!(metarec_serve::export_log(&f.db, &out).unwrap(), 2);
+    let catalog: Catalog =
+        serde_json::from_slice(&std::fs::read(f.model.join(checkpoint::CATALOG)).unwrap()).unwrap();
+    assert_eq!(metarec_serve::export_log(&f.db, &out, &catalog).unwrap(), 2);
+    // The log names the served catalog and its items by their keys, as the answer did.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let header: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        header["catalog"]["fingerprint"],
+        json!(catalog.fingerprint())
+    );
+    let first: Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+    let shown: Vec<Value> = scores(&a).into_iter().map(|(k, _, _)| json!(k)).collect();
+    assert_eq!(first["decision"]["slate"], json!(shown));
     let (log, report) =
-        metarec_data::log::read_log(&out, &metarec_data::LoadOptions::default()).unwrap();
+        metarec_data::log::read_log(&out, &catalog, &metarec_data::LoadOptions::default()).unwrap();
     assert_eq!(report.kept, 2);
+    assert!(report.notes.is_empty(), "{report}");
     assert_eq!(log[0].decision.event_id.0, a["event_id"].as_str().unwrap());
     assert_eq!(
         log[0].feedback.clicks,
@@ -775,7 +788,15 @@ fn the_log_export_writes_every_interaction_in_the_project_format() {
     assert!(log[0].feedback.purchases[1]);
     assert_eq!(log[0].feedback.revenue[1], 3.5);
     assert!(log[0].context.user.0.starts_with("u_"));
-    assert!(metarec_serve::export_log(&f.db.with_file_name("none.db"), &out).is_err());
+    assert!(metarec_serve::export_log(&f.db.with_file_name("none.db"), &out, &catalog).is_err());
+    // Exported against a catalog that lacks the served items, the export fails naming an event
+    // rather than writing other items' keys.
+    let mut small = Catalog::new(catalog.features().names().to_vec());
+    let mut first_item = catalog.item(metarec_core::ItemId(0)).unwrap();
+    first_item.embedding = None;
+    small.push(first_item).unwrap();
+    let err = metarec_serve::export_log(&f.db, &out, &small).unwrap_err();
+    assert!(err.to_string().contains("is not in the catalog"), "{err}");
 }
 
 // --- Hardening: one regression test per defect found by a hostile client (issue 16). ---

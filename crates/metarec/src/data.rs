@@ -1,6 +1,7 @@
 //! `metarec data ...` and `metarec log ...`: fetching, statistics, export and log checks.
 
 use crate::Global;
+use crate::catalog::CatalogArgs;
 use anyhow::{Context as _, Result, bail};
 use clap::{Args, Subcommand};
 use metarec_data::fetch::{Dataset, FetchOptions, FetchOutcome, fetch};
@@ -64,7 +65,9 @@ pub struct StatsArgs {
 
 #[derive(Subcommand)]
 pub enum LogCommand {
-    /// Read a whole log, report malformed lines and duplicated event ids, and summarise it.
+    /// Read a whole log, report malformed lines and duplicated event ids, and summarise it;
+    /// with a catalog (--model, --shop or --catalog) also resolve every item key, without one
+    /// check the syntax and print the catalog fingerprint the header records.
     Check {
         /// The log file.
         file: PathBuf,
@@ -72,6 +75,19 @@ pub enum LogCommand {
         /// failing.
         #[arg(long)]
         skip_malformed: bool,
+        #[command(flatten)]
+        catalog: CatalogArgs,
+    },
+    /// Convert a log written before logs carried item keys (no header, dense item indices) to
+    /// the keyed format, with the catalog it was written against.
+    Upgrade {
+        /// The old log file.
+        file: PathBuf,
+        /// The keyed log to write (atomically).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        #[command(flatten)]
+        catalog: CatalogArgs,
     },
     /// Write the interaction log of a `metarec serve` database (JSON Lines).
     Export(crate::serve::LogExportArgs),
@@ -108,7 +124,9 @@ pub fn run(command: DataCommand, global: &Global) -> Result<()> {
             let records: Vec<_> = (0..data.rounds.len())
                 .filter_map(|i| data.interaction(i))
                 .collect();
-            let n = log::write_log(&out, &records)?;
+            // The log names items by the data set's own item ids, and its header records the
+            // catalog's fingerprint.
+            let n = log::write_log(&out, &records, &data.catalog)?;
             global.progress(format!("wrote {n} interactions to {}", out.display()));
             Ok(())
         }
@@ -196,13 +214,30 @@ fn stats_cmd(args: &StatsArgs, global: &Global) -> Result<Stats> {
 pub fn run_log(command: LogCommand, global: &Global) -> Result<()> {
     match command {
         LogCommand::Export(args) => crate::serve::export(args, global),
+        LogCommand::Upgrade { file, out, catalog } => {
+            let (catalog, source) = catalog.require("log upgrade")?;
+            let (records, report) = log::read_legacy_log(&file, &catalog, &LoadOptions::default())?;
+            global.progress(format!("{report}"));
+            let n = log::write_log(&out, &records, &catalog)?;
+            println!(
+                "wrote {n} interactions to {} with the item keys of {source}",
+                out.display()
+            );
+            Ok(())
+        }
         LogCommand::Check {
             file,
             skip_malformed,
+            catalog,
         } => {
+            let catalog = catalog.load()?;
             // Duplicated event ids never stop the check, so that all of them are counted and
             // the first few named; they fail it below unless malformed records are skipped.
-            let check = log::check_log(&file, &options(skip_malformed))?;
+            let check = log::check_log(
+                &file,
+                catalog.as_ref().map(|(c, _)| c),
+                &options(skip_malformed),
+            )?;
             let (records, report) = (&check.records, &check.report);
             let positions: usize = records.iter().map(|r| r.decision.slate.len()).sum();
             let clicks: usize = records.iter().map(|r| r.feedback.click_count()).sum();
@@ -215,10 +250,29 @@ pub fn run_log(command: LogCommand, global: &Global) -> Result<()> {
             policies.dedup();
             println!("{report}");
             println!(
-                "  interactions {}, shown items {positions}, clicks {clicks}, purchases {purchases}, policies: {}",
+                "  interactions {}, shown items {positions} ({} distinct), clicks {clicks}, purchases {purchases}, policies: {}",
                 records.len(),
+                check.distinct_items,
                 policies.join(", ")
             );
+            match &check.header {
+                Some(h) => println!(
+                    "  header: log format {}, written against the catalog with {}",
+                    h.metarec_log, h.catalog
+                ),
+                None => println!("  header: none (an empty file)"),
+            }
+            match (&catalog, &check.catalog, check.same_catalog()) {
+                (Some((_, source)), Some(stamp), Some(true)) => {
+                    println!("  catalog: {source} ({stamp}): the same; every item key resolved")
+                }
+                (Some((_, source)), Some(stamp), _) => println!(
+                    "  catalog: {source} ({stamp}): another catalog than the header's; every item key resolved"
+                ),
+                _ => println!(
+                    "  catalog: none given: item keys were not resolved (give --model DIR, --shop DIR or --catalog FILE)"
+                ),
+            }
             if !check.is_clean() {
                 println!("  duplicated event ids: {}", check.duplicates);
                 if !skip_malformed {

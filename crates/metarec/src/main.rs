@@ -3,6 +3,7 @@
 
 mod args;
 mod bench;
+mod catalog;
 mod coldstart;
 mod data;
 mod demo;
@@ -47,13 +48,14 @@ enum Command {
         #[command(subcommand)]
         command: data::DataCommand,
     },
-    /// A shop's own data: import its catalog, events and users into a shop directory, and
-    /// summarise one.
+    /// A shop's own data: import its catalog, events and users into a shop directory, summarise
+    /// one, or generate a made-up one.
     Shop {
         #[command(subcommand)]
         command: shop::ShopCommand,
     },
-    /// Check an interaction log (JSON Lines of interactions) and summarise it.
+    /// Check, convert or export interaction logs (a header naming the catalog, then JSON Lines of
+    /// interactions with items named by key).
     Log {
         #[command(subcommand)]
         command: data::LogCommand,

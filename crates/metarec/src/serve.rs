@@ -204,10 +204,16 @@ pub struct LogExportArgs {
     /// The interaction log to write (JSON Lines).
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
+    /// The served catalog (`--model DIR`, the directory the server was started with): the
+    /// database holds its dense item ids, the log its item keys and fingerprint.
+    #[command(flatten)]
+    catalog: crate::catalog::CatalogArgs,
 }
 
 pub fn export(args: LogExportArgs, global: &Global) -> Result<()> {
-    let n = metarec_serve::export_log(&args.db, &args.out)?;
+    let (catalog, source) = args.catalog.require("log export")?;
+    global.progress(format!("naming items by the keys of {source}"));
+    let n = metarec_serve::export_log(&args.db, &args.out, &catalog)?;
     global.progress(format!("read {}", args.db.display()));
     println!("wrote {n} interactions to {}", args.out.display());
     Ok(())

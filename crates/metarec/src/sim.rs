@@ -277,7 +277,7 @@ pub fn arena(args: ArenaArgs, global: &Global) -> Result<()> {
         global.progress(format!("report written to {}", page.display()));
     }
     if let Some(path) = &args.log {
-        let n = metarec_data::log::write_log(path, &report.log)?;
+        let n = metarec_data::log::write_log(path, &report.log, &scenario.world.catalog)?;
         global.progress(format!("{n} interactions written to {}", path.display()));
     }
     Ok(())

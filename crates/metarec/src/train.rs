@@ -178,8 +178,13 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
     let logged = if algo == Algo::Supervised {
         match &args.log {
             Some(path) => {
-                let (records, report) =
-                    metarec_data::log::read_log(path, &metarec_data::LoadOptions::default())?;
+                // The log's item keys are resolved against the scenario's catalog, the one the
+                // network ranks: a key it lacks is an error, never another item.
+                let (records, report) = metarec_data::log::read_log(
+                    path,
+                    &catalog,
+                    &metarec_data::LoadOptions::default(),
+                )?;
                 global.progress(format!("{report}"));
                 records
             }

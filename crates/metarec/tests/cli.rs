@@ -117,19 +117,40 @@ fn obd_export_writes_a_log_that_log_check_reads_back() {
     let text = stdout(&out);
     assert!(text.contains("10000 records read, 10000 kept"), "{text}");
     assert!(text.contains("policies: obd-bts"), "{text}");
+    // The log names items by Open Bandit's item ids and records its catalog's fingerprint; the
+    // check without a catalog says that keys were not resolved.
+    let first = std::fs::read_to_string(&log).unwrap();
+    let header: serde_json::Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    assert_eq!(header["metarec_log"], 2);
+    assert_eq!(
+        header["catalog"]["items"], 34,
+        "campaign `men` has 34 items"
+    );
+    let fingerprint = header["catalog"]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        text.contains(&format!("fingerprint {fingerprint}, 34 items")),
+        "{text}"
+    );
+    assert!(text.contains("item keys were not resolved"), "{text}");
+    let record: serde_json::Value = serde_json::from_str(first.lines().nth(1).unwrap()).unwrap();
+    assert!(record["decision"]["slate"][0].is_string(), "{record}");
 }
 
 #[test]
 fn log_check_names_the_line_and_field_of_a_bad_record() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("bad.jsonl");
-    let good = r#"{"context":{"user":"u1"},"decision":{"event_id":"e1","slate":[3,5],"propensities":[0.5,0.25],"policy_id":"p"},"feedback":{"clicks":[true,false]}}"#;
+    let good = r#"{"context":{"user":"u1"},"decision":{"event_id":"e1","slate":["c","e"],"propensities":[0.5,0.25],"policy_id":"p"},"feedback":{"clicks":[true,false]}}"#;
     let bad = good.replace("0.25", "1.5");
-    std::fs::write(&path, format!("{good}\n\n{bad}\n")).unwrap();
+    let header = common::log_header(&common::catalog_of(&["a", "b", "c", "d", "e"]));
+    std::fs::write(&path, format!("{header}\n{good}\n\n{bad}\n")).unwrap();
     let out = metarec(tmp.path(), &["log", "check", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains("line 4"), "{err}");
     assert!(err.contains("decision"), "{err}");
     let out = metarec(
         tmp.path(),
@@ -287,6 +308,10 @@ fn arena_prints_the_table_and_writes_json_and_the_interaction_log() {
         "{}",
         stdout(&out)
     );
+    // The arena's log names the scenario's Online Retail stock codes, never dense indices.
+    let text = std::fs::read_to_string(&log).unwrap();
+    let record: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+    assert!(record["decision"]["slate"][0].is_string(), "{record}");
 
     let out = metarec(tmp.path(), &["arena", "--policies", "random,nope"]);
     assert_eq!(out.status.code(), Some(1));

@@ -202,59 +202,57 @@ fn out_of_range_serving_and_evaluation_numbers_are_refused_with_the_option_named
         ),
         // `--data log` with a missing log makes a wrongly accepted number fail at once.
         (
-            "ope --data log --log x --policy uniform --items 10 --train-fraction 2",
+            "ope --data log --log x --policy uniform --catalog x --train-fraction 2",
             "--train-fraction",
         ),
         (
-            "ope --data log --log x --policy uniform --items 10 --train-fraction nan",
+            "ope --data log --log x --policy uniform --catalog x --train-fraction nan",
             "--train-fraction",
         ),
         (
-            "ope --data log --log x --policy uniform --items 10 --clip=-1",
+            "ope --data log --log x --policy uniform --catalog x --clip=-1",
             "--clip",
         ),
         (
-            "ope --data log --log x --policy uniform --items 10 --clip nan",
+            "ope --data log --log x --policy uniform --catalog x --clip nan",
             "--clip",
         ),
         (
-            "ope --data log --log x --policy uniform --items 10 --switch-tau nan",
+            "ope --data log --log x --policy uniform --catalog x --switch-tau nan",
             "--switch-tau",
         ),
         (
-            "ope --data log --log x --policy uniform --items 10 --os-lambda=-1",
+            "ope --data log --log x --policy uniform --catalog x --os-lambda=-1",
             "--os-lambda",
         ),
         (
-            "ope --data log --log x --policy uniform --items 10 --folds 0",
+            "ope --data log --log x --policy uniform --catalog x --folds 0",
             "--folds",
         ),
         (
-            "ope --data log --log x --policy uniform --items 10 --resamples 1e20",
+            "ope --data log --log x --policy uniform --catalog x --resamples 1e20",
             "--resamples",
         ),
         (
-            "ope --data log --log x --policy uniform --items 10 --draws 0",
+            "ope --data log --log x --policy uniform --catalog x --draws 0",
             "--draws",
         ),
         (
-            "ope --data log --log x --policy uniform --items 10 --positions 0",
+            "ope --data log --log x --policy uniform --catalog x --positions 0",
             "--positions",
         ),
+        ("ope --shop x --policy random --holdout 1.5", "--holdout"),
+        ("ope --shop x --policy random --holdout 0", "--holdout"),
         (
-            "ope --data log --log x --policy uniform --items 0",
-            "--items",
-        ),
-        (
-            "ope --data log --log x --policy uniform --items 10 --lambda=-1",
+            "ope --data log --log x --policy uniform --catalog x --lambda=-1",
             "--lambda",
         ),
         (
-            "ope --data log --log x --policy uniform --items 10 --temperature 0",
+            "ope --data log --log x --policy uniform --catalog x --temperature 0",
             "--temperature",
         ),
         (
-            "ope --data log --log x --policy uniform --items 10 --policy-draws 0",
+            "ope --data log --log x --policy uniform --catalog x --policy-draws 0",
             "--policy-draws",
         ),
     ];

@@ -1,9 +1,23 @@
-//! End-to-end tests of `metarec ope`: the Open Bandit table, and the rejection of malformed logs.
+//! End-to-end tests of `metarec ope`: the Open Bandit table, interaction logs with item keys, and
+//! the rejection of malformed logs.
 
 mod common;
 
-use common::{fetched_data_dir, metarec, stderr, stdout};
+use common::{catalog_of, fetched_data_dir, log_header, metarec, stderr, stdout, write_catalog};
 use std::process::Output;
+
+/// Writes the catalog of four items keyed `0` to `3` into `dir` and returns its path.
+fn four_items(dir: &std::path::Path) -> String {
+    write_catalog(dir, &catalog_of(&["0", "1", "2", "3"]))
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The header line of a log of [`four_items`].
+fn header() -> String {
+    log_header(&catalog_of(&["0", "1", "2", "3"]))
+}
 
 #[test]
 fn ope_on_obd_random_all_prints_every_estimator_with_its_error_against_bts() {
@@ -139,33 +153,38 @@ fn ope_reports_clipping_when_asked() {
     assert!(clipped > 0, "{line}");
 }
 
-/// One interaction-log line; event ids must differ between lines (the reader rejects repeats).
+/// One interaction-log line showing the item keyed `item`; event ids must differ between lines
+/// (the reader rejects repeats).
 fn record(id: &str, item: u32, propensity: &str) -> String {
     format!(
-        r#"{{"context":{{"user":"u"}},"decision":{{"event_id":"{id}","slate":[{item}],"propensities":[{propensity}],"policy_id":"p"}},"feedback":{{"clicks":[true]}}}}"#
+        r#"{{"context":{{"user":"u"}},"decision":{{"event_id":"{id}","slate":["{item}"],"propensities":[{propensity}],"policy_id":"p"}},"feedback":{{"clicks":[true]}}}}"#
     )
 }
 
 #[test]
 fn malformed_logs_are_rejected_naming_the_row() {
     let tmp = tempfile::tempdir().unwrap();
+    let catalog = four_items(tmp.path());
     let cases = [
         (
-            r#"{"context":{"user":"u"},"decision":{"event_id":"e2","slate":[1],"policy_id":"p"},"feedback":{"clicks":[true]}}"#.to_owned(),
-            "line 2: field `decision`: missing field `propensities`",
+            r#"{"context":{"user":"u"},"decision":{"event_id":"e2","slate":["1"],"policy_id":"p"},"feedback":{"clicks":[true]}}"#.to_owned(),
+            "line 3: field `decision`: missing field `propensities`",
         ),
-        (record("e2", 1, "0"), "line 2"),
-        (record("e2", 1, "1.5"), "line 2"),
-        (record("e2", 9, "0.5"), "row 2: entry 0: item 9 is not in the catalog of 4 items"),
+        (record("e2", 1, "0"), "line 3"),
+        (record("e2", 1, "1.5"), "line 3"),
+        (
+            record("e2", 9, "0.5"),
+            "line 3: field `decision.slate[0]`: item `9` is not in the catalog",
+        ),
         (
             record("e1", 1, "0.5"),
-            "line 2: field `decision.event_id`: event id `e1` is already used on line 1",
+            "line 3: field `decision.event_id`: event id `e1` is already used on line 2",
         ),
     ];
     for (bad, expected) in cases {
         let path = tmp.path().join("log.jsonl");
         let (first, last) = (record("e1", 1, "0.5"), record("e3", 1, "0.5"));
-        std::fs::write(&path, format!("{first}\n{bad}\n{last}\n")).unwrap();
+        std::fs::write(&path, format!("{}\n{first}\n{bad}\n{last}\n", header())).unwrap();
         let out = metarec(
             tmp.path(),
             &[
@@ -174,8 +193,8 @@ fn malformed_logs_are_rejected_naming_the_row() {
                 "log",
                 "--log",
                 path.to_str().unwrap(),
-                "--items",
-                "4",
+                "--catalog",
+                &catalog,
                 "--positions",
                 "1",
                 "--policy",
@@ -187,7 +206,7 @@ fn malformed_logs_are_rejected_naming_the_row() {
         assert_eq!(out.status.code(), Some(1), "{bad}: {}", stdout(&out));
         let err = stderr(&out);
         assert!(err.contains(expected), "{bad}: {err}");
-        if expected == "line 2" {
+        if expected == "line 3" {
             assert!(err.contains("propensit") && err.contains("(0, 1]"), "{err}");
         }
     }
@@ -195,7 +214,12 @@ fn malformed_logs_are_rejected_naming_the_row() {
     let path = tmp.path().join("log.jsonl");
     std::fs::write(
         &path,
-        format!("{}\n{}\n", record("a", 1, "0.25"), record("b", 2, "0.25")),
+        format!(
+            "{}\n{}\n{}\n",
+            header(),
+            record("a", 1, "0.25"),
+            record("b", 2, "0.25")
+        ),
     )
     .unwrap();
     let out = metarec(
@@ -207,8 +231,8 @@ fn malformed_logs_are_rejected_naming_the_row() {
             "log",
             "--log",
             path.to_str().unwrap(),
-            "--items",
-            "4",
+            "--catalog",
+            &catalog,
             "--positions",
             "1",
             "--policy",
@@ -228,23 +252,24 @@ fn malformed_logs_are_rejected_naming_the_row() {
 #[test]
 fn a_log_exported_as_dsjson_evaluates_the_same() {
     let tmp = tempfile::tempdir().unwrap();
+    let catalog = four_items(tmp.path());
     let jsonl = tmp.path().join("log.jsonl");
-    let lines: Vec<String> = (0..40)
-        .map(|i| {
+    let lines: Vec<String> = std::iter::once(header())
+        .chain((0..40).map(|i| {
             format!(
-                r#"{{"context":{{"user":"u{i}","tokens":["k=v{}"]}},"decision":{{"event_id":"e{i}","slate":[{},{}],"propensities":[0.25,0.25],"policy_id":"p"}},"feedback":{{"clicks":[{},false]}}}}"#,
+                r#"{{"context":{{"user":"u{i}","tokens":["k=v{}"]}},"decision":{{"event_id":"e{i}","slate":["{}","{}"],"propensities":[0.25,0.25],"policy_id":"p"}},"feedback":{{"clicks":[{},false]}}}}"#,
                 i % 3,
                 i % 4,
                 (i + 1) % 4,
                 i % 5 == 0
             )
-        })
+        }))
         .collect();
     std::fs::write(&jsonl, lines.join("\n")).unwrap();
     let dsjson = tmp.path().join("log.dsjson");
     let common = [
-        "--items",
-        "4",
+        "--catalog",
+        &catalog,
         "--positions",
         "2",
         "--policy",
@@ -328,6 +353,7 @@ fn a_metarec_baseline_is_evaluated_through_its_seeded_decisions() {
 /// `metarec ope --data log|dsjson` on `log` with uniform evaluation over 4 items at 1 position,
 /// plus `extra` arguments.
 fn ope_on(dir: &std::path::Path, data: &str, log: &std::path::Path, extra: &[&str]) -> Output {
+    let catalog = four_items(dir);
     let mut args = vec![
         "--quiet",
         "ope",
@@ -335,8 +361,8 @@ fn ope_on(dir: &std::path::Path, data: &str, log: &std::path::Path, extra: &[&st
         data,
         "--log",
         log.to_str().unwrap(),
-        "--items",
-        "4",
+        "--catalog",
+        &catalog,
         "--positions",
         "1",
         "--policy",
@@ -348,11 +374,12 @@ fn ope_on(dir: &std::path::Path, data: &str, log: &std::path::Path, extra: &[&st
     metarec(dir, &args)
 }
 
-/// An interaction log with a blank second line: lines 1, 3, 4, 5 hold uniformly logged rounds,
-/// line 4 with propensity `tiny`, line 5 with `other`.
+/// An interaction log with a blank third line: after the header, lines 2, 4, 5, 6 hold uniformly
+/// logged rounds, line 5 with propensity `tiny`, line 6 with `other`.
 fn log_with_tiny(dir: &std::path::Path, tiny: &str, other: &str) -> std::path::PathBuf {
     let path = dir.join("tiny.jsonl");
     let lines = [
+        header(),
         record("a", 0, "0.25"),
         String::new(),
         record("b", 1, "0.25"),
@@ -383,9 +410,9 @@ fn a_propensity_below_the_floor_is_an_error_naming_the_row() {
     let out = ope_on(tmp.path(), "log", &log, &[]);
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let err = stderr(&out);
-    // Line 4 of the file (the blank line 2 counts), not the third record.
+    // Line 5 of the file (the header and the blank line 3 count), not the third record.
     assert!(
-        err.contains("row 4: entry 0: logging propensity 1e-300 is below the floor 1e-6"),
+        err.contains("row 5: entry 0: logging propensity 1e-300 is below the floor 1e-6"),
         "{err}"
     );
     assert!(err.contains("tiny.jsonl"), "{err}");
@@ -403,7 +430,7 @@ fn a_propensity_below_the_floor_is_an_error_naming_the_row() {
     assert!(out.status.success(), "{}", stderr(&out));
     let out = ope_on(tmp.path(), "log", &log, &["--propensity-floor", "0.5"]);
     assert!(
-        stderr(&out).contains("row 1: entry 0: logging propensity 2.5e-1 is below the floor 5e-1"),
+        stderr(&out).contains("row 2: entry 0: logging propensity 2.5e-1 is below the floor 5e-1"),
         "{}",
         stderr(&out)
     );
@@ -467,7 +494,12 @@ fn clipping_reports_how_many_rows_were_clipped() {
     assert_eq!(json["propensity_floor"]["clipped_entries"], 2);
     assert_eq!(json["propensity_floor"]["floor"], 1e-6);
     assert_eq!(json["rounds"], 4);
-    assert_eq!(json["estimates"].as_array().unwrap().len(), 7);
+    assert_eq!(json["policies"][0]["policy"], "uniform");
+    assert_eq!(
+        json["policies"][0]["estimates"].as_array().unwrap().len(),
+        7
+    );
+    assert_eq!(json["logging"]["estimator"], "logging (on-policy)");
     // Without tiny propensities nothing is clipped, and that is said too.
     let clean = log_with_tiny(tmp.path(), "0.25", "0.25");
     let out = ope_on(tmp.path(), "log", &clean, &["--clip", "1e9"]);
@@ -508,7 +540,7 @@ fn no_estimate_is_nan_for_tiny_propensities() {
         );
         let out = ope_on(tmp.path(), "log", &log, &["--clip", "1e9", "--json"]);
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        for e in json["estimates"].as_array().unwrap() {
+        for e in json["policies"][0]["estimates"].as_array().unwrap() {
             for field in ["value", "low", "high", "std_error"] {
                 // serde_json writes NaN and infinity as null, so a number here is finite.
                 let v = e[field].as_f64();
@@ -530,10 +562,11 @@ fn no_estimate_is_nan_for_tiny_propensities() {
 }
 
 #[test]
-fn dsjson_without_items_names_dsjson() {
+fn dsjson_without_a_catalog_names_dsjson() {
     let tmp = tempfile::tempdir().unwrap();
     let log = log_with_tiny(tmp.path(), "0.25", "0.25");
     let dsjson = dsjson_of(tmp.path(), &log);
+    let catalog = four_items(tmp.path());
     let run = |args: &[&str]| {
         let mut all = vec!["ope", "--data", "dsjson"];
         all.extend(args);
@@ -542,19 +575,19 @@ fn dsjson_without_items_names_dsjson() {
     let cases: [(&[&str], &str); 3] = [
         (
             &["--log", dsjson.to_str().unwrap()],
-            "--data dsjson needs --items N",
+            "--data dsjson needs the catalog the log's item keys belong to",
         ),
-        (&["--items", "4"], "--data dsjson needs --log FILE"),
+        (&["--catalog", &catalog], "--data dsjson needs --log FILE"),
         (
             &[
                 "--log",
                 dsjson.to_str().unwrap(),
-                "--items",
-                "4",
+                "--catalog",
+                &catalog,
                 "--policy",
                 "bts",
             ],
-            "--data dsjson evaluates --policy uniform only",
+            "--policy bts is for Open Bandit",
         ),
     ];
     for (args, expected) in cases {
@@ -570,7 +603,7 @@ fn dsjson_without_items_names_dsjson() {
         &["ope", "--data", "log", "--log", log.to_str().unwrap()],
     );
     assert!(
-        stderr(&out).contains("--data log needs --items N"),
+        stderr(&out).contains("--data log needs the catalog"),
         "{}",
         stderr(&out)
     );

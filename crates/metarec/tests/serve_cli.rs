@@ -102,6 +102,8 @@ fn acknowledged_feedback_survives_sigkill_exactly_once() {
             db.to_str().unwrap(),
             "--out",
             log.to_str().unwrap(),
+            "--model",
+            m,
         ],
     );
     assert!(
@@ -110,8 +112,12 @@ fn acknowledged_feedback_survives_sigkill_exactly_once() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("wrote 60 interactions"));
-    let (records, _) =
-        metarec_data::log::read_log(&log, &metarec_data::LoadOptions::default()).unwrap();
+    // The log names the served catalog's items by key, so it reads back with the model's
+    // catalog and nothing else.
+    let catalog = metarec_neural::checkpoint::read_catalog(&model).unwrap();
+    let (records, report) =
+        metarec_data::log::read_log(&log, &catalog, &metarec_data::LoadOptions::default()).unwrap();
+    assert!(report.notes.is_empty(), "{report}");
     let clicks: usize = records.iter().map(|r| r.feedback.click_count()).sum();
     assert_eq!(clicks, stored as usize);
     for (event, position) in &acked {
@@ -121,6 +127,44 @@ fn acknowledged_feedback_survives_sigkill_exactly_once() {
             .unwrap();
         assert!(r.feedback.clicks[*position as usize]);
     }
+
+    // The served log is judged off-policy with the model's catalog: a baseline frozen, the
+    // adjusted policy replayed over each user's rounds; the server's own value is the reference.
+    let out = metarec(
+        data,
+        &[
+            "-q",
+            "ope",
+            "--log",
+            log.to_str().unwrap(),
+            "--model",
+            m,
+            "--policy",
+            &format!("random,adjusted:{m}"),
+            "--resamples",
+            "20",
+            "--policy-draws",
+            "5",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("(60 rounds, 300 entries, 5 positions"),
+        "{text}"
+    );
+    assert!(text.contains("policy random (frozen"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "policy adjusted:{m} (replayed over each user's rounds"
+        )),
+        "{text}"
+    );
+    assert_eq!(text.matches("logging (on-policy)").count(), 2, "{text}");
     explore_and_item_flags_reach_the_server(data, &model, &tmp.path().join("explore.db"));
 }
 

@@ -25,6 +25,7 @@ use metarec_core::{
     UserKey,
 };
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ops::Range;
 
 /// How events become interactions.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -96,6 +97,23 @@ impl ShopLog {
     fn drop(&mut self, reason: &str) {
         *self.dropped.entry(reason.to_owned()).or_insert(0) += 1;
     }
+}
+
+/// Splits a shop's rankings by time into a training part and a held-out part: the held-out part
+/// is the last `holdout` fraction of [`ShopLog::interactions`] (which are in the order of their
+/// rankings' first impressions, that is, by time), rounded to the nearest ranking, so that a
+/// policy is judged only on rankings shown after everything it may have learned from. `holdout`
+/// is clamped to `[0, 1]` (a NaN reads as 0). Returns (training, held out) as index ranges.
+pub fn split_by_time(log: &ShopLog, holdout: f64) -> (Range<usize>, Range<usize>) {
+    let n = log.interactions.len();
+    let share = if holdout.is_nan() {
+        0.0
+    } else {
+        holdout.clamp(0.0, 1.0)
+    };
+    let held = ((n as f64) * share).round() as usize;
+    let cut = n - held.min(n);
+    (0..cut, cut..n)
 }
 
 /// A ranking being assembled.
@@ -511,5 +529,39 @@ mod tests {
                 .get("feedback on an item its ranking did not show"),
             Some(&1)
         );
+    }
+
+    fn log_of(n: usize) -> ShopLog {
+        let one = Interaction::new(
+            Context::for_user(UserKey("u".into())),
+            Decision {
+                event_id: EventId("r".into()),
+                slate: Slate::new(vec![ItemId(0)]).unwrap(),
+                propensities: vec![1.0],
+                slate_propensity: None,
+                positions: None,
+                policy_id: "logged".into(),
+                model_version: String::new(),
+            },
+            Feedback::none(1),
+        )
+        .unwrap();
+        ShopLog {
+            interactions: vec![one; n],
+            users: vec![0; n],
+            logged_propensities: vec![true; n],
+            ..ShopLog::default()
+        }
+    }
+
+    #[test]
+    fn the_held_out_part_is_the_last_share_of_rankings() {
+        assert_eq!(split_by_time(&log_of(10), 0.2), (0..8, 8..10));
+        assert_eq!(split_by_time(&log_of(10), 0.25), (0..7, 7..10));
+        assert_eq!(split_by_time(&log_of(10), 0.0), (0..10, 10..10));
+        assert_eq!(split_by_time(&log_of(10), 1.0), (0..0, 0..10));
+        assert_eq!(split_by_time(&log_of(10), 7.0), (0..0, 0..10));
+        assert_eq!(split_by_time(&log_of(10), f64::NAN), (0..10, 10..10));
+        assert_eq!(split_by_time(&log_of(0), 0.5), (0..0, 0..0));
     }
 }

@@ -32,7 +32,7 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 pub use import::{FieldMap, ImportOutcome, ImportSpec, PreparedShop, import_shop, prepare_shop};
-pub use interactions::{InteractionOptions, ShopLog};
+pub use interactions::{InteractionOptions, ShopLog, split_by_time};
 
 /// The format tag of `shop.json`.
 pub const SHOP_FORMAT: &str = "metarec-shop/1";
@@ -635,4 +635,43 @@ fn write_lines<T: Serialize>(path: &Path, records: &[T]) -> Result<String, DataE
         s.push_str(&format!("{b:02x}"));
     }
     Ok(s)
+}
+
+impl Shop {
+    /// Reads a shop directory's catalog alone (for commands that need only the catalog, such as
+    /// resolving the item keys of an interaction log): the manifest's format, then `catalog.json`
+    /// checked against the SHA-256 the manifest records.
+    pub fn read_catalog(dir: &Path) -> Result<Catalog, DataError> {
+        let manifest_path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                malformed(
+                    &manifest_path,
+                    0,
+                    "<file>",
+                    "not a shop directory (no shop.json): make one with `metarec shop import`",
+                )
+            } else {
+                DataError::io(&manifest_path, e)
+            }
+        })?;
+        let manifest: ShopManifest = serde_json::from_str(&text)
+            .map_err(|e| malformed(&manifest_path, e.line() as u64, "<record>", e.to_string()))?;
+        let path = dir.join(CATALOG_FILE);
+        let bytes = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
+        let actual = sha256_hex(&bytes);
+        if actual != manifest.catalog_sha256 {
+            return Err(malformed(
+                &path,
+                0,
+                "<file>",
+                format!(
+                    "SHA-256 {actual} differs from {} recorded in shop.json: the file was changed after import; import the shop again",
+                    manifest.catalog_sha256
+                ),
+            ));
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| malformed(&path, e.line() as u64, "<record>", e.to_string()))
+    }
 }

@@ -85,3 +85,34 @@ pub fn train_tiny_model(data_dir: &Path, model: &Path) {
     );
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// A catalog of the given item keys with one numeric feature `f` (the item's rank); a catalog
+/// needs at least one feature column to be written as `catalog.json` and read back.
+pub fn catalog_of(keys: &[&str]) -> metarec_core::Catalog {
+    let mut c = metarec_core::Catalog::new(vec!["f".into()]);
+    for (i, k) in keys.iter().enumerate() {
+        c.push(metarec_core::Item {
+            key: (*k).to_owned(),
+            features: vec![i as f32],
+            ..metarec_core::Item::default()
+        })
+        .expect("distinct keys");
+    }
+    c
+}
+
+/// Writes `catalog` as `dir/catalog.json` (what `--catalog FILE` reads) and returns the path.
+pub fn write_catalog(dir: &Path, catalog: &metarec_core::Catalog) -> PathBuf {
+    let path = dir.join("catalog.json");
+    std::fs::write(
+        &path,
+        serde_json::to_vec(catalog).expect("a catalog serialises"),
+    )
+    .expect("the temporary folder is writable");
+    path
+}
+
+/// The header line of an interaction log written against `catalog` (without its newline).
+pub fn log_header(catalog: &metarec_core::Catalog) -> String {
+    serde_json::to_string(&metarec_data::log::LogHeader::of(catalog)).expect("a header serialises")
+}
