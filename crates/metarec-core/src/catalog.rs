@@ -309,6 +309,41 @@ impl Catalog {
         Ok(())
     }
 
+    /// The same catalog with more numeric feature columns: `names` after the existing ones, and
+    /// `values` row-major, `names.len()` per item in id order (title embeddings' principal
+    /// components added before training, for example). Everything else stays as it is, ids and
+    /// category numbers included.
+    pub fn with_features_appended(
+        &self,
+        names: &[String],
+        values: &[f32],
+    ) -> Result<Catalog, VocabError> {
+        let extra = names.len();
+        if values.len() != extra * self.len() {
+            return Err(VocabError::LengthMismatch {
+                field: "features",
+                expected: extra * self.len(),
+                actual: values.len(),
+            });
+        }
+        let old = &self.cols.features;
+        let mut all_names = old.names().to_vec();
+        if all_names.len() != old.dim() {
+            // Unnamed columns: name them by position so the names stay one per column.
+            all_names = (0..old.dim()).map(|k| format!("feature_{k}")).collect();
+        }
+        all_names.extend_from_slice(names);
+        let dim = old.dim() + extra;
+        let mut all = Vec::with_capacity(dim * self.len());
+        for i in 0..self.len() {
+            all.extend_from_slice(old.row(i));
+            all.extend_from_slice(&values[i * extra..(i + 1) * extra]);
+        }
+        let mut out = self.clone();
+        out.cols.features = FeatureMatrix::from_values(dim, all_names, all)?;
+        Ok(out)
+    }
+
     /// Number of items.
     pub fn len(&self) -> usize {
         self.cols.keys.len()
@@ -482,6 +517,26 @@ mod tests {
         other.push(item("A", None, 1.0, 0.5)).unwrap();
         other.push(item("B", None, 3.0, 2.5)).unwrap();
         assert_ne!(other.fingerprint(), c.fingerprint());
+    }
+
+    #[test]
+    fn appended_features_follow_the_old_ones_and_nothing_else_changes() {
+        let mut c = Catalog::new(vec!["f".into()]);
+        c.push(item("A", Some("y"), 1.5, 0.1)).unwrap();
+        c.push(item("B", Some("x"), 2.0, 0.2)).unwrap();
+        let names = vec!["text_0".to_string(), "text_1".to_string()];
+        let wide = c
+            .with_features_appended(&names, &[1.0, 2.0, 3.0, 4.0])
+            .unwrap();
+        assert_eq!(wide.features().names(), &["f", "text_0", "text_1"]);
+        assert_eq!(wide.features().row(1), &[0.2, 3.0, 4.0]);
+        assert_eq!(wide.category(ItemId(0)), c.category(ItemId(0)));
+        assert_eq!(wide.id_of("B"), Some(ItemId(1)));
+        assert_eq!(wide.title(ItemId(1)), c.title(ItemId(1)));
+        assert!(matches!(
+            c.with_features_appended(&names, &[1.0]),
+            Err(VocabError::LengthMismatch { .. })
+        ));
     }
 
     #[test]

@@ -297,10 +297,8 @@ impl PreparedShop {
                 return Err(invalid(format!("the catalog already has a feature `{n}`")));
             }
         }
-        let mut all = old;
-        all.extend(names.iter().cloned());
-        let mut catalog = Catalog::new(all);
-        for (id, extra) in self.catalog.ids().zip(rows) {
+        let mut values = Vec::with_capacity(rows.len() * names.len());
+        for extra in rows {
             if extra.len() != names.len() {
                 return Err(invalid(format!(
                     "a row of {} values for {} names",
@@ -308,21 +306,12 @@ impl PreparedShop {
                     names.len()
                 )));
             }
-            let Some(mut item) = self.catalog.item(id) else {
-                continue;
-            };
-            item.features.extend_from_slice(extra);
-            item.embedding = None;
-            catalog
-                .push(item)
-                .map_err(|e| invalid(format!("item {}: {e}", id.index())))?;
+            values.extend_from_slice(extra);
         }
-        if let Some(e) = self.catalog.embeddings() {
-            catalog
-                .set_embeddings(e.clone())
-                .map_err(|e| invalid(e.to_string()))?;
-        }
-        self.catalog = catalog;
+        self.catalog = self
+            .catalog
+            .with_features_appended(&names, &values)
+            .map_err(|e| invalid(e.to_string()))?;
         Ok(())
     }
 

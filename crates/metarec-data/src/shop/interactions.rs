@@ -106,14 +106,22 @@ impl ShopLog {
 /// is clamped to `[0, 1]` (a NaN reads as 0). Returns (training, held out) as index ranges.
 pub fn split_by_time(log: &ShopLog, holdout: f64) -> (Range<usize>, Range<usize>) {
     let n = log.interactions.len();
+    let cut = training_count(n, holdout);
+    (0..cut, cut..n)
+}
+
+/// How many of `n` time-ordered records [`split_by_time`]'s rule keeps for training: all but
+/// the last `holdout` fraction, rounded to the nearest record; `holdout` clamped to `[0, 1]`
+/// (a NaN reads as 0). Organic events of a shop without impressions are split by the same rule
+/// ([`ShopLog::organic_split`]).
+pub(crate) fn training_count(n: usize, holdout: f64) -> usize {
     let share = if holdout.is_nan() {
         0.0
     } else {
         holdout.clamp(0.0, 1.0)
     };
     let held = ((n as f64) * share).round() as usize;
-    let cut = n - held.min(n);
-    (0..cut, cut..n)
+    n - held.min(n)
 }
 
 /// A ranking being assembled.

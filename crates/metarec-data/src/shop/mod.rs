@@ -15,7 +15,8 @@
 //! [`Shop::load`] reads and checks a whole directory into dense indices ([`Shop`]);
 //! [`ShopFiles::save`] writes one into a staging folder and renames it into place, so a directory
 //! either holds a complete shop or does not exist. [`interactions`] turns a shop's events into
-//! the [`metarec_core::Interaction`]s that learners and off-policy estimators read.
+//! the [`metarec_core::Interaction`]s that learners and off-policy estimators read, and
+//! [`training`] splits them by time into the training and held-out parts every command shares.
 
 pub mod import;
 pub mod interactions;
@@ -33,6 +34,8 @@ use std::path::{Path, PathBuf};
 
 pub use import::{FieldMap, ImportOutcome, ImportSpec, PreparedShop, import_shop, prepare_shop};
 pub use interactions::{InteractionOptions, ShopLog, split_by_time};
+
+pub mod training;
 
 /// The format tag of `shop.json`.
 pub const SHOP_FORMAT: &str = "metarec-shop/1";
