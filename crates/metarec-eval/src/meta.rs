@@ -301,6 +301,7 @@ pub fn meta_train_bayes(
         },
         shaped_grid: shaped_results,
         users,
+        offline: None,
         weights_sha256: bundle.manifest.weights_sha256.clone(),
     };
     write_manifest(bundle, &manifest)?;
@@ -434,6 +435,7 @@ pub fn meta_train_gradient(
         prior_shape: Vec::new(),
         shaped_grid: Vec::new(),
         users: config.users,
+        offline: None,
         weights_sha256: bundle.manifest.weights_sha256.clone(),
     };
     write_manifest(bundle, &manifest)?;

@@ -25,7 +25,7 @@ pub const FORMAT: &str = "metarec-neural/2";
 pub const CATALOG: &str = "catalog.json";
 
 /// What a model was trained on, kept whole, so that commands taking the model rebuild the same
-/// world without the data being named again.
+/// world without the data being named again, or know which data to ask for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DataSource {
@@ -37,6 +37,55 @@ pub enum DataSource {
         /// repeats).
         toml: String,
     },
+    /// A shop's own logged events (a shop directory, `metarec train --shop`). No simulator can
+    /// be rebuilt from it: such a model is evaluated off-policy on the shop's held-out part and
+    /// meta-trained on the shop's users.
+    Shop {
+        /// The shop's name (its `shop.json`).
+        name: String,
+        /// The shop directory as given to `train --shop`.
+        dir: String,
+        /// SHA-256 of the shop's `catalog.json`: the bundle's own catalog may carry more
+        /// feature columns (title embeddings), so this is what says which shop it ranks.
+        catalog_sha256: String,
+        /// SHA-256 of the shop's `events.jsonl` when the model was trained.
+        events_sha256: String,
+        /// The share of the shop's rankings, the latest by time, held out from training
+        /// (`metarec_data::shop::split_by_time`), for evaluation.
+        holdout: f64,
+    },
+}
+
+impl DataSource {
+    /// The scenario's or the shop's name (what [`Manifest::scenario`] records).
+    pub fn name(&self) -> &str {
+        match self {
+            DataSource::Scenario { name, .. } | DataSource::Shop { name, .. } => name,
+        }
+    }
+
+    /// `scenario `NAME`` or `shop `NAME` (DIR)`, for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            DataSource::Scenario { name, .. } => format!("scenario `{name}`"),
+            DataSource::Shop { name, dir, .. } => format!("shop `{name}` ({dir})"),
+        }
+    }
+
+    /// Why a model trained on this source cannot be played in a simulated scenario, for
+    /// every command that would rebuild one (the arena, meta-training without `--shop`,
+    /// `train --resume` without `--shop`): `None` for a scenario, the message for a shop.
+    /// `model` is the model directory.
+    pub fn no_simulator(&self, model: &Path) -> Option<String> {
+        match self {
+            DataSource::Scenario { .. } => None,
+            DataSource::Shop { name, dir, .. } => Some(format!(
+                "model {} was trained on shop `{name}` ({dir}), not in a simulated scenario, so no simulator can play it; evaluate it with `metarec ope --shop {dir}`, meta-train it with `metarec meta-train --model {} --shop {dir}`, train it further with `metarec train --shop {dir} --resume`",
+                model.display(),
+                model.display()
+            )),
+        }
+    }
 }
 /// Weights file name.
 pub const WEIGHTS: &str = "model.safetensors";
@@ -90,7 +139,7 @@ pub struct Manifest {
     pub features: FeatureSchema,
     /// The objective it was trained for.
     pub reward: RewardFn,
-    /// The name of the scenario it was trained on.
+    /// The name of the scenario it was trained on, or of the shop ([`DataSource::name`]).
     pub scenario: String,
     /// The data it was trained on, in full.
     pub source: DataSource,
@@ -125,7 +174,7 @@ impl Manifest {
         algos: Vec<String>,
         metrics: Vec<IterationStats>,
     ) -> Manifest {
-        let DataSource::Scenario { name, .. } = &source;
+        let name = source.name().to_owned();
         Manifest {
             format: FORMAT.into(),
             metarec_version: env!("CARGO_PKG_VERSION").into(),
@@ -134,7 +183,7 @@ impl Manifest {
             algos,
             features: FeatureSchema::of(catalog),
             reward: trainer.reward,
-            scenario: name.clone(),
+            scenario: name,
             source,
             catalog_sha256: String::new(),
             iterations: trainer.iterations_done,
@@ -302,10 +351,10 @@ pub fn load(dir: &Path, catalog: &Catalog) -> Result<Loaded, NeuralError> {
         return Err(NeuralError::Mismatch {
             path: where_(),
             reason: format!(
-                "trained on another catalog (fingerprint {}, this one {}): it was trained on scenario `{}`",
+                "trained on another catalog (fingerprint {}, this one {}): it was trained on {}",
                 manifest.features.catalog_fingerprint,
                 schema.catalog_fingerprint,
-                manifest.scenario
+                manifest.source.describe()
             ),
         });
     }

@@ -66,6 +66,22 @@ pub fn bce_with_logits(logits: &Tensor, targets: &Tensor) -> Result<Tensor, Neur
     Ok(((relu - xt)? + soft)?.mean_all()?)
 }
 
+/// Weighted mean binary cross-entropy, `sum_e w_e bce_e / sum_e w_e`: the self-normalised
+/// importance-weighted loss of [`bce_with_logits`] (equal weights give exactly its mean up to
+/// rounding). `weights` are non-negative with a positive sum.
+pub fn weighted_bce_with_logits(
+    logits: &Tensor,
+    targets: &Tensor,
+    weights: &Tensor,
+) -> Result<Tensor, NeuralError> {
+    let relu = logits.relu()?;
+    let xt = (logits * targets)?;
+    let soft = (logits.abs()?.neg()?.exp()? + 1.0)?.log()?;
+    let per_entry = ((relu - xt)? + soft)?;
+    let total = weights.sum_all()?;
+    Ok((per_entry * weights)?.sum_all()?.broadcast_div(&total)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +105,32 @@ mod tests {
         let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
         let expected = (-(sig(0.5)).ln() - (1.0 - sig(-2.0)).ln()) / 4.0;
         assert!((v - expected).abs() < 1e-9, "{v} vs {expected}");
+    }
+
+    #[test]
+    fn weighted_bce_is_the_weighted_mean_of_the_entries() {
+        let x = Tensor::new(&[0.5f64, -2.0, 3.0], &Device::Cpu).unwrap();
+        let t = Tensor::new(&[1.0f64, 0.0, 0.0], &Device::Cpu).unwrap();
+        let w = Tensor::new(&[1.0f64, 3.0, 0.5], &Device::Cpu).unwrap();
+        let v = weighted_bce_with_logits(&x, &t, &w)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
+        let entries = [
+            -(sig(0.5)).ln(),
+            -(1.0 - sig(-2.0)).ln(),
+            -(1.0 - sig(3.0)).ln(),
+        ];
+        let expected = (entries[0] + 3.0 * entries[1] + 0.5 * entries[2]) / 4.5;
+        assert!((v - expected).abs() < 1e-9, "{v} vs {expected}");
+        let ones = Tensor::new(&[1.0f64, 1.0, 1.0], &Device::Cpu).unwrap();
+        let plain = bce_with_logits(&x, &t).unwrap().to_scalar::<f64>().unwrap();
+        let equal = weighted_bce_with_logits(&x, &t, &ones)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!((plain - equal).abs() < 1e-12);
     }
 
     /// REINFORCE on a two-armed bandit with a known answer: for a softmax policy over logits

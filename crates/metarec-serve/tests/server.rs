@@ -82,6 +82,7 @@ fn write_model(dir: &Path, seed: u64, thompson: bool) {
         prior_shape: vec![],
         shaped_grid: vec![],
         users: 0,
+        offline: None,
         weights_sha256: None,
     });
 }
@@ -102,6 +103,7 @@ fn write_gradient_model(dir: &Path, seed: u64) {
         prior_shape: vec![],
         shaped_grid: vec![],
         users: 0,
+        offline: None,
         weights_sha256: None,
     });
 }

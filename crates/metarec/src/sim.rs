@@ -107,7 +107,16 @@ pub fn build_scenario(name: &str, global: &Global) -> Result<Scenario> {
 
 /// The scenario a model was trained on, rebuilt from the description its bundle carries.
 pub fn bundle_scenario(bundle: &ModelBundle, global: &Global) -> Result<Scenario> {
-    let DataSource::Scenario { name, toml } = &bundle.manifest.source;
+    let DataSource::Scenario { name, toml } = &bundle.manifest.source else {
+        anyhow::bail!(
+            "{}",
+            bundle
+                .manifest
+                .source
+                .no_simulator(&bundle.dir)
+                .unwrap_or_default()
+        );
+    };
     let config = ScenarioConfig::from_toml(name, toml).with_context(|| {
         format!(
             "the scenario recorded in {}",
@@ -121,12 +130,20 @@ pub fn bundle_scenario(bundle: &ModelBundle, global: &Global) -> Result<Scenario
 }
 
 /// The scenario of a command that takes models: the one named, else the one every model was
-/// trained on (they must agree), else `default`.
+/// trained on (they must agree), else `default`. A model trained on a shop's logs has no
+/// scenario to play in: that is an error saying how to evaluate it instead, whether or not a
+/// scenario is named.
 pub fn scenario_for(
     named: Option<&str>,
     bundles: &[Arc<ModelBundle>],
     global: &Global,
 ) -> Result<Scenario> {
+    if let Some(message) = bundles
+        .iter()
+        .find_map(|b| b.manifest.source.no_simulator(&b.dir))
+    {
+        anyhow::bail!("{message}");
+    }
     if let Some(name) = named {
         return build_scenario(name, global);
     }

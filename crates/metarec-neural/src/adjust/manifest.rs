@@ -38,11 +38,71 @@ pub struct AdjusterManifest {
     pub shaped_grid: Vec<(f64, bool, f64)>,
     /// Training users per setting.
     pub users: usize,
+    /// Offline meta-training on a shop's logged users (`metarec meta-train --shop`): each
+    /// setting's query log-likelihood against the unadjusted network's, and the chosen
+    /// setting's gain on validation users. `None` after meta-training on simulated users,
+    /// whose numbers are the rewards in `grid`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline: Option<OfflineEvidence>,
     /// SHA-256 of the weights the adjuster was fitted to (hex): a model trained further since
     /// is refused until meta-trained again. Absent in files written before it was recorded,
     /// which are refused likewise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights_sha256: Option<String>,
+}
+
+/// The evidence of offline meta-training on a shop's logged users, where each user's training
+/// history is a task: the adjuster's state is updated on the first `support` interactions and
+/// judged on the rest (the query) by the mean log-likelihood of their clicks per shown item,
+/// against the calibrated network alone on the same queries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OfflineEvidence {
+    /// The shop's name.
+    pub shop: String,
+    /// How settings were judged (the metric's description).
+    pub metric: String,
+    /// Interactions in each support set.
+    pub support: usize,
+    /// Users whose queries chose the setting (and, for `gradient`, whose histories moved the
+    /// initial correction).
+    pub selection_users: usize,
+    /// Users held out from every choice, on which the chosen setting's gain is reported.
+    pub validation_users: usize,
+    /// The network alone on the queries the settings were judged on (the selection users'; for
+    /// `gradient`, those of the half that did not move the initial correction).
+    pub network: f64,
+    /// Every setting tried, on the same queries.
+    pub tried: Vec<OfflineSetting>,
+    /// The chosen setting against the network alone on the validation users.
+    pub validation: ValidationGain,
+}
+
+/// One setting of offline meta-training and its score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OfflineSetting {
+    /// The prior scale (`bayes`) or inner step size (`gradient`).
+    pub setting: f64,
+    /// Whether the prior covariance had the learned shape (`bayes`).
+    pub shaped: bool,
+    /// Mean query log-likelihood per shown item, averaged over users.
+    pub query_log_likelihood: f64,
+}
+
+/// The chosen setting's gain over the network alone on validation users.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidationGain {
+    /// Validation users (tasks).
+    pub users: usize,
+    /// The network alone: mean query log-likelihood per shown item, averaged over users.
+    pub network: f64,
+    /// The adjusted network, likewise.
+    pub adjusted: f64,
+    /// The mean per-user gain (adjusted minus network).
+    pub gain: f64,
+    /// Lower end of the gain's 95% interval (normal approximation over users).
+    pub low: f64,
+    /// Upper end of the gain's 95% interval.
+    pub high: f64,
 }
 
 /// The adjuster a model was meta-trained with, by kind: what a bundle serves.

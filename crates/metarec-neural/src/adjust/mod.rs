@@ -29,14 +29,16 @@
 //! The files, one concept each (every public item is re-exported here, so callers name it
 //! `adjust::X`):
 //! - `gaussian.rs`: [`GaussianPosterior`] and [`prior_shape`];
-//! - `calibration.rs`: [`Calibration`], [`fit_calibration`] and [`calibration_samples`];
+//! - `calibration.rs`: [`Calibration`], [`fit_calibration`], [`calibration_samples`] and
+//!   [`click_log_likelihood`];
 //! - `bayes.rs`: [`BayesConfig`] and [`BayesianAdjuster`];
 //! - `gradient.rs`: [`GradientConfig`], [`GradientState`] and [`GradientAdjuster`];
 //! - `decide.rs`: [`decide_with`], [`decide_exploring`] with its [`Exploration`],
 //!   [`explain_with`], [`explain_slate_with`] and what they return ([`AdjustedChoice`],
 //!   [`ScoreParts`]), with their [`DecideBuffers`];
 //! - `policy.rs`: [`AdjustedPolicy`], the per-user states as a `metarec_core::Policy`;
-//! - `manifest.rs`: [`ADJUSTER_FILE`] and its contents, [`AdjusterManifest`];
+//! - `manifest.rs`: [`ADJUSTER_FILE`] and its contents, [`AdjusterManifest`] (with the
+//!   [`OfflineEvidence`] of meta-training on a shop's logs);
 //! - this file: the [`HeadAdjuster`] trait and the network's view of a context and of an
 //!   interaction's shown items, which the adjusters and the decision path share.
 
@@ -49,14 +51,16 @@ mod manifest;
 mod policy;
 
 pub use bayes::{BayesConfig, BayesianAdjuster};
-pub use calibration::{Calibration, calibration_samples, fit_calibration};
+pub use calibration::{Calibration, calibration_samples, click_log_likelihood, fit_calibration};
 pub use decide::{
     AdjustedChoice, DecideBuffers, Exploration, ScoreParts, decide_exploring, decide_with,
     explain_slate_with, explain_with,
 };
 pub use gaussian::{GaussianPosterior, prior_shape};
 pub use gradient::{GradientAdjuster, GradientConfig, GradientState};
-pub use manifest::{ADJUSTER_FILE, AdjusterManifest, AdjusterSpec};
+pub use manifest::{
+    ADJUSTER_FILE, AdjusterManifest, AdjusterSpec, OfflineEvidence, OfflineSetting, ValidationGain,
+};
 pub use policy::AdjustedPolicy;
 
 use crate::features::{Features, UserView};

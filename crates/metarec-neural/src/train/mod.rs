@@ -5,7 +5,9 @@
 //!   advantages standardised per batch, plus `(G_t - V(s_t))^2` for the baseline;
 //! - [`Algo::ActorCritic`]: one-step actor-critic: the advantage is
 //!   `r_t + gamma V(s_{t+1}) - V(s_t)` (no bootstrap past a user's last slate);
-//! - [`Algo::Supervised`]: click and purchase cross-entropy on logged interactions;
+//! - [`Algo::Supervised`]: click and purchase cross-entropy on logged interactions, optionally
+//!   importance-weighted by the logged propensities ([`weights`]); [`Trainer::train_logged`]
+//!   runs it on logged data alone, with no environment (a shop's own log);
 //! - [`Algo::Distill`]: imitation of a teacher policy on the network's own visits (DAgger,
 //!   Ross, Gordon & Bagnell 2011): `-log pi(teacher's slate_t)`, plus the baseline's loss. The
 //!   teacher watches the same users and feedback as the network, so it may be any policy, such
@@ -19,6 +21,7 @@ use crate::error::NeuralError;
 use crate::features::{Features, UserView};
 use crate::loss::{
     bce_with_logits, first_position_entropy, plackett_luce_log_prob, position_masks,
+    weighted_bce_with_logits,
 };
 use crate::model::{Frozen, ModelConfig, TwoTower, build, sorted_vars};
 use candle_core::{DType, Device, Tensor};
@@ -29,7 +32,9 @@ use metarec_core::{
 use serde::{Deserialize, Serialize};
 
 mod collect;
+pub mod weights;
 use collect::Collector;
+pub use weights::{EntryWeights, Weighting, ips_weights};
 
 /// The learning algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -450,9 +455,33 @@ impl Trainer {
     /// The supervised loss of logged interactions: click cross-entropy on every shown entry,
     /// purchase cross-entropy on every clicked entry.
     pub fn supervised_loss(&self, logged: &[Interaction]) -> Result<Tensor, NeuralError> {
+        self.supervised_loss_weighted(logged, None)
+    }
+
+    /// [`Trainer::supervised_loss`] with per-entry weights (one per slate entry of each
+    /// interaction, as [`ips_weights`] gives them): each cross-entropy is the weighted mean
+    /// over its entries, self-normalised by the batch's sum of weights. `None` is the
+    /// unweighted loss, computed exactly as [`Trainer::supervised_loss`] always has.
+    pub fn supervised_loss_weighted(
+        &self,
+        logged: &[Interaction],
+        weights: Option<&[Vec<f32>]>,
+    ) -> Result<Tensor, NeuralError> {
+        if let Some(w) = weights {
+            let fits = w.len() == logged.len()
+                && w.iter()
+                    .zip(logged)
+                    .all(|(w, i)| w.len() == i.decision.slate.len());
+            if !fits {
+                return Err(NeuralError::Config(
+                    "the weights do not have one entry per shown item of each interaction".into(),
+                ));
+            }
+        }
         let mut steps = Vec::with_capacity(logged.len());
+        let mut step_weights: Vec<&[f32]> = Vec::new();
         let mut view = UserView::default();
-        for i in logged {
+        for (row, i) in logged.iter().enumerate() {
             self.features.user_view(&i.context, &mut view);
             let slate: Vec<ItemId> = i
                 .decision
@@ -464,6 +493,9 @@ impl Trainer {
                 .collect();
             if slate.len() != i.decision.slate.len() {
                 continue;
+            }
+            if let Some(w) = weights {
+                step_weights.push(&w[row]);
             }
             steps.push(Transition {
                 input: view.input.clone(),
@@ -488,28 +520,43 @@ impl Trainer {
         let n = self.features.items();
         let (mut idx, mut click_t, mut buy_idx, mut buy_t) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut click_w, mut buy_w) = (Vec::new(), Vec::new());
         for (row, t) in steps.iter().enumerate() {
             for (k, item) in t.slate.iter().enumerate() {
                 let flat = (row * n + item.index()) as u32;
+                let w = step_weights.get(row).map_or(1.0, |w| w[k]);
                 idx.push(flat);
                 click_t.push(if t.clicks[k] { 1f32 } else { 0.0 });
+                click_w.push(w);
                 if t.clicks[k] {
                     buy_idx.push(flat);
                     buy_t.push(if t.purchases[k] { 1f32 } else { 0.0 });
+                    buy_w.push(w);
                 }
             }
         }
+        let weighted = weights.is_some();
+        let bce = |logits: &Tensor,
+                   targets: Vec<f32>,
+                   w: Vec<f32>|
+         -> Result<Tensor, NeuralError> {
+            let m = targets.len();
+            let targets = Tensor::from_vec(targets, m, &Device::Cpu)?;
+            if weighted {
+                weighted_bce_with_logits(logits, &targets, &Tensor::from_vec(w, m, &Device::Cpu)?)
+            } else {
+                bce_with_logits(logits, &targets)
+            }
+        };
         let flat = scores.flatten_all()?;
         let m = idx.len();
         let click_logits = flat.index_select(&Tensor::from_vec(idx, m, &Device::Cpu)?, 0)?;
-        let mut loss =
-            bce_with_logits(&click_logits, &Tensor::from_vec(click_t, m, &Device::Cpu)?)?;
+        let mut loss = bce(&click_logits, click_t, click_w)?;
         if !buy_idx.is_empty() {
             let b = buy_idx.len();
             let logits = flat.index_select(&Tensor::from_vec(buy_idx, b, &Device::Cpu)?, 0)?;
             let purchase = self.model.purchase_logits(&logits)?;
-            loss =
-                (loss + bce_with_logits(&purchase, &Tensor::from_vec(buy_t, b, &Device::Cpu)?)?)?;
+            loss = (loss + bce(&purchase, buy_t, buy_w)?)?;
         }
         Ok(loss)
     }
@@ -572,6 +619,17 @@ impl Trainer {
         &mut self,
         logged: &[Interaction],
     ) -> Result<IterationStats, NeuralError> {
+        self.supervised_iteration_weighted(logged, None)
+    }
+
+    /// One supervised iteration with per-entry weights ([`Trainer::supervised_loss_weighted`]).
+    /// Batches take the interactions in turn, wrapping around, so callers shuffle them first
+    /// when their order carries meaning (a shop's log is in time order).
+    pub fn supervised_iteration_weighted(
+        &mut self,
+        logged: &[Interaction],
+        weights: Option<&[Vec<f32>]>,
+    ) -> Result<IterationStats, NeuralError> {
         if logged.is_empty() {
             return Err(NeuralError::Config(
                 "supervised training needs logged interactions".into(),
@@ -582,7 +640,22 @@ impl Trainer {
         let batch: Vec<Interaction> = (0..b)
             .map(|j| logged[(start + j) % logged.len()].clone())
             .collect();
-        let loss = self.supervised_loss(&batch)?;
+        let batch_weights: Option<Vec<Vec<f32>>> = match weights {
+            Some(w) if w.len() != logged.len() => {
+                return Err(NeuralError::Config(format!(
+                    "{} weight rows for {} logged interactions",
+                    w.len(),
+                    logged.len()
+                )));
+            }
+            Some(w) => Some(
+                (0..b)
+                    .map(|j| w[(start + j) % logged.len()].clone())
+                    .collect(),
+            ),
+            None => None,
+        };
+        let loss = self.supervised_loss_weighted(&batch, batch_weights.as_deref())?;
         let loss = self.apply(&loss)?;
         self.iterations_done += 1;
         let stats = IterationStats {
@@ -616,6 +689,39 @@ impl Trainer {
         }
         Ok(())
     }
+
+    /// The training loop on logged data alone, with no environment (a shop's own log):
+    /// `config.iterations` supervised iterations, each followed by `hook`. Only
+    /// [`Algo::Supervised`] learns from logs without playing users; any other algorithm is a
+    /// [`NeuralError::Config`].
+    pub fn train_logged<X: From<NeuralError>>(
+        &mut self,
+        data: LoggedData<'_>,
+        mut hook: impl FnMut(&Trainer, &IterationStats) -> Result<(), X>,
+    ) -> Result<(), X> {
+        if self.config.algo != Algo::Supervised {
+            return Err(NeuralError::Config(format!(
+                "`{}` plays simulated users; logged data alone trains only `supervised`",
+                self.config.algo.name()
+            ))
+            .into());
+        }
+        for _ in 0..self.config.iterations {
+            let stats = self.supervised_iteration_weighted(data.interactions, data.weights)?;
+            hook(self, &stats)?;
+        }
+        Ok(())
+    }
+}
+
+/// Logged data for [`Trainer::train_logged`].
+#[derive(Debug, Clone, Copy)]
+pub struct LoggedData<'a> {
+    /// The interactions, in the order batches take them.
+    pub interactions: &'a [Interaction],
+    /// One weight per slate entry of each interaction ([`ips_weights`]), or `None` for equal
+    /// weights.
+    pub weights: Option<&'a [Vec<f32>]>,
 }
 
 /// What training reads besides the environment.
