@@ -101,6 +101,14 @@ pub enum PolicyError {
         /// The first difference.
         difference: String,
     },
+    /// A model bundle was trained on a shop's logs, so no scenario can play it.
+    #[error("policy `{name}`: {message}")]
+    ShopModel {
+        /// The policy.
+        name: String,
+        /// What the model was trained on and how to evaluate it instead.
+        message: String,
+    },
     /// A baseline rejected the catalog.
     #[error("policy `{name}`: {source}")]
     Baseline {
@@ -451,12 +459,20 @@ impl PolicySpec {
     }
 }
 
-/// Checks that a bundle ranks the scenario's catalog (a policy called `name` would play it).
+/// Checks that a bundle ranks the scenario's catalog (a policy called `name` would play it), and
+/// that it was trained in a scenario at all: a model trained on a shop's logs is refused with a
+/// message saying how to evaluate it.
 pub fn check_catalog(
     name: &str,
     bundle: &ModelBundle,
     scenario: &Scenario,
 ) -> Result<(), PolicyError> {
+    if let Some(message) = bundle.manifest.source.no_simulator(&bundle.dir) {
+        return Err(PolicyError::ShopModel {
+            name: name.to_owned(),
+            message,
+        });
+    }
     let here = FeatureSchema::of(&scenario.world.catalog).catalog_fingerprint;
     let model = &bundle.manifest.features.catalog_fingerprint;
     if *model != here {

@@ -12,6 +12,9 @@
 //!   user starts from is moved towards each training user's adapted correction after their visit
 //!   (`init += rate * (delta_user - init)`); the step size whose final initial value earns most on
 //!   a second set of training users is kept.
+//!
+//! [`shop`] meta-trains on a shop's logged users instead, where no simulator can play users:
+//! each user's history is a task (support: the first interactions, query: the rest).
 
 use crate::policies::{PolicyError, check_catalog};
 use metarec_core::{Environment, EventIds, Observer, Policy, Recorder, RewardFn, rng_for, rollout};
@@ -25,6 +28,8 @@ use metarec_neural::model::Frozen;
 use metarec_sim::Scenario;
 use std::sync::Arc;
 use thiserror::Error;
+
+pub mod shop;
 
 impl From<PolicyError> for MetaError {
     fn from(e: PolicyError) -> Self {
@@ -69,6 +74,19 @@ pub enum MetaError {
     /// The learned prior shape is not a usable covariance.
     #[error("the learned prior shape: {0}")]
     Shape(String),
+    /// Too few users have a query after their support set (offline meta-training).
+    #[error(
+        "offline meta-training needs at least two users with more than {support} interactions in the shop's training part (a support set and a query); found {found}: lower --support"
+    )]
+    Tasks {
+        /// Users with enough interactions.
+        found: usize,
+        /// The support set's size.
+        support: usize,
+    },
+    /// The validation share is outside [0, 1).
+    #[error("the validation share {0} must be at least 0 and less than 1")]
+    Validation(f64),
 }
 
 /// Plays users `first..first + users` with `policy` and returns each user's total reward.
