@@ -92,10 +92,23 @@ pub fn title_embeddings(
     batch: usize,
     global: &Global,
 ) -> Result<TitleEmbeddings> {
+    let (keys, titles) = retail_titles(global)?;
+    embed_titles(keys, &titles, model, batch, global)
+}
+
+/// Embeds `titles` (one per key, in the keys' order), reading cached vectors and embedding (with
+/// a progress bar) and caching only the titles the cache lacks: the Online Retail catalog's, or a
+/// shop's (`train --shop`).
+pub fn embed_titles(
+    keys: Vec<String>,
+    titles: &[String],
+    model: Option<PathBuf>,
+    batch: usize,
+    global: &Global,
+) -> Result<TitleEmbeddings> {
     if batch == 0 {
         bail!("--batch must be at least 1");
     }
-    let (keys, titles) = retail_titles(global)?;
     let encoder = load_encoder(model, global)?;
     let mut cache = EmbeddingCache::open(
         &global.data.root().join("cache"),
@@ -144,7 +157,7 @@ pub fn title_embeddings(
     let seconds = start.elapsed().as_secs_f64();
     cache.save()?;
     let mut vectors = Vec::with_capacity(titles.len() * encoder.dim());
-    for t in &titles {
+    for t in titles {
         vectors.extend_from_slice(cache.get(t).context("a title is missing from the cache")?);
     }
     Ok(TitleEmbeddings {

@@ -67,9 +67,11 @@ enum Command {
     },
     /// Run policies on the same simulated new users and compare them, with 95% intervals.
     Arena(sim::ArenaArgs),
-    /// Train the neural policy on a simulated scenario (REINFORCE, actor-critic, supervised).
+    /// Train the neural policy on a simulated scenario (REINFORCE, actor-critic, supervised) or
+    /// on a shop's own logged events (--shop).
     Train(train::TrainArgs),
-    /// Meta-train the strategy adjuster of a trained model on simulated training users.
+    /// Meta-train the strategy adjuster of a trained model on simulated training users, or on a
+    /// shop's logged users (--shop).
     MetaTrain(meta::MetaTrainArgs),
     /// Render results files (arena, training, meta-training, calibration, OPE, cold-start and
     /// new-item JSON) into a self-contained HTML report with plots.
@@ -136,6 +138,16 @@ fn run(cli: Cli) -> Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Combinations clap cannot express are usage errors too (exit status 2), reported the way
+    // clap reports its own.
+    if let Command::Train(args) = &cli.command {
+        if let Some(message) = args.usage_error() {
+            use clap::CommandFactory;
+            Cli::command()
+                .error(clap::error::ErrorKind::ArgumentConflict, message)
+                .exit();
+        }
+    }
     // candle's small-matrix work (the policy network) is faster on one thread than with a pool on
     // 2 cores (the design note measured 6x for batch-1 steps; training batches here too), while
     // the text encoder's large matrices gain from every core. A user who sets RAYON_NUM_THREADS
@@ -211,7 +223,9 @@ mod tests {
             "sim calibrate",
             "arena",
             "train --out m",
+            "train --out m --shop s",
             "meta-train --model m",
+            "meta-train --model m --shop s",
             "report x.json",
             "embed",
             "new-items",
@@ -235,12 +249,59 @@ mod tests {
     }
 
     #[test]
+    fn shop_training_options_need_the_shop_and_only_supervised_learns_from_it() {
+        for line in [
+            "train --out m --holdout 0.3",
+            "train --out m --weighting ips",
+            "train --out m --negatives 3",
+            "train --out m --text-dims 4",
+            "train --out m --shop s --scenario small",
+            "train --out m --shop s --log x.jsonl",
+            "train --out m --shop s --resume --text-dims 4",
+            "meta-train --model m --support 4",
+            "meta-train --model m --shop s --scenario small",
+        ] {
+            let argv = std::iter::once("metarec").chain(line.split(' '));
+            assert!(
+                Cli::try_parse_from(argv).is_err(),
+                "`metarec {line}` parses"
+            );
+        }
+        let parsed = |line: &str| {
+            let argv = std::iter::once("metarec").chain(line.split(' '));
+            match Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(Command::Train(args)) => args,
+                _ => panic!("`metarec {line}` does not parse as train"),
+            }
+        };
+        assert!(
+            parsed("train --out m --shop s --algo supervised")
+                .usage_error()
+                .is_none()
+        );
+        assert!(
+            parsed("train --out m --algo reinforce")
+                .usage_error()
+                .is_none()
+        );
+        let e = parsed("train --out m --shop s --algo reinforce").usage_error();
+        assert!(e.is_some_and(|e| e.contains("--algo reinforce")));
+    }
+
+    #[test]
     fn out_of_range_numbers_are_usage_errors_that_name_the_option() {
         for (line, option) in [
             ("demo --iterations 0", "--iterations"),
             ("arena --threads 5000", "--threads"),
             ("train --out m --gamma 1.5", "--gamma"),
             ("train --out m --lr nan", "--lr"),
+            ("train --out m --shop s --holdout 1", "--holdout"),
+            ("train --out m --shop s --max-weight 0.5", "--max-weight"),
+            ("train --out m --shop s --text-dims 385", "--text-dims"),
+            (
+                "meta-train --model m --shop s --validation 1",
+                "--validation",
+            ),
             ("coldstart --ks 1,0", "--ks"),
             ("bench neural --calls 1e20", "--calls"),
         ] {

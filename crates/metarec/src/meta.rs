@@ -1,9 +1,16 @@
-//! `metarec meta-train`: meta-trains the strategy adjuster of a trained model.
+//! `metarec meta-train`: meta-trains the strategy adjuster of a trained model, on simulated
+//! training users or offline on a shop's logged users (`--shop`).
 
 use crate::Global;
-use crate::args::{MAX_USERS, count, positive};
-use anyhow::{Result, bail};
+use crate::args::{MAX_USERS, count, fraction, positive};
+use anyhow::{Context as _, Result, bail};
 use clap::Args;
+use metarec_data::shop::Shop;
+use metarec_data::shop::interactions::{InteractionOptions, shop_log};
+use metarec_eval::meta::shop::{AdjusterKind, OfflineConfig, meta_train_shop};
+use metarec_eval::shop::{check_bundle, training_histories};
+use metarec_neural::adjust::AdjusterManifest;
+use metarec_neural::bundle::ModelBundle;
 use std::path::PathBuf;
 
 /// The largest prior scale or inner step size in a grid: the network's head has weights of order
@@ -14,8 +21,29 @@ const MAX_GRID_VALUE: f64 = 1e6;
 pub struct MetaTrainArgs {
     /// A preset name or a scenario TOML file (default: the one the model was trained on, as its
     /// bundle records it).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "shop")]
     scenario: Option<String>,
+    /// Meta-train offline on the logged users of the shop the model was trained on (`metarec
+    /// train --shop`): each user's history in the training part is a task, the adjuster updated
+    /// on the first --support interactions and judged on the rest by their clicks'
+    /// log-likelihood, against the network alone.
+    #[arg(long, value_name = "SHOP")]
+    shop: Option<PathBuf>,
+    /// Interactions in each user's support set (--shop); users with no more are not tasks.
+    #[arg(long, default_value_t = 3, requires = "shop", value_parser = count::<usize>(1000))]
+    support: usize,
+    /// The share of tasks held out as validation users, who take part in no choice and on whom
+    /// the chosen setting's gain is reported (--shop).
+    #[arg(long, default_value_t = 0.2, requires = "shop", value_parser = fraction)]
+    validation: f64,
+    /// Decide by Thompson sampling (bayes, --shop); by default by the posterior mean, since a
+    /// log cannot tell what exploring would have found (meta-training on simulated users
+    /// chooses between the two by reward).
+    #[arg(long, requires = "shop")]
+    thompson: bool,
+    /// Sampled negatives per purchase or click when the shop logs no impressions (--shop).
+    #[arg(long, default_value_t = 4, requires = "shop", value_parser = count::<usize>(1000))]
+    negatives: usize,
     /// The adjuster: `bayes` (a per-user Bayesian correction of the network's head, Thompson
     /// sampling) or `gradient` (first-order MAML / Reptile: gradient steps on the head from a
     /// meta-learned initial correction).
@@ -24,7 +52,8 @@ pub struct MetaTrainArgs {
     /// The trained model directory (from `metarec train`); `adjuster.json` is written into it.
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
-    /// Training users per setting (gradient: half as many more judge each step size).
+    /// Training users per setting (gradient: half as many more judge each step size); with
+    /// --shop, every user with enough history is used.
     #[arg(long, default_value_t = 600, value_parser = count::<usize>(MAX_USERS))]
     users: usize,
     /// Comma-separated settings to try: prior scales (bayes; default 0.03,0.1,0.3,1,3, each
@@ -67,6 +96,14 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
         args.grid.as_deref().unwrap_or(default_grid),
         positive(MAX_GRID_VALUE),
     )?;
+    if args.shop.is_some() {
+        let kind = if gradient {
+            AdjusterKind::Gradient
+        } else {
+            AdjusterKind::Bayes
+        };
+        return run_shop(&args, kind, grid, global);
+    }
     let bundle = std::sync::Arc::new(metarec_neural::bundle::ModelBundle::load(&args.model)?);
     let scenario = crate::sim::scenario_for(
         args.scenario.as_deref(),
@@ -187,4 +224,114 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
         dir = args.model.display()
     );
     Ok(())
+}
+
+/// `meta-train --shop`: offline meta-training on the shop's logged users.
+fn run_shop(
+    args: &MetaTrainArgs,
+    kind: AdjusterKind,
+    grid: Vec<f64>,
+    global: &Global,
+) -> Result<()> {
+    let Some(dir) = &args.shop else {
+        bail!("--shop is required here");
+    };
+    let bundle = ModelBundle::load(&args.model)?;
+    let shop = Shop::load(dir).with_context(|| format!("cannot load shop {}", dir.display()))?;
+    let holdout = check_bundle(&bundle, &shop)?;
+    let log = shop_log(&shop, &InteractionOptions::default());
+    let histories = training_histories(&shop, &log, holdout, args.negatives, args.seed);
+    let config = OfflineConfig {
+        kind,
+        grid,
+        support: args.support,
+        validation: args.validation,
+        learn_shape: args.learn_shape,
+        thompson: args.thompson,
+        steps: args.steps,
+        rate: args.reptile_rate,
+        seed: args.seed,
+    };
+    global.progress(format!(
+        "meta-training the {} adjuster of {} offline on shop `{}`: {} users with training-part history (the latest {holdout} held out), support sets of {}",
+        if kind == AdjusterKind::Gradient { "gradient" } else { "Bayesian" },
+        args.model.display(),
+        shop.manifest.name,
+        histories.len(),
+        args.support
+    ));
+    let bar = global.bar(
+        metarec_eval::meta::shop::progress_steps(&config) as u64,
+        "steps",
+    );
+    let progress = |line: &str| global.step(&bar, line);
+    let result = meta_train_shop(&bundle, &shop.manifest.name, &histories, &config, &progress);
+    bar.finish_and_clear();
+    let manifest = result?;
+    let run = crate::report::log_meta(&args.logdir.logdir, &args.model, args.seed, &manifest)?;
+    global.progress(format!("TensorBoard run: {}", run.display()));
+    print_offline(&manifest, kind);
+    println!(
+        "wrote {}; serve it: metarec serve --model {}",
+        args.model
+            .join(metarec_neural::adjust::ADJUSTER_FILE)
+            .display(),
+        args.model.display()
+    );
+    Ok(())
+}
+
+/// The offline meta-training table: every setting's query log-likelihood against the network
+/// alone, and the chosen setting's gain on validation users.
+fn print_offline(manifest: &AdjusterManifest, kind: AdjusterKind) {
+    let Some(o) = &manifest.offline else {
+        return;
+    };
+    let (chosen, shaped) = match (&manifest.gradient, kind) {
+        (Some(g), AdjusterKind::Gradient) => (g.step_size, false),
+        _ => (
+            manifest.config.prior_scale,
+            !manifest.prior_shape.is_empty(),
+        ),
+    };
+    println!(
+        "query log-likelihood of clicks per shown item, mean over {} users' queries after their first {} interactions",
+        if kind == AdjusterKind::Gradient {
+            "the judging half of the selection"
+        } else {
+            "the selection"
+        },
+        o.support
+    );
+    println!(
+        "{:>12}  {:>10}  {:>16}  {:>12}",
+        "setting", "prior", "log-likelihood", "vs network"
+    );
+    println!(
+        "{:>12}  {:>10}  {:>16.5}  {:>12}",
+        "network", "", o.network, ""
+    );
+    for t in &o.tried {
+        let prior = match kind {
+            AdjusterKind::Bayes if t.shaped => "learned S",
+            AdjusterKind::Bayes => "identity",
+            AdjusterKind::Gradient => "",
+        };
+        let mark = if t.setting == chosen && t.shaped == shaped {
+            "  <- chosen"
+        } else {
+            ""
+        };
+        println!(
+            "{:>12}  {prior:>10}  {:>16.5}  {:>+12.5}{mark}",
+            t.setting,
+            t.query_log_likelihood,
+            t.query_log_likelihood - o.network
+        );
+    }
+    let v = &o.validation;
+    println!(
+        "validation users ({}): network {:.5}, adjusted {:.5}, gain {:+.5} (95% interval {:+.5} to {:+.5})",
+        v.users, v.network, v.adjusted, v.gain, v.low, v.high
+    );
 }

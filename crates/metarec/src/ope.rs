@@ -96,7 +96,8 @@ pub struct OpeArgs {
     #[arg(long, value_name = "POLICY[,POLICY...]")]
     policy: Option<String>,
     /// The share of a shop's rankings, the latest by time, that is evaluated on (rankings before
-    /// them are the training part); with --log, the share of the log's last records (default:
+    /// them are the training part; default: the share the models named in --policy were trained
+    /// with on the shop, else 0.2); with --log, the share of the log's last records (default:
     /// all of them).
     #[arg(long, value_parser = fraction)]
     holdout: Option<f64>,
@@ -265,7 +266,7 @@ pub fn run(args: OpeArgs, global: &Global) -> Result<()> {
             let shop = metarec_data::shop::Shop::load(dir)
                 .with_context(|| format!("cannot load shop {}", dir.display()))?;
             let log = shop_log(&shop, &InteractionOptions::default());
-            let holdout = args.holdout.unwrap_or(DEFAULT_HOLDOUT);
+            let holdout = shop_holdout(&args, &shop, global)?;
             let (training, held) = split_by_time(&log, holdout);
             let rows: Vec<(usize, &Interaction)> = held
                 .clone()
@@ -375,8 +376,55 @@ pub fn run(args: OpeArgs, global: &Global) -> Result<()> {
     }
 }
 
-/// The share of a shop's rankings held out when `--holdout` is not given.
+/// The share of a shop's rankings held out when `--holdout` is not given and no model trained
+/// on the shop says otherwise.
 const DEFAULT_HOLDOUT: f64 = 0.2;
+
+/// The held-out share of a shop to evaluate on: `--holdout`, else the share that the models
+/// named in `--policy` were trained with on this shop (`train --shop --holdout`, recorded in
+/// their bundles, so a model is judged only on rankings it never saw), else
+/// [`DEFAULT_HOLDOUT`]. Models trained with different shares need `--holdout`; a `--holdout`
+/// smaller than a model's share is a warning, since the held-out rankings then include some it
+/// was trained on.
+fn shop_holdout(args: &OpeArgs, shop: &metarec_data::shop::Shop, global: &Global) -> Result<f64> {
+    let mut recorded: Vec<(String, f64)> = Vec::new();
+    for named in parse_policies(args.policy.as_deref().unwrap_or("uniform"))? {
+        let Named::Spec(spec) = named else { continue };
+        let Some(model) = spec.model() else { continue };
+        let manifest = metarec_neural::checkpoint::read_manifest(model.dir())?;
+        if let metarec_neural::checkpoint::DataSource::Shop {
+            catalog_sha256,
+            holdout,
+            ..
+        } = &manifest.source
+        {
+            if *catalog_sha256 == shop.manifest.catalog_sha256 {
+                recorded.push((model.dir().display().to_string(), *holdout));
+            }
+        }
+    }
+    match args.holdout {
+        Some(h) => {
+            for (model, trained) in recorded.iter().filter(|(_, t)| h < *t) {
+                global.progress(format!(
+                    "warning: {model} was trained with --holdout {trained}: with --holdout {h} some of the evaluated rankings were in its training part"
+                ));
+            }
+            Ok(h)
+        }
+        None => match recorded.split_first() {
+            None => Ok(DEFAULT_HOLDOUT),
+            Some(((first, h), rest)) => {
+                if let Some((other, g)) = rest.iter().find(|(_, g)| g != h) {
+                    bail!(
+                        "{first} and {other} were trained with different held-out shares ({h} and {g}) of this shop: pass --holdout"
+                    );
+                }
+                Ok(*h)
+            }
+        },
+    }
+}
 
 /// `metarec ope --data obd`.
 fn run_obd(

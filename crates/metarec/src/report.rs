@@ -178,6 +178,31 @@ pub fn log_meta(
             1.0
         },
     )?;
+    // Offline meta-training on a shop: each setting's query log-likelihood, the network's, and
+    // the chosen setting's gain on validation users.
+    if let Some(o) = &manifest.offline {
+        for (i, t) in o.tried.iter().enumerate() {
+            w.scalars(
+                i as i64,
+                &[
+                    ("meta/offline_setting", t.setting),
+                    ("meta/offline_shaped", if t.shaped { 1.0 } else { 0.0 }),
+                    ("meta/offline_query_log_likelihood", t.query_log_likelihood),
+                ],
+            )?;
+        }
+        w.scalars(
+            0,
+            &[
+                ("meta/offline_network_log_likelihood", o.network),
+                ("meta/validation_network", o.validation.network),
+                ("meta/validation_adjusted", o.validation.adjusted),
+                ("meta/validation_gain", o.validation.gain),
+                ("meta/validation_gain_low", o.validation.low),
+                ("meta/validation_gain_high", o.validation.high),
+            ],
+        )?;
+    }
     w.flush()?;
     Ok(run)
 }

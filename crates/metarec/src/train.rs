@@ -1,16 +1,28 @@
-//! `metarec train`: trains the neural policy on a simulated scenario and saves a checkpoint.
+//! `metarec train`: trains the neural policy on a simulated scenario, or on a shop's own logged
+//! events (`--shop`), and saves a model bundle.
 
 use crate::Global;
-use crate::args::{MAX_ITERATIONS, MAX_WIDTH, count, number, positive, probability};
+use crate::args::{
+    MAX_ITERATIONS, MAX_WIDTH, count, fraction, number, positive, probability, whole,
+};
 use anyhow::{Context as _, Result, bail};
-use clap::Args;
-use metarec_core::{Environment, RewardFn};
+use clap::{Args, ValueEnum};
+use metarec_core::{Catalog, Environment, RewardFn};
+use metarec_data::fetch::Dataset;
+use metarec_data::shop::Shop;
+use metarec_data::shop::interactions::{InteractionOptions, shop_log};
 use metarec_eval::PolicySpec;
 use metarec_eval::policies::check_catalog;
+use metarec_eval::shop::{
+    DEFAULT_MAX_WEIGHT, ShopTrainConfig, check_bundle, click_auc, shop_source, training_data,
+    with_title_features,
+};
 use metarec_neural::bundle::ModelBundle;
 use metarec_neural::checkpoint::{self, DataSource, Manifest};
 use metarec_neural::model::ModelConfig;
-use metarec_neural::train::{Algo, TrainConfig, TrainData, Trainer};
+use metarec_neural::train::{
+    Algo, IterationStats, LoggedData, TrainConfig, TrainData, Trainer, Weighting,
+};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -22,21 +34,48 @@ const MAX_WEIGHT: f64 = 1e6;
 /// The coldest Plackett-Luce temperature: scores are divided by it, so a tiny one overflows them
 /// to infinity, and at a thousandth the sampling is already all but greedy.
 const MIN_TEMPERATURE: f64 = 1e-3;
+/// The most sampled negatives per organic slate: a slate is one forward pass row per item, and
+/// past a few hundred the positive is a needle in the batch.
+const MAX_NEGATIVES: u64 = 1000;
+/// The most title-embedding components: MiniLM's vectors have 384 dimensions.
+const MAX_TEXT_DIMS: u64 = 384;
+/// Title-embedding components added by default when the shop's catalog has titles and the
+/// encoder is fetched: as many as the simulated scenarios with text features use.
+const DEFAULT_TEXT_DIMS: usize = 8;
+/// Titles per forward pass of the text encoder.
+const TEXT_BATCH: usize = 128;
+
+/// How `--shop` training weighs the logged entries.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WeightingArg {
+    /// Every shown item counts the same (the default; see the ARCHITECTURE's training section).
+    None,
+    /// Self-normalised inverse propensity weights, clipped at --max-weight times their mean
+    /// (needs the logging policy's propensity on every training ranking).
+    Ips,
+}
 
 #[derive(Args)]
 pub struct TrainArgs {
     /// A preset name or a scenario TOML file (default: `default`, or with --resume the scenario
     /// the model was trained on, as its bundle records it).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "shop")]
     scenario: Option<String>,
+    /// Train on a shop directory's own logged events (`metarec shop import`) instead of a
+    /// simulated scenario: supervised click and purchase likelihood on the logged impressions
+    /// (or on purchases and clicks with sampled negatives when the shop logs none), the latest
+    /// --holdout of rankings by time held out for evaluation. The model carries the shop's
+    /// catalog.
+    #[arg(long, value_name = "SHOP")]
+    shop: Option<PathBuf>,
     /// reinforce, actor-critic, supervised or distill (imitate --teacher on the network's own
-    /// visits).
-    #[arg(long, default_value = "reinforce")]
-    algo: String,
+    /// visits) [default: reinforce; supervised, the only one, with --shop].
+    #[arg(long)]
+    algo: Option<String>,
     /// The teacher of `--algo distill`: `informed` (the exact-model Bayesian yardstick, which
     /// knows the simulator but must learn each user from the same feedback) or `informed:N` for
     /// N particles per user.
-    #[arg(long, default_value = "informed")]
+    #[arg(long, default_value = "informed", conflicts_with = "shop")]
     teacher: String,
     /// Model directory (weights + manifest).
     #[arg(long, value_name = "DIR")]
@@ -89,8 +128,27 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 50, value_parser = count::<usize>(MAX_ITERATIONS))]
     checkpoint_every: usize,
     /// Logged interactions for supervised training (default: simulated with random slates).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with = "shop")]
     log: Option<PathBuf>,
+    /// The share of the shop's rankings, the latest by time, held out from training for
+    /// evaluation (`metarec ope --shop` and `meta-train --shop` use the same split)
+    /// [default: 0.2, or with --resume the model's].
+    #[arg(long, requires = "shop", value_parser = fraction)]
+    holdout: Option<f64>,
+    /// How to weigh the shop's logged entries: `none`, or `ips` (inverse propensity weights).
+    #[arg(long, value_enum, default_value = "none", requires = "shop")]
+    weighting: WeightingArg,
+    /// The clip of `--weighting ips`, as a multiple of the mean weight.
+    #[arg(long, default_value_t = DEFAULT_MAX_WEIGHT, requires = "shop", value_parser = number(1.0, MAX_WEIGHT))]
+    max_weight: f64,
+    /// Sampled negatives per purchase or click when the shop logs no impressions.
+    #[arg(long, default_value_t = 4, requires = "shop", value_parser = count::<usize>(MAX_NEGATIVES))]
+    negatives: usize,
+    /// Title-embedding features: the first K principal components of the MiniLM embeddings of
+    /// the catalog's titles, added as `text_0..text_{K-1}` (0 turns them off) [default: 8 when
+    /// the catalog has titles and `metarec data fetch minilm` has run, else 0].
+    #[arg(long, value_name = "K", requires = "shop", conflicts_with = "resume", value_parser = whole::<usize>(0, MAX_TEXT_DIMS))]
+    text_dims: Option<usize>,
     #[command(flatten)]
     logdir: crate::report::LogdirArg,
     /// Also write a report directory with the learning curves (`index.html`).
@@ -98,8 +156,27 @@ pub struct TrainArgs {
     report: Option<PathBuf>,
 }
 
+impl TrainArgs {
+    /// What clap cannot check: `--shop` trains supervised only (there is no simulator to play),
+    /// so another `--algo` with it is a usage error.
+    pub fn usage_error(&self) -> Option<String> {
+        match (&self.shop, self.algo.as_deref()) {
+            (Some(_), Some(algo)) if algo != "supervised" => Some(format!(
+                "--algo {algo} cannot be used with --shop: a shop's logs train only `supervised` (the other algorithms play simulated users)"
+            )),
+            _ => None,
+        }
+    }
+}
+
 pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
-    let algo = Algo::parse(&args.algo)?;
+    if let Some(message) = args.usage_error() {
+        bail!("{message}");
+    }
+    if args.shop.is_some() {
+        return run_shop(args, global);
+    }
+    let algo = Algo::parse(args.algo.as_deref().unwrap_or("reinforce"))?;
     let resumed = if args.resume {
         let bundle = ModelBundle::load(&args.out)
             .with_context(|| format!("cannot resume from {}", args.out.display()))?;
@@ -150,7 +227,7 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
         None
     };
     let catalog = env.catalog().clone();
-    let (mut trainer, mut algos, mut metrics) = match resumed {
+    let (mut trainer, mut algos, metrics) = match resumed {
         Some(bundle) => {
             check_catalog("the resumed model", &bundle, &scenario)?;
             let bundle = Arc::try_unwrap(bundle)
@@ -199,77 +276,22 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
         Vec::new()
     };
 
-    let bar = global.bar(args.iterations as u64, "iterations");
     let source = model_source(&scenario);
-    let save =
-        |trainer: &Trainer, algos: &[String], metrics: &[metarec_neural::train::IterationStats]| {
-            let manifest = Manifest::for_trainer(
-                trainer,
-                &catalog,
-                source.clone(),
-                algos.to_vec(),
-                metrics.to_vec(),
-            );
-            checkpoint::save(&args.out, &trainer.varmap, &manifest, &catalog)
-        };
-    let mut tensorboard =
-        crate::report::training_run(&args.logdir.logdir, &args.out, algo.name(), args.seed)?;
-    global.progress(format!(
-        "TensorBoard run: {} (tensorboard --logdir {})",
-        tensorboard
-            .path()
-            .parent()
-            .unwrap_or(&args.logdir.logdir)
-            .display(),
-        args.logdir.logdir.display()
-    ));
-    let every = args.checkpoint_every;
-    let mut window: Vec<f64> = Vec::new();
     let data = TrainData {
         logged: &logged,
         teacher: teacher.as_mut().map(|t| t as &mut dyn metarec_core::Policy),
     };
-    trainer.train(&mut env, data, |trainer, stats| -> Result<()> {
-        window.push(if algo == Algo::Supervised {
-            stats.loss
-        } else {
-            stats.reward_per_user
-        });
-        if window.len() > 20 {
-            window.remove(0);
-        }
-        let avg = window.iter().sum::<f64>() / window.len() as f64;
-        bar.set_message(if algo == Algo::Supervised {
-            format!("loss {avg:.4}")
-        } else {
-            format!(
-                "reward/user {avg:.2} (last 20 steps), entropy {:.2}",
-                stats.entropy
-            )
-        });
-        bar.inc(1);
-        crate::report::log_iteration(&mut tensorboard, stats)?;
-        metrics.push(stats.clone());
-        if trainer.iterations_done % every == 0 {
-            save(trainer, &algos, &metrics)?;
-            tensorboard.flush()?;
-        }
-        Ok(())
+    let run = TrainingRun {
+        args: &args,
+        global,
+        algo,
+        catalog: &catalog,
+        source,
+        algos,
+    };
+    let metrics = run.run(&mut trainer, metrics, |trainer, hook| {
+        trainer.train(&mut env, data, hook)
     })?;
-    bar.finish();
-    save(&trainer, &algos, &metrics)?;
-    tensorboard.flush()?;
-    if let Some(dir) = &args.report {
-        let page = crate::report::write_report(
-            dir,
-            "metarec training report",
-            &[(
-                checkpoint::MANIFEST.into(),
-                args.out.join(checkpoint::MANIFEST),
-            )],
-        )?;
-        global.progress(format!("report written to {}", page.display()));
-    }
     let tail: Vec<_> = metrics.iter().rev().take(20).collect();
     if algo != Algo::Supervised && !tail.is_empty() {
         let r = tail.iter().map(|s| s.reward_per_user).sum::<f64>() / tail.len() as f64;
@@ -294,6 +316,346 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+/// The part of a training command that every data source shares: the progress bar, the
+/// TensorBoard run, checkpoints every `--checkpoint-every` steps and at the end, and the report.
+struct TrainingRun<'a> {
+    args: &'a TrainArgs,
+    global: &'a Global,
+    algo: Algo,
+    catalog: &'a Catalog,
+    source: DataSource,
+    /// Algorithms run so far, this one included.
+    algos: Vec<String>,
+}
+
+/// The hook a training loop calls after each iteration.
+type Hook<'h> = dyn FnMut(&Trainer, &IterationStats) -> Result<()> + 'h;
+
+impl TrainingRun<'_> {
+    /// Runs `train` (the trainer's loop, given the hook to call after each iteration) with the
+    /// progress bar, TensorBoard and checkpoints, saves the bundle and writes the report;
+    /// returns the per-iteration statistics of every run so far (`metrics` and this one's).
+    fn run(
+        &self,
+        trainer: &mut Trainer,
+        mut metrics: Vec<IterationStats>,
+        train: impl FnOnce(&mut Trainer, &mut Hook<'_>) -> Result<()>,
+    ) -> Result<Vec<IterationStats>> {
+        let (args, global, algo) = (self.args, self.global, self.algo);
+        let bar = global.bar(args.iterations as u64, "iterations");
+        let save = |trainer: &Trainer, metrics: &[IterationStats]| {
+            let manifest = Manifest::for_trainer(
+                trainer,
+                self.catalog,
+                self.source.clone(),
+                self.algos.clone(),
+                metrics.to_vec(),
+            );
+            checkpoint::save(&args.out, &trainer.varmap, &manifest, self.catalog)
+        };
+        let mut tensorboard =
+            crate::report::training_run(&args.logdir.logdir, &args.out, algo.name(), args.seed)?;
+        global.progress(format!(
+            "TensorBoard run: {} (tensorboard --logdir {})",
+            tensorboard
+                .path()
+                .parent()
+                .unwrap_or(&args.logdir.logdir)
+                .display(),
+            args.logdir.logdir.display()
+        ));
+        let every = args.checkpoint_every;
+        let mut window: Vec<f64> = Vec::new();
+        let mut hook = |trainer: &Trainer, stats: &IterationStats| -> Result<()> {
+            window.push(if algo == Algo::Supervised {
+                stats.loss
+            } else {
+                stats.reward_per_user
+            });
+            if window.len() > 20 {
+                window.remove(0);
+            }
+            let avg = window.iter().sum::<f64>() / window.len() as f64;
+            bar.set_message(if algo == Algo::Supervised {
+                format!("loss {avg:.4}")
+            } else {
+                format!(
+                    "reward/user {avg:.2} (last 20 steps), entropy {:.2}",
+                    stats.entropy
+                )
+            });
+            bar.inc(1);
+            crate::report::log_iteration(&mut tensorboard, stats)?;
+            metrics.push(stats.clone());
+            if trainer.iterations_done % every == 0 {
+                save(trainer, &metrics)?;
+                tensorboard.flush()?;
+            }
+            Ok(())
+        };
+        train(trainer, &mut hook)?;
+        bar.finish();
+        save(trainer, &metrics)?;
+        tensorboard.flush()?;
+        if let Some(dir) = &args.report {
+            let page = crate::report::write_report(
+                dir,
+                "metarec training report",
+                &[(
+                    checkpoint::MANIFEST.into(),
+                    args.out.join(checkpoint::MANIFEST),
+                )],
+            )?;
+            global.progress(format!("report written to {}", page.display()));
+        }
+        Ok(metrics)
+    }
+}
+
+/// `train --shop`: supervised training on the shop's logged events (see [`TrainArgs::shop`]).
+fn run_shop(args: TrainArgs, global: &Global) -> Result<()> {
+    let Some(dir) = args.shop.clone() else {
+        bail!("--shop is required here");
+    };
+    let shop = Shop::load(&dir).with_context(|| format!("cannot load shop {}", dir.display()))?;
+    let resumed = if args.resume {
+        let bundle = ModelBundle::load(&args.out)
+            .with_context(|| format!("cannot resume from {}", args.out.display()))?;
+        let holdout = check_bundle(&bundle, &shop)?;
+        if let Some(h) = args.holdout.filter(|h| *h != holdout) {
+            bail!(
+                "--holdout {h}: {} was trained with --holdout {holdout}; resume with the same split",
+                args.out.display()
+            );
+        }
+        global.progress(format!(
+            "resuming {} after {} iterations",
+            args.out.display(),
+            bundle.manifest.iterations
+        ));
+        Some(bundle)
+    } else {
+        if args.out.join(checkpoint::MANIFEST).exists() {
+            bail!(
+                "{} already holds a model: pass --resume to continue it, or choose another --out",
+                args.out.display()
+            );
+        }
+        None
+    };
+    let holdout = match &resumed {
+        Some(bundle) => match &bundle.manifest.source {
+            DataSource::Shop { holdout, .. } => *holdout,
+            DataSource::Scenario { .. } => bail!("the resumed model was not trained on a shop"),
+        },
+        None => args.holdout.unwrap_or(0.2),
+    };
+    let log = shop_log(&shop, &InteractionOptions::default());
+    global.progress(format!(
+        "shop `{}`: {} items, {} users, {} rankings ({} with logged propensities), {} organic events",
+        shop.manifest.name,
+        shop.catalog.len(),
+        shop.users.len(),
+        log.interactions.len(),
+        log.logged_propensities.iter().filter(|l| **l).count(),
+        log.organic.len()
+    ));
+    let weighting = match args.weighting {
+        WeightingArg::None => Weighting::None,
+        WeightingArg::Ips => Weighting::Ips {
+            max_weight: args.max_weight,
+        },
+    };
+    let data = training_data(
+        &shop,
+        &log,
+        &ShopTrainConfig {
+            holdout,
+            weighting,
+            negatives: args.negatives,
+            seed: args.seed,
+        },
+    )?;
+    global.progress(format!(
+        "training on {} {} (the latest {holdout} by time held out: {}){}",
+        data.interactions.len(),
+        if data.organic {
+            "slates of a bought or clicked item and sampled negatives (the shop logs no impressions)"
+        } else {
+            "logged rankings"
+        },
+        data.held_out.len(),
+        match &data.weights {
+            Some(w) => format!(
+                "; inverse propensity weights clipped at {} x the mean ({} of {} entries clipped, Kish's effective size {:.0})",
+                args.max_weight, w.clipped, w.entries, w.effective
+            ),
+            None => String::new(),
+        }
+    ));
+    let reward = RewardFn::default();
+    let reward = RewardFn::new(
+        args.click.unwrap_or(reward.click_weight()),
+        args.purchase.unwrap_or(reward.purchase_weight()),
+        args.revenue.unwrap_or(reward.revenue_weight()),
+        args.gamma.unwrap_or(reward.gamma()),
+    )?;
+    let mut config = TrainConfig {
+        algo: Algo::Supervised,
+        model: ModelConfig {
+            hidden: args.hidden,
+            embed: args.embed,
+            temperature: args.temperature,
+            feedback: !args.no_feedback,
+            ..ModelConfig::default()
+        },
+        iterations: args.iterations,
+        batch: args.batch,
+        learning_rate: args.lr,
+        entropy: args.entropy,
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    let (catalog, mut trainer, algos, metrics) = match resumed {
+        Some(bundle) => {
+            config.model = bundle.manifest.model;
+            let catalog = (*bundle.catalog).clone();
+            let done = bundle.manifest.iterations;
+            let mut algos = bundle.manifest.algos;
+            algos.push(Algo::Supervised.name().to_owned());
+            let trainer = Trainer::resume(
+                (*bundle.network.features).clone(),
+                bundle.varmap,
+                bundle.model,
+                reward,
+                config,
+                done,
+            )?;
+            (catalog, trainer, algos, bundle.manifest.metrics)
+        }
+        None => {
+            let catalog = catalog_with_titles(&shop, args.text_dims, args.seed, global)?;
+            let trainer = Trainer::new(&catalog, reward, config)?;
+            (
+                catalog,
+                trainer,
+                vec![Algo::Supervised.name().to_owned()],
+                Vec::new(),
+            )
+        }
+    };
+    let run = TrainingRun {
+        args: &args,
+        global,
+        algo: Algo::Supervised,
+        catalog: &catalog,
+        source: shop_source(&shop, &dir.display().to_string(), holdout),
+        algos,
+    };
+    let logged = LoggedData {
+        interactions: &data.interactions,
+        weights: data.entry_weights(),
+    };
+    let metrics = run.run(&mut trainer, metrics, |trainer, hook| {
+        trainer.train_logged(logged, hook)
+    })?;
+    let auc = click_auc(trainer.frozen(), &trainer.features, &data.held_out);
+    println!(
+        "trained {} (supervised on shop `{}`) for {} iterations in total; last loss {:.4}",
+        args.out.display(),
+        shop.manifest.name,
+        trainer.iterations_done,
+        metrics.last().map_or(f64::NAN, |m| m.loss)
+    );
+    match auc.auc {
+        Some(a) => println!(
+            "held-out click AUC {a:.4} over {} shown items ({} clicked; 0.5 is chance)",
+            auc.entries, auc.clicks
+        ),
+        None => println!(
+            "held-out click AUC: n/a ({} shown items, {} clicked: needs both kinds)",
+            auc.entries, auc.clicks
+        ),
+    }
+    println!(
+        "next: metarec meta-train --model {out} --shop {shop}; metarec serve --model {out}",
+        out = args.out.display(),
+        shop = dir.display()
+    );
+    Ok(())
+}
+
+/// The shop's catalog, with the first `text_dims` principal components of its titles' MiniLM
+/// embeddings as features when asked (or by default, when the catalog has titles and the
+/// encoder is fetched).
+fn catalog_with_titles(
+    shop: &Shop,
+    text_dims: Option<usize>,
+    seed: u64,
+    global: &Global,
+) -> Result<Catalog> {
+    let catalog = &shop.catalog;
+    let has_titles = catalog.ids().any(|id| catalog.title(id).is_some());
+    let fetched = global.data.is_present(Dataset::MiniLm);
+    let k = match text_dims {
+        Some(0) => return Ok(catalog.clone()),
+        Some(k) => {
+            if !has_titles {
+                bail!(
+                    "--text-dims {k}: the catalog of shop `{}` has no titles to embed",
+                    shop.manifest.name
+                );
+            }
+            if !fetched {
+                bail!(
+                    "--text-dims {k}: the title encoder is not in {}: run `metarec data fetch minilm` first (or pass --text-dims 0)",
+                    global.data.root().display()
+                );
+            }
+            k
+        }
+        None if has_titles && fetched => DEFAULT_TEXT_DIMS,
+        None => {
+            if has_titles {
+                global.progress(
+                    "no title features: run `metarec data fetch minilm` to add them (--text-dims)",
+                );
+            }
+            return Ok(catalog.clone());
+        }
+    };
+    let keys = catalog.keys().to_vec();
+    // An item without a title is embedded by its key, as `metarec embed` does.
+    let titles: Vec<String> = catalog
+        .ids()
+        .map(|id| {
+            catalog
+                .title(id)
+                .or(catalog.key(id))
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    let embeddings = crate::embed::embed_titles(keys, &titles, None, TEXT_BATCH, global)?;
+    if k > embeddings.dim {
+        bail!(
+            "--text-dims {k}: the encoder's embeddings have only {} dimensions",
+            embeddings.dim
+        );
+    }
+    global.progress(format!(
+        "adding {k} title features (principal components of {}-dimensional MiniLM embeddings)",
+        embeddings.dim
+    ));
+    Ok(with_title_features(
+        catalog,
+        &embeddings.vectors,
+        embeddings.dim,
+        k,
+        seed,
+    )?)
 }
 
 /// The description of a scenario that a model bundle records: its name and its configuration as

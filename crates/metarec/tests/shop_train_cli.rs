@@ -1,0 +1,389 @@
+//! `metarec train --shop` and `metarec meta-train --shop` on a made-up shop (`metarec shop
+//! generate`, then `metarec shop import`, as a shop's own files would come in), and the clear
+//! errors of commands that would rebuild a simulator for a model trained on a shop.
+
+mod common;
+
+use common::{metarec, stderr, stdout};
+use metarec_data::shop::Shop;
+use metarec_neural::bundle::{AdjusterStatus, ModelBundle};
+use metarec_neural::checkpoint::DataSource;
+use std::path::{Path, PathBuf};
+
+fn arg(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
+}
+
+/// Generates a made-up shop's files with `shop generate` and imports them into `dir/shop`; the
+/// shop directory's path.
+fn made_up_shop(data: &Path, dir: &Path, users: &str, seed: &str) -> PathBuf {
+    let files = dir.join("files");
+    let shop = dir.join("shop");
+    let out = metarec(
+        data,
+        &[
+            "-q",
+            "shop",
+            "generate",
+            "--items",
+            "60",
+            "--users",
+            users,
+            "--seed",
+            seed,
+            "--out",
+            arg(&files),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = metarec(
+        data,
+        &[
+            "-q",
+            "shop",
+            "import",
+            "--catalog",
+            arg(&files.join("catalog.csv")),
+            "--events",
+            arg(&files.join("events.csv")),
+            "--users",
+            arg(&files.join("users.csv")),
+            "--name",
+            "made-up",
+            "--out",
+            arg(&shop),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    shop
+}
+
+#[test]
+fn train_and_meta_train_on_a_shop_write_a_bundle_with_its_catalog_and_a_fitted_adjuster() {
+    let tmp = tempfile::tempdir().unwrap();
+    // An empty data directory: no text encoder, so no title features unless asked for.
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let shop_dir = made_up_shop(&data, tmp.path(), "600", "7");
+    let model = tmp.path().join("model");
+    let runs = tmp.path().join("runs");
+    let (shop, model_arg, runs_arg) = (arg(&shop_dir), arg(&model), arg(&runs));
+
+    let out = metarec(
+        &data,
+        &[
+            "train",
+            "--shop",
+            shop,
+            "--out",
+            model_arg,
+            "--iterations",
+            "200",
+            "--logdir",
+            runs_arg,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("supervised on shop `made-up`"), "{text}");
+    let auc: f64 = text
+        .split("held-out click AUC ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no held-out AUC in:\n{text}"));
+    assert!(auc > 0.6, "{text}");
+    assert!(
+        stderr(&out).contains("no title features: run `metarec data fetch minilm`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let loaded = Shop::load(&shop_dir).unwrap();
+    let bundle = ModelBundle::load(&model).unwrap();
+    assert_eq!(bundle.manifest.scenario, "made-up");
+    assert_eq!(bundle.manifest.algos, vec!["supervised".to_string()]);
+    match &bundle.manifest.source {
+        DataSource::Shop {
+            name,
+            dir,
+            catalog_sha256,
+            events_sha256,
+            holdout,
+        } => {
+            assert_eq!(name, "made-up");
+            assert_eq!(dir, shop);
+            assert_eq!(catalog_sha256, &loaded.manifest.catalog_sha256);
+            assert_eq!(events_sha256, &loaded.manifest.events_sha256);
+            assert_eq!(*holdout, 0.2);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The bundle carries the shop's catalog: it ranks the shop's SKUs with no shop at hand.
+    assert_eq!(*bundle.catalog, loaded.catalog);
+    assert!(matches!(bundle.adjuster, AdjusterStatus::Missing));
+
+    let out = metarec(
+        &data,
+        &[
+            "meta-train",
+            "--model",
+            model_arg,
+            "--shop",
+            shop,
+            "--logdir",
+            runs_arg,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("<- chosen"), "{text}");
+    assert!(text.contains("validation users ("), "{text}");
+    let bundle = ModelBundle::load(&model).unwrap();
+    assert!(
+        matches!(bundle.adjuster, AdjusterStatus::Fitted(_)),
+        "{:?}",
+        bundle.adjuster
+    );
+    let offline = bundle.adjuster_file.unwrap().offline.unwrap();
+    assert_eq!((offline.shop.as_str(), offline.support), ("made-up", 3));
+    // The report renders the offline evidence.
+    let report_dir = tmp.path().join("report");
+    let adjuster = model.join("adjuster.json");
+    let out = metarec(
+        &data,
+        &["-q", "report", arg(&adjuster), "--out", arg(&report_dir)],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = std::fs::read_to_string(report_dir.join("index.html")).unwrap();
+    assert!(page.contains("Offline meta-training"), "{page}");
+    // A fifth of the users with a query after their support set are validation users.
+    let tasks = offline.validation.users + offline.selection_users;
+    assert_eq!(offline.validation.users, tasks.div_ceil(5), "{offline:?}");
+
+    // Training further on the same shop keeps its split and drops the adjuster's fit.
+    let out = metarec(
+        &data,
+        &[
+            "-q",
+            "train",
+            "--shop",
+            shop,
+            "--out",
+            model_arg,
+            "--resume",
+            "--iterations",
+            "3",
+            "--logdir",
+            runs_arg,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bundle = ModelBundle::load(&model).unwrap();
+    assert_eq!(bundle.manifest.iterations, 203);
+    assert!(matches!(bundle.adjuster, AdjusterStatus::Stale { .. }));
+}
+
+#[test]
+fn commands_that_need_a_simulator_say_how_to_use_a_shop_model_instead() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let shop_dir = made_up_shop(&data, tmp.path(), "60", "7");
+    let model = tmp.path().join("model");
+    let runs = tmp.path().join("runs");
+    let (shop, model_arg, runs_arg) = (arg(&shop_dir), arg(&model), arg(&runs));
+    let out = metarec(
+        &data,
+        &[
+            "-q",
+            "train",
+            "--shop",
+            shop,
+            "--out",
+            model_arg,
+            "--iterations",
+            "2",
+            "--holdout",
+            "0.3",
+            "--logdir",
+            runs_arg,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Off-policy evaluation on the shop holds out what the model was trained without.
+    let greedy = format!("neural-greedy:{model_arg}");
+    let out = metarec(
+        &data,
+        &[
+            "-q",
+            "ope",
+            "--shop",
+            shop,
+            "--policy",
+            &greedy,
+            "--resamples",
+            "20",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["held_out"]["holdout"], 0.3, "{report}");
+
+    let clear = |args: &[&str]| {
+        let out = metarec(&data, args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        let err = stderr(&out);
+        for expected in [
+            "was trained on shop `made-up`",
+            "metarec ope --shop",
+            "meta-train --model",
+        ] {
+            assert!(err.contains(expected), "{args:?}: {err}");
+        }
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    let neural = format!("neural:{model_arg}");
+    clear(&[
+        "arena",
+        "--policies",
+        &neural,
+        "--users",
+        "2",
+        "--seeds",
+        "1",
+    ]);
+    clear(&[
+        "arena",
+        "--policies",
+        &format!("random,{greedy}"),
+        "--scenario",
+        "small",
+    ]);
+    clear(&["meta-train", "--model", model_arg, "--logdir", runs_arg]);
+    clear(&[
+        "train", "--out", model_arg, "--resume", "--logdir", runs_arg,
+    ]);
+
+    // Only supervised learning reads a shop: another algorithm is a usage error.
+    let out = metarec(
+        &data,
+        &[
+            "train",
+            "--shop",
+            shop,
+            "--out",
+            "m2",
+            "--algo",
+            "reinforce",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--algo reinforce cannot be used with --shop"));
+    // Title features asked for without the encoder: say how to fetch it.
+    let other = tmp.path().join("other");
+    let out = metarec(
+        &data,
+        &[
+            "train",
+            "--shop",
+            shop,
+            "--out",
+            arg(&other),
+            "--text-dims",
+            "4",
+            "--logdir",
+            runs_arg,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("metarec data fetch minilm"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!other.exists());
+    // A model trained on one shop does not meta-train on another.
+    let second_dir = tmp.path().join("second");
+    std::fs::create_dir(&second_dir).unwrap();
+    let second = made_up_shop(&data, &second_dir, "60", "9");
+    let out = metarec(
+        &data,
+        &["meta-train", "--model", model_arg, "--shop", arg(&second)],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("with another catalog"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn title_embeddings_become_item_features_that_the_bundle_carries() {
+    let data = common::fetched_data_dir("minilm");
+    let tmp = tempfile::tempdir().unwrap();
+    let shop_dir = made_up_shop(&data, tmp.path(), "100", "7");
+    let model = tmp.path().join("model");
+    let runs = tmp.path().join("runs");
+    let (shop, model_arg, runs_arg) = (arg(&shop_dir), arg(&model), arg(&runs));
+    let train = |out: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--shop",
+            shop,
+            "--out",
+            out,
+            "--iterations",
+            "5",
+            "--logdir",
+            runs_arg,
+        ];
+        args.extend_from_slice(extra);
+        let out = metarec(&data, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        out
+    };
+    // By default, with titles and the encoder at hand: eight principal components.
+    let out = train(model_arg, &[]);
+    assert!(
+        stderr(&out).contains("adding 8 title features"),
+        "{}",
+        stderr(&out)
+    );
+    let loaded = Shop::load(&shop_dir).unwrap();
+    let bundle = ModelBundle::load(&model).unwrap();
+    let names = bundle.catalog.features().names().to_vec();
+    let mut expected = loaded.catalog.features().names().to_vec();
+    expected.extend((0..8).map(|k| format!("text_{k}")));
+    assert_eq!(names, expected);
+    // Same items in the same order, and the shop's catalog recorded as the one trained on.
+    assert_eq!(bundle.catalog.len(), loaded.catalog.len());
+    assert!(
+        bundle
+            .catalog
+            .ids()
+            .all(|id| bundle.catalog.key(id) == loaded.catalog.key(id))
+    );
+    // Meta-training finds it belongs to the shop, although its catalog has more columns.
+    let out = metarec(
+        &data,
+        &[
+            "-q",
+            "meta-train",
+            "--model",
+            model_arg,
+            "--shop",
+            shop,
+            "--logdir",
+            runs_arg,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // --text-dims 0 turns them off.
+    let plain = tmp.path().join("plain");
+    train(arg(&plain), &["--text-dims", "0"]);
+    let bundle = ModelBundle::load(&plain).unwrap();
+    assert_eq!(*bundle.catalog, loaded.catalog);
+}
