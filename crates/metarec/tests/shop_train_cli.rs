@@ -147,15 +147,23 @@ fn train_and_meta_train_on_a_shop_write_a_bundle_with_its_catalog_and_a_fitted_a
     );
     let offline = bundle.adjuster_file.unwrap().offline.unwrap();
     assert_eq!((offline.shop.as_str(), offline.support), ("made-up", 3));
-    // The report renders the offline evidence.
+    // The report renders the training on the shop and the offline evidence.
     let report_dir = tmp.path().join("report");
-    let adjuster = model.join("adjuster.json");
+    let (manifest, adjuster) = (model.join("manifest.json"), model.join("adjuster.json"));
     let out = metarec(
         &data,
-        &["-q", "report", arg(&adjuster), "--out", arg(&report_dir)],
+        &[
+            "-q",
+            "report",
+            arg(&manifest),
+            arg(&adjuster),
+            "--out",
+            arg(&report_dir),
+        ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let page = std::fs::read_to_string(report_dir.join("index.html")).unwrap();
+    assert!(page.contains("Training: shop `made-up`"), "{page}");
     assert!(page.contains("Offline meta-training"), "{page}");
     // A fifth of the users with a query after their support set are validation users.
     let tasks = offline.validation.users + offline.selection_users;

@@ -27,11 +27,32 @@ const WINDOW: usize = 20;
 struct Manifest {
     #[serde(default)]
     scenario: String,
+    /// What the model was trained on; its `kind` is `scenario`, or `shop` for a shop's logs
+    /// (`train --shop`, whose name `scenario` then holds).
+    #[serde(default)]
+    source: Option<Source>,
     #[serde(default)]
     algos: Vec<String>,
     #[serde(default)]
     iterations: usize,
     metrics: Vec<Stats>,
+}
+
+#[derive(Deserialize)]
+struct Source {
+    #[serde(default)]
+    kind: String,
+}
+
+impl Manifest {
+    /// `scenario `NAME`` or `shop `NAME``.
+    fn trained_on(&self) -> String {
+        let what = match &self.source {
+            Some(s) if s.kind == "shop" => "shop",
+            _ => "scenario",
+        };
+        format!("{what} `{}`", self.scenario)
+    }
 }
 
 #[derive(Deserialize)]
@@ -83,8 +104,8 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
     let loss: Vec<f64> = m.metrics.iter().map(|s| s.loss).collect();
     let entropy: Vec<f64> = m.metrics.iter().map(|s| s.entropy).collect();
     let mut blocks = vec![Block::Paragraph(format!(
-        "Scenario `{}`, algorithms run in order: {}; {} iterations in total, {} recorded.",
-        m.scenario,
+        "Trained on {}, algorithms run in order: {}; {} iterations in total, {} recorded.",
+        m.trained_on(),
         if m.algos.is_empty() {
             "(none recorded)".to_string()
         } else {
@@ -148,7 +169,7 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
         }
     }
     Ok(Section {
-        title: format!("Training: scenario `{}`", m.scenario),
+        title: format!("Training: {}", m.trained_on()),
         source: Some(file.into()),
         blocks,
     })
