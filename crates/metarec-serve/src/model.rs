@@ -14,7 +14,7 @@
 //! kind through the one generic decision path (`decide_exploring`, `explain_slate_with`).
 //!
 //! A [`ServedModel`] is a snapshot: the model with the catalog it serves
-//! ([`ServedCatalog`](crate::items::ServedCatalog), the bundle's items and those changed over the
+//! ([`ServedCatalog`], the bundle's items and those changed over the
 //! API) and a network with tower outputs for each of them. [`ServedModel::with_items`] makes
 //! the next snapshot when items change or a model is reloaded.
 
