@@ -196,29 +196,7 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
         None
     };
     let scenario = crate::sim::scenario_for(args.scenario.as_deref(), resumed.as_slice(), global)?;
-    let base = scenario.config.reward;
-    let reward = RewardFn::new(
-        args.click.unwrap_or(base.click_weight()),
-        args.purchase.unwrap_or(base.purchase_weight()),
-        args.revenue.unwrap_or(base.revenue_weight()),
-        args.gamma.unwrap_or(base.gamma()),
-    )?;
-    let mut config = TrainConfig {
-        algo,
-        model: ModelConfig {
-            hidden: args.hidden,
-            embed: args.embed,
-            temperature: args.temperature,
-            feedback: !args.no_feedback,
-            ..ModelConfig::default()
-        },
-        iterations: args.iterations,
-        batch: args.batch,
-        learning_rate: args.lr,
-        entropy: args.entropy,
-        seed: args.seed,
-        ..TrainConfig::default()
-    };
+    let (reward, mut config) = settings(&args, &scenario.config.reward, algo)?;
     // Training users are drawn with a seed of their own, so no arena user is ever a training user.
     let mut env = scenario.env_with_seed(scenario.config.seed ^ 0x7472_6169_6e00 ^ args.seed);
     let mut teacher = if algo == Algo::Distill {
@@ -495,29 +473,7 @@ fn run_shop(args: TrainArgs, global: &Global) -> Result<()> {
             None => String::new(),
         }
     ));
-    let reward = RewardFn::default();
-    let reward = RewardFn::new(
-        args.click.unwrap_or(reward.click_weight()),
-        args.purchase.unwrap_or(reward.purchase_weight()),
-        args.revenue.unwrap_or(reward.revenue_weight()),
-        args.gamma.unwrap_or(reward.gamma()),
-    )?;
-    let mut config = TrainConfig {
-        algo: Algo::Supervised,
-        model: ModelConfig {
-            hidden: args.hidden,
-            embed: args.embed,
-            temperature: args.temperature,
-            feedback: !args.no_feedback,
-            ..ModelConfig::default()
-        },
-        iterations: args.iterations,
-        batch: args.batch,
-        learning_rate: args.lr,
-        entropy: args.entropy,
-        seed: args.seed,
-        ..TrainConfig::default()
-    };
+    let (reward, mut config) = settings(&args, &RewardFn::default(), Algo::Supervised)?;
     let (catalog, mut trainer, algos, metrics) = match resumed {
         Some(bundle) => {
             config.model = bundle.manifest.model;
@@ -708,4 +664,31 @@ fn build_teacher(
         Err(e) => bail!("--teacher {name}: {e}"),
         _ => bail!("--teacher {name}: the teacher must be `informed` or `informed:N`"),
     }
+}
+
+/// The reward (the options over `base`) and the training settings the options ask for.
+fn settings(args: &TrainArgs, base: &RewardFn, algo: Algo) -> Result<(RewardFn, TrainConfig)> {
+    let reward = RewardFn::new(
+        args.click.unwrap_or(base.click_weight()),
+        args.purchase.unwrap_or(base.purchase_weight()),
+        args.revenue.unwrap_or(base.revenue_weight()),
+        args.gamma.unwrap_or(base.gamma()),
+    )?;
+    let config = TrainConfig {
+        algo,
+        model: ModelConfig {
+            hidden: args.hidden,
+            embed: args.embed,
+            temperature: args.temperature,
+            feedback: !args.no_feedback,
+            ..ModelConfig::default()
+        },
+        iterations: args.iterations,
+        batch: args.batch,
+        learning_rate: args.lr,
+        entropy: args.entropy,
+        seed: args.seed,
+        ..TrainConfig::default()
+    };
+    Ok((reward, config))
 }

@@ -4,13 +4,12 @@
 
 mod common;
 
-use common::{metarec, train_tiny_model};
+use common::{metarec, serve_with, train_tiny_model};
 use metarec_serve::client::Client;
 use serde_json::{Value, json};
-use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,36 +17,7 @@ const TOKEN: &str = "crash-test-admin-token-0123";
 
 /// Starts `metarec serve` on a free port and returns it with its address.
 fn serve(data_dir: &Path, model: &Path, db: &Path, durability: &str) -> (Child, SocketAddr) {
-    serve_with(data_dir, model, db, &["--durability", durability])
-}
-
-/// Starts `metarec serve` on a free port with further options and returns it with its address.
-fn serve_with(data_dir: &Path, model: &Path, db: &Path, options: &[&str]) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_metarec"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(["-q", "serve", "--model"])
-        .arg(model)
-        .arg("--db")
-        .arg(db)
-        .args(["--addr", "127.0.0.1:0", "--workers", "2"])
-        .args(options)
-        .env("METAREC_API_KEYS", format!("admin:{TOKEN}"))
-        .env("METAREC_PSEUDONYM_KEY", "crash-test-secret-0123456")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("metarec serve starts");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no address in `{line}`"));
-    (child, addr)
+    serve_with(data_dir, model, db, TOKEN, &["--durability", durability])
 }
 
 fn post(c: &mut Client, path: &str, body: &Value) -> metarec_serve::client::Response {
@@ -185,6 +155,7 @@ fn explore_and_item_flags_reach_the_server(data: &Path, model: &Path, db: &Path)
         data,
         model,
         db,
+        TOKEN,
         &["--explore", "epsilon:1", "--max-added-items", "1"],
     );
     let mut c = Client::new(addr, Some(TOKEN));

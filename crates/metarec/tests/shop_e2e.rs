@@ -11,13 +11,10 @@
 
 mod common;
 
-use common::{metarec, stderr, stdout};
+use common::{metarec, serve_with, stderr, stdout};
 use metarec_serve::client::Client;
 use serde_json::{Value, json};
-use std::io::BufRead;
-use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
 const TOKEN: &str = "shop-e2e-admin-token-0123";
 
@@ -30,38 +27,6 @@ fn ok(data: &Path, args: &[&str]) -> String {
         stderr(&out)
     );
     stdout(&out)
-}
-
-fn serve(data: &Path, model: &str, db: &Path) -> (Child, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_metarec"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["-q", "serve", "--model", model, "--db"])
-        .arg(db)
-        .args([
-            "--addr",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--explore",
-            "epsilon:0.2",
-        ])
-        .env("METAREC_API_KEYS", format!("admin:{TOKEN}"))
-        .env("METAREC_PSEUDONYM_KEY", "shop-e2e-secret-0123456")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("metarec serve starts");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no address in `{line}`"));
-    (child, addr)
 }
 
 /// `(value, low, high)` of one estimator's row for one policy of an `ope --json` report.
@@ -186,7 +151,13 @@ fn a_made_up_shop_goes_from_files_to_a_served_and_evaluated_policy() {
 
     // Serve the shop's SKUs, exploring with exact propensities.
     let db = tmp.path().join("serve.db");
-    let (mut child, addr) = serve(&data, &model, &db);
+    let (mut child, addr) = serve_with(
+        &data,
+        Path::new(&model),
+        &db,
+        TOKEN,
+        &["--explore", "epsilon:0.2"],
+    );
     let mut c = Client::new(addr, Some(TOKEN));
     let mut shown = 0usize;
     for u in 0..40 {

@@ -311,26 +311,33 @@ impl Interner {
     }
 }
 
+/// Reads `shop.json` of a shop directory; a directory without one is an error saying how to make
+/// a shop.
+fn read_manifest(dir: &Path) -> Result<(PathBuf, ShopManifest), DataError> {
+    let manifest_path = dir.join(MANIFEST_FILE);
+    let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            malformed(
+                &manifest_path,
+                0,
+                "<file>",
+                "not a shop directory (no shop.json): make one with `metarec shop import`",
+            )
+        } else {
+            DataError::io(&manifest_path, e)
+        }
+    })?;
+    let manifest: ShopManifest = serde_json::from_str(&text)
+        .map_err(|e| malformed(&manifest_path, e.line() as u64, "<record>", e.to_string()))?;
+    Ok((manifest_path, manifest))
+}
+
 impl Shop {
     /// Loads and checks a shop directory: the manifest's format, the checksums of the three data
     /// files, every record (an error names the file, the line and the field), every event's item
     /// (a key of the catalog) and the order of events (by time).
     pub fn load(dir: &Path) -> Result<Shop, DataError> {
-        let manifest_path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                malformed(
-                    &manifest_path,
-                    0,
-                    "<file>",
-                    "not a shop directory (no shop.json): make one with `metarec shop import`",
-                )
-            } else {
-                DataError::io(&manifest_path, e)
-            }
-        })?;
-        let manifest: ShopManifest = serde_json::from_str(&text)
-            .map_err(|e| malformed(&manifest_path, e.line() as u64, "<record>", e.to_string()))?;
+        let (manifest_path, manifest) = read_manifest(dir)?;
         if manifest.format != SHOP_FORMAT {
             return Err(malformed(
                 &manifest_path,
@@ -645,21 +652,7 @@ impl Shop {
     /// resolving the item keys of an interaction log): the manifest's format, then `catalog.json`
     /// checked against the SHA-256 the manifest records.
     pub fn read_catalog(dir: &Path) -> Result<Catalog, DataError> {
-        let manifest_path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&manifest_path).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                malformed(
-                    &manifest_path,
-                    0,
-                    "<file>",
-                    "not a shop directory (no shop.json): make one with `metarec shop import`",
-                )
-            } else {
-                DataError::io(&manifest_path, e)
-            }
-        })?;
-        let manifest: ShopManifest = serde_json::from_str(&text)
-            .map_err(|e| malformed(&manifest_path, e.line() as u64, "<record>", e.to_string()))?;
+        let (_, manifest) = read_manifest(dir)?;
         let path = dir.join(CATALOG_FILE);
         let bytes = std::fs::read(&path).map_err(|e| DataError::io(&path, e))?;
         let actual = sha256_hex(&bytes);

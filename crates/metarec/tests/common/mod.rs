@@ -4,8 +4,10 @@
 // Each test binary compiles this module on its own and uses only some of the helpers.
 #![allow(dead_code)]
 
+use std::io::BufRead;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 /// Runs `metarec --data-dir DATA ARGS...` and waits for it.
 pub fn metarec(data_dir: &Path, args: &[&str]) -> Output {
@@ -115,4 +117,40 @@ pub fn write_catalog(dir: &Path, catalog: &metarec_core::Catalog) -> PathBuf {
 /// The header line of an interaction log written against `catalog` (without its newline).
 pub fn log_header(catalog: &metarec_core::Catalog) -> String {
     serde_json::to_string(&metarec_data::log::LogHeader::of(catalog)).expect("a header serialises")
+}
+
+/// Starts `metarec serve --model MODEL --db DB` on a free loopback port with an admin key `token`
+/// and further `options`, and returns the child with the address it printed.
+pub fn serve_with(
+    data_dir: &Path,
+    model: &Path,
+    db: &Path,
+    token: &str,
+    options: &[&str],
+) -> (Child, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_metarec"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["-q", "serve", "--model"])
+        .arg(model)
+        .arg("--db")
+        .arg(db)
+        .args(["--addr", "127.0.0.1:0", "--workers", "2"])
+        .args(options)
+        .env("METAREC_API_KEYS", format!("admin:{token}"))
+        .env("METAREC_PSEUDONYM_KEY", "crash-test-secret-0123456")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("metarec serve starts");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no address in `{line}`"));
+    (child, addr)
 }
