@@ -1,7 +1,7 @@
 //! `metarec bench import`: `shop import` of a generated shop (a million events, 50,000 items by
 //! default) against `pandas.read_csv` of the same events file, with the peak memory of each.
 
-use super::{thousands, warn_debug_build};
+use super::{median, thousands, warn_debug_build};
 use crate::Global;
 use crate::args::count;
 use anyhow::{Context as _, Result, bail};
@@ -48,16 +48,6 @@ peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(" ".join(repr(t) for t in times))
 print((peak - base) * 1024)
 "#;
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
-}
 
 /// The peak resident set of this process (VmHWM), in bytes.
 fn peak_rss() -> Option<u64> {

@@ -1,7 +1,7 @@
 //! `metarec bench load`: the Online Retail load (parse + clean + index) against
 //! `pandas.read_csv` of the same file.
 
-use super::warn_debug_build;
+use super::{median, warn_debug_build};
 use crate::Global;
 use crate::args::count;
 use anyhow::{Context as _, Result, bail};
@@ -37,16 +37,6 @@ for _ in range(n):
     times.append(time.perf_counter() - t)
 print(" ".join(repr(t) for t in times))
 "#;
-
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    }
-}
 
 fn pandas_times(python: &str, path: &Path, repeats: usize) -> Result<Vec<f64>> {
     let out = Command::new(python)

@@ -72,3 +72,15 @@ fn warn_debug_build(command: &str) {
 fn thousands(x: f64) -> String {
     metarec_data::stats::thousands(x.round().max(0.0) as u64)
 }
+
+/// The median of timed runs (the mean of the middle two for an even count), the figure every
+/// benchmark against an outside baseline compares.
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
