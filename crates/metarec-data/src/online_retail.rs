@@ -9,7 +9,9 @@
 
 use crate::error::DataError;
 use crate::report::{LoadOptions, LoadReport};
-use crate::table::{Dialect, Row, Table, count_lines, handle_malformed, read_file, split_records};
+use crate::table::{
+    Dialect, Row, Table, count_lines, handle_malformed, read_file, reader_threads, split_records,
+};
 use crate::time::parse_datetime_ms;
 use metarec_core::{Catalog, Item, ItemId, UserKey};
 use serde::Serialize;
@@ -210,13 +212,7 @@ pub fn parse_online_retail(
     };
     let data_start = table.data_start();
     let body = &bytes[data_start..];
-    // Below a few megabytes, thread start-up costs more than it saves.
-    let threads = if body.len() < (4 << 20) {
-        1
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
-    };
-    let chunks = split_records(body, threads);
+    let chunks = split_records(body, reader_threads(body.len()));
     let mut offsets = Vec::with_capacity(chunks.len());
     let mut lines = count_lines(&bytes[..data_start]);
     for chunk in &chunks {

@@ -120,6 +120,12 @@ impl<'a> Table<'a> {
         self.reader.position().byte() as usize
     }
 
+    /// The lines from the reading position to the end of the table's bytes.
+    pub(crate) fn remaining_lines(&self) -> usize {
+        let at = (self.reader.position().byte() as usize).min(self.bytes.len());
+        count_lines(&self.bytes[at..]) as usize
+    }
+
     /// The column names of the header, trimmed, in file order.
     pub(crate) fn header(&self) -> &[String] {
         &self.header
@@ -427,6 +433,16 @@ pub(crate) fn handle_malformed(
 /// Reads a whole file, naming it in the error.
 pub(crate) fn read_file(path: &Path) -> Result<Vec<u8>, DataError> {
     std::fs::read(path).map_err(|e| DataError::io(path, e))
+}
+
+/// How many threads read a file body of `len` bytes: one below a few megabytes, where starting
+/// threads costs more than it saves, else one per core (at most eight).
+pub(crate) fn reader_threads(len: usize) -> usize {
+    if len < (4 << 20) {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+    }
 }
 
 /// Splits CSV `bytes` into up to `parts` chunks that each end at a record boundary: a newline

@@ -23,6 +23,8 @@
 //! a non-positive quantity or price, an excluded item) always skip and count. The reasons are the
 //! `SKIP_*` constants and `malformed <field>`.
 
+mod compact;
+mod events;
 mod map;
 mod source;
 
@@ -30,10 +32,13 @@ pub use map::{
     CATALOG_FIELDS, CategorySplit, EVENT_FIELDS, FieldMap, FieldSource, MapError, Role, USER_FIELDS,
 };
 
-use super::{EventKind, EventRecord, SHOP_FORMAT, ShopFiles, ShopManifest, SourceFile, UserRecord};
+use super::Interner;
+use super::{EventKind, SHOP_FORMAT, ShopManifest, SourceFile, UserRecord};
 use crate::error::DataError;
 use crate::report::{LoadReport, OnMalformed};
-use crate::time::{TimeFormat, epoch_ms, parse_timestamp_ms};
+use crate::time::TimeFormat;
+use compact::Events;
+use events::read_events;
 use metarec_core::{Catalog, Item};
 use source::{Columns, Declared, Input, Reader, Record};
 use std::borrow::Cow;
@@ -104,7 +109,7 @@ pub struct PreparedShop {
     /// order of their first event.
     pub users: Vec<UserRecord>,
     /// The events, sorted by time (stably).
-    pub events: Vec<EventRecord>,
+    events: Events,
     /// The manifest; its name and checksums are filled in when saved.
     pub manifest: ShopManifest,
     name: Option<String>,
@@ -154,63 +159,106 @@ pub fn prepare_shop_with(
         None => HashSet::new(),
     };
     let mut shared = SharedFields::default();
+    // The users file is read on a thread of its own beside the catalog and the events; its
+    // errors are reported after theirs, as if it were read last.
+    std::thread::scope(|scope| {
+        let users_job = spec.users.as_ref().map(|path| {
+            scope.spawn(move || -> Result<_, DataError> {
+                let input = Input::read(path)?;
+                let users = read_users(&input, spec)?;
+                Ok((source_file(Role::Users.as_str(), &input), users))
+            })
+        });
+        let users_path = match &spec.users {
+            Some(path) => format!(" and the users {}", path.display()),
+            None => String::new(),
+        };
+        let given_catalog = match &spec.catalog {
+            Some(path) => {
+                progress(&format!(
+                    "reading the catalog {}{users_path}",
+                    path.display()
+                ));
+                let input = Input::read(path)?;
+                let (table, report) = read_catalog(&input, spec, &mut shared)?;
+                sources.push(source_file(Role::Catalog.as_str(), &input));
+                reports.push(report);
+                Some(table)
+            }
+            None => None,
+        };
 
-    let given_catalog = match &spec.catalog {
-        Some(path) => {
-            progress(&format!("reading the catalog {}", path.display()));
-            let input = Input::read(path)?;
-            let (table, report) = read_catalog(&input, spec, &mut shared)?;
-            sources.push(source_file(Role::Catalog.as_str(), &input));
-            reports.push(report);
-            Some(table)
+        progress(&format!("reading the events {}", spec.events.display()));
+        let input = Input::read(&spec.events)?;
+        // Item keys numbered by catalog row (the rows' keys are distinct).
+        let catalog_keys: Option<Interner> = given_catalog.as_ref().map(|table| {
+            let mut keys = Interner::default();
+            for r in &table.rows {
+                keys.id(&r.key);
+            }
+            keys
+        });
+        let mut read = read_events(&input, spec, &excluded, catalog_keys.as_ref(), &mut shared)?;
+        drop(catalog_keys);
+        sources.push(source_file(Role::Events.as_str(), &input));
+        drop(input);
+        shared.check()?;
+
+        let users_file = match users_job {
+            Some(job) => {
+                let (source, users) = job.join().expect("the users reader thread panicked")?;
+                sources.push(source);
+                Some(users)
+            }
+            None => None,
+        };
+
+        // The catalog is built while the events are sorted: neither needs the other.
+        progress(&format!(
+            "building the catalog and sorting {} events by time",
+            read.events.records.len()
+        ));
+        let catalog_path = spec.catalog.clone().unwrap_or_else(|| spec.events.clone());
+        let table = match (given_catalog, read.derived.take()) {
+            (Some(table), _) => table,
+            (None, derived) => derived.unwrap_or_default().into_table(),
+        };
+        let mut events = std::mem::take(&mut read.events);
+        let build = scope.spawn(move || build_catalog(&table, &catalog_path));
+        events.sort_by_time();
+        let (catalog, unavailable, missing) =
+            build.join().expect("the catalog builder thread panicked")?;
+        let missing_into = if spec.catalog.is_some() {
+            &mut reports[0]
+        } else {
+            &mut read.report
+        };
+        for (what, n) in missing {
+            *missing_into.missing.entry(what).or_insert(0) += n;
         }
-        None => None,
-    };
+        reports.push(read.report);
+        finish(
+            spec,
+            catalog,
+            events,
+            users_file,
+            unavailable,
+            sources,
+            reports,
+        )
+    })
+}
 
-    progress(&format!("reading the events {}", spec.events.display()));
-    let input = Input::read(&spec.events)?;
-    let catalog_keys: Option<HashMap<String, usize>> = given_catalog.as_ref().map(|table| {
-        table
-            .rows
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.key.clone(), i))
-            .collect()
-    });
-    let mut read = read_events(&input, spec, &excluded, catalog_keys.as_ref(), &mut shared)?;
-    sources.push(source_file(Role::Events.as_str(), &input));
-    shared.check()?;
-
-    let users_file = match &spec.users {
-        Some(path) => {
-            progress(&format!("reading the users {}", path.display()));
-            let input = Input::read(path)?;
-            let users = read_users(&input, spec)?;
-            sources.push(source_file(Role::Users.as_str(), &input));
-            Some(users)
-        }
-        None => None,
-    };
-
-    progress("building the catalog");
-    let catalog_path = spec.catalog.clone().unwrap_or_else(|| spec.events.clone());
-    let derived = read.derived.take();
-    let (table, missing_into) = match (given_catalog, derived) {
-        (Some(table), _) => (table, &mut reports[0]),
-        (None, derived) => (derived.unwrap_or_default().into_table(), &mut read.report),
-    };
-    let (catalog, unavailable, missing) = build_catalog(&table, &catalog_path)?;
-    for (what, n) in missing {
-        *missing_into.missing.entry(what).or_insert(0) += n;
-    }
-
-    progress(&format!("sorting {} events by time", read.events.len()));
-    let mut events = read.events;
-    if !events.is_sorted_by_key(|e| e.timestamp_ms) {
-        events.sort_by_key(|e| e.timestamp_ms);
-    }
-    reports.push(read.report);
-
+/// The users, counts and manifest of an import whose files are read.
+fn finish(
+    spec: &ImportSpec,
+    catalog: Catalog,
+    events: Events,
+    users_file: Option<(Vec<UserRecord>, Vec<String>, LoadReport)>,
+    unavailable: Vec<String>,
+    sources: Vec<SourceFile>,
+    mut reports: Vec<LoadReport>,
+) -> Result<PreparedShop, DataError> {
     let (mut users, user_features) = match users_file {
         Some((users, features, report)) => {
             reports.push(report);
@@ -220,11 +268,17 @@ pub fn prepare_shop_with(
     };
     let mut only_in_events = Vec::new();
     {
-        let mut known: HashSet<&str> = users.iter().map(|u| u.user.as_str()).collect();
-        for e in &events {
-            if known.insert(e.user.as_str()) {
+        let known: HashSet<&str> = users.iter().map(|u| u.user.as_str()).collect();
+        let mut seen = vec![false; events.users.len()];
+        for e in &events.records {
+            let Some(first) = seen.get_mut(e.user as usize).filter(|s| !**s) else {
+                continue;
+            };
+            *first = true;
+            let user = events.users.get(e.user).unwrap_or_default();
+            if !known.contains(user) {
                 only_in_events.push(UserRecord {
-                    user: e.user.clone(),
+                    user: user.to_owned(),
                     ..UserRecord::default()
                 });
             }
@@ -232,12 +286,17 @@ pub fn prepare_shop_with(
     }
     users.extend(only_in_events);
 
-    let mut events_by_type = BTreeMap::new();
-    for e in &events {
-        *events_by_type
-            .entry(e.kind.as_str().to_owned())
-            .or_insert(0u64) += 1;
+    let mut by_kind: Vec<(EventKind, u64)> = Vec::new();
+    for e in &events.records {
+        match by_kind.iter_mut().find(|(k, _)| *k == e.kind) {
+            Some((_, n)) => *n += 1,
+            None => by_kind.push((e.kind, 1)),
+        }
     }
+    let events_by_type: BTreeMap<String, u64> = by_kind
+        .into_iter()
+        .map(|(k, n)| (k.as_str().to_owned(), n))
+        .collect();
     let mut map = spec.map.entries().clone();
     if let Some(f) = &spec.time_format {
         map.insert("time_format".into(), f.pattern().to_owned());
@@ -248,10 +307,10 @@ pub fn prepare_shop_with(
         metarec_version: env!("CARGO_PKG_VERSION").to_owned(),
         items: catalog.len(),
         users: users.len(),
-        events: events.len() as u64,
+        events: events.records.len() as u64,
         events_by_type,
-        first_ms: events.first().map(|e| e.timestamp_ms),
-        last_ms: events.last().map(|e| e.timestamp_ms),
+        first_ms: events.records.first().map(|e| e.timestamp_ms),
+        last_ms: events.records.last().map(|e| e.timestamp_ms),
         user_features,
         unavailable,
         sources,
@@ -325,13 +384,19 @@ impl PreparedShop {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "shop".into()),
         };
-        let manifest = ShopFiles {
+        let lines = self
+            .events
+            .writer(self.catalog.keys().iter().map(String::as_str));
+        let manifest = super::save_dir(
+            out,
+            overwrite,
             manifest,
-            catalog: &self.catalog,
-            users: &self.users,
-            events: &self.events,
-        }
-        .save(out, overwrite)?;
+            &self.catalog,
+            &self.users,
+            &|path| {
+                super::write_blocks(path, lines.len(), |range, block| lines.write(range, block))
+            },
+        )?;
         Ok(ImportOutcome {
             dir: out.to_owned(),
             reports: manifest.reports.clone(),
@@ -385,17 +450,37 @@ pub fn normalize_key(key: &str) -> Cow<'_, str> {
     Cow::Borrowed(key)
 }
 
+/// Like [`normalize_key`], keeping a borrowed key borrowed.
+fn normalize_cow(key: Cow<'_, str>) -> Cow<'_, str> {
+    match key {
+        Cow::Borrowed(k) => normalize_key(k),
+        Cow::Owned(mut k) => {
+            // A normalised key is a prefix of the key.
+            let len = normalize_key(&k).len();
+            k.truncate(len);
+            Cow::Owned(k)
+        }
+    }
+}
+
 /// A `NAME=VALUE` token, the value cut to [`MAX_TOKEN_VALUE`] characters.
 fn token(name: &str, value: &str) -> String {
+    let mut t = String::new();
+    token_into(name, value, &mut t);
+    t
+}
+
+/// Writes a [`token`] into `out` (replacing what it held), to reuse one buffer across rows.
+fn token_into(name: &str, value: &str, out: &mut String) {
     let cut = match value.char_indices().nth(MAX_TOKEN_VALUE) {
         Some((at, _)) => &value[..at],
         None => value,
     };
-    let mut t = String::with_capacity(name.len() + 1 + cut.len());
-    t.push_str(name);
-    t.push('=');
-    t.push_str(cut);
-    t
+    out.clear();
+    out.reserve(name.len() + 1 + cut.len());
+    out.push_str(name);
+    out.push('=');
+    out.push_str(cut);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -647,6 +732,7 @@ fn flag(rec: &Record<'_>, src: &Src, field: &str) -> Result<Option<bool>, DataEr
 /// Chooses the columns of a file that are not mapped to a field (a catalog's or a users file's
 /// attributes, an events file's context), or the columns a `context=` entry names. JSON Lines
 /// files reveal columns as they go, so the choice is refreshed when the column count grows.
+#[derive(Clone)]
 struct Unmapped {
     mapped: HashSet<usize>,
     allowed: Option<HashSet<String>>,
@@ -1141,113 +1227,6 @@ fn one_hots(
     debug_assert_eq!(names.len(), base + width);
 }
 
-/// The catalog an events file builds when no catalog file is given.
-#[derive(Default)]
-struct Derived {
-    index: HashMap<String, usize>,
-    items: Vec<DerivedItem>,
-}
-
-#[derive(Default)]
-struct DerivedItem {
-    key: String,
-    /// Distinct titles with their counts (most items have one or two, so a list is cheaper
-    /// than a map).
-    titles: Vec<(Box<str>, u32)>,
-    prices: Vec<f64>,
-    categories: Vec<String>,
-    brand: Option<String>,
-    line: u64,
-}
-
-impl Derived {
-    fn add(
-        &mut self,
-        key: &str,
-        line: u64,
-        title: Option<&str>,
-        price: Option<f64>,
-        categories: Vec<String>,
-        brand: Option<String>,
-    ) {
-        let i = match self.index.get(key) {
-            Some(&i) => i,
-            None => {
-                let i = self.items.len();
-                self.index.insert(key.to_owned(), i);
-                self.items.push(DerivedItem {
-                    key: key.to_owned(),
-                    line,
-                    ..DerivedItem::default()
-                });
-                i
-            }
-        };
-        let item = &mut self.items[i];
-        if let Some(t) = title {
-            match item.titles.iter_mut().find(|(s, _)| &**s == t) {
-                Some((_, n)) => *n += 1,
-                None => item.titles.push((t.into(), 1)),
-            }
-        }
-        if let Some(p) = price {
-            item.prices.push(p);
-        }
-        if item.categories.is_empty() {
-            item.categories = categories;
-        }
-        if item.brand.is_none() {
-            item.brand = brand;
-        }
-    }
-
-    fn into_table(self) -> ItemTable {
-        let rows = self
-            .items
-            .into_iter()
-            .map(|mut it| {
-                // The most common title; ties go to the alphabetically first, so the result
-                // does not depend on file order.
-                let title = it
-                    .titles
-                    .iter()
-                    .max_by(|(a, na), (b, nb)| na.cmp(nb).then_with(|| b.cmp(a)))
-                    .map(|(t, _)| t.to_string());
-                ItemRow {
-                    key: it.key,
-                    title,
-                    categories: it.categories,
-                    price: median(&mut it.prices),
-                    brand: it.brand,
-                    available: true,
-                    line: it.line,
-                }
-            })
-            .collect();
-        ItemTable {
-            rows,
-            attributes: TypedAttributes::default(),
-        }
-    }
-}
-
-/// The median (the mean of the middle two for an even count); `None` for no values.
-fn median(values: &mut [f64]) -> Option<f64> {
-    let n = values.len();
-    if n == 0 {
-        return None;
-    }
-    let mid = n / 2;
-    let (lower, m, _) = values.select_nth_unstable_by(mid, f64::total_cmp);
-    let m = *m;
-    Some(if n % 2 == 1 {
-        m
-    } else {
-        let below = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        (below + m) / 2.0
-    })
-}
-
 // ------------------------------------------------------------------------------------------------
 // Users
 // ------------------------------------------------------------------------------------------------
@@ -1349,430 +1328,9 @@ fn read_users(
     Ok((users, names, report))
 }
 
-// ------------------------------------------------------------------------------------------------
-// Events
-// ------------------------------------------------------------------------------------------------
-
-struct EventsRead {
-    events: Vec<EventRecord>,
-    report: LoadReport,
-    /// The catalog built from the events, when no catalog file was given.
-    derived: Option<Derived>,
-}
-
-/// The resolved fields of an events file.
-struct EventColumns {
-    user: Src,
-    item: Src,
-    time: Src,
-    kind: Src,
-    session: Src,
-    ranking: Src,
-    position: Src,
-    propensity: Src,
-    quantity: Src,
-    revenue: Src,
-    title: Src,
-    category: Src,
-    price: Src,
-    brand: Src,
-    flags: Vec<(EventKind, Src)>,
-}
-
-/// One event row parsed, before the cleaning rules.
-struct ParsedEvent {
-    user: Option<String>,
-    item: String,
-    timestamp_ms: i64,
-    kind: EventKind,
-    session: Option<String>,
-    ranking: Option<String>,
-    position: Option<u32>,
-    propensity: Option<f64>,
-    quantity: Option<i64>,
-    revenue: Option<f64>,
-    price: Option<f64>,
-    title: Option<String>,
-    categories: Vec<String>,
-    brand: Option<String>,
-    flags: Vec<EventKind>,
-}
-
-fn read_events(
-    input: &Input,
-    spec: &ImportSpec,
-    excluded: &HashSet<String>,
-    catalog_keys: Option<&HashMap<String, usize>>,
-    shared: &mut SharedFields,
-) -> Result<EventsRead, DataError> {
-    let mut reader = Reader::new(input)?;
-    let map = &spec.map;
-    let role = Role::Events;
-    let mut r =
-        |field: &str, required: bool| resolve(&mut reader, map, role, field, required, shared);
-    let mut cols = EventColumns {
-        user: r("user_id", true)?,
-        item: r("item_id", true)?,
-        time: r("timestamp", true)?,
-        kind: Src::Absent,
-        session: r("session_id", false)?,
-        ranking: r("ranking_id", false)?,
-        position: r("position", false)?,
-        propensity: r("propensity", false)?,
-        quantity: r("quantity", false)?,
-        revenue: r("revenue", false)?,
-        title: r("title", false)?,
-        category: r("category", false)?,
-        price: r("price", false)?,
-        brand: r("brand", false)?,
-        flags: Vec::new(),
-    };
-    cols.kind = match resolve(&mut reader, map, role, "type", false, shared)? {
-        Src::Absent => {
-            return Err(header_error(
-                &reader,
-                "type",
-                "type",
-                "; name the column with --map type=COLUMN, or give every event one type with --map type=const:purchase",
-            ));
-        }
-        src => src,
-    };
-    for (kind, column) in map.flags() {
-        match reader.lookup(column) {
-            Some(c) => cols.flags.push((kind, Src::Col(c))),
-            None => {
-                return Err(header_error(
-                    &reader,
-                    &format!("flag.{}", kind.as_str()),
-                    column,
-                    "; fix --map flag.KIND=COLUMN",
-                ));
-            }
-        }
-    }
-    let mut mapped: HashSet<usize> = HashSet::new();
-    for src in [
-        &cols.user,
-        &cols.item,
-        &cols.time,
-        &cols.kind,
-        &cols.session,
-        &cols.ranking,
-        &cols.position,
-        &cols.propensity,
-        &cols.quantity,
-        &cols.revenue,
-        &cols.title,
-        &cols.category,
-        &cols.price,
-        &cols.brand,
-    ]
-    .into_iter()
-    .chain(cols.flags.iter().map(|(_, s)| s))
-    {
-        mapped.extend(src.columns().iter().copied());
-    }
-    let mut context = Unmapped::new(mapped, map.context());
-    let mut derived = catalog_keys.is_none().then(Derived::default);
-    let derive = derived.is_some();
-    let split = map.category_split();
-    let base = f64::from(map.position_base());
-    let mut report = LoadReport::new(input.path.display().to_string());
-    // One event per line is the common case: reserving for it saves copying a million records
-    // as the vector grows.
-    let lines = memchr::memchr_iter(b'\n', &input.bytes).count();
-    let mut events: Vec<EventRecord> = Vec::with_capacity(lines + 1);
-    let time_format = spec.time_format.as_ref();
-
-    reader.for_each(|columns, rec| {
-        let rec = match rec {
-            Ok(r) => r,
-            Err(e) => return reject(e.into(), spec.on_malformed, &mut report),
-        };
-        let context_cols = context.refresh(columns);
-        let parsed = (|| -> Result<ParsedEvent, Rejected> {
-            rec.check_width()?;
-            let user = text(&rec, &cols.user)?.map(|u| normalize_key(&u).into_owned());
-            let item = text(&rec, &cols.item)?.ok_or_else(|| {
-                malformed_at(
-                    &rec,
-                    &cols.item,
-                    "item_id",
-                    "empty, but an item id is required",
-                )
-            })?;
-            let item = normalize_key(&item).into_owned();
-            let timestamp_ms = read_time(&rec, &cols.time, time_format)?;
-            let kind = match text(&rec, &cols.kind)? {
-                None => {
-                    return Err(rejected(
-                        malformed_at(
-                            &rec,
-                            &cols.kind,
-                            "type",
-                            format!("empty; {}", map.type_hint()),
-                        ),
-                        SKIP_UNKNOWN_TYPE,
-                    ));
-                }
-                Some(t) => map.kind_of(&t).ok_or_else(|| {
-                    rejected(
-                        malformed_at(
-                            &rec,
-                            &cols.kind,
-                            "type",
-                            format!(
-                                "`{}` is not an event type; {}",
-                                crate::table::truncate(&t, 40),
-                                map.type_hint()
-                            ),
-                        ),
-                        SKIP_UNKNOWN_TYPE,
-                    )
-                })?,
-            };
-            let session = text(&rec, &cols.session)?.map(Cow::into_owned);
-            let ranking = text(&rec, &cols.ranking)?.map(Cow::into_owned);
-            let position = match whole(&rec, &cols.position, "position", 0.0, f64::from(u32::MAX))?
-            {
-                Some(p) if (p as f64) < base => {
-                    return Err(malformed_at(
-                        &rec,
-                        &cols.position,
-                        "position",
-                        format!("{p}: positions count from {base} here (position.base)"),
-                    )
-                    .into());
-                }
-                p => p.map(|p| (p - base as i64) as u32),
-            };
-            let propensity = match number(&rec, &cols.propensity, "propensity")? {
-                Some(p) if !(p > 0.0 && p <= 1.0) => {
-                    return Err(rejected(
-                        malformed_at(
-                            &rec,
-                            &cols.propensity,
-                            "propensity",
-                            format!("{p} is outside (0, 1]"),
-                        ),
-                        SKIP_PROPENSITY,
-                    ));
-                }
-                p => p,
-            };
-            let quantity = whole(
-                &rec,
-                &cols.quantity,
-                "quantity",
-                -9.0e15,
-                f64::from(u32::MAX),
-            )?;
-            let revenue = match number(&rec, &cols.revenue, "revenue")? {
-                Some(v) if v < 0.0 => {
-                    return Err(rejected(
-                        malformed_at(&rec, &cols.revenue, "revenue", format!("{v} is negative")),
-                        SKIP_REVENUE,
-                    ));
-                }
-                v => v,
-            };
-            let price = match number(&rec, &cols.price, "price")? {
-                Some(p) if !(p as f32).is_finite() => {
-                    return Err(malformed_at(
-                        &rec,
-                        &cols.price,
-                        "price",
-                        format!("{p} is too large for a price"),
-                    )
-                    .into());
-                }
-                p => p,
-            };
-            let (title, categories, brand) = if derive {
-                (
-                    text(&rec, &cols.title)?.map(Cow::into_owned),
-                    match &cols.category {
-                        Src::Col(c) => rec.list(*c, split)?,
-                        other => text(&rec, other)?
-                            .map(|t| vec![t.into_owned()])
-                            .unwrap_or_default(),
-                    },
-                    text(&rec, &cols.brand)?.map(Cow::into_owned),
-                )
-            } else {
-                (None, Vec::new(), None)
-            };
-            let mut flags = Vec::new();
-            for (kind, src) in &cols.flags {
-                if flag(&rec, src, &format!("flag.{}", kind.as_str()))? == Some(true) {
-                    flags.push(*kind);
-                }
-            }
-            Ok(ParsedEvent {
-                user,
-                item,
-                timestamp_ms,
-                kind,
-                session,
-                ranking,
-                position,
-                propensity,
-                quantity,
-                revenue,
-                price,
-                title,
-                categories,
-                brand,
-                flags,
-            })
-        })();
-        let e = match parsed {
-            Ok(e) => e,
-            Err(r) => return reject(r, spec.on_malformed, &mut report),
-        };
-        // The cleaning rules, first that applies. An excluded item is checked first, since the
-        // item says what a line is about (a service line is one whatever else holds for it).
-        if excluded.contains(&e.item) {
-            report.skip(SKIP_EXCLUDED);
-            return Ok(());
-        }
-        if let Some(index) = catalog_keys {
-            if !index.contains_key(&e.item) {
-                let error = malformed_at(
-                    &rec,
-                    &cols.item,
-                    "item_id",
-                    format!("item `{}` is not in the catalog", e.item.escape_debug()),
-                );
-                return reject(
-                    rejected(error, SKIP_UNKNOWN_ITEM),
-                    spec.on_malformed,
-                    &mut report,
-                );
-            }
-        }
-        let Some(user) = e.user else {
-            report.skip(SKIP_MISSING_USER);
-            return Ok(());
-        };
-        if e.quantity.is_some_and(|q| q <= 0) {
-            report.skip(SKIP_QUANTITY);
-            return Ok(());
-        }
-        if e.price.is_some_and(|p| p <= 0.0) {
-            report.skip(SKIP_PRICE);
-            return Ok(());
-        }
-        let quantity = e.quantity.map(|q| q as u32);
-        let revenue_of = |kind: EventKind| -> Option<f64> {
-            if kind != EventKind::Purchase {
-                return e.revenue;
-            }
-            e.revenue.or_else(|| {
-                e.price
-                    .map(|p| p * f64::from(quantity.unwrap_or(1)))
-                    .filter(|v| v.is_finite())
-            })
-        };
-        let mut tokens = Vec::new();
-        for &c in context_cols {
-            if let Ok(Some(v)) = rec.text(c) {
-                tokens.push(token(&rec.name(c), &v));
-            }
-        }
-        if let Some(derived) = &mut derived {
-            derived.add(
-                &e.item,
-                rec.line(),
-                e.title.as_deref(),
-                e.price,
-                e.categories,
-                e.brand,
-            );
-        }
-        let record = EventRecord {
-            user,
-            item: e.item,
-            timestamp_ms: e.timestamp_ms,
-            kind: e.kind,
-            session: e.session,
-            ranking: e.ranking,
-            position: e.position,
-            propensity: e.propensity,
-            quantity,
-            revenue: revenue_of(e.kind),
-            context: tokens,
-        };
-        // A flag adds feedback on the same shown item, after the row's own event: same user,
-        // item, time, visit, ranking and position; the logging propensity stays with the
-        // impression.
-        for &kind in &e.flags {
-            let mut copy = record.clone();
-            copy.kind = kind;
-            copy.propensity = None;
-            copy.revenue = revenue_of(kind);
-            if kind != EventKind::Purchase {
-                copy.quantity = None;
-            }
-            events.push(copy);
-        }
-        let at = events.len() - e.flags.len();
-        events.insert(at, record);
-        report.keep();
-        Ok(())
-    })?;
-    Ok(EventsRead {
-        events,
-        report,
-        derived,
-    })
-}
-
-/// Reads an event's time: with a format, by it; otherwise an epoch number or ISO 8601.
-fn read_time(rec: &Record<'_>, src: &Src, format: Option<&TimeFormat>) -> Result<i64, Rejected> {
-    let bad = |shown: &str| {
-        let expected = match format {
-            Some(f) => format!("a time like --time-format {}", f.pattern()),
-            None => "epoch seconds or milliseconds, or ISO 8601 like 2011-12-09T12:50:00Z (use --time-format for other layouts)".to_owned(),
-        };
-        rejected(
-            malformed_at(
-                rec,
-                src,
-                "timestamp",
-                format!("`{}` is not {expected}", crate::table::truncate(shown, 40)),
-            ),
-            SKIP_BAD_TIME,
-        )
-    };
-    if format.is_none() {
-        if let Src::Col(c) = src {
-            if let Some(v) = rec.json_number(*c) {
-                return epoch_ms(v).ok_or_else(|| bad(&v.to_string()));
-            }
-            if let Some(raw) = rec.raw(*c) {
-                if let Some(ms) = parse_timestamp_ms(raw) {
-                    return Ok(ms);
-                }
-            }
-        }
-    }
-    let t = text(rec, src)?.ok_or_else(|| {
-        rejected(
-            malformed_at(rec, src, "timestamp", "empty, but a time is required"),
-            SKIP_BAD_TIME,
-        )
-    })?;
-    let ms = match format {
-        Some(f) => f.parse_ms(t.as_bytes()),
-        None => parse_timestamp_ms(t.as_bytes()),
-    };
-    ms.ok_or_else(|| bad(&t))
-}
-
 #[cfg(test)]
 mod tests {
+    use super::events::median;
     use super::*;
 
     fn close(a: &[f32], b: &[f32]) -> bool {

@@ -28,7 +28,9 @@ use metarec_core::{Catalog, ItemId};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::fs::File;
+use std::hash::BuildHasher;
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -126,6 +128,47 @@ pub struct EventRecord {
     /// Other columns of the event as `name=value` tokens (device, page, country...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub context: Vec<String>,
+}
+
+/// The fields of an [`EventRecord`] in the order of an `events.jsonl` line. A line is a JSON
+/// array of them (absent values `null`, no context `[]`): the keys of an object would make the
+/// file twice as large, and as slow to write and read. Objects with these keys (`type` for the
+/// kind) are read as well.
+pub const EVENT_LINE_FIELDS: [&str; 11] = [
+    "user",
+    "item",
+    "timestamp_ms",
+    "type",
+    "session",
+    "ranking",
+    "position",
+    "propensity",
+    "quantity",
+    "revenue",
+    "context",
+];
+
+/// An [`EventRecord`] written as an `events.jsonl` line (see [`EVENT_LINE_FIELDS`]).
+pub struct EventLine<'a>(pub &'a EventRecord);
+
+impl Serialize for EventLine<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        (
+            &r.user,
+            &r.item,
+            r.timestamp_ms,
+            r.kind,
+            &r.session,
+            &r.ranking,
+            r.position,
+            r.propensity,
+            r.quantity,
+            r.revenue,
+            &r.context,
+        )
+            .serialize(s)
+    }
 }
 
 /// One user as stored in `users.jsonl`.
@@ -256,8 +299,12 @@ pub struct Shop {
 
 /// SHA-256 of some bytes as lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    let mut s = String::with_capacity(64);
+    hex(&Sha256::digest(bytes))
+}
+
+/// Lower-case hex of a digest.
+fn hex(digest: &[u8]) -> String {
+    let mut s = String::with_capacity(2 * digest.len());
     for b in digest {
         s.push_str(&format!("{b:02x}"));
     }
@@ -276,11 +323,7 @@ pub fn sha256_file(path: &Path) -> Result<String, DataError> {
         }
         hasher.update(&buf[..n]);
     }
-    let mut s = String::with_capacity(64);
-    for b in hasher.finalize() {
-        s.push_str(&format!("{b:02x}"));
-    }
-    Ok(s)
+    Ok(hex(&hasher.finalize()))
 }
 
 fn malformed(path: &Path, line: u64, field: &str, reason: impl Into<String>) -> DataError {
@@ -292,22 +335,107 @@ fn malformed(path: &Path, line: u64, field: &str, reason: impl Into<String>) -> 
     }
 }
 
-/// Interns strings in order of first appearance.
-#[derive(Default)]
-struct Interner {
-    index: HashMap<String, u32>,
-    names: Vec<String>,
+/// Distinct texts numbered by first appearance (users, visits, rankings, item keys).
+///
+/// The texts live end to end in one buffer and the hash table holds only their numbers, so a
+/// million lookups touch little memory and a hundred thousand texts cost a few allocations, not
+/// one each. Rows often repeat the previous row's text (the items of one ranking share its user,
+/// visit and ranking), so the last number returned is checked before the table. The hash is
+/// foldhash, seeded at random per table: SipHash, the standard library's default, would be a
+/// large share of the work of an import.
+#[derive(Clone, Default)]
+pub(crate) struct Interner {
+    table: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    text: String,
+    /// Where each text ends in `text`.
+    ends: Vec<usize>,
+    last: u32,
+}
+
+impl fmt::Debug for Interner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Interner({} texts)", self.len())
+    }
 }
 
 impl Interner {
-    fn id(&mut self, name: &str) -> u32 {
-        if let Some(&i) = self.index.get(name) {
-            return i;
+    /// The number of `text`, adding it when new. There are at most `u32::MAX` numbers; later
+    /// texts share the last one (four billion distinct texts would not fit in memory as rows
+    /// anyway).
+    pub(crate) fn id(&mut self, text: &str) -> u32 {
+        if self.get(self.last) == Some(text) {
+            return self.last;
         }
-        let i = self.names.len() as u32;
-        self.names.push(name.to_owned());
-        self.index.insert(name.to_owned(), i);
-        i
+        let hash = self.hasher.hash_one(text);
+        let Interner {
+            table,
+            hasher,
+            text: all,
+            ends,
+            ..
+        } = self;
+        let slice = |ends: &[usize], i: u32| -> (usize, usize) {
+            let i = i as usize;
+            (if i == 0 { 0 } else { ends[i - 1] }, ends[i])
+        };
+        let found = table
+            .find(hash, |&i| {
+                let (a, b) = slice(ends, i);
+                &all[a..b] == text
+            })
+            .copied();
+        let id = match found {
+            Some(id) => id,
+            None => {
+                let id = u32::try_from(ends.len()).unwrap_or(u32::MAX);
+                all.push_str(text);
+                ends.push(all.len());
+                table.insert_unique(hash, id, |&i| {
+                    let (a, b) = slice(ends, i);
+                    hasher.hash_one(&all[a..b])
+                });
+                id
+            }
+        };
+        self.last = id;
+        id
+    }
+
+    /// The number of `text`, if it has one.
+    pub(crate) fn lookup(&self, text: &str) -> Option<u32> {
+        let hash = self.hasher.hash_one(text);
+        self.table
+            .find(hash, |&i| self.get(i) == Some(text))
+            .copied()
+    }
+
+    /// The text of number `id`.
+    pub(crate) fn get(&self, id: u32) -> Option<&str> {
+        let i = id as usize;
+        let end = *self.ends.get(i)?;
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        self.text.get(start..end)
+    }
+
+    /// How many distinct texts there are.
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// The texts in number order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let t = &self.text[start..end];
+            start = end;
+            t
+        })
+    }
+
+    /// The texts in number order, owned.
+    pub(crate) fn into_strings(self) -> Vec<String> {
+        self.iter().map(str::to_owned).collect()
     }
 }
 
@@ -374,7 +502,7 @@ impl Shop {
 
         let mut users = Vec::new();
         let mut user_index: HashMap<String, u32> = HashMap::new();
-        for_each_line(&users_path, |line, record: UserRecord| {
+        for_each_line(&users_path, &[], |line, record: UserRecord| {
             if record.features.len() > manifest.user_features.len() {
                 return Err(malformed(
                     &users_path,
@@ -410,7 +538,7 @@ impl Shop {
         let mut rankings = Interner::default();
         let mut events = Vec::new();
         let mut last_ms = i64::MIN;
-        for_each_line(&events_path, |line, r: EventRecord| {
+        for_each_line(&events_path, &EVENT_LINE_FIELDS, |line, r: EventRecord| {
             let user = match user_index.get(&r.user) {
                 Some(&u) => u,
                 None => {
@@ -479,8 +607,8 @@ impl Shop {
             manifest,
             catalog,
             users,
-            sessions: sessions.names,
-            rankings: rankings.names,
+            sessions: sessions.into_strings(),
+            rankings: rankings.into_strings(),
             events,
         })
     }
@@ -495,6 +623,7 @@ impl Shop {
 /// errors.
 fn for_each_line<T: for<'de> Deserialize<'de>>(
     path: &Path,
+    positions: &[&str],
     mut each: impl FnMut(u64, T) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
@@ -515,7 +644,16 @@ fn for_each_line<T: for<'de> Deserialize<'de>>(
         }
         let mut de = serde_json::Deserializer::from_slice(&buf);
         let record: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let field = e.path().to_string();
+            let mut field = e.path().to_string();
+            // A line written as an array names a field by its position (`[3]`).
+            if let Some(name) = field
+                .strip_prefix('[')
+                .and_then(|f| f.split_once(']'))
+                .and_then(|(i, _)| i.parse::<usize>().ok())
+                .and_then(|i| positions.get(i))
+            {
+                field = (*name).to_owned();
+            }
             malformed(
                 path,
                 line,
@@ -544,7 +682,33 @@ impl ShopFiles<'_> {
     /// either a complete shop or untouched. An existing `dir` is replaced only with `overwrite`
     /// (and only if it is a shop directory); the old one is removed after the rename succeeds.
     /// Returns the manifest as written.
-    pub fn save(mut self, dir: &Path, overwrite: bool) -> Result<ShopManifest, DataError> {
+    pub fn save(self, dir: &Path, overwrite: bool) -> Result<ShopManifest, DataError> {
+        let events = self.events;
+        save_dir(
+            dir,
+            overwrite,
+            self.manifest,
+            self.catalog,
+            self.users,
+            &|path| {
+                let lines: Vec<EventLine<'_>> = events.iter().map(EventLine).collect();
+                write_lines(path, &lines)
+            },
+        )
+    }
+}
+
+/// Writes a shop directory as [`ShopFiles::save`] describes; `write_events` writes
+/// `events.jsonl` at the path it is given and returns its SHA-256.
+pub(crate) fn save_dir(
+    dir: &Path,
+    overwrite: bool,
+    mut manifest: ShopManifest,
+    catalog: &Catalog,
+    users: &[UserRecord],
+    write_events: &dyn Fn(&Path) -> Result<String, DataError>,
+) -> Result<ShopManifest, DataError> {
+    {
         if dir.exists() {
             if !overwrite {
                 return Err(malformed(
@@ -576,21 +740,32 @@ impl ShopFiles<'_> {
         let _ = std::fs::remove_dir_all(&stage);
         let result = (|| -> Result<ShopManifest, DataError> {
             std::fs::create_dir(&stage).map_err(|e| DataError::io(&stage, e))?;
-            let catalog_text = serde_json::to_vec(self.catalog)
-                .map_err(|e| DataError::io(stage.join(CATALOG_FILE), std::io::Error::other(e)))?;
-            self.manifest.catalog_sha256 = sha256_hex(&catalog_text);
-            write_file(&stage.join(CATALOG_FILE), |out| {
-                out.write_all(&catalog_text)
+            // The catalog and the users are written beside the events, whose writing waits on
+            // hashing and the disk more than on the processor.
+            let (catalog_sha256, users_sha256, events_sha256) = std::thread::scope(|scope| {
+                let others = scope.spawn(|| -> Result<(String, String), DataError> {
+                    let path = stage.join(CATALOG_FILE);
+                    let text = serde_json::to_vec(catalog)
+                        .map_err(|e| DataError::io(&path, std::io::Error::other(e)))?;
+                    write_file(&path, |out| out.write_all(&text))?;
+                    let users = write_lines(&stage.join(USERS_FILE), users)?;
+                    Ok((sha256_hex(&text), users))
+                });
+                let events = write_events(&stage.join(EVENTS_FILE));
+                let others = others.join().expect("the catalog writer thread panicked");
+                let (catalog, users) = others?;
+                Ok::<_, DataError>((catalog, users, events?))
             })?;
-            self.manifest.users_sha256 = write_lines(&stage.join(USERS_FILE), self.users)?;
-            self.manifest.events_sha256 = write_lines(&stage.join(EVENTS_FILE), self.events)?;
-            let manifest_text = serde_json::to_vec_pretty(&self.manifest)
+            manifest.catalog_sha256 = catalog_sha256;
+            manifest.users_sha256 = users_sha256;
+            manifest.events_sha256 = events_sha256;
+            let manifest_text = serde_json::to_vec_pretty(&manifest)
                 .map_err(|e| DataError::io(stage.join(MANIFEST_FILE), std::io::Error::other(e)))?;
             write_file(&stage.join(MANIFEST_FILE), |out| {
                 out.write_all(&manifest_text)?;
                 out.write_all(b"\n")
             })?;
-            Ok(self.manifest)
+            Ok(manifest)
         })();
         let manifest = match result {
             Ok(m) => m,
@@ -627,24 +802,80 @@ fn write_file(
 }
 
 /// Writes records as JSON Lines and returns the SHA-256 of the bytes written.
+/// Records serialised into one block for the writer thread.
+const BLOCK_RECORDS: usize = 8192;
+/// Bytes written between syncs of a large file, so that the disk writes while later blocks are
+/// serialised and the final sync waits for little.
+const SYNC_EVERY: u64 = 32 << 20;
+
+/// Writes records as JSON lines, durably, and returns the SHA-256 of the file.
 fn write_lines<T: Serialize>(path: &Path, records: &[T]) -> Result<String, DataError> {
-    let mut hasher = Sha256::new();
-    let mut line = Vec::with_capacity(256);
-    write_file(path, |out| {
-        for r in records {
-            line.clear();
-            serde_json::to_writer(&mut line, r).map_err(std::io::Error::other)?;
-            line.push(b'\n');
-            hasher.update(&line);
-            out.write_all(&line)?;
+    write_blocks(path, records.len(), |range, out| {
+        for r in &records[range] {
+            serde_json::to_writer(&mut *out, r)
+                .map_err(|e| DataError::io(path, std::io::Error::other(e)))?;
+            out.push(b'\n');
         }
         Ok(())
-    })?;
-    let mut s = String::with_capacity(64);
-    for b in hasher.finalize() {
-        s.push_str(&format!("{b:02x}"));
-    }
-    Ok(s)
+    })
+}
+
+/// Writes the lines of `count` records, durably, and returns the SHA-256 of the file; `fill`
+/// appends the lines of the records in a range.
+///
+/// Making the lines is the work; hashing and writing keep up with it on a second thread that
+/// takes blocks of lines in order, so the two overlap, and the syncs along the way let the disk
+/// work meanwhile instead of all at the end.
+pub(crate) fn write_blocks(
+    path: &Path,
+    count: usize,
+    fill: impl Fn(std::ops::Range<usize>, &mut Vec<u8>) -> Result<(), DataError>,
+) -> Result<String, DataError> {
+    let file = File::create(path).map_err(|e| DataError::io(path, e))?;
+    let (blocks, written) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+    let (spare, reuse) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> std::io::Result<String> {
+            let mut file = file;
+            let mut hasher = Sha256::new();
+            let mut unsynced = 0u64;
+            for block in written {
+                hasher.update(&block);
+                file.write_all(&block)?;
+                unsynced += block.len() as u64;
+                if unsynced >= SYNC_EVERY {
+                    file.sync_data()?;
+                    unsynced = 0;
+                }
+                // The making side may have finished; then the block is simply dropped.
+                let _ = spare.send(block);
+            }
+            file.sync_all()?;
+            Ok(hex(&hasher.finalize()))
+        });
+        let mut failed = None;
+        let mut start = 0;
+        while start < count {
+            let end = count.min(start + BLOCK_RECORDS);
+            let mut block = reuse.try_recv().unwrap_or_default();
+            block.clear();
+            if let Err(e) = fill(start..end, &mut block) {
+                failed = Some(e);
+                break;
+            }
+            // A closed channel means the writer stopped on an error, which its result carries.
+            if blocks.send(block).is_err() {
+                break;
+            }
+            start = end;
+        }
+        drop(blocks);
+        let result = writer.join().expect("the file writer thread panicked");
+        match failed {
+            Some(e) => Err(e),
+            None => result.map_err(|e| DataError::io(path, e)),
+        }
+    })
 }
 
 impl Shop {
@@ -669,5 +900,63 @@ impl Shop {
         }
         serde_json::from_slice(&bytes)
             .map_err(|e| malformed(&path, e.line() as u64, "<record>", e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_events(text: &str) -> Result<Vec<EventRecord>, DataError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(EVENTS_FILE);
+        std::fs::write(&path, text).unwrap();
+        let mut out = Vec::new();
+        for_each_line(&path, &EVENT_LINE_FIELDS, |_, r: EventRecord| {
+            out.push(r);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn event_lines_are_arrays_and_objects_are_read_too() {
+        let record = EventRecord {
+            user: "u1".into(),
+            item: "i\"1".into(),
+            timestamp_ms: 1_700_000_000_000,
+            kind: EventKind::Purchase,
+            session: Some("s1".into()),
+            ranking: None,
+            position: None,
+            propensity: None,
+            quantity: Some(2),
+            revenue: Some(3.5),
+            context: vec!["device=mobile".into()],
+        };
+        let line = serde_json::to_string(&EventLine(&record)).unwrap();
+        assert_eq!(
+            line,
+            r#"["u1","i\"1",1700000000000,"purchase","s1",null,null,null,2,3.5,["device=mobile"]]"#
+        );
+        let object = serde_json::to_string(&record).unwrap();
+        let read = read_events(&format!("{line}\n\n{object}\n")).unwrap();
+        assert_eq!(read, vec![record.clone(), record]);
+    }
+
+    #[test]
+    fn a_bad_array_line_names_its_field() {
+        let good = r#"["u1","i1",1,"view",null,null,null,null,null,null,[]]"#;
+        let bad = r#"["u1","i1",1,"bogus",null,null,null,null,null,null,[]]"#;
+        let error = read_events(&format!("{good}\n{bad}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("line 2") && error.contains("`type`"),
+            "{error}"
+        );
+        let short = r#"["u1","i1"]"#;
+        let error = read_events(short).unwrap_err().to_string();
+        assert!(error.contains("line 1"), "{error}");
     }
 }

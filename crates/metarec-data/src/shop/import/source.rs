@@ -6,7 +6,7 @@
 //! name, and each [`Record`] answers text, numbers and lists whatever the format.
 
 use crate::error::DataError;
-use crate::table::{Dialect, Row, Table, fast_decimal, truncate};
+use crate::table::{Dialect, Row, Table, count_lines, fast_decimal, split_records, truncate};
 use serde_json::{Map, Value};
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -116,7 +116,7 @@ pub(crate) enum Declared {
 }
 
 /// The column names of a file, looked up by name.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Columns {
     names: Vec<String>,
     declared: Vec<Declared>,
@@ -229,6 +229,44 @@ impl<'a> Reader<'a> {
             }
             None => None,
         }
+    }
+
+    /// The number of lines in the file (an upper bound on its records, for reserving space).
+    pub(crate) fn lines(&self) -> usize {
+        match &self.table {
+            Some(table) => table.remaining_lines(),
+            None => count_lines(&self.input.bytes) as usize,
+        }
+    }
+
+    /// Splits a delimited file's records into up to `parts` chunks at record boundaries (see
+    /// [`crate::table::reader_threads`] for how many suit a file), one reader per chunk, each
+    /// numbering lines as the whole file does. A JSON Lines file stays whole. Call it before
+    /// reading any record.
+    pub(crate) fn split(self, parts: usize) -> Vec<Reader<'a>> {
+        let Some(table) = &self.table else {
+            return vec![self];
+        };
+        let input = self.input;
+        let start = table.data_start();
+        let body = &input.bytes[start..];
+        let chunks = split_records(body, parts);
+        if chunks.len() < 2 {
+            return vec![self];
+        }
+        let mut line = count_lines(&input.bytes[..start]);
+        chunks
+            .into_iter()
+            .map(|chunk| {
+                let reader = Reader {
+                    input,
+                    table: Some(table.continuation(chunk, line)),
+                    columns: self.columns.clone(),
+                };
+                line += count_lines(chunk);
+                reader
+            })
+            .collect()
     }
 
     /// Calls `each` on every record in file order. A record that cannot be read at all (a JSON
