@@ -32,6 +32,6 @@ pub mod yardstick;
 pub use config::ScenarioConfig;
 pub use error::SimError;
 pub use informed::{InformedConfig, InformedPolicy};
-pub use scenario::Scenario;
+pub use scenario::{Scenario, ShopStamp};
 pub use shop::ShopEnv;
 pub use world::World;

@@ -23,6 +23,20 @@ pub struct Scenario {
     pub world: Arc<World>,
     /// The calibration's result, when it ran.
     pub calibration: Option<Fitted>,
+    /// The shop the world was fitted to, when it was ([`Scenario::build_from_shop`]).
+    pub shop: Option<ShopStamp>,
+}
+
+/// Which shop a world was fitted to: what a model bundle records so that the same world is
+/// rebuilt only from the same shop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShopStamp {
+    /// The shop's name (`shop.json`).
+    pub name: String,
+    /// SHA-256 of its `catalog.json`.
+    pub catalog_sha256: String,
+    /// SHA-256 of its `events.jsonl`.
+    pub events_sha256: String,
 }
 
 impl Scenario {
@@ -83,7 +97,13 @@ impl Scenario {
             }
             config.validate()?;
         }
-        Ok(Scenario::calibrated(config, source, world))
+        let mut scenario = Scenario::calibrated(config, source, world);
+        scenario.shop = Some(ShopStamp {
+            name: shop.manifest.name.clone(),
+            catalog_sha256: shop.manifest.catalog_sha256.clone(),
+            events_sha256: shop.manifest.events_sha256.clone(),
+        });
+        Ok(scenario)
     }
 
     /// A scenario over a fitted world, its biases calibrated when `config` asks for it.
@@ -102,6 +122,7 @@ impl Scenario {
             source,
             world,
             calibration,
+            shop: None,
         }
     }
 
