@@ -75,7 +75,7 @@ pub struct ShopConfig {
     /// Weight of a click with `signal = "mix"`.
     pub click_weight: f64,
     /// The categorical user field new users are grouped by (the observable part of a user):
-    /// a user token `NAME=VALUE`, else the token of that name on the user's first event;
+    /// a user token `NAME=VALUE`, else the most common value of that name on the user's events;
     /// empty: the first user field with two or more values, else the first such event field.
     pub user_attribute: String,
     /// Fit the examination curve and the click and purchase biases to the shop's logged

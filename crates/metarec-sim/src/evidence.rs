@@ -347,13 +347,28 @@ impl<'a> Evidence<'a> {
                 }
             }
         }
-        // Users without the field as a user attribute take it from their first event.
+        // Users without the field as a user attribute take its most common value over their
+        // events (ties: alphabetically first), as the Online Retail loader picks a customer's
+        // country, so the same file gives the same groups through either path.
+        let mut seen_values: HashMap<(u32, &str), u64> = HashMap::new();
         for e in &shop.events {
             let u = index[e.user as usize];
             if u != u32::MAX && groups[u as usize].is_empty() {
                 if let Some(v) = e.context.iter().find_map(|t| t.strip_prefix(&prefix)) {
-                    groups[u as usize] = v.to_owned();
+                    *seen_values.entry((u, v)).or_default() += 1;
                 }
+            }
+        }
+        let mut best: HashMap<u32, (u64, &str)> = HashMap::new();
+        for (&(u, v), &n) in &seen_values {
+            let slot = best.entry(u).or_insert((n, v));
+            if n > slot.0 || (n == slot.0 && v < slot.1) {
+                *slot = (n, v);
+            }
+        }
+        for (u, (_, v)) in best {
+            if groups[u as usize].is_empty() {
+                groups[u as usize] = v.to_owned();
             }
         }
         for g in groups.iter_mut().filter(|g| g.is_empty()) {
