@@ -430,6 +430,18 @@ fn run_shop(args: TrainArgs, global: &Global) -> Result<()> {
     let resumed = if args.resume {
         let bundle = ModelBundle::load(&args.out)
             .with_context(|| format!("cannot resume from {}", args.out.display()))?;
+        if let DataSource::ShopSimulator { .. } = &bundle.manifest.source {
+            bail!(
+                "{} was trained in {}, not on the shop's logged events: resume it there with `--algo {}`",
+                args.out.display(),
+                bundle.manifest.source.describe(),
+                bundle
+                    .manifest
+                    .algos
+                    .last()
+                    .map_or("reinforce", String::as_str)
+            );
+        }
         let holdout = check_bundle(&bundle, &shop)?;
         if let Some(h) = args.holdout.filter(|h| *h != holdout) {
             bail!(

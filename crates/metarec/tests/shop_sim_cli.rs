@@ -136,6 +136,20 @@ fn a_shop_simulator_calibrates_trains_a_model_and_plays_it_in_the_arena() {
     // Every item of the shop is on offer (the small scenario keeps up to 100).
     assert_eq!(bundle.catalog.len(), 40);
 
+    // Resuming it on the shop's logs instead says how to resume it in the simulator.
+    let out = metarec(
+        &data,
+        &[
+            "train", "--shop", shop, "--resume", "--out", model_arg, "--logdir", runs_arg,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("resume it there with `--algo reinforce`"),
+        "{}",
+        stderr(&out)
+    );
+
     // The arena rebuilds the same world from the bundle alone, and plays it.
     let neural = format!("neural:{model_arg}");
     let out = metarec(
