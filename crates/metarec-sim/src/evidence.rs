@@ -138,11 +138,7 @@ impl ImpressionFacts {
     /// same mean attraction). A position without a click gets a small floor, since an
     /// examination probability of 0 would never let the simulator learn anything there.
     pub fn examination(&self) -> Vec<f64> {
-        let ctr: Vec<f64> = self
-            .ctr_by_position()
-            .into_iter()
-            .take(self.slate_size)
-            .collect();
+        let ctr = self.slate_ctr();
         let top = ctr.iter().copied().fold(0.0, f64::max);
         ctr.iter()
             .map(|c| (c / top.max(1e-12)).clamp(1e-3, 1.0))
@@ -152,12 +148,26 @@ impl ImpressionFacts {
     /// The mean CTR over the first `slate_size` positions: the overall CTR random slates of that
     /// size must reach for [`ImpressionFacts::examination`] to give each position its own.
     pub fn target_ctr(&self) -> f64 {
-        let ctr: Vec<f64> = self
-            .ctr_by_position()
-            .into_iter()
-            .take(self.slate_size)
-            .collect();
+        let ctr = self.slate_ctr();
         ctr.iter().sum::<f64>() / ctr.len().max(1) as f64
+    }
+
+    /// The CTR of the first `slate_size` positions; a position no ranking showed anything at
+    /// (logged positions may skip some) takes the CTR of the position before it, since nothing
+    /// was learnt of it and a rate of 0 would read as never examined.
+    fn slate_ctr(&self) -> Vec<f64> {
+        let mut ctr: Vec<f64> = Vec::with_capacity(self.slate_size);
+        for (k, rate) in self.ctr_by_position().into_iter().enumerate() {
+            if ctr.len() == self.slate_size {
+                break;
+            }
+            let shown = self.impressions_by_position[k] > 0;
+            ctr.push(match ctr.last() {
+                Some(&before) if !shown => before,
+                _ => rate,
+            });
+        }
+        ctr
     }
 }
 
@@ -463,4 +473,24 @@ fn grouping_field(shop: &Shop, asked: &str, index: &[u32]) -> Result<String, Sim
         .iter()
         .find(|(_, v)| v.len() >= 2)
         .map_or_else(|| "segment".into(), |(name, _)| name.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ImpressionFacts;
+
+    #[test]
+    fn examination_follows_ctr_by_position_and_skips_positions_never_shown() {
+        let facts = ImpressionFacts {
+            rankings: 100,
+            impressions_by_position: vec![100, 100, 0, 100, 50],
+            clicks_by_position: vec![20, 10, 0, 5, 1],
+            purchases: 7,
+            slate_size: 4,
+        };
+        // Position 2 was never shown: it takes position 1's rate, not 0.
+        assert_eq!(facts.examination(), vec![1.0, 0.5, 0.5, 0.25]);
+        assert!((facts.target_ctr() - (0.2 + 0.1 + 0.1 + 0.05) / 4.0).abs() < 1e-12);
+        assert!((facts.cvr() - 7.0 / 36.0).abs() < 1e-12);
+    }
 }
