@@ -37,6 +37,22 @@ pub enum DataSource {
         /// repeats).
         toml: String,
     },
+    /// A simulator fitted to a shop directory (`metarec train --shop DIR --algo reinforce`, or a
+    /// scenario whose `[shop] dir` names one): the world is rebuilt from the scenario and the
+    /// shop, and only from the same shop (its catalog and events by SHA-256).
+    ShopSimulator {
+        /// The scenario's name.
+        name: String,
+        /// Its full configuration as TOML, as given (its `[shop] dir` is the shop directory as
+        /// given to the command that trained the model).
+        toml: String,
+        /// The shop directory, as given.
+        dir: String,
+        /// SHA-256 of the shop's `catalog.json` when the model was trained.
+        catalog_sha256: String,
+        /// SHA-256 of the shop's `events.jsonl` when the model was trained.
+        events_sha256: String,
+    },
     /// A shop's own logged events (a shop directory, `metarec train --shop`). No simulator can
     /// be rebuilt from it: such a model is evaluated off-policy on the shop's held-out part and
     /// meta-trained on the shop's users.
@@ -60,7 +76,9 @@ impl DataSource {
     /// The scenario's or the shop's name (what [`Manifest::scenario`] records).
     pub fn name(&self) -> &str {
         match self {
-            DataSource::Scenario { name, .. } | DataSource::Shop { name, .. } => name,
+            DataSource::Scenario { name, .. }
+            | DataSource::ShopSimulator { name, .. }
+            | DataSource::Shop { name, .. } => name,
         }
     }
 
@@ -68,6 +86,9 @@ impl DataSource {
     pub fn describe(&self) -> String {
         match self {
             DataSource::Scenario { name, .. } => format!("scenario `{name}`"),
+            DataSource::ShopSimulator { name, dir, .. } => {
+                format!("scenario `{name}` fitted to shop {dir}")
+            }
             DataSource::Shop { name, dir, .. } => format!("shop `{name}` ({dir})"),
         }
     }
@@ -78,9 +99,9 @@ impl DataSource {
     /// `model` is the model directory.
     pub fn no_simulator(&self, model: &Path) -> Option<String> {
         match self {
-            DataSource::Scenario { .. } => None,
+            DataSource::Scenario { .. } | DataSource::ShopSimulator { .. } => None,
             DataSource::Shop { name, dir, .. } => Some(format!(
-                "model {} was trained on shop `{name}` ({dir}), not in a simulated scenario, so no simulator can play it; evaluate it with `metarec ope --shop {dir}`, meta-train it with `metarec meta-train --model {} --shop {dir}`, train it further with `metarec train --shop {dir} --resume`",
+                "model {} was trained on shop `{name}` ({dir}), not in a simulated scenario, so no simulator can play it; evaluate it with `metarec ope --shop {dir}`, meta-train it with `metarec meta-train --model {} --shop {dir}`, train it further with `metarec train --shop {dir} --resume` (or train a model in a simulator of the shop with `metarec train --shop {dir} --algo reinforce`)",
                 model.display(),
                 model.display()
             )),

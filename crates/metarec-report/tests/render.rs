@@ -397,3 +397,36 @@ fn the_new_kinds_are_recognised_by_shape_and_by_tag() {
     .unwrap_err();
     assert!(e.to_string().contains("x.json (ope results): field"), "{e}");
 }
+
+#[test]
+fn a_shop_calibration_plots_its_ctr_by_position_and_prices_without_a_currency() {
+    let mut shop = calibration();
+    shop["shop"] = json!("shop `made-up`");
+    shop["signal"] = json!("clicks");
+    shop["comparisons"] = json!([
+        {"what": "share of purchases in the top 1% of items", "real": 0.12, "simulated": 0.1},
+        {"what": "purchase price p10", "real": 0.85, "simulated": 0.9},
+        {"what": "purchase price p50", "real": 2.1, "simulated": 2.0}]);
+    shop["impressions"] = json!([
+        {"what": "CTR at position 1", "real": 0.19, "simulated": 0.18},
+        {"what": "CTR at position 2", "real": 0.16, "simulated": 0.16},
+        {"what": "purchases per click", "real": 0.55, "simulated": 0.56}]);
+    let page = render_report("shop", &files(&[("calibration.json", shop)])).unwrap();
+    let html = page.to_html();
+    for expected in [
+        "Click-through rate by position",
+        "real clicks (shop `made-up`)",
+        "Prices of purchased items",
+        "purchases per click",
+    ] {
+        assert!(
+            html.contains(&expected.replace('`', "&#96;")) || html.contains(expected),
+            "{expected}"
+        );
+    }
+    // Online Retail's report keeps its own wording.
+    let page = render_report("retail", &files(&[("calibration.json", calibration())])).unwrap();
+    let html = page.to_html();
+    assert!(html.contains("real purchases (Online Retail)"));
+    assert!(!html.contains("Click-through rate by position"));
+}

@@ -3,7 +3,9 @@
 //!
 //! Online Retail records purchases, not impressions, so click-through and conversion levels
 //! cannot be read off the data; they are targets of the scenario (`[calibration]`), met under
-//! uniformly random slates, a policy-independent yardstick. The shape of purchases is compared
+//! uniformly random slates, a policy-independent yardstick. A shop that logs impressions sets
+//! those targets itself (its CTR by position and purchases per click; see
+//! [`crate::Scenario::build_from_shop`]), and the report then compares them too. The shape of purchases is compared
 //! with the data under *organic browsing*: slates drawn by Plackett-Luce over each user's own
 //! click probabilities, the simulator's stand-in for customers finding what they like.
 
@@ -47,6 +49,10 @@ pub struct Behaviour {
     pub items_per_buyer: Vec<f64>,
     /// Share of (user, item) pairs bought in two or more visits.
     pub repeat_purchase_rate: f64,
+    /// Items shown per display position.
+    pub impressions_by_position: Vec<u64>,
+    /// Clicks per display position.
+    pub clicks_by_position: Vec<u64>,
 }
 
 impl Behaviour {
@@ -63,6 +69,15 @@ impl Behaviour {
     /// Slates per visit.
     pub fn session_length(&self) -> f64 {
         self.slates as f64 / self.sessions.max(1) as f64
+    }
+
+    /// Clicks per impression at each display position.
+    pub fn ctr_by_position(&self) -> Vec<f64> {
+        self.clicks_by_position
+            .iter()
+            .zip(&self.impressions_by_position)
+            .map(|(&c, &n)| c as f64 / n.max(1) as f64)
+            .collect()
     }
 }
 
@@ -132,6 +147,15 @@ impl Observer<ShopEnv> for Watch {
         b.impressions += interaction.decision.slate.len() as u64;
         b.clicks += feedback.click_count() as u64;
         b.reward += self.reward.reward(feedback);
+        for k in 0..interaction.decision.slate.len() {
+            let p = interaction.decision.position(k) as usize;
+            if b.impressions_by_position.len() <= p {
+                b.impressions_by_position.resize(p + 1, 0);
+                b.clicks_by_position.resize(p + 1, 0);
+            }
+            b.impressions_by_position[p] += 1;
+            b.clicks_by_position[p] += u64::from(feedback.clicks[k]);
+        }
         for (k, item) in interaction.decision.slate.items().iter().enumerate() {
             if feedback.purchases[k] {
                 b.purchases += 1;
@@ -279,6 +303,16 @@ pub struct CalibrationReport {
     pub yardsticks: Vec<YardstickRow>,
     /// Real against simulated purchases.
     pub comparisons: Vec<Comparison>,
+    /// The shop the world was fitted to (absent for Online Retail).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shop: Option<String>,
+    /// What the real facts of a shop count (`purchases`, `clicks`...; empty for Online Retail).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub signal: String,
+    /// Real against simulated clicks on shown items, for a shop that logged impressions: the
+    /// shop's logged rankings against random slates, the calibration's yardstick.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub impressions: Vec<Comparison>,
 }
 
 fn share_of_top(counts: &[f64], fraction: f64) -> f64 {
@@ -297,6 +331,7 @@ pub fn report(scenario: &crate::Scenario, users: usize) -> CalibrationReport {
     let first = 1_000_000;
     let mut rows = Vec::new();
     let mut browse_behaviour = None;
+    let mut random_behaviour = None;
     for y in [
         Yardstick::Random,
         Yardstick::Bestsellers,
@@ -316,6 +351,8 @@ pub fn report(scenario: &crate::Scenario, users: usize) -> CalibrationReport {
         });
         if y == Yardstick::Browse {
             browse_behaviour = Some(b);
+        } else if y == Yardstick::Random {
+            random_behaviour = Some(b);
         }
     }
     let sim = browse_behaviour.unwrap_or_default();
@@ -344,7 +381,12 @@ pub fn report(scenario: &crate::Scenario, users: usize) -> CalibrationReport {
     let rq = quantiles(&real.purchase_prices, &probs);
     let sq = quantiles(&sim.purchase_prices, &probs);
     for ((p, r), (_, s)) in rq.iter().zip(&sq) {
-        push(format!("purchase price p{} (GBP)", p * 100.0), *r, *s);
+        let what = if real.currency.is_empty() {
+            format!("purchase price p{}", p * 100.0)
+        } else {
+            format!("purchase price p{} ({})", p * 100.0, real.currency)
+        };
+        push(what, *r, *s);
     }
     let ri = quantiles(&real.items_per_customer, &[0.5, 0.9]);
     let si = quantiles(&sim.items_per_buyer, &[0.5, 0.9]);
@@ -356,7 +398,37 @@ pub fn report(scenario: &crate::Scenario, users: usize) -> CalibrationReport {
         real.repeat_purchase_rate,
         sim.repeat_purchase_rate,
     );
+    let mut impressions = Vec::new();
+    if let (Some(facts), Some(sim)) = (&real.impressions, &random_behaviour) {
+        let real_ctr = facts.ctr_by_position();
+        let sim_ctr = sim.ctr_by_position();
+        for (k, r) in real_ctr
+            .iter()
+            .enumerate()
+            .take(scenario.config.choice.slate_size)
+        {
+            impressions.push(Comparison {
+                what: format!("CTR at position {}", k + 1),
+                real: *r,
+                simulated: sim_ctr.get(k).copied().unwrap_or(0.0),
+            });
+        }
+        impressions.push(Comparison {
+            what: "purchases per click".into(),
+            real: facts.cvr(),
+            simulated: sim.cvr(),
+        });
+    }
+    // Online Retail's facts keep their own wording, so its report reads as it always did.
+    let shop = real.data.starts_with("shop").then(|| real.data.clone());
     CalibrationReport {
+        signal: if shop.is_some() {
+            real.signal.clone()
+        } else {
+            String::new()
+        },
+        shop,
+        impressions,
         scenario: scenario.config.name.clone(),
         items: scenario.world.catalog.len(),
         users,
@@ -406,19 +478,38 @@ impl std::fmt::Display for CalibrationReport {
             )?;
         }
         writeln!(f)?;
-        writeln!(
-            f,
-            "real purchases (Online Retail, this catalog) against organic browsing in the simulator"
-        )?;
+        match &self.shop {
+            None => writeln!(
+                f,
+                "real purchases (Online Retail, this catalog) against organic browsing in the simulator"
+            )?,
+            Some(shop) => writeln!(
+                f,
+                "real {} ({shop}, this catalog) against organic browsing in the simulator",
+                self.signal
+            )?,
+        }
         let w = self
             .comparisons
             .iter()
+            .chain(&self.impressions)
             .map(|c| c.what.len())
             .max()
             .unwrap_or(10);
         writeln!(f, "{:<w$} {:>10} {:>10}", "", "real", "simulated")?;
         for c in &self.comparisons {
             writeln!(f, "{:<w$} {:>10.3} {:>10.3}", c.what, c.real, c.simulated)?;
+        }
+        if !self.impressions.is_empty() {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "clicks on shown items: the shop's logged rankings against random slates in the simulator"
+            )?;
+            writeln!(f, "{:<w$} {:>10} {:>10}", "", "real", "simulated")?;
+            for c in &self.impressions {
+                writeln!(f, "{:<w$} {:>10.4} {:>10.4}", c.what, c.real, c.simulated)?;
+            }
         }
         Ok(())
     }

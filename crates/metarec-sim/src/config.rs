@@ -22,6 +22,9 @@ pub const PRESETS: &[(&str, &str)] = &[
     ("text", include_str!("../scenarios/text.toml")),
 ];
 
+/// The values of `shop.signal`.
+pub const SIGNALS: [&str; 5] = ["auto", "purchase", "add_to_cart", "click", "mix"];
+
 /// A whole scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -50,6 +53,49 @@ pub struct ScenarioConfig {
     pub reward: RewardFn,
     /// Targets that `metarec sim calibrate` fits the click and purchase biases to.
     pub calibration: CalibrationConfig,
+    /// The shop the world is fitted to (`[shop]`); without a directory, Online Retail.
+    pub shop: ShopConfig,
+}
+
+/// Which shop directory (`metarec shop import`) the world is fitted to, and how its events
+/// become the factorisation's evidence. Without `dir` the world is fitted to Online Retail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShopConfig {
+    /// The shop directory (format `metarec-shop/1`); empty: Online Retail.
+    pub dir: String,
+    /// The events the hidden vectors are fitted on: `auto` (purchases, else add-to-carts, else
+    /// clicks: the strongest signal the shop logs), `purchase`, `add_to_cart`, `click`, or
+    /// `mix` (every kind, weighted by the three weights below).
+    pub signal: String,
+    /// Weight of a purchase in the evidence with `signal = "mix"`.
+    pub purchase_weight: f64,
+    /// Weight of an add-to-cart with `signal = "mix"`.
+    pub add_to_cart_weight: f64,
+    /// Weight of a click with `signal = "mix"`.
+    pub click_weight: f64,
+    /// The categorical user field new users are grouped by (the observable part of a user):
+    /// a user token `NAME=VALUE`, else the most common value of that name on the user's events;
+    /// empty: the first user field with two or more values, else the first such event field.
+    pub user_attribute: String,
+    /// Fit the examination curve and the click and purchase biases to the shop's logged
+    /// impressions (CTR by position, purchases per click) when it has any, instead of to
+    /// `[calibration]`'s targets; the slate size becomes the shop's most common ranking length.
+    pub fit_impressions: bool,
+}
+
+impl Default for ShopConfig {
+    fn default() -> Self {
+        ShopConfig {
+            dir: String::new(),
+            signal: "auto".into(),
+            purchase_weight: 1.0,
+            add_to_cart_weight: 0.5,
+            click_weight: 0.2,
+            user_attribute: String::new(),
+            fit_impressions: true,
+        }
+    }
 }
 
 /// Which real products are on offer.
@@ -109,6 +155,11 @@ pub struct ChoiceConfig {
     pub price_sensitivity: f64,
     /// Largest quantity of one purchase (real wholesale orders reach thousands).
     pub max_quantity: u32,
+    /// The probability of examining each position, when given (one value in (0, 1] per
+    /// position; later positions take the last): a curve fitted to a shop's impressions replaces
+    /// `examination_decay`'s. Empty: `examination_decay`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub examination: Vec<f64>,
 }
 
 /// Patience, boredom and the end of a visit.
@@ -184,6 +235,7 @@ impl Default for ScenarioConfig {
             returns: ReturnConfig::default(),
             reward: RewardFn::default(),
             calibration: CalibrationConfig::default(),
+            shop: ShopConfig::default(),
         }
     }
 }
@@ -226,6 +278,7 @@ impl Default for ChoiceConfig {
             purchase_affinity: 2.0,
             price_sensitivity: 0.5,
             max_quantity: 24,
+            examination: Vec::new(),
         }
     }
 }
@@ -404,6 +457,16 @@ impl ScenarioConfig {
                 "must be non-negative",
             ));
         }
+        if c.examination
+            .iter()
+            .any(|e| !(e.is_finite() && *e > 0.0 && *e <= 1.0))
+        {
+            return Err(invalid(
+                "choice.examination",
+                format!("{:?}", c.examination),
+                "every value must be in (0, 1]",
+            ));
+        }
         if c.max_quantity == 0 {
             return Err(invalid("choice.max_quantity", 0, "must be at least 1"));
         }
@@ -453,6 +516,21 @@ impl ScenarioConfig {
         }
         if cal.users == 0 {
             return Err(invalid("calibration.users", 0, "must be at least 1"));
+        }
+        let shop = &self.shop;
+        if !SIGNALS.contains(&shop.signal.as_str()) {
+            return Err(invalid(
+                "shop.signal",
+                &shop.signal,
+                "must be auto, purchase, add_to_cart, click or mix",
+            ));
+        }
+        for (name, v) in [
+            ("shop.purchase_weight", shop.purchase_weight),
+            ("shop.add_to_cart_weight", shop.add_to_cart_weight),
+            ("shop.click_weight", shop.click_weight),
+        ] {
+            non_negative(name, v)?;
         }
         Ok(())
     }

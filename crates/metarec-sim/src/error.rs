@@ -38,6 +38,14 @@ pub enum SimError {
     /// The scenario asks for title-embedding features but none (or the wrong number) were given.
     #[error("scenario needs title embeddings: {0}")]
     Text(String),
+    /// A shop has nothing a simulator's hidden tastes could be fitted to.
+    #[error("cannot fit a simulator to shop `{shop}`: {reason}")]
+    NoSignal {
+        /// The shop's name.
+        shop: String,
+        /// What it lacks.
+        reason: String,
+    },
     /// The data is too small for the scenario (for example fewer items than a slate).
     #[error("the data cannot support this scenario: {0}")]
     TooSmall(String),

@@ -218,10 +218,11 @@ impl Policy for InformedPolicy {
     }
 
     fn start_user(&mut self, context: &Context) {
+        let prefix = format!("{}=", self.world.population.attribute());
         let country = context
             .tokens
             .iter()
-            .find_map(|t| t.strip_prefix("country="))
+            .find_map(|t| t.strip_prefix(&prefix))
             .unwrap_or("");
         // The particles of a user depend on the seed and the user's key only, so a user's
         // posterior is the same whichever users came before.

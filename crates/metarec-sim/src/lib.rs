@@ -1,7 +1,9 @@
-//! metarec's e-commerce user simulator, fitted to real purchases.
+//! metarec's e-commerce user simulator, fitted to real purchases (Online Retail's, or any shop's).
 //!
 //! - [`config`]: [`ScenarioConfig`], every parameter, with TOML presets;
 //! - [`mf`]: implicit ALS, the ground truth's factorisation;
+//! - [`evidence`]: what a world is fitted on, from Online Retail or any shop directory, and a
+//!   shop's logged impressions ([`evidence::ImpressionFacts`]);
 //! - [`world`]: [`World`], the fitted items and the population new users are drawn from;
 //! - [`shop`]: [`ShopEnv`], the [`metarec_core::Environment`] itself, with the oracle and the
 //!   far-sighted planner;
@@ -19,6 +21,7 @@
 pub mod calibrate;
 pub mod config;
 mod error;
+pub mod evidence;
 pub mod informed;
 pub mod mf;
 mod scenario;
@@ -29,6 +32,6 @@ pub mod yardstick;
 pub use config::ScenarioConfig;
 pub use error::SimError;
 pub use informed::{InformedConfig, InformedPolicy};
-pub use scenario::Scenario;
+pub use scenario::{Scenario, ShopStamp};
 pub use shop::ShopEnv;
 pub use world::World;

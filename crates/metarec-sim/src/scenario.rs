@@ -1,5 +1,6 @@
-//! [`Scenario`]: a configuration made runnable: the fitted world, with the click and purchase
-//! biases calibrated to the scenario's targets.
+//! [`Scenario`]: a configuration made runnable: the fitted world (of Online Retail, or of a
+//! shop directory), with the click and purchase biases calibrated to the scenario's targets, or
+//! to a shop's logged impressions.
 
 use crate::calibrate::{Fitted, fit_biases};
 use crate::config::ScenarioConfig;
@@ -7,6 +8,7 @@ use crate::error::SimError;
 use crate::shop::ShopEnv;
 use crate::world::World;
 use metarec_data::online_retail::OnlineRetail;
+use metarec_data::shop::Shop;
 use std::sync::Arc;
 
 /// A built scenario: shareable between threads, cheap to open environments on.
@@ -21,6 +23,20 @@ pub struct Scenario {
     pub world: Arc<World>,
     /// The calibration's result, when it ran.
     pub calibration: Option<Fitted>,
+    /// The shop the world was fitted to, when it was ([`Scenario::build_from_shop`]).
+    pub shop: Option<ShopStamp>,
+}
+
+/// Which shop a world was fitted to: what a model bundle records so that the same world is
+/// rebuilt only from the same shop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShopStamp {
+    /// The shop's name (`shop.json`).
+    pub name: String,
+    /// SHA-256 of its `catalog.json`.
+    pub catalog_sha256: String,
+    /// SHA-256 of its `events.jsonl`.
+    pub events_sha256: String,
 }
 
 impl Scenario {
@@ -38,7 +54,60 @@ impl Scenario {
     ) -> Result<Scenario, SimError> {
         config.validate()?;
         let world = Arc::new(World::build_with_text(data, &config, text)?);
+        Ok(Scenario::calibrated(config.clone(), config, world))
+    }
+
+    /// Fits the world to a shop directory's events (`config.shop` says how; its `dir` is what
+    /// the caller loaded `shop` from) and calibrates the biases. When the shop logged
+    /// impressions with clicks and `shop.fit_impressions` is on, the slate size becomes the
+    /// shop's most common ranking length, the examination curve follows its CTR by position
+    /// ([`crate::evidence::ImpressionFacts::examination`]) and the biases are fitted to its CTR and purchases per
+    /// click, not to `[calibration]`'s targets. `text`: title embeddings of every item of the
+    /// shop's catalog, for `observed.text_dims > 0`.
+    pub fn build_from_shop(
+        config: ScenarioConfig,
+        shop: &Shop,
+        text: Option<(&[f32], usize)>,
+    ) -> Result<Scenario, SimError> {
+        config.validate()?;
         let source = config.clone();
+        let mut config = config;
+        let world = Arc::new(World::build_from_shop(shop, &config, text)?);
+        let facts = world
+            .real
+            .impressions
+            .as_ref()
+            .filter(|_| config.shop.fit_impressions);
+        if let Some(f) = facts {
+            config.choice.slate_size = f.slate_size.clamp(1, 50);
+            config.choice.examination = f.examination();
+            config.calibration.fit = true;
+            config.calibration.ctr = f.target_ctr().clamp(1e-4, 0.99);
+            // A shop whose shown items were clicked but never bought keeps the configured
+            // conversion target: a rate of 0 has no finite bias.
+            if f.purchases > 0 {
+                config.calibration.cvr = f.cvr().clamp(1e-4, 0.99);
+            }
+            if world.catalog.len() < config.choice.slate_size {
+                return Err(SimError::TooSmall(format!(
+                    "{} items for the shop's slates of {}",
+                    world.catalog.len(),
+                    config.choice.slate_size
+                )));
+            }
+            config.validate()?;
+        }
+        let mut scenario = Scenario::calibrated(config, source, world);
+        scenario.shop = Some(ShopStamp {
+            name: shop.manifest.name.clone(),
+            catalog_sha256: shop.manifest.catalog_sha256.clone(),
+            events_sha256: shop.manifest.events_sha256.clone(),
+        });
+        Ok(scenario)
+    }
+
+    /// A scenario over a fitted world, its biases calibrated when `config` asks for it.
+    fn calibrated(config: ScenarioConfig, source: ScenarioConfig, world: Arc<World>) -> Scenario {
         let mut config = config;
         let calibration = if config.calibration.fit {
             let fitted = fit_biases(&world, &config);
@@ -48,12 +117,13 @@ impl Scenario {
         } else {
             None
         };
-        Ok(Scenario {
+        Scenario {
             config,
             source,
             world,
             calibration,
-        })
+            shop: None,
+        }
     }
 
     /// A fresh environment with the scenario's seed.

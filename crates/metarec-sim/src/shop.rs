@@ -28,8 +28,15 @@ pub(crate) fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// The probability of examining each position, `1 / (k + 1)^examination_decay`.
+/// The probability of examining each position: `choice.examination` when given (later
+/// positions take its last value), else `1 / (k + 1)^examination_decay`.
 pub(crate) fn examination_curve(config: &ScenarioConfig) -> Vec<f64> {
+    let given = &config.choice.examination;
+    if !given.is_empty() {
+        return (0..config.choice.slate_size)
+            .map(|k| examined(given, k))
+            .collect();
+    }
     (0..config.choice.slate_size)
         .map(|k| 1.0 / ((k + 1) as f64).powf(config.choice.examination_decay))
         .collect()
@@ -351,7 +358,7 @@ impl Environment for ShopEnv {
         self.rng = rng_for(self.config.seed, user.wrapping_mul(2).wrapping_add(2));
         self.user = Some(UserState {
             key: UserKey(format!("sim-{user}")),
-            country_token: format!("country={}", drawn.country),
+            country_token: self.world.population.token(&drawn.country),
             vector: drawn.vector,
             patience: self.config.session.patience,
             boredom: vec![0.0; self.world.dim],

@@ -1,16 +1,21 @@
 //! [`World`]: the simulator's fitted ground truth and the population of users it draws from.
 //!
-//! Built from real Online Retail purchases: hidden item and customer vectors from implicit ALS
-//! over all customers; the shop's observable item embedding from ALS over a random subset of
-//! customers; item popularity, prices and typical quantities from the purchase lines. New users
-//! are drawn around fitted customers of a country, so they are people the learner never saw.
+//! Built from real Online Retail purchases, or from a shop directory's events (its strongest
+//! signal; see [`crate::evidence`]): hidden item and customer vectors from implicit ALS over all
+//! customers; the shop's observable item embedding from ALS over a random subset of customers;
+//! item popularity, prices and typical quantities from the purchase lines. New users are drawn
+//! around fitted customers of a group (the country, or a shop's user field), so they are people
+//! the learner never saw. Both sources become one [`Evidence`] first, so they share one fitting
+//! path.
 
 use crate::config::ScenarioConfig;
 use crate::error::SimError;
+use crate::evidence::Evidence;
 use crate::mf::{Factors, MfConfig, fit_implicit};
 use metarec_core::linalg::dot;
 use metarec_core::{Catalog, Item, ItemId, Rng, rng_for};
 use metarec_data::online_retail::OnlineRetail;
+use metarec_data::shop::Shop;
 use rand::Rng as _;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
@@ -22,6 +27,10 @@ pub const BASE_FEATURES: [&str; 2] = ["log_price_z", "log_popularity_z"];
 /// The population of users: fitted customer vectors grouped by country.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Population {
+    /// The name of the observable user field users are grouped by (`country` for Online
+    /// Retail); a simulated user's context carries the token `ATTRIBUTE=GROUP`.
+    #[serde(default = "country")]
+    attribute: String,
     dim: usize,
     vectors: Vec<f64>,
     /// Countries with their customers (indices into `vectors`), most customers first.
@@ -30,16 +39,31 @@ pub struct Population {
     spread: Vec<f64>,
 }
 
-/// A user drawn from the population: hidden vector and observable country.
+/// A user drawn from the population: hidden vector and observable group (the country for
+/// Online Retail, the value of the shop's grouping field otherwise).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DrawnUser {
     /// The hidden taste vector.
     pub vector: Vec<f64>,
-    /// The observable country.
+    /// The observable group.
     pub country: String,
 }
 
+fn country() -> String {
+    "country".into()
+}
+
 impl Population {
+    /// The name of the observable user field the population is grouped by.
+    pub fn attribute(&self) -> &str {
+        &self.attribute
+    }
+
+    /// The context token of a user of `group` (`country=France`).
+    pub fn token(&self, group: &str) -> String {
+        format!("{}={group}", self.attribute)
+    }
+
     /// Number of fitted customers.
     pub fn customers(&self) -> usize {
         self.vectors.len() / self.dim.max(1)
@@ -127,6 +151,19 @@ pub struct RealFacts {
     pub items_per_customer: Vec<f64>,
     /// Share of customer-item pairs bought on two or more invoices.
     pub repeat_purchase_rate: f64,
+    /// Where the facts come from, for the report (`Online Retail`, `shop `NAME``).
+    #[serde(default)]
+    pub data: String,
+    /// What the facts count (`purchases`, or a shop's strongest signal: `add-to-carts`,
+    /// `clicks`, or `weighted events`).
+    #[serde(default)]
+    pub signal: String,
+    /// The currency of prices, when known (`GBP` for Online Retail).
+    #[serde(default)]
+    pub currency: String,
+    /// The shop's logged impressions, when it has any (with at least one click).
+    #[serde(default)]
+    pub impressions: Option<crate::evidence::ImpressionFacts>,
 }
 
 /// The fitted ground truth of a scenario.
@@ -284,25 +321,58 @@ impl World {
                 Some(_) => {}
             }
         }
-        let n_customers = data.customers.len();
-        let n_all_items = data.catalog.len();
-        // Purchase occasions per (customer, item): distinct invoices, so one large order of an
-        // item counts once.
-        let mut pairs: HashMap<(u32, u32), (u32, f64)> = HashMap::new();
-        for p in &data.purchases {
-            let e = pairs
-                .entry((p.customer, p.item.0))
-                .or_insert((p.invoice, 0.0));
-            if e.1 == 0.0 || e.0 != p.invoice {
-                e.0 = p.invoice;
-                e.1 += 1.0;
+        World::fit(&Evidence::from_online_retail(data), config, text)
+    }
+
+    /// Fits the world of a scenario to a shop directory's events (`[shop]`: the signal, the
+    /// grouping field): hidden vectors by implicit ALS on the shop's strongest signal, the
+    /// catalog from its items, the population from its users who gave any of that signal. The
+    /// title embeddings, when given, are of every item of the shop's catalog. The shop's
+    /// impressions, if any, go into [`RealFacts::impressions`]; [`crate::Scenario::build_from_shop`]
+    /// calibrates to them.
+    pub fn build_from_shop(
+        shop: &Shop,
+        config: &ScenarioConfig,
+        text: Option<(&[f32], usize)>,
+    ) -> Result<World, SimError> {
+        let evidence = Evidence::from_shop(shop, &config.shop)?;
+        World::fit(&evidence, config, text)
+    }
+
+    /// Fits the world to evidence of any source: the one fitting path of every data set.
+    fn fit(
+        data: &Evidence<'_>,
+        config: &ScenarioConfig,
+        text: Option<(&[f32], usize)>,
+    ) -> Result<World, SimError> {
+        if config.observed.text_dims > 0 {
+            match text {
+                None => {
+                    return Err(SimError::Text(format!(
+                        "observed.text_dims = {} but no embeddings were given (the CLI computes them with `metarec data fetch minilm`)",
+                        config.observed.text_dims
+                    )));
+                }
+                Some((values, d)) if d == 0 || values.len() != d * data.catalog.len() => {
+                    return Err(SimError::Text(format!(
+                        "{} values for {} items of dimension {d}",
+                        values.len(),
+                        data.catalog.len()
+                    )));
+                }
+                Some((_, d)) if d < config.observed.text_dims => {
+                    return Err(SimError::Text(format!(
+                        "observed.text_dims = {} exceeds the embedding dimension {d}",
+                        config.observed.text_dims
+                    )));
+                }
+                Some(_) => {}
             }
         }
-        let mut entries: Vec<(u32, u32, f64)> =
-            pairs.iter().map(|(&(u, i), &(_, n))| (u, i, n)).collect();
-        // HashMap order is random; the fit must not depend on it.
-        entries.sort_unstable_by_key(|e| (e.0, e.1));
-        let truth = fit_implicit(n_customers, n_all_items, &entries, &config.fit);
+        let n_customers = data.users;
+        let n_all_items = data.catalog.len();
+        let entries = &data.entries;
+        let truth = fit_implicit(n_customers, n_all_items, entries, &config.fit);
 
         // The shop's embedding: a seeded subset of customers.
         let observed = if config.observed.dim > 0 {
@@ -325,21 +395,21 @@ impl World {
             None
         };
 
-        // The catalog subset: best sellers by purchase lines (ties: lower id).
-        let mut lines_per_item = vec![0.0f64; n_all_items];
-        for p in &data.purchases {
-            lines_per_item[p.item.index()] += 1.0;
-        }
-        let mut order: Vec<usize> = (0..n_all_items).collect();
+        // The catalog subset: best sellers by purchase lines (ties: lower id); items the data
+        // marks unavailable are never on offer.
+        let lines_per_item = &data.lines_per_item;
+        let mut order: Vec<usize> = (0..n_all_items)
+            .filter(|&i| !data.unavailable.contains(&(i as u32)))
+            .collect();
         order.sort_by(|&a, &b| {
             lines_per_item[b]
                 .total_cmp(&lines_per_item[a])
                 .then(a.cmp(&b))
         });
         let keep = if config.catalog.items == 0 {
-            n_all_items
+            order.len()
         } else {
-            config.catalog.items.min(n_all_items)
+            config.catalog.items.min(order.len())
         };
         if keep < config.choice.slate_size {
             return Err(SimError::TooSmall(format!(
@@ -354,23 +424,19 @@ impl World {
             &truth,
             observed.as_ref(),
             chosen,
-            &lines_per_item,
-            &pairs,
             text.filter(|_| config.observed.text_dims > 0),
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn assemble(
-        data: &OnlineRetail,
+        data: &Evidence<'_>,
         config: &ScenarioConfig,
         truth: &Factors,
         observed: Option<&Factors>,
         chosen: &[usize],
-        lines_per_item: &[f64],
-        pairs: &HashMap<(u32, u32), (u32, f64)>,
         text: Option<(&[f32], usize)>,
     ) -> Result<World, SimError> {
+        let lines_per_item = &data.lines_per_item;
         let d = truth.dim;
         let mut position_of = vec![usize::MAX; data.catalog.len()];
         for (pos, &i) in chosen.iter().enumerate() {
@@ -394,11 +460,13 @@ impl World {
 
         let mut quantities_of: Vec<Vec<f64>> = vec![Vec::new(); chosen.len()];
         let mut purchase_prices = Vec::new();
-        for p in &data.purchases {
-            let pos = position_of[p.item.index()];
+        for line in &data.lines {
+            let pos = position_of[line.item as usize];
             if pos != usize::MAX {
-                quantities_of[pos].push(f64::from(p.quantity));
-                purchase_prices.push(f64::from(p.unit_price));
+                quantities_of[pos].push(line.quantity);
+                if let Some(price) = line.unit_price {
+                    purchase_prices.push(price);
+                }
             }
         }
         let max_q = f64::from(config.choice.max_quantity);
@@ -460,25 +528,19 @@ impl World {
 
         // Countries, most customers first (ties alphabetical) so draws do not depend on hashing.
         let mut by_country: HashMap<&str, Vec<u32>> = HashMap::new();
-        for (c, cust) in data.customers.iter().enumerate() {
-            by_country
-                .entry(cust.country.as_str())
-                .or_default()
-                .push(c as u32);
+        for (c, group) in data.groups.iter().enumerate() {
+            by_country.entry(group.as_str()).or_default().push(c as u32);
         }
         let mut countries: Vec<(String, Vec<u32>)> = by_country
             .into_iter()
             .map(|(c, v)| (c.to_owned(), v))
             .collect();
         countries.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
-        let n = data.customers.len().max(1) as f64;
+        let n = data.users.max(1) as f64;
         let spread: Vec<f64> = (0..d)
             .map(|k| {
-                let mean = (0..data.customers.len())
-                    .map(|u| truth.user(u)[k])
-                    .sum::<f64>()
-                    / n;
-                ((0..data.customers.len())
+                let mean = (0..data.users).map(|u| truth.user(u)[k]).sum::<f64>() / n;
+                ((0..data.users)
                     .map(|u| (truth.user(u)[k] - mean).powi(2))
                     .sum::<f64>()
                     / n)
@@ -486,10 +548,10 @@ impl World {
             })
             .collect();
 
-        let mut items_per_customer = vec![0.0f64; data.customers.len()];
+        let mut items_per_customer = vec![0.0f64; data.users];
         let mut repeat = 0usize;
         let mut total_pairs = 0usize;
-        for (&(u, i), &(_, occasions)) in pairs {
+        for &(u, i, occasions) in &data.occasions {
             if position_of[i as usize] != usize::MAX {
                 items_per_customer[u as usize] += 1.0;
                 total_pairs += 1;
@@ -505,6 +567,10 @@ impl World {
             purchase_prices,
             items_per_customer,
             repeat_purchase_rate: repeat as f64 / total_pairs.max(1) as f64,
+            data: data.label.clone(),
+            signal: data.signal.clone(),
+            currency: data.currency.clone(),
+            impressions: data.impressions.clone(),
         };
         let median_price = median(&mut prices.clone());
         Ok(World {
@@ -517,6 +583,7 @@ impl World {
             median_price,
             quantities,
             population: Population {
+                attribute: data.attribute.clone(),
                 dim: d,
                 vectors: truth.users.clone(),
                 countries,

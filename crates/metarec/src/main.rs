@@ -249,13 +249,12 @@ mod tests {
     }
 
     #[test]
-    fn shop_training_options_need_the_shop_and_only_supervised_learns_from_it() {
+    fn shop_training_options_need_the_shop_and_the_logs_options_only_supervised_learning() {
         for line in [
             "train --out m --holdout 0.3",
             "train --out m --weighting ips",
             "train --out m --negatives 3",
             "train --out m --text-dims 4",
-            "train --out m --shop s --scenario small",
             "train --out m --shop s --log x.jsonl",
             "train --out m --shop s --resume --text-dims 4",
             "meta-train --model m --support 4",
@@ -284,8 +283,18 @@ mod tests {
                 .usage_error()
                 .is_none()
         );
-        let e = parsed("train --out m --shop s --algo reinforce").usage_error();
-        assert!(e.is_some_and(|e| e.contains("--algo reinforce")));
+        // A simulator algorithm trains in a simulator of the shop, with a scenario's parameters
+        // if asked, but the options of the shop's logs mean nothing there.
+        assert!(
+            parsed("train --out m --shop s --algo reinforce --scenario small")
+                .usage_error()
+                .is_none()
+        );
+        let e = parsed("train --out m --shop s --algo reinforce --holdout 0.3").usage_error();
+        assert!(e.is_some_and(|e| e.contains("--holdout cannot be used with --algo reinforce")));
+        // Supervised training on the shop's logs has no scenario.
+        let e = parsed("train --out m --shop s --scenario small").usage_error();
+        assert!(e.is_some_and(|e| e.contains("--scenario cannot be used")));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use metarec_eval::meta::shop::{AdjusterKind, OfflineConfig, meta_train_shop};
 use metarec_eval::shop::{check_bundle, training_histories};
 use metarec_neural::adjust::AdjusterManifest;
 use metarec_neural::bundle::ModelBundle;
+use metarec_neural::checkpoint::DataSource;
 use std::path::PathBuf;
 
 /// The largest prior scale or inner step size in a grid: the network's head has weights of order
@@ -23,10 +24,12 @@ pub struct MetaTrainArgs {
     /// bundle records it).
     #[arg(long, conflicts_with = "shop")]
     scenario: Option<String>,
-    /// Meta-train offline on the logged users of the shop the model was trained on (`metarec
-    /// train --shop`): each user's history in the training part is a task, the adjuster updated
-    /// on the first --support interactions and judged on the rest by their clicks'
-    /// log-likelihood, against the network alone.
+    /// Meta-train on the shop the model was trained on. A model trained on its logged events
+    /// (`metarec train --shop`) meta-trains offline on its logged users: each user's history in
+    /// the training part is a task, the adjuster updated on the first --support interactions
+    /// and judged on the rest by their clicks' log-likelihood, against the network alone. A
+    /// model trained in a simulator of the shop (`train --shop --algo reinforce`) meta-trains
+    /// on simulated users of that simulator, rebuilt from this shop directory.
     #[arg(long, value_name = "SHOP")]
     shop: Option<PathBuf>,
     /// Interactions in each user's support set (--shop); users with no more are not tasks.
@@ -96,7 +99,14 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
         args.grid.as_deref().unwrap_or(default_grid),
         positive(MAX_GRID_VALUE),
     )?;
-    if args.shop.is_some() {
+    // A model trained in a simulator of the shop meta-trains in that simulator (simulated
+    // mode); a model trained on the shop's logs meta-trains offline on its logged users.
+    let simulated = args.shop.is_none()
+        || matches!(
+            ModelBundle::load(&args.model).map(|b| b.manifest.source),
+            Ok(DataSource::ShopSimulator { .. })
+        );
+    if !simulated {
         let kind = if gradient {
             AdjusterKind::Gradient
         } else {
@@ -105,11 +115,15 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
         return run_shop(&args, kind, grid, global);
     }
     let bundle = std::sync::Arc::new(metarec_neural::bundle::ModelBundle::load(&args.model)?);
-    let scenario = crate::sim::scenario_for(
-        args.scenario.as_deref(),
-        std::slice::from_ref(&bundle),
-        global,
-    )?;
+    let scenario = match &args.shop {
+        Some(dir) => crate::sim::bundle_scenario(&bundle, Some(dir), global)?,
+        None => crate::sim::scenario_for(
+            args.scenario.as_deref(),
+            None,
+            std::slice::from_ref(&bundle),
+            global,
+        )?,
+    };
     let (label, grid_len) = if gradient {
         ("step sizes", grid.len())
     } else {

@@ -1,4 +1,5 @@
-//! `metarec sim ...` and `metarec arena`: scenarios, calibration, and the policy arena.
+//! `metarec sim ...` and `metarec arena`: scenarios, calibration, and the policy arena, in a
+//! simulator fitted to Online Retail or to a shop directory (`--shop`, or `[shop] dir`).
 
 use crate::Global;
 use crate::args::{MAX_SEEDS, MAX_THREADS, MAX_USERS, count, whole};
@@ -7,13 +8,14 @@ use clap::{Args, Subcommand};
 use metarec_data::LoadOptions;
 use metarec_data::fetch::Dataset;
 use metarec_data::online_retail::{OnlineRetail, load_online_retail};
+use metarec_data::shop::Shop;
 use metarec_eval::PolicySpec;
 use metarec_eval::arena::{ArenaConfig, run_arena};
 use metarec_neural::bundle::ModelBundle;
 use metarec_neural::checkpoint::DataSource;
 use metarec_sim::config::PRESETS;
 use metarec_sim::{Scenario, ScenarioConfig};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -41,6 +43,10 @@ pub struct ScenarioArg {
     /// A preset name (see `metarec sim scenarios`) or a path to a TOML file.
     #[arg(long, default_value = "default")]
     pub scenario: String,
+    /// Fit the scenario's world to this shop directory (`metarec shop import`) instead of
+    /// Online Retail: sets the scenario's `[shop] dir`.
+    #[arg(long, value_name = "SHOP")]
+    pub shop: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -49,6 +55,10 @@ pub struct ArenaArgs {
     /// trained on, else `default`).
     #[arg(long)]
     scenario: Option<String>,
+    /// Fit the scenario's world to this shop directory instead of Online Retail (default: the
+    /// shop the policies' models were trained in a simulator of, if any).
+    #[arg(long, value_name = "SHOP")]
+    shop: Option<PathBuf>,
     /// Comma-separated policies, or `all`.
     #[arg(
         long,
@@ -100,24 +110,54 @@ pub fn load_retail(global: &Global) -> Result<OnlineRetail> {
     Ok(data?)
 }
 
-/// Loads, fits and calibrates a scenario named by a preset or a file, with progress messages.
-pub fn build_scenario(name: &str, global: &Global) -> Result<Scenario> {
-    build_config(ScenarioConfig::load(name)?, global)
+/// A scenario's configuration by preset name or file, fitted to `shop` when one is given (its
+/// `[shop] dir`, as given on the command line).
+pub fn load_config(name: &str, shop: Option<&Path>) -> Result<ScenarioConfig> {
+    let mut config = ScenarioConfig::load(name)?;
+    if let Some(dir) = shop {
+        // The name says which shop, in reports and in the bundles of models trained in it.
+        config.name = format!("{} on {}", config.name, dir.display());
+        config.shop.dir = dir.display().to_string();
+    }
+    Ok(config)
 }
 
-/// The scenario a model was trained on, rebuilt from the description its bundle carries.
-pub fn bundle_scenario(bundle: &ModelBundle, global: &Global) -> Result<Scenario> {
-    let DataSource::Scenario { name, toml } = &bundle.manifest.source else {
-        anyhow::bail!(
+/// Loads, fits and calibrates a scenario named by a preset or a file, with progress messages.
+pub fn build_scenario(name: &str, global: &Global) -> Result<Scenario> {
+    build_config(load_config(name, None)?, None, global)
+}
+
+/// The scenario a model was trained on, rebuilt from the description its bundle carries; a
+/// simulator of a shop is rebuilt from the shop directory it records, or from `shop` when given,
+/// and only when that shop's catalog and events are the ones the model was trained on.
+pub fn bundle_scenario(
+    bundle: &ModelBundle,
+    shop: Option<&Path>,
+    global: &Global,
+) -> Result<Scenario> {
+    let (name, toml, stamp) = match &bundle.manifest.source {
+        DataSource::Scenario { name, toml } => (name, toml, None),
+        DataSource::ShopSimulator {
+            name,
+            toml,
+            catalog_sha256,
+            events_sha256,
+            ..
+        } => (
+            name,
+            toml,
+            Some((catalog_sha256.as_str(), events_sha256.as_str())),
+        ),
+        DataSource::Shop { .. } => anyhow::bail!(
             "{}",
             bundle
                 .manifest
                 .source
                 .no_simulator(&bundle.dir)
                 .unwrap_or_default()
-        );
+        ),
     };
-    let config = ScenarioConfig::from_toml(name, toml).with_context(|| {
+    let mut config = ScenarioConfig::from_toml(name, toml).with_context(|| {
         format!(
             "the scenario recorded in {}",
             bundle
@@ -126,15 +166,27 @@ pub fn bundle_scenario(bundle: &ModelBundle, global: &Global) -> Result<Scenario
                 .display()
         )
     })?;
-    build_config(config, global)
+    if let Some(dir) = shop {
+        if stamp.is_none() {
+            anyhow::bail!(
+                "model {} was trained in {}, not in a simulator of a shop: leave out --shop {}",
+                bundle.dir.display(),
+                bundle.manifest.source.describe(),
+                dir.display()
+            );
+        }
+        config.shop.dir = dir.display().to_string();
+    }
+    build_config(config, stamp, global)
 }
 
-/// The scenario of a command that takes models: the one named, else the one every model was
-/// trained on (they must agree), else `default`. A model trained on a shop's logs has no
-/// scenario to play in: that is an error saying how to evaluate it instead, whether or not a
-/// scenario is named.
+/// The scenario of a command that takes models: the one named (fitted to `shop` when given),
+/// else the one every model was trained on (they must agree), else `default` (fitted to
+/// `shop` when given). A model trained on a shop's logs has no scenario to play in: that is an
+/// error saying how to evaluate it instead, whether or not a scenario is named.
 pub fn scenario_for(
     named: Option<&str>,
+    shop: Option<&Path>,
     bundles: &[Arc<ModelBundle>],
     global: &Global,
 ) -> Result<Scenario> {
@@ -145,10 +197,10 @@ pub fn scenario_for(
         anyhow::bail!("{message}");
     }
     if let Some(name) = named {
-        return build_scenario(name, global);
+        return build_config(load_config(name, shop)?, None, global);
     }
     let Some(first) = bundles.first() else {
-        return build_scenario("default", global);
+        return build_config(load_config("default", shop)?, None, global);
     };
     if let Some(other) = bundles
         .iter()
@@ -162,11 +214,20 @@ pub fn scenario_for(
             other.manifest.scenario
         );
     }
-    bundle_scenario(first, global)
+    bundle_scenario(first, shop, global)
 }
 
-/// Fits and calibrates a scenario configuration, with progress messages.
-fn build_config(config: ScenarioConfig, global: &Global) -> Result<Scenario> {
+/// Fits and calibrates a scenario configuration, with progress messages: to its shop when
+/// `[shop] dir` names one (which must have the catalog and events SHA-256 of `stamp`, when
+/// given), else to Online Retail.
+fn build_config(
+    config: ScenarioConfig,
+    stamp: Option<(&str, &str)>,
+    global: &Global,
+) -> Result<Scenario> {
+    if !config.shop.dir.is_empty() {
+        return build_shop_config(config, stamp, global);
+    }
     let data = load_retail(global)?;
     global.progress(format!(
         "fitting scenario `{}` to {} purchases (ALS, then bias calibration) ...",
@@ -197,6 +258,76 @@ fn build_config(config: ScenarioConfig, global: &Global) -> Result<Scenario> {
     Ok(scenario)
 }
 
+/// [`build_config`] for a scenario fitted to a shop directory.
+fn build_shop_config(
+    config: ScenarioConfig,
+    stamp: Option<(&str, &str)>,
+    global: &Global,
+) -> Result<Scenario> {
+    let dir = PathBuf::from(&config.shop.dir);
+    let shop = Shop::load(&dir).with_context(|| format!("cannot load shop {}", dir.display()))?;
+    if let Some((catalog, events)) = stamp {
+        if catalog != shop.manifest.catalog_sha256 || events != shop.manifest.events_sha256 {
+            anyhow::bail!(
+                "shop {} is not the one the model was trained in a simulator of: its catalog or events changed (SHA-256 of catalog.json {catalog}, of events.jsonl {events} then; {} and {} now); train the model again",
+                dir.display(),
+                shop.manifest.catalog_sha256,
+                shop.manifest.events_sha256
+            );
+        }
+    }
+    global.progress(format!(
+        "fitting scenario `{}` to shop `{}`: {} events of {} users on {} items (ALS, then bias calibration) ...",
+        config.name,
+        shop.manifest.name,
+        shop.events.len(),
+        shop.users.len(),
+        shop.catalog.len()
+    ));
+    // Title features of a shop's simulator come from its own catalog's titles (an item without
+    // one by its key, as `metarec embed` does).
+    let text = if config.observed.text_dims > 0 {
+        let catalog = &shop.catalog;
+        let titles: Vec<String> = catalog
+            .ids()
+            .map(|id| {
+                catalog
+                    .title(id)
+                    .or(catalog.key(id))
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        Some(crate::embed::embed_titles(
+            catalog.keys().to_vec(),
+            &titles,
+            None,
+            128,
+            global,
+        )?)
+    } else {
+        None
+    };
+    let start = Instant::now();
+    let spinner = global.spinner("fitting");
+    let scenario = Scenario::build_from_shop(
+        config,
+        &shop,
+        text.as_ref().map(|t| (t.vectors.as_slice(), t.dim)),
+    );
+    spinner.finish_and_clear();
+    let scenario = scenario?;
+    global.progress(format!(
+        "scenario ready in {:.1} s: {} items, {} users of shop `{}` in the population, slates of {}",
+        start.elapsed().as_secs_f64(),
+        scenario.world.catalog.len(),
+        scenario.world.population.customers(),
+        shop.manifest.name,
+        scenario.config.choice.slate_size
+    ));
+    Ok(scenario)
+}
+
 pub fn run(command: SimCommand, global: &Global) -> Result<()> {
     match command {
         SimCommand::Scenarios => {
@@ -208,7 +339,10 @@ pub fn run(command: SimCommand, global: &Global) -> Result<()> {
             Ok(())
         }
         SimCommand::Show(arg) => {
-            print!("{}", ScenarioConfig::load(&arg.scenario)?.to_toml());
+            print!(
+                "{}",
+                load_config(&arg.scenario, arg.shop.as_deref())?.to_toml()
+            );
             Ok(())
         }
         SimCommand::Calibrate {
@@ -216,7 +350,8 @@ pub fn run(command: SimCommand, global: &Global) -> Result<()> {
             users,
             json,
         } => {
-            let scenario = build_scenario(&scenario.scenario, global)?;
+            let config = load_config(&scenario.scenario, scenario.shop.as_deref())?;
+            let scenario = build_config(config, None, global)?;
             global.progress(format!(
                 "simulating {users} users under 5 yardstick policies ..."
             ));
@@ -240,7 +375,12 @@ pub fn arena(args: ArenaArgs, global: &Global) -> Result<()> {
     for spec in &mut contestants {
         spec.load(&mut bundles)?;
     }
-    let scenario = scenario_for(args.scenario.as_deref(), &bundles, global)?;
+    let scenario = scenario_for(
+        args.scenario.as_deref(),
+        args.shop.as_deref(),
+        &bundles,
+        global,
+    )?;
     let config = ArenaConfig {
         users: args.users,
         seeds: args.seeds,

@@ -58,24 +58,27 @@ pub enum WeightingArg {
 #[derive(Args)]
 pub struct TrainArgs {
     /// A preset name or a scenario TOML file (default: `default`, or with --resume the scenario
-    /// the model was trained on, as its bundle records it).
-    #[arg(long, conflicts_with = "shop")]
+    /// the model was trained on, as its bundle records it); with --shop and a simulator
+    /// algorithm, the parameters of the simulator fitted to the shop.
+    #[arg(long)]
     scenario: Option<String>,
-    /// Train on a shop directory's own logged events (`metarec shop import`) instead of a
-    /// simulated scenario: supervised click and purchase likelihood on the logged impressions
-    /// (or on purchases and clicks with sampled negatives when the shop logs none), the latest
-    /// --holdout of rankings by time held out for evaluation. The model carries the shop's
-    /// catalog.
+    /// Train on a shop directory (`metarec shop import`). With `--algo supervised` (the
+    /// default with --shop), on its own logged events: click and purchase likelihood on the
+    /// logged impressions (or on purchases and clicks with sampled negatives when the shop logs
+    /// none), the latest --holdout of rankings by time held out for evaluation; the model
+    /// carries the shop's catalog. With a simulator algorithm (reinforce, actor-critic,
+    /// distill), in a simulator fitted to the shop (the scenario's `[shop] dir`), whose world
+    /// the model's bundle records so the arena can rebuild it.
     #[arg(long, value_name = "SHOP")]
     shop: Option<PathBuf>,
     /// reinforce, actor-critic, supervised or distill (imitate --teacher on the network's own
-    /// visits) [default: reinforce; supervised, the only one, with --shop].
+    /// visits) [default: reinforce; supervised with --shop].
     #[arg(long)]
     algo: Option<String>,
     /// The teacher of `--algo distill`: `informed` (the exact-model Bayesian yardstick, which
     /// knows the simulator but must learn each user from the same feedback) or `informed:N` for
     /// N particles per user.
-    #[arg(long, default_value = "informed", conflicts_with = "shop")]
+    #[arg(long, default_value = "informed")]
     teacher: String,
     /// Model directory (weights + manifest).
     #[arg(long, value_name = "DIR")]
@@ -157,15 +160,33 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// What clap cannot check: `--shop` trains supervised only (there is no simulator to play),
-    /// so another `--algo` with it is a usage error.
+    /// Whether this is supervised training on a shop's logged events (`--shop` with no
+    /// `--algo`, or `--algo supervised`), rather than training in a simulator.
+    fn on_shop_logs(&self) -> bool {
+        self.shop.is_some() && self.algo.as_deref().is_none_or(|a| a == "supervised")
+    }
+
+    /// What clap cannot check: the options of one way of training given to the other.
+    /// Supervised training on a shop's logs has no scenario; training in a simulator of a shop
+    /// has no held-out split, weighting or title features of the shop's logs.
     pub fn usage_error(&self) -> Option<String> {
-        match (&self.shop, self.algo.as_deref()) {
-            (Some(_), Some(algo)) if algo != "supervised" => Some(format!(
-                "--algo {algo} cannot be used with --shop: a shop's logs train only `supervised` (the other algorithms play simulated users)"
-            )),
-            _ => None,
+        if self.on_shop_logs() {
+            return self.scenario.as_ref().map(|_| {
+                "--scenario cannot be used with supervised training on --shop, which reads the shop's logged events; pass --algo reinforce (or actor-critic, distill) to train in a simulator of the shop with that scenario's parameters".to_owned()
+            });
         }
+        self.shop.as_ref()?;
+        let algo = self.algo.as_deref().unwrap_or_default();
+        let logged_only = [
+            ("--holdout", self.holdout.is_some()),
+            ("--weighting", self.weighting != WeightingArg::None),
+            ("--text-dims", self.text_dims.is_some()),
+        ];
+        logged_only.iter().find(|(_, given)| *given).map(|(name, _)| {
+            format!(
+                "{name} cannot be used with --algo {algo} on --shop: it concerns supervised training on the shop's logged events, and --algo {algo} trains in a simulator of the shop"
+            )
+        })
     }
 }
 
@@ -173,10 +194,13 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
     if let Some(message) = args.usage_error() {
         bail!("{message}");
     }
-    if args.shop.is_some() {
+    if args.on_shop_logs() {
         return run_shop(args, global);
     }
     let algo = Algo::parse(args.algo.as_deref().unwrap_or("reinforce"))?;
+    if algo == Algo::Supervised && args.shop.is_some() {
+        bail!("supervised training on --shop reads the shop's logged events");
+    }
     let resumed = if args.resume {
         let bundle = ModelBundle::load(&args.out)
             .with_context(|| format!("cannot resume from {}", args.out.display()))?;
@@ -195,7 +219,12 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
         }
         None
     };
-    let scenario = crate::sim::scenario_for(args.scenario.as_deref(), resumed.as_slice(), global)?;
+    let scenario = crate::sim::scenario_for(
+        args.scenario.as_deref(),
+        args.shop.as_deref(),
+        resumed.as_slice(),
+        global,
+    )?;
     let (reward, mut config) = settings(&args, &scenario.config.reward, algo)?;
     // Training users are drawn with a seed of their own, so no arena user is ever a training user.
     let mut env = scenario.env_with_seed(scenario.config.seed ^ 0x7472_6169_6e00 ^ args.seed);
@@ -401,6 +430,18 @@ fn run_shop(args: TrainArgs, global: &Global) -> Result<()> {
     let resumed = if args.resume {
         let bundle = ModelBundle::load(&args.out)
             .with_context(|| format!("cannot resume from {}", args.out.display()))?;
+        if let DataSource::ShopSimulator { .. } = &bundle.manifest.source {
+            bail!(
+                "{} was trained in {}, not on the shop's logged events: resume it there with `--algo {}`",
+                args.out.display(),
+                bundle.manifest.source.describe(),
+                bundle
+                    .manifest
+                    .algos
+                    .last()
+                    .map_or("reinforce", String::as_str)
+            );
+        }
         let holdout = check_bundle(&bundle, &shop)?;
         if let Some(h) = args.holdout.filter(|h| *h != holdout) {
             bail!(
@@ -427,6 +468,9 @@ fn run_shop(args: TrainArgs, global: &Global) -> Result<()> {
         Some(bundle) => match &bundle.manifest.source {
             DataSource::Shop { holdout, .. } => *holdout,
             DataSource::Scenario { .. } => bail!("the resumed model was not trained on a shop"),
+            DataSource::ShopSimulator { .. } => bail!(
+                "the resumed model was trained in a simulator of the shop, not on its logged events: resume it with the --algo it was trained with"
+            ),
         },
         None => args.holdout.unwrap_or(0.2),
     };
@@ -615,11 +659,19 @@ fn catalog_with_titles(
 }
 
 /// The description of a scenario that a model bundle records: its name and its configuration as
-/// given, so commands that take the model rebuild the same world.
+/// given, so commands that take the model rebuild the same world, and for a simulator of a shop
+/// the SHA-256 of the shop's catalog and events, so it is rebuilt only from the same shop.
 pub fn model_source(scenario: &metarec_sim::Scenario) -> DataSource {
-    DataSource::Scenario {
-        name: scenario.config.name.clone(),
-        toml: scenario.source.to_toml(),
+    let (name, toml) = (scenario.config.name.clone(), scenario.source.to_toml());
+    match &scenario.shop {
+        None => DataSource::Scenario { name, toml },
+        Some(shop) => DataSource::ShopSimulator {
+            name,
+            toml,
+            dir: scenario.source.shop.dir.clone(),
+            catalog_sha256: shop.catalog_sha256.clone(),
+            events_sha256: shop.events_sha256.clone(),
+        },
     }
 }
 

@@ -274,7 +274,8 @@ fn commands_that_need_a_simulator_say_how_to_use_a_shop_model_instead() {
         "train", "--out", model_arg, "--resume", "--logdir", runs_arg,
     ]);
 
-    // Only supervised learning reads a shop: another algorithm is a usage error.
+    // The options of supervised training on the shop's logs mean nothing in a simulator of
+    // the shop: a usage error.
     let out = metarec(
         &data,
         &[
@@ -285,10 +286,16 @@ fn commands_that_need_a_simulator_say_how_to_use_a_shop_model_instead() {
             "m2",
             "--algo",
             "reinforce",
+            "--holdout",
+            "0.3",
         ],
     );
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--algo reinforce cannot be used with --shop"));
+    assert!(
+        stderr(&out).contains("--holdout cannot be used with --algo reinforce on --shop"),
+        "{}",
+        stderr(&out)
+    );
     // Title features asked for without the encoder: say how to fetch it.
     let other = tmp.path().join("other");
     let out = metarec(

@@ -26,6 +26,15 @@ struct Calibration {
     targets: (f64, f64),
     yardsticks: Vec<Yardstick>,
     comparisons: Vec<Comparison>,
+    /// The shop the simulator was fitted to (absent for Online Retail).
+    #[serde(default)]
+    shop: Option<String>,
+    /// What the shop's real facts count (`purchases`, `clicks`...).
+    #[serde(default)]
+    signal: String,
+    /// A shop's CTR by position and purchases per click, real against simulated.
+    #[serde(default)]
+    impressions: Vec<Comparison>,
 }
 
 #[derive(Deserialize)]
@@ -72,15 +81,15 @@ fn numbered<'a>(rows: &'a [Comparison], prefix: &'a str, suffix: &'a str) -> Vec
         .collect()
 }
 
-fn real_vs_sim(title: &str, x: Axis, y: Axis, points: &[(f64, f64, f64)]) -> String {
-    let mut real = Series::xy(
-        "real purchases (Online Retail)",
-        points.iter().map(|p| (p.0, p.1)),
-    );
-    let mut sim = Series::xy(
-        "simulated organic browsing",
-        points.iter().map(|p| (p.0, p.2)),
-    );
+fn real_vs_sim(
+    title: &str,
+    labels: (&str, &str),
+    x: Axis,
+    y: Axis,
+    points: &[(f64, f64, f64)],
+) -> String {
+    let mut real = Series::xy(labels.0, points.iter().map(|p| (p.0, p.1)));
+    let mut sim = Series::xy(labels.1, points.iter().map(|p| (p.0, p.2)));
     real.markers = true;
     sim.markers = true;
     LinePlot {
@@ -162,6 +171,11 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
         }
         .to_svg(),
     ));
+    let real_label = match &c.shop {
+        Some(shop) => format!("real {} ({shop})", c.signal),
+        None => "real purchases (Online Retail)".to_owned(),
+    };
+    let labels = (real_label.as_str(), "simulated organic browsing");
     let shares = numbered(
         &c.comparisons,
         "share of purchases in the top ",
@@ -170,18 +184,40 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
     if shares.len() >= 2 {
         blocks.push(Block::Svg(real_vs_sim(
             "Concentration: share of purchases going to the most-bought items",
+            labels,
             Axis::new("top items by purchases", "% of catalog").including(0.0),
             Axis::new("share of all purchases", "fraction").including(0.0),
             &shares,
         )));
     }
-    let prices = numbered(&c.comparisons, "purchase price p", " (GBP)");
+    // Online Retail's prices are in pounds; a shop's carry no currency.
+    let (mut prices, mut unit) = (
+        numbered(&c.comparisons, "purchase price p", " (GBP)"),
+        "GBP",
+    );
+    if prices.is_empty() {
+        (prices, unit) = (numbered(&c.comparisons, "purchase price p", ""), "price");
+    }
     if prices.len() >= 2 {
         blocks.push(Block::Svg(real_vs_sim(
             "Prices of purchased items: quantiles, real against simulated",
+            labels,
             Axis::new("quantile", "percent"),
-            Axis::new("price of a purchased item", "GBP").including(0.0),
+            Axis::new("price of a purchased item", unit).including(0.0),
             &prices,
+        )));
+    }
+    let ctr = numbered(&c.impressions, "CTR at position", "");
+    if ctr.len() >= 2 {
+        blocks.push(Block::Svg(real_vs_sim(
+            "Click-through rate by position: the shop's logged rankings against random slates",
+            (
+                "real (the shop's logged rankings)",
+                "simulated (random slates)",
+            ),
+            Axis::new("position", "1 = top"),
+            Axis::new("CTR", "clicks / shown item").including(0.0),
+            &ctr,
         )));
     }
     blocks.push(Block::Table(Table {
@@ -199,10 +235,31 @@ fn render(value: &Value, file: &str) -> Result<Section, ReportError> {
                 ]
             })
             .collect(),
-        caption: Some(
-            "real purchases in Online Retail against organic browsing in the simulator".into(),
-        ),
+        caption: Some(format!(
+            "{real_label} against organic browsing in the simulator"
+        )),
     }));
+    if !c.impressions.is_empty() {
+        blocks.push(Block::Table(Table {
+            columns: ["clicks on shown items", "real", "simulated"]
+                .map(String::from)
+                .to_vec(),
+            rows: c
+                .impressions
+                .iter()
+                .map(|r| {
+                    vec![
+                        Cell::text(&r.what),
+                        Cell::Number(r.real, 4),
+                        Cell::Number(r.simulated, 4),
+                    ]
+                })
+                .collect(),
+            caption: Some(
+                "the shop's logged rankings against random slates in the simulator".into(),
+            ),
+        }));
+    }
     Ok(Section {
         title: format!("Simulator calibration: scenario `{}`", c.scenario),
         source: Some(file.into()),
