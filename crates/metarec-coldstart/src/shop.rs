@@ -224,6 +224,10 @@ pub struct Fitted {
     pub item_users: Vec<Vec<u32>>,
     /// Per item: distinct training users (popularity).
     pub popularity: Vec<f64>,
+    /// Per training user: the time of their last interaction before the cutoff.
+    pub user_last_ms: Vec<i64>,
+    /// Per item, parallel to `item_users`: when that user last interacted with the item.
+    pub item_user_last_ms: Vec<Vec<i64>>,
     /// The implicit factorisation.
     pub als: ImplicitModel,
     /// The attribute tokens the prior reads (each held by enough training users).
@@ -282,23 +286,32 @@ pub fn fit(
     prior: &PriorConfig,
     seed: u64,
 ) -> Fitted {
-    let mut counts: BTreeMap<u32, BTreeMap<u32, u32>> = BTreeMap::new();
+    // Per user and item: the count of interactions and the time of the last.
+    let mut counts: BTreeMap<u32, BTreeMap<u32, (u32, i64)>> = BTreeMap::new();
     for e in data.interactions.iter().take_while(|e| e.ms < cutoff_ms) {
-        *counts.entry(e.user).or_default().entry(e.item).or_default() += 1;
+        let entry = counts.entry(e.user).or_default().entry(e.item).or_default();
+        entry.0 += 1;
+        entry.1 = e.ms;
     }
     let train_users: Vec<u32> = counts.keys().copied().collect();
     let rows: Vec<Vec<(u32, f64)>> = counts
         .values()
-        .map(|m| m.iter().map(|(&i, &c)| (i, strength(c))).collect())
+        .map(|m| m.iter().map(|(&i, &(c, _))| (i, strength(c))).collect())
+        .collect();
+    let user_last_ms: Vec<i64> = counts
+        .values()
+        .map(|m| m.values().map(|&(_, t)| t).max().unwrap_or(cutoff_ms))
         .collect();
     let user_items: Vec<Vec<u32>> = counts
         .values()
         .map(|m| m.keys().copied().collect())
         .collect();
     let mut item_users: Vec<Vec<u32>> = vec![Vec::new(); data.items];
-    for (pos, items) in user_items.iter().enumerate() {
-        for &i in items {
+    let mut item_user_last_ms: Vec<Vec<i64>> = vec![Vec::new(); data.items];
+    for (pos, m) in counts.values().enumerate() {
+        for (&i, &(_, t)) in m {
             item_users[i as usize].push(pos as u32);
+            item_user_last_ms[i as usize].push(t);
         }
     }
     let popularity = item_users.iter().map(|u| u.len() as f64).collect();
@@ -330,6 +343,8 @@ pub fn fit(
         user_items,
         item_users,
         popularity,
+        user_last_ms,
+        item_user_last_ms,
         als: model,
         vocabulary,
         prior: HierPrior {
@@ -363,13 +378,16 @@ struct Scorer<'a> {
     fitted: &'a Fitted,
     /// `1 / sqrt(users of item)`, 0 for items nobody had.
     inv_sqrt: Vec<f64>,
-    /// `ln(1 + popularity)`, standardised.
-    log_popularity: Vec<f64>,
 }
 
 /// The support as the factorisation reads it: each item once at strength 1.
 fn support_obs(support: &[u32]) -> Vec<(u32, f64)> {
     support.iter().map(|&i| (i, 1.0)).collect()
+}
+
+/// `2^(-age / half_life)` for an age in milliseconds and a half-life in days.
+fn decay(age_ms: i64, half_life_days: f64) -> f64 {
+    (-(age_ms.max(0) as f64) / (half_life_days * DAY_MS as f64)).exp2()
 }
 
 /// `(x - mean) / sd` over the items; zeros when all are equal.
@@ -389,13 +407,57 @@ impl<'a> Scorer<'a> {
             .iter()
             .map(|&n| if n > 0.0 { 1.0 / n.sqrt() } else { 0.0 })
             .collect();
-        let mut log_popularity: Vec<f64> = fitted.popularity.iter().map(|n| n.ln_1p()).collect();
-        standardise(&mut log_popularity);
         Scorer {
             data,
             fitted,
             inv_sqrt,
-            log_popularity,
+        }
+    }
+
+    /// `ln(1 + recent popularity)`, standardised: each training user of an item counts
+    /// `2^(-age / half_life)`, age the time from their last interaction with it to the cutoff
+    /// (all-time popularity without a half-life).
+    fn recent_log_popularity(&self, half_life_days: Option<f64>) -> Vec<f64> {
+        let mut out: Vec<f64> = match half_life_days {
+            None => self.fitted.popularity.iter().map(|n| n.ln_1p()).collect(),
+            Some(h) => self
+                .fitted
+                .item_user_last_ms
+                .iter()
+                .map(|times| {
+                    times
+                        .iter()
+                        .map(|&t| decay(self.fitted.cutoff_ms - t, h))
+                        .sum::<f64>()
+                        .ln_1p()
+                })
+                .collect(),
+        };
+        standardise(&mut out);
+        out
+    }
+
+    /// Item-kNN with each co-occurring training user weighted by `|items of u|^-damping`
+    /// (plain item-kNN at 0): a wholesaler who bought a thousand items says little about which
+    /// two of them go together, a customer who bought five says much more.
+    fn knn_damped(&self, support: &[u32], damping: f64, out: &mut Vec<f64>) {
+        if damping == 0.0 {
+            return self.knn(support, out);
+        }
+        out.clear();
+        out.resize(self.data.items, 0.0);
+        for &s in support {
+            let w = self.inv_sqrt[s as usize];
+            for &pos in &self.fitted.item_users[s as usize] {
+                let items = &self.fitted.user_items[pos as usize];
+                let wu = w * (items.len() as f64).powf(-damping);
+                for &j in items {
+                    out[j as usize] += wu;
+                }
+            }
+        }
+        for (o, w) in out.iter_mut().zip(&self.inv_sqrt) {
+            *o *= w;
         }
     }
 
@@ -476,6 +538,16 @@ struct BlendParts {
     knn: Vec<f64>,
 }
 
+/// A user's standardised Bayesian and (damped) item-kNN scores.
+fn blend_parts(scorer: &Scorer, u: &ColdUser, noise: f64, damping: f64) -> BlendParts {
+    let (mut bayes, mut knn) = (Vec::new(), Vec::new());
+    scorer.bayes(u.user, &u.support, noise, &mut bayes);
+    scorer.knn_damped(&u.support, damping, &mut knn);
+    standardise(&mut bayes);
+    standardise(&mut knn);
+    BlendParts { bayes, knn }
+}
+
 /// `beta z(bayes) + (1 - beta) z(knn) + gamma z(log popularity)`.
 fn blend(parts: &BlendParts, log_pop: &[f64], beta: f64, gamma: f64, out: &mut Vec<f64>) {
     out.clear();
@@ -538,6 +610,11 @@ pub struct ShopBenchConfig {
     pub blend_betas: Vec<f64>,
     /// Weights of log popularity in the blend tried.
     pub blend_gammas: Vec<f64>,
+    /// Recency half-lives in days tried for the blend's popularity (`None`: no decay).
+    pub half_lives: Vec<Option<f64>>,
+    /// Exponents tried for the blend's item-kNN weight of a co-occurring user,
+    /// `|items of u|^-damping`.
+    pub knn_dampings: Vec<f64>,
     /// The prior's settings.
     pub prior: PriorConfig,
     /// Seed of the factorisation's initialisation.
@@ -568,6 +645,8 @@ impl Default for ShopBenchConfig {
             gradient_grid: vec![(0.5, 1), (0.5, 3), (1.0, 3), (0.5, 10), (1.0, 30)],
             blend_betas: (0..=10).map(|j| f64::from(j) / 10.0).collect(),
             blend_gammas: vec![0.0, 0.1, 0.2, 0.4],
+            half_lives: vec![None, Some(14.0), Some(30.0), Some(90.0), Some(180.0)],
+            knn_dampings: vec![0.0, 0.25, 0.5, 0.75, 1.0],
             prior: PriorConfig::default(),
             seed: 0,
         }
@@ -621,6 +700,17 @@ impl ShopBenchConfig {
         {
             return bad("gradient rates must be non-negative and finite".into());
         }
+        if !finite(&self.knn_dampings, 0.0) {
+            return bad("item-kNN dampings must be non-negative and finite".into());
+        }
+        if self.half_lives.is_empty()
+            || self
+                .half_lives
+                .iter()
+                .any(|h| h.is_some_and(|h| !(h.is_finite() && h > 0.0)))
+        {
+            return bad("half-lives must be positive and finite, at least one".into());
+        }
         if !finite(&self.blend_betas, 0.0)
             || !finite(&self.blend_gammas, 0.0)
             || self.blend_betas.iter().any(|b| *b > 1.0)
@@ -652,6 +742,10 @@ pub struct ChosenAtK {
     pub beta: f64,
     /// The blend's weight of log popularity.
     pub gamma: f64,
+    /// The damping exponent of the blend's item-kNN user weights (0: plain item-kNN).
+    pub knn_damping: f64,
+    /// The half-life in days of the blend's popularity (`None`: all-time popularity).
+    pub popularity_half_life: Option<f64>,
     /// Validation NDCG@10 of each method at its chosen settings.
     pub validation_ndcg10: Vec<(String, f64)>,
 }
@@ -786,17 +880,22 @@ fn choose_at_k(
     let knn_score = mean_ndcg(users, items, |_, u, out| scorer.knn(&u.support, out));
     let pop_score = mean_ndcg(users, items, |_, _, out| scorer.popularity(out));
     let mut blend_choice = ((1.0, 0.0), f64::NAN);
+    let (mut knn_damping, mut popularity_half_life) = (0.0, None);
     if config.runs("bayes-knn") {
+        // The blend's recency, each component's on its own, then the weights on the grid.
+        (knn_damping, _) = best(&config.knn_dampings, |h| {
+            mean_ndcg(users, items, |_, u, out| {
+                scorer.knn_damped(&u.support, h, out)
+            })
+        });
+        (popularity_half_life, _) = best(&config.half_lives, |h| {
+            let p = scorer.recent_log_popularity(h);
+            mean_ndcg(users, items, |_, _, out| out.clone_from(&p))
+        });
+        let log_pop = scorer.recent_log_popularity(popularity_half_life);
         let parts: Vec<BlendParts> = users
             .iter()
-            .map(|u| {
-                let (mut b, mut kn) = (Vec::new(), Vec::new());
-                scorer.bayes(u.user, &u.support, noise, &mut b);
-                scorer.knn(&u.support, &mut kn);
-                standardise(&mut b);
-                standardise(&mut kn);
-                BlendParts { bayes: b, knn: kn }
-            })
+            .map(|u| blend_parts(scorer, u, noise, knn_damping))
             .collect();
         let mut grid = Vec::new();
         for &b in &config.blend_betas {
@@ -806,7 +905,7 @@ fn choose_at_k(
         }
         blend_choice = best(&grid, |(b, g)| {
             mean_ndcg(users, items, |j, _, out| {
-                blend(&parts[j], &scorer.log_popularity, b, g, out)
+                blend(&parts[j], &log_pop, b, g, out)
             })
         });
     }
@@ -819,6 +918,8 @@ fn choose_at_k(
         gradient,
         beta,
         gamma,
+        knn_damping,
+        popularity_half_life,
         validation_ndcg10: vec![
             ("popularity".into(), pop_score),
             ("item-knn".into(), knn_score),
@@ -954,6 +1055,7 @@ pub fn run_shop_benchmark(
     let mut budgets = Vec::new();
     for ((&k, users), chosen) in config.budgets.iter().zip(&test_sets).zip(chosen) {
         let mut per_method: Vec<Vec<TopN>> = vec![Vec::with_capacity(users.len()); methods.len()];
+        let log_pop = scorer.recent_log_popularity(chosen.popularity_half_life);
         let mut mask = vec![0u8; data.items];
         let (mut out, mut cand) = (Vec::new(), Vec::new());
         for u in users {
@@ -974,19 +1076,8 @@ pub fn run_shop_benchmark(
                         scorer.gradient(u.user, &u.support, r, s, &mut out)
                     }
                     _ => {
-                        let mut b = Vec::new();
-                        scorer.bayes(u.user, &u.support, chosen.noise, &mut b);
-                        standardise(&mut b);
-                        let mut kn = parts.knn.clone();
-                        standardise(&mut kn);
-                        let p = BlendParts { bayes: b, knn: kn };
-                        blend(
-                            &p,
-                            &scorer.log_popularity,
-                            chosen.beta,
-                            chosen.gamma,
-                            &mut out,
-                        );
+                        let p = blend_parts(&scorer, u, chosen.noise, chosen.knn_damping);
+                        blend(&p, &log_pop, chosen.beta, chosen.gamma, &mut out);
                     }
                 }
                 per_method[m].push(measure(&out, u, &mut mask, &mut cand));
