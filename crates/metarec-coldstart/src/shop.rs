@@ -17,12 +17,13 @@
 //!   to choose anything.
 //!
 //! Methods ([`SHOP_METHODS`]): `popularity` (training users per item), `item-knn` (cosine over
-//! co-occurrence, the reference), `als-foldin` (implicit ALS, closed-form fold-in), and
-//! metarec's adjusters over the same factors: `bayes` (a Gaussian prior over the user's factors
-//! whose mean is a linear map of the user's attributes, fitted across training users, updated in
-//! closed form by the support), `gradient` (gradient steps on the support's loss from that prior
-//! mean), and `bayes-knn` (the Bayesian adjuster's scores blended with item-kNN and popularity,
-//! weights chosen on validation).
+//! users' co-occurrence, the reference), `basket-knn` (the same over visits), `title-knn`
+//! (tf-idf cosine of titles), `als-foldin` (implicit ALS, closed-form fold-in), and metarec's
+//! adjusters over the same factors: `bayes` (a Gaussian prior over the user's factors whose mean
+//! is a linear map of the user's attributes, fitted across training users, updated in closed
+//! form by the support), `gradient` (gradient steps on the support's loss from that prior mean),
+//! and `bayes-knn` (the Bayesian adjuster's scores blended with the neighbourhoods, title
+//! similarity and popularity, weights chosen on validation).
 
 use crate::bayes::{HierPrior, fit_prior};
 use crate::error::ColdStartError;
@@ -38,9 +39,11 @@ use std::time::Instant;
 pub const SHOP_REFERENCE: &str = "item-knn";
 
 /// Every method, in table order.
-pub const SHOP_METHODS: [&str; 6] = [
+pub const SHOP_METHODS: [&str; 8] = [
     "popularity",
     "item-knn",
+    "basket-knn",
+    "title-knn",
     "als-foldin",
     "bayes",
     "gradient",
@@ -59,6 +62,8 @@ pub struct Interaction {
     pub item: u32,
     /// Milliseconds since the epoch.
     pub ms: i64,
+    /// The visit (basket, order) it belongs to, when the shop logs visits.
+    pub session: Option<u32>,
 }
 
 /// What the benchmark reads of a shop.
@@ -76,6 +81,8 @@ pub struct ShopData {
     pub features: Vec<Vec<f64>>,
     /// Interactions sorted by time.
     pub interactions: Vec<Interaction>,
+    /// Per item: its title (empty when the catalogue has none).
+    pub titles: Vec<String>,
 }
 
 impl ShopData {
@@ -102,6 +109,7 @@ impl ShopData {
                 user: e.user,
                 item: e.item.0,
                 ms: e.timestamp_ms,
+                session: e.session,
             });
         }
         ShopData {
@@ -114,6 +122,14 @@ impl ShopData {
                 .map(|u| u.features.iter().map(|&x| f64::from(x)).collect())
                 .collect(),
             interactions,
+            titles: (0..shop.catalog.len())
+                .map(|i| {
+                    shop.catalog
+                        .title(metarec_core::ItemId(i as u32))
+                        .unwrap_or_default()
+                        .to_string()
+                })
+                .collect(),
         }
     }
 
@@ -125,6 +141,11 @@ impl ShopData {
     /// Checks indices, order and shapes, so that no later step can index out of range.
     fn check(&self) -> Result<(), ColdStartError> {
         let n = self.users();
+        if !self.titles.is_empty() && self.titles.len() != self.items {
+            return Err(ColdStartError::Data(
+                "titles and catalogue differ in length".into(),
+            ));
+        }
         if self.tokens.len() != n || self.features.len() != n {
             return Err(ColdStartError::Data(
                 "users' tokens, features and first times differ in length".into(),
@@ -228,6 +249,10 @@ pub struct Fitted {
     pub user_last_ms: Vec<i64>,
     /// Per item, parallel to `item_users`: when that user last interacted with the item.
     pub item_user_last_ms: Vec<Vec<i64>>,
+    /// Per training visit (interactions with a session before the cutoff): distinct items.
+    pub basket_items: Vec<Vec<u32>>,
+    /// Per item: the training visits (positions in `basket_items`) that hold it.
+    pub item_baskets: Vec<Vec<u32>>,
     /// The implicit factorisation.
     pub als: ImplicitModel,
     /// The attribute tokens the prior reads (each held by enough training users).
@@ -315,6 +340,22 @@ pub fn fit(
         }
     }
     let popularity = item_users.iter().map(|u| u.len() as f64).collect();
+    let mut baskets: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+    for e in data.interactions.iter().take_while(|e| e.ms < cutoff_ms) {
+        if let Some(v) = e.session {
+            let items = baskets.entry(v).or_default();
+            if !items.contains(&e.item) {
+                items.push(e.item);
+            }
+        }
+    }
+    let basket_items: Vec<Vec<u32>> = baskets.into_values().collect();
+    let mut item_baskets: Vec<Vec<u32>> = vec![Vec::new(); data.items];
+    for (pos, items) in basket_items.iter().enumerate() {
+        for &i in items {
+            item_baskets[i as usize].push(pos as u32);
+        }
+    }
     let model = train_implicit(&rows, data.items, als, seed);
 
     // Tokens held by enough training users, the most common first, then sorted for lookup.
@@ -345,6 +386,8 @@ pub fn fit(
         popularity,
         user_last_ms,
         item_user_last_ms,
+        basket_items,
+        item_baskets,
         als: model,
         vocabulary,
         prior: HierPrior {
@@ -378,6 +421,61 @@ struct Scorer<'a> {
     fitted: &'a Fitted,
     /// `1 / sqrt(users of item)`, 0 for items nobody had.
     inv_sqrt: Vec<f64>,
+    /// `1 / sqrt(visits holding item)`, 0 for items in none.
+    inv_sqrt_baskets: Vec<f64>,
+    /// Per item: its title's unit tf-idf vector as (word, weight).
+    title_vectors: Vec<SparseRow>,
+    /// Per word: the items whose titles hold it, with the weight.
+    title_index: Vec<SparseRow>,
+}
+
+/// A sparse row: (index, weight) pairs.
+type SparseRow = Vec<(u32, f64)>;
+
+/// Unit tf-idf vectors of the titles' words (letters and digits, lower-cased; idf
+/// `ln(items / items with the word)`), and the inverted index from word to items.
+fn title_vectors(titles: &[String]) -> (Vec<SparseRow>, Vec<SparseRow>) {
+    let mut words: HashMap<String, u32> = HashMap::new();
+    let mut counts: Vec<BTreeMap<u32, f64>> = Vec::with_capacity(titles.len());
+    let mut df: Vec<f64> = Vec::new();
+    for t in titles {
+        let mut tf: BTreeMap<u32, f64> = BTreeMap::new();
+        for w in t
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            let next = words.len() as u32;
+            let id = *words.entry(w.to_lowercase()).or_insert(next);
+            if id as usize == df.len() {
+                df.push(0.0);
+            }
+            *tf.entry(id).or_default() += 1.0;
+        }
+        for &id in tf.keys() {
+            df[id as usize] += 1.0;
+        }
+        counts.push(tf);
+    }
+    let n = titles.len().max(1) as f64;
+    let mut index: Vec<Vec<(u32, f64)>> = vec![Vec::new(); df.len()];
+    let vectors = counts
+        .into_iter()
+        .enumerate()
+        .map(|(i, tf)| {
+            let mut v: Vec<(u32, f64)> = tf
+                .into_iter()
+                .map(|(w, c)| (w, c * (n / df[w as usize]).ln()))
+                .collect();
+            let norm = v.iter().map(|(_, x)| x * x).sum::<f64>().sqrt();
+            v.retain(|(_, x)| *x > 0.0);
+            for (w, x) in &mut v {
+                *x /= norm;
+                index[*w as usize].push((i as u32, *x));
+            }
+            v
+        })
+        .collect();
+    (vectors, index)
 }
 
 /// The support as the factorisation reads it: each item once at strength 1.
@@ -407,10 +505,25 @@ impl<'a> Scorer<'a> {
             .iter()
             .map(|&n| if n > 0.0 { 1.0 / n.sqrt() } else { 0.0 })
             .collect();
+        let inv_sqrt_baskets = fitted
+            .item_baskets
+            .iter()
+            .map(|b| {
+                if b.is_empty() {
+                    0.0
+                } else {
+                    1.0 / (b.len() as f64).sqrt()
+                }
+            })
+            .collect();
+        let (title_vectors, title_index) = title_vectors(&data.titles);
         Scorer {
             data,
             fitted,
             inv_sqrt,
+            inv_sqrt_baskets,
+            title_vectors,
+            title_index,
         }
     }
 
@@ -458,6 +571,44 @@ impl<'a> Scorer<'a> {
         }
         for (o, w) in out.iter_mut().zip(&self.inv_sqrt) {
             *o *= w;
+        }
+    }
+
+    /// Basket-kNN: item-kNN over visits instead of users, `sum_s cos(s, j)` with
+    /// `cos(s, j) = (visits holding both) / sqrt(n_s n_j)`: what is bought in one order goes
+    /// together more tightly than what one customer bought over a year. Zeros for a shop
+    /// without visits.
+    fn basket_knn(&self, support: &[u32], out: &mut Vec<f64>) {
+        out.clear();
+        out.resize(self.data.items, 0.0);
+        for &s in support {
+            let w = self.inv_sqrt_baskets[s as usize];
+            for &pos in &self.fitted.item_baskets[s as usize] {
+                for &j in &self.fitted.basket_items[pos as usize] {
+                    out[j as usize] += w;
+                }
+            }
+        }
+        for (o, w) in out.iter_mut().zip(&self.inv_sqrt_baskets) {
+            *o *= w;
+        }
+    }
+
+    /// Title-kNN: `sum_s cos(title_s, title_j)` over tf-idf vectors of the titles' words: the
+    /// catalogue's own content, which needs no interaction (colour variants of one product share
+    /// most words). Zeros for a catalogue without titles.
+    fn title_knn(&self, support: &[u32], out: &mut Vec<f64>) {
+        out.clear();
+        out.resize(self.data.items, 0.0);
+        for &s in support {
+            let Some(v) = self.title_vectors.get(s as usize) else {
+                continue;
+            };
+            for &(w, x) in v {
+                for &(j, y) in &self.title_index[w as usize] {
+                    out[j as usize] += x * y;
+                }
+            }
         }
     }
 
@@ -536,6 +687,8 @@ impl<'a> Scorer<'a> {
 struct BlendParts {
     bayes: Vec<f64>,
     knn: Vec<f64>,
+    basket: Vec<f64>,
+    title: Vec<f64>,
 }
 
 /// A user's standardised Bayesian and (damped) item-kNN scores.
@@ -543,21 +696,50 @@ fn blend_parts(scorer: &Scorer, u: &ColdUser, noise: f64, damping: f64) -> Blend
     let (mut bayes, mut knn) = (Vec::new(), Vec::new());
     scorer.bayes(u.user, &u.support, noise, &mut bayes);
     scorer.knn_damped(&u.support, damping, &mut knn);
+    let (mut basket, mut title) = (Vec::new(), Vec::new());
+    scorer.basket_knn(&u.support, &mut basket);
+    scorer.title_knn(&u.support, &mut title);
     standardise(&mut bayes);
     standardise(&mut knn);
-    BlendParts { bayes, knn }
+    standardise(&mut basket);
+    standardise(&mut title);
+    BlendParts {
+        bayes,
+        knn,
+        basket,
+        title,
+    }
 }
 
-/// `beta z(bayes) + (1 - beta) z(knn) + gamma z(log popularity)`.
-fn blend(parts: &BlendParts, log_pop: &[f64], beta: f64, gamma: f64, out: &mut Vec<f64>) {
+/// The blend's weights.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BlendWeights {
+    /// The weight of the Bayesian adjuster's scores; the neighbourhoods share `1 - beta`.
+    pub beta: f64,
+    /// The share of basket-kNN within the neighbourhoods' part (the rest is item-kNN's).
+    pub eta: f64,
+    /// The weight of log popularity.
+    pub gamma: f64,
+    /// The weight of title similarity.
+    pub tau: f64,
+}
+
+/// `beta z(bayes) + (1 - beta) ((1 - eta) z(knn) + eta z(basket)) + gamma z(log popularity)
+/// + tau z(title)`.
+fn blend(parts: &BlendParts, log_pop: &[f64], w: BlendWeights, out: &mut Vec<f64>) {
     out.clear();
+    let hood = 1.0 - w.beta;
     out.extend(
         parts
             .bayes
             .iter()
             .zip(&parts.knn)
+            .zip(&parts.basket)
+            .zip(&parts.title)
             .zip(log_pop)
-            .map(|((b, k), p)| beta * b + (1.0 - beta) * k + gamma * p),
+            .map(|((((b, k), v), t), p)| {
+                w.beta * b + hood * ((1.0 - w.eta) * k + w.eta * v) + w.gamma * p + w.tau * t
+            }),
     );
 }
 
@@ -608,8 +790,12 @@ pub struct ShopBenchConfig {
     pub gradient_grid: Vec<(f64, usize)>,
     /// Weights of the Bayesian scores in the blend tried (the rest is item-kNN's).
     pub blend_betas: Vec<f64>,
+    /// Shares of basket-kNN within the blend's neighbourhood part tried.
+    pub blend_etas: Vec<f64>,
     /// Weights of log popularity in the blend tried.
     pub blend_gammas: Vec<f64>,
+    /// Weights of title similarity in the blend tried.
+    pub blend_taus: Vec<f64>,
     /// Recency half-lives in days tried for the blend's popularity (`None`: no decay).
     pub half_lives: Vec<Option<f64>>,
     /// Exponents tried for the blend's item-kNN weight of a co-occurring user,
@@ -643,8 +829,10 @@ impl Default for ShopBenchConfig {
             fold_scales: vec![0.25, 0.5, 1.0, 2.0, 4.0],
             noise_grid: vec![0.25, 0.5, 1.0, 2.0, 4.0, 8.0],
             gradient_grid: vec![(0.5, 1), (0.5, 3), (1.0, 3), (0.5, 10), (1.0, 30)],
-            blend_betas: (0..=10).map(|j| f64::from(j) / 10.0).collect(),
-            blend_gammas: vec![0.0, 0.1, 0.2, 0.4],
+            blend_betas: (0..=5).map(|j| f64::from(j) / 5.0).collect(),
+            blend_etas: vec![0.0, 0.5, 1.0],
+            blend_gammas: vec![0.0, 0.2, 0.4],
+            blend_taus: vec![0.0, 0.1, 0.2, 0.4],
             half_lives: vec![None, Some(14.0), Some(30.0), Some(90.0), Some(180.0)],
             knn_dampings: vec![0.0, 0.25, 0.5, 0.75, 1.0],
             prior: PriorConfig::default(),
@@ -712,10 +900,18 @@ impl ShopBenchConfig {
             return bad("half-lives must be positive and finite, at least one".into());
         }
         if !finite(&self.blend_betas, 0.0)
+            || !finite(&self.blend_etas, 0.0)
             || !finite(&self.blend_gammas, 0.0)
-            || self.blend_betas.iter().any(|b| *b > 1.0)
+            || !finite(&self.blend_taus, 0.0)
+            || self
+                .blend_betas
+                .iter()
+                .chain(&self.blend_etas)
+                .any(|b| *b > 1.0)
         {
-            return bad("blend weights must be finite, betas in [0, 1], gammas at least 0".into());
+            return bad(
+                "blend weights must be finite, betas and etas in [0, 1], gammas at least 0".into(),
+            );
         }
         Ok(())
     }
@@ -738,10 +934,8 @@ pub struct ChosenAtK {
     pub noise: f64,
     /// The gradient adjuster's `(rate, steps)`.
     pub gradient: (f64, usize),
-    /// The blend's weight of the Bayesian scores.
-    pub beta: f64,
-    /// The blend's weight of log popularity.
-    pub gamma: f64,
+    /// The blend's weights.
+    pub blend: BlendWeights,
     /// The damping exponent of the blend's item-kNN user weights (0: plain item-kNN).
     pub knn_damping: f64,
     /// The half-life in days of the blend's popularity (`None`: all-time popularity).
@@ -879,7 +1073,17 @@ fn choose_at_k(
     };
     let knn_score = mean_ndcg(users, items, |_, u, out| scorer.knn(&u.support, out));
     let pop_score = mean_ndcg(users, items, |_, _, out| scorer.popularity(out));
-    let mut blend_choice = ((1.0, 0.0), f64::NAN);
+    let basket_score = mean_ndcg(users, items, |_, u, out| scorer.basket_knn(&u.support, out));
+    let title_score = mean_ndcg(users, items, |_, u, out| scorer.title_knn(&u.support, out));
+    let mut blend_choice = (
+        BlendWeights {
+            beta: 1.0,
+            eta: 0.0,
+            gamma: 0.0,
+            tau: 0.0,
+        },
+        f64::NAN,
+    );
     let (mut knn_damping, mut popularity_half_life) = (0.0, None);
     if config.runs("bayes-knn") {
         // The blend's recency, each component's on its own, then the weights on the grid.
@@ -898,31 +1102,39 @@ fn choose_at_k(
             .map(|u| blend_parts(scorer, u, noise, knn_damping))
             .collect();
         let mut grid = Vec::new();
-        for &b in &config.blend_betas {
-            for &g in &config.blend_gammas {
-                grid.push((b, g));
+        for &beta in &config.blend_betas {
+            for &eta in &config.blend_etas {
+                for &gamma in &config.blend_gammas {
+                    for &tau in &config.blend_taus {
+                        grid.push(BlendWeights {
+                            beta,
+                            eta,
+                            gamma,
+                            tau,
+                        });
+                    }
+                }
             }
         }
-        blend_choice = best(&grid, |(b, g)| {
-            mean_ndcg(users, items, |j, _, out| {
-                blend(&parts[j], &log_pop, b, g, out)
-            })
+        blend_choice = best(&grid, |w| {
+            mean_ndcg(users, items, |j, _, out| blend(&parts[j], &log_pop, w, out))
         });
     }
-    let ((beta, gamma), blend_score) = blend_choice;
+    let (blend_weights, blend_score) = blend_choice;
     ChosenAtK {
         k,
         validation_users: users.len(),
         fold_lambda: lambda * fold_scale,
         noise,
         gradient,
-        beta,
-        gamma,
+        blend: blend_weights,
         knn_damping,
         popularity_half_life,
         validation_ndcg10: vec![
             ("popularity".into(), pop_score),
             ("item-knn".into(), knn_score),
+            ("basket-knn".into(), basket_score),
+            ("title-knn".into(), title_score),
             ("als-foldin".into(), fold_score),
             ("bayes".into(), bayes_score),
             ("gradient".into(), gradient_score),
@@ -1069,6 +1281,8 @@ pub fn run_shop_benchmark(
                 match *name {
                     "popularity" => out.clone_from(&parts.popularity),
                     "item-knn" => out.clone_from(&parts.knn),
+                    "basket-knn" => scorer.basket_knn(&u.support, &mut out),
+                    "title-knn" => scorer.title_knn(&u.support, &mut out),
                     "als-foldin" => scorer.fold_in(&u.support, chosen.fold_lambda, &mut out),
                     "bayes" => scorer.bayes(u.user, &u.support, chosen.noise, &mut out),
                     "gradient" => {
@@ -1077,7 +1291,7 @@ pub fn run_shop_benchmark(
                     }
                     _ => {
                         let p = blend_parts(&scorer, u, chosen.noise, chosen.knn_damping);
-                        blend(&p, &log_pop, chosen.beta, chosen.gamma, &mut out);
+                        blend(&p, &log_pop, chosen.blend, &mut out);
                     }
                 }
                 per_method[m].push(measure(&out, u, &mut mask, &mut cand));

@@ -47,6 +47,7 @@ fn grouped_shop(users: usize, seed: u64) -> ShopData {
                 user: u as u32,
                 item: (g * PER_GROUP + items[j]) as u32,
                 ms: start + j as i64 * (DAY / 3),
+                session: Some(u as u32),
             });
         }
     }
@@ -57,6 +58,7 @@ fn grouped_shop(users: usize, seed: u64) -> ShopData {
         tokens,
         features: vec![Vec::new(); users],
         interactions: events,
+        titles: Vec::new(),
     }
 }
 
@@ -75,6 +77,8 @@ fn quick_config() -> ShopBenchConfig {
         noise_grid: vec![0.5, 2.0],
         gradient_grid: vec![(0.5, 3), (1.0, 10)],
         blend_betas: vec![0.0, 0.5, 1.0],
+        blend_etas: vec![0.0, 1.0],
+        blend_taus: vec![0.0],
         blend_gammas: vec![0.0, 0.2],
         prior: PriorConfig {
             min_token_users: 5,
@@ -184,8 +188,14 @@ fn support_and_query_follow_the_order_of_first_interaction() {
             (1, 9, CUTOFF + 6),
         ]
         .iter()
-        .map(|&(user, item, ms)| Interaction { user, item, ms })
+        .map(|&(user, item, ms)| Interaction {
+            user,
+            item,
+            ms,
+            session: None,
+        })
         .collect(),
+        titles: Vec::new(),
     };
     // User 0 started before the cutoff; user 2 has one item; user 1 has 4, 2, 7, 0, 9.
     let k2 = cold_users(&data, CUTOFF, 2);

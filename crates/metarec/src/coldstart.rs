@@ -377,8 +377,19 @@ fn print_shop_report(report: &ShopReport, name: &str) {
         }
         let c = &b.chosen;
         println!(
-            "chosen on {} validation users: fold-in lambda {}, noise {}, gradient rate {} x {} steps, blend beta {} gamma {}",
-            c.validation_users, c.fold_lambda, c.noise, c.gradient.0, c.gradient.1, c.beta, c.gamma
+            "chosen on {} validation users: fold-in lambda {}, noise {}, gradient rate {} x {} steps; \
+             blend: bayes {} basket share {} popularity {} (half-life {}), item-kNN damping {}",
+            c.validation_users,
+            c.fold_lambda,
+            c.noise,
+            c.gradient.0,
+            c.gradient.1,
+            c.blend.beta,
+            c.blend.eta,
+            c.blend.gamma,
+            c.popularity_half_life
+                .map_or_else(|| "none".to_string(), |h| format!("{h} days")),
+            c.knn_damping
         );
     }
     println!();
