@@ -138,7 +138,7 @@ fn invert(a: &[f64], n: usize) -> Option<Vec<f64>> {
 /// Fits `N(A x, Sigma)` to posterior means `means` (rows of `dim`), covariances `covs` and
 /// features `xs` (rows of `p`): `A` by ridge regression, `Sigma` as the mean of
 /// `(m - A x)(m - A x)^T + S`, with a small jitter for definiteness.
-fn fit_prior(
+pub(crate) fn fit_prior(
     means: &[f64],
     covs: &[f64],
     xs: &[f64],

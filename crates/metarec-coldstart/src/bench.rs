@@ -10,7 +10,8 @@ use crate::bayes::{BayesConfig, BayesModel, fit_bayes};
 use crate::data::{Obs, RatingData};
 use crate::error::ColdStartError;
 use crate::melu::{Melu, MeluConfig, train_melu};
-use crate::metrics::{METRIC_NAMES, MetricSums, Metrics};
+pub use crate::metrics::Stat;
+use crate::metrics::{METRIC_NAMES, MetricSums, Metrics, paired_interval};
 use crate::mf::{MfConfig, MfModel, fold_in, train_mf};
 use crate::split::{Episode, Split, SplitFractions};
 use serde::Serialize;
@@ -143,29 +144,6 @@ impl BenchConfig {
 
     fn runs(&self, method: &str) -> bool {
         method == REFERENCE || self.methods.iter().any(|m| m == method)
-    }
-}
-
-/// A mean and standard deviation over seeds.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct Stat {
-    /// The mean.
-    pub mean: f64,
-    /// The sample standard deviation (0 for one seed).
-    pub sd: f64,
-}
-
-impl Stat {
-    /// Mean and sample standard deviation of `x`.
-    pub fn of(x: &[f64]) -> Stat {
-        let n = x.len() as f64;
-        let mean = x.iter().sum::<f64>() / n;
-        let sd = if x.len() > 1 {
-            (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
-        } else {
-            0.0
-        };
-        Stat { mean, sd }
     }
 }
 
@@ -692,23 +670,28 @@ fn aggregate(per_seed: &[SeedResult]) -> (Vec<Row>, Vec<Paired>) {
             continue;
         }
         for (name, higher_better) in METRIC_NAMES {
-            let diffs: Vec<f64> = per_seed
+            let ours: Vec<f64> = per_seed
                 .iter()
-                .map(|s| value(s, method, budget, name) - value(s, REFERENCE, budget, name))
+                .map(|s| value(s, method, budget, name))
                 .collect();
-            let wins = diffs
+            let reference: Vec<f64> = per_seed
                 .iter()
-                .filter(|&&d| if higher_better { d > 0.0 } else { d < 0.0 })
+                .map(|s| value(s, REFERENCE, budget, name))
+                .collect();
+            let wins = ours
+                .iter()
+                .zip(&reference)
+                .filter(|(a, b)| if higher_better { a > b } else { a < b })
                 .count();
-            let st = Stat::of(&diffs);
+            let d = paired_interval(&ours, &reference);
             paired.push(Paired {
                 method: method.clone(),
                 budget: budget.clone(),
                 metric: name.to_string(),
-                mean_diff: st.mean,
-                sd_diff: st.sd,
+                mean_diff: d.mean,
+                sd_diff: d.sd,
                 wins,
-                seeds: diffs.len(),
+                seeds: d.n,
             });
         }
     }

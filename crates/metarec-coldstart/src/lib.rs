@@ -1,6 +1,6 @@
-//! The cold-start rating benchmark: MovieLens-100k under the MeLU episode protocol, with the
-//! strong simple baselines the meta-learning papers omit and metarec's strategy adjusters
-//! applied to rating prediction.
+//! The cold-start benchmarks: MovieLens-100k ratings under the MeLU episode protocol, and a
+//! shop's own history split at a cutoff date ([`shop`]), each with the strong simple baselines
+//! the meta-learning papers omit and metarec's strategy adjusters.
 //!
 //! The protocol (documented in `docs/coldstart.md`): users with 13 to 100 ratings are split by
 //! seed into disjoint training, validation and test users ([`split`]); each held-out user gives a
@@ -12,10 +12,14 @@
 //! - [`data`]: [`RatingData`], users with ratings and demographics, items with content features;
 //! - [`split`]: [`Split`] and [`Episode`], the seeded protocol;
 //! - [`metrics`]: MAE, RMSE, graded nDCG, precision and full-catalogue hit rate and NDCG;
-//! - [`mf`]: biased matrix factorisation by ALS and the closed-form fold-in;
+//! - [`mf`]: biased matrix factorisation by ALS, implicit (weighted) ALS, and their closed-form
+//!   fold-ins;
 //! - [`bayes`]: the Bayesian adjuster (hierarchical Gaussian prior, empirical Bayes);
 //! - [`melu`]: MeLU-style first-order MAML on a small network;
-//! - [`bench`](mod@bench): [`run_benchmark`], the whole run and its [`Report`].
+//! - [`bench`](mod@bench): [`run_benchmark`], the whole run and its [`Report`];
+//! - [`shop`]: the shop protocol (new users after a cutoff, support = their first `K` items),
+//!   popularity, item-kNN, ALS fold-in and the adjusters over implicit feedback, and
+//!   [`run_shop_benchmark`] with its [`ShopReport`].
 //!
 //! Plain Rust math on small dense matrices ([`metarec_core::linalg`]); no IO.
 #![deny(missing_docs)]
@@ -27,9 +31,11 @@ mod error;
 pub mod melu;
 pub mod metrics;
 pub mod mf;
+pub mod shop;
 pub mod split;
 
 pub use bench::{BenchConfig, Report, run_benchmark};
 pub use data::{RatingData, UserFilter};
 pub use error::ColdStartError;
+pub use shop::{ShopBenchConfig, ShopData, ShopReport, run_shop_benchmark};
 pub use split::{Episode, Split};

@@ -1,8 +1,11 @@
-//! Query-set and full-catalogue metrics, and [`MetricSums`], their accumulator over users.
+//! Query-set and full-catalogue metrics, [`MetricSums`], their accumulator over users, and the
+//! summaries both cold-start benchmarks share: [`Stat`] (mean and deviation), [`Interval`] (a
+//! mean with its 95% interval) and [`paired_interval`] (differences paired by unit).
 //!
 //! Ranking metrics treat tied scores fairly: the value is the expectation under a uniformly random
 //! order among ties, computed exactly, so a constant predictor earns the average ranking rather
-//! than an arbitrary best or worst one.
+//! than an arbitrary best or worst one. [`top_n`] gives the binary-relevance metrics of one
+//! ranking of a whole catalogue (NDCG@10, HR@10, recall@20, MRR) that the shop benchmark reports.
 
 use serde::Serialize;
 
@@ -30,8 +33,19 @@ fn tie_groups(scores: &[f64]) -> (Vec<usize>, Vec<(usize, usize)>) {
 /// the group's mean gain.
 fn expected_top_k(scores: &[f64], gains: &[f64], k: usize, weight: impl Fn(usize) -> f64) -> f64 {
     let (order, groups) = tie_groups(scores);
+    expected_top_k_grouped(&order, &groups, gains, k, weight)
+}
+
+/// [`expected_top_k`] on an order and tie groups already computed.
+fn expected_top_k_grouped(
+    order: &[usize],
+    groups: &[(usize, usize)],
+    gains: &[f64],
+    k: usize,
+    weight: impl Fn(usize) -> f64,
+) -> f64 {
     let mut total = 0.0;
-    for (start, end) in groups {
+    for &(start, end) in groups {
         if start >= k {
             break;
         }
@@ -224,6 +238,168 @@ impl MetricSums {
     }
 }
 
+/// A mean and standard deviation (over seeds, users or any other units).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Stat {
+    /// The mean.
+    pub mean: f64,
+    /// The sample standard deviation (0 for one unit).
+    pub sd: f64,
+}
+
+impl Stat {
+    /// Mean and sample standard deviation of `x` (NaN mean for no units).
+    pub fn of(x: &[f64]) -> Stat {
+        let n = x.len() as f64;
+        let mean = x.iter().sum::<f64>() / n;
+        let sd = if x.len() > 1 {
+            (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+        } else {
+            0.0
+        };
+        Stat { mean, sd }
+    }
+}
+
+/// A mean over independent units with its normal-approximation 95% interval
+/// `mean +- 1.96 sd / sqrt(n)`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Interval {
+    /// The mean.
+    pub mean: f64,
+    /// The sample standard deviation of the units.
+    pub sd: f64,
+    /// The interval's lower end.
+    pub low: f64,
+    /// The interval's upper end.
+    pub high: f64,
+    /// Units averaged.
+    pub n: usize,
+}
+
+impl Interval {
+    /// The mean of `x` with its 95% interval (a point interval for one unit; NaN for none).
+    pub fn of(x: &[f64]) -> Interval {
+        let st = Stat::of(x);
+        let half = if x.is_empty() {
+            f64::NAN
+        } else {
+            1.96 * st.sd / (x.len() as f64).sqrt()
+        };
+        Interval {
+            mean: st.mean,
+            sd: st.sd,
+            low: st.mean - half,
+            high: st.mean + half,
+            n: x.len(),
+        }
+    }
+
+    /// Whether the interval lies wholly above or wholly below zero.
+    pub fn excludes_zero(&self) -> bool {
+        self.low > 0.0 || self.high < 0.0
+    }
+}
+
+/// The mean of the differences `a[j] - b[j]` of two methods measured on the same units (seeds,
+/// users), with its 95% interval: pairing removes the variation between units that both share,
+/// which is why it separates methods far more sharply than two marginal intervals. Pairs with a
+/// NaN on either side are left out.
+pub fn paired_interval(a: &[f64], b: &[f64]) -> Interval {
+    let diffs: Vec<f64> = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| x - y)
+        .filter(|d| !d.is_nan())
+        .collect();
+    Interval::of(&diffs)
+}
+
+/// Binary-relevance metrics of one ranking of a whole catalogue (the shop benchmark's).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct TopN {
+    /// NDCG@10 with binary gains, normalised by the ideal DCG of `min(10, relevant)` hits.
+    pub ndcg10: f64,
+    /// Whether any relevant item is in the top 10 (its probability under random tie order).
+    pub hr10: f64,
+    /// Relevant items in the top 20 over `min(20, relevant)`.
+    pub recall20: f64,
+    /// The reciprocal rank of the first relevant item.
+    pub mrr: f64,
+}
+
+/// Names of the [`TopN`] fields in table order (all larger-is-better).
+pub const TOP_N_NAMES: [&str; 4] = ["ndcg10", "hr10", "recall20", "mrr"];
+
+impl TopN {
+    /// The value of a metric by its name in [`TOP_N_NAMES`].
+    pub fn get(&self, name: &str) -> Option<f64> {
+        Some(match name {
+            "ndcg10" => self.ndcg10,
+            "hr10" => self.hr10,
+            "recall20" => self.recall20,
+            "mrr" => self.mrr,
+            _ => return None,
+        })
+    }
+}
+
+/// [`TopN`] of candidates ranked by descending `scores`, `relevant[j]` saying whether candidate
+/// `j` is relevant; ties count at their expected value under a uniformly random order, exactly.
+/// All zeros when nothing is relevant.
+pub fn top_n(scores: &[f64], relevant: &[bool]) -> TopN {
+    let count = relevant.iter().filter(|&&r| r).count();
+    if count == 0 || scores.len() != relevant.len() {
+        return TopN::default();
+    }
+    let gains: Vec<f64> = relevant.iter().map(|&r| f64::from(u8::from(r))).collect();
+    let (order, groups) = tie_groups(scores);
+    let dcg = expected_top_k_grouped(&order, &groups, &gains, 10, discount);
+    let idcg: f64 = (0..count.min(10)).map(discount).sum();
+    let hits20 = expected_top_k_grouped(&order, &groups, &gains, 20, |_| 1.0);
+    let mut hr10 = 0.0;
+    let mut mrr = 0.0;
+    let mut hit_open = true;
+    let mut rank_open = true;
+    for &(start, end) in &groups {
+        let t = end - start;
+        let r = order[start..end].iter().filter(|&&i| relevant[i]).count();
+        if r == 0 {
+            continue;
+        }
+        if hit_open && start < 10 {
+            // The chance that none of the `m` slots of this group inside the top 10 holds a
+            // relevant item: drawing `m` of `t` without replacement, all from the `t - r` others.
+            let m = (10 - start).min(t);
+            let mut none = 1.0;
+            for j in 0..m {
+                none *= (t - r).saturating_sub(j) as f64 / (t - j) as f64;
+            }
+            hr10 = 1.0 - none;
+            hit_open = false;
+        }
+        if rank_open {
+            // The first relevant item's place `j` in a random order of the group:
+            // P(j) = P(the first j are irrelevant) * r / (t - j).
+            let mut before = 1.0;
+            for j in 0..=(t - r) {
+                mrr += before * r as f64 / (t - j) as f64 / (start + j + 1) as f64;
+                before *= (t - r - j) as f64 / (t - j) as f64;
+            }
+            rank_open = false;
+        }
+        if !hit_open && !rank_open {
+            break;
+        }
+    }
+    TopN {
+        ndcg10: dcg / idcg,
+        hr10,
+        recall20: hits20 / count.min(20) as f64,
+        mrr,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,5 +481,69 @@ mod tests {
         // The raw 6.5 outranks the negative at 5.5: rank 1.
         close(m.hr10, 1.0);
         close(m.ndcg10, 1.0);
+    }
+
+    #[test]
+    fn top_n_matches_a_hand_computed_ranking() {
+        // Six candidates ranked 0..5 by score; relevant at ranks 2 and 4 (positions 1 and 3).
+        let scores = [6.0, 5.0, 4.0, 3.0, 2.0, 1.0];
+        let relevant = [false, true, false, true, false, false];
+        let m = top_n(&scores, &relevant);
+        let dcg = 1.0 / 3f64.log2() + 1.0 / 5f64.log2();
+        let idcg = 1.0 + 1.0 / 3f64.log2();
+        close(m.ndcg10, dcg / idcg);
+        close(m.hr10, 1.0);
+        close(m.recall20, 1.0);
+        close(m.mrr, 0.5);
+        // Nothing relevant: zeros, not NaN.
+        assert_eq!(top_n(&scores, &[false; 6]), TopN::default());
+    }
+
+    #[test]
+    fn top_n_outside_the_cut_is_a_miss_and_ties_average() {
+        // Eleven irrelevant items above the one relevant: rank 12.
+        let mut scores = vec![2.0; 11];
+        scores.push(1.0);
+        let mut relevant = vec![false; 11];
+        relevant.push(true);
+        let m = top_n(&scores, &relevant);
+        close(m.ndcg10, 0.0);
+        close(m.hr10, 0.0);
+        close(m.recall20, 1.0);
+        close(m.mrr, 1.0 / 12.0);
+        // Twenty tied candidates, one relevant: its rank is uniform on 1..=20.
+        let scores = vec![0.0; 20];
+        let mut relevant = vec![false; 20];
+        relevant[7] = true;
+        let m = top_n(&scores, &relevant);
+        close(m.hr10, 0.5);
+        close(m.recall20, 1.0);
+        let mrr: f64 = (1..=20).map(|r| 1.0 / f64::from(r)).sum::<f64>() / 20.0;
+        close(m.mrr, mrr);
+        let ndcg: f64 = (1..=10).map(|r| 1.0 / ((r + 1) as f64).log2()).sum::<f64>() / 20.0;
+        close(m.ndcg10, ndcg);
+        // Two relevant among 12 tied: P(neither in the top 10) = (10/12)(9/11)...; by hand
+        // C(10, 10) / C(12, 10) = 1 / 66.
+        let scores = vec![0.0; 12];
+        let mut relevant = vec![false; 12];
+        relevant[0] = true;
+        relevant[5] = true;
+        close(top_n(&scores, &relevant).hr10, 1.0 - 1.0 / 66.0);
+    }
+
+    #[test]
+    fn paired_intervals_cancel_what_units_share() {
+        // Method a is b plus 0.1 on every unit, while units differ widely: the paired
+        // difference is exactly 0.1 with no spread, the marginal intervals overlap.
+        let b = [0.1, 0.5, 0.9, 0.3];
+        let a: Vec<f64> = b.iter().map(|x| x + 0.1).collect();
+        let d = paired_interval(&a, &b);
+        close(d.mean, 0.1);
+        assert!(d.excludes_zero() && (d.high - d.low).abs() < 1e-12);
+        let (ia, ib) = (Interval::of(&a), Interval::of(&b));
+        assert!(ia.low < ib.high);
+        // Sample 1..=5: mean 3, sd sqrt(2.5), half-width 1.96 sqrt(2.5 / 5).
+        let i = Interval::of(&[1.0, 2.0, 3.0, 4.0, 5.0]);
+        close(i.high - i.mean, 1.96 * (0.5f64).sqrt());
     }
 }

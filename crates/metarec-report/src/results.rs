@@ -95,6 +95,7 @@ pub const KINDS: &[Kind] = &[
     kinds::meta::KIND,
     kinds::ope::KIND,
     kinds::coldstart::KIND,
+    kinds::coldstart_shop::KIND,
     kinds::newitems::KIND,
 ];
 

@@ -1,22 +1,51 @@
 //! `metarec coldstart`: the cold-start rating benchmark on MovieLens-100k (MeLU's episode
 //! protocol, see docs/coldstart.md): prints the main table, the paired comparison with MF
-//! fold-in and the K-sweep, and optionally writes everything as JSON.
+//! fold-in and the K-sweep, and optionally writes everything as JSON. With `--shop DIR --cutoff
+//! DATE`, the cold-start benchmark on a shop's own history instead: new users after the cutoff,
+//! their first K items as support, every method against item-kNN paired by user.
 
 use crate::Global;
 use crate::args::{MAX_ITERATIONS, MAX_SEEDS, MAX_THREADS, MAX_WIDTH, count};
 use anyhow::{Context as _, Result, bail};
 use clap::Args;
 use metarec_coldstart::bench::{Budget, METHODS, REFERENCE, budget_label};
-use metarec_coldstart::{BenchConfig, RatingData, Report, UserFilter, run_benchmark};
+use metarec_coldstart::shop::SHOP_REFERENCE;
+use metarec_coldstart::{
+    BenchConfig, RatingData, Report, ShopBenchConfig, ShopData, ShopReport, UserFilter,
+    run_benchmark, run_shop_benchmark,
+};
 use metarec_data::LoadOptions;
 use metarec_data::fetch::Dataset;
 use std::path::PathBuf;
 
 #[derive(Args)]
 pub struct ColdStartArgs {
-    /// The data set (only ml-100k so far).
+    /// The data set (only ml-100k so far; see --shop for a shop's own history).
     #[arg(long, default_value = "ml-100k")]
     data: String,
+    /// Run the benchmark on a shop directory's own history instead (`metarec shop import`):
+    /// new users are those whose first event is on or after --cutoff.
+    #[arg(long, value_name = "DIR", requires = "cutoff")]
+    shop: Option<PathBuf>,
+    /// With --shop: the cutoff, a date (2011-09-01, midnight UTC) or an ISO 8601 time; every
+    /// model is fitted on the events before it.
+    #[arg(long, value_name = "DATE", value_parser = parse_cutoff, requires = "shop")]
+    cutoff: Option<i64>,
+    /// With --shop: support sizes K, comma-separated (each new user's first K distinct items).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1,3,5,10",
+        value_parser = count::<usize>(MAX_SUPPORT)
+    )]
+    support: Vec<usize>,
+    /// With --shop: days before the cutoff whose new users choose the hyperparameters (default:
+    /// as long as the period after the cutoff, at most half the time before it).
+    #[arg(long, value_parser = count::<u64>(MAX_SUPPORT), requires = "shop")]
+    validation_days: Option<u64>,
+    /// With --shop: the seed of the factorisation's initialisation.
+    #[arg(long, default_value_t = 0, requires = "shop")]
+    seed: u64,
     /// Number of random user splits (seeds first-seed, first-seed + 1, ...).
     #[arg(long, default_value_t = 10, value_parser = count::<u64>(MAX_SEEDS))]
     seeds: u64,
@@ -31,17 +60,14 @@ pub struct ColdStartArgs {
         value_parser = parse_budget
     )]
     ks: Vec<Support>,
-    /// Methods, comma-separated (mf-foldin always runs as the reference).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "global-mean,item-mean,mf-foldin,bayes-flat,bayes,melu"
-    )]
-    methods: Vec<String>,
+    /// Methods, comma-separated (the reference, mf-foldin or with --shop item-knn, always runs;
+    /// default: all).
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<String>>,
     /// Latent dimension of the factorisation (shared by MF, the Bayesian adjuster and MeLU's
-    /// item inputs).
-    #[arg(long, default_value_t = 10, value_parser = count::<usize>(MAX_WIDTH))]
-    dim: usize,
+    /// item inputs; default 10, with --shop 32).
+    #[arg(long, value_parser = count::<usize>(MAX_WIDTH))]
+    dim: Option<usize>,
     /// MeLU meta-training epochs.
     #[arg(long, default_value_t = 30, value_parser = count::<usize>(MAX_ITERATIONS))]
     melu_epochs: usize,
@@ -53,7 +79,7 @@ pub struct ColdStartArgs {
     #[arg(long, value_parser = count::<usize>(MAX_THREADS))]
     threads: Option<usize>,
     /// Write the full report (settings, table, paired comparisons, per-seed metrics) as JSON.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", visible_alias = "json")]
     out: Option<PathBuf>,
 }
 
@@ -64,6 +90,15 @@ struct Support(Budget);
 /// The largest numeric support budget: evaluated users have at most 100 ratings, so any budget
 /// from 90 on already means every rating outside the query set.
 const MAX_BUDGET: u64 = 100_000;
+
+/// The largest support size and validation window of the shop benchmark.
+const MAX_SUPPORT: u64 = 10_000;
+
+fn parse_cutoff(s: &str) -> Result<i64, String> {
+    metarec_data::time::parse_timestamp_ms(s).ok_or_else(|| {
+        format!("`{s}` is not a date (YYYY-MM-DD) or an ISO 8601 time such as 2011-09-01T00:00:00Z")
+    })
+}
 
 fn parse_budget(s: &str) -> Result<Support, String> {
     let s = s.trim();
@@ -76,6 +111,9 @@ fn parse_budget(s: &str) -> Result<Support, String> {
 }
 
 pub fn run(args: ColdStartArgs, global: &Global) -> Result<()> {
+    if let Some(dir) = &args.shop {
+        return run_shop(&args, dir, global);
+    }
     if args.data != "ml-100k" {
         bail!(
             "unknown data set `{}` (the cold-start benchmark runs on ml-100k)",
@@ -89,10 +127,13 @@ pub fn run(args: ColdStartArgs, global: &Global) -> Result<()> {
     let mut config = BenchConfig {
         seeds: (args.first_seed..=last_seed).collect(),
         budgets: args.ks.iter().map(|s| s.0).collect(),
-        methods: args.methods.iter().map(|m| m.trim().to_string()).collect(),
+        methods: args.methods.as_ref().map_or_else(
+            || METHODS.iter().map(|m| m.to_string()).collect(),
+            |ms| ms.iter().map(|m| m.trim().to_string()).collect(),
+        ),
         ..BenchConfig::default()
     };
-    config.mf.dim = args.dim;
+    config.mf.dim = args.dim.unwrap_or(10);
     config.melu.epochs = args.melu_epochs;
     if let Some(t) = args.threads {
         config.threads = t;
@@ -230,6 +271,126 @@ fn print_report(report: &Report) {
             }
             println!();
         }
+    }
+    println!();
+    println!("finished in {:.1}s", report.seconds);
+}
+
+/// `coldstart --shop`: the benchmark on a shop's own history.
+fn run_shop(args: &ColdStartArgs, dir: &std::path::Path, global: &Global) -> Result<()> {
+    let Some(cutoff_ms) = args.cutoff else {
+        bail!("--shop needs --cutoff DATE");
+    };
+    let mut config = ShopBenchConfig {
+        cutoff_ms,
+        budgets: args.support.clone(),
+        validation_days: args.validation_days.map(|d| d as f64),
+        seed: args.seed,
+        ..ShopBenchConfig::default()
+    };
+    if let Some(ms) = &args.methods {
+        config.methods = ms.iter().map(|m| m.trim().to_string()).collect();
+    }
+    if let Some(dim) = args.dim {
+        for c in &mut config.als_grid {
+            c.dim = dim;
+        }
+    }
+    global.progress(format!("loading {}", dir.display()));
+    let shop = metarec_data::shop::Shop::load(dir)
+        .with_context(|| format!("reading the shop {}", dir.display()))?;
+    let data = ShopData::from_shop(&shop);
+    global.progress(format!(
+        "{}: {} users, {} items, {} interactions; cutoff {}",
+        shop.manifest.name,
+        data.users(),
+        data.items,
+        data.interactions.len(),
+        metarec_data::time::format_ms(cutoff_ms)
+    ));
+    let report = run_shop_benchmark(&data, &config, &|line| global.progress(line))?;
+    print_shop_report(&report, &shop.manifest.name);
+    if let Some(path) = &args.out {
+        crate::report::write_results(path, "coldstart-shop", &report)?;
+        global.progress(format!("wrote {}", path.display()));
+    }
+    Ok(())
+}
+
+fn print_shop_report(report: &ShopReport, name: &str) {
+    println!(
+        "{name}: cold start after {} ({} items; models fitted on {} users' {} interactions before it; \
+         hyperparameters chosen on new users from {} on)",
+        metarec_data::time::format_ms(report.config.cutoff_ms),
+        report.items,
+        report.training_users,
+        report.training_interactions,
+        metarec_data::time::format_ms(report.validation_cutoff_ms),
+    );
+    println!(
+        "factorisation chosen: dim {}, lambda {}, alpha {}",
+        report.als.dim, report.als.lambda, report.als.alpha
+    );
+    for b in &report.budgets {
+        println!();
+        println!(
+            "K = {}: {} new users, {:.1} query items each on average; mean [95% interval] over users",
+            b.k, b.users, b.mean_query
+        );
+        println!(
+            "{:<11} {:>24} {:>7} {:>9} {:>7} {:>30} {:>7}",
+            "method",
+            "NDCG@10",
+            "HR@10",
+            "recall@20",
+            "MRR",
+            "NDCG@10 - item-knn (paired)",
+            "ratio"
+        );
+        let reference = b
+            .methods
+            .iter()
+            .find(|m| m.method == SHOP_REFERENCE)
+            .and_then(|m| m.metric("ndcg10"))
+            .map(|i| i.mean);
+        for m in &b.methods {
+            let get = |n: &str| m.metric(n).map_or(f64::NAN, |i| i.mean);
+            let ndcg = m.metric("ndcg10");
+            let ci = ndcg.map_or_else(String::new, |i| {
+                format!("{:.4} [{:.4}, {:.4}]", i.mean, i.low, i.high)
+            });
+            let diff = m.diff("ndcg10").map_or_else(
+                || "-".to_string(),
+                |d| format!("{:+.4} [{:+.4}, {:+.4}]", d.mean, d.low, d.high),
+            );
+            let ratio = match (ndcg, reference) {
+                (Some(i), Some(r)) if r > 0.0 => format!("{:.2}x", i.mean / r),
+                _ => "-".into(),
+            };
+            println!(
+                "{:<11} {ci:>24} {:>7.4} {:>9.4} {:>7.4} {diff:>30} {ratio:>7}",
+                m.method,
+                get("hr10"),
+                get("recall20"),
+                get("mrr")
+            );
+        }
+        let c = &b.chosen;
+        println!(
+            "chosen on {} validation users: fold-in lambda {}, noise {}, gradient rate {} x {} steps; \
+             blend: bayes {} basket share {} popularity {} (half-life {}), item-kNN damping {}",
+            c.validation_users,
+            c.fold_lambda,
+            c.noise,
+            c.gradient.0,
+            c.gradient.1,
+            c.blend.beta,
+            c.blend.eta,
+            c.blend.gamma,
+            c.popularity_half_life
+                .map_or_else(|| "none".to_string(), |h| format!("{h} days")),
+            c.knn_damping
+        );
     }
     println!();
     println!("finished in {:.1}s", report.seconds);

@@ -7,6 +7,7 @@
 pub(crate) mod arena;
 pub(crate) mod calibration;
 pub(crate) mod coldstart;
+pub(crate) mod coldstart_shop;
 pub(crate) mod meta;
 pub(crate) mod newitems;
 pub(crate) mod ope;
