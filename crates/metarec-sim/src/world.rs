@@ -297,30 +297,7 @@ impl World {
         config: &ScenarioConfig,
         text: Option<(&[f32], usize)>,
     ) -> Result<World, SimError> {
-        if config.observed.text_dims > 0 {
-            match text {
-                None => {
-                    return Err(SimError::Text(format!(
-                        "observed.text_dims = {} but no embeddings were given (the CLI computes them with `metarec data fetch minilm`)",
-                        config.observed.text_dims
-                    )));
-                }
-                Some((values, d)) if d == 0 || values.len() != d * data.catalog.len() => {
-                    return Err(SimError::Text(format!(
-                        "{} values for {} items of dimension {d}",
-                        values.len(),
-                        data.catalog.len()
-                    )));
-                }
-                Some((_, d)) if d < config.observed.text_dims => {
-                    return Err(SimError::Text(format!(
-                        "observed.text_dims = {} exceeds the embedding dimension {d}",
-                        config.observed.text_dims
-                    )));
-                }
-                Some(_) => {}
-            }
-        }
+        // `fit` checks the embeddings against the catalog, which is `data`'s.
         World::fit(&Evidence::from_online_retail(data), config, text)
     }
 

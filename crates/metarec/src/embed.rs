@@ -96,6 +96,21 @@ pub fn title_embeddings(
     embed_titles(keys, &titles, model, batch, global)
 }
 
+/// The title of every item of a catalog in id order; an item without one goes by its key, as
+/// `metarec embed` does.
+pub fn catalog_titles(catalog: &metarec_core::Catalog) -> Vec<String> {
+    catalog
+        .ids()
+        .map(|id| {
+            catalog
+                .title(id)
+                .or(catalog.key(id))
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
 /// Embeds `titles` (one per key, in the keys' order), reading cached vectors and embedding (with
 /// a progress bar) and caching only the titles the cache lacks: the Online Retail catalog's, or a
 /// shop's (`train --shop`).

@@ -288,16 +288,7 @@ fn build_shop_config(
     // one by its key, as `metarec embed` does).
     let text = if config.observed.text_dims > 0 {
         let catalog = &shop.catalog;
-        let titles: Vec<String> = catalog
-            .ids()
-            .map(|id| {
-                catalog
-                    .title(id)
-                    .or(catalog.key(id))
-                    .unwrap_or_default()
-                    .to_owned()
-            })
-            .collect();
+        let titles = crate::embed::catalog_titles(catalog);
         Some(crate::embed::embed_titles(
             catalog.keys().to_vec(),
             &titles,

@@ -627,17 +627,7 @@ fn catalog_with_titles(
         }
     };
     let keys = catalog.keys().to_vec();
-    // An item without a title is embedded by its key, as `metarec embed` does.
-    let titles: Vec<String> = catalog
-        .ids()
-        .map(|id| {
-            catalog
-                .title(id)
-                .or(catalog.key(id))
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
+    let titles = crate::embed::catalog_titles(catalog);
     let embeddings = crate::embed::embed_titles(keys, &titles, None, TEXT_BATCH, global)?;
     if k > embeddings.dim {
         bail!(
