@@ -1,7 +1,7 @@
-//! [`Evidence`]: what a world is fitted on, whatever the data set: who gave which signal on
+//! `Evidence`: what a world is fitted on, whatever the data set: who gave which signal on
 //! which item how often, per-item counts, purchase lines (quantities and prices) and each user's
-//! observable group. Online Retail ([`Evidence::from_online_retail`]) and any shop directory
-//! ([`Evidence::from_shop`]) become one, so [`crate::World`] has a single fitting path.
+//! observable group. Online Retail (`Evidence::from_online_retail`) and any shop directory
+//! (`Evidence::from_shop`) become one, so [`crate::World`] has a single fitting path.
 //!
 //! A shop's strongest signal is its purchases, else its add-to-carts, else its clicks
 //! (`[shop] signal = "auto"`), or a weighted mix of all three. Users who gave none of it are

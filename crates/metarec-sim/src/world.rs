@@ -5,7 +5,7 @@
 //! customers; the shop's observable item embedding from ALS over a random subset of customers;
 //! item popularity, prices and typical quantities from the purchase lines. New users are drawn
 //! around fitted customers of a group (the country, or a shop's user field), so they are people
-//! the learner never saw. Both sources become one [`Evidence`] first, so they share one fitting
+//! the learner never saw. Both sources become one `Evidence` first, so they share one fitting
 //! path.
 
 use crate::config::ScenarioConfig;

@@ -4,60 +4,14 @@
 
 mod common;
 
-use common::{metarec, stderr, stdout};
-use std::path::{Path, PathBuf};
-
-fn arg(p: &Path) -> &str {
-    p.to_str().expect("a UTF-8 temporary path")
-}
-
-/// A made-up shop of 60 items and 2,000 users, whose visits span 2026-01-01 to 2026-04-01.
-fn made_up_shop(data: &Path, dir: &Path) -> PathBuf {
-    let files = dir.join("files");
-    let shop = dir.join("shop");
-    let out = metarec(
-        data,
-        &[
-            "-q",
-            "shop",
-            "generate",
-            "--items",
-            "60",
-            "--users",
-            "2000",
-            "--out",
-            arg(&files),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = metarec(
-        data,
-        &[
-            "-q",
-            "shop",
-            "import",
-            "--catalog",
-            arg(&files.join("catalog.csv")),
-            "--events",
-            arg(&files.join("events.csv")),
-            "--users",
-            arg(&files.join("users.csv")),
-            "--name",
-            "made-up",
-            "--out",
-            arg(&shop),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    shop
-}
+use common::{arg, made_up_shop, metarec, stderr, stdout};
 
 #[test]
 fn coldstart_on_a_shop_prints_each_support_size_and_writes_the_report() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    let shop = made_up_shop(&data, tmp.path());
+    let shop = made_up_shop(&data, tmp.path(), "2000", "7");
     let json = tmp.path().join("coldstart.json");
     let out = metarec(
         &data,
@@ -126,7 +80,7 @@ fn coldstart_on_a_shop_rejects_a_bad_date_and_a_cutoff_without_new_users() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     std::fs::create_dir(&data).unwrap();
-    let shop = made_up_shop(&data, tmp.path());
+    let shop = made_up_shop(&data, tmp.path(), "2000", "7");
     let out = metarec(
         &data,
         &["coldstart", "--shop", arg(&shop), "--cutoff", "2026-13-45"],

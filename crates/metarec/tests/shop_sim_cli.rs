@@ -6,14 +6,10 @@
 
 mod common;
 
-use common::{metarec, stderr, stdout};
+use common::{arg, metarec, stderr, stdout};
 use metarec_neural::bundle::ModelBundle;
 use metarec_neural::checkpoint::DataSource;
 use std::path::{Path, PathBuf};
-
-fn arg(p: &Path) -> &str {
-    p.to_str().expect("a UTF-8 temporary path")
-}
 
 /// Imports the made-up shop's files in `files` into `dir`, keeping only the event lines that
 /// `keep` accepts.

@@ -4,59 +4,10 @@
 
 mod common;
 
-use common::{metarec, stderr, stdout};
+use common::{arg, made_up_shop, metarec, stderr, stdout};
 use metarec_data::shop::Shop;
 use metarec_neural::bundle::{AdjusterStatus, ModelBundle};
 use metarec_neural::checkpoint::DataSource;
-use std::path::{Path, PathBuf};
-
-fn arg(p: &Path) -> &str {
-    p.to_str().expect("a UTF-8 temporary path")
-}
-
-/// Generates a made-up shop's files with `shop generate` and imports them into `dir/shop`; the
-/// shop directory's path.
-fn made_up_shop(data: &Path, dir: &Path, users: &str, seed: &str) -> PathBuf {
-    let files = dir.join("files");
-    let shop = dir.join("shop");
-    let out = metarec(
-        data,
-        &[
-            "-q",
-            "shop",
-            "generate",
-            "--items",
-            "60",
-            "--users",
-            users,
-            "--seed",
-            seed,
-            "--out",
-            arg(&files),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let out = metarec(
-        data,
-        &[
-            "-q",
-            "shop",
-            "import",
-            "--catalog",
-            arg(&files.join("catalog.csv")),
-            "--events",
-            arg(&files.join("events.csv")),
-            "--users",
-            arg(&files.join("users.csv")),
-            "--name",
-            "made-up",
-            "--out",
-            arg(&shop),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    shop
-}
 
 #[test]
 fn train_and_meta_train_on_a_shop_write_a_bundle_with_its_catalog_and_a_fitted_adjuster() {

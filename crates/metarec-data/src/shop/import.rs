@@ -2,7 +2,7 @@
 //!
 //! [`import_shop`] reads the files an [`ImportSpec`] names, checks every record, sorts the events
 //! stably by time, builds the [`Catalog`] with its item features ([`item_features`]) and writes
-//! the directory atomically with [`ShopFiles::save`]. [`prepare_shop`] stops before writing and
+//! the directory atomically with [`ShopFiles::save`](super::ShopFiles::save). [`prepare_shop`] stops before writing and
 //! returns a [`PreparedShop`], so that a caller can add item features (title embeddings) first.
 //!
 //! The files (CSV, TSV or JSON Lines, optionally gzip-compressed; `docs/shop.md` documents them):
@@ -374,7 +374,7 @@ impl PreparedShop {
         Ok(())
     }
 
-    /// Writes the shop directory atomically (see [`ShopFiles::save`]).
+    /// Writes the shop directory atomically (see [`ShopFiles::save`](super::ShopFiles::save)).
     pub fn save(self, out: &Path, overwrite: bool) -> Result<ImportOutcome, DataError> {
         let mut manifest = self.manifest;
         manifest.name = match self.name {

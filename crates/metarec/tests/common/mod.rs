@@ -154,3 +154,52 @@ pub fn serve_with(
         .unwrap_or_else(|| panic!("no address in `{line}`"));
     (child, addr)
 }
+
+/// A path as a command-line argument.
+pub fn arg(p: &Path) -> &str {
+    p.to_str().expect("a UTF-8 temporary path")
+}
+
+/// Generates a made-up shop's files with `shop generate` and imports them into `dir/shop`; the
+/// shop directory's path.
+pub fn made_up_shop(data: &Path, dir: &Path, users: &str, seed: &str) -> PathBuf {
+    let files = dir.join("files");
+    let shop = dir.join("shop");
+    let out = metarec(
+        data,
+        &[
+            "-q",
+            "shop",
+            "generate",
+            "--items",
+            "60",
+            "--users",
+            users,
+            "--seed",
+            seed,
+            "--out",
+            arg(&files),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = metarec(
+        data,
+        &[
+            "-q",
+            "shop",
+            "import",
+            "--catalog",
+            arg(&files.join("catalog.csv")),
+            "--events",
+            arg(&files.join("events.csv")),
+            "--users",
+            arg(&files.join("users.csv")),
+            "--name",
+            "made-up",
+            "--out",
+            arg(&shop),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    shop
+}

@@ -1,7 +1,7 @@
 //! Events as an import holds them: fixed-size records whose texts (users, visits, rankings,
 //! context) are numbers into tables that store each distinct text once.
 //!
-//! A million [`EventRecord`]s would cost some six allocations each and about 150 bytes that
+//! A million [`EventRecord`](crate::shop::EventRecord)s would cost some six allocations each and about 150 bytes that
 //! sorting moves around; here an event is one `Copy` record, the tables grow only with distinct
 //! values (consecutive rows of a ranking repeat the same user, visit and ranking, so the last
 //! value is checked before the hash table), and writing `events.jsonl` copies each text's JSON
