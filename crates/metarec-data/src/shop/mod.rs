@@ -690,10 +690,7 @@ impl ShopFiles<'_> {
             self.manifest,
             self.catalog,
             self.users,
-            &|path| {
-                let lines: Vec<EventLine<'_>> = events.iter().map(EventLine).collect();
-                write_lines(path, &lines)
-            },
+            &|path| write_lines(path, events, EventLine),
         )
     }
 }
@@ -748,7 +745,7 @@ pub(crate) fn save_dir(
                     let text = serde_json::to_vec(catalog)
                         .map_err(|e| DataError::io(&path, std::io::Error::other(e)))?;
                     write_file(&path, |out| out.write_all(&text))?;
-                    let users = write_lines(&stage.join(USERS_FILE), users)?;
+                    let users = write_lines(&stage.join(USERS_FILE), users, |u| u)?;
                     Ok((sha256_hex(&text), users))
                 });
                 let events = write_events(&stage.join(EVENTS_FILE));
@@ -809,10 +806,15 @@ const BLOCK_RECORDS: usize = 8192;
 const SYNC_EVERY: u64 = 32 << 20;
 
 /// Writes records as JSON lines, durably, and returns the SHA-256 of the file.
-fn write_lines<T: Serialize>(path: &Path, records: &[T]) -> Result<String, DataError> {
+/// `line` gives what each record is written as.
+fn write_lines<'r, T, L: Serialize>(
+    path: &Path,
+    records: &'r [T],
+    line: impl Fn(&'r T) -> L,
+) -> Result<String, DataError> {
     write_blocks(path, records.len(), |range, out| {
         for r in &records[range] {
-            serde_json::to_writer(&mut *out, r)
+            serde_json::to_writer(&mut *out, &line(r))
                 .map_err(|e| DataError::io(path, std::io::Error::other(e)))?;
             out.push(b'\n');
         }
