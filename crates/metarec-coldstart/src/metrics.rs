@@ -400,9 +400,70 @@ pub fn top_n(scores: &[f64], relevant: &[bool]) -> TopN {
     }
 }
 
+/// [`TopN::ndcg10`] of [`top_n`] alone, in time linear in the candidates instead of a full
+/// sort: only the candidates above the tenth score and the tie group at it can reach the top 10,
+/// so only they are ordered. Choosing hyperparameters ranks the catalogue for every user at every
+/// setting of a grid, and the sort dominated that time. Equal to `top_n(..).ndcg10` bit for bit.
+pub fn ndcg10(scores: &[f64], relevant: &[bool]) -> f64 {
+    const K: usize = 10;
+    let count = relevant.iter().filter(|&&r| r).count();
+    if count == 0 || scores.len() != relevant.len() {
+        return 0.0;
+    }
+    if scores.len() <= K {
+        return top_n(scores, relevant).ndcg10;
+    }
+    let mut copy = scores.to_vec();
+    let (_, &mut tenth, _) = copy.select_nth_unstable_by(K - 1, |a, b| b.total_cmp(a));
+    // The candidates that come before every other one in `tie_groups`' order, kept in index
+    // order so that the sort below (stable, like `tie_groups`') orders them as the full sort does.
+    let keep: Vec<usize> = (0..scores.len())
+        .filter(|&i| scores[i] == tenth || scores[i].total_cmp(&tenth).is_gt())
+        .collect();
+    let head: Vec<f64> = keep.iter().map(|&i| scores[i]).collect();
+    if head.len() < K {
+        // Only possible with NaN scores, which no tie group holds; take the exact long way.
+        return top_n(scores, relevant).ndcg10;
+    }
+    let gains: Vec<f64> = keep
+        .iter()
+        .map(|&i| f64::from(u8::from(relevant[i])))
+        .collect();
+    let (order, groups) = tie_groups(&head);
+    let dcg = expected_top_k_grouped(&order, &groups, &gains, K, discount);
+    let idcg: f64 = (0..count.min(K)).map(discount).sum();
+    dcg / idcg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn linear_ndcg10_equals_the_full_sorts_bit_for_bit() {
+        use rand::Rng as _;
+        let mut rng = metarec_core::rng_for(5, 0);
+        for case in 0..2000 {
+            let n = rng.random_range(1..60usize);
+            // Few distinct values make ties at the tenth place common.
+            let levels = rng.random_range(1..6u32);
+            let scores: Vec<f64> = (0..n)
+                .map(|_| match rng.random_range(0..levels + 2) {
+                    0 => 0.0,
+                    1 => -0.0,
+                    l => f64::from(l) * 0.25,
+                })
+                .collect();
+            let relevant: Vec<bool> = (0..n).map(|_| rng.random_bool(0.3)).collect();
+            let full = top_n(&scores, &relevant).ndcg10;
+            let fast = ndcg10(&scores, &relevant);
+            assert_eq!(
+                full.to_bits(),
+                fast.to_bits(),
+                "case {case}: {scores:?} {relevant:?}"
+            );
+        }
+    }
 
     fn close(a: f64, b: f64) {
         assert!((a - b).abs() < 1e-12, "{a} vs {b}");

@@ -27,7 +27,7 @@
 
 use crate::bayes::{HierPrior, fit_prior};
 use crate::error::ColdStartError;
-use crate::metrics::{Interval, TOP_N_NAMES, TopN, paired_interval, top_n};
+use crate::metrics::{Interval, TOP_N_NAMES, TopN, ndcg10, paired_interval, top_n};
 use crate::mf::{ImplicitConfig, ImplicitModel, train_implicit};
 use metarec_core::linalg::dot;
 use metarec_data::shop::Shop;
@@ -39,9 +39,10 @@ use std::time::Instant;
 pub const SHOP_REFERENCE: &str = "item-knn";
 
 /// Every method, in table order.
-pub const SHOP_METHODS: [&str; 8] = [
+pub const SHOP_METHODS: [&str; 9] = [
     "popularity",
     "item-knn",
+    "tuned-knn",
     "basket-knn",
     "title-knn",
     "als-foldin",
@@ -415,6 +416,31 @@ pub fn fit(
     fitted
 }
 
+/// The settings of the tuned neighbourhood (`tuned-knn`, and the neighbourhood part of
+/// `bayes-knn`): `score(j) = n_j^-b sum_p rho^(K-1-p) n_{s_p}^-1/2 sum_{u holding s_p and j}
+/// |items of u|^-d` over the support `s_1..s_K` in time order, `n` the items' training users.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Hood {
+    /// `d`: a co-occurring training user counts `|items of u|^-d`. A wholesaler who bought a
+    /// thousand items says little about which two of them go together, a customer who bought
+    /// five says much more.
+    pub damping: f64,
+    /// `b`: the discount of a popular candidate (cosine's is 1/2; less favours items many buy).
+    pub popularity_exponent: f64,
+    /// `rho`: the weight of a support item per later support item. The latest items say most
+    /// about what the customer buys next.
+    pub recency: f64,
+}
+
+impl Hood {
+    /// Plain item-kNN: cosine over co-occurrence, every support item alike.
+    pub const COSINE: Hood = Hood {
+        damping: 0.0,
+        popularity_exponent: 0.5,
+        recency: 1.0,
+    };
+}
+
 /// Scores every item for new users from the models of one cutoff.
 struct Scorer<'a> {
     data: &'a ShopData,
@@ -550,27 +576,40 @@ impl<'a> Scorer<'a> {
         out
     }
 
-    /// Item-kNN with each co-occurring training user weighted by `|items of u|^-damping`
-    /// (plain item-kNN at 0): a wholesaler who bought a thousand items says little about which
-    /// two of them go together, a customer who bought five says much more.
-    fn knn_damped(&self, support: &[u32], damping: f64, out: &mut Vec<f64>) {
-        if damping == 0.0 {
-            return self.knn(support, out);
-        }
+    /// The tuned neighbourhood ([`Hood`]): item-kNN with a heavy buyer's co-occurrences damped,
+    /// a popular item's discount chosen, and the latest support items counting most.
+    fn neighbourhood(&self, support: &[u32], hood: Hood, out: &mut Vec<f64>) {
         out.clear();
         out.resize(self.data.items, 0.0);
-        for &s in support {
-            let w = self.inv_sqrt[s as usize];
+        let k = support.len();
+        for (p, &s) in support.iter().enumerate() {
+            let w = self.inv_sqrt[s as usize] * hood.recency.powi((k - 1 - p) as i32);
+            if w == 0.0 {
+                continue;
+            }
             for &pos in &self.fitted.item_users[s as usize] {
                 let items = &self.fitted.user_items[pos as usize];
-                let wu = w * (items.len() as f64).powf(-damping);
+                let wu = if hood.damping == 0.0 {
+                    w
+                } else {
+                    w * (items.len() as f64).powf(-hood.damping)
+                };
                 for &j in items {
                     out[j as usize] += wu;
                 }
             }
         }
-        for (o, w) in out.iter_mut().zip(&self.inv_sqrt) {
-            *o *= w;
+        if hood.popularity_exponent == 0.5 {
+            // Cosine's own discount, computed once per item in `new`.
+            for (o, w) in out.iter_mut().zip(&self.inv_sqrt) {
+                *o *= w;
+            }
+        } else {
+            for (o, n) in out.iter_mut().zip(&self.fitted.popularity) {
+                if *n > 0.0 {
+                    *o *= n.powf(-hood.popularity_exponent);
+                }
+            }
         }
     }
 
@@ -620,19 +659,7 @@ impl<'a> Scorer<'a> {
     /// Item-kNN: `sum_s cos(s, j)`, with `cos(s, j) = co(s, j) / sqrt(n_s n_j)` over the
     /// training users' distinct items.
     fn knn(&self, support: &[u32], out: &mut Vec<f64>) {
-        out.clear();
-        out.resize(self.data.items, 0.0);
-        for &s in support {
-            let w = self.inv_sqrt[s as usize];
-            for &pos in &self.fitted.item_users[s as usize] {
-                for &j in &self.fitted.user_items[pos as usize] {
-                    out[j as usize] += w;
-                }
-            }
-        }
-        for (o, w) in out.iter_mut().zip(&self.inv_sqrt) {
-            *o *= w;
-        }
+        self.neighbourhood(support, Hood::COSINE, out);
     }
 
     fn fold_in(&self, support: &[u32], lambda: f64, out: &mut Vec<f64>) {
@@ -691,11 +718,12 @@ struct BlendParts {
     title: Vec<f64>,
 }
 
-/// A user's standardised Bayesian and (damped) item-kNN scores.
-fn blend_parts(scorer: &Scorer, u: &ColdUser, noise: f64, damping: f64) -> BlendParts {
+/// A user's standardised component scores: the Bayesian adjuster's, the tuned neighbourhood's,
+/// basket-kNN's and title-kNN's.
+fn blend_parts(scorer: &Scorer, u: &ColdUser, noise: f64, hood: Hood) -> BlendParts {
     let (mut bayes, mut knn) = (Vec::new(), Vec::new());
     scorer.bayes(u.user, &u.support, noise, &mut bayes);
-    scorer.knn_damped(&u.support, damping, &mut knn);
+    scorer.neighbourhood(&u.support, hood, &mut knn);
     let (mut basket, mut title) = (Vec::new(), Vec::new());
     scorer.basket_knn(&u.support, &mut basket);
     scorer.title_knn(&u.support, &mut title);
@@ -745,6 +773,20 @@ fn blend(parts: &BlendParts, log_pop: &[f64], w: BlendWeights, out: &mut Vec<f64
 
 /// Ranks the catalogue minus the support by `scores` and measures the query.
 fn measure(scores: &[f64], user: &ColdUser, mask: &mut [u8], cand: &mut Vec<f64>) -> TopN {
+    let mut relevant = Vec::with_capacity(scores.len());
+    candidates(scores, user, mask, cand, &mut relevant);
+    top_n(cand, &relevant)
+}
+
+/// The catalogue minus the support: each candidate's score into `cand`, and whether it is a query
+/// item into `relevant`. `mask` is all zeros on entry and on return.
+fn candidates(
+    scores: &[f64],
+    user: &ColdUser,
+    mask: &mut [u8],
+    cand: &mut Vec<f64>,
+    relevant: &mut Vec<bool>,
+) {
     for &i in &user.support {
         mask[i as usize] = 1;
     }
@@ -752,7 +794,7 @@ fn measure(scores: &[f64], user: &ColdUser, mask: &mut [u8], cand: &mut Vec<f64>
         mask[i as usize] = 2;
     }
     cand.clear();
-    let mut relevant = Vec::with_capacity(scores.len());
+    relevant.clear();
     for (i, &s) in scores.iter().enumerate() {
         match mask[i] {
             1 => {}
@@ -765,7 +807,6 @@ fn measure(scores: &[f64], user: &ColdUser, mask: &mut [u8], cand: &mut Vec<f64>
     for &i in user.support.iter().chain(&user.query) {
         mask[i as usize] = 0;
     }
-    top_n(cand, &relevant)
 }
 
 /// Settings of a shop benchmark run.
@@ -798,9 +839,15 @@ pub struct ShopBenchConfig {
     pub blend_taus: Vec<f64>,
     /// Recency half-lives in days tried for the blend's popularity (`None`: no decay).
     pub half_lives: Vec<Option<f64>>,
-    /// Exponents tried for the blend's item-kNN weight of a co-occurring user,
-    /// `|items of u|^-damping`.
+    /// Exponents `d` tried for the tuned neighbourhood's weight of a co-occurring user,
+    /// `|items of u|^-d` ([`Hood`]).
     pub knn_dampings: Vec<f64>,
+    /// Exponents `b` tried for the tuned neighbourhood's discount of popular candidates.
+    pub knn_popularity_exponents: Vec<f64>,
+    /// Weights `rho` tried for a support item per later support item.
+    pub knn_recencies: Vec<f64>,
+    /// Also measure the blend's [`Ceiling`]: its settings chosen on the test users themselves.
+    pub ceiling: bool,
     /// The prior's settings.
     pub prior: PriorConfig,
     /// Seed of the factorisation's initialisation.
@@ -830,12 +877,15 @@ impl Default for ShopBenchConfig {
             noise_grid: vec![0.25, 0.5, 1.0, 2.0, 4.0, 8.0],
             gradient_grid: vec![(0.5, 1), (0.5, 3), (1.0, 3), (0.5, 10), (1.0, 30)],
             blend_betas: (0..=5).map(|j| f64::from(j) / 5.0).collect(),
-            blend_etas: vec![0.0, 0.5, 1.0],
-            blend_gammas: vec![0.0, 0.2, 0.4],
+            blend_etas: vec![0.0, 0.25, 0.5, 1.0],
+            blend_gammas: vec![0.0, 0.1, 0.2, 0.4],
             blend_taus: vec![0.0, 0.1, 0.2, 0.4],
             half_lives: vec![None, Some(14.0), Some(30.0), Some(90.0), Some(180.0)],
             knn_dampings: vec![0.0, 0.25, 0.5, 0.75, 1.0],
+            knn_popularity_exponents: vec![0.1, 0.2, 0.3, 0.4, 0.5],
+            knn_recencies: vec![0.4, 0.6, 0.8, 1.0],
             prior: PriorConfig::default(),
+            ceiling: false,
             seed: 0,
         }
     }
@@ -888,8 +938,15 @@ impl ShopBenchConfig {
         {
             return bad("gradient rates must be non-negative and finite".into());
         }
-        if !finite(&self.knn_dampings, 0.0) {
-            return bad("item-kNN dampings must be non-negative and finite".into());
+        if !finite(&self.knn_dampings, 0.0) || !finite(&self.knn_popularity_exponents, 0.0) {
+            return bad(
+                "item-kNN dampings and popularity exponents must be non-negative and finite".into(),
+            );
+        }
+        if !finite(&self.knn_recencies, f64::MIN_POSITIVE)
+            || self.knn_recencies.iter().any(|r| *r > 1.0)
+        {
+            return bad("support recency weights must be in (0, 1]".into());
         }
         if self.half_lives.is_empty()
             || self
@@ -936,8 +993,8 @@ pub struct ChosenAtK {
     pub gradient: (f64, usize),
     /// The blend's weights.
     pub blend: BlendWeights,
-    /// The damping exponent of the blend's item-kNN user weights (0: plain item-kNN).
-    pub knn_damping: f64,
+    /// The tuned neighbourhood's settings (`tuned-knn`, and the blend's neighbourhood).
+    pub neighbourhood: Hood,
     /// The half-life in days of the blend's popularity (`None`: all-time popularity).
     pub popularity_half_life: Option<f64>,
     /// Validation NDCG@10 of each method at its chosen settings.
@@ -984,6 +1041,8 @@ pub struct BudgetResult {
     pub methods: Vec<MethodResult>,
     /// The hyperparameters chosen on validation.
     pub chosen: ChosenAtK,
+    /// The blend's ceiling, with `--ceiling` (and `bayes-knn` run).
+    pub ceiling: Option<Ceiling>,
 }
 
 /// Everything a shop benchmark run produced.
@@ -1022,9 +1081,11 @@ fn mean_ndcg(
     let mut mask = vec![0u8; items];
     let (mut out, mut cand) = (Vec::new(), Vec::new());
     let mut total = 0.0;
+    let mut relevant = Vec::new();
     for (j, u) in users.iter().enumerate() {
         score(j, u, &mut out);
-        total += measure(&out, u, &mut mask, &mut cand).ndcg10;
+        candidates(&out, u, &mut mask, &mut cand, &mut relevant);
+        total += ndcg10(&cand, &relevant);
     }
     total / users.len().max(1) as f64
 }
@@ -1040,6 +1101,118 @@ fn best<T: Copy>(candidates: &[T], mut score: impl FnMut(T) -> f64) -> (T, f64) 
     }
     // The grids are checked non-empty, so there is always a candidate.
     top.unwrap_or((candidates[0], f64::NAN))
+}
+
+/// The tuned neighbourhood's settings with the best mean NDCG@10 on `users`.
+fn best_hood(
+    config: &ShopBenchConfig,
+    scorer: &Scorer,
+    users: &[ColdUser],
+    k: usize,
+) -> (Hood, f64) {
+    let mut grid = Vec::new();
+    for &damping in &config.knn_dampings {
+        for &popularity_exponent in &config.knn_popularity_exponents {
+            for &recency in &config.knn_recencies {
+                // Recency changes nothing with one support item; try it once.
+                if k == 1 && recency != config.knn_recencies[0] {
+                    continue;
+                }
+                grid.push(Hood {
+                    damping,
+                    popularity_exponent,
+                    recency,
+                });
+            }
+        }
+    }
+    best(&grid, |h| {
+        mean_ndcg(users, scorer.data.items, |_, u, out| {
+            scorer.neighbourhood(&u.support, h, out)
+        })
+    })
+}
+
+/// Every combination of the blend's weights on the grid.
+fn blend_grid(config: &ShopBenchConfig) -> Vec<BlendWeights> {
+    let mut grid = Vec::new();
+    for &beta in &config.blend_betas {
+        for &eta in &config.blend_etas {
+            for &gamma in &config.blend_gammas {
+                for &tau in &config.blend_taus {
+                    grid.push(BlendWeights {
+                        beta,
+                        eta,
+                        gamma,
+                        tau,
+                    });
+                }
+            }
+        }
+    }
+    grid
+}
+
+/// The blend's ceiling on the new users (`--ceiling`): every setting of `bayes-knn` but the
+/// noise variance chosen on the test users themselves. No method may be chosen this way; it
+/// measures how far the blend's family could reach with perfect tuning, so a target beyond it
+/// needs another kind of model, not another grid.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Ceiling {
+    /// The neighbourhood's best settings on the test users.
+    pub neighbourhood: Hood,
+    /// The popularity's best half-life on the test users.
+    pub popularity_half_life: Option<f64>,
+    /// The blend's best weights on the test users.
+    pub blend: BlendWeights,
+    /// The test users' mean NDCG@10 at those settings.
+    pub ndcg10: f64,
+}
+
+/// The blend's [`Ceiling`] on `users`, with the validation's noise variance. The neighbourhood
+/// is the best on its own on `users` or the one chosen on validation (`chosen`), whichever
+/// blends better, so the ceiling is never below the blend as chosen on validation.
+fn blend_ceiling(
+    config: &ShopBenchConfig,
+    scorer: &Scorer,
+    users: &[ColdUser],
+    chosen: &ChosenAtK,
+) -> Ceiling {
+    let (own, _) = best_hood(config, scorer, users, chosen.k);
+    let mut hoods = vec![own];
+    if chosen.neighbourhood != own {
+        hoods.push(chosen.neighbourhood);
+    }
+    let grid = blend_grid(config);
+    let mut top = Ceiling {
+        neighbourhood: own,
+        popularity_half_life: None,
+        blend: grid[0],
+        ndcg10: f64::NEG_INFINITY,
+    };
+    for neighbourhood in hoods {
+        let parts: Vec<BlendParts> = users
+            .iter()
+            .map(|u| blend_parts(scorer, u, chosen.noise, neighbourhood))
+            .collect();
+        for &h in &config.half_lives {
+            let log_pop = scorer.recent_log_popularity(h);
+            let (blend_weights, ndcg10) = best(&grid, |w| {
+                mean_ndcg(users, scorer.data.items, |j, _, out| {
+                    blend(&parts[j], &log_pop, w, out)
+                })
+            });
+            if ndcg10 > top.ndcg10 {
+                top = Ceiling {
+                    neighbourhood,
+                    popularity_half_life: h,
+                    blend: blend_weights,
+                    ndcg10,
+                };
+            }
+        }
+    }
+    top
 }
 
 /// Chooses every cheap hyperparameter at one support size on the validation users, with the
@@ -1084,14 +1257,13 @@ fn choose_at_k(
         },
         f64::NAN,
     );
-    let (mut knn_damping, mut popularity_half_life) = (0.0, None);
+    let mut popularity_half_life = None;
+    let (mut neighbourhood, mut hood_score) = (Hood::COSINE, f64::NAN);
+    if config.runs("tuned-knn") || config.runs("bayes-knn") {
+        (neighbourhood, hood_score) = best_hood(config, scorer, users, k);
+    }
     if config.runs("bayes-knn") {
-        // The blend's recency, each component's on its own, then the weights on the grid.
-        (knn_damping, _) = best(&config.knn_dampings, |h| {
-            mean_ndcg(users, items, |_, u, out| {
-                scorer.knn_damped(&u.support, h, out)
-            })
-        });
+        // The popularity's recency on its own, then the weights on the grid.
         (popularity_half_life, _) = best(&config.half_lives, |h| {
             let p = scorer.recent_log_popularity(h);
             mean_ndcg(users, items, |_, _, out| out.clone_from(&p))
@@ -1099,24 +1271,9 @@ fn choose_at_k(
         let log_pop = scorer.recent_log_popularity(popularity_half_life);
         let parts: Vec<BlendParts> = users
             .iter()
-            .map(|u| blend_parts(scorer, u, noise, knn_damping))
+            .map(|u| blend_parts(scorer, u, noise, neighbourhood))
             .collect();
-        let mut grid = Vec::new();
-        for &beta in &config.blend_betas {
-            for &eta in &config.blend_etas {
-                for &gamma in &config.blend_gammas {
-                    for &tau in &config.blend_taus {
-                        grid.push(BlendWeights {
-                            beta,
-                            eta,
-                            gamma,
-                            tau,
-                        });
-                    }
-                }
-            }
-        }
-        blend_choice = best(&grid, |w| {
+        blend_choice = best(&blend_grid(config), |w| {
             mean_ndcg(users, items, |j, _, out| blend(&parts[j], &log_pop, w, out))
         });
     }
@@ -1128,11 +1285,12 @@ fn choose_at_k(
         noise,
         gradient,
         blend: blend_weights,
-        knn_damping,
+        neighbourhood,
         popularity_half_life,
         validation_ndcg10: vec![
             ("popularity".into(), pop_score),
             ("item-knn".into(), knn_score),
+            ("tuned-knn".into(), hood_score),
             ("basket-knn".into(), basket_score),
             ("title-knn".into(), title_score),
             ("als-foldin".into(), fold_score),
@@ -1281,6 +1439,7 @@ pub fn run_shop_benchmark(
                 match *name {
                     "popularity" => out.clone_from(&parts.popularity),
                     "item-knn" => out.clone_from(&parts.knn),
+                    "tuned-knn" => scorer.neighbourhood(&u.support, chosen.neighbourhood, &mut out),
                     "basket-knn" => scorer.basket_knn(&u.support, &mut out),
                     "title-knn" => scorer.title_knn(&u.support, &mut out),
                     "als-foldin" => scorer.fold_in(&u.support, chosen.fold_lambda, &mut out),
@@ -1290,7 +1449,7 @@ pub fn run_shop_benchmark(
                         scorer.gradient(u.user, &u.support, r, s, &mut out)
                     }
                     _ => {
-                        let p = blend_parts(&scorer, u, chosen.noise, chosen.knn_damping);
+                        let p = blend_parts(&scorer, u, chosen.noise, chosen.neighbourhood);
                         blend(&p, &log_pop, chosen.blend, &mut out);
                     }
                 }
@@ -1327,7 +1486,10 @@ pub fn run_shop_benchmark(
             users.len(),
             start.elapsed().as_secs_f64()
         ));
+        let ceiling = (config.ceiling && config.runs("bayes-knn"))
+            .then(|| blend_ceiling(config, &scorer, users, &chosen));
         budgets.push(BudgetResult {
+            ceiling,
             k,
             users: users.len(),
             mean_query: users.iter().map(|u| u.query.len()).sum::<usize>() as f64
@@ -1350,4 +1512,103 @@ pub fn run_shop_benchmark(
         budgets,
         seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Six items; users 0-1 hold {0, 2}, users 2-3 {1, 3}, user 4 holds {1, 3, 4, 5} and users
+    /// 5-7 hold item 5 alone, so item 5 is the most popular.
+    fn tiny() -> ShopData {
+        let baskets: [&[u32]; 8] = [
+            &[0, 2],
+            &[0, 2],
+            &[1, 3],
+            &[1, 3],
+            &[1, 3, 4, 5],
+            &[5],
+            &[5],
+            &[5],
+        ];
+        let mut interactions = Vec::new();
+        for (u, items) in baskets.iter().enumerate() {
+            for &item in *items {
+                interactions.push(Interaction {
+                    user: u as u32,
+                    item,
+                    ms: u as i64,
+                    session: None,
+                });
+            }
+        }
+        ShopData {
+            items: 6,
+            first_ms: (0..8).map(Some).collect(),
+            tokens: vec![Vec::new(); 8],
+            features: vec![Vec::new(); 8],
+            interactions,
+            titles: Vec::new(),
+        }
+    }
+
+    fn scores(data: &ShopData, support: &[u32], hood: Hood) -> Vec<f64> {
+        let als = ImplicitConfig {
+            dim: 2,
+            lambda: 1.0,
+            alpha: 1.0,
+            sweeps: 1,
+        };
+        let fitted = fit(data, 100, &als, &PriorConfig::default(), 0);
+        let scorer = Scorer::new(data, &fitted);
+        let mut out = Vec::new();
+        scorer.neighbourhood(support, hood, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_plain_neighbourhood_is_cosine_item_knn() {
+        let data = tiny();
+        let s = scores(&data, &[0, 1], Hood::COSINE);
+        // cos(0, 2) = 2 / sqrt(2 * 2); cos(1, 3) = 3 / sqrt(3 * 3); cos(1, 5) = 1 / sqrt(3 * 4).
+        assert!((s[2] - 1.0).abs() < 1e-12, "{s:?}");
+        assert!((s[3] - 1.0).abs() < 1e-12, "{s:?}");
+        assert!((s[5] - 1.0 / 12f64.sqrt()).abs() < 1e-12, "{s:?}");
+    }
+
+    #[test]
+    fn recency_favours_the_latest_support_item_and_the_exponent_popular_items() {
+        let data = tiny();
+        // With the support 0 then 1, a recency below 1 puts 1's neighbour above 0's.
+        let hood = Hood {
+            recency: 0.5,
+            ..Hood::COSINE
+        };
+        let s = scores(&data, &[0, 1], hood);
+        assert!(s[3] > s[2], "{s:?}");
+        let s = scores(&data, &[1, 0], hood);
+        assert!(s[2] > s[3], "{s:?}");
+        // A smaller popularity exponent discounts the popular item 5 less than item 4.
+        let cosine = scores(&data, &[1], Hood::COSINE);
+        let flat = scores(
+            &data,
+            &[1],
+            Hood {
+                popularity_exponent: 0.0,
+                ..Hood::COSINE
+            },
+        );
+        assert!(cosine[4] > cosine[5], "{cosine:?}");
+        assert!(flat[4] == flat[5], "{flat:?}");
+        // Damping discounts what the heavy user 4 co-bought against what light users did.
+        let damped = scores(
+            &data,
+            &[1],
+            Hood {
+                damping: 1.0,
+                ..Hood::COSINE
+            },
+        );
+        assert!(damped[3] / damped[4] > cosine[3] / cosine[4], "{damped:?}");
+    }
 }

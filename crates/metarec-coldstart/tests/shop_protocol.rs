@@ -80,6 +80,9 @@ fn quick_config() -> ShopBenchConfig {
         blend_etas: vec![0.0, 1.0],
         blend_taus: vec![0.0],
         blend_gammas: vec![0.0, 0.2],
+        knn_dampings: vec![0.0, 0.5],
+        knn_popularity_exponents: vec![0.3, 0.5],
+        knn_recencies: vec![0.6, 1.0],
         prior: PriorConfig {
             min_token_users: 5,
             ..PriorConfig::default()
@@ -122,6 +125,33 @@ fn three_items_reveal_the_group_to_the_bayesian_adjuster() {
     // The same settings give the same numbers.
     let again = run_shop_benchmark(&data, &quick_config(), &|_| {}).unwrap();
     assert_eq!(again.budgets, report.budgets);
+}
+
+#[test]
+fn the_blends_ceiling_is_never_below_the_blend_chosen_on_validation() {
+    let data = grouped_shop(400, 3);
+    let plain = run_shop_benchmark(&data, &quick_config(), &|_| {}).unwrap();
+    assert!(plain.budgets.iter().all(|b| b.ceiling.is_none()));
+    let config = ShopBenchConfig {
+        ceiling: true,
+        ..quick_config()
+    };
+    let report = run_shop_benchmark(&data, &config, &|_| {}).unwrap();
+    for b in &report.budgets {
+        let ceiling = b.ceiling.as_ref().expect("a ceiling with --ceiling");
+        // The validation's choice is one point of the ceiling's search, measured the same way.
+        let blend = ndcg(&report, b.k, "bayes-knn");
+        assert!(
+            ceiling.ndcg10 >= blend - 1e-9,
+            "K = {}: ceiling {} blend {blend}",
+            b.k,
+            ceiling.ndcg10
+        );
+        // Asking for the ceiling changes nothing else.
+        let same = plain.budgets.iter().find(|p| p.k == b.k).unwrap();
+        assert_eq!(same.methods, b.methods);
+        assert_eq!(same.chosen, b.chosen);
+    }
 }
 
 /// The data with every interaction on or after the cutoff moved to another item and the

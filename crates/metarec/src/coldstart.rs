@@ -43,6 +43,10 @@ pub struct ColdStartArgs {
     /// as long as the period after the cutoff, at most half the time before it).
     #[arg(long, value_parser = count::<u64>(MAX_SUPPORT), requires = "shop")]
     validation_days: Option<u64>,
+    /// With --shop: also measure the blend's ceiling, `bayes-knn` with every setting but its
+    /// noise chosen on the new users themselves (a limit of the method's family, not a method).
+    #[arg(long, requires = "shop")]
+    ceiling: bool,
     /// With --shop: the seed of the factorisation's initialisation.
     #[arg(long, default_value_t = 0, requires = "shop")]
     seed: u64,
@@ -286,6 +290,7 @@ fn run_shop(args: &ColdStartArgs, dir: &std::path::Path, global: &Global) -> Res
         budgets: args.support.clone(),
         validation_days: args.validation_days.map(|d| d as f64),
         seed: args.seed,
+        ceiling: args.ceiling,
         ..ShopBenchConfig::default()
     };
     if let Some(ms) = &args.methods {
@@ -378,19 +383,41 @@ fn print_shop_report(report: &ShopReport, name: &str) {
         let c = &b.chosen;
         println!(
             "chosen on {} validation users: fold-in lambda {}, noise {}, gradient rate {} x {} steps; \
-             blend: bayes {} basket share {} popularity {} (half-life {}), item-kNN damping {}",
+             tuned neighbourhood: damping {}, popularity exponent {}, support recency {}; \
+             blend: bayes {} basket share {} popularity {} (half-life {}) titles {}",
             c.validation_users,
             c.fold_lambda,
             c.noise,
             c.gradient.0,
             c.gradient.1,
+            c.neighbourhood.damping,
+            c.neighbourhood.popularity_exponent,
+            c.neighbourhood.recency,
             c.blend.beta,
             c.blend.eta,
             c.blend.gamma,
             c.popularity_half_life
                 .map_or_else(|| "none".to_string(), |h| format!("{h} days")),
-            c.knn_damping
+            c.blend.tau
         );
+        if let (Some(c), Some(r)) = (&b.ceiling, reference) {
+            println!(
+                "ceiling of bayes-knn (every setting but the noise chosen on these new users; not a method): \
+                 NDCG@10 {:.4} ({:.2}x item-knn) with damping {}, popularity exponent {}, support recency {}; \
+                 bayes {} basket share {} popularity {} (half-life {}) titles {}",
+                c.ndcg10,
+                c.ndcg10 / r,
+                c.neighbourhood.damping,
+                c.neighbourhood.popularity_exponent,
+                c.neighbourhood.recency,
+                c.blend.beta,
+                c.blend.eta,
+                c.blend.gamma,
+                c.popularity_half_life
+                    .map_or_else(|| "none".to_string(), |h| format!("{h} days")),
+                c.blend.tau
+            );
+        }
     }
     println!();
     println!("finished in {:.1}s", report.seconds);
