@@ -11,4 +11,7 @@ pub enum ColdStartError {
     /// The data do not fit the protocol.
     #[error("data unfit for the cold-start protocol: {0}")]
     Data(String),
+    /// A method scored outside this crate failed or gave unusable scores.
+    #[error("the external method failed: {0}")]
+    Scorer(String),
 }

@@ -19,7 +19,8 @@
 //! - [`bench`](mod@bench): [`run_benchmark`], the whole run and its [`Report`];
 //! - [`shop`]: the shop protocol (new users after a cutoff, support = their first `K` items),
 //!   popularity, item-kNN, ALS fold-in and the adjusters over implicit feedback, and
-//!   [`run_shop_benchmark`] with its [`ShopReport`].
+//!   [`run_shop_benchmark`] with its [`ShopReport`] ([`run_shop_benchmark_with`] adds a method
+//!   scored outside the crate, an [`ExternalScorer`]).
 //!
 //! Plain Rust math on small dense matrices ([`metarec_core::linalg`]); no IO.
 #![deny(missing_docs)]
@@ -37,5 +38,8 @@ pub mod split;
 pub use bench::{BenchConfig, Report, run_benchmark};
 pub use data::{RatingData, UserFilter};
 pub use error::ColdStartError;
-pub use shop::{ShopBenchConfig, ShopData, ShopReport, run_shop_benchmark};
+pub use shop::{
+    ExternalScorer, ShopBenchConfig, ShopData, ShopReport, run_shop_benchmark,
+    run_shop_benchmark_with,
+};
 pub use split::{Episode, Split};

@@ -24,6 +24,10 @@
 //! form by the support), `gradient` (gradient steps on the support's loss from that prior mean),
 //! and `bayes-knn` (the Bayesian adjuster's scores blended with the neighbourhoods, title
 //! similarity and popularity, weights chosen on validation).
+//!
+//! A method fitted outside this crate (such as `metarec`'s trained network, conditioned on the
+//! support as the user's history) joins the table through an [`ExternalScorer`] passed to
+//! [`run_shop_benchmark_with`]: it scores the same users and is measured the same way.
 
 use crate::bayes::{HierPrior, fit_prior};
 use crate::error::ColdStartError;
@@ -1301,14 +1305,63 @@ fn choose_at_k(
     }
 }
 
+/// A method scored outside this crate, measured exactly like the built-in ones: on the same new
+/// users, ranking the whole catalogue minus the support, compared with item-kNN paired by user.
+/// It has no hyperparameters to choose on validation, so it must have been fitted without any
+/// interaction on or after the cutoff; making sure of that is the caller's duty.
+pub trait ExternalScorer {
+    /// The method's name in the report (neither empty nor one of [`SHOP_METHODS`]).
+    fn name(&self) -> &str;
+
+    /// Writes into `out` one finite score per catalogue item (higher ranks first) for a new user
+    /// who has interacted with `user.support` only; `user.query` must not be read.
+    fn score(&mut self, user: &ColdUser, out: &mut Vec<f64>) -> Result<(), ColdStartError>;
+}
+
+/// Checks an external method's scores, so that a wrong length cannot index out of range and a
+/// NaN cannot make the ranking depend on the sort's treatment of it.
+fn check_external(name: &str, scores: &[f64], items: usize) -> Result<(), ColdStartError> {
+    if scores.len() != items {
+        return Err(ColdStartError::Scorer(format!(
+            "`{name}` gave {} scores for a catalogue of {items} items",
+            scores.len()
+        )));
+    }
+    if let Some(i) = scores.iter().position(|s| !s.is_finite()) {
+        return Err(ColdStartError::Scorer(format!(
+            "`{name}` gave item {i} a score that is not finite"
+        )));
+    }
+    Ok(())
+}
+
 /// Runs the benchmark on `data`. `progress` receives one line per milestone.
 pub fn run_shop_benchmark(
     data: &ShopData,
     config: &ShopBenchConfig,
     progress: &dyn Fn(&str),
 ) -> Result<ShopReport, ColdStartError> {
+    run_shop_benchmark_with(data, config, None, progress)
+}
+
+/// [`run_shop_benchmark`] with an extra method scored by `external`, whose row follows the
+/// built-in methods' in every support size's table.
+pub fn run_shop_benchmark_with(
+    data: &ShopData,
+    config: &ShopBenchConfig,
+    mut external: Option<&mut dyn ExternalScorer>,
+    progress: &dyn Fn(&str),
+) -> Result<ShopReport, ColdStartError> {
     config.check()?;
     data.check()?;
+    if let Some(x) = external.as_deref() {
+        let name = x.name();
+        if name.is_empty() || SHOP_METHODS.contains(&name) {
+            return Err(ColdStartError::Config(format!(
+                "an external method needs a name of its own, not `{name}`"
+            )));
+        }
+    }
     let start = Instant::now();
     let cutoff = config.cutoff_ms;
     let first = data.interactions.first().map(|e| e.ms);
@@ -1417,11 +1470,17 @@ pub fn run_shop_benchmark(
         fitted.train_users.len(),
         start.elapsed().as_secs_f64()
     ));
-    let methods: Vec<&str> = SHOP_METHODS
+    let mut methods: Vec<&str> = SHOP_METHODS
         .iter()
         .copied()
         .filter(|m| config.runs(m))
         .collect();
+    // The external method is the last column; the loop below scores the built-in ones.
+    let builtin = methods.len();
+    let external_name = external.as_deref().map(|x| x.name().to_owned());
+    if let Some(name) = &external_name {
+        methods.push(name);
+    }
     let mut budgets = Vec::new();
     for ((&k, users), chosen) in config.budgets.iter().zip(&test_sets).zip(chosen) {
         let mut per_method: Vec<Vec<TopN>> = vec![Vec::with_capacity(users.len()); methods.len()];
@@ -1435,7 +1494,7 @@ pub fn run_shop_benchmark(
             };
             scorer.knn(&u.support, &mut parts.knn);
             scorer.popularity(&mut parts.popularity);
-            for (m, name) in methods.iter().enumerate() {
+            for (m, name) in methods[..builtin].iter().enumerate() {
                 match *name {
                     "popularity" => out.clone_from(&parts.popularity),
                     "item-knn" => out.clone_from(&parts.knn),
@@ -1454,6 +1513,12 @@ pub fn run_shop_benchmark(
                     }
                 }
                 per_method[m].push(measure(&out, u, &mut mask, &mut cand));
+            }
+            if let Some(x) = external.as_deref_mut() {
+                out.clear();
+                x.score(u, &mut out)?;
+                check_external(x.name(), &out, data.items)?;
+                per_method[builtin].push(measure(&out, u, &mut mask, &mut cand));
             }
         }
         let reference = methods.iter().position(|m| *m == SHOP_REFERENCE);

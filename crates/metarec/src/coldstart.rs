@@ -2,7 +2,8 @@
 //! protocol, see docs/coldstart.md): prints the main table, the paired comparison with MF
 //! fold-in and the K-sweep, and optionally writes everything as JSON. With `--shop DIR --cutoff
 //! DATE`, the cold-start benchmark on a shop's own history instead: new users after the cutoff,
-//! their first K items as support, every method against item-kNN paired by user.
+//! their first K items as support, every method against item-kNN paired by user; with `--model
+//! BUNDLE`, the trained network too (`coldstart_model`).
 
 use crate::Global;
 use crate::args::{MAX_ITERATIONS, MAX_SEEDS, MAX_THREADS, MAX_WIDTH, count};
@@ -11,8 +12,8 @@ use clap::Args;
 use metarec_coldstart::bench::{Budget, METHODS, REFERENCE, budget_label};
 use metarec_coldstart::shop::SHOP_REFERENCE;
 use metarec_coldstart::{
-    BenchConfig, RatingData, Report, ShopBenchConfig, ShopData, ShopReport, UserFilter,
-    run_benchmark, run_shop_benchmark,
+    BenchConfig, ExternalScorer, RatingData, Report, ShopBenchConfig, ShopData, ShopReport,
+    UserFilter, run_benchmark, run_shop_benchmark_with,
 };
 use metarec_data::LoadOptions;
 use metarec_data::fetch::Dataset;
@@ -47,6 +48,11 @@ pub struct ColdStartArgs {
     /// noise chosen on the new users themselves (a limit of the method's family, not a method).
     #[arg(long, requires = "shop")]
     ceiling: bool,
+    /// With --shop: also rank with the network of a model bundle (`metarec train --shop`),
+    /// given each new user's support as their history of clicks; the bundle must have been
+    /// trained on this shop and on nothing on or after --cutoff.
+    #[arg(long, value_name = "BUNDLE", requires = "shop")]
+    model: Option<PathBuf>,
     /// With --shop: the seed of the factorisation's initialisation.
     #[arg(long, default_value_t = 0, requires = "shop")]
     seed: u64,
@@ -313,7 +319,21 @@ fn run_shop(args: &ColdStartArgs, dir: &std::path::Path, global: &Global) -> Res
         data.interactions.len(),
         metarec_data::time::format_ms(cutoff_ms)
     ));
-    let report = run_shop_benchmark(&data, &config, &|line| global.progress(line))?;
+    let mut network = match &args.model {
+        Some(model) => {
+            global.progress(format!("loading {}", model.display()));
+            Some(crate::coldstart_model::network_scorer(
+                model, &shop, &data, cutoff_ms,
+            )?)
+        }
+        None => None,
+    };
+    let report = run_shop_benchmark_with(
+        &data,
+        &config,
+        network.as_mut().map(|n| n as &mut dyn ExternalScorer),
+        &|line| global.progress(line),
+    )?;
     print_shop_report(&report, &shop.manifest.name);
     if let Some(path) = &args.out {
         crate::report::write_results(path, "coldstart-shop", &report)?;

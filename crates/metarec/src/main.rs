@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod catalog;
 mod coldstart;
+mod coldstart_model;
 mod data;
 mod demo;
 mod embed;

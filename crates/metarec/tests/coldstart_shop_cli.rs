@@ -1,6 +1,7 @@
 //! `metarec coldstart --shop` on a made-up shop (`shop generate`, then `shop import`): the table
-//! per support size, the JSON report and its page in `metarec report`, and clear errors for a bad date and a cutoff with no new
-//! users.
+//! per support size, the JSON report and its page in `metarec report`, and clear errors for a bad
+//! date and a cutoff with no new users; with `--model`, the network trained on the shop before
+//! the cutoff as one more row, and the refusal of a network that saw events after it.
 
 mod common;
 
@@ -96,4 +97,167 @@ fn coldstart_on_a_shop_rejects_a_bad_date_and_a_cutoff_without_new_users() {
     // --cutoff without --shop is a usage error.
     let out = metarec(&data, &["coldstart", "--cutoff", "2026-03-01"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+/// Trains a tiny network on the shop with `--holdout holdout` into `model` (a few seconds).
+fn train_on_shop(
+    data: &std::path::Path,
+    shop: &std::path::Path,
+    model: &std::path::Path,
+    holdout: &str,
+) {
+    let out = metarec(
+        data,
+        &[
+            "-q",
+            "train",
+            "--shop",
+            arg(shop),
+            "--holdout",
+            holdout,
+            "--iterations",
+            "30",
+            "--out",
+            arg(model),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn coldstart_on_a_shop_ranks_with_a_network_trained_before_the_cutoff() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let shop = made_up_shop(&data, tmp.path(), "2000", "7");
+    let model = tmp.path().join("model");
+    // The made-up shop runs from January to March: holding out the latest half of its rankings
+    // leaves only rankings (with their feedback) from before March.
+    train_on_shop(&data, &shop, &model, "0.5");
+    let json = tmp.path().join("coldstart.json");
+    let out = metarec(
+        &data,
+        &[
+            "coldstart",
+            "--shop",
+            arg(&shop),
+            "--cutoff",
+            "2026-03-01",
+            "--support",
+            "1,3",
+            "--methods",
+            "popularity",
+            "--dim",
+            "4",
+            "--model",
+            arg(&model),
+            "--json",
+            arg(&json),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("\nnetwork "), "{text}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    for b in report["budgets"].as_array().unwrap() {
+        let methods = b["methods"].as_array().unwrap();
+        let network = methods.last().unwrap();
+        assert_eq!(network["method"], "network");
+        for (name, interval) in network["metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (&m[0], &m[1]))
+        {
+            let mean = interval["mean"].as_f64().unwrap();
+            assert!(
+                mean.is_finite() && (0.0..=1.0).contains(&mean),
+                "{name}: {mean}"
+            );
+        }
+        // Paired with item-kNN like every other method.
+        let diff = network["vs_reference"][0][1]["mean"].as_f64().unwrap();
+        assert!(diff.is_finite());
+    }
+}
+
+#[test]
+fn coldstart_on_a_shop_refuses_a_network_that_saw_events_after_the_cutoff() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let shop = made_up_shop(&data, tmp.path(), "600", "7");
+    let model = tmp.path().join("model");
+    // Holding out the latest tenth leaves rankings of March, after the cutoff, in training.
+    train_on_shop(&data, &shop, &model, "0.1");
+    let out = metarec(
+        &data,
+        &[
+            "coldstart",
+            "--shop",
+            arg(&shop),
+            "--cutoff",
+            "2026-03-01",
+            "--model",
+            arg(&model),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("not wholly before the cutoff 2026-03-01"),
+        "{err}"
+    );
+    assert!(err.contains("train --shop"), "{err}");
+    // The share the refusal names is accepted.
+    let safe = err
+        .split("--holdout ")
+        .nth(2)
+        .and_then(|t| t.split('`').next())
+        .unwrap_or_else(|| panic!("no safe --holdout in: {err}"));
+    assert!(
+        safe.parse::<f64>().is_ok_and(|h| h > 0.1 && h < 1.0),
+        "{err}"
+    );
+    let retrained = tmp.path().join("retrained");
+    train_on_shop(&data, &shop, &retrained, safe);
+    let out = metarec(
+        &data,
+        &[
+            "coldstart",
+            "--shop",
+            arg(&shop),
+            "--cutoff",
+            "2026-03-01",
+            "--support",
+            "1",
+            "--dim",
+            "4",
+            "--model",
+            arg(&retrained),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\nnetwork "), "{}", stdout(&out));
+    // A model trained on another source is refused by the same check as `ope --shop`'s.
+    let other = tmp.path().join("other");
+    common::train_tiny_model(&data, &other);
+    let out = metarec(
+        &data,
+        &[
+            "coldstart",
+            "--shop",
+            arg(&shop),
+            "--cutoff",
+            "2026-03-01",
+            "--model",
+            arg(&other),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not on shop `made-up`"),
+        "{}",
+        stderr(&out)
+    );
 }
