@@ -19,7 +19,9 @@
 //! - [`bench`](mod@bench): [`run_benchmark`], the whole run and its [`Report`];
 //! - [`shop`]: the shop protocol (new users after a cutoff, support = their first `K` items),
 //!   popularity, item-kNN, ALS fold-in and the adjusters over implicit feedback, and
-//!   [`run_shop_benchmark`] with its [`ShopReport`].
+//!   [`run_shop_benchmark`] with its [`ShopReport`];
+//! - [`shop_items`]: the item cold-start variant (new items after a cutoff, ranked from their
+//!   titles, categories and prices), [`run_item_benchmark`] with its [`ItemReport`].
 //!
 //! Plain Rust math on small dense matrices ([`metarec_core::linalg`]); no IO.
 #![deny(missing_docs)]
@@ -32,10 +34,12 @@ pub mod melu;
 pub mod metrics;
 pub mod mf;
 pub mod shop;
+pub mod shop_items;
 pub mod split;
 
 pub use bench::{BenchConfig, Report, run_benchmark};
 pub use data::{RatingData, UserFilter};
 pub use error::ColdStartError;
 pub use shop::{ShopBenchConfig, ShopData, ShopReport, run_shop_benchmark};
+pub use shop_items::{ItemBenchConfig, ItemFeatures, ItemReport, run_item_benchmark};
 pub use split::{Episode, Split};
