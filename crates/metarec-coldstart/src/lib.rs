@@ -20,7 +20,9 @@
 //! - [`shop`]: the shop protocol (new users after a cutoff, support = their first `K` items),
 //!   popularity, item-kNN, ALS fold-in and the adjusters over implicit feedback, and
 //!   [`run_shop_benchmark`] with its [`ShopReport`] ([`run_shop_benchmark_with`] adds a method
-//!   scored outside the crate, an [`ExternalScorer`]).
+//!   scored outside the crate, an [`ExternalScorer`]);
+//! - [`shop_items`]: the item cold-start variant (new items after a cutoff, ranked from their
+//!   titles, categories and prices), [`run_item_benchmark`] with its [`ItemReport`].
 //!
 //! Plain Rust math on small dense matrices ([`metarec_core::linalg`]); no IO.
 #![deny(missing_docs)]
@@ -33,6 +35,7 @@ pub mod melu;
 pub mod metrics;
 pub mod mf;
 pub mod shop;
+pub mod shop_items;
 pub mod split;
 
 pub use bench::{BenchConfig, Report, run_benchmark};
@@ -42,4 +45,5 @@ pub use shop::{
     ExternalScorer, ShopBenchConfig, ShopData, ShopReport, run_shop_benchmark,
     run_shop_benchmark_with,
 };
+pub use shop_items::{ItemBenchConfig, ItemFeatures, ItemReport, run_item_benchmark};
 pub use split::{Episode, Split};

@@ -56,7 +56,7 @@ pub const SHOP_METHODS: [&str; 9] = [
 ];
 
 /// Milliseconds in a day.
-const DAY_MS: i64 = 86_400_000;
+pub(crate) const DAY_MS: i64 = 86_400_000;
 
 /// One interaction (any event but a view): who, what, when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -460,11 +460,11 @@ struct Scorer<'a> {
 }
 
 /// A sparse row: (index, weight) pairs.
-type SparseRow = Vec<(u32, f64)>;
+pub(crate) type SparseRow = Vec<(u32, f64)>;
 
 /// Unit tf-idf vectors of the titles' words (letters and digits, lower-cased; idf
 /// `ln(items / items with the word)`), and the inverted index from word to items.
-fn title_vectors(titles: &[String]) -> (Vec<SparseRow>, Vec<SparseRow>) {
+pub(crate) fn title_vectors(titles: &[String]) -> (Vec<SparseRow>, Vec<SparseRow>) {
     let mut words: HashMap<String, u32> = HashMap::new();
     let mut counts: Vec<BTreeMap<u32, f64>> = Vec::with_capacity(titles.len());
     let mut df: Vec<f64> = Vec::new();
@@ -519,7 +519,7 @@ fn decay(age_ms: i64, half_life_days: f64) -> f64 {
 }
 
 /// `(x - mean) / sd` over the items; zeros when all are equal.
-fn standardise(x: &mut [f64]) {
+pub(crate) fn standardise(x: &mut [f64]) {
     let n = x.len().max(1) as f64;
     let mean = x.iter().sum::<f64>() / n;
     let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
@@ -1095,7 +1095,7 @@ fn mean_ndcg(
 }
 
 /// The candidate with the highest score (the first on ties).
-fn best<T: Copy>(candidates: &[T], mut score: impl FnMut(T) -> f64) -> (T, f64) {
+pub(crate) fn best<T: Copy>(candidates: &[T], mut score: impl FnMut(T) -> f64) -> (T, f64) {
     let mut top: Option<(T, f64)> = None;
     for &c in candidates {
         let s = score(c);

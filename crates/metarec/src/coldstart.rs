@@ -3,7 +3,8 @@
 //! fold-in and the K-sweep, and optionally writes everything as JSON. With `--shop DIR --cutoff
 //! DATE`, the cold-start benchmark on a shop's own history instead: new users after the cutoff,
 //! their first K items as support, every method against item-kNN paired by user; with `--model
-//! BUNDLE`, the trained network too (`coldstart_model`).
+//! BUNDLE`, the trained network too (`coldstart_model`); with `--items` too, the item variant
+//! ([`items`]): new items after the cutoff, ranked from their features.
 
 use crate::Global;
 use crate::args::{MAX_ITERATIONS, MAX_SEEDS, MAX_THREADS, MAX_WIDTH, count};
@@ -18,6 +19,8 @@ use metarec_coldstart::{
 use metarec_data::LoadOptions;
 use metarec_data::fetch::Dataset;
 use std::path::PathBuf;
+
+mod items;
 
 #[derive(Args)]
 pub struct ColdStartArgs {
@@ -53,6 +56,10 @@ pub struct ColdStartArgs {
     /// trained on this shop and on nothing on or after --cutoff.
     #[arg(long, value_name = "BUNDLE", requires = "shop")]
     model: Option<PathBuf>,
+    /// With --shop: the item cold-start variant instead: items first seen on or after the
+    /// cutoff, ranked for the users who bought them from their titles, categories and prices.
+    #[arg(long, requires = "shop")]
+    items: bool,
     /// With --shop: the seed of the factorisation's initialisation.
     #[arg(long, default_value_t = 0, requires = "shop")]
     seed: u64,
@@ -291,6 +298,9 @@ fn run_shop(args: &ColdStartArgs, dir: &std::path::Path, global: &Global) -> Res
     let Some(cutoff_ms) = args.cutoff else {
         bail!("--shop needs --cutoff DATE");
     };
+    if args.items {
+        return items::run_shop_items(args, dir, cutoff_ms, global);
+    }
     let mut config = ShopBenchConfig {
         cutoff_ms,
         budgets: args.support.clone(),

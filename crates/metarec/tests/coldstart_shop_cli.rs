@@ -1,7 +1,9 @@
 //! `metarec coldstart --shop` on a made-up shop (`shop generate`, then `shop import`): the table
 //! per support size, the JSON report and its page in `metarec report`, and clear errors for a bad
 //! date and a cutoff with no new users; with `--model`, the network trained on the shop before
-//! the cutoff as one more row, and the refusal of a network that saw events after it.
+//! the cutoff as one more row, and the refusal of a network that saw events after it; with
+//! `--items`, the item cold-start variant on a shop whose new items carry their group in their
+//! titles and categories, and its error for a cutoff with no new items.
 
 mod common;
 
@@ -260,4 +262,148 @@ fn coldstart_on_a_shop_refuses_a_network_that_saw_events_after_the_cutoff() {
         "{}",
         stderr(&out)
     );
+}
+
+/// A shop of 4 groups of 10 items written as CSV and imported: items 0-5 of a group go on sale
+/// on day 0, 6-7 on day 60 and 8-9 on day 90 (2026-04-01). Each of 240 users buys 6 items of
+/// their group, one every two days from a start day spread over the first 130, the first an
+/// old one, the rest cycling through what is on sale. Titles and categories name the group.
+fn new_item_shop(data: &std::path::Path, dir: &std::path::Path) -> std::path::PathBuf {
+    const DAY: i64 = 86_400_000;
+    const START: i64 = 1_767_225_600_000; // 2026-01-01
+    let words = ["red", "blue", "green", "gold"];
+    let mut catalog = String::from("item_id,title,category,price\n");
+    for i in 0..40 {
+        let g = i / 10;
+        catalog.push_str(&format!(
+            "I{i:02},{} thing {i},{},{}.5\n",
+            words[g],
+            words[g],
+            1 + i % 7
+        ));
+    }
+    let mut events = String::from("user_id,item_id,timestamp,type\n");
+    for u in 0..240usize {
+        let g = u % 4;
+        let start = ((u * 37) % 130) as i64 * DAY;
+        for k in 0..6usize {
+            let ms = start + k as i64 * 2 * DAY;
+            let on_sale: Vec<usize> = (0..10)
+                .filter(|&j| k > 0 || j < 6)
+                .filter(|&j| {
+                    let day = match j {
+                        0..6 => 0,
+                        6..8 => 60,
+                        _ => 90,
+                    };
+                    day * DAY <= ms
+                })
+                .collect();
+            let j = on_sale[(u / 4 + k * 3) % on_sale.len()];
+            events.push_str(&format!(
+                "U{u:03},I{:02},{},purchase\n",
+                g * 10 + j,
+                START + ms
+            ));
+        }
+    }
+    let files = dir.join("items-files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("catalog.csv"), catalog).unwrap();
+    std::fs::write(files.join("events.csv"), events).unwrap();
+    let shop = dir.join("items-shop");
+    let out = metarec(
+        data,
+        &[
+            "-q",
+            "shop",
+            "import",
+            "--catalog",
+            arg(&files.join("catalog.csv")),
+            "--events",
+            arg(&files.join("events.csv")),
+            "--name",
+            "grouped",
+            "--out",
+            arg(&shop),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    shop
+}
+
+#[test]
+fn coldstart_items_ranks_new_items_and_writes_the_report() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let shop = new_item_shop(&data, tmp.path());
+    let json = tmp.path().join("items.json");
+    let out = metarec(
+        &data,
+        &[
+            "coldstart",
+            "--shop",
+            arg(&shop),
+            "--cutoff",
+            "2026-04-01",
+            "--items",
+            "--dim",
+            "4",
+            "--json",
+            arg(&json),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        "grouped: item cold start after 2026-04-01 00:00:00",
+        "random",
+        "attribute-match",
+        "content-als",
+        "content-blend",
+        "NDCG@10 - title-knn (paired)",
+    ] {
+        assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
+    }
+    assert!(stderr(&out).contains("new items and"), "{}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["results_kind"], "coldstart-shop-items");
+    // Only the 8 items released on the cutoff are new.
+    assert_eq!(report["new_items"], 8);
+    assert!(report["users"].as_u64().unwrap() > 0);
+    let methods = report["methods"].as_array().unwrap();
+    assert_eq!(methods.len(), 5);
+    let mean = |name: &str| {
+        let m = methods.iter().find(|m| m["method"] == name).unwrap();
+        assert_eq!(m["metrics"][0][0], "ndcg10");
+        m["metrics"][0][1]["mean"].as_f64().unwrap()
+    };
+    // Titles name the group, so title-kNN beats a random order of the new items.
+    assert!(mean("title-knn") > mean("random") + 0.2, "{report}");
+}
+
+#[test]
+fn coldstart_items_rejects_a_cutoff_without_new_items() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let shop = made_up_shop(&data, tmp.path(), "2000", "7");
+    // Every item of the made-up shop sells in its first days.
+    let out = metarec(
+        &data,
+        &[
+            "coldstart",
+            "--shop",
+            arg(&shop),
+            "--cutoff",
+            "2026-03-01",
+            "--items",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no new items"), "{}", stderr(&out));
+    // --items without --shop is a usage error.
+    let out = metarec(&data, &["coldstart", "--items"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }

@@ -1,0 +1,121 @@
+//! `metarec coldstart --shop DIR --cutoff DATE --items`: the item cold-start variant on a shop's
+//! own history: items first seen on or after the cutoff, ranked for the users who interacted
+//! with them from their titles, categories and prices, every method against title-kNN paired by
+//! user (docs/coldstart.md, "Item cold start").
+
+use super::ColdStartArgs;
+use crate::Global;
+use anyhow::{Context as _, Result};
+use metarec_coldstart::shop_items::ITEM_REFERENCE;
+use metarec_coldstart::{ItemBenchConfig, ItemFeatures, ItemReport, ShopData, run_item_benchmark};
+
+/// Runs the item variant and prints (and with `--json`, writes) its table.
+pub(super) fn run_shop_items(
+    args: &ColdStartArgs,
+    dir: &std::path::Path,
+    cutoff_ms: i64,
+    global: &Global,
+) -> Result<()> {
+    let mut config = ItemBenchConfig {
+        cutoff_ms,
+        validation_days: args.validation_days.map(|d| d as f64),
+        seed: args.seed,
+        ..ItemBenchConfig::default()
+    };
+    if let Some(ms) = &args.methods {
+        config.methods = ms.iter().map(|m| m.trim().to_string()).collect();
+    }
+    if let Some(dim) = args.dim {
+        for c in &mut config.als_grid {
+            c.dim = dim;
+        }
+    }
+    global.progress(format!("loading {}", dir.display()));
+    let shop = metarec_data::shop::Shop::load(dir)
+        .with_context(|| format!("reading the shop {}", dir.display()))?;
+    let data = ShopData::from_shop(&shop);
+    let features = ItemFeatures::from_shop(&shop);
+    global.progress(format!(
+        "{}: {} users, {} items, {} interactions; cutoff {}",
+        shop.manifest.name,
+        data.users(),
+        data.items,
+        data.interactions.len(),
+        metarec_data::time::format_ms(cutoff_ms)
+    ));
+    let report = run_item_benchmark(&data, &features, &config, &|line| global.progress(line))?;
+    print_item_report(&report, &shop.manifest.name);
+    if let Some(path) = &args.out {
+        crate::report::write_results(path, "coldstart-shop-items", &report)?;
+        global.progress(format!("wrote {}", path.display()));
+    }
+    Ok(())
+}
+
+fn print_item_report(report: &ItemReport, name: &str) {
+    println!(
+        "{name}: item cold start after {} ({} of {} items new; models fitted on {} users' \
+         interactions before it, the content map on {} old items; hyperparameters chosen on {} \
+         new items and {} users from {} on)",
+        metarec_data::time::format_ms(report.config.cutoff_ms),
+        report.new_items,
+        report.items,
+        report.training_users,
+        report.training_items,
+        report.validation_new_items,
+        report.validation_users,
+        metarec_data::time::format_ms(report.validation_cutoff_ms),
+    );
+    println!(
+        "{} users; {:.1} profile items and {:.1} new items each on average; all {} new items ranked; \
+         mean [95% interval] over users",
+        report.users, report.mean_profile, report.mean_query, report.new_items
+    );
+    println!(
+        "{:<15} {:>24} {:>7} {:>9} {:>7} {:>30} {:>7}",
+        "method", "NDCG@10", "HR@10", "recall@20", "MRR", "NDCG@10 - title-knn (paired)", "ratio"
+    );
+    let reference = report
+        .methods
+        .iter()
+        .find(|m| m.method == ITEM_REFERENCE)
+        .and_then(|m| m.metric("ndcg10"))
+        .map(|i| i.mean);
+    for m in &report.methods {
+        let get = |n: &str| m.metric(n).map_or(f64::NAN, |i| i.mean);
+        let ndcg = m.metric("ndcg10");
+        let ci = ndcg.map_or_else(String::new, |i| {
+            format!("{:.4} [{:.4}, {:.4}]", i.mean, i.low, i.high)
+        });
+        let diff = m.diff("ndcg10").map_or_else(
+            || "-".to_string(),
+            |d| format!("{:+.4} [{:+.4}, {:+.4}]", d.mean, d.low, d.high),
+        );
+        let ratio = match (ndcg, reference) {
+            (Some(i), Some(r)) if r > 0.0 => format!("{:.2}x", i.mean / r),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<15} {ci:>24} {:>7.4} {:>9.4} {:>7.4} {diff:>30} {ratio:>7}",
+            m.method,
+            get("hr10"),
+            get("recall20"),
+            get("mrr")
+        );
+    }
+    let c = &report.chosen;
+    println!(
+        "chosen on validation: factorisation dim {} lambda {} alpha {}; content map ridge {}, \
+         fold-in lambda {}; price bandwidth {}; blend: content-als {} attribute-match {}",
+        report.als.dim,
+        report.als.lambda,
+        report.als.alpha,
+        c.ridge,
+        c.fold_lambda,
+        c.bandwidth,
+        c.blend.0,
+        c.blend.1
+    );
+    println!();
+    println!("finished in {:.1}s", report.seconds);
+}
