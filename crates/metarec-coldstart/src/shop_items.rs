@@ -22,7 +22,7 @@
 //! validation).
 
 use crate::error::ColdStartError;
-use crate::metrics::{Interval, TOP_N_NAMES, TopN, paired_interval, top_n};
+use crate::metrics::{TopN, top_n};
 use crate::mf::{ImplicitConfig, ImplicitModel};
 use crate::shop::{
     DAY_MS, MethodResult, PriorConfig, ShopBenchConfig, ShopData, SparseRow, best, fit,
@@ -845,31 +845,7 @@ pub fn run_item_benchmark(
             per_method[m].push(scorer.measure(u, &out));
         }
     }
-    let reference = methods.iter().position(|m| *m == ITEM_REFERENCE);
-    let column = |m: usize, name: &str| -> Vec<f64> {
-        per_method[m]
-            .iter()
-            .map(|t| t.get(name).unwrap_or(f64::NAN))
-            .collect()
-    };
-    let results = methods
-        .iter()
-        .enumerate()
-        .map(|(m, name)| MethodResult {
-            method: name.to_string(),
-            metrics: TOP_N_NAMES
-                .iter()
-                .map(|n| (n.to_string(), Interval::of(&column(m, n))))
-                .collect(),
-            vs_reference: match reference {
-                Some(r) if r != m => TOP_N_NAMES
-                    .iter()
-                    .map(|n| (n.to_string(), paired_interval(&column(m, n), &column(r, n))))
-                    .collect(),
-                _ => Vec::new(),
-            },
-        })
-        .collect();
+    let results = crate::shop::method_results(&methods, &per_method, ITEM_REFERENCE);
     let users = test.users.len() as f64;
     Ok(ItemReport {
         config: config.clone(),

@@ -352,6 +352,53 @@ fn run_shop(args: &ColdStartArgs, dir: &std::path::Path, global: &Global) -> Res
     Ok(())
 }
 
+/// Prints one table of a shop benchmark, a row per method (`width` characters for its name), and
+/// returns the reference's mean NDCG@10, which every ratio divides by.
+pub(crate) fn print_method_table(
+    methods: &[metarec_coldstart::shop::MethodResult],
+    reference: &str,
+    width: usize,
+) -> Option<f64> {
+    println!(
+        "{:<width$} {:>24} {:>7} {:>9} {:>7} {:>30} {:>7}",
+        "method",
+        "NDCG@10",
+        "HR@10",
+        "recall@20",
+        "MRR",
+        format!("NDCG@10 - {reference} (paired)"),
+        "ratio"
+    );
+    let reference = methods
+        .iter()
+        .find(|m| m.method == reference)
+        .and_then(|m| m.metric("ndcg10"))
+        .map(|i| i.mean);
+    for m in methods {
+        let get = |n: &str| m.metric(n).map_or(f64::NAN, |i| i.mean);
+        let ndcg = m.metric("ndcg10");
+        let ci = ndcg.map_or_else(String::new, |i| {
+            format!("{:.4} [{:.4}, {:.4}]", i.mean, i.low, i.high)
+        });
+        let diff = m.diff("ndcg10").map_or_else(
+            || "-".to_string(),
+            |d| format!("{:+.4} [{:+.4}, {:+.4}]", d.mean, d.low, d.high),
+        );
+        let ratio = match (ndcg, reference) {
+            (Some(i), Some(r)) if r > 0.0 => format!("{:.2}x", i.mean / r),
+            _ => "-".into(),
+        };
+        println!(
+            "{:<width$} {ci:>24} {:>7.4} {:>9.4} {:>7.4} {diff:>30} {ratio:>7}",
+            m.method,
+            get("hr10"),
+            get("recall20"),
+            get("mrr")
+        );
+    }
+    reference
+}
+
 fn print_shop_report(report: &ShopReport, name: &str) {
     println!(
         "{name}: cold start after {} ({} items; models fitted on {} users' {} interactions before it; \
@@ -372,44 +419,7 @@ fn print_shop_report(report: &ShopReport, name: &str) {
             "K = {}: {} new users, {:.1} query items each on average; mean [95% interval] over users",
             b.k, b.users, b.mean_query
         );
-        println!(
-            "{:<11} {:>24} {:>7} {:>9} {:>7} {:>30} {:>7}",
-            "method",
-            "NDCG@10",
-            "HR@10",
-            "recall@20",
-            "MRR",
-            "NDCG@10 - item-knn (paired)",
-            "ratio"
-        );
-        let reference = b
-            .methods
-            .iter()
-            .find(|m| m.method == SHOP_REFERENCE)
-            .and_then(|m| m.metric("ndcg10"))
-            .map(|i| i.mean);
-        for m in &b.methods {
-            let get = |n: &str| m.metric(n).map_or(f64::NAN, |i| i.mean);
-            let ndcg = m.metric("ndcg10");
-            let ci = ndcg.map_or_else(String::new, |i| {
-                format!("{:.4} [{:.4}, {:.4}]", i.mean, i.low, i.high)
-            });
-            let diff = m.diff("ndcg10").map_or_else(
-                || "-".to_string(),
-                |d| format!("{:+.4} [{:+.4}, {:+.4}]", d.mean, d.low, d.high),
-            );
-            let ratio = match (ndcg, reference) {
-                (Some(i), Some(r)) if r > 0.0 => format!("{:.2}x", i.mean / r),
-                _ => "-".into(),
-            };
-            println!(
-                "{:<11} {ci:>24} {:>7.4} {:>9.4} {:>7.4} {diff:>30} {ratio:>7}",
-                m.method,
-                get("hr10"),
-                get("recall20"),
-                get("mrr")
-            );
-        }
+        let reference = print_method_table(&b.methods, SHOP_REFERENCE, 11);
         let c = &b.chosen;
         println!(
             "chosen on {} validation users: fold-in lambda {}, noise {}, gradient rate {} x {} steps; \

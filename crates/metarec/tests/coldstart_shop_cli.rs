@@ -28,6 +28,7 @@ fn coldstart_on_a_shop_prints_each_support_size_and_writes_the_report() {
             "1,2",
             "--dim",
             "4",
+            "--ceiling",
             "--json",
             arg(&json),
         ],
@@ -39,8 +40,11 @@ fn coldstart_on_a_shop_prints_each_support_size_and_writes_the_report() {
         "K = 1:",
         "K = 2:",
         "item-knn",
+        "tuned-knn",
         "bayes-knn",
         "NDCG@10 - item-knn (paired)",
+        "tuned neighbourhood: damping",
+        "ceiling of bayes-knn",
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
@@ -52,8 +56,9 @@ fn coldstart_on_a_shop_prints_each_support_size_and_writes_the_report() {
     assert_eq!(budgets.len(), 2);
     for b in budgets {
         assert!(b["users"].as_u64().unwrap() > 0);
+        assert!(b["ceiling"]["ndcg10"].as_f64().is_some(), "{b}");
         let methods = b["methods"].as_array().unwrap();
-        assert_eq!(methods.len(), 8);
+        assert_eq!(methods.len(), metarec_coldstart::shop::SHOP_METHODS.len());
         for m in methods {
             let ndcg = &m["metrics"][0];
             assert_eq!(ndcg[0], "ndcg10");

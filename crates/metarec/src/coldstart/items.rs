@@ -71,38 +71,7 @@ fn print_item_report(report: &ItemReport, name: &str) {
          mean [95% interval] over users",
         report.users, report.mean_profile, report.mean_query, report.new_items
     );
-    println!(
-        "{:<15} {:>24} {:>7} {:>9} {:>7} {:>30} {:>7}",
-        "method", "NDCG@10", "HR@10", "recall@20", "MRR", "NDCG@10 - title-knn (paired)", "ratio"
-    );
-    let reference = report
-        .methods
-        .iter()
-        .find(|m| m.method == ITEM_REFERENCE)
-        .and_then(|m| m.metric("ndcg10"))
-        .map(|i| i.mean);
-    for m in &report.methods {
-        let get = |n: &str| m.metric(n).map_or(f64::NAN, |i| i.mean);
-        let ndcg = m.metric("ndcg10");
-        let ci = ndcg.map_or_else(String::new, |i| {
-            format!("{:.4} [{:.4}, {:.4}]", i.mean, i.low, i.high)
-        });
-        let diff = m.diff("ndcg10").map_or_else(
-            || "-".to_string(),
-            |d| format!("{:+.4} [{:+.4}, {:+.4}]", d.mean, d.low, d.high),
-        );
-        let ratio = match (ndcg, reference) {
-            (Some(i), Some(r)) if r > 0.0 => format!("{:.2}x", i.mean / r),
-            _ => "-".into(),
-        };
-        println!(
-            "{:<15} {ci:>24} {:>7.4} {:>9.4} {:>7.4} {diff:>30} {ratio:>7}",
-            m.method,
-            get("hr10"),
-            get("recall20"),
-            get("mrr")
-        );
-    }
+    super::print_method_table(&report.methods, ITEM_REFERENCE, 15);
     let c = &report.chosen;
     println!(
         "chosen on validation: factorisation dim {} lambda {} alpha {}; content map ridge {}, \
