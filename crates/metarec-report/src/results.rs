@@ -96,6 +96,7 @@ pub const KINDS: &[Kind] = &[
     kinds::ope::KIND,
     kinds::coldstart::KIND,
     kinds::coldstart_shop::KIND,
+    kinds::coldstart_shop::ITEMS_KIND,
     kinds::newitems::KIND,
 ];
 

@@ -81,6 +81,7 @@ fn coldstart_on_a_shop_prints_each_support_size_and_writes_the_report() {
     );
     assert!(html.contains("K = 2: "));
     assert!(html.contains("NDCG@10 against the support size K"));
+    assert!(html.contains("the blend&#39;s ceiling"), "{html}");
 }
 
 #[test]
@@ -386,6 +387,16 @@ fn coldstart_items_ranks_new_items_and_writes_the_report() {
     };
     // Titles name the group, so title-kNN beats a random order of the new items.
     assert!(mean("title-knn") > mean("random") + 0.2, "{report}");
+    // `metarec report` renders it: one table against title-kNN.
+    let page = tmp.path().join("items-page");
+    let out = metarec(&data, &["report", arg(&json), "--out", arg(&page)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let html = std::fs::read_to_string(page.join("index.html")).unwrap();
+    assert!(
+        html.contains("Item cold start on a shop&#39;s history"),
+        "{html}"
+    );
+    assert!(html.contains("NDCG@10 - title-kNN"), "{html}");
 }
 
 #[test]
