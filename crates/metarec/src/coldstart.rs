@@ -58,7 +58,7 @@ pub struct ColdStartArgs {
     model: Option<PathBuf>,
     /// With --shop: the item cold-start variant instead: items first seen on or after the
     /// cutoff, ranked for the users who bought them from their titles, categories and prices.
-    #[arg(long, requires = "shop")]
+    #[arg(long, requires = "shop", conflicts_with_all = ["ceiling", "model", "support"])]
     items: bool,
     /// With --shop: the seed of the factorisation's initialisation.
     #[arg(long, default_value_t = 0, requires = "shop")]

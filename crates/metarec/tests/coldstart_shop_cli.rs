@@ -422,4 +422,47 @@ fn coldstart_items_rejects_a_cutoff_without_new_items() {
     // --items without --shop is a usage error.
     let out = metarec(&data, &["coldstart", "--items"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // So are the user benchmark's options, which the item variant would silently ignore.
+    for extra in [
+        &["--ceiling"][..],
+        &["--model", "m"][..],
+        &["--support", "3"][..],
+    ] {
+        let mut args = vec![
+            "coldstart",
+            "--shop",
+            arg(&shop),
+            "--cutoff",
+            "2026-03-01",
+            "--items",
+        ];
+        args.extend_from_slice(extra);
+        let out = metarec(&data, &args);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("cannot be used with"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // The ceiling is the blend's: asking for it without the blend is an error that says so.
+    let out = metarec(
+        &data,
+        &[
+            "coldstart",
+            "--shop",
+            arg(&shop),
+            "--cutoff",
+            "2026-03-01",
+            "--methods",
+            "popularity",
+            "--ceiling",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("include bayes-knn"),
+        "{}",
+        stderr(&out)
+    );
 }

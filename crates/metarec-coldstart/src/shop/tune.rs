@@ -89,6 +89,11 @@ impl Default for ShopBenchConfig {
 impl ShopBenchConfig {
     pub(super) fn check(&self) -> Result<(), ColdStartError> {
         let bad = |m: String| Err(ColdStartError::Config(m));
+        if self.ceiling && !self.runs("bayes-knn") {
+            return bad(
+                "the ceiling is bayes-knn's: include bayes-knn in the methods to measure it".into(),
+            );
+        }
         if self.budgets.is_empty() || self.budgets.contains(&0) {
             return bad("support sizes must be non-empty and each at least 1".into());
         }
