@@ -25,8 +25,8 @@ use crate::error::ColdStartError;
 use crate::metrics::{TopN, top_n};
 use crate::mf::{ImplicitConfig, ImplicitModel};
 use crate::shop::{
-    DAY_MS, MethodResult, PriorConfig, ShopBenchConfig, ShopData, SparseRow, best, fit,
-    standardise, title_vectors,
+    DAY_MS, MethodResult, PriorConfig, ShopBenchConfig, ShopData, SparseRow, best,
+    choose_factorisation, fit, standardise, title_vectors,
 };
 use metarec_core::linalg::{cholesky_in_place, cholesky_solve, dot};
 use metarec_data::shop::Shop;
@@ -792,30 +792,23 @@ pub fn run_item_benchmark(
     ));
 
     // The factorisation, chosen by content-als's validation NDCG@10 at its best ridge weight.
-    let mut best_als: Option<(f64, ImplicitConfig)> = None;
-    for (j, als) in config.als_grid.iter().enumerate() {
-        let fitted = fit_items(data, features, pseudo, als, config.max_words, config.seed);
-        let mut scorer = ItemScorer::new(data, &fitted, features, &val.new_items);
-        let (_, score) = best(&config.ridge_grid, |r| {
-            scorer.set_ridge(r);
-            scorer.mean_ndcg(&val.users, |u, out| {
-                scorer.content_als(&u.profile, als.lambda, out)
+    let als = choose_factorisation(
+        &config.als_grid,
+        "content-als NDCG@10",
+        start,
+        progress,
+        |als| {
+            let fitted = fit_items(data, features, pseudo, als, config.max_words, config.seed);
+            let mut scorer = ItemScorer::new(data, &fitted, features, &val.new_items);
+            best(&config.ridge_grid, |r| {
+                scorer.set_ridge(r);
+                scorer.mean_ndcg(&val.users, |u, out| {
+                    scorer.content_als(&u.profile, als.lambda, out)
+                })
             })
-        });
-        progress(&format!(
-            "validation factorisation {}/{} (dim {}, lambda {}, alpha {}): content-als NDCG@10 {score:.4} after {:.1}s",
-            j + 1,
-            config.als_grid.len(),
-            als.dim,
-            als.lambda,
-            als.alpha,
-            start.elapsed().as_secs_f64()
-        ));
-        if best_als.as_ref().is_none_or(|(b, _)| score > *b) {
-            best_als = Some((score, *als));
-        }
-    }
-    let als = best_als.map_or(config.als_grid[0], |(_, c)| c);
+            .1
+        },
+    );
     let val_fitted = fit_items(data, features, pseudo, &als, config.max_words, config.seed);
     let mut val_scorer = ItemScorer::new(data, &val_fitted, features, &val.new_items);
     let chosen = choose(config, &mut val_scorer, &val.users);

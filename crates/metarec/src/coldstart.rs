@@ -309,26 +309,8 @@ fn run_shop(args: &ColdStartArgs, dir: &std::path::Path, global: &Global) -> Res
         ceiling: args.ceiling,
         ..ShopBenchConfig::default()
     };
-    if let Some(ms) = &args.methods {
-        config.methods = ms.iter().map(|m| m.trim().to_string()).collect();
-    }
-    if let Some(dim) = args.dim {
-        for c in &mut config.als_grid {
-            c.dim = dim;
-        }
-    }
-    global.progress(format!("loading {}", dir.display()));
-    let shop = metarec_data::shop::Shop::load(dir)
-        .with_context(|| format!("reading the shop {}", dir.display()))?;
-    let data = ShopData::from_shop(&shop);
-    global.progress(format!(
-        "{}: {} users, {} items, {} interactions; cutoff {}",
-        shop.manifest.name,
-        data.users(),
-        data.items,
-        data.interactions.len(),
-        metarec_data::time::format_ms(cutoff_ms)
-    ));
+    overrides(args, &mut config.methods, &mut config.als_grid);
+    let (shop, data) = load_shop(dir, cutoff_ms, global)?;
     let mut network = match &args.model {
         Some(model) => {
             global.progress(format!("loading {}", model.display()));
@@ -350,6 +332,43 @@ fn run_shop(args: &ColdStartArgs, dir: &std::path::Path, global: &Global) -> Res
         global.progress(format!("wrote {}", path.display()));
     }
     Ok(())
+}
+
+/// `--methods` and `--dim`, applied to either shop benchmark's settings.
+fn overrides(
+    args: &ColdStartArgs,
+    methods: &mut Vec<String>,
+    als_grid: &mut [metarec_coldstart::mf::ImplicitConfig],
+) {
+    if let Some(ms) = &args.methods {
+        *methods = ms.iter().map(|m| m.trim().to_string()).collect();
+    }
+    if let Some(dim) = args.dim {
+        for c in als_grid {
+            c.dim = dim;
+        }
+    }
+}
+
+/// Loads the shop directory for either shop benchmark, with a progress line of its size.
+fn load_shop(
+    dir: &std::path::Path,
+    cutoff_ms: i64,
+    global: &Global,
+) -> Result<(metarec_data::shop::Shop, ShopData)> {
+    global.progress(format!("loading {}", dir.display()));
+    let shop = metarec_data::shop::Shop::load(dir)
+        .with_context(|| format!("reading the shop {}", dir.display()))?;
+    let data = ShopData::from_shop(&shop);
+    global.progress(format!(
+        "{}: {} users, {} items, {} interactions; cutoff {}",
+        shop.manifest.name,
+        data.users(),
+        data.items,
+        data.interactions.len(),
+        metarec_data::time::format_ms(cutoff_ms)
+    ));
+    Ok((shop, data))
 }
 
 /// Prints one table of a shop benchmark, a row per method (`width` characters for its name), and

@@ -47,8 +47,8 @@ pub use fit::{Fitted, PriorConfig, fit};
 pub use score::{BlendWeights, Hood};
 use score::{Scorer, blend, blend_parts, measure};
 pub(crate) use score::{SparseRow, standardise, title_vectors};
-pub(crate) use tune::best;
 pub use tune::{Ceiling, ShopBenchConfig};
+pub(crate) use tune::{best, choose_factorisation};
 use tune::{blend_ceiling, choose_at_k, mean_ndcg};
 
 /// The method every other is compared with.
@@ -486,11 +486,10 @@ pub fn run_shop_benchmark_with(
     ));
 
     // The factorisation, chosen by the fold-in's mean validation NDCG@10 over the support sizes.
-    let mut best_als: Option<(f64, ImplicitConfig)> = None;
-    for (j, als) in config.als_grid.iter().enumerate() {
+    let als = choose_factorisation(&config.als_grid, "NDCG@10", start, progress, |als| {
         let fitted = fit(data, pseudo, als, &config.prior, config.seed);
         let scorer = Scorer::new(data, &fitted);
-        let score = val_sets
+        val_sets
             .iter()
             .map(|users| {
                 mean_ndcg(users, data.items, |_, u, out| {
@@ -498,21 +497,8 @@ pub fn run_shop_benchmark_with(
                 })
             })
             .sum::<f64>()
-            / val_sets.len() as f64;
-        progress(&format!(
-            "validation factorisation {}/{} (dim {}, lambda {}, alpha {}): NDCG@10 {score:.4} after {:.1}s",
-            j + 1,
-            config.als_grid.len(),
-            als.dim,
-            als.lambda,
-            als.alpha,
-            start.elapsed().as_secs_f64()
-        ));
-        if best_als.as_ref().is_none_or(|(b, _)| score > *b) {
-            best_als = Some((score, *als));
-        }
-    }
-    let als = best_als.map_or(config.als_grid[0], |(_, c)| c);
+            / val_sets.len() as f64
+    });
     let val_fitted = fit(data, pseudo, &als, &config.prior, config.seed);
     let val_scorer = Scorer::new(data, &val_fitted);
     let chosen: Vec<ChosenAtK> = config

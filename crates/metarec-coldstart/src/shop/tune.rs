@@ -209,6 +209,34 @@ pub(crate) fn best<T: Copy>(candidates: &[T], mut score: impl FnMut(T) -> f64) -
     top.unwrap_or((candidates[0], f64::NAN))
 }
 
+/// The factorisation of `grid` with the highest validation score `score(als)` (the first on
+/// ties), with a progress line for each naming the score as `what`.
+pub(crate) fn choose_factorisation(
+    grid: &[ImplicitConfig],
+    what: &str,
+    start: Instant,
+    progress: &dyn Fn(&str),
+    mut score: impl FnMut(&ImplicitConfig) -> f64,
+) -> ImplicitConfig {
+    let mut top: Option<(f64, ImplicitConfig)> = None;
+    for (j, als) in grid.iter().enumerate() {
+        let s = score(als);
+        progress(&format!(
+            "validation factorisation {}/{} (dim {}, lambda {}, alpha {}): {what} {s:.4} after {:.1}s",
+            j + 1,
+            grid.len(),
+            als.dim,
+            als.lambda,
+            als.alpha,
+            start.elapsed().as_secs_f64()
+        ));
+        if top.as_ref().is_none_or(|(b, _)| s > *b) {
+            top = Some((s, *als));
+        }
+    }
+    top.map_or(grid[0], |(_, c)| c)
+}
+
 /// The tuned neighbourhood's settings with the best mean NDCG@10 on `users`.
 pub(super) fn best_hood(
     config: &ShopBenchConfig,

@@ -5,9 +5,9 @@
 
 use super::ColdStartArgs;
 use crate::Global;
-use anyhow::{Context as _, Result};
+use anyhow::Result;
 use metarec_coldstart::shop_items::ITEM_REFERENCE;
-use metarec_coldstart::{ItemBenchConfig, ItemFeatures, ItemReport, ShopData, run_item_benchmark};
+use metarec_coldstart::{ItemBenchConfig, ItemFeatures, ItemReport, run_item_benchmark};
 
 /// Runs the item variant and prints (and with `--json`, writes) its table.
 pub(super) fn run_shop_items(
@@ -22,27 +22,9 @@ pub(super) fn run_shop_items(
         seed: args.seed,
         ..ItemBenchConfig::default()
     };
-    if let Some(ms) = &args.methods {
-        config.methods = ms.iter().map(|m| m.trim().to_string()).collect();
-    }
-    if let Some(dim) = args.dim {
-        for c in &mut config.als_grid {
-            c.dim = dim;
-        }
-    }
-    global.progress(format!("loading {}", dir.display()));
-    let shop = metarec_data::shop::Shop::load(dir)
-        .with_context(|| format!("reading the shop {}", dir.display()))?;
-    let data = ShopData::from_shop(&shop);
+    super::overrides(args, &mut config.methods, &mut config.als_grid);
+    let (shop, data) = super::load_shop(dir, cutoff_ms, global)?;
     let features = ItemFeatures::from_shop(&shop);
-    global.progress(format!(
-        "{}: {} users, {} items, {} interactions; cutoff {}",
-        shop.manifest.name,
-        data.users(),
-        data.items,
-        data.interactions.len(),
-        metarec_data::time::format_ms(cutoff_ms)
-    ));
     let report = run_item_benchmark(&data, &features, &config, &|line| global.progress(line))?;
     print_item_report(&report, &shop.manifest.name);
     if let Some(path) = &args.out {
