@@ -371,6 +371,27 @@ fn load_shop(
     Ok((shop, data))
 }
 
+/// The tuned neighbourhood's settings, as the chosen settings and the ceiling print them.
+fn describe_hood(h: &metarec_coldstart::shop::Hood) -> String {
+    format!(
+        "damping {}, popularity exponent {}, support recency {}",
+        h.damping, h.popularity_exponent, h.recency
+    )
+}
+
+/// The blend's weights and its popularity's half-life, as the chosen settings and the ceiling
+/// print them.
+fn describe_blend(w: &metarec_coldstart::shop::BlendWeights, half_life: Option<f64>) -> String {
+    format!(
+        "bayes {} basket share {} popularity {} (half-life {}) titles {}",
+        w.beta,
+        w.eta,
+        w.gamma,
+        half_life.map_or_else(|| "none".to_string(), |h| format!("{h} days")),
+        w.tau
+    )
+}
+
 /// Prints one table of a shop benchmark, a row per method (`width` characters for its name), and
 /// returns the reference's mean NDCG@10, which every ratio divides by.
 pub(crate) fn print_method_table(
@@ -442,39 +463,23 @@ fn print_shop_report(report: &ShopReport, name: &str) {
         let c = &b.chosen;
         println!(
             "chosen on {} validation users: fold-in lambda {}, noise {}, gradient rate {} x {} steps; \
-             tuned neighbourhood: damping {}, popularity exponent {}, support recency {}; \
-             blend: bayes {} basket share {} popularity {} (half-life {}) titles {}",
+             tuned neighbourhood: {}; blend: {}",
             c.validation_users,
             c.fold_lambda,
             c.noise,
             c.gradient.0,
             c.gradient.1,
-            c.neighbourhood.damping,
-            c.neighbourhood.popularity_exponent,
-            c.neighbourhood.recency,
-            c.blend.beta,
-            c.blend.eta,
-            c.blend.gamma,
-            c.popularity_half_life
-                .map_or_else(|| "none".to_string(), |h| format!("{h} days")),
-            c.blend.tau
+            describe_hood(&c.neighbourhood),
+            describe_blend(&c.blend, c.popularity_half_life)
         );
         if let (Some(c), Some(r)) = (&b.ceiling, reference) {
             println!(
                 "ceiling of bayes-knn (every setting but the noise chosen on these new users; not a method): \
-                 NDCG@10 {:.4} ({:.2}x item-knn) with damping {}, popularity exponent {}, support recency {}; \
-                 bayes {} basket share {} popularity {} (half-life {}) titles {}",
+                 NDCG@10 {:.4} ({:.2}x item-knn) with {}; {}",
                 c.ndcg10,
                 c.ndcg10 / r,
-                c.neighbourhood.damping,
-                c.neighbourhood.popularity_exponent,
-                c.neighbourhood.recency,
-                c.blend.beta,
-                c.blend.eta,
-                c.blend.gamma,
-                c.popularity_half_life
-                    .map_or_else(|| "none".to_string(), |h| format!("{h} days")),
-                c.blend.tau
+                describe_hood(&c.neighbourhood),
+                describe_blend(&c.blend, c.popularity_half_life)
             );
         }
     }

@@ -151,24 +151,7 @@ pub(super) fn read_catalog(
         let cols = unmapped.refresh(columns);
         let parsed = (|| -> Result<(ItemRow, Vec<(usize, String)>), Rejected> {
             rec.check_width()?;
-            let key = text(&rec, &id)?.ok_or_else(|| {
-                malformed_at(&rec, &id, "item_id", "empty, but an item id is required")
-            })?;
-            let key = normalize_key(&key).into_owned();
-            if let Some(first) = first_line.get(&key) {
-                return Err(rejected(
-                    malformed_at(
-                        &rec,
-                        &id,
-                        "item_id",
-                        format!(
-                            "item `{}` appears twice (first on line {first})",
-                            key.escape_debug()
-                        ),
-                    ),
-                    SKIP_DUPLICATED_ITEM,
-                ));
-            }
+            let key = unique_key(&rec, &id, &ITEM_KEY, &first_line)?;
             let title = text(&rec, &title)?.map(Cow::into_owned);
             let categories = match &category {
                 Src::Col(c) => rec.list(*c, split)?,
@@ -452,24 +435,7 @@ pub(super) fn read_users(
         let cols = unmapped.refresh(columns);
         let parsed = (|| -> Result<(String, Vec<(usize, String)>), Rejected> {
             rec.check_width()?;
-            let key = text(&rec, &id)?.ok_or_else(|| {
-                malformed_at(&rec, &id, "user_id", "empty, but a user id is required")
-            })?;
-            let key = normalize_key(&key).into_owned();
-            if let Some(first) = first_line.get(&key) {
-                return Err(rejected(
-                    malformed_at(
-                        &rec,
-                        &id,
-                        "user_id",
-                        format!(
-                            "user `{}` appears twice (first on line {first})",
-                            key.escape_debug()
-                        ),
-                    ),
-                    SKIP_DUPLICATED_USER,
-                ));
-            }
+            let key = unique_key(&rec, &id, &USER_KEY, &first_line)?;
             Ok((key, attributes.read(&rec, columns, cols)?))
         })();
         match parsed {
@@ -520,4 +486,63 @@ pub(super) fn read_users(
         }
     }
     Ok((users, names, report))
+}
+
+/// What a file's key is called in its errors and what a duplicate counts as.
+struct KeyKind {
+    /// The field.
+    field: &'static str,
+    /// The thing it names, with its article.
+    what: &'static str,
+    /// The skip reason of a duplicate.
+    duplicate: &'static str,
+}
+
+const ITEM_KEY: KeyKind = KeyKind {
+    field: "item_id",
+    what: "an item",
+    duplicate: SKIP_DUPLICATED_ITEM,
+};
+
+const USER_KEY: KeyKind = KeyKind {
+    field: "user_id",
+    what: "a user",
+    duplicate: SKIP_DUPLICATED_USER,
+};
+
+/// A record's key for a file where each key appears once (the catalog's items, the users): the
+/// normalised value of `id`, an error when it is empty, and a skippable duplicate naming the line
+/// of the first when `first_line` already holds it.
+fn unique_key(
+    rec: &Record<'_>,
+    id: &Src,
+    kind: &KeyKind,
+    first_line: &HashMap<String, u64>,
+) -> Result<String, Rejected> {
+    let key = text(rec, id)?.ok_or_else(|| {
+        malformed_at(
+            rec,
+            id,
+            kind.field,
+            format!("empty, but {} id is required", kind.what),
+        )
+    })?;
+    let key = normalize_key(&key).into_owned();
+    if let Some(first) = first_line.get(&key) {
+        // "an item" -> "item": the noun the duplicate's message starts with.
+        let noun = kind.what.rsplit(' ').next().unwrap_or(kind.what);
+        return Err(rejected(
+            malformed_at(
+                rec,
+                id,
+                kind.field,
+                format!(
+                    "{noun} `{}` appears twice (first on line {first})",
+                    key.escape_debug()
+                ),
+            ),
+            kind.duplicate,
+        ));
+    }
+    Ok(key)
 }
