@@ -275,6 +275,7 @@ pub fn click_auc(frozen: &Frozen, features: &Features, interactions: &[Interacti
     let samples: Vec<(f64, bool)> = interactions
         .iter()
         .flat_map(|i| calibration_samples(frozen, features, i))
+        .map(|s| (s.score, s.clicked))
         .collect();
     ClickAuc {
         entries: samples.len(),

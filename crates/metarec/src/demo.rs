@@ -1,9 +1,10 @@
 //! `metarec demo`: the main job end to end on the shipped data: calibrate the simulator on
-//! Online Retail, train the neural policy, meta-train its strategy adjuster, run the cold-start
-//! arena against the baselines, print the table and write a report directory.
+//! Online Retail, fine-tune the shipped pretrained neural policy (or train one from scratch),
+//! meta-train its strategy adjuster, run the cold-start arena against the baselines, print the
+//! table and write a report directory.
 
 use crate::Global;
-use crate::args::{MAX_ITERATIONS, MAX_SEEDS, MAX_USERS, count};
+use crate::args::{MAX_ITERATIONS, MAX_SEEDS, MAX_USERS, count, whole};
 use anyhow::{Context as _, Result};
 use clap::Args;
 use metarec_core::{Environment, RewardFn};
@@ -11,19 +12,33 @@ use metarec_eval::PolicySpec;
 use metarec_eval::arena::{ArenaConfig, run_arena};
 use metarec_neural::bundle::ModelBundle;
 use metarec_neural::checkpoint::{self, Manifest};
-use metarec_neural::train::{TrainConfig, TrainData, Trainer};
+use metarec_neural::model::ModelConfig;
+use metarec_neural::train::{Algo, TrainConfig, TrainData, Trainer};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
+
+/// Distillation iterations that fine-tune the shipped network by default: about a minute on 2
+/// cores, enough to show the training path and its curve without spending the demo's budget.
+const FINE_TUNE_ITERATIONS: usize = 40;
+
+/// Distillation iterations of a network trained from scratch by default: about six minutes on 2
+/// cores (the shipped network had 1,000).
+const FROM_SCRATCH_ITERATIONS: usize = 300;
 
 #[derive(Args)]
 pub struct DemoArgs {
     /// Report directory (calibration, training curve, model, arena table and JSON).
     #[arg(long, default_value = "report", value_name = "DIR")]
     out: PathBuf,
-    /// Training iterations of the neural policy (batches of 256 simulated users).
-    #[arg(long, default_value_t = 1200, value_parser = count::<usize>(MAX_ITERATIONS))]
-    iterations: usize,
+    /// Distillation iterations of the neural policy (batches of 256 simulated users): fine-tuning
+    /// the shipped pretrained network (0 keeps it as shipped) [default: 40], or with
+    /// --from-scratch training a new one [default: 300].
+    #[arg(long, value_parser = whole::<usize>(0, MAX_ITERATIONS))]
+    iterations: Option<usize>,
+    /// Train the neural policy from scratch instead of fine-tuning the shipped pretrained one.
+    #[arg(long)]
+    from_scratch: bool,
     /// New users per arena seed.
     #[arg(long, default_value_t = 1000, value_parser = count::<usize>(MAX_USERS))]
     users: usize,
@@ -58,12 +73,6 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         &calibration,
     )?;
 
-    global.progress(format!(
-        "2/5 training the neural policy: {} REINFORCE iterations of 256 simulated users",
-        args.iterations
-    ));
-    // With this budget the myopic objective (gamma 0) trains to a better policy than gamma 0.9
-    // (its gradient is far less noisy); the issue notes give the measurements.
     let base = scenario.config.reward;
     let reward = RewardFn::new(
         base.click_weight(),
@@ -73,20 +82,69 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     )?;
     let mut env = scenario.env_with_seed(scenario.config.seed ^ 0x6465_6d6f);
     let catalog = env.catalog().clone();
-    let config = TrainConfig {
-        iterations: args.iterations,
+    let iterations = args.iterations.unwrap_or(if args.from_scratch {
+        FROM_SCRATCH_ITERATIONS
+    } else {
+        FINE_TUNE_ITERATIONS
+    });
+    let mut config = TrainConfig {
+        algo: Algo::Distill,
+        model: ModelConfig {
+            hidden: 64,
+            embed: 32,
+            ..ModelConfig::default()
+        },
+        iterations,
         batch: 256,
-        entropy: 0.001,
+        entropy: 0.0,
         ..TrainConfig::default()
     };
     let seed = config.seed;
-    let mut trainer = Trainer::new(&catalog, reward, config)?;
     let model = args.out.join("model");
+    let (mut trainer, mut algos, mut metrics) = if args.from_scratch {
+        global.progress(format!(
+            "2/5 training the neural policy from scratch: {iterations} iterations of distilling \
+             the `{}` yardstick on 256 simulated users",
+            crate::pretrained::TEACHER
+        ));
+        (
+            Trainer::new(&catalog, reward, config)?,
+            Vec::new(),
+            Vec::new(),
+        )
+    } else {
+        let bundle = crate::pretrained::unpack(&model)?;
+        metarec_eval::policies::check_catalog("the shipped pretrained network", &bundle, &scenario)
+            .context("the default scenario no longer matches the shipped network: run `metarec demo --from-scratch`, or rebuild the network with scripts/pretrain")?;
+        global.progress(format!(
+            "2/5 the shipped neural policy (pretrained for {} iterations, weights SHA-256 {}), fine-tuned by {iterations} iterations of distilling the `{}` yardstick on 256 simulated users",
+            bundle.manifest.iterations,
+            &crate::pretrained::WEIGHTS_SHA256[..12],
+            crate::pretrained::TEACHER
+        ));
+        config.model = bundle.manifest.model;
+        let done = bundle.manifest.iterations;
+        let trainer = Trainer::resume(
+            (*bundle.network.features).clone(),
+            bundle.varmap,
+            bundle.model,
+            reward,
+            config,
+            done,
+        )?;
+        (trainer, bundle.manifest.algos, bundle.manifest.metrics)
+    };
+    let mut teacher =
+        crate::train::build_teacher(crate::pretrained::TEACHER, &scenario, &reward, seed)?;
     let mut tensorboard =
-        crate::report::training_run(&args.logdir.logdir, &model, "reinforce", seed)?;
-    let bar = global.bar(args.iterations as u64, "iterations");
+        crate::report::training_run(&args.logdir.logdir, &model, "distill", seed)?;
+    let bar = global.bar(iterations as u64, "iterations");
     let mut window = Vec::new();
-    trainer.train(&mut env, TrainData::default(), |_, s| -> Result<()> {
+    let data = TrainData {
+        logged: &[],
+        teacher: Some(&mut teacher),
+    };
+    trainer.train(&mut env, data, |_, s| -> Result<()> {
         crate::report::log_iteration(&mut tensorboard, s)?;
         window.push(s.reward_per_user);
         if window.len() > 20 {
@@ -101,17 +159,22 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     })?;
     bar.finish();
     tensorboard.flush()?;
+    algos.push(Algo::Distill.name().to_owned());
+    metrics.extend(trainer.history.iter().cloned());
     let manifest = Manifest::for_trainer(
         &trainer,
         &catalog,
         crate::train::model_source(&scenario),
-        vec!["reinforce".into()],
-        trainer.history.clone(),
+        algos,
+        metrics,
     );
     checkpoint::save(&model, &trainer.varmap, &manifest, &catalog)?;
     let mut bundle = ModelBundle::load(&model)?;
-    let curve: String = trainer
-        .history
+    let trained_iterations = bundle.manifest.iterations;
+    // The whole curve: the shipped network's pretraining, then this run's iterations.
+    let curve: String = bundle
+        .manifest
+        .metrics
         .iter()
         .map(|s| {
             format!(
@@ -195,12 +258,17 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         "metarec demo report\n\n\
          index.html               open in a browser: arena table, cold-start curves with 95% bands, plots\n\
          calibration.txt / .json  the simulator fitted to Online Retail, real vs simulated purchases\n\
-         training.tsv             reward per user during REINFORCE training ({} iterations of 256 users)\n\
+         training.tsv             reward per user while distilling the informed yardstick ({} iterations of 256 users, {})\n\
          model/                   the model bundle (model.safetensors, catalog.json, manifest.json, adjuster.json)\n\
          arena.txt / .json        the cold-start arena on new users ({} x {} seeds)\n\n\
          adjuster prior scale chosen by meta-training: {} (grid: {:?})\n\
          total time: {:.0} s\n",
-        args.iterations,
+        trained_iterations,
+        if args.from_scratch {
+            "from scratch".to_owned()
+        } else {
+            format!("the last {iterations} fine-tuning the shipped network")
+        },
         args.users,
         args.seeds,
         adjuster.config.prior_scale,

@@ -12,6 +12,7 @@ mod embed;
 mod meta;
 mod newitems;
 mod ope;
+mod pretrained;
 mod progress;
 mod report;
 mod serve;

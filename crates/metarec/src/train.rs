@@ -688,7 +688,7 @@ fn random_log(
 }
 
 /// The teacher of distillation, by name.
-fn build_teacher(
+pub(crate) fn build_teacher(
     name: &str,
     scenario: &metarec_sim::Scenario,
     reward: &RewardFn,

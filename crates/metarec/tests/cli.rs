@@ -581,29 +581,39 @@ fn meta_train_writes_the_adjuster_that_the_arena_plays() {
     assert!(stderr(&out).contains("--grid"), "{}", stderr(&out));
 }
 
+/// A JSON file, parsed.
+fn json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// Runs a small demo into `report` under `dir` with `extra` arguments.
+fn small_demo(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let report = dir.join("report");
+    let mut args = vec![
+        "-q",
+        "demo",
+        "--out",
+        report.to_str().unwrap(),
+        "--iterations",
+        "1",
+        "--users",
+        "8",
+        "--seeds",
+        "1",
+        "--meta-users",
+        "8",
+        "--calibration-users",
+        "20",
+    ];
+    args.extend_from_slice(extra);
+    metarec(dir, &args)
+}
+
 #[test]
 fn demo_runs_end_to_end_and_writes_its_report_directory() {
     let tmp = tempfile::tempdir().unwrap();
     let report = tmp.path().join("report");
-    let out = metarec(
-        tmp.path(),
-        &[
-            "-q",
-            "demo",
-            "--out",
-            report.to_str().unwrap(),
-            "--iterations",
-            "2",
-            "--users",
-            "8",
-            "--seeds",
-            "1",
-            "--meta-users",
-            "8",
-            "--calibration-users",
-            "20",
-        ],
-    );
+    let out = small_demo(tmp.path(), &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(
@@ -623,6 +633,28 @@ fn demo_runs_end_to_end_and_writes_its_report_directory() {
     ] {
         assert!(report.join(file).is_file(), "missing {file}");
     }
+    // The shipped network (1,000 iterations of distillation), fine-tuned by one more; the
+    // training curve holds both.
+    let manifest = json(&report.join("model/manifest.json"));
+    assert_eq!(manifest["iterations"], 1001);
+    assert_eq!(manifest["algos"], serde_json::json!(["distill", "distill"]));
+    let curve = std::fs::read_to_string(report.join("training.tsv")).unwrap();
+    assert_eq!(curve.lines().count(), 1 + 1001);
+}
+
+#[test]
+fn demo_from_scratch_trains_a_new_network() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = small_demo(tmp.path(), &["--from-scratch"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let manifest = json(&tmp.path().join("report/model/manifest.json"));
+    assert_eq!(manifest["iterations"], 1);
+    assert_eq!(manifest["algos"], serde_json::json!(["distill"]));
+    // The demo owns its report directory: a second run replaces the model with the shipped one.
+    let again = small_demo(tmp.path(), &[]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let manifest = json(&tmp.path().join("report/model/manifest.json"));
+    assert_eq!(manifest["iterations"], 1001);
 }
 
 #[test]

@@ -257,7 +257,7 @@ fn demo_index_shows_the_cold_start_curves_with_bands_and_the_table() {
             "--out",
             "report",
             "--iterations",
-            "2",
+            "1",
             "--users",
             "8",
             "--seeds",

@@ -20,7 +20,8 @@ use crate::policies::{PolicyError, check_catalog};
 use metarec_core::{Environment, EventIds, Observer, Policy, Recorder, RewardFn, rng_for, rollout};
 use metarec_neural::adjust::{
     ADJUSTER_FILE, AdjustedPolicy, AdjusterManifest, BayesConfig, BayesianAdjuster, Calibration,
-    GradientAdjuster, GradientConfig, calibration_samples, fit_calibration, prior_shape,
+    ClickSample, GradientAdjuster, GradientConfig, calibration_samples, fit_calibration,
+    prior_shape,
 };
 use metarec_neural::bundle::ModelBundle;
 use metarec_neural::features::Features;
@@ -164,13 +165,16 @@ pub fn calibrate_network(
         &mut recorder,
         EventIds::None,
     )?;
-    let samples: Vec<(f64, bool)> = recorder
+    let samples: Vec<ClickSample> = recorder
         .log
         .iter()
         .flat_map(|it| calibration_samples(frozen, features, it))
         .collect();
     let calibration = fit_calibration(&samples);
-    if !(calibration.offset.is_finite() && calibration.scale.is_finite()) {
+    if !(calibration.offset.is_finite()
+        && calibration.scale.is_finite()
+        && calibration.position.is_finite())
+    {
         return Err(MetaError::Calibration(samples.len()));
     }
     Ok(calibration)
@@ -221,8 +225,8 @@ pub fn meta_train_bayes(
     let (frozen, features) = (&bundle.network.frozen, &bundle.network.features);
     let calibration = calibrate_network(scenario, frozen, features, users, seed)?;
     progress(&format!(
-        "click log-odds = {:.3} + {:.3} x network score",
-        calibration.offset, calibration.scale
+        "click log-odds = {:.3} + {:.3} x network score {:+.3} x ln(1 + position)",
+        calibration.offset, calibration.scale, calibration.position
     ));
     // The shape of the prior covariance: adapt a broad isotropic prior (tau = 1, posterior
     // mean) on users of their own and take the second moment of their final corrections, so
@@ -389,8 +393,8 @@ pub fn meta_train_gradient(
     let (frozen, features) = (&bundle.network.frozen, &bundle.network.features);
     let calibration = calibrate_network(scenario, frozen, features, config.users, config.seed)?;
     progress(&format!(
-        "click log-odds = {:.3} + {:.3} x network score",
-        calibration.offset, calibration.scale
+        "click log-odds = {:.3} + {:.3} x network score {:+.3} x ln(1 + position)",
+        calibration.offset, calibration.scale, calibration.position
     ));
     let mut results = Vec::with_capacity(config.step_sizes.len());
     let mut best: Option<(f64, GradientConfig)> = None;

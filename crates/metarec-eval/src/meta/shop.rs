@@ -35,9 +35,9 @@ use crate::shop::UserHistory;
 use crate::summary::Summary;
 use metarec_core::{Adjuster, Interaction, rng_for};
 use metarec_neural::adjust::{
-    AdjusterManifest, BayesConfig, BayesianAdjuster, Calibration, GradientAdjuster, GradientConfig,
-    HeadAdjuster, OfflineEvidence, OfflineSetting, ValidationGain, calibration_samples,
-    click_log_likelihood, fit_calibration, prior_shape,
+    AdjusterManifest, BayesConfig, BayesianAdjuster, Calibration, ClickSample, GradientAdjuster,
+    GradientConfig, HeadAdjuster, OfflineEvidence, OfflineSetting, ValidationGain,
+    calibration_samples, click_log_likelihood, fit_calibration, prior_shape,
 };
 use metarec_neural::bundle::ModelBundle;
 use metarec_neural::features::Features;
@@ -207,23 +207,27 @@ pub fn meta_train_shop(
 
     let (frozen, features) = (&bundle.network.frozen, &bundle.network.features);
     let network = (frozen.as_ref(), features.as_ref());
-    let samples: Vec<(f64, bool)> = histories
+    let samples: Vec<ClickSample> = histories
         .iter()
         .filter(|h| !held_users.contains(&h.user))
         .flat_map(|h| &h.interactions)
         .flat_map(|it| calibration_samples(frozen, features, it))
         .collect();
     let calibration = fit_calibration(&samples);
-    if !(calibration.offset.is_finite() && calibration.scale.is_finite()) {
+    if !(calibration.offset.is_finite()
+        && calibration.scale.is_finite()
+        && calibration.position.is_finite())
+    {
         return Err(MetaError::Calibration(samples.len()));
     }
     progress(&format!(
-        "{} tasks ({} selection, {} validation users); click log-odds = {:.3} + {:.3} x network score (from {} shown items)",
+        "{} tasks ({} selection, {} validation users); click log-odds = {:.3} + {:.3} x network score {:+.3} x ln(1 + position) (from {} shown items)",
         tasks.len(),
         selection.len(),
         validation.len(),
         calibration.offset,
         calibration.scale,
+        calibration.position,
         samples.len()
     ));
     let support = config.support;

@@ -150,7 +150,7 @@ impl Adjuster for BayesianAdjuster {
         let mu = state.mean(&mut factor);
         for shown in shown_items(&self.frozen, &self.features, interaction) {
             let xm = shown.x.iter().zip(&mu).map(|(a, b)| a * b).sum::<f64>();
-            let p = sigmoid(self.config.calibration.logit(shown.base) + xm);
+            let p = sigmoid(self.config.calibration.logit_at(shown.base, shown.position) + xm);
             let w = (p * (1.0 - p)).max(1e-6);
             let y = if shown.clicked { 1.0 } else { 0.0 };
             // The Laplace step of logistic regression as a weighted linear observation of the

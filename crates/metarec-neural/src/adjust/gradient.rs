@@ -111,7 +111,7 @@ impl Adjuster for GradientAdjuster {
         for _ in 0..self.config.steps {
             grad.iter_mut().for_each(|g| *g = 0.0);
             for s in &shown {
-                let z = self.config.calibration.logit(s.base)
+                let z = self.config.calibration.logit_at(s.base, s.position)
                     + s.x
                         .iter()
                         .zip(&state.delta)

@@ -51,7 +51,9 @@ mod manifest;
 mod policy;
 
 pub use bayes::{BayesConfig, BayesianAdjuster};
-pub use calibration::{Calibration, calibration_samples, click_log_likelihood, fit_calibration};
+pub use calibration::{
+    Calibration, ClickSample, calibration_samples, click_log_likelihood, fit_calibration,
+};
 pub use decide::{
     AdjustedChoice, DecideBuffers, Exploration, ScoreParts, decide_exploring, decide_with,
     explain_slate_with, explain_with,
@@ -104,10 +106,12 @@ impl NetView {
     }
 }
 
-/// One shown item of an interaction: its tower vector, the network's score and the click.
+/// One shown item of an interaction: its tower vector, the network's score, the position it
+/// was shown at and the click.
 struct Shown {
     x: Vec<f64>,
     base: f64,
+    position: u32,
     clicked: bool,
 }
 
@@ -131,6 +135,7 @@ fn shown_items(frozen: &Frozen, features: &Features, interaction: &Interaction) 
                     .map(|&v| f64::from(v))
                     .collect(),
                 base: net.base(frozen, *item),
+                position: interaction.decision.position(k),
                 clicked: interaction.feedback.clicks[k],
             }
         })
