@@ -54,27 +54,88 @@ pub struct SlateChoice {
 
 /// Indices of the `k` highest scores, best first. Ties go to the lower index; NaN ranks last.
 pub fn top_k(scores: &[f64], k: usize) -> Vec<usize> {
-    let k = k.min(scores.len());
-    let key = |i: usize| {
-        let s = scores[i];
-        if s.is_nan() { f64::NEG_INFINITY } else { s }
-    };
-    let better = |a: usize, b: usize| key(a) > key(b) || (key(a) == key(b) && a < b);
-    // A bounded insertion list: slates are short, catalogs long, so this is O(n k) with a tiny
-    // constant and no allocation beyond the result.
-    let mut best: Vec<usize> = Vec::with_capacity(k + 1);
-    for i in 0..scores.len() {
-        if best.len() == k && !best.last().is_some_and(|&w| better(i, w)) {
-            continue;
-        }
-        let pos = best
-            .iter()
-            .position(|&b| better(i, b))
-            .unwrap_or(best.len());
-        best.insert(pos, i);
-        best.truncate(k);
-    }
+    let mut best = Vec::with_capacity(k.min(scores.len()));
+    top_k_into(scores, k, &mut best);
     best
+}
+
+/// [`top_k`] into `best` (cleared first), so that a caller ranking many times, such as a Monte
+/// Carlo loop, reuses one buffer instead of allocating a result per ranking.
+pub fn top_k_into(scores: &[f64], k: usize, best: &mut Vec<usize>) {
+    best.clear();
+    let k = k.min(scores.len());
+    if k == 0 {
+        return;
+    }
+    let key = |s: f64| if s.is_nan() { f64::NEG_INFINITY } else { s };
+    if k <= SMALL_K {
+        top_small_k(scores, k, best);
+        return;
+    }
+    // A bounded insertion list: slates are short, catalogs long, so this is O(n k) with a tiny
+    // constant and no allocation. Indices come in increasing order, so a newcomer never wins a tie against an
+    // index already listed: it beats one exactly when its key is strictly greater. Once the
+    // list is full, the last listed key is the bar a newcomer must clear, kept in `bar` so the
+    // common case (a score below the bar) costs one comparison.
+    let mut bar = f64::NEG_INFINITY;
+    for (i, &s) in scores.iter().enumerate() {
+        let x = key(s);
+        if best.len() == k {
+            if x <= bar {
+                continue;
+            }
+            best.pop();
+        }
+        // The list is sorted by falling key, so the entries `x` beats are a suffix: shift them
+        // down one by one from the end (a few moves, where `Vec::insert` would call memmove).
+        best.push(i);
+        let mut pos = best.len() - 1;
+        while pos > 0 && x > key(scores[best[pos - 1]]) {
+            best[pos] = best[pos - 1];
+            pos -= 1;
+        }
+        best[pos] = i;
+        if best.len() == k {
+            bar = key(scores[best[k - 1]]);
+        }
+    }
+}
+
+/// The largest `k` that [`top_k_into`] ranks in fixed-size arrays on the stack.
+const SMALL_K: usize = 16;
+
+/// [`top_k_into`] for `k <= SMALL_K` (and `k >= 1`): the same insertion list, with the indices
+/// and their keys in arrays on the stack, so that the scan, which for a long catalog is nearly
+/// all of the work, is one comparison per score and an insertion never reads `scores` again.
+fn top_small_k(scores: &[f64], k: usize, best: &mut Vec<usize>) {
+    let mut index = [0usize; SMALL_K];
+    let mut keys = [f64::NEG_INFINITY; SMALL_K];
+    let mut len = 0;
+    let mut bar = f64::NEG_INFINITY;
+    for (i, &s) in scores.iter().enumerate() {
+        if len == k {
+            // `s > bar` is false for NaN, whose key (-inf) never clears the bar either.
+            if s > bar {
+                len -= 1;
+            } else {
+                continue;
+            }
+        }
+        let x = if s.is_nan() { f64::NEG_INFINITY } else { s };
+        let mut pos = len;
+        while pos > 0 && x > keys[pos - 1] {
+            keys[pos] = keys[pos - 1];
+            index[pos] = index[pos - 1];
+            pos -= 1;
+        }
+        keys[pos] = x;
+        index[pos] = i;
+        len += 1;
+        if len == k {
+            bar = keys[k - 1];
+        }
+    }
+    best.extend_from_slice(&index[..len]);
 }
 
 /// The `k` best-scored candidates, deterministically (every propensity is 1).
@@ -303,10 +364,24 @@ pub fn monte_carlo_marginals(
     rng: &mut Rng,
     mut sample: impl FnMut(&mut Rng) -> Vec<usize>,
 ) -> Vec<f64> {
+    monte_carlo_marginals_into(chosen, draws, rng, &mut Vec::new(), |rng, ranking| {
+        *ranking = sample(rng);
+    })
+}
+
+/// [`monte_carlo_marginals`] for a ranker that writes each ranking into `ranking` (a buffer
+/// the caller keeps), so the draws allocate nothing.
+pub fn monte_carlo_marginals_into(
+    chosen: &[usize],
+    draws: usize,
+    rng: &mut Rng,
+    ranking: &mut Vec<usize>,
+    mut sample: impl FnMut(&mut Rng, &mut Vec<usize>),
+) -> Vec<f64> {
     let mut hits = vec![1u64; chosen.len()];
     for _ in 0..draws {
-        let ranking = sample(rng);
-        for (j, (&c, r)) in chosen.iter().zip(&ranking).enumerate() {
+        sample(rng, ranking);
+        for (j, (&c, r)) in chosen.iter().zip(ranking.iter()).enumerate() {
             if c == *r {
                 hits[j] += 1;
             }
@@ -340,6 +415,32 @@ mod tests {
         assert_eq!(top_k(&[f64::NAN, 0.0, -1.0], 2), vec![1, 2]);
         assert_eq!(top_k(&[1.0], 5), vec![0]);
         assert!(top_k(&[], 3).is_empty());
+    }
+
+    #[test]
+    fn top_k_agrees_with_a_full_sort_on_ties_and_nans() {
+        // The reference: a stable sort by descending key (NaN as -inf), ties by index.
+        let mut rng = rng_for(11, 11);
+        let mut buf = Vec::new();
+        for round in 0..500 {
+            let n = (rng.next_u32() % 40) as usize;
+            let scores: Vec<f64> = (0..n)
+                .map(|_| match rng.next_u32() % 7 {
+                    0 => f64::NAN,
+                    1 => f64::NEG_INFINITY,
+                    2 => 1.0,
+                    _ => f64::from(rng.next_u32() % 1000) / 100.0 - 5.0,
+                })
+                .collect();
+            let key = |s: f64| if s.is_nan() { f64::NEG_INFINITY } else { s };
+            let mut order: Vec<usize> = (0..n).collect();
+            order.sort_by(|&a, &b| key(scores[b]).total_cmp(&key(scores[a])));
+            let k = round % 45;
+            order.truncate(k);
+            assert_eq!(top_k(&scores, k), order, "{scores:?}, k = {k}");
+            top_k_into(&scores, k, &mut buf);
+            assert_eq!(buf, order);
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::{
 };
 use crate::features::Features;
 use crate::model::Frozen;
-use metarec_core::linalg::cholesky_in_place;
+use metarec_core::linalg::{cholesky_in_place, cholesky_solve};
 use metarec_core::{Adjuster, Context, Interaction, ItemId, Rng};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -169,6 +169,21 @@ impl HeadAdjuster for BayesianAdjuster {
         state.mean(&mut Vec::new())
     }
 
+    fn correction_caching(&self, state: &GaussianPosterior, cache: &mut Vec<f64>) -> Vec<f64> {
+        // The mean's Cholesky factor of the precision is the one the draws need: keep it for
+        // them instead of factorising the same matrix again. A failed factorisation leaves the
+        // cache empty, so the draws try again and fail as they would have.
+        cache.clear();
+        cache.extend_from_slice(&state.precision);
+        let mut mu = state.shift.clone();
+        if cholesky_in_place(cache, state.dim) {
+            cholesky_solve(cache, state.dim, &mut mu);
+        } else {
+            cache.clear();
+        }
+        mu
+    }
+
     fn draw(
         &self,
         state: &GaussianPosterior,
@@ -176,17 +191,31 @@ impl HeadAdjuster for BayesianAdjuster {
         cache: &mut Vec<f64>,
         rng: &mut Rng,
     ) -> Option<Vec<f64>> {
+        let mut out = Vec::with_capacity(state.dim);
+        self.draw_into(state, mean, cache, rng, &mut out)
+            .then_some(out)
+    }
+
+    fn draw_into(
+        &self,
+        state: &GaussianPosterior,
+        mean: &[f64],
+        cache: &mut Vec<f64>,
+        rng: &mut Rng,
+        out: &mut Vec<f64>,
+    ) -> bool {
         if !self.config.thompson {
-            return None;
+            return false;
         }
         if cache.is_empty() {
             cache.extend_from_slice(&state.precision);
             if !cholesky_in_place(cache, state.dim) {
                 cache.clear();
-                return None;
+                return false;
             }
         }
-        Some(state.sample(mean, cache, rng))
+        state.sample_into(mean, cache, rng, out);
+        true
     }
 
     fn draws(&self) -> usize {

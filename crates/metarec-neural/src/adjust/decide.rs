@@ -5,8 +5,9 @@
 
 use super::{HeadAdjuster, NetView};
 use crate::features::UserView;
-use crate::model::Frozen;
-use metarec_core::explore::{epsilon_greedy, greedy, monte_carlo_marginals, plackett_luce, top_k};
+use metarec_core::explore::{
+    epsilon_greedy, greedy, monte_carlo_marginals_into, plackett_luce, top_k, top_k_into,
+};
 use metarec_core::{Context, ItemId, Rng, SlateChoice};
 use serde::{Deserialize, Serialize};
 
@@ -61,22 +62,63 @@ pub struct DecideBuffers {
     base: Vec<f64>,
     scores: Vec<f64>,
     resampled: Vec<f64>,
+    /// The network's view of the context being decided.
+    net: NetView,
+    /// The candidates' item vectors by dimension: row `k` holds coordinate `k` of every
+    /// candidate, so a score pass runs over independent candidates (see [`corrected_scores`]).
+    columns32: Vec<f32>,
+    /// `columns32` widened to f64 once per decision rather than once per draw.
+    columns: Vec<f64>,
+    /// The candidates' `<g, h_i>` in f32, as the network scores them.
+    dots: Vec<f32>,
+    /// Per catalog item: 1 when the session showed it without a click, 2 when it was clicked
+    /// (set for the history's items only and cleared after use).
+    marks: Vec<u8>,
+    /// What the draws of one decision share (the Bayesian adjuster's Cholesky factor).
+    cache: Vec<f64>,
+    /// The current Monte Carlo draw of the correction.
+    draw: Vec<f64>,
+    /// The current Monte Carlo ranking.
+    ranking: Vec<usize>,
 }
 
-/// Corrected scores of the candidates: the calibrated network score (`base`) plus `<h_i, delta>`.
-fn corrected_scores(
-    frozen: &Frozen,
-    candidates: &[ItemId],
-    base: &[f64],
-    delta: &[f64],
-    out: &mut Vec<f64>,
-) {
-    let e = frozen.embed;
+/// Corrected scores of the candidates: the calibrated network score (`base`) plus `<h_i, delta>`,
+/// with the candidates' vectors in `columns` by dimension (`columns[k * n + j]` is coordinate `k`
+/// of candidate `j`).
+///
+/// Each score's dot product is summed over the coordinates in order from -0.0, exactly as
+/// `Iterator::sum` does one candidate at a time, so the scores are bit-identical to that; laid
+/// out by dimension, though, the candidates are independent lanes that the compiler vectorises,
+/// rather than one serial chain of additions per candidate.
+fn corrected_scores(columns: &[f64], base: &[f64], delta: &[f64], out: &mut Vec<f64>) {
+    /// Candidates scored together: their running sums stay in registers across the dimensions.
+    const BLOCK: usize = 16;
+    let n = base.len();
     out.clear();
-    for (c, b) in candidates.iter().zip(base) {
-        let v = &frozen.item_vectors[c.index() * e..(c.index() + 1) * e];
-        let extra: f64 = v.iter().zip(delta).map(|(a, d)| f64::from(*a) * d).sum();
-        out.push(b + extra);
+    out.resize(n, -0.0);
+    if n == 0 {
+        return;
+    }
+    let dims = (columns.len() / n).min(delta.len());
+    let full = n / BLOCK * BLOCK;
+    for j in (0..full).step_by(BLOCK) {
+        let mut acc = [-0.0f64; BLOCK];
+        for (k, d) in delta[..dims].iter().enumerate() {
+            let column = &columns[k * n + j..k * n + j + BLOCK];
+            for (a, v) in acc.iter_mut().zip(column) {
+                *a += v * d;
+            }
+        }
+        out[j..j + BLOCK].copy_from_slice(&acc);
+    }
+    for (k, d) in delta[..dims].iter().enumerate() {
+        let column = &columns[k * n + full..(k + 1) * n];
+        for (o, v) in out[full..].iter_mut().zip(column) {
+            *o += v * d;
+        }
+    }
+    for (o, b) in out.iter_mut().zip(base) {
+        *o += b;
     }
 }
 
@@ -157,8 +199,9 @@ fn nothing() -> AdjustedChoice {
     }
 }
 
-/// Fills `buf.candidates` (the context's, unknown ids dropped, or the whole catalog) and
-/// `buf.base` (their calibrated network scores); false when there is no candidate.
+/// Fills `buf.candidates` (the context's, unknown ids dropped, or the whole catalog),
+/// `buf.columns` (their item vectors by dimension) and `buf.base` (their calibrated network
+/// scores); false when there is no candidate.
 fn candidates_and_base<A: HeadAdjuster>(
     adjuster: &A,
     context: &Context,
@@ -176,11 +219,60 @@ fn candidates_and_base<A: HeadAdjuster>(
     if buf.candidates.is_empty() {
         return false;
     }
-    let net = NetView::of(frozen, features, context);
+    buf.net.fill(frozen, features, context);
+    let (e, m) = (frozen.embed, buf.candidates.len());
+    // Each candidate's row is read once, contiguously, and spread over the columns.
+    let vectors: &[f32] = &frozen.item_vectors;
+    buf.columns32.clear();
+    buf.columns32.resize(e * m, 0.0);
+    for (j, c) in buf.candidates.iter().enumerate() {
+        let row = &vectors[c.index() * e..(c.index() + 1) * e];
+        for (column, x) in buf.columns32.chunks_exact_mut(m).zip(row) {
+            column[j] = *x;
+        }
+    }
+    buf.columns.clear();
+    buf.columns
+        .extend(buf.columns32.iter().map(|&x| f64::from(x)));
+    // `<g, h_i>` as `Frozen::score` sums it (in f32, over the coordinates in order from -0.0),
+    // a candidate per lane as in `corrected_scores`.
+    buf.dots.clear();
+    buf.dots.resize(m, -0.0);
+    for (column, g) in buf.columns32.chunks_exact(m).zip(&buf.net.head) {
+        for (o, v) in buf.dots.iter_mut().zip(column) {
+            *o += g * v;
+        }
+    }
+    // The session flags by item, set from the history once rather than searched for in it per
+    // candidate, and cleared again so the buffer stays all zeros between decisions.
+    let view = &buf.net.view;
+    let marked = view.ignored.iter().chain(&view.clicked);
+    let size = marked.clone().map(|i| i.index() + 1).max().unwrap_or(0);
+    if buf.marks.len() < size {
+        buf.marks.resize(size, 0);
+    }
+    for item in &view.ignored {
+        buf.marks[item.index()] |= 1;
+    }
+    for item in &view.clicked {
+        buf.marks[item.index()] |= 2;
+    }
     let scale = adjuster.calibration().scale;
     buf.base.clear();
-    for c in &buf.candidates {
-        buf.base.push(scale * net.base(frozen, *c));
+    for (c, dot) in buf.candidates.iter().zip(&buf.dots) {
+        let i = c.index();
+        let mut s = frozen.item_bias[i] + dot;
+        let mark = buf.marks.get(i).copied().unwrap_or(0);
+        if mark & 1 != 0 {
+            s += frozen.flags[0];
+        }
+        if mark & 2 != 0 {
+            s += frozen.flags[1];
+        }
+        buf.base.push(scale * f64::from(s));
+    }
+    for item in marked {
+        buf.marks[item.index()] = 0;
     }
     true
 }
@@ -219,9 +311,8 @@ pub fn decide_exploring<A: HeadAdjuster>(
     if k == 0 || !candidates_and_base(adjuster, context, buf) {
         return nothing();
     }
-    let (frozen, _) = adjuster.network();
     let mean = adjuster.correction(state);
-    corrected_scores(frozen, &buf.candidates, &buf.base, &mean, &mut buf.scores);
+    corrected_scores(&buf.columns, &buf.base, &mean, &mut buf.scores);
     let choice = match exploration {
         Exploration::Epsilon(epsilon) => {
             epsilon_greedy(&buf.candidates, &buf.scores, k, epsilon, rng)
@@ -255,30 +346,42 @@ pub fn decide_with<A: HeadAdjuster>(
     if k == 0 || !candidates_and_base(adjuster, context, buf) {
         return nothing();
     }
-    let (frozen, _) = adjuster.network();
-    let mean = adjuster.correction(state);
-    let mut cache = Vec::new();
-    let Some(delta) = adjuster.draw(state, &mean, &mut cache, rng) else {
-        corrected_scores(frozen, &buf.candidates, &buf.base, &mean, &mut buf.scores);
-        let choice = greedy(&buf.candidates, &buf.scores, k);
-        let scores = chosen_scores(&buf.candidates, &buf.scores, &choice.items);
+    let mean = adjuster.correction_caching(state, &mut buf.cache);
+    if !adjuster.draw_into(state, &mean, &mut buf.cache, rng, &mut buf.draw) {
+        corrected_scores(&buf.columns, &buf.base, &mean, &mut buf.scores);
+        let chosen = top_k(&buf.scores, k);
         return AdjustedChoice {
-            choice,
+            choice: SlateChoice {
+                items: chosen.iter().map(|&i| buf.candidates[i]).collect(),
+                propensities: vec![1.0; chosen.len()],
+                slate_propensity: Some(1.0),
+            },
             delta: mean,
-            scores,
+            scores: chosen.iter().map(|&i| buf.scores[i]).collect(),
         };
-    };
-    corrected_scores(frozen, &buf.candidates, &buf.base, &delta, &mut buf.scores);
+    }
+    let delta = buf.draw.clone();
+    corrected_scores(&buf.columns, &buf.base, &delta, &mut buf.scores);
     let chosen = top_k(&buf.scores, k);
     let scores: Vec<f64> = chosen.iter().map(|&i| buf.scores[i]).collect();
-    let (candidates, base, resampled) = (&buf.candidates, &buf.base, &mut buf.resampled);
-    let propensities = monte_carlo_marginals(&chosen, adjuster.draws(), rng, |rng| {
-        let d = adjuster
-            .draw(state, &mean, &mut cache, rng)
-            .unwrap_or_else(|| mean.clone());
-        corrected_scores(frozen, candidates, base, &d, resampled);
-        top_k(resampled, k)
-    });
+    let DecideBuffers {
+        columns,
+        base,
+        resampled,
+        cache,
+        draw,
+        ranking,
+        ..
+    } = buf;
+    let propensities =
+        monte_carlo_marginals_into(&chosen, adjuster.draws(), rng, ranking, |rng, ranking| {
+            if !adjuster.draw_into(state, &mean, cache, rng, draw) {
+                draw.clear();
+                draw.extend_from_slice(&mean);
+            }
+            corrected_scores(columns, base, draw, resampled);
+            top_k_into(resampled, k, ranking);
+        });
     AdjustedChoice {
         choice: SlateChoice {
             items: chosen.iter().map(|&i| buf.candidates[i]).collect(),
@@ -353,10 +456,195 @@ pub fn explain_slate_with<A: HeadAdjuster>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::adjust::{BayesConfig, BayesianAdjuster};
+    use crate::adjust::{
+        BayesConfig, BayesianAdjuster, GaussianPosterior, GradientAdjuster, GradientConfig,
+    };
     use crate::features::Features;
-    use metarec_core::{Adjuster, UserKey};
+    use crate::model::Frozen;
+    use metarec_core::explore::{monte_carlo_marginals, top_k};
+    use metarec_core::{Adjuster, PastEvent, UserKey};
+    use rand::RngCore;
+    use rand_distr::{Distribution, StandardNormal};
     use std::sync::Arc;
+
+    /// The decision path as it was before [`DecideBuffers`] kept the candidates' columns, the
+    /// draws and the rankings: one candidate at a time, the session flags searched for in the
+    /// history, a fresh vector per draw and per ranking, the chosen scores found by position.
+    /// `draw` is the adjuster's sampler written the same plain way (`None`: greedy).
+    fn reference_decide<A: HeadAdjuster>(
+        adjuster: &A,
+        state: &A::State,
+        context: &Context,
+        k: usize,
+        rng: &mut Rng,
+        draw: &dyn Fn(&mut Rng) -> Option<Vec<f64>>,
+    ) -> AdjustedChoice {
+        let (frozen, features) = adjuster.network();
+        let n = features.items().min(frozen.items());
+        let candidates: Vec<ItemId> = if context.candidates.is_empty() {
+            (0..n as u32).map(ItemId).collect()
+        } else {
+            context
+                .candidates
+                .iter()
+                .copied()
+                .filter(|c| c.index() < n)
+                .collect()
+        };
+        if k == 0 || candidates.is_empty() {
+            return nothing();
+        }
+        let net = NetView::of(frozen, features, context);
+        let scale = adjuster.calibration().scale;
+        let base: Vec<f64> = candidates
+            .iter()
+            .map(|c| scale * net.base(frozen, *c))
+            .collect();
+        let e = frozen.embed;
+        let score = |delta: &[f64]| -> Vec<f64> {
+            candidates
+                .iter()
+                .zip(&base)
+                .map(|(c, b)| {
+                    let v = &frozen.item_vectors[c.index() * e..(c.index() + 1) * e];
+                    b + v
+                        .iter()
+                        .zip(delta)
+                        .map(|(a, d)| f64::from(*a) * d)
+                        .sum::<f64>()
+                })
+                .collect()
+        };
+        let mean = adjuster.correction(state);
+        let Some(delta) = draw(rng) else {
+            let scores = score(&mean);
+            let choice = greedy(&candidates, &scores, k);
+            let chosen: Vec<f64> = choice
+                .items
+                .iter()
+                .map(|c| scores[candidates.iter().position(|x| x == c).unwrap()])
+                .collect();
+            return AdjustedChoice {
+                choice,
+                delta: mean,
+                scores: chosen,
+            };
+        };
+        let scores = score(&delta);
+        let chosen = top_k(&scores, k);
+        let propensities = monte_carlo_marginals(&chosen, adjuster.draws(), rng, |rng| {
+            top_k(&score(&draw(rng).unwrap()), k)
+        });
+        AdjustedChoice {
+            choice: SlateChoice {
+                items: chosen.iter().map(|&i| candidates[i]).collect(),
+                propensities,
+                slate_propensity: None,
+            },
+            delta,
+            scores: chosen.iter().map(|&i| scores[i]).collect(),
+        }
+    }
+
+    /// Thompson sampling's draw written plainly: `mu + L^{-T} z` with a fresh factor.
+    fn plain_draw(state: &GaussianPosterior, rng: &mut Rng) -> Vec<f64> {
+        let d = state.dim;
+        let mut factor = state.precision.clone();
+        assert!(metarec_core::linalg::cholesky_in_place(&mut factor, d));
+        let mu = state.mean(&mut Vec::new());
+        let mut z: Vec<f64> = (0..d).map(|_| StandardNormal.sample(rng)).collect();
+        for i in (0..d).rev() {
+            let mut s = z[i];
+            for k in i + 1..d {
+                s -= factor[k * d + i] * z[k];
+            }
+            z[i] = s / factor[i * d + i];
+        }
+        mu.iter().zip(&z).map(|(m, v)| m + v).collect()
+    }
+
+    #[test]
+    fn the_buffered_decision_is_bit_identical_to_the_plain_one() {
+        use crate::train::{TrainConfig, Trainer};
+        let cat = crate::train::tests::catalog(37);
+        let trainer = Trainer::new(
+            &cat,
+            metarec_core::RewardFn::default(),
+            TrainConfig::default(),
+        )
+        .unwrap();
+        // Session flags and item biases away from their zero start, so both count.
+        let mut frozen: Frozen = trainer.frozen().clone();
+        frozen.flags = [0.4, -0.9];
+        for (i, b) in frozen.item_bias.iter_mut().enumerate() {
+            *b = (i as f32 * 0.7).sin();
+        }
+        let (frozen, features) = (Arc::new(frozen), Arc::new(trainer.features.clone()));
+        let config = BayesConfig {
+            prior_scale: 0.8,
+            ..BayesConfig::default()
+        };
+        let thompson = BayesianAdjuster::new(frozen.clone(), features.clone(), config);
+        let mean = BayesianAdjuster::new(
+            frozen.clone(),
+            features.clone(),
+            BayesConfig {
+                thompson: false,
+                ..config
+            },
+        );
+        let gradient = GradientAdjuster::new(frozen, features, GradientConfig::default());
+        // One set of buffers across every decision, as a policy keeps them.
+        let mut buf = DecideBuffers::default();
+        for seed in 0..6u64 {
+            let mut rng = metarec_core::rng_for(seed, 9);
+            let mut posterior = thompson.prior();
+            let mut adapted = gradient.prior();
+            for round in 0..8u32 {
+                let mut context = Context::for_user(UserKey::from("u"));
+                context.tokens = vec![format!("country=c{}", (seed + u64::from(round)) % 3)];
+                context.session.step = round;
+                context.session.history = (0..round * 3)
+                    .map(|j| PastEvent {
+                        item: ItemId((rng.next_u32() % 40) % (7 + 5 * round)),
+                        click: j % 4 == 1,
+                        purchase: false,
+                    })
+                    .collect();
+                if round % 3 == 1 {
+                    // Candidates with a repeat and ids beyond the catalog, which are dropped.
+                    context.candidates = (0..12).map(|j| ItemId((j * 5 + round) % 41)).collect();
+                    context.candidates.push(context.candidates[2]);
+                }
+                let k = [5, 3, 1, 8][round as usize % 4];
+                let plain_thompson = |rng: &mut Rng| Some(plain_draw(&posterior, rng));
+                let mut a = rng.clone();
+                let mut b = rng.clone();
+                let want =
+                    reference_decide(&thompson, &posterior, &context, k, &mut a, &plain_thompson);
+                let got = decide_with(&thompson, &posterior, &context, k, &mut b, &mut buf);
+                assert_eq!(got, want, "seed {seed}, round {round}");
+                assert_eq!(a.next_u64(), b.next_u64());
+                let want = reference_decide(&mean, &posterior, &context, k, &mut a, &|_| None);
+                let got = decide_with(&mean, &posterior, &context, k, &mut b, &mut buf);
+                assert_eq!(got, want, "seed {seed}, round {round}");
+                let want = reference_decide(&gradient, &adapted, &context, k, &mut a, &|_| None);
+                let got = decide_with(&gradient, &adapted, &context, k, &mut b, &mut buf);
+                assert_eq!(got, want, "seed {seed}, round {round}");
+                assert!(buf.marks.iter().all(|&m| m == 0));
+                // The user reacts to the slate: a click on one item adapts both states.
+                let mut shown: Vec<u32> = got.choice.items.iter().map(|i| i.0).collect();
+                // A slate shows an item once; the repeated candidate may be chosen twice.
+                shown.dedup();
+                let clicks: Vec<bool> = (0..shown.len()).map(|j| j == round as usize % 3).collect();
+                let mut it = crate::adjust::test_support::interaction(&shown, &clicks);
+                it.context = context;
+                thompson.update(&mut posterior, &it);
+                gradient.update(&mut adapted, &it);
+                rng = b;
+            }
+        }
+    }
 
     #[test]
     fn explicit_exploration_logs_the_explorers_exact_propensities_around_the_greedy_slate() {

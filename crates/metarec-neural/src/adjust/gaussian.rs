@@ -101,8 +101,18 @@ impl GaussianPosterior {
 
     /// A draw from the Gaussian: `mu + L^{-T} z`, `z` standard normal, given the factor of `L`.
     pub fn sample(&self, mu: &[f64], factor: &[f64], rng: &mut Rng) -> Vec<f64> {
+        let mut out = Vec::with_capacity(self.dim);
+        self.sample_into(mu, factor, rng, &mut out);
+        out
+    }
+
+    /// [`GaussianPosterior::sample`] into `out`, so that the many draws of one Thompson
+    /// sampling decision reuse one buffer.
+    pub fn sample_into(&self, mu: &[f64], factor: &[f64], rng: &mut Rng, out: &mut Vec<f64>) {
         let d = self.dim;
-        let mut z: Vec<f64> = (0..d).map(|_| StandardNormal.sample(rng)).collect();
+        out.clear();
+        out.extend((0..d).map(|_| -> f64 { StandardNormal.sample(rng) }));
+        let z = &mut out[..];
         // Back substitution with L^T: solves L^T v = z, so v ~ N(0, L^{-1}).
         for i in (0..d).rev() {
             let mut s = z[i];
@@ -111,7 +121,9 @@ impl GaussianPosterior {
             }
             z[i] = s / factor[i * d + i];
         }
-        mu.iter().zip(&z).map(|(m, v)| m + v).collect()
+        for (v, m) in z.iter_mut().zip(mu) {
+            *v += m;
+        }
     }
 }
 

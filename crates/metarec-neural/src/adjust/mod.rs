@@ -70,6 +70,7 @@ use crate::model::Frozen;
 use metarec_core::{Adjuster, Context, Interaction, ItemId, Rng};
 
 /// The network's head and scores for a context.
+#[derive(Debug, Clone, Default)]
 struct NetView {
     view: UserView,
     head: Vec<f32>,
@@ -79,20 +80,21 @@ struct NetView {
 impl NetView {
     /// The network's view of a context: the user input, the session flags and the head.
     fn of(frozen: &Frozen, features: &Features, context: &Context) -> NetView {
-        let mut v = NetView {
-            view: UserView::default(),
-            head: Vec::new(),
-            scratch: Vec::new(),
-        };
-        features.user_view(context, &mut v.view);
-        frozen.user(
-            &v.view.input,
-            &v.view.clicked,
-            &v.view.ignored,
-            &mut v.scratch,
-            &mut v.head,
-        );
+        let mut v = NetView::default();
+        v.fill(frozen, features, context);
         v
+    }
+
+    /// [`NetView::of`] into this view's buffers, so a policy deciding many times reuses them.
+    fn fill(&mut self, frozen: &Frozen, features: &Features, context: &Context) {
+        features.user_view(context, &mut self.view);
+        frozen.user(
+            &self.view.input,
+            &self.view.clicked,
+            &self.view.ignored,
+            &mut self.scratch,
+            &mut self.head,
+        );
     }
 
     /// The network's score of item `i` (without any correction).
@@ -180,9 +182,10 @@ pub trait HeadAdjuster: Adjuster {
     /// The correction to use greedily: the posterior mean, or the adapted value.
     fn correction(&self, state: &Self::State) -> Vec<f64>;
     /// A random correction for Thompson sampling given the mean, or `None` for a greedy
-    /// decision. `cache` starts empty for each decision and keeps whatever the draws of that
-    /// decision can share (the Bayesian adjuster's Cholesky factor). Adjusters that do not
-    /// sample (the gradient-based one) keep this default and always decide greedily.
+    /// decision. `cache` starts each decision as [`HeadAdjuster::correction_caching`] left it
+    /// (empty, or the Bayesian adjuster's Cholesky factor) and keeps whatever the draws of that
+    /// decision can share. Adjusters that do not sample (the gradient-based one) keep this
+    /// default and always decide greedily.
     fn draw(
         &self,
         state: &Self::State,
@@ -192,6 +195,32 @@ pub trait HeadAdjuster: Adjuster {
     ) -> Option<Vec<f64>> {
         let _ = (state, mean, cache, rng);
         None
+    }
+    /// [`HeadAdjuster::correction`], leaving in `cache` what the draws of the same decision can
+    /// share (the Bayesian adjuster's mean already needs the Cholesky factor its draws use), or
+    /// leaving it empty. The default shares nothing.
+    fn correction_caching(&self, state: &Self::State, cache: &mut Vec<f64>) -> Vec<f64> {
+        cache.clear();
+        self.correction(state)
+    }
+    /// [`HeadAdjuster::draw`] into `out`, so the many draws of one decision reuse one buffer:
+    /// true with a draw in `out`, false (`out` unspecified) for a greedy decision. The default
+    /// goes through [`HeadAdjuster::draw`]; the Bayesian adjuster overrides it.
+    fn draw_into(
+        &self,
+        state: &Self::State,
+        mean: &[f64],
+        cache: &mut Vec<f64>,
+        rng: &mut Rng,
+        out: &mut Vec<f64>,
+    ) -> bool {
+        match self.draw(state, mean, cache, rng) {
+            Some(d) => {
+                *out = d;
+                true
+            }
+            None => false,
+        }
     }
     /// Monte Carlo rankings for the propensities of Thompson sampling (unused when
     /// [`HeadAdjuster::draw`] never samples).

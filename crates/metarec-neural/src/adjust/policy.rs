@@ -43,11 +43,12 @@ impl<A: HeadAdjuster> AdjustedPolicy<A> {
         self.states.get(user)
     }
 
-    fn state(&mut self, context: &Context) -> A::State {
-        self.states
-            .entry(context.user.clone())
-            .or_insert_with(|| self.adjuster.prior())
-            .clone()
+    /// Starts the user at the prior when unseen. Callers then borrow the state in place: a
+    /// state (the Bayesian adjuster's holds a d x d precision) is not copied per call.
+    fn ensure_state(&mut self, user: &UserKey) {
+        if !self.states.contains_key(user) {
+            self.states.insert(user.clone(), self.adjuster.prior());
+        }
     }
 }
 
@@ -62,14 +63,16 @@ impl<A: HeadAdjuster> Policy for AdjustedPolicy<A> {
     }
 
     fn decide(&mut self, context: &Context, k: usize, rng: &mut Rng) -> SlateChoice {
-        let state = self.state(context);
-        decide_with(&self.adjuster, &state, context, k, rng, &mut self.buffers).choice
+        self.ensure_state(&context.user);
+        let state = &self.states[&context.user];
+        decide_with(&self.adjuster, state, context, k, rng, &mut self.buffers).choice
     }
 
     fn observe(&mut self, interaction: &Interaction) {
-        let mut state = self.state(&interaction.context);
-        self.adjuster.update(&mut state, interaction);
-        self.states.insert(interaction.context.user.clone(), state);
+        self.ensure_state(&interaction.context.user);
+        if let Some(state) = self.states.get_mut(&interaction.context.user) {
+            self.adjuster.update(state, interaction);
+        }
     }
 }
 
