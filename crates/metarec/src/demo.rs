@@ -87,7 +87,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     } else {
         FINE_TUNE_ITERATIONS
     });
-    let mut config = TrainConfig {
+    let config = TrainConfig {
         algo: Algo::Distill,
         model: ModelConfig {
             hidden: 64,
@@ -122,17 +122,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
             &crate::pretrained::WEIGHTS_SHA256[..12],
             crate::pretrained::TEACHER
         ));
-        config.model = bundle.manifest.model;
-        let done = bundle.manifest.iterations;
-        let trainer = Trainer::resume(
-            (*bundle.network.features).clone(),
-            bundle.varmap,
-            bundle.model,
-            reward,
-            config,
-            done,
-        )?;
-        (trainer, bundle.manifest.algos, bundle.manifest.metrics)
+        crate::train::resume_trainer(bundle, reward, config)?
     };
     let mut teacher =
         crate::train::build_teacher(crate::pretrained::TEACHER, &scenario, &reward, seed)?;
@@ -205,6 +195,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     );
     bar.finish_and_clear();
     let adjuster = adjuster?;
+    let unfitted = unfitted_copy(&model, &args.out.join("model-unfitted"), &adjuster)?;
     bundle.set_adjuster(adjuster.clone())?;
     // The arena plays the bundle in memory: nothing is loaded again.
     let mut loaded = vec![Arc::new(bundle)];
@@ -215,8 +206,9 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         args.users, args.seeds
     ));
     let m = model.display().to_string();
+    let u = unfitted.display().to_string();
     let names = format!(
-        "random,popularity,itemknn,linucb,lints,neural:{m},neural-greedy:{m},adjusted:{m},oracle,planner,informed"
+        "random,popularity,itemknn,linucb,lints,neural:{m},neural-greedy:{m},adjusted:{m},adjusted:{u},oracle,planner,informed"
     );
     let mut contestants = PolicySpec::parse_list(&names)?;
     for spec in &mut contestants {
@@ -260,6 +252,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
          calibration.txt / .json  the simulator fitted to Online Retail, real vs simulated purchases\n\
          training.tsv             reward per user while distilling the informed yardstick ({} iterations of 256 users, {})\n\
          model/                   the model bundle (model.safetensors, catalog.json, manifest.json, adjuster.json)\n\
+         model-unfitted/          the same network with the adjuster's settings before meta-training (an ablation)\n\
          arena.txt / .json        the cold-start arena on new users ({} x {} seeds)\n\n\
          adjuster prior scale chosen by meta-training: {} (grid: {:?})\n\
          total time: {:.0} s\n",
@@ -284,4 +277,45 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The ablation of meta-training: a copy of the model in `dir` whose adjuster keeps the settings
+/// it has before any meta-training (`BayesConfig::default()`: prior scale 0.3, Thompson
+/// sampling, the network's scores read as click log-odds as they are, no position term), so the
+/// arena shows what meta-training adds over the same network and the same kind of adjuster.
+fn unfitted_copy(
+    model: &std::path::Path,
+    dir: &std::path::Path,
+    fitted: &metarec_neural::adjust::AdjusterManifest,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for name in [
+        checkpoint::WEIGHTS,
+        checkpoint::MANIFEST,
+        checkpoint::CATALOG,
+    ] {
+        let bytes = std::fs::read(model.join(name))
+            .with_context(|| format!("cannot read {}", model.join(name).display()))?;
+        metarec_data::log::atomic_write(&dir.join(name), |out| {
+            std::io::Write::write_all(out, &bytes)
+        })
+        .with_context(|| format!("cannot write {}", dir.join(name).display()))?;
+    }
+    let manifest = metarec_neural::adjust::AdjusterManifest {
+        kind: "bayes".into(),
+        config: metarec_neural::adjust::BayesConfig::default(),
+        gradient: None,
+        grid: Vec::new(),
+        mean_grid: Vec::new(),
+        prior_shape: Vec::new(),
+        shaped_grid: Vec::new(),
+        users: 0,
+        offline: None,
+        weights_sha256: fitted.weights_sha256.clone(),
+    };
+    let text = serde_json::to_string_pretty(&manifest)?;
+    let path = dir.join(metarec_neural::adjust::ADJUSTER_FILE);
+    metarec_data::log::atomic_write(&path, |out| std::io::Write::write_all(out, text.as_bytes()))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(dir.to_path_buf())
 }

@@ -89,7 +89,10 @@ mod tests {
         std::fs::write(dir.join(checkpoint::WEIGHTS), b"damaged").unwrap();
         std::fs::write(dir.join(metarec_neural::adjust::ADJUSTER_FILE), b"{}").unwrap();
         let again = unpack(&dir).unwrap();
-        assert_eq!(again.manifest.weights_sha256.as_deref(), Some(WEIGHTS_SHA256));
+        assert_eq!(
+            again.manifest.weights_sha256.as_deref(),
+            Some(WEIGHTS_SHA256)
+        );
         assert!(!dir.join(metarec_neural::adjust::ADJUSTER_FILE).exists());
     }
 }

@@ -225,7 +225,7 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
         resumed.as_slice(),
         global,
     )?;
-    let (reward, mut config) = settings(&args, &scenario.config.reward, algo)?;
+    let (reward, config) = settings(&args, &scenario.config.reward, algo)?;
     // Training users are drawn with a seed of their own, so no arena user is ever a training user.
     let mut env = scenario.env_with_seed(scenario.config.seed ^ 0x7472_6169_6e00 ^ args.seed);
     let mut teacher = if algo == Algo::Distill {
@@ -240,17 +240,7 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
             let bundle = Arc::try_unwrap(bundle)
                 .ok()
                 .context("the bundle is not shared")?;
-            config.model = bundle.manifest.model;
-            let done = bundle.manifest.iterations;
-            let trainer = Trainer::resume(
-                (*bundle.network.features).clone(),
-                bundle.varmap,
-                bundle.model,
-                reward,
-                config.clone(),
-                done,
-            )?;
-            (trainer, bundle.manifest.algos, bundle.manifest.metrics)
+            resume_trainer(bundle, reward, config.clone())?
         }
         None => (
             Trainer::new(&catalog, reward, config.clone())?,
@@ -517,23 +507,13 @@ fn run_shop(args: TrainArgs, global: &Global) -> Result<()> {
             None => String::new(),
         }
     ));
-    let (reward, mut config) = settings(&args, &RewardFn::default(), Algo::Supervised)?;
+    let (reward, config) = settings(&args, &RewardFn::default(), Algo::Supervised)?;
     let (catalog, mut trainer, algos, metrics) = match resumed {
         Some(bundle) => {
-            config.model = bundle.manifest.model;
             let catalog = (*bundle.catalog).clone();
-            let done = bundle.manifest.iterations;
-            let mut algos = bundle.manifest.algos;
+            let (trainer, mut algos, metrics) = resume_trainer(bundle, reward, config)?;
             algos.push(Algo::Supervised.name().to_owned());
-            let trainer = Trainer::resume(
-                (*bundle.network.features).clone(),
-                bundle.varmap,
-                bundle.model,
-                reward,
-                config,
-                done,
-            )?;
-            (catalog, trainer, algos, bundle.manifest.metrics)
+            (catalog, trainer, algos, metrics)
         }
         None => {
             let catalog = catalog_with_titles(&shop, args.text_dims, args.seed, global)?;
@@ -685,6 +665,25 @@ fn random_log(
         EventIds::Prefixed("r"),
     )?;
     Ok(recorder.log)
+}
+
+/// A trainer that continues `bundle`'s training with `config` (its architecture replaced by the
+/// bundle's), with the algorithms and per-iteration metrics the bundle's manifest records.
+pub(crate) fn resume_trainer(
+    bundle: ModelBundle,
+    reward: RewardFn,
+    mut config: TrainConfig,
+) -> Result<(Trainer, Vec<String>, Vec<IterationStats>)> {
+    config.model = bundle.manifest.model;
+    let trainer = Trainer::resume(
+        (*bundle.network.features).clone(),
+        bundle.varmap,
+        bundle.model,
+        reward,
+        config,
+        bundle.manifest.iterations,
+    )?;
+    Ok((trainer, bundle.manifest.algos, bundle.manifest.metrics))
 }
 
 /// The teacher of distillation, by name.

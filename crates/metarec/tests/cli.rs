@@ -630,9 +630,12 @@ fn demo_runs_end_to_end_and_writes_its_report_directory() {
         "model/manifest.json",
         "model/model.safetensors",
         "model/adjuster.json",
+        "model-unfitted/adjuster.json",
     ] {
         assert!(report.join(file).is_file(), "missing {file}");
     }
+    // The ablation of meta-training plays beside the meta-trained adjuster.
+    assert!(text.contains("model-unfitted"), "{text}");
     // The shipped network (1,000 iterations of distillation), fine-tuned by one more; the
     // training curve holds both.
     let manifest = json(&report.join("model/manifest.json"));
