@@ -302,7 +302,7 @@ mod tests {
     #[test]
     fn out_of_range_numbers_are_usage_errors_that_name_the_option() {
         for (line, option) in [
-            ("demo --iterations 0", "--iterations"),
+            ("demo --seeds 0", "--seeds"),
             ("arena --threads 5000", "--threads"),
             ("train --out m --gamma 1.5", "--gamma"),
             ("train --out m --lr nan", "--lr"),
