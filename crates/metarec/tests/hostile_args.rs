@@ -57,7 +57,7 @@ fn metarec_without_secrets(cwd: &Path, data: &Path, line: &str) -> std::process:
 #[test]
 fn out_of_range_numbers_are_refused_with_the_option_named() {
     let cases = [
-        ("demo --iterations 0", "--iterations"),
+        ("demo --seeds 0", "--seeds"),
         ("demo --users=-1", "--users"),
         ("demo --seeds 1e20", "--seeds"),
         ("demo --meta-users 18446744073709551616", "--meta-users"),

@@ -294,6 +294,6 @@ fn demo_index_shows_the_cold_start_curves_with_bands_and_the_table() {
         assert!(page.contains(section), "missing {section}");
     }
     // Every run the demo wrote is readable.
-    assert!(!run_scalars(&t.join("tb/train-model-reinforce-seed7")).is_empty());
+    assert!(!run_scalars(&t.join("tb/train-model-distill-seed7")).is_empty());
     assert!(!run_scalars(&t.join("tb/arena-default/random")).is_empty());
 }
