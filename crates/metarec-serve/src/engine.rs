@@ -79,6 +79,9 @@ pub(crate) struct UserRecord {
     pub history: Vec<PastEvent>,
     /// Slates whose reward window has closed.
     pub slates: u32,
+    /// The stored state's version in a shared store (0 in a store without versions, and for a
+    /// state never stored): a server that holds this version need not read the state again.
+    pub version: i64,
 }
 
 /// The stored form of a [`UserRecord`]: floats as their IEEE-754 bit patterns, so a restart
@@ -198,6 +201,7 @@ impl UserRecord {
             state,
             history: s.history,
             slates: s.slates,
+            version: 0,
         })
     }
 
@@ -206,6 +210,7 @@ impl UserRecord {
             state: model.adjuster.prior(),
             history: Vec::new(),
             slates: 0,
+            version: 0,
         }
     }
 }
@@ -234,6 +239,10 @@ pub(crate) struct Shared {
     /// catalog names.
     pub model: RwLock<Arc<ServedModel>>,
     pub users: RwLock<HashMap<String, Arc<UserRecord>>>,
+    /// Reads user states from a database that other servers write too (PostgreSQL), so that a
+    /// rank sees feedback acknowledged by any of them; `None` for a store only this server
+    /// writes, whose states `users` holds exactly.
+    pub reader: Option<crate::store::UserReader>,
     pub metrics: Metrics,
     pub config: EngineConfig,
 }
@@ -521,6 +530,44 @@ fn part(interaction: &Interaction, positions: &[usize], click: bool) -> Option<I
     })
 }
 
+/// The refusal of an item change on a shared database: each replica numbers the items added
+/// over the API in its own memory, so two replicas could give one id to two items; until the
+/// replicas share the numbering, items change with the bundle.
+fn items_shared() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "items_shared",
+        "items cannot be changed over the API while several servers share the database; change them in the model bundle's catalog and reload",
+    )
+}
+
+/// A user's state read from a shared store, whole.
+fn fresh(
+    store: &mut dyn Store,
+    model: &ServedModel,
+    user: &str,
+) -> Result<UserRecord, crate::StoreError> {
+    Ok(match store.user(user, 0)? {
+        Some((version, Some(text))) => parsed(model, version, &text),
+        _ => UserRecord::prior(model),
+    })
+}
+
+/// A stored state, or the prior when it cannot be read or belongs to another model (as at a
+/// server's start: that user starts again from the prior).
+pub(crate) fn parsed(model: &ServedModel, version: i64, text: &str) -> UserRecord {
+    match UserRecord::from_json(text) {
+        Ok(mut r) if model.adjuster.fits(&r.state) => {
+            r.version = version;
+            r
+        }
+        _ => UserRecord {
+            version,
+            ..UserRecord::prior(model)
+        },
+    }
+}
+
 impl Group {
     /// The snapshot to serve after this group, when its item changes or a swap call for one:
     /// the swapped-in model (or the current one) with the group's catalog. A swapped-in model
@@ -643,14 +690,36 @@ impl Group {
         self.store_item(store, model, record, now)
     }
 
-    fn current(&self, shared: &Shared, model: &ServedModel, user: &str) -> UserRecord {
+    /// The user's state as of this point of the group: the group's own change, else, in a
+    /// shared store, what the database holds (another server may have changed it; the group's
+    /// lock keeps it so until the commit), else this server's memory.
+    fn current(
+        &self,
+        store: &mut dyn Store,
+        shared: &Shared,
+        model: &ServedModel,
+        user: &str,
+    ) -> Result<UserRecord, crate::StoreError> {
         match self.overlay.get(user) {
-            Some(Some(r)) => r.clone(),
-            Some(None) => UserRecord::prior(model),
-            None => shared
-                .user(user)
-                .map_or_else(|| UserRecord::prior(model), |r| (*r).clone()),
+            Some(Some(r)) => return Ok(r.clone()),
+            Some(None) => return Ok(UserRecord::prior(model)),
+            None => {}
         }
+        let cached = shared.user(user);
+        if !store.shared() {
+            return Ok(cached.map_or_else(|| UserRecord::prior(model), |r| (*r).clone()));
+        }
+        let known = cached.as_ref().map_or(0, |r| r.version);
+        Ok(match store.user(user, known)? {
+            None => UserRecord::prior(model),
+            Some((version, None)) => match cached {
+                Some(r) if r.version == version => (*r).clone(),
+                // The database said the state is unchanged from the version this server
+                // holds, so a missing or different cache entry cannot happen; read it whole.
+                _ => fresh(store, model, user)?,
+            },
+            Some((version, Some(text))) => parsed(model, version, &text),
+        })
     }
 
     fn save(
@@ -665,7 +734,7 @@ impl Group {
         if record.history.len() > limit {
             record.history.drain(..record.history.len() - limit);
         }
-        store.put_user(user, &record.to_json()?, now)?;
+        record.version = store.put_user(user, &record.to_json()?, now)?;
         self.overlay.insert(user.to_owned(), Some(record));
         Ok(())
     }
@@ -705,6 +774,9 @@ impl Group {
                         .store(overdue, Ordering::Relaxed);
                 }
                 self.answers.push(answer(reply, Ok(n)));
+            }
+            Job::PutItem(_, reply) | Job::RetireItem(_, reply) if store.shared() => {
+                self.answers.push(answer(reply, Err(items_shared())));
             }
             Job::PutItem(item, reply) => {
                 let result = self.put_item(store, shared, model, item, now)?;
@@ -829,7 +901,7 @@ impl Group {
             fb.revenue[position] += job.revenue;
         }
         store.update_decision(&row)?;
-        let mut record = self.current(shared, model, &row.user);
+        let mut record = self.current(store, shared, model, &row.user)?;
         let item = slate[position];
         if !was_clicked {
             if let Some(one) = part(&row.interaction, &[position], true) {
@@ -867,7 +939,7 @@ impl Group {
             let fb = &row.interaction.feedback;
             let unclicked: Vec<usize> = (0..fb.len()).filter(|&p| !fb.clicks[p]).collect();
             let any = fb.clicks.iter().any(|&c| c) || fb.purchases.iter().any(|&p| p);
-            let mut record = self.current(shared, model, &row.user);
+            let mut record = self.current(store, shared, model, &row.user)?;
             if let Some(negatives) = part(&row.interaction, &unclicked, false) {
                 model.adjuster.update(&mut record.state, &negatives);
                 for &p in &unclicked {
@@ -908,6 +980,7 @@ mod tests {
                 purchase: false,
             }],
             slates: 2,
+            version: 0,
         }
     }
 
@@ -939,6 +1012,7 @@ mod tests {
                 }),
                 history: Vec::new(),
                 slates: 4,
+                version: 0,
             }
         );
         // Written again, it carries its kind and reads back the same.

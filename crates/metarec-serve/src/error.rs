@@ -16,6 +16,13 @@ use thiserror::Error;
 #[error("storage failed: {0}")]
 pub struct StoreError(pub String);
 
+impl StoreError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> StoreError {
+        StoreError(message.into())
+    }
+}
+
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError(e.to_string())
@@ -88,6 +95,16 @@ impl ApiError {
     /// 500.
     pub fn internal(message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// 503: the database that several servers share cannot be reached; the request may be
+    /// retried.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            message,
+        )
     }
 
     /// 400: the request itself is malformed (not JSON, a bad path).

@@ -41,7 +41,8 @@ pub use api::{Server, ServerConfig};
 pub use error::{ServeError, StoreError};
 pub use store::Durability;
 
-/// Writes every interaction of a server database to `out` in the project's interaction-log
+/// Writes every interaction of a server database (a SQLite file, or a PostgreSQL URL given as
+/// the path) to `out` in the project's interaction-log
 /// format (a header naming `catalog`, then JSON Lines, oldest decision first, items named by
 /// their keys), atomically; returns the number of records.
 ///
@@ -55,15 +56,20 @@ pub fn export_log(
     out: &std::path::Path,
     catalog: &metarec_core::Catalog,
 ) -> Result<u64, ServeError> {
-    use store::Store as _;
-    if !db.is_file() {
-        return Err(ServeError::Config(format!(
-            "{}: no such database (start `metarec serve --db {}` first)",
-            db.display(),
-            db.display()
-        )));
-    }
-    let mut store = store::SqliteStore::open(db)?;
+    use store::Store;
+    let mut store: Box<dyn Store> = match db.to_str().filter(|s| store::is_postgres_url(s)) {
+        Some(url) => Box::new(store::PostgresStore::connect(&store::PgConfig::parse(
+            url,
+        )?)?),
+        None if !db.is_file() => {
+            return Err(ServeError::Config(format!(
+                "{}: no such database (start `metarec serve --db {}` first)",
+                db.display(),
+                db.display()
+            )));
+        }
+        None => Box::new(store::SqliteStore::open(db)?),
+    };
     // Items added over the API have ids past the bundle's catalog, in the order they were first
     // added: the served catalog is the bundle's with those appended, and its keys and
     // fingerprint are what the log must carry.

@@ -19,8 +19,10 @@ pub struct ServeArgs {
     /// manifest.json, adjuster.json).
     #[arg(long, value_name = "DIR")]
     model: PathBuf,
-    /// The SQLite database of decisions, feedback and user states (created if missing).
-    #[arg(long, default_value = "metarec.db", value_name = "FILE")]
+    /// Where decisions, feedback and user states are stored: a SQLite file (created if
+    /// missing), or a PostgreSQL URL (`postgres://user[:password]@host:port/database`) that any
+    /// number of servers may share (docs/serving.md, "Several servers").
+    #[arg(long, default_value = "metarec.db", value_name = "FILE|URL")]
     db: PathBuf,
     /// Address to listen on (port 0: any free port, printed at start).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -154,6 +156,13 @@ pub fn run(args: ServeArgs, _global: &Global) -> Result<()> {
     )?;
     let pseudonyms = Pseudonymizer::new(secret.trim().as_bytes())?;
     let mut config = ServerConfig::new(args.model.clone(), args.db.clone(), keys, pseudonyms);
+    if let Some(url) = args
+        .db
+        .to_str()
+        .filter(|s| metarec_serve::store::is_postgres_url(s))
+    {
+        config.postgres = Some(url.to_owned());
+    }
     config.reward_window = reward_window;
     config.header_timeout = header_timeout;
     config.body_timeout = body_timeout;
@@ -165,6 +174,7 @@ pub fn run(args: ServeArgs, _global: &Global) -> Result<()> {
     config.durability = args.durability.into();
     config.explore = args.explore;
     config.max_added_items = args.max_added_items;
+    let database = config.database();
     let server = Server::open(config)?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     if args.workers > 0 {
@@ -184,7 +194,7 @@ pub fn run(args: ServeArgs, _global: &Global) -> Result<()> {
             stdout,
             "metarec serve: listening on http://{addr} (model {}, database {})",
             server.model_version(),
-            args.db.display()
+            database
         )?;
         stdout.flush()?;
         server
@@ -198,8 +208,8 @@ pub fn run(args: ServeArgs, _global: &Global) -> Result<()> {
 
 #[derive(Args)]
 pub struct LogExportArgs {
-    /// The server's database.
-    #[arg(long, default_value = "metarec.db", value_name = "FILE")]
+    /// The server's database: a SQLite file or a PostgreSQL URL.
+    #[arg(long, default_value = "metarec.db", value_name = "FILE|URL")]
     db: PathBuf,
     /// The interaction log to write (JSON Lines).
     #[arg(long, value_name = "FILE")]
@@ -214,7 +224,7 @@ pub fn export(args: LogExportArgs, global: &Global) -> Result<()> {
     let (catalog, source) = args.catalog.require("log export")?;
     global.progress(format!("naming items by the keys of {source}"));
     let n = metarec_serve::export_log(&args.db, &args.out, &catalog)?;
-    global.progress(format!("read {}", args.db.display()));
+    global.progress("read the database");
     println!("wrote {n} interactions to {}", args.out.display());
     Ok(())
 }

@@ -256,7 +256,10 @@ pub(super) async fn rank(
         ));
     }
     let user = config.pseudonyms.pseudonym(&request.user);
-    let stored = state.shared.user(&user);
+    let stored = match &state.shared.reader {
+        None => state.shared.user(&user),
+        Some(reader) => Some(shared_user(&state.shared, reader, &model, &user).await?),
+    };
     let record = match &stored {
         Some(r) => r.as_ref().clone(),
         None => UserRecord::prior(&model),
@@ -369,4 +372,43 @@ fn new_event_id() -> Result<String, ApiError> {
         let _ = write!(id, "{b:02x}");
     }
     Ok(id)
+}
+
+/// The user's state in a database that several servers share: the copy in this server's memory
+/// when the database holds the same version, else the database's (which another server's
+/// feedback changed), kept in memory for the next rank.
+async fn shared_user(
+    shared: &crate::engine::Shared,
+    reader: &crate::store::UserReader,
+    model: &crate::model::ServedModel,
+    user: &str,
+) -> Result<Arc<UserRecord>, ApiError> {
+    let cached = shared.user(user);
+    let known = cached.as_ref().map_or(0, |r| r.version);
+    let stored = reader
+        .user(user, known)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("the user's state could not be read: {e}")))?;
+    let record = match (stored, cached) {
+        (None, _) => return Ok(Arc::new(UserRecord::prior(model))),
+        (Some((version, None)), Some(r)) if r.version == version => return Ok(r),
+        (Some((version, Some(text))), _) => Arc::new(crate::engine::parsed(model, version, &text)),
+        // Unchanged from a version this server no longer holds (its writer replaced the
+        // entry meanwhile): read it whole.
+        (Some(_), _) => match reader.user(user, 0).await.map_err(|e| {
+            ApiError::unavailable(format!("the user's state could not be read: {e}"))
+        })? {
+            Some((version, Some(text))) => Arc::new(crate::engine::parsed(model, version, &text)),
+            _ => return Ok(Arc::new(UserRecord::prior(model))),
+        },
+    };
+    let mut users = shared.users.write().unwrap_or_else(|e| e.into_inner());
+    // A newer version published meanwhile by this server's writer is kept.
+    match users.get(user) {
+        Some(r) if r.version >= record.version => {}
+        _ => {
+            users.insert(user.to_owned(), record.clone());
+        }
+    }
+    Ok(record)
 }

@@ -12,7 +12,7 @@ use crate::error::ServeError;
 use crate::items::{ItemRecord, ServedCatalog};
 use crate::metrics::Metrics;
 use crate::model::ServedModel;
-use crate::store::{Durability, SqliteStore, Store};
+use crate::store::{Durability, PgConfig, PostgresStore, SqliteStore, Store, UserReader};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
@@ -34,8 +34,11 @@ pub const MAX_REWARD_WINDOW: Duration = Duration::from_secs(30 * 24 * 3600);
 pub struct ServerConfig {
     /// The model directory served (and reloaded by default).
     pub model_dir: PathBuf,
-    /// The SQLite database file.
+    /// The SQLite database file (unused when `postgres` is set).
     pub db: PathBuf,
+    /// A PostgreSQL connection string (`postgres://user@host:port/database`): the server then
+    /// stores in that database, which any number of servers may share, instead of `db`.
+    pub postgres: Option<String>,
     /// Accepted API keys.
     pub keys: ApiKeys,
     /// The keyed hash of user keys.
@@ -74,6 +77,17 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
+    /// Where the server stores, for messages: the SQLite file, or the PostgreSQL URL without
+    /// its password.
+    pub fn database(&self) -> String {
+        match &self.postgres {
+            Some(url) => {
+                PgConfig::parse(url).map_or_else(|_| "PostgreSQL".into(), |c| c.to_string())
+            }
+            None => self.db.display().to_string(),
+        }
+    }
+
     /// Settings with the defaults: a 10-minute reward window, default reward 0, 64 KiB bodies,
     /// 50 history entries, slates of at most 100 from at most 10,000 candidates, a 64 MiB log,
     /// 5-second header and 10-second body timeouts, 512 connections, greedy ranks and at most
@@ -82,6 +96,7 @@ impl ServerConfig {
         ServerConfig {
             model_dir,
             db,
+            postgres: None,
             keys,
             pseudonyms,
             reward_window: Duration::from_secs(600),
@@ -165,14 +180,26 @@ impl Server {
             .check()
             .map_err(|e| ServeError::Config(format!("exploration: {e}")))?;
         let model = ServedModel::load(&config.model_dir)?;
-        let mut store = SqliteStore::open_with(&config.db, config.durability)?;
-        let model = with_stored_items(model, &mut store, &config)?;
+        let (mut store, reader): (Box<dyn Store>, _) = match &config.postgres {
+            Some(url) => {
+                let pg = PgConfig::parse(url)?;
+                (
+                    Box::new(PostgresStore::connect(&pg)?),
+                    Some(UserReader::new(&pg)),
+                )
+            }
+            None => (
+                Box::new(SqliteStore::open_with(&config.db, config.durability)?),
+                None,
+            ),
+        };
+        let location = config.database();
+        let model = with_stored_items(model, store.as_mut(), &location)?;
         let mut users = HashMap::new();
         for (user, text) in store.users()? {
             let record = UserRecord::from_json(&text).map_err(|e| {
                 ServeError::Config(format!(
-                    "{}: stored state of user {user} is invalid: {e}",
-                    config.db.display()
+                    "{location}: stored state of user {user} is invalid: {e}"
                 ))
             })?;
             // A state of another kind or width than the model's (written under an earlier
@@ -184,6 +211,7 @@ impl Server {
         let shared = Arc::new(Shared {
             model: std::sync::RwLock::new(Arc::new(model)),
             users: std::sync::RwLock::new(users),
+            reader,
             metrics: Metrics::default(),
             config: EngineConfig {
                 reward_window_ms: config.reward_window.as_millis() as i64,
@@ -193,11 +221,14 @@ impl Server {
                 max_added_items: config.max_added_items,
             },
         });
-        let checkpointer = store.checkpoint_in_background(
-            Duration::from_millis(100),
-            shared.metrics.store.checkpoint_lag.clone(),
-        )?;
-        let (jobs, writer) = engine::spawn(Box::new(store), shared.clone())?;
+        let checkpointer = match store.as_sqlite() {
+            Some(sqlite) => Some(sqlite.checkpoint_in_background(
+                Duration::from_millis(100),
+                shared.metrics.store.checkpoint_lag.clone(),
+            )?),
+            None => None,
+        };
+        let (jobs, writer) = engine::spawn(store, shared.clone())?;
         let boot = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
@@ -211,7 +242,7 @@ impl Server {
                 reload: tokio::sync::Mutex::new(()),
             }),
             writer: Some(writer),
-            checkpointer: Some(checkpointer),
+            checkpointer,
         })
     }
 
@@ -289,8 +320,8 @@ impl Server {
 /// under another catalog, by an earlier model, are not applied).
 fn with_stored_items(
     model: ServedModel,
-    store: &mut SqliteStore,
-    config: &ServerConfig,
+    store: &mut dyn Store,
+    location: &str,
 ) -> Result<ServedModel, ServeError> {
     let stored = store.items(&model.catalog_fingerprint)?;
     if stored.is_empty() {
@@ -299,10 +330,7 @@ fn with_stored_items(
     let mut catalog: ServedCatalog = (*model.catalog).clone();
     for (key, text) in stored {
         let invalid = |e: String| {
-            ServeError::Config(format!(
-                "{}: stored item `{key}` is invalid: {e}",
-                config.db.display()
-            ))
+            ServeError::Config(format!("{location}: stored item `{key}` is invalid: {e}"))
         };
         let record = ItemRecord::from_json(&text).map_err(invalid)?;
         if record.key != key {

@@ -1,23 +1,10 @@
-//! Storage of decisions, feedback and per-user adjuster states.
-//!
-//! [`Store`] is the seam: the server's writer thread is its only caller, and it groups many
-//! requests into one transaction (`begin` ... `commit`), so a commit (one `fsync` under
-//! synchronous FULL) acknowledges a whole group. [`SqliteStore`] is the embedded default: SQLite
-//! in WAL mode with `synchronous = FULL`, so a committed decision or feedback survives a crash of
-//! the process or the machine. [`Durability::Process`] (`synchronous = NORMAL`) drops the `fsync`
-//! from each commit: a committed event then survives the process being killed (the WAL is in the
-//! operating system's cache) but not a power cut before the next checkpoint. A server database
-//! can follow by implementing the same trait.
-//!
-//! Tables: `decisions` (one row per event: pseudonymous user, the pseudonymous API key that
-//! ranked it, creation time, the interaction as JSON with its feedback so far, whether the reward
-//! window closed and the reward then),
-//! `feedback` (one row per event, position and kind: the primary key makes feedback
-//! idempotent), `users` (the adjuster state of each pseudonymous user as JSON) and `items`
-//! (items added, updated or retired over the API, as JSON, per catalog fingerprint, in the
-//! order they were first added, which gives added items their ids). The schema's version is
-//! SQLite's `user_version`; [`SqliteStore::open`] migrates older files in place (every table
-//! is created if missing, so a version-1 file gains `items`).
+//! The embedded store: SQLite in WAL mode with `synchronous = FULL`, so a committed decision or
+//! feedback survives a crash of the process or the machine. [`Durability::Process`]
+//! (`synchronous = NORMAL`) drops the `fsync` from each commit: a committed event then survives
+//! the process being killed (the WAL is in the operating system's cache) but not a power cut
+//! before the next checkpoint. The schema's version is SQLite's `user_version`;
+//! [`SqliteStore::open`] migrates older files in place (every table is created if missing, so a
+//! version-1 file gains `items`).
 //!
 //! The log is bounded: [`Store::log_bytes`] tells the writer how much the write-ahead log holds
 //! since it last started from its beginning, [`Store::restart_log`] copies it into the database
@@ -30,6 +17,7 @@
 //! tens of milliseconds. Deleted rows are overwritten with zeros (`secure_delete`), so once the
 //! log is truncated after a [`Store::forget`], neither file holds the forgotten rows.
 
+use super::{Counts, DecisionRow, FeedbackRow, LogCheckpoint, Store};
 use crate::error::StoreError;
 use metarec_core::Interaction;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -39,153 +27,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
-
-/// One decision (event) as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DecisionRow {
-    /// The event id.
-    pub event_id: String,
-    /// The pseudonymous user.
-    pub user: String,
-    /// The pseudonym of the API key that ranked it: only that key may send its feedback (empty
-    /// for events stored before keys were recorded, which any key may answer).
-    pub owner: String,
-    /// When it was decided, milliseconds since the Unix epoch.
-    pub created_ms: i64,
-    /// The context, the decision and the feedback received so far.
-    pub interaction: Interaction,
-    /// Whether the reward window has closed.
-    pub resolved: bool,
-    /// The reward once resolved.
-    pub reward: Option<f64>,
-}
-
-/// The kind of a feedback event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FeedbackKind {
-    /// A click.
-    Click,
-    /// A purchase (with revenue).
-    Purchase,
-}
-
-impl FeedbackKind {
-    /// The stored name.
-    pub fn name(self) -> &'static str {
-        match self {
-            FeedbackKind::Click => "click",
-            FeedbackKind::Purchase => "purchase",
-        }
-    }
-}
-
-/// One feedback event as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FeedbackRow {
-    /// The event it answers.
-    pub event_id: String,
-    /// The pseudonymous user of the event.
-    pub user: String,
-    /// The slate position (0-based).
-    pub position: u32,
-    /// Click or purchase.
-    pub kind: FeedbackKind,
-    /// Revenue of a purchase (0 for a click).
-    pub revenue: f64,
-    /// When it arrived, milliseconds since the Unix epoch.
-    pub received_ms: i64,
-}
-
-/// Row counts, for health checks and tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Counts {
-    /// Decisions stored.
-    pub decisions: u64,
-    /// Feedback rows stored.
-    pub feedback: u64,
-    /// Users with a stored state.
-    pub users: u64,
-    /// Items changed over the API (under any catalog).
-    pub items: u64,
-}
-
-/// What a checkpoint of the log did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct LogCheckpoint {
-    /// Whether the whole log reached the database file and the log was emptied.
-    pub complete: bool,
-    /// Frames in the log when the checkpoint ran.
-    pub frames: u64,
-    /// Frames of them copied into the database file.
-    pub copied: u64,
-}
-
-/// Where decisions, feedback and user states are kept.
-pub trait Store: Send {
-    /// Starts a transaction.
-    fn begin(&mut self) -> Result<(), StoreError>;
-    /// Commits it durably.
-    fn commit(&mut self) -> Result<(), StoreError>;
-    /// Abandons it.
-    fn rollback(&mut self) -> Result<(), StoreError>;
-    /// Stores a new decision.
-    fn insert_decision(&mut self, row: &DecisionRow) -> Result<(), StoreError>;
-    /// A decision by event id.
-    fn decision(&mut self, event_id: &str) -> Result<Option<DecisionRow>, StoreError>;
-    /// Rewrites a decision's interaction, resolution and reward.
-    fn update_decision(&mut self, row: &DecisionRow) -> Result<(), StoreError>;
-    /// Stores a feedback row; `false` when the same (event, position, kind) is already there.
-    fn insert_feedback(&mut self, row: &FeedbackRow) -> Result<bool, StoreError>;
-    /// Up to `limit` unresolved decisions created before `created_before_ms`, oldest first.
-    fn unresolved_before(
-        &mut self,
-        created_before_ms: i64,
-        limit: usize,
-    ) -> Result<Vec<DecisionRow>, StoreError>;
-    /// Stores a user's state (JSON).
-    fn put_user(&mut self, user: &str, state: &str, updated_ms: i64) -> Result<(), StoreError>;
-    /// Every stored user state.
-    fn users(&mut self) -> Result<Vec<(String, String)>, StoreError>;
-    /// Deletes a user's state, decisions and feedback; returns the decisions deleted.
-    fn forget(&mut self, user: &str) -> Result<u64, StoreError>;
-    /// Stores an item changed over the API (JSON) for the catalog with fingerprint `catalog`:
-    /// a new key is appended after every item stored before it, an existing one keeps its
-    /// place, so [`Store::items`] gives items in the order they were first added.
-    fn put_item(
-        &mut self,
-        catalog: &str,
-        key: &str,
-        record: &str,
-        updated_ms: i64,
-    ) -> Result<(), StoreError>;
-    /// Every item changed over the API for the catalog with fingerprint `catalog`, as (key,
-    /// JSON), in the order they were first stored.
-    fn items(&mut self, catalog: &str) -> Result<Vec<(String, String)>, StoreError>;
-    /// Calls `f` with every interaction, oldest decision first; returns how many.
-    fn for_each_interaction(
-        &mut self,
-        f: &mut dyn FnMut(Interaction) -> Result<(), StoreError>,
-    ) -> Result<u64, StoreError>;
-    /// Row counts.
-    fn counts(&mut self) -> Result<Counts, StoreError>;
-    /// Bytes written to the write-ahead log since it last started from its beginning, as of the
-    /// last commit (0 for a store without one).
-    fn log_bytes(&self) -> u64;
-    /// Bytes of the write-ahead log file on disk (0 for a store without one).
-    fn log_file_bytes(&self) -> u64;
-    /// Bytes of the database file (0 where that means nothing).
-    fn data_bytes(&self) -> u64;
-    /// Copies the whole log into the database file and empties it; called outside any
-    /// transaction. A checkpoint that could not finish (another connection held the log) says
-    /// so in [`LogCheckpoint::complete`]; nothing is lost either way.
-    fn truncate_log(&mut self) -> Result<LogCheckpoint, StoreError>;
-    /// Copies the whole log into the database file so that the next commit writes the log from
-    /// its beginning again, keeping the file; called outside any transaction. As for
-    /// [`Store::truncate_log`], an incomplete checkpoint loses nothing.
-    fn restart_log(&mut self) -> Result<LogCheckpoint, StoreError>;
-    /// Unresolved decisions created before `created_before_ms` (events past their window).
-    fn unresolved_count(&mut self, created_before_ms: i64) -> Result<u64, StoreError>;
-}
 
 /// What a commit survives: the trade between acknowledgement latency and durability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -317,7 +158,7 @@ fn row_to_decision(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawDecision> {
 fn parse(raw: RawDecision) -> Result<DecisionRow, StoreError> {
     let (event_id, user, owner, created_ms, resolved, reward, text) = raw;
     let interaction = serde_json::from_str(&text).map_err(|e| {
-        StoreError(format!(
+        StoreError::new(format!(
             "decision {event_id}: stored interaction is invalid: {e}"
         ))
     })?;
@@ -338,7 +179,7 @@ const DECISION_COLUMNS: &str = "event_id, user, owner, created_ms, resolved, rew
 /// exist yet, and narrows an existing one to that: it holds pseudonymous histories. SQLite
 /// gives the `-wal` and `-shm` files it creates the permissions of the database file.
 fn create_private(path: &Path) -> Result<(), StoreError> {
-    let io = |e: std::io::Error| StoreError(format!("{}: {e}", path.display()));
+    let io = |e: std::io::Error| StoreError::new(format!("{}: {e}", path.display()));
     let mut options = std::fs::OpenOptions::new();
     options.create(true).append(true);
     #[cfg(unix)]
@@ -384,7 +225,7 @@ fn checkpoint(conn: &Connection, mode: &str) -> Result<(bool, u64, u64), StoreEr
 fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
-        return Err(StoreError(format!(
+        return Err(StoreError::new(format!(
             "{}: schema version {version} is newer than this server's {SCHEMA_VERSION}; use a newer metarec",
             path.display()
         )));
@@ -436,8 +277,8 @@ impl SqliteStore {
     /// Opens (creating if needed) a database file in WAL mode with the given durability.
     pub fn open_with(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
         create_private(path)?;
-        let conn =
-            Connection::open(path).map_err(|e| StoreError(format!("{}: {e}", path.display())))?;
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::new(format!("{}: {e}", path.display())))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", durability.synchronous())?;
         // Deleted rows are overwritten, not just unlinked, so that forgetting a user removes
@@ -471,7 +312,7 @@ impl SqliteStore {
         lag: Arc<AtomicU64>,
     ) -> Result<Checkpointer, StoreError> {
         let conn = Connection::open(&self.path)
-            .map_err(|e| StoreError(format!("{}: {e}", self.path.display())))?;
+            .map_err(|e| StoreError::new(format!("{}: {e}", self.path.display())))?;
         conn.pragma_update(None, "synchronous", self.durability.synchronous())?;
         conn.busy_timeout(Duration::from_secs(5))?;
         self.conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -493,7 +334,7 @@ impl SqliteStore {
                     }
                 }
             })
-            .map_err(|e| StoreError(format!("cannot start the checkpoint thread: {e}")))?;
+            .map_err(|e| StoreError::new(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(Checkpointer {
             stop: Some(stop),
             thread: Some(thread),
@@ -529,6 +370,10 @@ impl SqliteStore {
 }
 
 impl Store for SqliteStore {
+    fn as_sqlite(&mut self) -> Option<&mut SqliteStore> {
+        Some(self)
+    }
+
     fn begin(&mut self) -> Result<(), StoreError> {
         self.conn.execute_batch("BEGIN IMMEDIATE")?;
         Ok(())
@@ -617,14 +462,23 @@ impl Store for SqliteStore {
         rows.into_iter().map(parse).collect()
     }
 
-    fn put_user(&mut self, user: &str, state: &str, updated_ms: i64) -> Result<(), StoreError> {
+    fn put_user(&mut self, user: &str, state: &str, updated_ms: i64) -> Result<i64, StoreError> {
         self.conn
             .prepare_cached(
                 "INSERT INTO users (user, state, updated_ms) VALUES (?1, ?2, ?3)
                  ON CONFLICT(user) DO UPDATE SET state = excluded.state, updated_ms = excluded.updated_ms",
             )?
             .execute(params![user, state, updated_ms])?;
-        Ok(())
+        Ok(0)
+    }
+
+    fn user(&mut self, user: &str, _: i64) -> Result<Option<(i64, Option<String>)>, StoreError> {
+        let state: Option<String> = self
+            .conn
+            .prepare_cached("SELECT state FROM users WHERE user = ?1")?
+            .query_row([user], |r| r.get(0))
+            .optional()?;
+        Ok(state.map(|s| (0, Some(s))))
     }
 
     fn users(&mut self) -> Result<Vec<(String, String)>, StoreError> {
@@ -690,7 +544,7 @@ impl Store for SqliteStore {
             let event: String = row.get(0)?;
             let text: String = row.get(1)?;
             let interaction: Interaction = serde_json::from_str(&text).map_err(|e| {
-                StoreError(format!(
+                StoreError::new(format!(
                     "decision {event}: stored interaction is invalid: {e}"
                 ))
             })?;

@@ -1,0 +1,198 @@
+//! Storage of decisions, feedback and per-user adjuster states.
+//!
+//! [`Store`] is the seam: each server's writer thread is its only caller, and it groups many
+//! requests into one transaction (`begin` ... `commit`), so a commit acknowledges a whole group.
+//! Two implementations:
+//!
+//! - [`SqliteStore`] (`sqlite.rs`), the embedded default: one file in WAL mode with synchronous
+//!   FULL, written by one server process;
+//! - [`PostgresStore`] (`postgres.rs`): a PostgreSQL database that any number of server
+//!   replicas share, with synchronous commit, versioned migrations applied at start and a
+//!   transaction-level advisory lock that serialises the replicas' write groups.
+//!
+//! Tables (the same concepts in both): `decisions` (one row per event: pseudonymous user, the
+//! pseudonymous API key that ranked it, creation time, the interaction as JSON with its feedback
+//! so far, whether the reward window closed and the reward then), `feedback` (one row per
+//! event, position and kind: the primary key makes feedback idempotent), `users` (the adjuster
+//! state of each pseudonymous user as JSON) and `items` (items added, updated or retired over
+//! the API, as JSON, per catalog fingerprint, in the order they were first added, which gives
+//! added items their ids).
+
+use crate::error::StoreError;
+use metarec_core::Interaction;
+
+mod postgres;
+mod sqlite;
+
+pub use postgres::{PG_SCHEMA_VERSION, PgConfig, PostgresStore, UserReader, WRITER_LOCK};
+pub use sqlite::{Checkpointer, Durability, SCHEMA_VERSION, SqliteStore};
+/// Whether a `--db` value names a PostgreSQL database (`postgres://` or `postgresql://`)
+/// rather than a SQLite file.
+pub fn is_postgres_url(db: &str) -> bool {
+    db.starts_with("postgres://") || db.starts_with("postgresql://")
+}
+
+/// One decision (event) as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRow {
+    /// The event id.
+    pub event_id: String,
+    /// The pseudonymous user.
+    pub user: String,
+    /// The pseudonym of the API key that ranked it: only that key may send its feedback (empty
+    /// for events stored before keys were recorded, which any key may answer).
+    pub owner: String,
+    /// When it was decided, milliseconds since the Unix epoch.
+    pub created_ms: i64,
+    /// The context, the decision and the feedback received so far.
+    pub interaction: Interaction,
+    /// Whether the reward window has closed.
+    pub resolved: bool,
+    /// The reward once resolved.
+    pub reward: Option<f64>,
+}
+
+/// The kind of a feedback event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedbackKind {
+    /// A click.
+    Click,
+    /// A purchase (with revenue).
+    Purchase,
+}
+
+impl FeedbackKind {
+    /// The stored name.
+    pub fn name(self) -> &'static str {
+        match self {
+            FeedbackKind::Click => "click",
+            FeedbackKind::Purchase => "purchase",
+        }
+    }
+}
+
+/// One feedback event as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackRow {
+    /// The event it answers.
+    pub event_id: String,
+    /// The pseudonymous user of the event.
+    pub user: String,
+    /// The slate position (0-based).
+    pub position: u32,
+    /// Click or purchase.
+    pub kind: FeedbackKind,
+    /// Revenue of a purchase (0 for a click).
+    pub revenue: f64,
+    /// When it arrived, milliseconds since the Unix epoch.
+    pub received_ms: i64,
+}
+
+/// Row counts, for health checks and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Decisions stored.
+    pub decisions: u64,
+    /// Feedback rows stored.
+    pub feedback: u64,
+    /// Users with a stored state.
+    pub users: u64,
+    /// Items changed over the API (under any catalog).
+    pub items: u64,
+}
+
+/// What a checkpoint of the log did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LogCheckpoint {
+    /// Whether the whole log reached the database file and the log was emptied.
+    pub complete: bool,
+    /// Frames in the log when the checkpoint ran.
+    pub frames: u64,
+    /// Frames of them copied into the database file.
+    pub copied: u64,
+}
+
+/// Where decisions, feedback and user states are kept.
+pub trait Store: Send {
+    /// Starts a transaction; a shared store also takes the lock that serialises the write
+    /// groups of every server on the database, held until the commit or rollback.
+    fn begin(&mut self) -> Result<(), StoreError>;
+    /// Commits it durably.
+    fn commit(&mut self) -> Result<(), StoreError>;
+    /// Abandons it.
+    fn rollback(&mut self) -> Result<(), StoreError>;
+    /// Stores a new decision.
+    fn insert_decision(&mut self, row: &DecisionRow) -> Result<(), StoreError>;
+    /// A decision by event id.
+    fn decision(&mut self, event_id: &str) -> Result<Option<DecisionRow>, StoreError>;
+    /// Rewrites a decision's interaction, resolution and reward.
+    fn update_decision(&mut self, row: &DecisionRow) -> Result<(), StoreError>;
+    /// Stores a feedback row; `false` when the same (event, position, kind) is already there.
+    fn insert_feedback(&mut self, row: &FeedbackRow) -> Result<bool, StoreError>;
+    /// Up to `limit` unresolved decisions created before `created_before_ms`, oldest first.
+    fn unresolved_before(
+        &mut self,
+        created_before_ms: i64,
+        limit: usize,
+    ) -> Result<Vec<DecisionRow>, StoreError>;
+    /// A user's stored state: its version and, unless the version is `known`, the state (JSON);
+    /// `None` when no state is stored. The writer reads states here rather than from its
+    /// memory when the store is [`Store::shared`], since another server may have changed them;
+    /// `known` spares sending and parsing a state the writer already holds. A store without
+    /// versions answers version 0 and always sends the state.
+    fn user(&mut self, user: &str, known: i64)
+    -> Result<Option<(i64, Option<String>)>, StoreError>;
+    /// This store as the SQLite one, for what only SQLite has (its background checkpointer).
+    fn as_sqlite(&mut self) -> Option<&mut SqliteStore> {
+        None
+    }
+    /// Whether other server processes write the same database (so user states in one server's
+    /// memory may be stale, and the writer must read them from the store inside its
+    /// transaction). False for a store only this process writes.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Stores a user's state (JSON); returns its new version (0 for a store without versions).
+    fn put_user(&mut self, user: &str, state: &str, updated_ms: i64) -> Result<i64, StoreError>;
+    /// Every stored user state.
+    fn users(&mut self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Deletes a user's state, decisions and feedback; returns the decisions deleted.
+    fn forget(&mut self, user: &str) -> Result<u64, StoreError>;
+    /// Stores an item changed over the API (JSON) for the catalog with fingerprint `catalog`:
+    /// a new key is appended after every item stored before it, an existing one keeps its
+    /// place, so [`Store::items`] gives items in the order they were first added.
+    fn put_item(
+        &mut self,
+        catalog: &str,
+        key: &str,
+        record: &str,
+        updated_ms: i64,
+    ) -> Result<(), StoreError>;
+    /// Every item changed over the API for the catalog with fingerprint `catalog`, as (key,
+    /// JSON), in the order they were first stored.
+    fn items(&mut self, catalog: &str) -> Result<Vec<(String, String)>, StoreError>;
+    /// Calls `f` with every interaction, oldest decision first; returns how many.
+    fn for_each_interaction(
+        &mut self,
+        f: &mut dyn FnMut(Interaction) -> Result<(), StoreError>,
+    ) -> Result<u64, StoreError>;
+    /// Row counts.
+    fn counts(&mut self) -> Result<Counts, StoreError>;
+    /// Bytes written to the write-ahead log since it last started from its beginning, as of the
+    /// last commit (0 for a store without one).
+    fn log_bytes(&self) -> u64;
+    /// Bytes of the write-ahead log file on disk (0 for a store without one).
+    fn log_file_bytes(&self) -> u64;
+    /// Bytes of the database file (0 where that means nothing).
+    fn data_bytes(&self) -> u64;
+    /// Copies the whole log into the database file and empties it; called outside any
+    /// transaction. A checkpoint that could not finish (another connection held the log) says
+    /// so in [`LogCheckpoint::complete`]; nothing is lost either way.
+    fn truncate_log(&mut self) -> Result<LogCheckpoint, StoreError>;
+    /// Copies the whole log into the database file so that the next commit writes the log from
+    /// its beginning again, keeping the file; called outside any transaction. As for
+    /// [`Store::truncate_log`], an incomplete checkpoint loses nothing.
+    fn restart_log(&mut self) -> Result<LogCheckpoint, StoreError>;
+    /// Unresolved decisions created before `created_before_ms` (events past their window).
+    fn unresolved_count(&mut self, created_before_ms: i64) -> Result<u64, StoreError>;
+}

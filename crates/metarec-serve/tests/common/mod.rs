@@ -1,0 +1,246 @@
+//! What the server's integration tests share: a small seeded model bundle, a server on a
+//! loopback port and the requests they send.
+#![allow(dead_code)]
+
+use metarec_core::{Catalog, Item, RewardFn};
+use metarec_neural::adjust::{ADJUSTER_FILE, AdjusterManifest, BayesConfig, GradientConfig};
+use metarec_neural::checkpoint::{self, Manifest};
+use metarec_neural::train::{TrainConfig, Trainer};
+use metarec_serve::auth::{ApiKeys, Pseudonymizer};
+use metarec_serve::client::{Client, Response};
+use metarec_serve::{Server, ServerConfig};
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+pub const ADMIN: &str = "admin-token-0123456789";
+pub const RANKER: &str = "rank-token-0123456789";
+pub const SECRET: &str = "a-secret-of-enough-length";
+
+pub fn catalog() -> Catalog {
+    let mut c = Catalog::new(vec!["price_z".into(), "popularity_z".into()]);
+    for i in 0..40 {
+        c.push(Item {
+            key: format!("item{i}"),
+            features: vec![(i as f32 * 0.7).sin(), (i as f32 * 0.3).cos()],
+            ..Item::default()
+        })
+        .unwrap();
+    }
+    c
+}
+
+/// Writes a model bundle over a seeded network, with the adjuster file that `adjuster` builds
+/// from the head width.
+pub fn write_bundle(dir: &Path, seed: u64, adjuster: impl FnOnce(usize) -> AdjusterManifest) {
+    let catalog = catalog();
+    let reward = RewardFn::new(1.0, 0.0, 0.0, 0.0).unwrap();
+    let trainer = Trainer::new(
+        &catalog,
+        reward,
+        TrainConfig {
+            seed,
+            ..TrainConfig::default()
+        },
+    )
+    .unwrap();
+    let source = metarec_neural::checkpoint::DataSource::Scenario {
+        name: "test".into(),
+        toml: String::new(),
+    };
+    let manifest = Manifest::for_trainer(&trainer, &catalog, source, vec![], vec![]);
+    checkpoint::save(dir, &trainer.varmap, &manifest, &catalog).unwrap();
+    let weights = checkpoint::read_manifest(dir).unwrap().weights_sha256;
+    let adjuster = AdjusterManifest {
+        weights_sha256: weights,
+        ..adjuster(trainer.frozen().embed)
+    };
+    std::fs::write(
+        dir.join(ADJUSTER_FILE),
+        serde_json::to_string(&adjuster).unwrap(),
+    )
+    .unwrap();
+}
+
+/// A model with the Bayesian adjuster (greedy by the posterior mean unless `thompson`).
+pub fn write_model(dir: &Path, seed: u64, thompson: bool) {
+    write_bundle(dir, seed, |_| AdjusterManifest {
+        kind: "bayes".into(),
+        config: BayesConfig {
+            prior_scale: 1.0,
+            thompson,
+            draws: 16,
+            calibration: Default::default(),
+        },
+        gradient: None,
+        grid: vec![],
+        mean_grid: vec![],
+        prior_shape: vec![],
+        shaped_grid: vec![],
+        users: 0,
+        offline: None,
+        weights_sha256: None,
+    });
+}
+
+/// A model with the gradient-based adjuster, starting every user from a zero correction.
+pub fn write_gradient_model(dir: &Path, seed: u64) {
+    write_bundle(dir, seed, |embed| AdjusterManifest {
+        kind: "gradient".into(),
+        config: BayesConfig::default(),
+        gradient: Some(GradientConfig {
+            step_size: 0.3,
+            steps: 1,
+            init: vec![0.0; embed],
+            calibration: Default::default(),
+        }),
+        grid: vec![],
+        mean_grid: vec![],
+        prior_shape: vec![],
+        shaped_grid: vec![],
+        users: 0,
+        offline: None,
+        weights_sha256: None,
+    });
+}
+
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn client(&self, token: Option<&str>) -> Client {
+        Client::new(self.addr, token)
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            t.join().unwrap();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+pub fn config(model: &Path, db: &Path) -> ServerConfig {
+    ServerConfig::new(
+        model.to_owned(),
+        db.to_owned(),
+        ApiKeys::parse(&format!("admin:{ADMIN},rank:{RANKER}")).unwrap(),
+        Pseudonymizer::new(SECRET.as_bytes()).unwrap(),
+    )
+}
+
+pub fn start(config: ServerConfig) -> Running {
+    let server = Server::open(config).unwrap();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            server
+                .run(listener, async move {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+        });
+    });
+    Running {
+        addr: addr_rx.recv().unwrap(),
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    }
+}
+
+pub struct Fixture {
+    pub _tmp: tempfile::TempDir,
+    pub model: PathBuf,
+    pub db: PathBuf,
+}
+
+pub fn fixture(thompson: bool) -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    write_model(&model, 1, thompson);
+    let db = tmp.path().join("metarec.db");
+    Fixture {
+        _tmp: tmp,
+        model,
+        db,
+    }
+}
+
+pub fn gradient_fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    write_gradient_model(&model, 1);
+    let db = tmp.path().join("metarec.db");
+    Fixture {
+        _tmp: tmp,
+        model,
+        db,
+    }
+}
+
+pub fn post(c: &mut Client, path: &str, body: &Value) -> Response {
+    c.request("POST", path, Some(body.to_string().as_bytes()))
+        .unwrap()
+}
+
+pub fn candidates() -> Vec<String> {
+    (0..20).map(|i| format!("item{i}")).collect()
+}
+
+pub fn rank(c: &mut Client, user: &str) -> Value {
+    let r = post(
+        c,
+        "/v1/rank",
+        &json!({"user": user, "context": {"country": "France"}, "candidates": candidates(), "slate_size": 5}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// Item key -> (score, adaptation part) over a ranked slate.
+pub fn scores(v: &Value) -> Vec<(String, f64, f64)> {
+    v["slate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["item"].as_str().unwrap().to_owned(),
+                e["score"].as_f64().unwrap(),
+                e["explanation"]["parts"]["adaptation"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+pub fn assert_error(r: &Response, status: u16, code: &str, needle: &str) {
+    assert_eq!(r.status, status, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["error"]["code"], code, "{}", r.text());
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains(needle), "`{needle}` not in `{message}`");
+}
