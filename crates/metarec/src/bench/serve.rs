@@ -29,9 +29,17 @@ pub struct BenchServeArgs {
     /// Server worker threads.
     #[arg(long, default_value_t = 2, value_parser = whole::<usize>(0, MAX_THREADS))]
     workers: usize,
-    /// The server's `--durability`.
+    /// The server's `--durability` (SQLite).
     #[arg(long, value_enum, default_value_t = DurabilityArg::Machine)]
     durability: DurabilityArg,
+    /// Serve from this PostgreSQL database (`postgres://...`; use a scratch database: the run
+    /// adds rows) instead of a temporary SQLite file.
+    #[arg(long, value_name = "URL")]
+    db: Option<String>,
+    /// Server processes sharing `--db`, each with `--workers` threads; the connections are
+    /// spread over them in turn, as a load balancer would.
+    #[arg(long, default_value_t = 1, value_parser = count::<usize>(64))]
+    replicas: usize,
 }
 
 /// What each load connection sends (shared by `bench serve` and `bench soak`).
@@ -108,8 +116,26 @@ pub(super) fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// Busy CPU seconds of the whole machine so far (every process: servers, database, load), from
+/// `/proc/stat` (Linux only).
+fn machine_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<f64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+    let total: f64 = fields.iter().take(8).sum();
+    Some((total - fields.get(3)? - fields.get(4)?) / 100.0)
+}
+
+/// Sends rank (and feedback) requests to the servers at `addrs`, connection `t` to server
+/// `t % addrs.len()`.
 pub(super) fn load(
-    addr: SocketAddr,
+    addrs: &[SocketAddr],
     token: &str,
     keys: &[String],
     spec: LoadArgs,
@@ -121,6 +147,7 @@ pub(super) fn load(
     let results: Vec<Cell> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..connections)
             .map(|t| {
+                let addr = addrs[t % addrs.len()];
                 scope.spawn(move || {
                     let mut client = Client::new(addr, Some(token));
                     let mut cell = Cell::empty(0.0);
@@ -207,20 +234,44 @@ pub fn run(args: BenchServeArgs, global: &Global) -> Result<()> {
     let connections = args.connections.clone();
     args.load.check()?;
     warn_debug_build("serve");
-    let (keys, server) = BenchServer {
+    if args.replicas > 1 && args.db.is_none() {
+        bail!(
+            "--replicas {} needs --db postgres://...: replicas share one database",
+            args.replicas
+        );
+    }
+    if args
+        .db
+        .as_deref()
+        .is_some_and(|db| !metarec_serve::store::is_postgres_url(db))
+    {
+        bail!(
+            "--db must be a PostgreSQL URL (postgres://...); without it the benchmark uses a temporary SQLite file"
+        );
+    }
+    let bench = BenchServer {
         model: &args.model,
         workers: args.workers,
         durability: args.durability,
+        db: args.db.as_deref(),
+    };
+    let (keys, first) = bench.start(global, args.load.candidates, &[])?;
+    let mut servers = vec![first];
+    for _ in 1..args.replicas {
+        servers.push(bench.start(global, args.load.candidates, &[])?.1);
     }
-    .start(global, args.load.candidates, &[])?;
+    let addrs: Vec<SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    let store = match &args.db {
+        Some(_) => format!("PostgreSQL, {} replica(s)", args.replicas),
+        None => format!("SQLite, durability {:?}", args.durability),
+    };
     let spec = args.load;
     println!(
-        "/v1/rank, {} candidates, slate {}, 1 click per {} ranks, 1,000 users; server: {} workers, durability {:?}; {} cores on this machine",
+        "/v1/rank, {} candidates, slate {}, 1 click per {} ranks, 1,000 users; server: {} workers each, {store}; {} cores on this machine",
         spec.candidates,
         spec.slate,
         spec.feedback_every,
         args.workers,
-        args.durability,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     if spec.rate > 0.0 {
@@ -232,19 +283,21 @@ pub fn run(args: BenchServeArgs, global: &Global) -> Result<()> {
         println!("closed loop: each connection sends as soon as its last request is answered");
     }
     println!(
-        "connections  requests/s  feedback/s      p50 ms      p99 ms    p99.9 ms  errors  server CPU us/req  load CPU us/req{}",
+        "connections  requests/s  feedback/s      p50 ms      p99 ms    p99.9 ms  errors  server CPU us/req  load CPU us/req  machine CPU us/req{}",
         if spec.rate > 0.0 {
             "  send lag p99 ms"
         } else {
             ""
         }
     );
-    let server_pid = server.child.id().to_string();
+    let pids: Vec<String> = servers.iter().map(|s| s.child.id().to_string()).collect();
+    // The servers' CPU in all (every replica), or `None` off Linux.
+    let servers_cpu = || -> Option<f64> { pids.iter().map(|p| cpu_seconds(p)).sum() };
     for &c in &connections {
-        load(server.addr, BENCH_TOKEN, &keys, spec, c, 1.0);
-        let before = (cpu_seconds(&server_pid), cpu_seconds("self"));
-        let cell = load(server.addr, BENCH_TOKEN, &keys, spec, c, args.seconds);
-        let after = (cpu_seconds(&server_pid), cpu_seconds("self"));
+        load(&addrs, BENCH_TOKEN, &keys, spec, c, 1.0);
+        let before = (servers_cpu(), cpu_seconds("self"), machine_cpu_seconds());
+        let cell = load(&addrs, BENCH_TOKEN, &keys, spec, c, args.seconds);
+        let after = (servers_cpu(), cpu_seconds("self"), machine_cpu_seconds());
         let ms = |q| 1000.0 * percentile(&cell.latencies, q);
         // CPU per rank request (its share of feedback included), or `-` off Linux.
         let per_request = |a: Option<f64>, b: Option<f64>| match (a, b) {
@@ -259,7 +312,7 @@ pub fn run(args: BenchServeArgs, global: &Global) -> Result<()> {
             String::new()
         };
         println!(
-            "{c:>11}  {:>10.0}  {:>10.0}  {:>10.3}  {:>10.3}  {:>10.3}  {:>6}  {:>17}  {:>15}{lag}",
+            "{c:>11}  {:>10.0}  {:>10.0}  {:>10.3}  {:>10.3}  {:>10.3}  {:>6}  {:>17}  {:>15}  {:>18}{lag}",
             cell.requests as f64 / cell.seconds,
             cell.feedback as f64 / cell.seconds,
             ms(0.5),
@@ -268,6 +321,7 @@ pub fn run(args: BenchServeArgs, global: &Global) -> Result<()> {
             cell.errors,
             per_request(before.0, after.0),
             per_request(before.1, after.1),
+            per_request(before.2, after.2),
         );
     }
     Ok(())

@@ -1,5 +1,6 @@
 //! The `metarec serve` child process that `bench serve` and `bench soak` load, started on a
-//! free loopback port with its own temporary database.
+//! free loopback port with its own temporary SQLite database or on a given database (a
+//! PostgreSQL URL that several children share as replicas).
 
 use crate::Global;
 use crate::serve::DurabilityArg;
@@ -29,6 +30,7 @@ impl ServerChild {
         model: &Path,
         workers: usize,
         durability: DurabilityArg,
+        database: Option<&str>,
         extra: &[String],
     ) -> Result<ServerChild> {
         let dir = std::env::temp_dir().join(format!(
@@ -37,7 +39,7 @@ impl ServerChild {
             Instant::now().elapsed().as_nanos()
         ));
         std::fs::create_dir_all(&dir)?;
-        let db = dir.join("bench.db");
+        let db = database.map_or_else(|| dir.join("bench.db"), PathBuf::from);
         let mut child = std::process::Command::new(std::env::current_exe()?)
             .args(["--quiet", "--data-dir"])
             .arg(global.data.root())
@@ -111,6 +113,8 @@ pub(super) struct BenchServer<'a> {
     pub(super) model: &'a Path,
     pub(super) workers: usize,
     pub(super) durability: DurabilityArg,
+    /// A database URL to serve from instead of a temporary SQLite file.
+    pub(super) db: Option<&'a str>,
 }
 
 impl BenchServer<'_> {
@@ -123,7 +127,14 @@ impl BenchServer<'_> {
         extra: &[String],
     ) -> Result<(Vec<String>, ServerChild)> {
         let keys = catalog_keys(self.model, candidates)?;
-        let server = ServerChild::spawn(global, self.model, self.workers, self.durability, extra)?;
+        let server = ServerChild::spawn(
+            global,
+            self.model,
+            self.workers,
+            self.durability,
+            self.db,
+            extra,
+        )?;
         Ok((keys, server))
     }
 }

@@ -71,6 +71,7 @@ pub fn run(args: BenchSoakArgs, global: &Global) -> Result<()> {
         model: &args.model,
         workers: args.workers,
         durability: args.durability,
+        db: None,
     }
     .start(
         global,
@@ -136,7 +137,7 @@ pub fn run(args: BenchSoakArgs, global: &Global) -> Result<()> {
         while started.elapsed().as_secs_f64() + 0.5 < args.duration {
             let left = args.duration - started.elapsed().as_secs_f64();
             let cell = load(
-                server.addr,
+                &[server.addr],
                 BENCH_TOKEN,
                 &keys,
                 args.load,
