@@ -6,47 +6,14 @@
 //! these tests fail and say how to get one: they are never skipped.
 
 mod common;
+mod pg;
 
 use common::*;
 use metarec_serve::client::Client;
 use metarec_serve::store::{PG_SCHEMA_VERSION, PgConfig, PostgresStore, Store};
+use pg::database;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-
-/// The URL of the test cluster's maintenance database.
-fn cluster() -> String {
-    std::env::var("METAREC_TEST_PG").unwrap_or_else(|_| {
-        panic!(
-            "METAREC_TEST_PG is not set: run the tests through scripts/test, which starts a \
-             throwaway PostgreSQL, or start one with `scripts/pg start DIR` and export the URL it prints"
-        )
-    })
-}
-
-/// A new empty database named after the test; its URL.
-fn database(name: &str) -> String {
-    let url = cluster();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
-        tokio::spawn(conn);
-        // Two calls: PostgreSQL runs a multi-statement string as one transaction, which
-        // neither statement may run in.
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            client.batch_execute(&sql).await.unwrap();
-        }
-    });
-    let (base, _) = url.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
-}
 
 /// A replica: a server on the shared database.
 fn replica(f: &Fixture, url: &str, window_ms: u64) -> Running {

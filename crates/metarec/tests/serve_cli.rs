@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{metarec, serve_with, train_tiny_model};
+use common::{meta_train_tiny, metarec, serve_with, train_tiny_model};
 use metarec_serve::client::Client;
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -32,26 +32,7 @@ fn acknowledged_feedback_survives_sigkill_exactly_once() {
     let model = tmp.path().join("model");
     let m = model.to_str().unwrap();
     train_tiny_model(data, &model);
-    let out = metarec(
-        data,
-        &[
-            "-q",
-            "meta-train",
-            "--scenario",
-            "small",
-            "--model",
-            m,
-            "--users",
-            "8",
-            "--grid",
-            "0.3",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    meta_train_tiny(data, &model);
     // Both durability levels must keep every acknowledged event through a SIGKILL: `process`
     // skips the fsync, which only a power cut could punish.
     let quick = tmp.path().join("process.db");

@@ -7,10 +7,13 @@
 //! throwaway PostgreSQL and sets it); without it this test fails and says so.
 
 mod common;
+#[path = "../../metarec-serve/tests/pg/mod.rs"]
+mod pg;
 
-use common::{metarec, serve_with, train_tiny_model};
+use common::{meta_train_tiny, serve_with, train_tiny_model};
 use metarec_serve::client::Client;
 use metarec_serve::store::{PgConfig, PostgresStore, Store};
+use pg::database;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,61 +22,13 @@ use std::time::{Duration, Instant};
 
 const TOKEN: &str = "replica-test-admin-token-0123";
 
-/// A new empty database on the test cluster; its URL.
-fn database(name: &str) -> String {
-    let url = std::env::var("METAREC_TEST_PG").unwrap_or_else(|_| {
-        panic!(
-            "METAREC_TEST_PG is not set: run the tests through scripts/test, which starts a \
-             throwaway PostgreSQL, or start one with `scripts/pg start DIR` and export the URL it prints"
-        )
-    });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("{url}: {e}"));
-        tokio::spawn(conn);
-        for sql in [
-            format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-            format!("CREATE DATABASE {name}"),
-        ] {
-            client.batch_execute(&sql).await.unwrap();
-        }
-    });
-    let (base, _) = url.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
-}
-
 #[test]
 fn killing_one_of_two_replicas_loses_no_acknowledged_decision_or_feedback() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path();
     let model = tmp.path().join("model");
     train_tiny_model(data, &model);
-    let m = model.to_str().unwrap();
-    let out = metarec(
-        data,
-        &[
-            "-q",
-            "meta-train",
-            "--scenario",
-            "small",
-            "--model",
-            m,
-            "--users",
-            "8",
-            "--grid",
-            "0.3",
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    meta_train_tiny(data, &model);
     let url = database("replica_kill");
     let db = std::path::PathBuf::from(&url);
     let (mut a, addr_a) = serve_with(data, &model, &db, TOKEN, &[]);

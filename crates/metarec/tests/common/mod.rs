@@ -155,6 +155,32 @@ pub fn serve_with(
     (child, addr)
 }
 
+/// Meta-trains the adjuster of a model from [`train_tiny_model`] on 8 users of the `small`
+/// scenario, so that `metarec serve` can serve it.
+pub fn meta_train_tiny(data_dir: &Path, model: &Path) {
+    let m = model.to_str().expect("a UTF-8 temporary path");
+    let out = metarec(
+        data_dir,
+        &[
+            "-q",
+            "meta-train",
+            "--scenario",
+            "small",
+            "--model",
+            m,
+            "--users",
+            "8",
+            "--grid",
+            "0.3",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A path as a command-line argument.
 pub fn arg(p: &Path) -> &str {
     p.to_str().expect("a UTF-8 temporary path")
