@@ -5,6 +5,8 @@
 //!              c_i  = bias_id[i] + w_b . x_i + b_b                  (item bias)
 //! user tower:  a    = relu(W3 u + b3);  V(u) = w_v . a + b_v
 //!              g    = W4 a + b4 + Wc mean(h_j: j clicked) + Wi mean(h_j: j ignored)
+//!                     [+ rho([sum phi_c(h_j): clicked, sum phi_i(h_j): ignored,
+//!                             log1p n_clicked, log1p n_ignored, a])]       (encoder = set)
 //! score:       s_ui = <g, h_i> + c_i + f_ign ignored_i + f_clk clicked_i
 //! click:       P(click) = sigmoid(s_ui);  purchase | click: sigmoid(p_a s_ui + p_b)
 //! policy:      Plackett-Luce over s_ui / temperature
@@ -45,6 +47,14 @@ pub struct ModelConfig {
     /// leaves it out, so it stays byte-identical to one written before.
     #[serde(skip_serializing_if = "Encoder::is_mean")]
     pub encoder: Encoder,
+    /// Width of the set encoder's per-item features and of its MLP's hidden layer; 0 (the
+    /// default, left out of manifests) means [`ModelConfig::hidden`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub set_width: usize,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
 }
 
 /// The user tower's encoder of the session's clicked and ignored items.
@@ -105,11 +115,21 @@ impl Default for ModelConfig {
             temperature: 1.0,
             feedback: true,
             encoder: Encoder::Mean,
+            set_width: 0,
         }
     }
 }
 
 impl ModelConfig {
+    /// The set encoder's width: [`ModelConfig::set_width`], or the hidden width when it is 0.
+    pub fn set_features(&self) -> usize {
+        if self.set_width == 0 {
+            self.hidden
+        } else {
+            self.set_width
+        }
+    }
+
     /// Checks the sizes.
     pub fn validate(&self) -> Result<(), NeuralError> {
         for (name, v) in [
@@ -122,6 +142,12 @@ impl ModelConfig {
                     "model.{name} = {v}: must be 1 to 4096"
                 )));
             }
+        }
+        if self.set_width > 4096 {
+            return Err(NeuralError::Config(format!(
+                "model.set_width = {}: must be 0 (the hidden width) to 4096",
+                self.set_width
+            )));
         }
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(NeuralError::Config(format!(
@@ -152,9 +178,9 @@ pub struct TwoTower {
     set: Option<SetLayers>,
 }
 
-/// The set encoder's layers (see [`Encoder::Set`]): `phi_c`, `phi_i` read an item vector
-/// (`embed -> hidden`); `rho` reads `[sum phi_c, sum phi_i, log1p n_c, log1p n_i, a]`
-/// (`3 hidden + 2 -> hidden -> embed`).
+/// The set encoder's layers (see [`Encoder::Set`]), `p` its width
+/// ([`ModelConfig::set_features`]): `phi_c`, `phi_i` read an item vector (`embed -> p`); `rho`
+/// reads `[sum phi_c, sum phi_i, log1p n_c, log1p n_i, a]` (`2 p + 2 + hidden -> p -> embed`).
 struct SetLayers {
     phi_click: Linear,
     phi_ignore: Linear,
@@ -230,12 +256,12 @@ impl TwoTower {
             set: match config.encoder {
                 Encoder::Mean => None,
                 Encoder::Set => {
-                    let (h, e) = (config.hidden, config.embed);
+                    let (h, e, p) = (config.hidden, config.embed, config.set_features());
                     Some(SetLayers {
-                        phi_click: lin(e, h, "user.set.phi_click")?,
-                        phi_ignore: lin(e, h, "user.set.phi_ignore")?,
-                        rho1: lin(3 * h + 2, h, "user.set.rho1")?,
-                        rho2: lin(h, e, "user.set.rho2")?,
+                        phi_click: lin(e, p, "user.set.phi_click")?,
+                        phi_ignore: lin(e, p, "user.set.phi_ignore")?,
+                        rho1: lin(2 * p + 2 + h, p, "user.set.rho1")?,
+                        rho2: lin(p, e, "user.set.rho2")?,
                     })
                 }
             },
@@ -632,28 +658,29 @@ impl Frozen {
             // rho's input [sum phi_c, sum phi_i, log1p n_c, log1p n_i, a], then its hidden
             // layer and output, after the mean encoder's buffers.
             let base = scratch.len();
-            scratch.resize(base + 4 * h + 2 + e, 0.0);
+            let p = set.bc.len();
+            scratch.resize(base + 3 * p + 2 + h + e, 0.0);
             let (head, tail) = scratch.split_at_mut(base);
-            let (input, tail) = tail.split_at_mut(3 * h + 2);
-            let (inner, summary) = tail.split_at_mut(h);
+            let (input, tail) = tail.split_at_mut(2 * p + 2 + h);
+            let (inner, summary) = tail.split_at_mut(p);
             for (block, phi, set_items) in
-                [(0, &set.phi_click, clicked), (h, &set.phi_ignore, ignored)]
+                [(0, &set.phi_click, clicked), (p, &set.phi_ignore, ignored)]
             {
-                let sum = &mut input[block..block + h];
+                let sum = &mut input[block..block + p];
                 for item in set_items {
-                    let row = &phi[item.index() * h..(item.index() + 1) * h];
+                    let row = &phi[item.index() * p..(item.index() + 1) * p];
                     sum.iter_mut().zip(row).for_each(|(s, x)| *s += x);
                 }
                 sum.iter_mut().for_each(|s| *s *= SET_SUM_SCALE);
             }
-            input[2 * h] = (clicked.len() as f32).ln_1p();
-            input[2 * h + 1] = (ignored.len() as f32).ln_1p();
-            input[2 * h + 2..].copy_from_slice(&head[..h]);
-            row_dots(&set.r1, 3 * h + 2, input, inner);
+            input[2 * p] = (clicked.len() as f32).ln_1p();
+            input[2 * p + 1] = (ignored.len() as f32).ln_1p();
+            input[2 * p + 2..].copy_from_slice(&head[..h]);
+            row_dots(&set.r1, 2 * p + 2 + h, input, inner);
             for (v, b) in inner.iter_mut().zip(&set.b1) {
                 *v = (b + *v).max(0.0);
             }
-            row_dots(&set.r2, h, inner, summary);
+            row_dots(&set.r2, p, inner, summary);
             for ((o, s), b) in out.iter_mut().zip(summary.iter()).zip(&set.b2) {
                 *o += b + s;
             }
@@ -1035,6 +1062,8 @@ mod tests {
             temperature: 0.7,
             feedback: true,
             encoder,
+            // A set width other than the hidden width, so no shape is right by accident.
+            set_width: 5,
         };
         let (varmap, model) = build(config, &f, DType::F64, 3).unwrap();
         // Non-zero biases and flags, so their gradients are exercised away from 0, and a
@@ -1185,13 +1214,14 @@ mod tests {
 
     /// A network whose every variable is random (the set encoder's output layer included,
     /// which otherwise starts at zero), so no part of the forward pass reads as zero.
-    fn randomised(encoder: Encoder, seed: u64) -> (Features, TwoTower) {
+    fn randomised(encoder: Encoder, set_width: usize, seed: u64) -> (Features, TwoTower) {
         let f = Features::new(&catalog());
         let config = ModelConfig {
             id_dim: 3,
             hidden: 6,
             embed: 5,
             encoder,
+            set_width,
             ..ModelConfig::default()
         };
         let (varmap, model) = build(config, &f, DType::F32, seed).unwrap();
@@ -1274,15 +1304,15 @@ mod tests {
 
     #[test]
     fn frozen_scores_equal_the_candle_scores_for_both_encoders() {
-        for encoder in [Encoder::Mean, Encoder::Set] {
+        for (encoder, set_width) in [(Encoder::Mean, 0), (Encoder::Set, 0), (Encoder::Set, 9)] {
             for seed in [1, 2, 3] {
-                let (f, model) = randomised(encoder, seed);
+                let (f, model) = randomised(encoder, set_width, seed);
                 let (candle, frozen) = both_scores(&f, &model, seed);
                 assert_eq!(candle.len(), frozen.len());
                 for (k, (a, b)) in candle.iter().zip(&frozen).enumerate() {
                     assert!(
                         (a - b).abs() < 1e-5 * (1.0 + a.abs()),
-                        "{encoder:?} seed {seed}, score {k}: candle {a} vs frozen {b}"
+                        "{encoder:?} ({set_width}) seed {seed}, score {k}: candle {a} vs frozen {b}"
                     );
                 }
             }
@@ -1291,7 +1321,7 @@ mod tests {
 
     #[test]
     fn the_set_encoder_changes_scores_and_its_parts_add_up() {
-        let (f, model) = randomised(Encoder::Set, 4);
+        let (f, model) = randomised(Encoder::Set, 0, 4);
         let x = crate::item_tensor(&f).unwrap();
         let frozen = Frozen::from_model(&model, &x).unwrap();
         assert_eq!(frozen.encoder(), Encoder::Set);

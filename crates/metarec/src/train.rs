@@ -138,6 +138,10 @@ pub struct TrainArgs {
     /// with the evidence); the bundle's manifest records it, and --resume keeps the model's.
     #[arg(long, value_enum, default_value_t = EncoderArg::Mean)]
     encoder: EncoderArg,
+    /// Width of the set encoder's per-item features and of its MLP's hidden layer (0: the
+    /// --hidden width); only `--encoder set` reads it.
+    #[arg(long, default_value_t = 0, value_parser = whole::<usize>(0, MAX_WIDTH))]
+    set_width: usize,
     /// Seed of weights, sampling and training users.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -740,6 +744,7 @@ fn settings(args: &TrainArgs, base: &RewardFn, algo: Algo) -> Result<(RewardFn, 
                 EncoderArg::Mean => Encoder::Mean,
                 EncoderArg::Set => Encoder::Set,
             },
+            set_width: args.set_width,
             ..ModelConfig::default()
         },
         iterations: args.iterations,
