@@ -5,6 +5,8 @@
 //!              c_i  = bias_id[i] + w_b . x_i + b_b                  (item bias)
 //! user tower:  a    = relu(W3 u + b3);  V(u) = w_v . a + b_v
 //!              g    = W4 a + b4 + Wc mean(h_j: j clicked) + Wi mean(h_j: j ignored)
+//!                     [+ rho([sum phi_c(h_j): clicked, sum phi_i(h_j): ignored,
+//!                             log1p n_clicked, log1p n_ignored, a])]       (encoder = set)
 //! score:       s_ui = <g, h_i> + c_i + f_ign ignored_i + f_clk clicked_i
 //! click:       P(click) = sigmoid(s_ui);  purchase | click: sigmoid(p_a s_ui + p_b)
 //! policy:      Plackett-Luce over s_ui / temperature
@@ -40,7 +42,69 @@ pub struct ModelConfig {
     /// avoid repeats, but every past item reads as shown-and-ignored, so it cannot adapt to
     /// what this user likes.
     pub feedback: bool,
+    /// How the user tower reads the session's clicked and ignored items. Absent in manifests
+    /// written before it existed, which read as [`Encoder::Mean`]; a mean network's manifest
+    /// leaves it out, so it stays byte-identical to one written before.
+    #[serde(skip_serializing_if = "Encoder::is_mean")]
+    pub encoder: Encoder,
+    /// Width of the set encoder's per-item features and of its MLP's hidden layer; 0 (the
+    /// default, left out of manifests) means [`ModelConfig::hidden`].
+    #[serde(skip_serializing_if = "is_zero")]
+    pub set_width: usize,
 }
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
+/// The user tower's encoder of the session's clicked and ignored items.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoder {
+    /// Linear in the means of the clicked and of the ignored items' vectors: `Wc mean(h_j)`
+    /// and `Wi mean(h_j)`. It cannot tell one click from ten alike, nor combine evidence
+    /// nonlinearly.
+    #[default]
+    Mean,
+    /// The mean encoder plus a DeepSets term: per-item features `phi_c(h_j)`, `phi_i(h_j)`
+    /// summed (not averaged) over the clicked and ignored items, with the log counts and the
+    /// user tower's hidden layer, through a small MLP `rho` whose output is added to the user
+    /// vector. The sums grow with the evidence, as a posterior's sufficient statistics do, so
+    /// the network can tell how sure it may be.
+    Set,
+}
+
+impl Encoder {
+    /// Whether this is [`Encoder::Mean`] (the manifest leaves the default out).
+    pub fn is_mean(&self) -> bool {
+        *self == Encoder::Mean
+    }
+
+    /// The name used on the command line and in manifests.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Encoder::Mean => "mean",
+            Encoder::Set => "set",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(name: &str) -> Result<Encoder, NeuralError> {
+        match name {
+            "mean" => Ok(Encoder::Mean),
+            "set" => Ok(Encoder::Set),
+            other => Err(NeuralError::Config(format!(
+                "unknown encoder `{other}`; expected mean or set"
+            ))),
+        }
+    }
+}
+
+/// The set encoder's sums enter `rho` divided by this, so that sessions of tens of items give
+/// first-layer inputs of order one: Adam moves each weight by about the learning rate per
+/// step, and inputs in the hundreds would turn that into jumps of the user vector. A constant
+/// rather than the count keeps them sums, which grow with the evidence.
+const SET_SUM_SCALE: f32 = 0.1;
 
 impl Default for ModelConfig {
     fn default() -> Self {
@@ -50,11 +114,22 @@ impl Default for ModelConfig {
             embed: 16,
             temperature: 1.0,
             feedback: true,
+            encoder: Encoder::Mean,
+            set_width: 0,
         }
     }
 }
 
 impl ModelConfig {
+    /// The set encoder's width: [`ModelConfig::set_width`], or the hidden width when it is 0.
+    pub fn set_features(&self) -> usize {
+        if self.set_width == 0 {
+            self.hidden
+        } else {
+            self.set_width
+        }
+    }
+
     /// Checks the sizes.
     pub fn validate(&self) -> Result<(), NeuralError> {
         for (name, v) in [
@@ -67,6 +142,12 @@ impl ModelConfig {
                     "model.{name} = {v}: must be 1 to 4096"
                 )));
             }
+        }
+        if self.set_width > 4096 {
+            return Err(NeuralError::Config(format!(
+                "model.set_width = {}: must be 0 (the hidden width) to 4096",
+                self.set_width
+            )));
         }
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(NeuralError::Config(format!(
@@ -94,7 +175,22 @@ pub struct TwoTower {
     value: Linear,
     flags: Tensor,
     purchase: Tensor,
+    set: Option<SetLayers>,
 }
+
+/// The set encoder's layers (see [`Encoder::Set`]), `p` its width
+/// ([`ModelConfig::set_features`]): `phi_c`, `phi_i` read an item vector (`embed -> p`); `rho`
+/// reads `[sum phi_c, sum phi_i, log1p n_c, log1p n_i, a]` (`2 p + 2 + hidden -> p -> embed`).
+struct SetLayers {
+    phi_click: Linear,
+    phi_ignore: Linear,
+    rho1: Linear,
+    rho2: Linear,
+}
+
+/// The prefix of the set encoder's variables, which [`init_seeded`] draws from a stream of
+/// their own.
+const SET_PREFIX: &str = "user.set.";
 
 /// Outputs of the item tower for every item.
 pub struct ItemOut {
@@ -157,6 +253,18 @@ impl TwoTower {
             value: lin(config.hidden, 1, "value")?,
             flags: vb.get_with_hints(2, "flags", zero)?,
             purchase: vb.get_with_hints(2, "purchase", zero)?,
+            set: match config.encoder {
+                Encoder::Mean => None,
+                Encoder::Set => {
+                    let (h, e, p) = (config.hidden, config.embed, config.set_features());
+                    Some(SetLayers {
+                        phi_click: lin(e, p, "user.set.phi_click")?,
+                        phi_ignore: lin(e, p, "user.set.phi_ignore")?,
+                        rho1: lin(2 * p + 2 + h, p, "user.set.rho1")?,
+                        rho2: lin(p, e, "user.set.rho2")?,
+                    })
+                }
+            },
         })
     }
 
@@ -171,11 +279,14 @@ impl TwoTower {
 
     /// The user tower; `u` is `S x U`, `clicked_mean` and `ignored_mean` are `S x N` rows that
     /// average over the session's clicked and ignored items (all zero when there are none).
+    /// The set encoder also needs `counts`: the clicked and ignored `S x N` count matrices
+    /// (how often each item was clicked or passed over); the mean encoder ignores them.
     pub fn users(
         &self,
         u: &Tensor,
         clicked_mean: &Tensor,
         ignored_mean: &Tensor,
+        counts: Option<(&Tensor, &Tensor)>,
         items: &ItemOut,
     ) -> Result<UserOut, NeuralError> {
         let hidden = self.user_l1.forward(u)?.relu()?;
@@ -186,7 +297,22 @@ impl TwoTower {
         let from_ignores = self
             .user_ignore
             .forward(&ignored_mean.matmul(&items.vectors)?)?;
-        let vectors = ((own + from_clicks)? + from_ignores)?;
+        let mut vectors = ((own + from_clicks)? + from_ignores)?;
+        if let Some(set) = &self.set {
+            let (clicked, ignored) = counts.ok_or_else(|| {
+                NeuralError::Config("the set encoder needs the session's count matrices".into())
+            })?;
+            // phi over all N items once; the count matrices then sum it per session.
+            let phi_c = set.phi_click.forward(&items.vectors)?.relu()?;
+            let phi_i = set.phi_ignore.forward(&items.vectors)?.relu()?;
+            let sum_c = (clicked.matmul(&phi_c)? * f64::from(SET_SUM_SCALE))?;
+            let sum_i = (ignored.matmul(&phi_i)? * f64::from(SET_SUM_SCALE))?;
+            let n_c = (clicked.sum_keepdim(1)? + 1.0)?.log()?;
+            let n_i = (ignored.sum_keepdim(1)? + 1.0)?.log()?;
+            let input = Tensor::cat(&[&sum_c, &sum_i, &n_c, &n_i, &hidden], 1)?;
+            let summary = set.rho2.forward(&set.rho1.forward(&input)?.relu()?)?;
+            vectors = (vectors + summary)?;
+        }
         let value = self.value.forward(&hidden)?.squeeze(1)?;
         Ok(UserOut { vectors, value })
     }
@@ -219,26 +345,41 @@ impl TwoTower {
 /// the same initial network (candle's own initialisers draw from an unseeded generator).
 /// Weights get `N(0, 1 / fan_in)`, the id embedding `N(0, 0.1^2)`, biases and scalars 0, and the
 /// purchase head `a = 1`.
+///
+/// The set encoder's variables draw from a stream of their own, after the others, so a set
+/// network shares every other initial weight with the mean network of the same seed; its output
+/// layer `rho2` starts at zero, so it starts as exactly that mean network and any difference
+/// the two end with is what the encoder learned.
 pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<(), NeuralError> {
     let mut rng = metarec_core::rng_for(seed, 0x6e6e);
+    let mut set_rng = metarec_core::rng_for(seed, 0x6e73);
     let data = varmap
         .data()
         .lock()
         .map_err(|_| NeuralError::Config("poisoned variable map".into()))?;
     let mut names: Vec<&String> = data.keys().collect();
+    // A stable sort on "is it the set encoder's" keeps name order within each group.
     names.sort();
+    names.sort_by_key(|name| name.starts_with(SET_PREFIX));
     for name in names {
         let var = &data[name];
         let dims = var.dims().to_vec();
         let count: usize = dims.iter().product();
-        let values: Vec<f64> = if name.ends_with("weight") {
+        let rng = if name.starts_with(SET_PREFIX) {
+            &mut set_rng
+        } else {
+            &mut rng
+        };
+        let values: Vec<f64> = if name.starts_with("user.set.rho2") {
+            vec![0.0; count]
+        } else if name.ends_with("weight") {
             let fan_in = *dims.last().unwrap_or(&1) as f64;
             let normal = Normal::new(0.0, (1.0 / fan_in).sqrt())
                 .map_err(|e| NeuralError::Config(e.to_string()))?;
-            (0..count).map(|_| normal.sample(&mut rng)).collect()
+            (0..count).map(|_| normal.sample(&mut *rng)).collect()
         } else if name == "item.id_emb" {
             let normal = Normal::new(0.0, 0.1).map_err(|e| NeuralError::Config(e.to_string()))?;
-            (0..count).map(|_| normal.sample(&mut rng)).collect()
+            (0..count).map(|_| normal.sample(&mut *rng)).collect()
         } else if name == "purchase" {
             vec![1.0, 0.0]
         } else {
@@ -284,6 +425,49 @@ pub struct Frozen {
     /// The item tower's own weights, so that an item the network was not trained with can be
     /// scored from its features ([`Frozen::item_output`]).
     tower: ItemTower,
+    /// The set encoder, for a network that has one ([`Encoder::Set`]).
+    set: Option<FrozenSet>,
+}
+
+/// The set encoder in plain vectors, with `phi_c` and `phi_i` precomputed for every item so a
+/// decision only adds rows.
+#[derive(Debug, Clone, PartialEq)]
+struct FrozenSet {
+    /// `relu(W_c h_j + b_c)` for every item, `N x hidden`.
+    phi_click: Vec<f32>,
+    /// `relu(W_i h_j + b_i)` for every item, `N x hidden`.
+    phi_ignore: Vec<f32>,
+    /// `W_c`, `hidden x embed`, and `b_c`, kept for items set later ([`Frozen::set_item`]).
+    wc: Vec<f32>,
+    bc: Vec<f32>,
+    /// `W_i`, `hidden x embed`, and `b_i`.
+    wi: Vec<f32>,
+    bi: Vec<f32>,
+    /// `rho`'s first layer, `hidden x (3 hidden + 2)`, and its bias.
+    r1: Vec<f32>,
+    b1: Vec<f32>,
+    /// `rho`'s output layer, `embed x hidden`, and its bias.
+    r2: Vec<f32>,
+    b2: Vec<f32>,
+}
+
+impl FrozenSet {
+    /// `relu(w v + b)` into `out` (one row of `phi`).
+    fn phi(w: &[f32], b: &[f32], v: &[f32], out: &mut [f32]) {
+        row_dots(w, v.len(), v, out);
+        for (o, b) in out.iter_mut().zip(b) {
+            *o = (b + *o).max(0.0);
+        }
+    }
+
+    /// Both `phi` rows of an item vector.
+    fn rows(&self, v: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let h = self.bc.len();
+        let (mut c, mut i) = (vec![0.0; h], vec![0.0; h]);
+        FrozenSet::phi(&self.wc, &self.bc, v, &mut c);
+        FrozenSet::phi(&self.wi, &self.bi, v, &mut i);
+        (c, i)
+    }
 }
 
 /// The item tower in plain vectors: `h = W2 relu(W1 [x, id] + b1) + b2` and the item bias
@@ -372,12 +556,37 @@ impl Frozen {
             mean_id,
             mean_bias_id,
         };
+        let item_vectors = to_f32(&items.vectors)?;
+        let set = match &model.set {
+            None => None,
+            Some(layers) => {
+                let mut set = FrozenSet {
+                    phi_click: Vec::new(),
+                    phi_ignore: Vec::new(),
+                    wc: to_f32(layers.phi_click.weight())?,
+                    bc: bias_of(&layers.phi_click)?,
+                    wi: to_f32(layers.phi_ignore.weight())?,
+                    bi: bias_of(&layers.phi_ignore)?,
+                    r1: to_f32(layers.rho1.weight())?,
+                    b1: bias_of(&layers.rho1)?,
+                    r2: to_f32(layers.rho2.weight())?,
+                    b2: bias_of(&layers.rho2)?,
+                };
+                for v in item_vectors.chunks_exact(model.config.embed) {
+                    let (c, i) = set.rows(v);
+                    set.phi_click.extend_from_slice(&c);
+                    set.phi_ignore.extend_from_slice(&i);
+                }
+                Some(set)
+            }
+        };
         Ok(Frozen {
             tower,
+            set,
             embed: model.config.embed,
             hidden: model.config.hidden,
             user_dim: model.user_l1.weight().dims()[1],
-            item_vectors: to_f32(&items.vectors)?,
+            item_vectors,
             item_bias: to_f32(&items.bias)?,
             w3: to_f32(model.user_l1.weight())?,
             b3: model
@@ -445,6 +654,38 @@ impl Frozen {
         for (r, o) in out.iter_mut().enumerate() {
             *o += own[r] + from_clicks[r] + from_ignores[r];
         }
+        if let Some(set) = &self.set {
+            // rho's input [sum phi_c, sum phi_i, log1p n_c, log1p n_i, a], then its hidden
+            // layer and output, after the mean encoder's buffers.
+            let base = scratch.len();
+            let p = set.bc.len();
+            scratch.resize(base + 3 * p + 2 + h + e, 0.0);
+            let (head, tail) = scratch.split_at_mut(base);
+            let (input, tail) = tail.split_at_mut(2 * p + 2 + h);
+            let (inner, summary) = tail.split_at_mut(p);
+            for (block, phi, set_items) in
+                [(0, &set.phi_click, clicked), (p, &set.phi_ignore, ignored)]
+            {
+                let sum = &mut input[block..block + p];
+                for item in set_items {
+                    let row = &phi[item.index() * p..(item.index() + 1) * p];
+                    sum.iter_mut().zip(row).for_each(|(s, x)| *s += x);
+                }
+                sum.iter_mut().for_each(|s| *s *= SET_SUM_SCALE);
+            }
+            input[2 * p] = (clicked.len() as f32).ln_1p();
+            input[2 * p + 1] = (ignored.len() as f32).ln_1p();
+            input[2 * p + 2..].copy_from_slice(&head[..h]);
+            row_dots(&set.r1, 2 * p + 2 + h, input, inner);
+            for (v, b) in inner.iter_mut().zip(&set.b1) {
+                *v = (b + *v).max(0.0);
+            }
+            row_dots(&set.r2, p, inner, summary);
+            for ((o, s), b) in out.iter_mut().zip(summary.iter()).zip(&set.b2) {
+                *o += b + s;
+            }
+        }
+        let hidden = &scratch[..h];
         self.bv
             + self
                 .wv
@@ -454,10 +695,12 @@ impl Frozen {
                 .sum::<f32>()
     }
 
-    /// The user vector split into its three additive parts, so a score can be explained: `g =
-    /// own + clicks + ignores`, with `own = W4 a + b4` (what the context and session counts
-    /// say), `clicks = Wc mean(h_clicked)` and `ignores = Wi mean(h_ignored)`. Their sum is what
-    /// [`Frozen::user`] returns (up to float rounding).
+    /// The user vector split into its additive parts, so a score can be explained: `g = own +
+    /// clicks + ignores + set`, with `own = W4 a + b4` (what the context and session counts
+    /// say; with the set encoder, also its output for a session without items), `clicks = Wc
+    /// mean(h_clicked)`, `ignores = Wi mean(h_ignored)` and `set` what the set encoder adds
+    /// for the session's items (zero for the mean encoder). Their sum is what [`Frozen::user`]
+    /// returns (up to float rounding).
     pub fn user_parts(
         &self,
         input: &[f32],
@@ -484,10 +727,31 @@ impl Frozen {
                 *o += inv * wi.iter().zip(v).map(|(w, x)| w * x).sum::<f32>();
             }
         }
+        // The set encoder's share is the rest: it reads clicks and ignores together, so it
+        // does not split into one part for each.
+        let set = match self.set {
+            None => vec![0.0; e],
+            Some(_) => {
+                let mut g = Vec::new();
+                self.user(input, clicked, ignored, &mut scratch, &mut g);
+                (0..e)
+                    .map(|k| g[k] - own[k] - clicks[k] - ignores[k])
+                    .collect()
+            }
+        };
         UserParts {
             own,
             clicks,
             ignores,
+            set,
+        }
+    }
+
+    /// The user tower's encoder.
+    pub fn encoder(&self) -> Encoder {
+        match self.set {
+            None => Encoder::Mean,
+            Some(_) => Encoder::Set,
         }
     }
 
@@ -605,9 +869,20 @@ impl Frozen {
         if i < n {
             self.item_vectors[i * e..(i + 1) * e].copy_from_slice(&output.vector);
             self.item_bias[i] = output.bias;
+            if let Some(set) = &mut self.set {
+                let (c, ig) = set.rows(&output.vector);
+                let h = c.len();
+                set.phi_click[i * h..(i + 1) * h].copy_from_slice(&c);
+                set.phi_ignore[i * h..(i + 1) * h].copy_from_slice(&ig);
+            }
         } else if i == n {
             self.item_vectors.extend_from_slice(&output.vector);
             self.item_bias.push(output.bias);
+            if let Some(set) = &mut self.set {
+                let (c, ig) = set.rows(&output.vector);
+                set.phi_click.extend_from_slice(&c);
+                set.phi_ignore.extend_from_slice(&ig);
+            }
         } else {
             return Err(NeuralError::Config(format!(
                 "item {i} cannot be set: the network has {n} items, so the next new one is {n}"
@@ -669,6 +944,9 @@ pub struct UserParts {
     pub clicks: Vec<f32>,
     /// `Wi mean(h_ignored)`: the items shown and passed over.
     pub ignores: Vec<f32>,
+    /// What the set encoder adds for the session's clicked and ignored items together (zero
+    /// for the mean encoder, [`Encoder::Mean`]).
+    pub set: Vec<f32>,
 }
 
 /// The variables of a network in a fresh map, seeded.
@@ -740,7 +1018,9 @@ mod tests {
         let ign_t = Tensor::from_vec(ign.clone(), (s, 5), &dev).unwrap();
         let clk_t = Tensor::from_vec(clk.clone(), (s, 5), &dev).unwrap();
         let items = model.items(&x).unwrap();
-        let users = model.users(&u, &clk_t, &ign_t, &items).unwrap();
+        let users = model
+            .users(&u, &clk_t, &ign_t, Some((&clk_t, &ign_t)), &items)
+            .unwrap();
         let scores = model.scores(&users, &items, &ign_t, &clk_t).unwrap();
         let chosen = vec![vec![0u32, 2], vec![4, 1], vec![3, 0]];
         let masks = position_masks(&chosen, 5, DType::F64).unwrap();
@@ -765,6 +1045,14 @@ mod tests {
 
     #[test]
     fn every_layer_gradient_matches_finite_differences() {
+        // 18 variables: id embedding, 2 item layers, 2 bias terms, 2 user layers, the click and
+        // ignore aggregations, the value head, the flags and the purchase head (weights and
+        // biases); the set encoder adds phi_c, phi_i and rho's two layers, weights and biases.
+        gradients_match_finite_differences(Encoder::Mean, 18);
+        gradients_match_finite_differences(Encoder::Set, 26);
+    }
+
+    fn gradients_match_finite_differences(encoder: Encoder, variables: usize) {
         let c = catalog();
         let f = Features::new(&c);
         let config = ModelConfig {
@@ -773,11 +1061,18 @@ mod tests {
             embed: 3,
             temperature: 0.7,
             feedback: true,
+            encoder,
+            // A set width other than the hidden width, so no shape is right by accident.
+            set_width: 5,
         };
         let (varmap, model) = build(config, &f, DType::F64, 3).unwrap();
-        // Non-zero biases and flags, so their gradients are exercised away from 0.
+        // Non-zero biases and flags, so their gradients are exercised away from 0, and a
+        // non-zero output layer of the set encoder (it starts at zero, which would leave the
+        // layers before it without a gradient).
         for (name, var) in sorted_vars(&varmap) {
-            if !name.ends_with("weight") && name != "item.id_emb" {
+            if (!name.ends_with("weight") && name != "item.id_emb")
+                || name == "user.set.rho2.weight"
+            {
                 let t = var.as_tensor();
                 let n = t.elem_count();
                 let v: Vec<f64> = (0..n).map(|i| 0.1 + 0.05 * i as f64).collect();
@@ -819,9 +1114,7 @@ mod tests {
                 checked += 1;
             }
         }
-        // 18 variables: id embedding, 2 item layers, 2 bias terms, 2 user layers, the click and
-        // ignore aggregations, the value head, the flags and the purchase head (weights and biases).
-        assert_eq!(checked, 3 * 18, "every variable is checked");
+        assert_eq!(checked, 3 * variables, "every variable is checked");
     }
 
     #[test]
@@ -908,6 +1201,7 @@ mod tests {
         for (k, gk) in g.iter().enumerate() {
             let sum = parts.own[k] + parts.clicks[k] + parts.ignores[k];
             assert!((sum - gk).abs() < 1e-5, "{k}: {sum} vs {gk}");
+            assert_eq!(parts.set[k], 0.0, "the mean encoder has no set part");
         }
         // Each clicked item's share is its own transform over the number of clicks.
         let t1 = frozen.click_transform(clicked[0]);
@@ -916,5 +1210,222 @@ mod tests {
             assert!((c - (t1[k] + t3[k]) / 2.0).abs() < 1e-6);
         }
         assert!(parts.clicks.iter().any(|v| v.abs() > 1e-6));
+    }
+
+    /// A network whose every variable is random (the set encoder's output layer included,
+    /// which otherwise starts at zero), so no part of the forward pass reads as zero.
+    fn randomised(encoder: Encoder, set_width: usize, seed: u64) -> (Features, TwoTower) {
+        let f = Features::new(&catalog());
+        let config = ModelConfig {
+            id_dim: 3,
+            hidden: 6,
+            embed: 5,
+            encoder,
+            set_width,
+            ..ModelConfig::default()
+        };
+        let (varmap, model) = build(config, &f, DType::F32, seed).unwrap();
+        let mut rng = metarec_core::rng_for(seed, 1);
+        let normal = Normal::new(0.0, 0.5).unwrap();
+        for (_, var) in sorted_vars(&varmap) {
+            let t = var.as_tensor();
+            let v: Vec<f32> = (0..t.elem_count())
+                .map(|_| normal.sample(&mut rng) as f32)
+                .collect();
+            var.set(&Tensor::from_vec(v, t.dims(), &Device::Cpu).unwrap())
+                .unwrap();
+        }
+        (f, model)
+    }
+
+    /// Scores of random states from candle and from [`Frozen`]: `(candle, frozen)`, `S x N`.
+    fn both_scores(f: &Features, model: &TwoTower, seed: u64) -> (Vec<f32>, Vec<f32>) {
+        use rand::Rng;
+        let dev = Device::Cpu;
+        let (n, ud, s) = (f.items(), f.user_dim(), 12);
+        let mut rng = metarec_core::rng_for(seed, 2);
+        let mut inputs = Vec::new();
+        let mut sessions = Vec::new();
+        for row in 0..s {
+            inputs.extend((0..ud).map(|_| rng.random_range(-1.0f32..1.0)));
+            // Sessions from empty to long, with repeats, as a long visit gives.
+            let len = row * 3;
+            let clicked: Vec<metarec_core::ItemId> = (0..len / 3)
+                .map(|_| metarec_core::ItemId(rng.random_range(0..n as u32)))
+                .collect();
+            let ignored: Vec<metarec_core::ItemId> = (0..len)
+                .map(|_| metarec_core::ItemId(rng.random_range(0..n as u32)))
+                .collect();
+            sessions.push((clicked, ignored));
+        }
+        let mut flags = [vec![0f32; s * n], vec![0f32; s * n]];
+        let mut means = [vec![0f32; s * n], vec![0f32; s * n]];
+        let mut counts = [vec![0f32; s * n], vec![0f32; s * n]];
+        for (row, (clicked, ignored)) in sessions.iter().enumerate() {
+            for (k, set) in [clicked, ignored].into_iter().enumerate() {
+                for i in set {
+                    flags[k][row * n + i.index()] = 1.0;
+                    means[k][row * n + i.index()] += 1.0 / set.len() as f32;
+                    counts[k][row * n + i.index()] += 1.0;
+                }
+            }
+        }
+        let m = |v: &Vec<f32>| Tensor::from_vec(v.clone(), (s, n), &dev).unwrap();
+        let x = crate::item_tensor(f).unwrap();
+        let items = model.items(&x).unwrap();
+        let u = Tensor::from_vec(inputs.clone(), (s, ud), &dev).unwrap();
+        let (cc, ic) = (m(&counts[0]), m(&counts[1]));
+        let users = model
+            .users(&u, &m(&means[0]), &m(&means[1]), Some((&cc, &ic)), &items)
+            .unwrap();
+        let candle = to_f32(
+            &model
+                .scores(&users, &items, &m(&flags[1]), &m(&flags[0]))
+                .unwrap(),
+        )
+        .unwrap();
+        let frozen = Frozen::from_model(model, &x).unwrap();
+        let (mut scratch, mut g) = (Vec::new(), Vec::new());
+        let mut fast = Vec::new();
+        for (row, (clicked, ignored)) in sessions.iter().enumerate() {
+            let input = &inputs[row * ud..(row + 1) * ud];
+            frozen.user(input, clicked, ignored, &mut scratch, &mut g);
+            for i in 0..n {
+                fast.push(frozen.score(
+                    &g,
+                    i,
+                    flags[1][row * n + i] > 0.0,
+                    flags[0][row * n + i] > 0.0,
+                ));
+            }
+        }
+        (candle, fast)
+    }
+
+    #[test]
+    fn frozen_scores_equal_the_candle_scores_for_both_encoders() {
+        for (encoder, set_width) in [(Encoder::Mean, 0), (Encoder::Set, 0), (Encoder::Set, 9)] {
+            for seed in [1, 2, 3] {
+                let (f, model) = randomised(encoder, set_width, seed);
+                let (candle, frozen) = both_scores(&f, &model, seed);
+                assert_eq!(candle.len(), frozen.len());
+                for (k, (a, b)) in candle.iter().zip(&frozen).enumerate() {
+                    assert!(
+                        (a - b).abs() < 1e-5 * (1.0 + a.abs()),
+                        "{encoder:?} ({set_width}) seed {seed}, score {k}: candle {a} vs frozen {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_set_encoder_changes_scores_and_its_parts_add_up() {
+        let (f, model) = randomised(Encoder::Set, 0, 4);
+        let x = crate::item_tensor(&f).unwrap();
+        let frozen = Frozen::from_model(&model, &x).unwrap();
+        assert_eq!(frozen.encoder(), Encoder::Set);
+        let input: Vec<f32> = (0..f.user_dim()).map(|i| (i as f32 * 0.37).cos()).collect();
+        let one = [metarec_core::ItemId(1)];
+        let ten = [metarec_core::ItemId(1); 10];
+        let ignored = [metarec_core::ItemId(0), metarec_core::ItemId(2)];
+        let (mut scratch, mut g1, mut g10) = (Vec::new(), Vec::new(), Vec::new());
+        frozen.user(&input, &one, &ignored, &mut scratch, &mut g1);
+        frozen.user(&input, &ten, &ignored, &mut scratch, &mut g10);
+        // One click and ten clicks of the same item have the same mean; only the set
+        // encoder's sums tell them apart.
+        assert!(g1.iter().zip(&g10).any(|(a, b)| (a - b).abs() > 1e-4));
+        let parts = frozen.user_parts(&input, &ten, &ignored);
+        assert!(parts.set.iter().any(|v| v.abs() > 1e-6));
+        for (k, gk) in g10.iter().enumerate() {
+            let sum = parts.own[k] + parts.clicks[k] + parts.ignores[k] + parts.set[k];
+            assert!((sum - gk).abs() < 1e-4, "{k}: {sum} vs {gk}");
+        }
+        // An item set later gets its phi rows, like one precomputed.
+        let mut moved = frozen.clone();
+        let out = moved
+            .item_output(
+                f.item_input(metarec_core::ItemId(3)),
+                Some(metarec_core::ItemId(3)),
+            )
+            .unwrap();
+        moved.set_item(metarec_core::ItemId(5), &out).unwrap();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        frozen.user(
+            &input,
+            &[metarec_core::ItemId(3)],
+            &[],
+            &mut scratch,
+            &mut a,
+        );
+        moved.user(
+            &input,
+            &[metarec_core::ItemId(5)],
+            &[],
+            &mut scratch,
+            &mut b,
+        );
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn a_set_network_starts_as_the_mean_network_of_its_seed() {
+        let f = Features::new(&catalog());
+        let config = |encoder| ModelConfig {
+            encoder,
+            ..ModelConfig::default()
+        };
+        let x = crate::item_tensor(&f).unwrap();
+        let frozen = |encoder| {
+            let (varmap, model) = build(config(encoder), &f, DType::F32, 9).unwrap();
+            (varmap, Frozen::from_model(&model, &x).unwrap())
+        };
+        let (mean_vars, mean) = frozen(Encoder::Mean);
+        let (set_vars, set) = frozen(Encoder::Set);
+        // Every shared variable is drawn alike, and the set encoder adds only its own.
+        let shared: Vec<(String, Vec<f32>)> = sorted_vars(&set_vars)
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with(SET_PREFIX))
+            .map(|(name, v)| (name, to_f32(v.as_tensor()).unwrap()))
+            .collect();
+        let before: Vec<(String, Vec<f32>)> = sorted_vars(&mean_vars)
+            .into_iter()
+            .map(|(name, v)| (name, to_f32(v.as_tensor()).unwrap()))
+            .collect();
+        assert_eq!(shared, before);
+        let input: Vec<f32> = (0..f.user_dim()).map(|i| (i as f32 * 0.11).sin()).collect();
+        let clicked = [metarec_core::ItemId(2), metarec_core::ItemId(2)];
+        let ignored = [metarec_core::ItemId(4)];
+        let (mut scratch, mut a, mut b) = (Vec::new(), Vec::new(), Vec::new());
+        let va = mean.user(&input, &clicked, &ignored, &mut scratch, &mut a);
+        let vb = set.user(&input, &clicked, &ignored, &mut scratch, &mut b);
+        assert_eq!((a, va), (b, vb));
+    }
+
+    #[test]
+    fn a_manifest_without_an_encoder_reads_as_the_mean_encoder() {
+        // The shipped network's manifest was written before the encoder existed.
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../metarec/pretrained/default");
+        let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+        assert!(!text.contains("encoder"));
+        let manifest = crate::checkpoint::read_manifest(&dir).unwrap();
+        assert_eq!(manifest.model.encoder, Encoder::Mean);
+        assert_eq!(manifest.train.model.encoder, Encoder::Mean);
+        // A mean network's manifest still leaves the field out; a set network's records it.
+        let json = serde_json::to_string(&ModelConfig::default()).unwrap();
+        assert!(!json.contains("encoder"), "{json}");
+        let set = ModelConfig {
+            encoder: Encoder::Set,
+            ..ModelConfig::default()
+        };
+        let json = serde_json::to_string(&set).unwrap();
+        assert!(json.contains(r#""encoder":"set""#), "{json}");
+        assert_eq!(serde_json::from_str::<ModelConfig>(&json).unwrap(), set);
+        assert!(serde_json::from_str::<ModelConfig>(r#"{"encoder":"deep"}"#).is_err());
+        assert_eq!(Encoder::parse("set").unwrap(), Encoder::Set);
+        assert!(Encoder::parse("sum").is_err());
     }
 }

@@ -92,6 +92,7 @@ fn config(iterations: usize) -> TrainConfig {
             embed: 8,
             temperature: 1.0,
             feedback: true,
+            ..ModelConfig::default()
         },
         iterations,
         batch: 32,

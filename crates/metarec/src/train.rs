@@ -19,7 +19,16 @@ use metarec_eval::shop::{
 };
 use metarec_neural::bundle::ModelBundle;
 use metarec_neural::checkpoint::{self, DataSource, Manifest};
-use metarec_neural::model::ModelConfig;
+use metarec_neural::model::{Encoder, ModelConfig};
+
+/// `--encoder`: the user tower's encoder ([`Encoder`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EncoderArg {
+    /// Linear in the means of the clicked and ignored items' vectors.
+    Mean,
+    /// The mean encoder plus a DeepSets term over the items' sums.
+    Set,
+}
 use metarec_neural::train::{
     Algo, IterationStats, LoggedData, TrainConfig, TrainData, Trainer, Weighting,
 };
@@ -124,6 +133,15 @@ pub struct TrainArgs {
     /// which items it showed, but not which were clicked.
     #[arg(long)]
     no_feedback: bool,
+    /// The user tower's encoder of the session's clicked and ignored items: `mean` (linear in
+    /// their mean item vectors) or `set` (adds a DeepSets term over their sums, which grows
+    /// with the evidence); the bundle's manifest records it, and --resume keeps the model's.
+    #[arg(long, value_enum, default_value_t = EncoderArg::Mean)]
+    encoder: EncoderArg,
+    /// Width of the set encoder's per-item features and of its MLP's hidden layer (0: the
+    /// --hidden width); only `--encoder set` reads it.
+    #[arg(long, default_value_t = 0, value_parser = whole::<usize>(0, MAX_WIDTH))]
+    set_width: usize,
     /// Seed of weights, sampling and training users.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -722,6 +740,11 @@ fn settings(args: &TrainArgs, base: &RewardFn, algo: Algo) -> Result<(RewardFn, 
             embed: args.embed,
             temperature: args.temperature,
             feedback: !args.no_feedback,
+            encoder: match args.encoder {
+                EncoderArg::Mean => Encoder::Mean,
+                EncoderArg::Set => Encoder::Set,
+            },
+            set_width: args.set_width,
             ..ModelConfig::default()
         },
         iterations: args.iterations,

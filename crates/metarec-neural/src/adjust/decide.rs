@@ -29,7 +29,9 @@ pub struct AdjustedChoice {
 pub struct ScoreParts {
     /// `<W4 a + b4, h_i>`: the user's context (tokens, session counts, history item inputs).
     pub context: f64,
-    /// `<Wc mean(h_clicked), h_i>`: the items clicked earlier in the session.
+    /// `<Wc mean(h_clicked), h_i>`: the items clicked earlier in the session. With the set
+    /// encoder it also holds that encoder's share (`UserParts::set`): it reads clicks and
+    /// ignores together, and clicks are the evidence it mostly turns on.
     pub past_clicks: f64,
     /// `<Wi mean(h_ignored), h_i>`: the items shown earlier and passed over.
     pub past_ignores: f64,
@@ -442,7 +444,10 @@ pub fn explain_slate_with<A: HeadAdjuster>(
             }
             ScoreParts {
                 context: dot(&parts.own),
-                past_clicks: dot(&parts.clicks),
+                past_clicks: match f.encoder() {
+                    crate::model::Encoder::Mean => dot(&parts.clicks),
+                    crate::model::Encoder::Set => dot(&parts.clicks) + dot(&parts.set),
+                },
                 past_ignores: dot(&parts.ignores),
                 adaptation: h.iter().zip(delta).map(|(a, b)| f64::from(*a) * b).sum(),
                 item: scale * f64::from(f.item_bias[i]),

@@ -23,7 +23,7 @@ use crate::loss::{
     bce_with_logits, first_position_entropy, plackett_luce_log_prob, position_masks,
     weighted_bce_with_logits,
 };
-use crate::model::{Frozen, ModelConfig, TwoTower, build, sorted_vars};
+use crate::model::{Encoder, Frozen, ModelConfig, TwoTower, build, sorted_vars};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use metarec_core::{
@@ -144,6 +144,8 @@ struct UserBatch {
     clicked: Tensor,
     ignored_mean: Tensor,
     clicked_mean: Tensor,
+    /// The clicked and ignored count matrices `S x N`, for the set encoder only.
+    counts: Option<(Tensor, Tensor)>,
 }
 
 /// One slate of a training episode.
@@ -352,25 +354,38 @@ impl Trainer {
         let mut clk = vec![0f32; s * n];
         let mut ign_mean = vec![0f32; s * n];
         let mut clk_mean = vec![0f32; s * n];
+        // Only the set encoder reads the counts; the mean network does not pay for them.
+        let with_counts = self.config.model.encoder == Encoder::Set;
+        let size = if with_counts { s * n } else { 0 };
+        let (mut ign_count, mut clk_count) = (vec![0f32; size], vec![0f32; size]);
         for (row, t) in steps.iter().enumerate() {
             u.extend_from_slice(&t.input);
-            for (flags, means, set) in [
-                (&mut ign, &mut ign_mean, &t.ignored),
-                (&mut clk, &mut clk_mean, &t.clicked),
+            for (flags, means, counts, set) in [
+                (&mut ign, &mut ign_mean, &mut ign_count, &t.ignored),
+                (&mut clk, &mut clk_mean, &mut clk_count, &t.clicked),
             ] {
                 for i in set.iter() {
                     flags[row * n + i.index()] = 1.0;
                     means[row * n + i.index()] += 1.0 / set.len() as f32;
+                    if with_counts {
+                        counts[row * n + i.index()] += 1.0;
+                    }
                 }
             }
         }
         let m = |v: Vec<f32>| Tensor::from_vec(v, (s, n), &Device::Cpu);
+        let counts = if with_counts {
+            Some((m(clk_count)?, m(ign_count)?))
+        } else {
+            None
+        };
         Ok(UserBatch {
             inputs: Tensor::from_vec(u, (s, ud), &Device::Cpu)?,
             ignored: m(ign)?,
             clicked: m(clk)?,
             ignored_mean: m(ign_mean)?,
             clicked_mean: m(clk_mean)?,
+            counts,
         })
     }
 
@@ -381,9 +396,10 @@ impl Trainer {
     ) -> Result<(Tensor, crate::model::UserOut), NeuralError> {
         let b = self.user_tensors(steps)?;
         let items = self.model.items(&self.item_inputs)?;
-        let users = self
-            .model
-            .users(&b.inputs, &b.clicked_mean, &b.ignored_mean, &items)?;
+        let counts = b.counts.as_ref().map(|(c, i)| (c, i));
+        let users =
+            self.model
+                .users(&b.inputs, &b.clicked_mean, &b.ignored_mean, counts, &items)?;
         let scores = self.model.scores(&users, &items, &b.ignored, &b.clicked)?;
         Ok((scores, users))
     }
