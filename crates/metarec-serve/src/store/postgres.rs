@@ -199,11 +199,9 @@ struct Connected {
 /// A parameter of a deferred statement, owned until the statement is sent.
 type Param = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
 
-/// A write whose answer the writer does not need before the commit.
-enum Deferred {
-    /// A prepared statement with its parameters.
-    Execute(Statement, Vec<Param>),
-}
+/// A write whose answer the writer does not need before the commit: a prepared statement with
+/// its parameters.
+struct Deferred(Statement, Vec<Param>);
 
 /// The shared store (see the module documentation).
 ///
@@ -311,16 +309,14 @@ impl PostgresStore {
             let mut sends: Vec<
                 futures_util::future::BoxFuture<'_, Result<(), tokio_postgres::Error>>,
             > = Vec::with_capacity(deferred.len() + 1);
-            for d in &deferred {
-                sends.push(match d {
-                    Deferred::Execute(statement, params) => Box::pin(async move {
-                        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
-                            .iter()
-                            .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-                            .collect();
-                        client.execute(statement, &refs).await.map(|_| ())
-                    }),
-                });
+            for Deferred(statement, params) in &deferred {
+                sends.push(Box::pin(async move {
+                    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                        .iter()
+                        .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                        .collect();
+                    client.execute(statement, &refs).await.map(|_| ())
+                }));
             }
             if let Some(sql) = then {
                 sends.push(Box::pin(client.batch_execute(sql)));
@@ -341,7 +337,7 @@ impl PostgresStore {
         params: Vec<Param>,
     ) -> Result<(), StoreError> {
         let statement = statement(&self.conn()?.prepared).clone();
-        self.deferred.push(Deferred::Execute(statement, params));
+        self.deferred.push(Deferred(statement, params));
         Ok(())
     }
 
