@@ -6,16 +6,26 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-/// A response: status and body.
+/// A response: status, headers and body.
 #[derive(Debug, Clone)]
 pub struct Response {
     /// The HTTP status code.
     pub status: u16,
+    /// The headers, names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
     /// The body bytes.
     pub body: Vec<u8>,
 }
 
 impl Response {
+    /// The first value of a header (`name` in lower case), if any.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The body as JSON (`Null` when it is not JSON).
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
@@ -126,6 +136,7 @@ fn read_response(conn: &mut BufReader<TcpStream>) -> std::io::Result<(Response, 
         .ok_or_else(|| bad("bad status line"))?;
     let mut length = None;
     let mut close = false;
+    let mut headers = Vec::new();
     loop {
         line.clear();
         conn.read_line(&mut line)?;
@@ -140,6 +151,7 @@ fn read_response(conn: &mut BufReader<TcpStream>) -> std::io::Result<(Response, 
             } else if name == "connection" && value.eq_ignore_ascii_case("close") {
                 close = true;
             }
+            headers.push((name, value.to_owned()));
         }
     }
     let mut body = Vec::new();
@@ -153,5 +165,12 @@ fn read_response(conn: &mut BufReader<TcpStream>) -> std::io::Result<(Response, 
             close = true;
         }
     }
-    Ok((Response { status, body }, close))
+    Ok((
+        Response {
+            status,
+            headers,
+            body,
+        },
+        close,
+    ))
 }

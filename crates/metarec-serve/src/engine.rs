@@ -288,6 +288,35 @@ pub(crate) struct FeedbackAck {
     pub duplicate: bool,
 }
 
+/// What the writer did with a decision.
+#[derive(Debug, Clone)]
+pub(crate) enum DecisionAck {
+    /// Stored as a new event.
+    Stored,
+    /// The client's event id was ranked before, for the same key and user: the answer it got
+    /// then, to send again unchanged.
+    Replay(String),
+}
+
+/// An activation of an event ranked with deferred activation.
+#[derive(Debug, Clone)]
+pub(crate) struct ActivateJob {
+    pub event_id: String,
+    /// The pseudonym of the API key that sent it: it must be the key that ranked the event.
+    pub owner: String,
+}
+
+/// The answer to an activation.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct ActivateAck {
+    pub event_id: String,
+    /// Whether the event was already active (activated before, or never deferred).
+    pub already_active: bool,
+    /// The slate's length, for the impressions metric.
+    #[serde(skip)]
+    pub slate_len: usize,
+}
+
 /// An item change, checked for types and values.
 #[derive(Debug, Clone)]
 pub(crate) struct ItemJob {
@@ -319,8 +348,9 @@ type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
 
 /// Work for the writer.
 pub(crate) enum Job {
-    Decision(Box<DecisionRow>, Reply<()>),
+    Decision(Box<DecisionRow>, Reply<DecisionAck>),
     Feedback(FeedbackJob, Reply<FeedbackAck>),
+    Activate(ActivateJob, Reply<ActivateAck>),
     Expire(Reply<usize>),
     Forget(String, Reply<ForgetAck>),
     /// Add or update an item.
@@ -528,6 +558,38 @@ fn part(interaction: &Interaction, positions: &[usize], click: bool) -> Option<I
             revenue: vec![0.0; n],
         },
     })
+}
+
+/// A stored event that `owner`'s key ranked and whose reward window is still open; else the
+/// 404 to answer. An event ranked by another API key is answered exactly like an unknown one,
+/// so a client learns nothing about other clients' events.
+fn open_event(
+    store: &mut dyn Store,
+    shared: &Shared,
+    event_id: &str,
+    owner: &str,
+    now: i64,
+) -> Result<Result<DecisionRow, ApiError>, crate::StoreError> {
+    let owned = |row: &DecisionRow| row.owner.is_empty() || row.owner == owner;
+    let Some(row) = store.decision(event_id)?.filter(owned) else {
+        return Ok(Err(ApiError::not_found(
+            "unknown_event",
+            format!(
+                "no event `{event_id}`: it was never ranked with this API key, or its user was forgotten"
+            ),
+        )));
+    };
+    let window = shared.config.reward_window_ms;
+    if row.resolved || now > row.created_ms + window {
+        return Ok(Err(ApiError::not_found(
+            "event_expired",
+            format!(
+                "event `{event_id}` is past its reward window of {} s",
+                window as f64 / 1000.0
+            ),
+        )));
+    }
+    Ok(Ok(row))
 }
 
 /// The refusal of an item change on a shared database: each replica numbers the items added
@@ -749,8 +811,17 @@ impl Group {
     ) -> Result<(), crate::StoreError> {
         match job {
             Job::Decision(row, reply) => {
-                store.insert_decision(&row)?;
-                self.answers.push(answer(reply, Ok(())));
+                let result = self.decision(store, &row)?;
+                self.answers.push(answer(reply, result));
+            }
+            Job::Activate(job, reply) => {
+                let result = self.activate(store, shared, job, now)?;
+                if let Ok(ack) = &result {
+                    if !ack.already_active {
+                        shared.metrics.activated(ack.slate_len);
+                    }
+                }
+                self.answers.push(answer(reply, result));
             }
             Job::Feedback(fb, reply) => {
                 let result = self.feedback(store, shared, model, fb, now)?;
@@ -809,6 +880,59 @@ impl Group {
         Ok(())
     }
 
+    /// Stores a decision, unless its event id is the client's and was ranked before: the same
+    /// key and user get the stored answer again, anyone else a conflict.
+    fn decision(
+        &mut self,
+        store: &mut dyn Store,
+        row: &DecisionRow,
+    ) -> Result<Result<DecisionAck, ApiError>, crate::StoreError> {
+        // Only a client's event id can come twice; the server's are 128 random bits.
+        if row.answer.is_some() {
+            if let Some(before) = store.replay(&row.event_id)? {
+                return Ok(match before.answer {
+                    Some(a) if before.owner == row.owner && before.user == row.user => {
+                        Ok(DecisionAck::Replay(a))
+                    }
+                    _ => Err(ApiError::new(
+                        axum::http::StatusCode::CONFLICT,
+                        "event_id_taken",
+                        format!(
+                            "event id `{}` was already used for another user or by another API key; choose a new one",
+                            row.event_id
+                        ),
+                    )),
+                });
+            }
+        }
+        store.insert_decision(row)?;
+        Ok(Ok(DecisionAck::Stored))
+    }
+
+    /// Marks an event ranked with deferred activation as shown.
+    fn activate(
+        &mut self,
+        store: &mut dyn Store,
+        shared: &Shared,
+        job: ActivateJob,
+        now: i64,
+    ) -> Result<Result<ActivateAck, ApiError>, crate::StoreError> {
+        let mut row = match open_event(store, shared, &job.event_id, &job.owner, now)? {
+            Ok(row) => row,
+            Err(e) => return Ok(Err(e)),
+        };
+        let already_active = row.active;
+        if !already_active {
+            row.active = true;
+            store.update_decision(&row)?;
+        }
+        Ok(Ok(ActivateAck {
+            event_id: job.event_id,
+            already_active,
+            slate_len: row.interaction.decision.slate.len(),
+        }))
+    }
+
     fn feedback(
         &mut self,
         store: &mut dyn Store,
@@ -817,28 +941,40 @@ impl Group {
         job: FeedbackJob,
         now: i64,
     ) -> Result<Result<FeedbackAck, ApiError>, crate::StoreError> {
-        let owned = |row: &DecisionRow| row.owner.is_empty() || row.owner == job.owner;
-        // An event ranked by another API key is answered exactly like an unknown one, so a
-        // client learns nothing about other clients' events.
-        let Some(mut row) = store.decision(&job.event_id)?.filter(owned) else {
-            return Ok(Err(ApiError::not_found(
-                "unknown_event",
+        let mut row = match open_event(store, shared, &job.event_id, &job.owner, now)? {
+            Ok(row) => row,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !row.active {
+            return Ok(Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "event_not_activated",
                 format!(
-                    "no event `{}`: it was never ranked with this API key, or its user was forgotten",
+                    "event `{}` was ranked with deferred activation and not activated yet: activate it (POST /v1/events/{{event_id}}/activate) once its slate is shown",
                     job.event_id
                 ),
             )));
-        };
-        let window = shared.config.reward_window_ms;
-        if row.resolved || now > row.created_ms + window {
-            return Ok(Err(ApiError::not_found(
-                "event_expired",
-                format!(
-                    "event `{}` is past its reward window of {} s",
-                    job.event_id,
-                    window as f64 / 1000.0
-                ),
-            )));
+        }
+        if job.kind == FeedbackKind::Reward {
+            // The event's reward: the first one sent counts, later ones are duplicates.
+            let fresh = store.insert_feedback(&FeedbackRow {
+                event_id: job.event_id.clone(),
+                user: row.user.clone(),
+                position: 0,
+                kind: job.kind,
+                revenue: job.revenue,
+                received_ms: now,
+            })?;
+            if fresh {
+                row.reward = Some(job.revenue);
+                store.update_decision(&row)?;
+            }
+            return Ok(Ok(FeedbackAck {
+                event_id: job.event_id,
+                position: 0,
+                kind: job.kind.name(),
+                duplicate: !fresh,
+            }));
         }
         let slate = row.interaction.decision.slate.items().to_vec();
         let position = match &job.target {
@@ -936,6 +1072,12 @@ impl Group {
         let rows = store.unresolved_before(now - shared.config.reward_window_ms, EXPIRE_BATCH)?;
         let n = rows.len();
         for mut row in rows {
+            if !row.active {
+                // Never shown: closed without a reward, and the user's state is left as it is.
+                row.resolved = true;
+                store.update_decision(&row)?;
+                continue;
+            }
             let fb = &row.interaction.feedback;
             let unclicked: Vec<usize> = (0..fb.len()).filter(|&p| !fb.clicks[p]).collect();
             let any = fb.clicks.iter().any(|&c| c) || fb.purchases.iter().any(|&p| p);
@@ -952,11 +1094,15 @@ impl Group {
             }
             record.slates = record.slates.saturating_add(1);
             row.resolved = true;
-            row.reward = Some(if any {
-                model.reward.reward(&row.interaction.feedback)
-            } else {
-                shared.config.default_reward
-            });
+            // A numeric reward the shop sent is the event's reward; otherwise the reward
+            // function turns the feedback into one.
+            if row.reward.is_none() {
+                row.reward = Some(if any {
+                    model.reward.reward(&row.interaction.feedback)
+                } else {
+                    shared.config.default_reward
+                });
+            }
             store.update_decision(&row)?;
             let user = row.user.clone();
             self.save(store, shared, &user, record, now)?;

@@ -60,6 +60,10 @@ pub struct Metrics {
     clicks: AtomicU64,
     purchases: AtomicU64,
     duplicates: AtomicU64,
+    rewards: AtomicU64,
+    activations: AtomicU64,
+    apprentice_ranks: AtomicU64,
+    apprentice_agreements: AtomicU64,
     expired: AtomicU64,
     /// The store's gauges.
     pub store: StoreGauges,
@@ -93,15 +97,38 @@ impl Metrics {
         self.impressions.fetch_add(slate as u64, Ordering::Relaxed);
     }
 
-    /// Records an acknowledged feedback of `kind` (`click` or `purchase`).
-    pub fn feedback(&self, kind: &str, duplicate: bool) {
-        if duplicate {
-            self.duplicates.fetch_add(1, Ordering::Relaxed);
-        } else if kind == "click" {
-            self.clicks.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.purchases.fetch_add(1, Ordering::Relaxed);
+    /// Records a slate ranked with deferred activation: a decision whose items count as shown
+    /// only at its activation.
+    pub fn deferred(&self) {
+        self.decisions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records the activation of a deferred slate of `slate` items.
+    pub fn activated(&self, slate: usize) {
+        self.activations.fetch_add(1, Ordering::Relaxed);
+        self.impressions.fetch_add(slate as u64, Ordering::Relaxed);
+    }
+
+    /// Records a rank in apprentice mode: whether the network's first item was the shop's.
+    pub fn apprentice(&self, agrees: bool) {
+        self.apprentice_ranks.fetch_add(1, Ordering::Relaxed);
+        if agrees {
+            self.apprentice_agreements.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Records an acknowledged feedback of `kind` (`click`, `purchase` or `reward`).
+    pub fn feedback(&self, kind: &str, duplicate: bool) {
+        let counter = if duplicate {
+            &self.duplicates
+        } else {
+            match kind {
+                "click" => &self.clicks,
+                "purchase" => &self.purchases,
+                _ => &self.rewards,
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records events whose reward window closed.
@@ -180,6 +207,30 @@ impl Metrics {
                 "Purchase feedback acknowledged (first time).",
                 "counter",
                 load(&self.purchases) as f64,
+            ),
+            (
+                "metarec_feedback_rewards_total",
+                "Numeric rewards acknowledged (first time).",
+                "counter",
+                load(&self.rewards) as f64,
+            ),
+            (
+                "metarec_activations_total",
+                "Deferred slates activated (shown).",
+                "counter",
+                load(&self.activations) as f64,
+            ),
+            (
+                "metarec_apprentice_ranks_total",
+                "Ranks served in apprentice mode (the shop's own ranking).",
+                "counter",
+                load(&self.apprentice_ranks) as f64,
+            ),
+            (
+                "metarec_apprentice_agreements_total",
+                "Apprentice ranks whose first item the network would have chosen too.",
+                "counter",
+                load(&self.apprentice_agreements) as f64,
             ),
             (
                 "metarec_feedback_duplicates_total",

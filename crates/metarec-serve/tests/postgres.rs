@@ -220,3 +220,52 @@ fn concurrent_feedback_on_two_replicas_loses_no_update_and_closes_each_event_onc
     assert_eq!(counts.decisions, ranks.values().sum::<u64>());
     assert_eq!(counts.feedback, total);
 }
+
+#[test]
+fn client_event_ids_rewards_and_activation_hold_across_replicas() {
+    let url = database("events_across_replicas");
+    let f = fixture(true);
+    let (a, b) = (replica(&f, &url, 60_000), replica(&f, &url, 60_000));
+    let (mut ca, mut cb) = (a.client(Some(RANKER)), b.client(Some(RANKER)));
+    let body = json!({"user": "pat", "event_id": "cart-9", "candidates": candidates(), "slate_size": 5, "defer_activation": true});
+    // A retry that lands on the other replica gets the first answer, not a second event.
+    let first = post(&mut ca, "/v1/rank", &body);
+    assert_eq!(first.status, 200, "{}", first.text());
+    let again = post(&mut cb, "/v1/rank", &body);
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.text(), first.text());
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    let mut other = body.clone();
+    other["user"] = json!("quin");
+    assert_error(
+        &post(&mut cb, "/v1/rank", &other),
+        409,
+        "event_id_taken",
+        "cart-9",
+    );
+    // Activated on B, rewarded on A, clicked on B.
+    let r = cb
+        .request("POST", "/v1/events/cart-9/activate", None)
+        .unwrap();
+    assert_eq!(r.json()["already_active"], false, "{}", r.text());
+    let r = post(
+        &mut ca,
+        "/v1/reward",
+        &json!({"event_id": "cart-9", "value": 2.5}),
+    );
+    assert_eq!(r.json()["duplicate"], false, "{}", r.text());
+    let r = post(
+        &mut cb,
+        "/v1/reward",
+        &json!({"event_id": "cart-9", "value": 9.0}),
+    );
+    assert_eq!(r.json()["duplicate"], true, "{}", r.text());
+    feedback(&mut cb, "cart-9", 0);
+    drop((a, b));
+    let mut s = store(&url);
+    assert_eq!(s.counts().unwrap().decisions, 1);
+    let row = s.decision("cart-9").unwrap().unwrap();
+    assert!(row.active);
+    assert_eq!(row.reward, Some(2.5));
+    assert!(row.interaction.feedback.clicks[0]);
+}

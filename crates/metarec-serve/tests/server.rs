@@ -502,6 +502,8 @@ fn metrics_and_the_api_document_describe_the_server() {
     for (path, method) in [
         ("/v1/rank", "post"),
         ("/v1/feedback", "post"),
+        ("/v1/reward", "post"),
+        ("/v1/events/{event_id}/activate", "post"),
         ("/v1/users/{key}", "delete"),
         ("/v1/items/{key}", "put"),
         ("/v1/items/{key}", "delete"),
@@ -515,7 +517,7 @@ fn metrics_and_the_api_document_describe_the_server() {
     }
     assert_eq!(
         paths.len(),
-        8,
+        10,
         "a route in the document that the server lacks"
     );
 }

@@ -77,6 +77,12 @@ pub struct ServeArgs {
     /// Most items that may be added over `PUT /v1/items/{key}` (retired ones count).
     #[arg(long, default_value_t = 100_000, value_parser = whole::<usize>(0, 10_000_000))]
     max_added_items: usize,
+    /// Apprentice mode: serve the shop's own ranking (each rank's `candidates`, in order, which
+    /// it must then list) and log it, while the adjuster learns from its feedback; each answer
+    /// also shows the slate the network would have chosen, and `/metrics` counts how often its
+    /// first item agrees. For a shop that wants to watch before it lets the network rank.
+    #[arg(long)]
+    apprentice: bool,
 }
 
 /// Monte Carlo rankings behind the propensities of softmax positions without a closed form.
@@ -174,6 +180,7 @@ pub fn run(args: ServeArgs, _global: &Global) -> Result<()> {
     config.durability = args.durability.into();
     config.explore = args.explore;
     config.max_added_items = args.max_added_items;
+    config.apprentice = args.apprentice;
     let database = config.database();
     let server = Server::open(config)?;
     let mut runtime = tokio::runtime::Builder::new_multi_thread();

@@ -4,7 +4,7 @@
 //! (404) and [`method_not_allowed`] (405).
 
 use super::OPENAPI;
-use super::request::{authorize, check_key, read_json, submit};
+use super::request::{authorize, path_key, read_json, submit};
 use super::server::AppState;
 use crate::auth::Scope;
 use crate::engine::Job;
@@ -27,13 +27,7 @@ pub(super) async fn forget(
     key: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Scope::Admin)?;
-    let UrlPath(key) = key.map_err(|e| {
-        ApiError::bad_request(
-            "bad_path",
-            format!("the user key in the path is not valid percent-encoded UTF-8: {e}"),
-        )
-    })?;
-    check_key("key", &key)?;
+    let key = path_key("user key", "key", key)?;
     let user = state.config.pseudonyms.pseudonym(&key);
     let ack = submit(&state, |tx| Job::Forget(user, tx)).await?;
     Ok(axum::Json(json!({

@@ -3,7 +3,7 @@
 //! scope rank); the request, [`ItemRequest`] with its [`FeaturesIn`], is checked here into an
 //! [`ItemChange`] before anything reaches the writer.
 
-use super::request::{authorize, check_key, read_json, submit};
+use super::request::{authorize, path_key, read_json, submit};
 use super::server::AppState;
 use crate::auth::Scope;
 use crate::engine::{ItemAck, ItemJob, Job};
@@ -167,18 +167,6 @@ fn check(request: ItemRequest, catalog: &ServedCatalog) -> Result<ItemChange, Ap
     })
 }
 
-/// The item key of the path, decoded and checked against the key rule.
-fn path_key(key: Result<UrlPath<String>, PathRejection>) -> Result<String, ApiError> {
-    let UrlPath(key) = key.map_err(|e| {
-        ApiError::bad_request(
-            "bad_path",
-            format!("the item key in the path is not valid percent-encoded UTF-8: {e}"),
-        )
-    })?;
-    check_key("key", &key)?;
-    Ok(key)
-}
-
 /// The answer with an item: the item as stored, with 201 when it was created.
 fn item_answer(state: &AppState, ack: &ItemAck) -> Response {
     let model = state.shared.model();
@@ -202,7 +190,7 @@ pub(super) async fn put_item(
     body: Body,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Scope::Admin)?;
-    let key = path_key(key)?;
+    let key = path_key("item key", "key", key)?;
     let request: ItemRequest = read_json(&state, &headers, body, false)
         .await?
         .ok_or_else(|| ApiError::bad_request("bad_json", "the body is empty"))?;
@@ -219,7 +207,7 @@ pub(super) async fn retire_item(
     key: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Scope::Admin)?;
-    let key = path_key(key)?;
+    let key = path_key("item key", "key", key)?;
     let ack = submit(&state, |tx| Job::RetireItem(key, tx)).await?;
     Ok(item_answer(&state, &ack))
 }
@@ -231,7 +219,7 @@ pub(super) async fn get_item(
     key: Result<UrlPath<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers, Scope::Rank)?;
-    let key = path_key(key)?;
+    let key = path_key("item key", "key", key)?;
     let model = state.shared.model();
     let catalog = &model.catalog;
     let found = catalog

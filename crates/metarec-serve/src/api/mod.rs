@@ -10,7 +10,10 @@
 //!   to the writer thread and its answer);
 //! - `rank`: `POST /v1/rank`, its request and its typed answer (slate, scores, propensities,
 //!   explanations);
-//! - `feedback`: `POST /v1/feedback` and its request;
+//! - `context`: the rank request's `context`, any JSON object, flattened to tokens by one
+//!   documented rule;
+//! - `feedback`: what the shop tells about an event after its rank: `POST /v1/feedback`,
+//!   `POST /v1/reward` and `POST /v1/events/{event_id}/activate`;
 //! - `items`: `PUT`, `DELETE` and `GET /v1/items/{key}`: add, update, retire and read an item,
 //!   with the request checked against the catalog's feature columns;
 //! - `admin`: `DELETE /v1/users/{key}`, `POST /v1/admin/reload`, `GET /healthz`, `/metrics`,
@@ -20,12 +23,18 @@
 //! errors, since the writer thread answers with it too.
 //!
 //! Routes (bodies are JSON; every route but `/healthz` needs `Authorization: Bearer <key>`):
-//! - `POST /v1/rank` (scope rank): a user key, context tokens, candidate item keys (or the whole
-//!   catalog), a slate size and exclusions -> an event id, the slate with scores, propensities
-//!   (exact for the server's explorer, `ServerConfig::explore`) and a per-item explanation, the
-//!   slate's propensity when known, and the model version;
+//! - `POST /v1/rank` (scope rank): a user key, a context (any JSON object), candidate item keys
+//!   (or the whole catalog), a slate size and exclusions, optionally the client's own event id
+//!   (a retry gets the first answer again) and deferred activation -> an event id, the slate
+//!   with scores, propensities (exact for the server's explorer, `ServerConfig::explore`) and a
+//!   per-item explanation, the slate's propensity when known, and the model version; in
+//!   apprentice mode (`ServerConfig::apprentice`) the slate is the shop's own ranking, with the
+//!   network's choice beside it;
 //! - `POST /v1/feedback` (rank): event id, position or item, kind (`click`, or `purchase` with
 //!   revenue); idempotent per (event, position, kind); unknown or expired events are 404;
+//! - `POST /v1/reward` (rank): a numeric reward for a whole event, its reward from then on (the
+//!   first one counts);
+//! - `POST /v1/events/{event_id}/activate` (rank): a deferred event's slate was shown;
 //! - `DELETE /v1/users/{key}` (admin): forget a user's state, decisions and feedback;
 //! - `PUT /v1/items/{key}` (admin): add an item, or update one, from its features (by name, or
 //!   every column in order), title, category, price and availability; a new item is ranked at
@@ -53,6 +62,7 @@
 //! API key that ranked the event.
 
 mod admin;
+mod context;
 mod feedback;
 mod items;
 mod rank;

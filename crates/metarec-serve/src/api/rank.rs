@@ -6,7 +6,7 @@
 use super::request::{authorize, check_key, read_json, submit};
 use super::server::AppState;
 use crate::auth::Scope;
-use crate::engine::{self, Job, UserRecord};
+use crate::engine::{self, DecisionAck, Job, UserRecord};
 use crate::error::ApiError;
 use crate::model::ServedCatalog;
 use crate::store::DecisionRow;
@@ -21,7 +21,7 @@ use metarec_core::{
 use metarec_neural::adjust::Exploration;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -30,13 +30,21 @@ use std::sync::atomic::Ordering;
 #[serde(deny_unknown_fields)]
 struct RankRequest {
     user: String,
+    /// The client's own id for the event: a retry with the same id gets the same answer
+    /// rather than a second event.
     #[serde(default)]
-    context: BTreeMap<String, String>,
+    event_id: Option<String>,
+    /// Any JSON object; flattened to tokens by `super::context`.
+    #[serde(default)]
+    context: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     candidates: Option<Vec<String>>,
     slate_size: usize,
     #[serde(default)]
     exclude: Vec<String>,
+    /// Rank now, count the event only once the shop activates it (the slate was shown).
+    #[serde(default)]
+    defer_activation: bool,
 }
 
 /// Names of the score parts in explanations, in the order of [`ScoreParts`]' fields.
@@ -92,6 +100,12 @@ struct SlateEntryOut<'a> {
 struct RankOut<'a> {
     event_id: &'a str,
     model_version: &'a str,
+    /// Whether the event waits for its activation before it counts.
+    deferred: bool,
+    /// In apprentice mode: the slate the network would have chosen, while the answer's slate
+    /// is the shop's own ranking.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    learned: Option<Vec<&'a str>>,
     /// The probability of the whole ordered slate, when the explorer knows it.
     slate_propensity: Option<f64>,
     slate: Vec<SlateEntryOut<'a>>,
@@ -197,10 +211,14 @@ pub(super) async fn rank(
             ),
         ));
     }
-    if request.context.len() > 64 {
+    if let Some(id) = &request.event_id {
+        check_key("event_id", id)?;
+    }
+    let tokens = super::context::tokens(&request.context)?;
+    if config.apprentice && request.candidates.is_none() {
         return Err(ApiError::unprocessable(
-            "invalid_field",
-            "field `context`: at most 64 entries",
+            "candidates_needed",
+            "field `candidates`: the server is in apprentice mode, which serves the shop's own ranking: list the candidates in that order",
         ));
     }
     // One snapshot for the whole request: its catalog names exactly the items its network
@@ -269,11 +287,7 @@ pub(super) async fn rank(
         user: UserKey(user.clone()),
         timestamp_ms: Some(now),
         features: Vec::new(),
-        tokens: request
-            .context
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect(),
+        tokens,
         session: SessionState {
             session: 0,
             step: record.slates,
@@ -296,13 +310,33 @@ pub(super) async fn rank(
             "nothing to rank: the catalog is empty",
         ));
     }
-    let event_id = new_event_id()?;
+    let client_id = request.event_id.is_some();
+    let event_id = match request.event_id {
+        Some(id) => id,
+        None => new_event_id()?,
+    };
     let policy = match config.explore {
+        _ if config.apprentice => Cow::Borrowed("baseline"),
         Exploration::Greedy => Cow::Borrowed("adjusted"),
         other => Cow::Owned(format!("adjusted/{other}")),
     };
+    // In apprentice mode the shop's own ranking is served (and logged, with the certainty of
+    // a deterministic policy) while the network's choice is only reported beside it.
+    let (choice, learned) = if config.apprentice {
+        let k = request.slate_size.min(context.candidates.len());
+        let baseline = metarec_core::SlateChoice {
+            items: context.candidates[..k].to_vec(),
+            propensities: vec![1.0; k],
+            slate_propensity: Some(1.0),
+        };
+        let agrees = baseline.items.first() == decided.choice.items.first();
+        state.shared.metrics.apprentice(agrees);
+        (baseline, Some(decided.choice.items))
+    } else {
+        (decided.choice, None)
+    };
     let decision = decision_from_choice(
-        decided.choice,
+        choice,
         EventId(event_id.clone()),
         &policy,
         model.version.clone(),
@@ -311,6 +345,11 @@ pub(super) async fn rank(
     let explained = model
         .adjuster
         .explain_slate(&context, &decided.delta, decision.slate.items());
+    let scores: Vec<f64> = match learned {
+        // The network's scores of the shop's items, as it would have ranked them.
+        Some(_) => explained.iter().map(|p| p.total()).collect(),
+        None => decided.scores,
+    };
     let slate: Vec<SlateEntryOut<'_>> = decision
         .slate
         .items()
@@ -320,7 +359,7 @@ pub(super) async fn rank(
         .map(|(k, (&item, parts))| SlateEntryOut {
             position: k,
             item: catalog.key(item),
-            score: decided.scores[k],
+            score: scores[k],
             propensity: decision.propensities[k],
             explanation: explanation(parts, catalog),
         })
@@ -330,6 +369,10 @@ pub(super) async fn rank(
     let body = serde_json::to_vec(&RankOut {
         event_id: &event_id,
         model_version: &model.version,
+        deferred: request.defer_activation,
+        learned: learned
+            .as_ref()
+            .map(|items| items.iter().map(|&i| catalog.key(i)).collect()),
         slate_propensity: decision.slate_propensity,
         slate,
     })
@@ -347,17 +390,43 @@ pub(super) async fn rank(
         },
         resolved: false,
         reward: None,
+        active: !request.defer_activation,
+        // Only an id the client chose can be retried, so only its answer is kept.
+        answer: if client_id {
+            Some(
+                String::from_utf8(body.clone())
+                    .map_err(|e| ApiError::internal(format!("the answer is not UTF-8: {e}")))?,
+            )
+        } else {
+            None
+        },
     };
-    submit(&state, |tx| Job::Decision(Box::new(row), tx)).await?;
-    state.shared.metrics.decision(len);
-    Ok((
-        [(
-            axum::http::header::CONTENT_TYPE,
-            axum::http::HeaderValue::from_static("application/json"),
-        )],
-        body,
-    )
-        .into_response())
+    let json = (
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/json"),
+    );
+    match submit(&state, |tx| Job::Decision(Box::new(row), tx)).await? {
+        DecisionAck::Stored => {
+            if request.defer_activation {
+                state.shared.metrics.deferred();
+            } else {
+                state.shared.metrics.decision(len);
+            }
+            Ok(([json], body).into_response())
+        }
+        // A retry: the first answer again, byte for byte, marked as a replay.
+        DecisionAck::Replay(first) => Ok((
+            [
+                json,
+                (
+                    axum::http::HeaderName::from_static("idempotent-replayed"),
+                    axum::http::HeaderValue::from_static("true"),
+                ),
+            ],
+            first,
+        )
+            .into_response()),
+    }
 }
 
 /// A new event id: 128 random bits from the operating system, in hex. Nothing in it tells the

@@ -1,7 +1,7 @@
 //! What every handler does before its own work: [`authorize`] (the API key and its scope,
 //! giving a [`Caller`]), [`read_json`] (the content type, the body limit and timeout, a JSON
 //! object parsed with the field path in its errors), [`check_key`] (the one rule for user, event
-//! and item keys, [`MAX_KEY_BYTES`]) and [`submit`] (a job to the writer thread and its answer).
+//! and item keys, [`MAX_KEY_BYTES`]), [`path_key`] (a key from the path) and [`submit`] (a job to the writer thread and its answer).
 
 use super::server::AppState;
 use crate::auth::Scope;
@@ -26,6 +26,23 @@ pub(super) fn check_key(field: &str, value: &str) -> Result<(), ApiError> {
         ));
     }
     Ok(())
+}
+
+/// A key from the request path (`what` names it in the message), decoded and checked against
+/// the key rule as `field`.
+pub(super) fn path_key(
+    what: &str,
+    field: &str,
+    key: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<String, ApiError> {
+    let axum::extract::Path(key) = key.map_err(|e| {
+        ApiError::bad_request(
+            "bad_path",
+            format!("the {what} in the path is not valid percent-encoded UTF-8: {e}"),
+        )
+    })?;
+    check_key(field, &key)?;
+    Ok(key)
 }
 
 /// The caller a valid API key identifies.

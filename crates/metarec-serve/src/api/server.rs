@@ -3,7 +3,7 @@
 //! [`sweep_interval`] and the `track` middleware that records every matched request.
 
 use super::admin::{forget, health, method_not_allowed, metrics, not_found, openapi, reload};
-use super::feedback::feedback;
+use super::feedback::{activate, feedback, reward};
 use super::items::{get_item, put_item, retire_item};
 use super::rank::rank;
 use crate::auth::{ApiKeys, Pseudonymizer};
@@ -74,6 +74,11 @@ pub struct ServerConfig {
     /// Most items that may be added over `PUT /v1/items/{key}` (retired ones count: they keep
     /// their ids).
     pub max_added_items: usize,
+    /// Apprentice mode (`--apprentice`): every rank serves the shop's own ranking (the
+    /// request's `candidates`, in order) and logs it as a deterministic policy's, while the
+    /// adjuster learns from its feedback and the answer shows the slate the network would
+    /// have chosen; the agreement is counted in the metrics.
+    pub apprentice: bool,
 }
 
 impl ServerConfig {
@@ -113,6 +118,7 @@ impl ServerConfig {
             max_connections: 512,
             explore: Exploration::Greedy,
             max_added_items: 100_000,
+            apprentice: false,
         }
     }
 }
@@ -257,6 +263,8 @@ impl Server {
         Router::new()
             .route("/v1/rank", post(rank))
             .route("/v1/feedback", post(feedback))
+            .route("/v1/reward", post(reward))
+            .route("/v1/events/{event_id}/activate", post(activate))
             .route("/v1/users/{key}", delete(forget))
             .route(
                 "/v1/items/{key}",

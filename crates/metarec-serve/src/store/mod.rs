@@ -48,8 +48,27 @@ pub struct DecisionRow {
     pub interaction: Interaction,
     /// Whether the reward window has closed.
     pub resolved: bool,
-    /// The reward once resolved.
+    /// The reward: set when the window closes, or earlier by a numeric reward the shop sent
+    /// (`POST /v1/reward`), which the close then keeps.
     pub reward: Option<f64>,
+    /// Whether the slate was shown: false for a rank with deferred activation until the shop
+    /// activates the event. An event never activated is closed without touching the user's
+    /// state and is left out of the exported log.
+    pub active: bool,
+    /// The rank answer as sent, kept only for an event id the client chose, so that a retried
+    /// rank gets the same answer; `None` when read back (see [`Store::replay`]).
+    pub answer: Option<String>,
+}
+
+/// What a retried rank needs of a stored decision: whose it is and the answer it got.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replay {
+    /// The pseudonymous user.
+    pub user: String,
+    /// The pseudonym of the API key that ranked it.
+    pub owner: String,
+    /// The answer as sent, when the event id was the client's.
+    pub answer: Option<String>,
 }
 
 /// The kind of a feedback event.
@@ -59,6 +78,8 @@ pub enum FeedbackKind {
     Click,
     /// A purchase (with revenue).
     Purchase,
+    /// A numeric reward for the whole event (stored at position 0, its value as revenue).
+    Reward,
 }
 
 impl FeedbackKind {
@@ -67,6 +88,7 @@ impl FeedbackKind {
         match self {
             FeedbackKind::Click => "click",
             FeedbackKind::Purchase => "purchase",
+            FeedbackKind::Reward => "reward",
         }
     }
 }
@@ -123,6 +145,9 @@ pub trait Store: Send {
     fn rollback(&mut self) -> Result<(), StoreError>;
     /// Stores a new decision.
     fn insert_decision(&mut self, row: &DecisionRow) -> Result<(), StoreError>;
+    /// Who a decision belongs to and its stored answer, by event id: what a retried rank with
+    /// the same client event id is checked against and answered with.
+    fn replay(&mut self, event_id: &str) -> Result<Option<Replay>, StoreError>;
     /// A decision by event id.
     fn decision(&mut self, event_id: &str) -> Result<Option<DecisionRow>, StoreError>;
     /// Rewrites a decision's interaction, resolution and reward.
@@ -171,7 +196,8 @@ pub trait Store: Send {
     /// Every item changed over the API for the catalog with fingerprint `catalog`, as (key,
     /// JSON), in the order they were first stored.
     fn items(&mut self, catalog: &str) -> Result<Vec<(String, String)>, StoreError>;
-    /// Calls `f` with every interaction, oldest decision first; returns how many.
+    /// Calls `f` with every interaction that was shown (active), oldest decision first;
+    /// returns how many.
     fn for_each_interaction(
         &mut self,
         f: &mut dyn FnMut(Interaction) -> Result<(), StoreError>,

@@ -28,7 +28,7 @@
 //! advisory lock so that replicas starting together migrate once, and refuses a database
 //! whose schema is newer than this server's.
 
-use super::{Counts, DecisionRow, FeedbackRow, LogCheckpoint, Store};
+use super::{Counts, DecisionRow, FeedbackRow, LogCheckpoint, Replay, Store};
 use crate::error::StoreError;
 use metarec_core::Interaction;
 use std::sync::Arc;
@@ -44,7 +44,8 @@ const MIGRATION_LOCK: i64 = 0x6d65_7472_6563_0002;
 
 /// The migrations, in order; entry `k` brings the schema from version `k` to `k + 1`. Never
 /// edit one that has shipped: add the next.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
 CREATE TABLE decisions (
     seq BIGSERIAL PRIMARY KEY,
     event_id TEXT NOT NULL UNIQUE,
@@ -82,13 +83,18 @@ CREATE TABLE items (
     updated_ms BIGINT NOT NULL,
     UNIQUE (catalog, key)
 );
-"];
+",
+    "
+ALTER TABLE decisions ADD COLUMN active BOOLEAN NOT NULL DEFAULT TRUE;
+ALTER TABLE decisions ADD COLUMN answer TEXT;
+",
+];
 
 /// The schema version this code writes.
 pub const PG_SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 const DECISION_COLUMNS: &str =
-    "event_id, user_id, owner, created_ms, resolved, reward, interaction";
+    "event_id, user_id, owner, created_ms, resolved, reward, interaction, active";
 
 /// The user's state unless the caller already holds this version (`$2`): the state is the
 /// largest column by far (a posterior is tens of kilobytes of JSON), so an unchanged one is
@@ -183,6 +189,7 @@ impl PgConfig {
 /// The statements the writer runs, prepared once per connection.
 struct Prepared {
     insert_decision: Statement,
+    replay: Statement,
     decision: Statement,
     update_decision: Statement,
     insert_feedback: Statement,
@@ -263,10 +270,11 @@ impl PostgresStore {
                 async move { client.prepare(&sql).await.map_err(pg) }
             };
             let prepared = Prepared {
-                insert_decision: p("INSERT INTO decisions (event_id, user_id, owner, created_ms, resolved, reward, interaction)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)".into()).await?,
+                insert_decision: p("INSERT INTO decisions (event_id, user_id, owner, created_ms, resolved, reward, interaction, active, answer)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)".into()).await?,
+                replay: p("SELECT user_id, owner, answer FROM decisions WHERE event_id = $1".into()).await?,
                 decision: p(format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE event_id = $1")).await?,
-                update_decision: p("UPDATE decisions SET interaction = $2, resolved = $3, reward = $4 WHERE event_id = $1".into()).await?,
+                update_decision: p("UPDATE decisions SET interaction = $2, resolved = $3, reward = $4, active = $5 WHERE event_id = $1".into()).await?,
                 insert_feedback: p("INSERT INTO feedback (event_id, position, kind, user_id, revenue, received_ms)
                      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING".into()).await?,
                 unresolved: p(format!("SELECT {DECISION_COLUMNS} FROM decisions
@@ -455,6 +463,8 @@ fn decision_from_row(row: &Row) -> Result<DecisionRow, StoreError> {
         created_ms: row.get(3),
         resolved: row.get(4),
         reward: row.get(5),
+        active: row.get(7),
+        answer: None,
         interaction,
         event_id,
     })
@@ -500,8 +510,21 @@ impl Store for PostgresStore {
                 Box::new(row.resolved),
                 Box::new(row.reward),
                 Box::new(text),
+                Box::new(row.active),
+                Box::new(row.answer.clone()),
             ],
         )
+    }
+
+    fn replay(&mut self, event_id: &str) -> Result<Option<Replay>, StoreError> {
+        Ok(self
+            .query(|p| &p.replay, &[&event_id])?
+            .first()
+            .map(|r| Replay {
+                user: r.get(0),
+                owner: r.get(1),
+                answer: r.get(2),
+            }))
     }
 
     fn decision(&mut self, event_id: &str) -> Result<Option<DecisionRow>, StoreError> {
@@ -520,6 +543,7 @@ impl Store for PostgresStore {
                 Box::new(text),
                 Box::new(row.resolved),
                 Box::new(row.reward),
+                Box::new(row.active),
             ],
         )
     }
@@ -628,7 +652,7 @@ impl Store for PostgresStore {
         let mut n = 0u64;
         loop {
             let rows = self.query_sql(
-                "SELECT seq, event_id, interaction FROM decisions WHERE seq > $1 ORDER BY seq LIMIT 1000",
+                "SELECT seq, event_id, interaction FROM decisions WHERE seq > $1 AND active ORDER BY seq LIMIT 1000",
                 &[&after],
             )?;
             if rows.is_empty() {

@@ -17,7 +17,7 @@
 //! tens of milliseconds. Deleted rows are overwritten with zeros (`secure_delete`), so once the
 //! log is truncated after a [`Store::forget`], neither file holds the forgotten rows.
 
-use super::{Counts, DecisionRow, FeedbackRow, LogCheckpoint, Store};
+use super::{Counts, DecisionRow, FeedbackRow, LogCheckpoint, Replay, Store};
 use crate::error::StoreError;
 use metarec_core::Interaction;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -107,7 +107,9 @@ CREATE TABLE IF NOT EXISTS decisions (
     created_ms INTEGER NOT NULL,
     resolved INTEGER NOT NULL DEFAULT 0,
     reward REAL,
-    interaction TEXT NOT NULL
+    interaction TEXT NOT NULL,
+    active INTEGER NOT NULL DEFAULT 1,
+    answer TEXT
 );
 CREATE INDEX IF NOT EXISTS decisions_user ON decisions(user);
 CREATE INDEX IF NOT EXISTS decisions_open ON decisions(resolved, created_ms);
@@ -137,11 +139,12 @@ CREATE TABLE IF NOT EXISTS items (
 ";
 
 /// The schema version this code writes (SQLite's `user_version`): 1 added `decisions.owner`,
-/// 2 the `items` table.
-pub const SCHEMA_VERSION: i64 = 2;
+/// 2 the `items` table, 3 `decisions.active` (deferred activation) and `decisions.answer` (the
+/// answer replayed to a retried rank with a client's event id).
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// A decision row as read, before its interaction JSON is parsed.
-type RawDecision = (String, String, String, i64, i64, Option<f64>, String);
+type RawDecision = (String, String, String, i64, i64, Option<f64>, String, i64);
 
 fn row_to_decision(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawDecision> {
     Ok((
@@ -152,11 +155,12 @@ fn row_to_decision(row: &rusqlite::Row<'_>) -> rusqlite::Result<RawDecision> {
         row.get(4)?,
         row.get(5)?,
         row.get(6)?,
+        row.get(7)?,
     ))
 }
 
 fn parse(raw: RawDecision) -> Result<DecisionRow, StoreError> {
-    let (event_id, user, owner, created_ms, resolved, reward, text) = raw;
+    let (event_id, user, owner, created_ms, resolved, reward, text, active) = raw;
     let interaction = serde_json::from_str(&text).map_err(|e| {
         StoreError::new(format!(
             "decision {event_id}: stored interaction is invalid: {e}"
@@ -170,10 +174,13 @@ fn parse(raw: RawDecision) -> Result<DecisionRow, StoreError> {
         interaction,
         resolved: resolved != 0,
         reward,
+        active: active != 0,
+        answer: None,
     })
 }
 
-const DECISION_COLUMNS: &str = "event_id, user, owner, created_ms, resolved, reward, interaction";
+const DECISION_COLUMNS: &str =
+    "event_id, user, owner, created_ms, resolved, reward, interaction, active";
 
 /// Creates the database file readable and writable by its owner only (0600) when it does not
 /// exist yet, and narrows an existing one to that: it holds pseudonymous histories. SQLite
@@ -249,6 +256,12 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
             if has_owner == 0 {
                 conn.execute_batch(
                     "ALTER TABLE decisions ADD COLUMN owner TEXT NOT NULL DEFAULT ''",
+                )?;
+            }
+            if version < 3 {
+                conn.execute_batch(
+                    "ALTER TABLE decisions ADD COLUMN active INTEGER NOT NULL DEFAULT 1;
+                     ALTER TABLE decisions ADD COLUMN answer TEXT;",
                 )?;
             }
         }
@@ -393,8 +406,8 @@ impl Store for SqliteStore {
         let text = serde_json::to_string(&row.interaction)?;
         self.conn
             .prepare_cached(
-                "INSERT INTO decisions (event_id, user, owner, created_ms, resolved, reward, interaction)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                "INSERT INTO decisions (event_id, user, owner, created_ms, resolved, reward, interaction, active, answer)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?
             .execute(params![
                 row.event_id,
@@ -403,9 +416,25 @@ impl Store for SqliteStore {
                 row.created_ms,
                 row.resolved as i64,
                 row.reward,
-                text
+                text,
+                row.active as i64,
+                row.answer,
             ])?;
         Ok(())
+    }
+
+    fn replay(&mut self, event_id: &str) -> Result<Option<Replay>, StoreError> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT user, owner, answer FROM decisions WHERE event_id = ?1")?
+            .query_row([event_id], |r| {
+                Ok(Replay {
+                    user: r.get(0)?,
+                    owner: r.get(1)?,
+                    answer: r.get(2)?,
+                })
+            })
+            .optional()?)
     }
 
     fn decision(&mut self, event_id: &str) -> Result<Option<DecisionRow>, StoreError> {
@@ -423,9 +452,15 @@ impl Store for SqliteStore {
         let text = serde_json::to_string(&row.interaction)?;
         self.conn
             .prepare_cached(
-                "UPDATE decisions SET interaction = ?2, resolved = ?3, reward = ?4 WHERE event_id = ?1",
+                "UPDATE decisions SET interaction = ?2, resolved = ?3, reward = ?4, active = ?5 WHERE event_id = ?1",
             )?
-            .execute(params![row.event_id, text, row.resolved as i64, row.reward])?;
+            .execute(params![
+                row.event_id,
+                text,
+                row.resolved as i64,
+                row.reward,
+                row.active as i64
+            ])?;
         Ok(())
     }
 
@@ -537,7 +572,7 @@ impl Store for SqliteStore {
     ) -> Result<u64, StoreError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT event_id, interaction FROM decisions ORDER BY seq")?;
+            .prepare("SELECT event_id, interaction FROM decisions WHERE active ORDER BY seq")?;
         let mut rows = stmt.query([])?;
         let mut n = 0;
         while let Some(row) = rows.next()? {

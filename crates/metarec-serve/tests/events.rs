@@ -1,0 +1,467 @@
+//! The event API a shop coming from a hosted Rank / Reward service expects, against the real
+//! server on a loopback port: client-supplied event ids (an idempotent rank), numeric rewards,
+//! context of any JSON shape, deferred activation and apprentice mode.
+
+use metarec_serve::client::Client;
+use metarec_serve::store::{SqliteStore, Store};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+mod common;
+use common::*;
+
+fn rank_body(user: &str, extra: Value) -> Value {
+    let mut body = json!({"user": user, "context": {"country": "France"}, "candidates": candidates(), "slate_size": 5});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body
+}
+
+fn metric(c: &mut Client, name: &str) -> f64 {
+    let text = c.request("GET", "/metrics", None).unwrap().text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in\n{text}"))
+}
+
+#[test]
+fn a_client_event_id_makes_rank_idempotent_and_cannot_be_taken_twice() {
+    let f = fixture(true);
+    let server = start(config(&f.model, &f.db));
+    let mut c = server.client(Some(RANKER));
+    // Thompson sampling: two decisions for one user differ, so an equal answer is a replay.
+    let body = rank_body("alice", json!({"event_id": "order-1"}));
+    let first = post(&mut c, "/v1/rank", &body);
+    assert_eq!(first.status, 200, "{}", first.text());
+    assert_eq!(first.json()["event_id"], "order-1");
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let again = post(&mut c, "/v1/rank", &body);
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.text(), first.text());
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    // Fresh ids give fresh decisions meanwhile.
+    let other = post(
+        &mut c,
+        "/v1/rank",
+        &rank_body("alice", json!({"event_id": "order-2"})),
+    );
+    assert_eq!(other.status, 200);
+    // The id is taken for another user, and for another key.
+    let r = post(
+        &mut c,
+        "/v1/rank",
+        &rank_body("bob", json!({"event_id": "order-1"})),
+    );
+    assert_error(&r, 409, "event_id_taken", "order-1");
+    let mut admin = server.client(Some(ADMIN));
+    let r = post(&mut admin, "/v1/rank", &body);
+    assert_error(&r, 409, "event_id_taken", "order-1");
+    let r = post(
+        &mut c,
+        "/v1/rank",
+        &rank_body("alice", json!({"event_id": ""})),
+    );
+    assert_error(&r, 422, "invalid_field", "event_id");
+    // Feedback reaches the client's event id.
+    let r = post(
+        &mut c,
+        "/v1/feedback",
+        &json!({"event_id": "order-1", "position": 1, "kind": "click"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(metric(&mut c, "metarec_decisions_total"), 2.0);
+    server.stop();
+    let mut store = SqliteStore::open(&f.db).unwrap();
+    assert_eq!(store.counts().unwrap().decisions, 2);
+}
+
+#[test]
+fn concurrent_retries_of_one_event_id_store_one_decision_and_get_one_answer() {
+    let f = fixture(true);
+    let server = start(config(&f.model, &f.db));
+    let body = rank_body("carol", json!({"event_id": "retry-storm"}));
+    let answers: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let mut c = server.client(Some(RANKER));
+                let body = &body;
+                s.spawn(move || {
+                    let r = post(&mut c, "/v1/rank", body);
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    r.text()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
+    server.stop();
+    let mut store = SqliteStore::open(&f.db).unwrap();
+    assert_eq!(store.counts().unwrap().decisions, 1);
+}
+
+#[test]
+fn a_numeric_reward_is_the_events_reward_and_the_first_one_counts() {
+    let f = fixture(false);
+    let mut config = config(&f.model, &f.db);
+    config.reward_window = Duration::from_millis(300);
+    config.default_reward = 0.25;
+    let server = start(config);
+    let mut c = server.client(Some(RANKER));
+    let rewarded = rank(&mut c, "dan");
+    let clicked = rank(&mut c, "erin");
+    let event = rewarded["event_id"].clone();
+    let r = post(
+        &mut c,
+        "/v1/reward",
+        &json!({"event_id": event, "value": 0.7}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["duplicate"], false);
+    let r = post(
+        &mut c,
+        "/v1/reward",
+        &json!({"event_id": event, "value": 0.2}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["duplicate"], true);
+    // A click and a reward on one event: the reward is the event's reward.
+    let r = post(
+        &mut c,
+        "/v1/feedback",
+        &json!({"event_id": clicked["event_id"], "position": 0, "kind": "click"}),
+    );
+    assert_eq!(r.status, 200);
+    let r = post(
+        &mut c,
+        "/v1/reward",
+        &json!({"event_id": clicked["event_id"], "value": -1.5}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    for (body, status, code, needle) in [
+        (json!({"event_id": event}), 422, "invalid_field", "value"),
+        (
+            json!({"event_id": event, "value": "high"}),
+            422,
+            "invalid_field",
+            "value",
+        ),
+        (
+            json!({"event_id": event, "value": 1, "position": 0}),
+            422,
+            "invalid_field",
+            "position",
+        ),
+        (
+            json!({"event_id": "never-ranked", "value": 1}),
+            404,
+            "unknown_event",
+            "never-ranked",
+        ),
+    ] {
+        let r = post(&mut c, "/v1/reward", &body);
+        assert_error(&r, status, code, needle);
+    }
+    // Another key's event is unknown to this one.
+    let mut admin = server.client(Some(ADMIN));
+    let r = post(
+        &mut admin,
+        "/v1/reward",
+        &json!({"event_id": event, "value": 1}),
+    );
+    assert_error(&r, 404, "unknown_event", "");
+    assert_eq!(metric(&mut c, "metarec_feedback_rewards_total"), 2.0);
+    std::thread::sleep(Duration::from_millis(900));
+    let r = post(
+        &mut c,
+        "/v1/reward",
+        &json!({"event_id": event, "value": 1}),
+    );
+    assert_error(&r, 404, "event_expired", "reward window");
+    server.stop();
+    let conn = rusqlite::Connection::open(&f.db).unwrap();
+    let reward = |event: &Value| -> Option<f64> {
+        conn.query_row(
+            "SELECT reward FROM decisions WHERE event_id = ?1 AND resolved = 1",
+            [event.as_str().unwrap()],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert_eq!(reward(&event), Some(0.7));
+    assert_eq!(reward(&clicked["event_id"]), Some(-1.5));
+}
+
+#[test]
+fn context_takes_numbers_booleans_arrays_and_nested_objects_by_the_documented_rule() {
+    let f = fixture(false);
+    let server = start(config(&f.model, &f.db));
+    let mut c = server.client(Some(RANKER));
+    let context = json!({
+        "country": "France",
+        "age": 34,
+        "basket": 1234.5,
+        "member": true,
+        "device": {"os": "ios", "screen": {"w": 390}},
+        "tags": ["sale", "new"],
+        "coupon": null,
+    });
+    let r = post(
+        &mut c,
+        "/v1/rank",
+        &json!({"user": "fay", "context": context, "candidates": candidates(), "slate_size": 5}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let event = r.json()["event_id"].as_str().unwrap().to_owned();
+    // The tokens reach the network: another context gives other scores.
+    let plain = post(
+        &mut c,
+        "/v1/rank",
+        &json!({"user": "fay", "context": {"country": "France"}, "candidates": candidates(), "slate_size": 5}),
+    );
+    assert_ne!(scores(&r.json()), scores(&plain.json()));
+    let mut deep = json!("x");
+    for _ in 0..9 {
+        deep = json!({ "k": deep });
+    }
+    let r = post(
+        &mut c,
+        "/v1/rank",
+        &json!({"user": "fay", "context": {"deep": deep}, "slate_size": 5}),
+    );
+    assert_error(&r, 422, "invalid_field", "context.deep.k");
+    let many: serde_json::Map<String, Value> =
+        (0..65).map(|i| (format!("f{i}"), json!(i))).collect();
+    let r = post(
+        &mut c,
+        "/v1/rank",
+        &json!({"user": "fay", "context": many, "slate_size": 5}),
+    );
+    assert_error(&r, 422, "invalid_field", "more than 64");
+    server.stop();
+    let mut store = SqliteStore::open(&f.db).unwrap();
+    let row = store.decision(&event).unwrap().unwrap();
+    let mut tokens = row.interaction.context.tokens.clone();
+    tokens.sort();
+    assert_eq!(
+        tokens,
+        [
+            "age=34",
+            "basket=1.2e3",
+            "country=France",
+            "device.os=ios",
+            "device.screen.w=390",
+            "member=true",
+            "tags=new",
+            "tags=sale",
+        ]
+    );
+}
+
+#[test]
+fn a_deferred_event_takes_feedback_and_counts_only_once_activated() {
+    let f = fixture(false);
+    let mut config = config(&f.model, &f.db);
+    config.reward_window = Duration::from_millis(400);
+    let server = start(config);
+    let mut c = server.client(Some(RANKER));
+    let shown = post(
+        &mut c,
+        "/v1/rank",
+        &rank_body("gus", json!({"defer_activation": true})),
+    );
+    assert_eq!(shown.status, 200, "{}", shown.text());
+    assert_eq!(shown.json()["deferred"], true);
+    let shown = shown.json()["event_id"].as_str().unwrap().to_owned();
+    let unshown = post(
+        &mut c,
+        "/v1/rank",
+        &rank_body("hal", json!({"defer_activation": true})),
+    )
+    .json()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let click = |c: &mut Client, event: &str| {
+        post(
+            c,
+            "/v1/feedback",
+            &json!({"event_id": event, "position": 0, "kind": "click"}),
+        )
+    };
+    assert_error(
+        &click(&mut c, &shown),
+        409,
+        "event_not_activated",
+        "activate",
+    );
+    assert_error(
+        &post(
+            &mut c,
+            "/v1/reward",
+            &json!({"event_id": shown, "value": 1}),
+        ),
+        409,
+        "event_not_activated",
+        "",
+    );
+    assert_eq!(metric(&mut c, "metarec_impressions_total"), 0.0);
+    let path = format!("/v1/events/{shown}/activate");
+    let r = c.request("POST", &path, None).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["already_active"], false);
+    let r = c.request("POST", &path, None).unwrap();
+    assert_eq!(r.json()["already_active"], true);
+    assert_eq!(metric(&mut c, "metarec_impressions_total"), 5.0);
+    assert_eq!(metric(&mut c, "metarec_activations_total"), 1.0);
+    let r = click(&mut c, &shown);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Unknown and foreign events are 404; a non-deferred event is already active.
+    let r = c
+        .request("POST", "/v1/events/nothing-here/activate", None)
+        .unwrap();
+    assert_error(&r, 404, "unknown_event", "nothing-here");
+    let mut admin = server.client(Some(ADMIN));
+    let r = admin.request("POST", &path, None).unwrap();
+    assert_error(&r, 404, "unknown_event", "");
+    let plain = rank(&mut c, "ivy")["event_id"].as_str().unwrap().to_owned();
+    let r = c
+        .request("POST", &format!("/v1/events/{plain}/activate"), None)
+        .unwrap();
+    assert_eq!(r.json()["already_active"], true);
+    // Both windows close: the unshown slate leaves hal's state as it was.
+    std::thread::sleep(Duration::from_millis(1200));
+    let hal = rank(&mut c, "hal");
+    let ignores: f64 = hal["slate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["explanation"]["parts"]["past_ignores"].as_f64().unwrap())
+        .map(f64::abs)
+        .sum();
+    assert_eq!(ignores, 0.0, "{hal}");
+    let r = c
+        .request("POST", &format!("/v1/events/{unshown}/activate"), None)
+        .unwrap();
+    assert_error(&r, 404, "event_expired", "");
+    server.stop();
+    let mut store = SqliteStore::open(&f.db).unwrap();
+    let mut logged = Vec::new();
+    store
+        .for_each_interaction(&mut |i| {
+            logged.push(i.decision.event_id.0);
+            Ok(())
+        })
+        .unwrap();
+    assert!(logged.contains(&shown), "{logged:?}");
+    assert!(!logged.contains(&unshown), "{logged:?}");
+}
+
+#[test]
+fn apprentice_mode_serves_the_shops_ranking_and_learns_from_its_feedback() {
+    let f = fixture(false);
+    let mut config = config(&f.model, &f.db);
+    config.apprentice = true;
+    let server = start(config);
+    let mut c = server.client(Some(RANKER));
+    let shop: Vec<String> = [7, 3, 11, 0, 19, 5]
+        .iter()
+        .map(|i| format!("item{i}"))
+        .collect();
+    let body = json!({"user": "jo", "candidates": shop, "slate_size": 4, "exclude": ["item3"]});
+    let r = post(&mut c, "/v1/rank", &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = r.json();
+    let slate: Vec<&str> = first["slate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["item"].as_str().unwrap())
+        .collect();
+    assert_eq!(slate, ["item7", "item11", "item0", "item19"]);
+    for e in first["slate"].as_array().unwrap() {
+        assert_eq!(e["propensity"], 1.0);
+    }
+    assert_eq!(first["slate_propensity"], 1.0);
+    let learned = first["learned"].as_array().unwrap();
+    assert_eq!(learned.len(), 4);
+    assert!(learned.iter().all(|i| i != "item3"), "{learned:?}");
+    // The scores are the network's for the shop's items: their parts add up to them.
+    for e in first["slate"].as_array().unwrap() {
+        let parts = e["explanation"]["parts"].as_object().unwrap();
+        let sum: f64 = parts.values().map(|v| v.as_f64().unwrap()).sum();
+        assert!((sum - e["score"].as_f64().unwrap()).abs() < 1e-9, "{e}");
+    }
+    let r = post(&mut c, "/v1/rank", &json!({"user": "jo", "slate_size": 4}));
+    assert_error(&r, 422, "candidates_needed", "apprentice");
+    let r = post(
+        &mut c,
+        "/v1/feedback",
+        &json!({"event_id": first["event_id"], "item": "item11", "kind": "click"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let next = post(&mut c, "/v1/rank", &body).json();
+    let adaptation: f64 = next["slate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            e["explanation"]["parts"]["adaptation"]
+                .as_f64()
+                .unwrap()
+                .abs()
+        })
+        .sum();
+    assert!(adaptation > 0.0, "{next}");
+    assert_eq!(metric(&mut c, "metarec_apprentice_ranks_total"), 2.0);
+    server.stop();
+    let mut store = SqliteStore::open(&f.db).unwrap();
+    let row = store
+        .decision(first["event_id"].as_str().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.interaction.decision.policy_id, "baseline");
+}
+
+#[test]
+fn a_version_2_database_gains_activation_and_answers_in_place() {
+    let f = fixture(false);
+    {
+        let server = start(config(&f.model, &f.db));
+        let mut c = server.client(Some(RANKER));
+        rank(&mut c, "kim");
+        server.stop();
+        // Back to the schema before this version: without the two columns.
+        let conn = rusqlite::Connection::open(&f.db).unwrap();
+        conn.execute_batch(
+            "ALTER TABLE decisions DROP COLUMN active;
+             ALTER TABLE decisions DROP COLUMN answer;
+             PRAGMA user_version = 2;",
+        )
+        .unwrap();
+    }
+    let server = start(config(&f.model, &f.db));
+    let mut c = server.client(Some(RANKER));
+    let r = post(
+        &mut c,
+        "/v1/rank",
+        &rank_body(
+            "kim",
+            json!({"event_id": "after-migration", "defer_activation": true}),
+        ),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    server.stop();
+    let mut store = SqliteStore::open(&f.db).unwrap();
+    let mut n = 0;
+    store
+        .for_each_interaction(&mut |_| {
+            n += 1;
+            Ok(())
+        })
+        .unwrap();
+    // The old decision counts as shown; the deferred one does not yet.
+    assert_eq!(n, 1);
+    assert_eq!(store.counts().unwrap().decisions, 2);
+}
