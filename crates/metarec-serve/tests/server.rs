@@ -1171,6 +1171,8 @@ fn random_and_mutated_requests_never_get_a_5xx_and_every_error_is_json() {
     let paths = prop_oneof![
         Just("/v1/rank".to_owned()),
         Just("/v1/feedback".to_owned()),
+        Just("/v1/reward".to_owned()),
+        "/v1/events/[a-zA-Z0-9%]{0,40}/activate",
         Just("/v1/admin/reload".to_owned()),
         Just("/healthz".to_owned()),
         Just("/metrics".to_owned()),
@@ -1184,6 +1186,8 @@ fn random_and_mutated_requests_never_get_a_5xx_and_every_error_is_json() {
     let endpoints = prop_oneof![
         3 => Just(("POST".to_owned(), "/v1/rank".to_owned())),
         3 => Just(("POST".to_owned(), "/v1/feedback".to_owned())),
+        2 => Just(("POST".to_owned(), "/v1/reward".to_owned())),
+        1 => "/v1/events/[a-zA-Z0-9%]{0,40}/activate".prop_map(|p| ("POST".to_owned(), p)),
         1 => Just(("POST".to_owned(), "/v1/admin/reload".to_owned())),
         1 => "/v1/users/[a-zA-Z0-9%]{0,40}".prop_map(|p| ("DELETE".to_owned(), p)),
         2 => "/v1/items/[a-zA-Z0-9%]{0,40}".prop_map(|p| ("PUT".to_owned(), p)),
@@ -1210,6 +1214,8 @@ fn random_and_mutated_requests_never_get_a_5xx_and_every_error_is_json() {
         Just(json!({"user": "u2", "context": {"country": "France"}, "slate_size": 5, "exclude": ["item3"]}).to_string()),
         Just(json!({"event_id": "deadbeef", "position": 1, "kind": "click"}).to_string()),
         Just(json!({"event_id": "deadbeef", "item": "item2", "kind": "purchase", "revenue": 3.5}).to_string()),
+        Just(json!({"event_id": "deadbeef", "value": -2.5}).to_string()),
+        Just(json!({"user": "u4", "event_id": "retry-1", "defer_activation": true, "slate_size": 2, "context": {"n": 1e308, "deep": {"a": [true, null, {"b": -3}]}}}).to_string()),
         Just(json!({"model": "/nonexistent/model"}).to_string()),
         Just(json!({"features": {"price_z": 0.5}, "title": "t", "price": 2.0}).to_string()),
         Just(json!({"features": [0.1, -0.2], "available": false}).to_string()),
