@@ -313,29 +313,16 @@ impl PostgresStore {
         let deferred = std::mem::take(&mut self.deferred);
         let c = self.conn()?;
         self.block(async {
-            let client = &c.client;
-            let mut sends: Vec<
-                futures_util::future::BoxFuture<'_, Result<(), tokio_postgres::Error>>,
-            > = Vec::with_capacity(deferred.len() + 1);
-            for Deferred(statement, params) in &deferred {
-                sends.push(Box::pin(async move {
-                    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
-                        .iter()
-                        .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-                        .collect();
-                    client.execute(statement, &refs).await.map(|_| ())
-                }));
+            let writes = send_deferred(&c.client, &deferred);
+            match then {
+                Some(sql) => {
+                    let (w, t) =
+                        futures_util::future::join(writes, c.client.batch_execute(sql)).await;
+                    w?;
+                    t.map_err(pg)
+                }
+                None => writes.await,
             }
-            if let Some(sql) = then {
-                sends.push(Box::pin(client.batch_execute(sql)));
-            }
-            // Joined rather than awaited in turn: the client writes each request as its future
-            // is first polled, in this order, so they travel together and PostgreSQL answers
-            // them in order.
-            for result in futures_util::future::join_all(sends).await {
-                result.map_err(pg)?;
-            }
-            Ok(())
         })
     }
 
@@ -349,31 +336,44 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// Runs a statement that returns a count, after the deferred writes (pipelined with them,
+    /// so that it sees them).
     fn execute(
         &mut self,
         statement: impl Fn(&Prepared) -> &Statement,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<u64, StoreError> {
+        let deferred = std::mem::take(&mut self.deferred);
         let c = self.conn()?;
         self.block(async {
-            c.client
-                .execute(statement(&c.prepared), params)
-                .await
-                .map_err(pg)
+            let (w, n) = futures_util::future::join(
+                send_deferred(&c.client, &deferred),
+                c.client.execute(statement(&c.prepared), params),
+            )
+            .await;
+            w?;
+            n.map_err(pg)
         })
     }
 
+    /// Runs a statement that returns rows, after the deferred writes (pipelined with them, so
+    /// that a read in a group sees what the group wrote before it: two feedbacks on one event
+    /// in one group, or two ranks with one client event id).
     fn query(
-        &self,
+        &mut self,
         statement: impl Fn(&Prepared) -> &Statement,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
+        let deferred = std::mem::take(&mut self.deferred);
         let c = self.conn()?;
         self.block(async {
-            c.client
-                .query(statement(&c.prepared), params)
-                .await
-                .map_err(pg)
+            let (w, rows) = futures_util::future::join(
+                send_deferred(&c.client, &deferred),
+                c.client.query(statement(&c.prepared), params),
+            )
+            .await;
+            w?;
+            rows.map_err(pg)
         })
     }
 
@@ -447,6 +447,29 @@ async fn migrate(client: &Client, config: &PgConfig) -> Result<(), StoreError> {
         .await
         .map_err(pg);
     outcome.and(unlocked)
+}
+
+/// Sends the deferred writes in order and waits for them all; the first error is the result.
+/// Joined rather than awaited in turn: the client writes each request as its future is first
+/// polled, in this order (and a future joined after this one is polled after it), so they
+/// travel together and PostgreSQL answers them in order.
+async fn send_deferred(client: &Client, deferred: &[Deferred]) -> Result<(), StoreError> {
+    if deferred.is_empty() {
+        return Ok(());
+    }
+    let sends = deferred
+        .iter()
+        .map(|Deferred(statement, params)| async move {
+            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                .collect();
+            client.execute(statement, &refs).await.map(|_| ())
+        });
+    for result in futures_util::future::join_all(sends).await {
+        result.map_err(pg)?;
+    }
+    Ok(())
 }
 
 fn decision_from_row(row: &Row) -> Result<DecisionRow, StoreError> {
