@@ -81,20 +81,8 @@ fn concurrent_retries_of_one_event_id_store_one_decision_and_get_one_answer() {
     let f = fixture(true);
     let server = start(config(&f.model, &f.db));
     let body = rank_body("carol", json!({"event_id": "retry-storm"}));
-    let answers: Vec<String> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..8)
-            .map(|_| {
-                let mut c = server.client(Some(RANKER));
-                let body = &body;
-                s.spawn(move || {
-                    let r = post(&mut c, "/v1/rank", body);
-                    assert_eq!(r.status, 200, "{}", r.text());
-                    r.text()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
+    let clients = (0..8).map(|_| server.client(Some(RANKER))).collect();
+    let answers = post_all(clients, "/v1/rank", &body);
     assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
     server.stop();
     let mut store = SqliteStore::open(&f.db).unwrap();
@@ -333,14 +321,7 @@ fn a_deferred_event_takes_feedback_and_counts_only_once_activated() {
     // Both windows close: the unshown slate leaves hal's state as it was.
     std::thread::sleep(Duration::from_millis(1200));
     let hal = rank(&mut c, "hal");
-    let ignores: f64 = hal["slate"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["explanation"]["parts"]["past_ignores"].as_f64().unwrap())
-        .map(f64::abs)
-        .sum();
-    assert_eq!(ignores, 0.0, "{hal}");
+    assert_eq!(part_magnitude(&hal, "past_ignores"), 0.0, "{hal}");
     let r = c
         .request("POST", &format!("/v1/events/{unshown}/activate"), None)
         .unwrap();
@@ -402,18 +383,7 @@ fn apprentice_mode_serves_the_shops_ranking_and_learns_from_its_feedback() {
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let next = post(&mut c, "/v1/rank", &body).json();
-    let adaptation: f64 = next["slate"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            e["explanation"]["parts"]["adaptation"]
-                .as_f64()
-                .unwrap()
-                .abs()
-        })
-        .sum();
-    assert!(adaptation > 0.0, "{next}");
+    assert!(part_magnitude(&next, "adaptation") > 0.0, "{next}");
     assert_eq!(metric(&mut c, "metarec_apprentice_ranks_total"), 2.0);
     server.stop();
     let mut store = SqliteStore::open(&f.db).unwrap();

@@ -277,20 +277,10 @@ fn concurrent_retries_of_one_event_id_on_two_replicas_store_one_decision() {
     let replicas = [replica(&f, &url, 60_000), replica(&f, &url, 60_000)];
     for round in 0..5 {
         let body = json!({"user": "rory", "event_id": format!("storm-{round}"), "candidates": candidates(), "slate_size": 5});
-        let answers: Vec<String> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..12)
-                .map(|k| {
-                    let mut c = replicas[k % 2].client(Some(RANKER));
-                    let body = &body;
-                    s.spawn(move || {
-                        let r = post(&mut c, "/v1/rank", body);
-                        assert_eq!(r.status, 200, "{}", r.text());
-                        r.text()
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).collect()
-        });
+        let clients = (0..12)
+            .map(|k| replicas[k % 2].client(Some(RANKER)))
+            .collect();
+        let answers = post_all(clients, "/v1/rank", &body);
         assert!(answers.iter().all(|a| *a == answers[0]), "{answers:?}");
     }
     drop(replicas);

@@ -380,18 +380,7 @@ fn closed_reward_windows_refuse_feedback_and_record_the_default_reward() {
     assert_error(&r, 404, "event_expired", "reward window");
     // frank's shown items are now known to be passed over.
     let next = rank(&mut c, "frank");
-    let ignores: f64 = next["slate"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            e["explanation"]["parts"]["past_ignores"]
-                .as_f64()
-                .unwrap()
-                .abs()
-        })
-        .sum();
-    assert!(ignores > 0.0, "{next}");
+    assert!(part_magnitude(&next, "past_ignores") > 0.0, "{next}");
     server.stop();
     let conn = rusqlite::Connection::open(&f.db).unwrap();
     let reward = |event: &Value| -> Option<f64> {

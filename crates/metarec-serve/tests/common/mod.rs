@@ -244,3 +244,32 @@ pub fn assert_error(r: &Response, status: u16, code: &str, needle: &str) {
     let message = v["error"]["message"].as_str().unwrap();
     assert!(message.contains(needle), "`{needle}` not in `{message}`");
 }
+
+/// The sum over a ranked slate of one explanation part's magnitude (`adaptation`,
+/// `past_ignores`, ...): zero exactly when no item's score has that part.
+pub fn part_magnitude(v: &Value, part: &str) -> f64 {
+    v["slate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["explanation"]["parts"][part].as_f64().unwrap().abs())
+        .sum()
+}
+
+/// Posts `body` to `path` from every client at once (one thread each); the answers' bodies in
+/// client order, each checked to be a 200.
+pub fn post_all(clients: Vec<Client>, path: &str, body: &Value) -> Vec<String> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = clients
+            .into_iter()
+            .map(|mut c| {
+                s.spawn(move || {
+                    let r = post(&mut c, path, body);
+                    assert_eq!(r.status, 200, "{}", r.text());
+                    r.text()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
