@@ -461,3 +461,99 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The lines of `text` that start with `prefix`.
+    fn lines<'t>(text: &'t str, prefix: &str) -> Vec<&'t str> {
+        text.lines().filter(|l| l.starts_with(prefix)).collect()
+    }
+
+    #[test]
+    fn the_cached_routes_are_the_documented_ones() {
+        // A route missing from ROUTES would still be counted, but by the slow path; the API
+        // document lists every route the router serves.
+        let doc: serde_json::Value = serde_json::from_str(crate::api::OPENAPI).unwrap();
+        let mut documented: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        documented.push("unmatched");
+        documented.sort_unstable();
+        let mut cached = ROUTES.to_vec();
+        cached.sort_unstable();
+        assert_eq!(cached, documented);
+    }
+
+    #[test]
+    fn more_statuses_than_slots_and_unknown_routes_are_all_counted() {
+        let m = Metrics::new();
+        for status in 200..200 + 2 * STATUS_SLOTS as u16 {
+            for _ in 0..2 {
+                m.request("POST", "/v1/rank", status, 0.001);
+            }
+        }
+        m.request("BREW", "/v1/rank", 418, 0.001);
+        m.request("GET", "/v9/new", 200, 0.3);
+        let text = m.render("v1", 0);
+        let rank = lines(
+            &text,
+            "metarec_requests_total{method=\"POST\",route=\"/v1/rank\"",
+        );
+        assert_eq!(rank.len(), 2 * STATUS_SLOTS, "{text}");
+        assert!(rank.iter().all(|l| l.ends_with("} 2")), "{text}");
+        assert!(text.contains(
+            "metarec_requests_total{method=\"other\",route=\"/v1/rank\",status=\"418\"} 1"
+        ));
+        assert!(
+            text.contains(
+                "metarec_requests_total{method=\"GET\",route=\"/v9/new\",status=\"200\"} 1"
+            )
+        );
+        assert!(text.contains(&format!(
+            "metarec_request_seconds_count{{route=\"/v1/rank\"}} {}",
+            4 * STATUS_SLOTS + 1
+        )));
+        assert!(text.contains("metarec_request_seconds_bucket{route=\"/v9/new\",le=\"0.25\"} 0"));
+        assert!(text.contains("metarec_request_seconds_bucket{route=\"/v9/new\",le=\"0.5\"} 1"));
+    }
+
+    #[test]
+    fn scrape_time_values_follow_their_sources() {
+        let m = Metrics::new();
+        m.decision(4);
+        m.feedback("click", false);
+        m.feedback("click", true);
+        m.store.log_truncations.store(3, Ordering::Relaxed);
+        m.store.wal_bytes.store(4096, Ordering::Relaxed);
+        m.store_op(StoreOp::Commit, 0.003);
+        let text = m.render("v1", 7);
+        for needle in [
+            "metarec_ctr 0.25",
+            "metarec_users 7",
+            "metarec_wal_truncations_total 3",
+            "metarec_wal_bytes 4096",
+            "metarec_feedback_duplicates_total 1",
+            "metarec_store_seconds_count{op=\"commit\"} 1",
+            "metarec_store_seconds_bucket{op=\"commit\",le=\"0.002\"} 0",
+            "metarec_store_seconds_bucket{op=\"commit\",le=\"0.005\"} 1",
+            "metarec_store_seconds_count{op=\"read_user\"} 0",
+            "metarec_model_info{version=\"v1\"} 1",
+        ] {
+            assert!(text.contains(needle), "missing `{needle}` in\n{text}");
+        }
+        // Later scrapes catch up with the atomics and replace the model's series; a label
+        // value is escaped.
+        m.store.log_truncations.store(5, Ordering::Relaxed);
+        let text = m.render("v\"2", 7);
+        assert!(text.contains("metarec_wal_truncations_total 5"), "{text}");
+        assert_eq!(
+            lines(&text, "metarec_model_info{"),
+            ["metarec_model_info{version=\"v\\\"2\"} 1"]
+        );
+    }
+}
