@@ -465,7 +465,9 @@ fn process(store: &mut dyn Store, shared: &Shared, jobs: Vec<Job>, purge_owed: &
         // take (which validation should make impossible) is rolled back rather than stored
         // and then not served.
         let next = group.next_model(&model)?;
-        store.commit()?;
+        shared
+            .metrics
+            .time_store(crate::metrics::StoreOp::Commit, || store.commit())?;
         Ok(next)
     });
     match outcome {
@@ -772,7 +774,12 @@ impl Group {
             return Ok(cached.map_or_else(|| UserRecord::prior(model), |r| (*r).clone()));
         }
         let known = cached.as_ref().map_or(0, |r| r.version);
-        Ok(match store.user(user, known)? {
+        let stored = shared
+            .metrics
+            .time_store(crate::metrics::StoreOp::ReadUser, || {
+                store.user(user, known)
+            })?;
+        Ok(match stored {
             None => UserRecord::prior(model),
             Some((version, None)) => match cached {
                 Some(r) if r.version == version => (*r).clone(),

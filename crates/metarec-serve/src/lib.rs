@@ -20,7 +20,8 @@
 //! - `error` (private, re-exported): [`ServeError`], [`StoreError`] and the JSON error of every
 //!   route, [`ApiError`](api::ApiError), kept beside the other errors so that the engine, which
 //!   answers with it too, does not depend on the handlers;
-//! - [`metrics`]: the Prometheus text served at `/metrics`;
+//! - [`metrics`]: the Prometheus series served at `/metrics` (requests, feedback, store latency
+//!   and the process's CPU and memory), kept by the `prometheus` crate;
 //! - [`client`]: a small blocking HTTP client for tests and the load benchmark.
 //!
 //! The OpenAPI document of every route is `openapi.json` beside this crate's sources, served at

@@ -116,6 +116,14 @@ fn a_rank_on_one_replica_sees_feedback_acknowledged_by_another() {
     );
     assert_eq!(on_a, on_b, "the replicas rank the same user differently");
     assert_ne!(before, on_b);
+    // B read the user's state from the shared database for each of its ranks and for the
+    // duplicate feedback, and committed a group for each request.
+    let text = cb.request("GET", "/metrics", None).unwrap().text();
+    let samples = parse_exposition(&text);
+    check_histograms(&samples);
+    let count = |op: &str| sample(&samples, "metarec_store_seconds_count", &[("op", op)]);
+    assert!(count("read_user").is_some_and(|n| n >= 2.0), "{text}");
+    assert!(count("commit").is_some_and(|n| n >= 3.0), "{text}");
     let counts = store(&url).counts().unwrap();
     assert_eq!(counts.feedback, 1);
     assert_eq!(counts.decisions, 4);

@@ -197,6 +197,111 @@ fn bad_requests_get_a_json_4xx_that_says_what_is_wrong() {
 }
 
 #[test]
+fn metrics_parse_and_export_the_process_and_the_store_latency() {
+    let f = fixture(false);
+    let server = start(config(&f.model, &f.db));
+    let mut c = server.client(Some(RANKER));
+    let ranked = rank(&mut c, "judy");
+    let r = post(
+        &mut c,
+        "/v1/feedback",
+        &json!({"event_id": ranked["event_id"], "position": 1, "kind": "purchase", "revenue": 9.5}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = c.request("GET", "/metrics", None).unwrap();
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    let samples = parse_exposition(&text);
+    check_histograms(&samples);
+    let get = |name: &str, labels: &[(&str, &str)]| {
+        sample(&samples, name, labels).unwrap_or_else(|| panic!("no {name} {labels:?} in\n{text}"))
+    };
+    // Every series that dashboards and `metarec bench soak` read keeps its name.
+    for name in [
+        "metarec_requests_total",
+        "metarec_request_seconds_bucket",
+        "metarec_request_seconds_sum",
+        "metarec_request_seconds_count",
+        "metarec_decisions_total",
+        "metarec_impressions_total",
+        "metarec_feedback_clicks_total",
+        "metarec_feedback_purchases_total",
+        "metarec_feedback_duplicates_total",
+        "metarec_events_expired_total",
+        "metarec_events_overdue",
+        "metarec_ctr",
+        "metarec_users",
+        "metarec_wal_bytes",
+        "metarec_db_bytes",
+        "metarec_wal_truncations_total",
+        "metarec_wal_checkpoint_lag_frames",
+        "metarec_model_info",
+        "metarec_store_seconds_bucket",
+    ] {
+        assert!(
+            samples.iter().any(|s| s.name == name),
+            "no {name} in\n{text}"
+        );
+    }
+    let rank_route = [("method", "POST"), ("route", "/v1/rank"), ("status", "200")];
+    assert_eq!(get("metarec_requests_total", &rank_route), 1.0);
+    assert_eq!(get("metarec_decisions_total", &[]), 1.0);
+    assert_eq!(get("metarec_impressions_total", &[]), 5.0);
+    assert_eq!(get("metarec_feedback_purchases_total", &[]), 1.0);
+    assert_eq!(get("metarec_users", &[]), 1.0);
+    // The request histogram keeps its buckets.
+    let bounds: Vec<String> = samples
+        .iter()
+        .filter(|s| {
+            s.name == "metarec_request_seconds_bucket"
+                && s.labels
+                    .contains(&("route".to_owned(), "/v1/rank".to_owned()))
+        })
+        .map(|s| s.labels.iter().find(|(k, _)| k == "le").unwrap().1.clone())
+        .collect();
+    let mut expected: Vec<String> = metarec_serve::metrics::BUCKETS
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    expected.push("+Inf".to_owned());
+    assert_eq!(bounds, expected);
+    // The rank's decision and the feedback were each committed by the writer before their
+    // answers, in a group of their own at least once; SQLite reads no user from the store.
+    let commits = get("metarec_store_seconds_count", &[("op", "commit")]);
+    assert!(commits >= 2.0, "{commits} commits in\n{text}");
+    let seconds = get("metarec_store_seconds_sum", &[("op", "commit")]);
+    assert!(
+        seconds > 0.0 && seconds < commits * 5.0,
+        "{seconds} s for {commits} commits"
+    );
+    assert_eq!(
+        get("metarec_store_seconds_count", &[("op", "read_user")]),
+        0.0
+    );
+    // The process: resident memory of a server holding a model is megabytes, it has files open
+    // (the listener, the database and its log), several threads, and it started before now.
+    #[cfg(target_os = "linux")]
+    {
+        let resident = get("process_resident_memory_bytes", &[]);
+        assert!(resident > 1e6, "{resident} bytes resident");
+        assert!(get("process_virtual_memory_bytes", &[]) >= resident);
+        assert!(get("process_open_fds", &[]) >= 3.0);
+        assert!(get("process_max_fds", &[]) >= get("process_open_fds", &[]));
+        assert!(get("process_threads", &[]) >= 2.0);
+        assert!(get("process_cpu_seconds_total", &[]) >= 0.0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        let started = get("process_start_time_seconds", &[]);
+        assert!(
+            started <= now + 1.0 && started > now - 86_400.0,
+            "started at {started}, now {now}"
+        );
+    }
+}
+
+#[test]
 fn forgetting_a_user_removes_their_state_and_events() {
     let f = fixture(false);
     let server = start(config(&f.model, &f.db));
@@ -446,6 +551,21 @@ fn reload_swaps_a_verified_model_and_a_bad_one_leaves_the_old_serving() {
     let r = post(&mut admin, "/v1/admin/reload", &json!({"model": bad}));
     assert_error(&r, 422, "model_rejected", "catalog.json");
     assert_eq!(version(&mut admin), old);
+    let model_info = |admin: &mut Client| {
+        let text = admin.request("GET", "/metrics", None).unwrap().text();
+        parse_exposition(&text)
+            .into_iter()
+            .filter(|s| s.name == "metarec_model_info")
+            .map(|s| (s.labels, s.value))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        model_info(&mut admin),
+        [(
+            vec![("version".to_owned(), old.as_str().unwrap().to_owned())],
+            1.0
+        )]
+    );
     // A good new model.
     let good = f.model.with_file_name("good");
     write_model(&good, 2, true);
@@ -454,6 +574,14 @@ fn reload_swaps_a_verified_model_and_a_bad_one_leaves_the_old_serving() {
     assert_eq!(r.json()["previous_version"], old);
     let new = version(&mut admin);
     assert_ne!(new, old);
+    // The model's info series is replaced, not joined by a second one.
+    assert_eq!(
+        model_info(&mut admin),
+        [(
+            vec![("version".to_owned(), new.as_str().unwrap().to_owned())],
+            1.0
+        )]
+    );
     // The new model decides: Thompson sampling gives propensities in (0, 1].
     let ranked = rank(&mut admin, "heidi");
     assert_eq!(ranked["model_version"], new);
@@ -485,6 +613,7 @@ fn metrics_and_the_api_document_describe_the_server() {
     ] {
         assert!(text.contains(needle), "missing `{needle}` in\n{text}");
     }
+    check_histograms(&parse_exposition(&text));
     let doc = c.request("GET", "/openapi.json", None).unwrap().json();
     assert_eq!(doc["openapi"], "3.0.3");
     let paths = doc["paths"].as_object().unwrap();
@@ -1872,4 +2001,33 @@ fn a_version_1_database_gains_the_items_table_in_place() {
         .query_row("SELECT COUNT(*) FROM items", [], |r| r.get(0))
         .unwrap();
     assert_eq!(items, 1);
+}
+
+#[test]
+fn the_exposition_parser_rejects_what_prometheus_would() {
+    let good = "# HELP a_total A.\n# TYPE a_total counter\na_total{x=\"q\\\"\",y=\"\"} 1.5e3\n";
+    assert_eq!(
+        parse_exposition(good),
+        [Sample {
+            name: "a_total".to_owned(),
+            labels: vec![
+                ("x".to_owned(), "q\"".to_owned()),
+                ("y".to_owned(), String::new())
+            ],
+            value: 1500.0,
+        }]
+    );
+    for bad in [
+        // A sample before its type, a value that is not a number, a label without quotes,
+        // an unclosed label set, a stray comment and two types for one name.
+        "a 1\n",
+        "# TYPE a gauge\na one\n",
+        "# TYPE a gauge\na{x=1} 1\n",
+        "# TYPE a gauge\na{x=\"1\" 1\n",
+        "# TYPE a gauge\n# what\na 1\n",
+        "# TYPE a gauge\n# TYPE a counter\n",
+    ] {
+        let parsed = std::panic::catch_unwind(|| parse_exposition(bad));
+        assert!(parsed.is_err(), "accepted {bad:?}");
+    }
 }

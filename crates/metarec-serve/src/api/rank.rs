@@ -454,8 +454,9 @@ async fn shared_user(
 ) -> Result<Arc<UserRecord>, ApiError> {
     let cached = shared.user(user);
     let known = cached.as_ref().map_or(0, |r| r.version);
-    let stored = reader
-        .user(user, known)
+    let stored = shared
+        .metrics
+        .time_store_async(crate::metrics::StoreOp::ReadUser, reader.user(user, known))
         .await
         .map_err(|e| ApiError::unavailable(format!("the user's state could not be read: {e}")))?;
     let record = match (stored, cached) {

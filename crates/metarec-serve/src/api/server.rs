@@ -408,14 +408,13 @@ async fn serve_connections(
 async fn track(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    // The matched pattern is shared (a reference count), not copied: the hot path allocates no
+    // label.
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     state.shared.metrics.request(
         method.as_str(),
-        &route,
+        route.as_ref().map_or("unmatched", MatchedPath::as_str),
         response.status().as_u16(),
         start.elapsed().as_secs_f64(),
     );

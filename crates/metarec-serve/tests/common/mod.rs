@@ -273,3 +273,165 @@ pub fn post_all(clients: Vec<Client>, path: &str, body: &Value) -> Vec<String> {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     })
 }
+
+/// One sample of a Prometheus text exposition: its name, its labels in order and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+/// Parses a Prometheus text exposition strictly: every line is a `# HELP` or `# TYPE` comment
+/// or `name{label="value",...} value` with a float value, and every sample belongs to a family
+/// whose `# TYPE` came before it (a histogram's `_bucket`, `_sum` and `_count` to the
+/// histogram's). Panics with the offending line otherwise, so that a scrape a Prometheus server
+/// would reject fails the test.
+pub fn parse_exposition(text: &str) -> Vec<Sample> {
+    let mut types: Vec<(String, String)> = Vec::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("bad `{line}`"));
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "unknown type in `{line}`"
+            );
+            assert!(
+                types.iter().all(|(n, _)| n != name),
+                "a second TYPE for `{name}`"
+            );
+            types.push((name.to_owned(), kind.to_owned()));
+            continue;
+        }
+        if line.starts_with("# HELP ") {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "an unexpected comment `{line}`");
+        samples.push(parse_sample(line));
+        let name = &samples.last().unwrap().name;
+        let family = types.iter().find(|(n, kind)| {
+            n == name
+                || kind == "histogram"
+                    && ["_bucket", "_sum", "_count"]
+                        .iter()
+                        .any(|s| name.strip_suffix(s) == Some(n.as_str()))
+        });
+        assert!(family.is_some(), "`{line}` comes before its TYPE");
+    }
+    samples
+}
+
+fn parse_sample(line: &str) -> Sample {
+    let bad = || -> ! { panic!("not `name{{labels}} value`: `{line}`") };
+    let end = line
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .unwrap_or_else(|| bad());
+    let name = &line[..end];
+    if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+        bad();
+    }
+    let mut rest = &line[end..];
+    let mut labels = Vec::new();
+    if let Some(inner) = rest.strip_prefix('{') {
+        rest = inner;
+        loop {
+            if let Some(after) = rest.strip_prefix('}') {
+                rest = after;
+                break;
+            }
+            let eq = rest.find("=\"").unwrap_or_else(|| bad());
+            let label = &rest[..eq];
+            if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                bad();
+            }
+            let mut value = String::new();
+            let mut chars = rest[eq + 2..].char_indices();
+            let close = loop {
+                match chars.next() {
+                    Some((i, '"')) => break i,
+                    Some((_, '\\')) => match chars.next() {
+                        Some((_, 'n')) => value.push('\n'),
+                        Some((_, c @ ('\\' | '"'))) => value.push(c),
+                        _ => bad(),
+                    },
+                    Some((_, c)) => value.push(c),
+                    None => bad(),
+                }
+            };
+            labels.push((label.to_owned(), value));
+            rest = &rest[eq + 2 + close + 1..];
+            rest = rest.strip_prefix(',').unwrap_or(rest);
+        }
+    }
+    let value = rest.strip_prefix(' ').unwrap_or_else(|| bad());
+    let value: f64 = match value {
+        "+Inf" => f64::INFINITY,
+        "-Inf" => f64::NEG_INFINITY,
+        "NaN" => f64::NAN,
+        v => v.parse().unwrap_or_else(|_| bad()),
+    };
+    Sample {
+        name: name.to_owned(),
+        labels,
+        value,
+    }
+}
+
+/// The value of the one sample named `name` whose labels include every pair of `labels`.
+pub fn sample(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let mut found = samples.iter().filter(|s| {
+        s.name == name
+            && labels
+                .iter()
+                .all(|(k, v)| s.labels.iter().any(|(l, w)| l == k && w == v))
+    });
+    let first = found.next()?;
+    assert!(found.next().is_none(), "several `{name}` {labels:?}");
+    Some(first.value)
+}
+
+/// Checks every histogram of an exposition: cumulative buckets that never decrease, ending in
+/// `+Inf` equal to the count, and a sum that is not negative.
+pub fn check_histograms(samples: &[Sample]) {
+    for count in samples.iter().filter(|s| s.name.ends_with("_count")) {
+        let base = count.name.strip_suffix("_count").unwrap();
+        let bucket_name = format!("{base}_bucket");
+        let buckets: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| {
+                s.name == bucket_name
+                    && s.labels
+                        .iter()
+                        .filter(|(k, _)| k != "le")
+                        .collect::<Vec<_>>()
+                        == count.labels.iter().collect::<Vec<_>>()
+            })
+            .collect();
+        if buckets.is_empty() {
+            continue;
+        }
+        let mut last = 0.0;
+        for b in &buckets {
+            assert!(b.value >= last, "{bucket_name} decreases: {buckets:?}");
+            last = b.value;
+        }
+        let inf = buckets.last().unwrap();
+        assert!(
+            inf.labels.iter().any(|(k, v)| k == "le" && v == "+Inf"),
+            "{bucket_name} does not end in +Inf"
+        );
+        assert_eq!(
+            inf.value, count.value,
+            "{bucket_name}'s +Inf is not its count"
+        );
+        let sum = format!("{base}_sum");
+        let total = samples
+            .iter()
+            .find(|s| s.name == sum && s.labels == count.labels)
+            .unwrap_or_else(|| panic!("no {sum}"));
+        assert!(total.value >= 0.0, "{sum} is negative");
+    }
+}
