@@ -280,11 +280,14 @@ pub(crate) struct FeedbackJob {
 }
 
 /// The answer to a feedback.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct FeedbackAck {
     pub event_id: String,
+    /// The slate position it was recorded at.
     pub position: u32,
+    /// `click` or `purchase` (`reward` inside the server only).
     pub kind: &'static str,
+    /// True when the same (event, position, kind) was already recorded: nothing changed.
     pub duplicate: bool,
 }
 
@@ -307,13 +310,14 @@ pub(crate) struct ActivateJob {
 }
 
 /// The answer to an activation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub(crate) struct ActivateAck {
     pub event_id: String,
     /// Whether the event was already active (activated before, or never deferred).
     pub already_active: bool,
     /// The slate's length, for the impressions metric.
     #[serde(skip)]
+    #[schema(ignore)]
     pub slate_len: usize,
 }
 

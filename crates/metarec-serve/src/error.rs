@@ -8,7 +8,6 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use thiserror::Error;
 
 /// Storage failed (the database is unreadable, full, locked or corrupt).
@@ -58,6 +57,22 @@ pub enum ServeError {
     /// Reading a file or binding a socket failed.
     #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+/// The body of every error answer, as sent: `{"error": {"code": ..., "message": ...}}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+/// What went wrong.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorDetail<'a> {
+    /// A stable machine-readable code (`unauthorized`, `invalid_field`, `unknown_event`, ...).
+    #[schema(example = "invalid_field")]
+    code: &'a str,
+    /// What is wrong, for a person: it names the field or header at fault.
+    message: &'a str,
 }
 
 /// A JSON error response.
@@ -115,7 +130,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: &self.message,
+            },
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             response

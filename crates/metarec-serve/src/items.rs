@@ -93,22 +93,40 @@ impl ItemRecord {
 
     /// The item as answered: the features by name, the descriptive fields, availability and
     /// whether the item came with the model's bundle or was added over the API.
-    pub fn to_answer(&self, names: &[String], added: bool) -> serde_json::Value {
-        let features: serde_json::Map<String, serde_json::Value> = names
-            .iter()
-            .zip(&self.features)
-            .map(|(n, v)| (n.clone(), serde_json::json!(f64::from(*v))))
-            .collect();
-        serde_json::json!({
-            "key": self.key,
-            "features": features,
-            "title": self.title,
-            "category": self.category,
-            "price": self.price.map(f64::from),
-            "available": self.available,
-            "added": added,
-        })
+    pub fn to_answer<'a>(&'a self, names: &'a [String], added: bool) -> ItemOut<'a> {
+        ItemOut {
+            key: &self.key,
+            features: names
+                .iter()
+                .map(String::as_str)
+                .zip(self.features.iter().map(|v| f64::from(*v)))
+                .collect(),
+            title: self.title.as_deref(),
+            category: self.category.as_deref(),
+            price: self.price.map(f64::from),
+            available: self.available,
+            added,
+        }
     }
+}
+
+/// An item as answered by the item routes.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ItemOut<'a> {
+    /// The item's key.
+    pub key: &'a str,
+    /// Every feature column of the catalog, by name.
+    pub features: std::collections::BTreeMap<&'a str, f64>,
+    /// The title, when known.
+    pub title: Option<&'a str>,
+    /// The category, when known.
+    pub category: Option<&'a str>,
+    /// The price, when known.
+    pub price: Option<f64>,
+    /// False once retired: a retired item is never ranked again.
+    pub available: bool,
+    /// Whether the item was added over the API (rather than coming with the model's bundle).
+    pub added: bool,
 }
 
 /// A checked change of one item, as `PUT /v1/items/{key}` asks for it: every value is already

@@ -24,7 +24,7 @@
 //!   and the process's CPU and memory), kept by the `prometheus` crate;
 //! - [`client`]: a small blocking HTTP client for tests and the load benchmark.
 //!
-//! The OpenAPI document of every route is `openapi.json` beside this crate's sources, served at
+//! The OpenAPI document of every route is generated from the wire types (`api::ApiDoc`), served at
 //! `/openapi.json`.
 #![deny(missing_docs)]
 

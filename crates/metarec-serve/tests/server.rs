@@ -615,7 +615,7 @@ fn metrics_and_the_api_document_describe_the_server() {
     }
     check_histograms(&parse_exposition(&text));
     let doc = c.request("GET", "/openapi.json", None).unwrap().json();
-    assert_eq!(doc["openapi"], "3.0.3");
+    assert_eq!(doc["openapi"], "3.1.0");
     let paths = doc["paths"].as_object().unwrap();
     for (path, method) in [
         ("/v1/rank", "post"),

@@ -3,7 +3,6 @@
 //! (`GET /metrics`), [`openapi`] (`GET /openapi.json`) and the JSON fallbacks [`not_found`]
 //! (404) and [`method_not_allowed`] (405).
 
-use super::OPENAPI;
 use super::request::{authorize, path_key, read_json, submit};
 use super::server::AppState;
 use crate::auth::Scope;
@@ -15,12 +14,57 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path as UrlPath, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::Arc;
+use utoipa::ToSchema;
+
+/// What a forget did.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ForgetOut {
+    forgotten: bool,
+    /// The user's decisions deleted (with their feedback).
+    events_deleted: u64,
+    /// Whether the write-ahead log was truncated too, so no file holds the user's rows.
+    purged_from_log: bool,
+}
+
+/// A reload's outcome.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ReloadOut {
+    /// The version now served.
+    model_version: String,
+    /// The version it replaced.
+    previous_version: String,
+}
+
+/// The server is up.
+#[derive(Serialize, ToSchema)]
+pub(super) struct HealthOut {
+    /// Always `ok`.
+    status: &'static str,
+    /// The served model's version.
+    model_version: String,
+}
 
 /// Forgets a user: their state, decisions and feedback, from the database and its log.
+#[utoipa::path(
+    delete,
+    path = "/v1/users/{key}",
+    operation_id = "forget_user",
+    tag = "admin",
+    summary = "Forget a user: state, decisions and feedback, from the database and its log",
+    params(("key" = String, Path, description = "The shop's user key")),
+    responses(
+        (status = 200, description = "Forgotten", body = ForgetOut),
+        (status = 400, description = "Malformed: not JSON, or a bad path", body = crate::error::ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::ErrorBody),
+        (status = 403, description = "The key's scope does not allow this route", body = crate::error::ErrorBody),
+        (status = 500, description = "The change could not be stored", body = crate::error::ErrorBody),
+        (status = 503, description = "The shared database cannot be reached; retry", body = crate::error::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 pub(super) async fn forget(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -30,24 +74,46 @@ pub(super) async fn forget(
     let key = path_key("user key", "key", key)?;
     let user = state.config.pseudonyms.pseudonym(&key);
     let ack = submit(&state, |tx| Job::Forget(user, tx)).await?;
-    Ok(axum::Json(json!({
-        "forgotten": true,
-        "events_deleted": ack.events_deleted,
-        "purged_from_log": ack.purged,
-    }))
+    Ok(axum::Json(ForgetOut {
+        forgotten: true,
+        events_deleted: ack.events_deleted,
+        purged_from_log: ack.purged,
+    })
     .into_response())
 }
 
-/// A reload request, as received: the model directory, by default the configured one.
-#[derive(Deserialize, Default)]
+/// A reload request (the body may be empty).
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ReloadRequest {
+pub(super) struct ReloadRequest {
+    /// The model directory to serve; omitted: the configured one, read again.
     #[serde(default)]
+    #[schema(value_type = Option<String>)]
     model: Option<PathBuf>,
 }
 
 /// Verifies a model directory and has the writer swap it in if its catalog (the bundle's, by
 /// fingerprint), adjuster kind and head width match the served model's.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/reload",
+    operation_id = "reload_model",
+    tag = "admin",
+    summary = "Verify a model directory (checksums, catalog, adjuster) and serve it; a rejected one leaves the old serving",
+    request_body(content = Option<ReloadRequest>, description = "Optional; an empty body reloads the configured directory"),
+    responses(
+        (status = 200, description = "Swapped in", body = ReloadOut),
+        (status = 400, description = "Malformed: not JSON, or a bad path", body = crate::error::ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::ErrorBody),
+        (status = 403, description = "The key's scope does not allow this route", body = crate::error::ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is over the limit", body = crate::error::ErrorBody),
+        (status = 415, description = "The body is not sent as JSON", body = crate::error::ErrorBody),
+        (status = 422, description = "A field is invalid: the message names it", body = crate::error::ErrorBody),
+        (status = 500, description = "The change could not be stored", body = crate::error::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 pub(super) async fn reload(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -98,16 +164,45 @@ pub(super) async fn reload(
     // served catalog, so an item change cannot slip in between this model's items and its
     // swap and be lost from memory.
     let replaced = submit(&state, |tx| Job::Swap(Box::new(model), tx)).await?;
-    Ok(axum::Json(json!({"model_version": version, "previous_version": replaced})).into_response())
+    Ok(axum::Json(ReloadOut {
+        model_version: version,
+        previous_version: replaced,
+    })
+    .into_response())
 }
 
 /// Answers that the server is up, with the served model's version; needs no key.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "health",
+    tag = "admin",
+    summary = "Liveness, with the served model's version (no API key needed)",
+    responses((status = 200, description = "Up", body = HealthOut)),
+    security(())
+)]
 pub(super) async fn health(State(state): State<Arc<AppState>>) -> Response {
-    axum::Json(json!({"status": "ok", "model_version": state.shared.model().version}))
-        .into_response()
+    axum::Json(HealthOut {
+        status: "ok",
+        model_version: state.shared.model().version.clone(),
+    })
+    .into_response()
 }
 
 /// The Prometheus text of the server's metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "admin",
+    summary = "Prometheus text: request counts and latencies (methods and routes from a closed set), decisions, feedback, rewards, activations, apprentice agreement, CTR, store latency (group commits, shared user reads), write-ahead log size, truncations and checkpoint lag, events past their reward window, and the process's CPU time, memory and open files",
+    responses(
+        (status = 200, description = "The metrics", body = String, content_type = "text/plain"),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::ErrorBody),
+        (status = 403, description = "The key's scope does not allow this route", body = crate::error::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 pub(super) async fn metrics(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -134,6 +229,19 @@ pub(super) async fn metrics(
 }
 
 /// The OpenAPI document.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "admin",
+    summary = "This document",
+    responses(
+        (status = 200, description = "The OpenAPI 3.1 document of every route", body = Object),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::ErrorBody),
+        (status = 403, description = "The key's scope does not allow this route", body = crate::error::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 pub(super) async fn openapi(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -144,7 +252,7 @@ pub(super) async fn openapi(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        OPENAPI,
+        super::openapi_document(),
     )
         .into_response())
 }

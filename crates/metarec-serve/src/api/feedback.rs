@@ -8,7 +8,7 @@
 use super::request::{authorize, check_key, path_key, read_json, submit};
 use super::server::AppState;
 use crate::auth::Scope;
-use crate::engine::{ActivateJob, FeedbackJob, Job, Target};
+use crate::engine::{ActivateAck, ActivateJob, FeedbackAck, FeedbackJob, Job, Target};
 use crate::error::ApiError;
 use crate::store::FeedbackKind;
 use axum::body::Body;
@@ -16,43 +16,87 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
-/// The kind of a feedback, as received.
-#[derive(Deserialize)]
+/// What the user did: a click, or a purchase with its revenue.
+#[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-enum Kind {
+pub(super) enum Kind {
     Click,
     Purchase,
 }
 
-/// A feedback request, as received.
-#[derive(Deserialize)]
+/// What a user did with an item of a ranked slate.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FeedbackRequest {
+pub(super) struct FeedbackRequest {
+    /// The event, as the rank answered it.
+    #[schema(min_length = 1, max_length = 256)]
     event_id: String,
+    /// The slate position (0 for the first); give this or `item`.
     #[serde(default)]
     position: Option<u32>,
+    /// The item's key; give this or `position`.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     item: Option<String>,
     kind: Kind,
+    /// Required for a purchase (finite, at least 0), absent for a click.
     #[serde(default)]
+    #[schema(minimum = 0)]
     revenue: Option<f64>,
 }
 
-/// A reward request, as received.
-#[derive(Deserialize)]
+/// A numeric reward for a whole event.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RewardRequest {
+pub(super) struct RewardRequest {
+    /// The event, as the rank answered it.
+    #[schema(min_length = 1, max_length = 256)]
+    event_id: String,
+    /// Any finite number: the event's reward (stored as `decisions.reward`), in place of the
+    /// one the reward function would compute from its clicks and purchases.
+    value: f64,
+}
+
+/// The answer to a reward.
+#[derive(Serialize, ToSchema)]
+pub(super) struct RewardOut {
     event_id: String,
     value: f64,
+    /// True when the event already had a reward: the first one counts, this one changed
+    /// nothing.
+    duplicate: bool,
 }
 
 /// Records a numeric reward for an event the caller's key ranked: the event's reward, in place
 /// of the one the reward function would compute from its clicks and purchases. The first
 /// reward counts; a later one for the same event is acknowledged as a duplicate.
+#[utoipa::path(
+    post,
+    path = "/v1/reward",
+    operation_id = "reward",
+    tag = "rank",
+    summary = "Report a numeric reward for a ranked event (the first one counts)",
+    request_body = RewardRequest,
+    responses(
+        (status = 200, description = "Acknowledged (`duplicate`: the event already had a reward)", body = RewardOut),
+        (status = 400, description = "Malformed: not JSON, or a bad path", body = crate::error::ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::ErrorBody),
+        (status = 403, description = "The key's scope does not allow this route", body = crate::error::ErrorBody),
+        (status = 404, description = "No such event (or item) for this key, or its reward window closed", body = crate::error::ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = crate::error::ErrorBody),
+        (status = 409, description = "A conflict: see the error's code", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is over the limit", body = crate::error::ErrorBody),
+        (status = 415, description = "The body is not sent as JSON", body = crate::error::ErrorBody),
+        (status = 422, description = "A field is invalid: the message names it", body = crate::error::ErrorBody),
+        (status = 500, description = "The event could not be stored", body = crate::error::ErrorBody),
+        (status = 503, description = "The shared database cannot be reached; retry", body = crate::error::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 pub(super) async fn reward(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -77,17 +121,35 @@ pub(super) async fn reward(
         revenue: request.value,
     };
     let ack = submit(&state, |tx| Job::Feedback(job, tx)).await?;
-    Ok(axum::Json(json!({
-        "event_id": ack.event_id,
-        "value": request.value,
-        "duplicate": ack.duplicate,
-    }))
+    Ok(axum::Json(RewardOut {
+        event_id: ack.event_id,
+        value: request.value,
+        duplicate: ack.duplicate,
+    })
     .into_response())
 }
 
 /// Activates an event ranked with `defer_activation`: its slate was shown, so from now on it
 /// takes feedback, and at the close of its window it counts for the user and the log.
 /// Activating an active event again changes nothing.
+#[utoipa::path(
+    post,
+    path = "/v1/events/{event_id}/activate",
+    operation_id = "activate",
+    tag = "rank",
+    summary = "Activate an event ranked with defer_activation: its slate was shown",
+    params(("event_id" = String, Path, description = "The event, as the rank answered it")),
+    responses(
+        (status = 200, description = "Activated, or already active", body = ActivateAck),
+        (status = 400, description = "Malformed: not JSON, or a bad path", body = crate::error::ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::ErrorBody),
+        (status = 403, description = "The key's scope does not allow this route", body = crate::error::ErrorBody),
+        (status = 404, description = "No such event (or item) for this key, or its reward window closed", body = crate::error::ErrorBody),
+        (status = 500, description = "The event could not be stored", body = crate::error::ErrorBody),
+        (status = 503, description = "The shared database cannot be reached; retry", body = crate::error::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 pub(super) async fn activate(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -104,6 +166,29 @@ pub(super) async fn activate(
 }
 
 /// Records a click or purchase on a shown item of an event the caller's key ranked.
+#[utoipa::path(
+    post,
+    path = "/v1/feedback",
+    operation_id = "feedback",
+    tag = "rank",
+    summary = "Report a click or purchase on a ranked slate (idempotent per event, position and kind)",
+    request_body = FeedbackRequest,
+    responses(
+        (status = 200, description = "Acknowledged (`duplicate`: it was already recorded)", body = FeedbackAck),
+        (status = 400, description = "Malformed: not JSON, or a bad path", body = crate::error::ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::ErrorBody),
+        (status = 403, description = "The key's scope does not allow this route", body = crate::error::ErrorBody),
+        (status = 404, description = "No such event (or item) for this key, or its reward window closed", body = crate::error::ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = crate::error::ErrorBody),
+        (status = 409, description = "A conflict: see the error's code", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is over the limit", body = crate::error::ErrorBody),
+        (status = 415, description = "The body is not sent as JSON", body = crate::error::ErrorBody),
+        (status = 422, description = "A field is invalid: the message names it", body = crate::error::ErrorBody),
+        (status = 500, description = "The event could not be stored", body = crate::error::ErrorBody),
+        (status = 503, description = "The shared database cannot be reached; retry", body = crate::error::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 pub(super) async fn feedback(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -157,11 +242,5 @@ pub(super) async fn feedback(
         revenue,
     };
     let ack = submit(&state, |tx| Job::Feedback(job, tx)).await?;
-    Ok(axum::Json(json!({
-        "event_id": ack.event_id,
-        "position": ack.position,
-        "kind": ack.kind,
-        "duplicate": ack.duplicate,
-    }))
-    .into_response())
+    Ok(axum::Json(ack).into_response())
 }

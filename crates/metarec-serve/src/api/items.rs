@@ -8,7 +8,7 @@ use super::server::AppState;
 use crate::auth::Scope;
 use crate::engine::{ItemAck, ItemJob, Job};
 use crate::error::ApiError;
-use crate::items::{ItemChange, MAX_TEXT_BYTES, ServedCatalog};
+use crate::items::{ItemChange, ItemOut, MAX_TEXT_BYTES, ServedCatalog};
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path as UrlPath, State};
@@ -17,13 +17,35 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, SeqAccess, Visitor};
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 /// An item's features as received: by name (`{"price_z": 0.3}`) or every column in the
 /// catalog's order (`[0.3, -1.2]`).
-enum FeaturesIn {
+pub(super) enum FeaturesIn {
     ByName(Vec<(String, f64)>),
     InOrder(Vec<f64>),
 }
+
+// Written by hand, as its `Deserialize` is: either shape is one field.
+impl utoipa::PartialSchema for FeaturesIn {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+        let number = || ObjectBuilder::new().schema_type(Type::Number);
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .additional_properties(Some(number())),
+            )
+            .item(ArrayBuilder::new().items(number()))
+            .description(Some(
+                "Feature values, finite as 32-bit floats: by column name (`{\"price_z\": 0.3}`), or every column in the catalog's order (`[0.3, -1.2]`).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for FeaturesIn {}
 
 impl<'de> Deserialize<'de> for FeaturesIn {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -56,18 +78,24 @@ impl<'de> Deserialize<'de> for FeaturesIn {
     }
 }
 
-/// An item change, as received.
-#[derive(Deserialize)]
+/// An item to add, or the fields of an item to change: what is left out keeps its value (a
+/// new item takes the catalog's column means for missing features).
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ItemRequest {
+pub(super) struct ItemRequest {
     #[serde(default)]
     features: Option<FeaturesIn>,
+    /// At most 1 KiB.
     #[serde(default)]
     title: Option<String>,
+    /// At most 1 KiB.
     #[serde(default)]
     category: Option<String>,
+    /// Finite, at least 0.
     #[serde(default)]
+    #[schema(minimum = 0)]
     price: Option<f64>,
+    /// False retires the item, true brings it back.
     #[serde(default)]
     available: Option<bool>,
 }
@@ -183,6 +211,29 @@ fn item_answer(state: &AppState, ack: &ItemAck) -> Response {
 
 /// Adds an item, or updates one, from the body's features and fields; answers with the item as
 /// stored (201 when it is new).
+#[utoipa::path(
+    put,
+    path = "/v1/items/{key}",
+    operation_id = "put_item",
+    tag = "items",
+    summary = "Add an item, or update one, from its features; a new item is ranked at once",
+    params(("key" = String, Path, description = "The item's key")),
+    request_body = ItemRequest,
+    responses(
+        (status = 200, description = "Updated", body = ItemOut),
+        (status = 201, description = "Added", body = ItemOut),
+        (status = 400, description = "Malformed: not JSON, or a bad path", body = crate::error::ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::ErrorBody),
+        (status = 403, description = "The key's scope does not allow this route", body = crate::error::ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = crate::error::ErrorBody),
+        (status = 409, description = "A conflict: see the error's code", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is over the limit", body = crate::error::ErrorBody),
+        (status = 415, description = "The body is not sent as JSON", body = crate::error::ErrorBody),
+        (status = 422, description = "A field is invalid: the message names it", body = crate::error::ErrorBody),
+        (status = 500, description = "The change could not be stored", body = crate::error::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 pub(super) async fn put_item(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -201,6 +252,24 @@ pub(super) async fn put_item(
 
 /// Retires an item: it is never ranked again, but stays known, so feedback on earlier events
 /// and stored histories still resolve it. Answers with the item as stored.
+#[utoipa::path(
+    delete,
+    path = "/v1/items/{key}",
+    operation_id = "retire_item",
+    tag = "items",
+    summary = "Retire an item: never ranked again, still known to feedback and histories",
+    params(("key" = String, Path, description = "The item's key")),
+    responses(
+        (status = 200, description = "Retired (or already retired)", body = ItemOut),
+        (status = 400, description = "Malformed: not JSON, or a bad path", body = crate::error::ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::ErrorBody),
+        (status = 403, description = "The key's scope does not allow this route", body = crate::error::ErrorBody),
+        (status = 404, description = "No such item", body = crate::error::ErrorBody),
+        (status = 409, description = "A conflict: see the error's code", body = crate::error::ErrorBody),
+        (status = 500, description = "The change could not be stored", body = crate::error::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 pub(super) async fn retire_item(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -213,6 +282,22 @@ pub(super) async fn retire_item(
 }
 
 /// The item as served.
+#[utoipa::path(
+    get,
+    path = "/v1/items/{key}",
+    operation_id = "get_item",
+    tag = "items",
+    summary = "The item as served",
+    params(("key" = String, Path, description = "The item's key")),
+    responses(
+        (status = 200, description = "The item", body = ItemOut),
+        (status = 400, description = "Malformed: not JSON, or a bad path", body = crate::error::ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::ErrorBody),
+        (status = 403, description = "The key's scope does not allow this route", body = crate::error::ErrorBody),
+        (status = 404, description = "No such item", body = crate::error::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 pub(super) async fn get_item(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,

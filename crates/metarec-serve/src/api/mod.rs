@@ -17,7 +17,9 @@
 //! - `items`: `PUT`, `DELETE` and `GET /v1/items/{key}`: add, update, retire and read an item,
 //!   with the request checked against the catalog's feature columns;
 //! - `admin`: `DELETE /v1/users/{key}`, `POST /v1/admin/reload`, `GET /healthz`, `/metrics`,
-//!   `/openapi.json` ([`OPENAPI`]) and the JSON 404 and 405 fallbacks.
+//!   `/openapi.json` and the JSON 404 and 405 fallbacks;
+//! - `doc`: [`ApiDoc`], the OpenAPI 3.1 document generated from the wire types and the
+//!   handlers' attributes, rendered once by [`openapi_document`].
 //!
 //! [`ApiError`], the JSON error every route answers with, is defined with the crate's other
 //! errors, since the writer thread answers with it too.
@@ -63,6 +65,7 @@
 
 mod admin;
 mod context;
+mod doc;
 mod feedback;
 mod items;
 mod rank;
@@ -73,5 +76,4 @@ pub use crate::error::ApiError;
 pub use request::MAX_KEY_BYTES;
 pub use server::{MAX_REWARD_WINDOW, Server, ServerConfig, sweep_interval};
 
-/// The OpenAPI 3 document of every route.
-pub const OPENAPI: &str = include_str!("../../openapi.json");
+pub use doc::{ApiDoc, document as openapi_document};

@@ -24,25 +24,44 @@ use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use utoipa::ToSchema;
 
-/// A rank request, as received.
-#[derive(Deserialize)]
+/// A rank request: whom to rank for, in what context, from which items, how many.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RankRequest {
+pub(super) struct RankRequest {
+    /// The shop's user key (pseudonymised with a keyed hash before storage).
+    #[schema(min_length = 1, max_length = 256)]
     user: String,
-    /// The client's own id for the event: a retry with the same id gets the same answer
-    /// rather than a second event.
+    /// The client's own id for the event. A retry with the same id, user and API key gets the
+    /// first answer again, byte for byte, with the header `Idempotent-Replayed: true`, and
+    /// stores nothing new; the id used for another user or by another key is a 409
+    /// `event_id_taken`. Omitted: the server draws 128 random bits.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     event_id: Option<String>,
-    /// Any JSON object; flattened to tokens by `super::context`.
+    /// Context features, any JSON object, flattened to `name=value` tokens: strings and
+    /// booleans as they are, integers under 1,000 in magnitude as written, other numbers to two
+    /// significant digits (`1.2e3`), nested objects with dotted names (`device.os=ios`), arrays
+    /// as one token per element under the array's name, `null` ignored. At most 64 tokens of at
+    /// most 512 bytes, nested at most 8 levels.
     #[serde(default)]
+    #[schema(value_type = Object)]
     context: serde_json::Map<String, serde_json::Value>,
+    /// Item keys to rank; omitted: the whole catalog. In apprentice mode (`serve
+    /// --apprentice`) required, in the shop's own order: the first `slate_size` after the
+    /// exclusions are served.
     #[serde(default)]
     candidates: Option<Vec<String>>,
+    /// How many items to rank (at most the server's `max_slate`).
+    #[schema(minimum = 1)]
     slate_size: usize,
+    /// Item keys never to show; each must be in the catalog, as for `candidates`.
     #[serde(default)]
     exclude: Vec<String>,
-    /// Rank now, count the event only once the shop activates it (the slate was shown).
+    /// Rank now but count the event only when `POST /v1/events/{event_id}/activate` says its
+    /// slate was shown: until then it takes no feedback, and if never activated it closes
+    /// without touching the user's state and stays out of the exported log.
     #[serde(default)]
     defer_activation: bool,
 }
@@ -57,53 +76,69 @@ const PART_LABELS: [&str; 6] = [
     "session_flags",
 ];
 
-/// The additive parts of one item's score, as sent.
-#[derive(Serialize)]
-struct PartsOut {
+/// The additive parts of one item's score: they add up to the score.
+#[derive(Serialize, ToSchema)]
+pub(super) struct PartsOut {
+    /// The user's context and session.
     context: f64,
+    /// The items clicked earlier.
     past_clicks: f64,
+    /// The items shown earlier and passed over.
     past_ignores: f64,
+    /// This user's learned correction (and exploration).
     adaptation: f64,
+    /// The item's own appeal (its id, price, popularity and embedding).
     item: f64,
+    /// Already shown or clicked in this session.
     session_flags: f64,
 }
 
-/// The past click that moved an item's score most, as sent.
-#[derive(Serialize)]
-struct TopClickOut<'a> {
+/// The past click that moved an item's score most.
+#[derive(Serialize, ToSchema)]
+pub(super) struct TopClickOut<'a> {
+    /// The clicked item's key.
     item: &'a str,
+    /// Its share of `past_clicks`.
     share: f64,
 }
 
-/// One item's explanation, as sent.
-#[derive(Serialize)]
-struct ExplanationOut<'a> {
+/// Why an item got its score.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ExplanationOut<'a> {
+    /// The two largest parts, in words.
     summary: String,
     parts: PartsOut,
     top_past_click: Option<TopClickOut<'a>>,
 }
 
-/// One slate position of a rank answer. Typed rather than built as a `serde_json::Value`:
-/// the answer is written on every rank, and a tree of maps cost about a tenth of the server's
-/// time per request.
-#[derive(Serialize)]
-struct SlateEntryOut<'a> {
+// Typed rather than built as a `serde_json::Value`: the answer is written on every rank, and a
+// tree of maps cost about a tenth of the server's time per request.
+/// One slate position of a rank answer.
+#[derive(Serialize, ToSchema)]
+pub(super) struct SlateEntryOut<'a> {
+    /// 0 for the first.
     position: usize,
+    /// The item's key.
     item: &'a str,
+    /// The score it was ranked by.
     score: f64,
+    /// The probability that this item was put at this position (1 for a greedy rank).
     propensity: f64,
     explanation: ExplanationOut<'a>,
 }
 
 /// A rank answer.
-#[derive(Serialize)]
-struct RankOut<'a> {
+#[derive(Serialize, ToSchema)]
+pub(super) struct RankOut<'a> {
+    /// The client's `event_id` when it sent one, else 32 hex digits (128 random bits): what
+    /// feedback, rewards and activation name.
     event_id: &'a str,
+    /// The served model's version.
     model_version: &'a str,
     /// Whether the event waits for its activation before it counts.
     deferred: bool,
-    /// In apprentice mode: the slate the network would have chosen, while the answer's slate
-    /// is the shop's own ranking.
+    /// Apprentice mode only: the slate the network would have chosen; the answer's slate is
+    /// the shop's own ranking (logged with propensity 1, policy `baseline`).
     #[serde(skip_serializing_if = "Option::is_none")]
     learned: Option<Vec<&'a str>>,
     /// The probability of the whole ordered slate, when the explorer knows it.
@@ -191,6 +226,28 @@ fn item_ids<'k>(
 }
 
 /// Ranks a slate for a user, stores the decision and answers with the slate.
+#[utoipa::path(
+    post,
+    path = "/v1/rank",
+    operation_id = "rank",
+    tag = "rank",
+    summary = "Rank a slate for a user; the decision is stored for its feedback",
+    request_body = RankRequest,
+    responses(
+        (status = 200, description = "The slate, with scores, propensities and explanations (a retry of a client's event id: the first answer again, with `Idempotent-Replayed: true`)", body = RankOut),
+        (status = 400, description = "Malformed: not JSON, or a bad path", body = crate::error::ErrorBody),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::ErrorBody),
+        (status = 403, description = "The key's scope does not allow this route", body = crate::error::ErrorBody),
+        (status = 408, description = "The body did not arrive in time", body = crate::error::ErrorBody),
+        (status = 409, description = "A conflict: see the error's code", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is over the limit", body = crate::error::ErrorBody),
+        (status = 415, description = "The body is not sent as JSON", body = crate::error::ErrorBody),
+        (status = 422, description = "A field is invalid: the message names it", body = crate::error::ErrorBody),
+        (status = 500, description = "The event could not be stored", body = crate::error::ErrorBody),
+        (status = 503, description = "The shared database cannot be reached; retry", body = crate::error::ErrorBody)
+    ),
+    security(("api_key" = []))
+)]
 pub(super) async fn rank(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
