@@ -435,3 +435,67 @@ fn a_version_2_database_gains_activation_and_answers_in_place() {
     assert_eq!(n, 1);
     assert_eq!(store.counts().unwrap().decisions, 2);
 }
+
+#[test]
+fn actions_described_by_features_are_added_to_the_catalog_and_ranked() {
+    let f = fixture(false);
+    let server = start(config(&f.model, &f.db));
+    let mut c = server.client(Some(RANKER));
+    let action = json!({"key": "inline-1", "features": {"price_z": 0.4, "popularity_z": -1.0}, "title": "Enamel mug", "price": 4.5});
+    let body = json!({"user": "zed", "candidates": ["item1", action, "item2"], "slate_size": 3});
+    let r = post(&mut c, "/v1/rank", &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let ranked = r.json();
+    let slate: Vec<&str> = ranked["slate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["item"].as_str().unwrap())
+        .collect();
+    assert!(slate.contains(&"inline-1"), "{slate:?}");
+    // Added as an item would be, and known by key from now on.
+    let item = c.request("GET", "/v1/items/inline-1", None).unwrap().json();
+    assert_eq!(item["added"], true, "{item}");
+    assert_eq!(item["title"], "Enamel mug");
+    assert!((item["features"]["price_z"].as_f64().unwrap() - 0.4).abs() < 1e-6);
+    let r = post(
+        &mut c,
+        "/v1/feedback",
+        &json!({"event_id": ranked["event_id"], "item": "inline-1", "kind": "click"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The same action again adds nothing; its stored features stay.
+    let again = json!({"user": "zed", "candidates": [{"key": "inline-1", "features": {"price_z": 9.0}}, "item3"], "slate_size": 2});
+    assert_eq!(post(&mut c, "/v1/rank", &again).status, 200);
+    let item = c.request("GET", "/v1/items/inline-1", None).unwrap().json();
+    assert!((item["features"]["price_z"].as_f64().unwrap() - 0.4).abs() < 1e-6);
+    // Bad actions are refused with the candidate's field, and add nothing.
+    for (candidate, needle) in [
+        (
+            json!({"key": "bad-1", "features": {"colour": 1.0}}),
+            "candidates[0].features.colour",
+        ),
+        (
+            json!({"key": "bad-2", "price": -3.0}),
+            "candidates[0].price",
+        ),
+        (json!({"key": "", "price": 1.0}), "candidates[0].key"),
+        (json!({"key": "bad-3", "stock": 4}), "stock"),
+        (json!({"features": [0.1, 0.2]}), "key"),
+        (json!(7), "candidates[0]"),
+    ] {
+        let r = post(
+            &mut c,
+            "/v1/rank",
+            &json!({"user": "zed", "candidates": [candidate], "slate_size": 1}),
+        );
+        assert_error(&r, 422, "invalid_field", needle);
+    }
+    for key in ["bad-1", "bad-2", "bad-3"] {
+        let r = c.request("GET", &format!("/v1/items/{key}"), None).unwrap();
+        assert_eq!(r.status, 404, "{key}: {}", r.text());
+    }
+    server.stop();
+    let mut store = SqliteStore::open(&f.db).unwrap();
+    assert_eq!(store.counts().unwrap().items, 1);
+}

@@ -113,6 +113,28 @@ fn every_operation_has_an_id_and_every_request_its_required_fields() {
             assert!(listed.contains(field), "{schema}: `{field}` not required");
         }
     }
+    // Every reference resolves.
+    fn refs<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(r)) = m.get("$ref") {
+                    out.push(r);
+                }
+                m.values().for_each(|x| refs(x, out));
+            }
+            Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    assert!(found.len() > 20, "{found:?}");
+    for r in found {
+        let pointer = r
+            .strip_prefix('#')
+            .unwrap_or_else(|| panic!("external ref {r}"));
+        assert!(doc.pointer(pointer).is_some(), "{r} does not resolve");
+    }
     // Requests refuse unknown fields, and the document says so.
     assert_eq!(schemas["RankRequest"]["additionalProperties"], false);
     assert!(doc["components"]["securitySchemes"]["api_key"].is_object());

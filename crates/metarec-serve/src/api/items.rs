@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 
 /// An item's features as received: by name (`{"price_z": 0.3}`) or every column in the
 /// catalog's order (`[0.3, -1.2]`).
+#[derive(Clone)]
 pub(super) enum FeaturesIn {
     ByName(Vec<(String, f64)>),
     InOrder(Vec<f64>),
@@ -84,20 +85,20 @@ impl<'de> Deserialize<'de> for FeaturesIn {
 #[serde(deny_unknown_fields)]
 pub(super) struct ItemRequest {
     #[serde(default)]
-    features: Option<FeaturesIn>,
+    pub(super) features: Option<FeaturesIn>,
     /// At most 1 KiB.
     #[serde(default)]
-    title: Option<String>,
+    pub(super) title: Option<String>,
     /// At most 1 KiB.
     #[serde(default)]
-    category: Option<String>,
+    pub(super) category: Option<String>,
     /// Finite, at least 0.
     #[serde(default)]
     #[schema(minimum = 0)]
-    price: Option<f64>,
+    pub(super) price: Option<f64>,
     /// False retires the item, true brings it back.
     #[serde(default)]
-    available: Option<bool>,
+    pub(super) available: Option<bool>,
 }
 
 /// 422 for a field.
@@ -126,8 +127,13 @@ fn names_for_message(names: &[String]) -> String {
     shown.join(", ")
 }
 
-/// Checks a request against the catalog's feature columns and the value rules.
-fn check(request: ItemRequest, catalog: &ServedCatalog) -> Result<ItemChange, ApiError> {
+/// Checks a request against the catalog's feature columns and the value rules; messages name
+/// fields under `prefix` (empty for a `PUT` body, `candidates[2].` for an action in a rank).
+pub(super) fn check(
+    request: ItemRequest,
+    catalog: &ServedCatalog,
+    prefix: &str,
+) -> Result<ItemChange, ApiError> {
     let names = catalog.feature_names();
     let features = match request.features {
         None => Vec::new(),
@@ -135,7 +141,7 @@ fn check(request: ItemRequest, catalog: &ServedCatalog) -> Result<ItemChange, Ap
             let mut seen = vec![false; names.len()];
             let mut out = Vec::with_capacity(values.len());
             for (name, value) in values {
-                let field = format!("features.{name}");
+                let field = format!("{prefix}features.{name}");
                 let Some(column) = names.iter().position(|n| *n == name) else {
                     return Err(invalid(format!(
                         "field `{field}`: no feature `{name}` in the catalog; its features are {}",
@@ -152,7 +158,7 @@ fn check(request: ItemRequest, catalog: &ServedCatalog) -> Result<ItemChange, Ap
         Some(FeaturesIn::InOrder(values)) => {
             if values.len() != names.len() {
                 return Err(invalid(format!(
-                    "field `features`: {} values, but the catalog has {} features ({}); give every one in order, or name them in an object",
+                    "field `{prefix}features`: {} values, but the catalog has {} features ({}); give every one in order, or name them in an object",
                     values.len(),
                     names.len(),
                     names_for_message(names)
@@ -162,7 +168,10 @@ fn check(request: ItemRequest, catalog: &ServedCatalog) -> Result<ItemChange, Ap
                 .into_iter()
                 .enumerate()
                 .map(|(column, value)| {
-                    Ok((column, finite_f32(&format!("features[{column}]"), value)?))
+                    Ok((
+                        column,
+                        finite_f32(&format!("{prefix}features[{column}]"), value)?,
+                    ))
                 })
                 .collect::<Result<_, ApiError>>()?
         }
@@ -171,7 +180,7 @@ fn check(request: ItemRequest, catalog: &ServedCatalog) -> Result<ItemChange, Ap
         if let Some(t) = text {
             if t.len() > MAX_TEXT_BYTES {
                 return Err(invalid(format!(
-                    "field `{field}`: {} bytes, at most {MAX_TEXT_BYTES}",
+                    "field `{prefix}{field}`: {} bytes, at most {MAX_TEXT_BYTES}",
                     t.len()
                 )));
             }
@@ -179,10 +188,10 @@ fn check(request: ItemRequest, catalog: &ServedCatalog) -> Result<ItemChange, Ap
     }
     let price = match request.price {
         None => None,
-        Some(p) if p >= 0.0 => Some(finite_f32("price", p)?),
+        Some(p) if p >= 0.0 => Some(finite_f32(&format!("{prefix}price"), p)?),
         Some(p) => {
             return Err(invalid(format!(
-                "field `price`: {p} must be finite and non-negative"
+                "field `{prefix}price`: {p} must be finite and non-negative"
             )));
         }
     };
@@ -245,7 +254,7 @@ pub(super) async fn put_item(
     let request: ItemRequest = read_json(&state, &headers, body, false)
         .await?
         .ok_or_else(|| ApiError::bad_request("bad_json", "the body is empty"))?;
-    let change = check(request, &state.shared.model().catalog)?;
+    let change = check(request, &state.shared.model().catalog, "")?;
     let ack = submit(&state, |tx| Job::PutItem(ItemJob { key, change }, tx)).await?;
     Ok(item_answer(&state, &ack))
 }

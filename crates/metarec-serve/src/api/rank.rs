@@ -48,11 +48,12 @@ pub(super) struct RankRequest {
     #[serde(default)]
     #[schema(value_type = Object)]
     context: serde_json::Map<String, serde_json::Value>,
-    /// Item keys to rank; omitted: the whole catalog. In apprentice mode (`serve
+    /// The items to rank, each an item key or an action described by its features (an item
+    /// outside the catalog); omitted: the whole catalog. In apprentice mode (`serve
     /// --apprentice`) required, in the shop's own order: the first `slate_size` after the
     /// exclusions are served.
     #[serde(default)]
-    candidates: Option<Vec<String>>,
+    candidates: Option<Vec<CandidateIn>>,
     /// How many items to rank (at most the server's `max_slate`).
     #[schema(minimum = 1)]
     slate_size: usize,
@@ -64,6 +65,148 @@ pub(super) struct RankRequest {
     /// without touching the user's state and stays out of the exported log.
     #[serde(default)]
     defer_activation: bool,
+}
+
+/// One candidate of a rank request: an item key, or an action given by its features.
+pub(super) enum CandidateIn {
+    /// An item of the catalog, by key.
+    Key(String),
+    /// An item described in the request.
+    Action(ActionIn),
+}
+
+impl CandidateIn {
+    fn key(&self) -> &String {
+        match self {
+            CandidateIn::Key(k) => k,
+            CandidateIn::Action(a) => &a.key,
+        }
+    }
+}
+
+/// An action described by its features, for an item the catalog may not have yet: a new key is
+/// added to the catalog (as `PUT /v1/items/{key}` would, within `max_added_items`) and ranked at
+/// once, and later requests may name it by key alone; a known key keeps its stored features
+/// (change them with `PUT /v1/items/{key}`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ActionIn {
+    /// The item's key.
+    #[schema(min_length = 1, max_length = 256)]
+    key: String,
+    #[serde(default)]
+    features: Option<super::items::FeaturesIn>,
+    /// At most 1 KiB.
+    #[serde(default)]
+    title: Option<String>,
+    /// At most 1 KiB.
+    #[serde(default)]
+    category: Option<String>,
+    /// Finite, at least 0.
+    #[serde(default)]
+    #[schema(minimum = 0)]
+    price: Option<f64>,
+}
+
+// By hand, so that a string is a key and an object an action, each with its own errors (serde's
+// untagged enums say only that nothing matched).
+impl<'de> Deserialize<'de> for CandidateIn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Either;
+        impl<'de> serde::de::Visitor<'de> for Either {
+            type Value = CandidateIn;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an item key, or an action object with a `key` and its features")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CandidateIn, E> {
+                Ok(CandidateIn::Key(v.to_owned()))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<CandidateIn, E> {
+                Ok(CandidateIn::Key(v))
+            }
+
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                map: M,
+            ) -> Result<CandidateIn, M::Error> {
+                ActionIn::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(CandidateIn::Action)
+            }
+        }
+        deserializer.deserialize_any(Either)
+    }
+}
+
+impl utoipa::PartialSchema for CandidateIn {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("An item key of the catalog")),
+            )
+            .item(utoipa::openapi::Ref::from_schema_name("ActionIn"))
+            .into()
+    }
+}
+
+impl ToSchema for CandidateIn {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            "ActionIn".to_owned(),
+            <ActionIn as utoipa::PartialSchema>::schema(),
+        ));
+        <ActionIn as ToSchema>::schemas(schemas);
+    }
+}
+
+/// Adds the actions of a rank request whose keys the catalog lacks, as `PUT /v1/items/{key}`
+/// would, and returns the snapshot that serves them (the given one when none is new).
+async fn add_actions(
+    state: &AppState,
+    candidates: &[CandidateIn],
+    model: Arc<crate::model::ServedModel>,
+) -> Result<Arc<crate::model::ServedModel>, ApiError> {
+    let mut jobs = Vec::new();
+    for (i, candidate) in candidates.iter().enumerate() {
+        let CandidateIn::Action(action) = candidate else {
+            continue;
+        };
+        check_key(&format!("candidates[{i}].key"), &action.key)?;
+        if model.catalog.id(&action.key).is_some() {
+            continue;
+        }
+        let request = super::items::ItemRequest {
+            features: action.features.clone(),
+            title: action.title.clone(),
+            category: action.category.clone(),
+            price: action.price,
+            available: None,
+        };
+        let change = super::items::check(request, &model.catalog, &format!("candidates[{i}]."))?;
+        jobs.push(crate::engine::ItemJob {
+            key: action.key.clone(),
+            change,
+        });
+    }
+    if jobs.is_empty() {
+        return Ok(model);
+    }
+    // Sent together, so the writer adds them in one group.
+    let added = jobs
+        .into_iter()
+        .map(|job| submit(state, move |tx| Job::PutItem(job, tx)));
+    futures_util::future::try_join_all(added).await?;
+    Ok(state.shared.model())
 }
 
 /// Names of the score parts in explanations, in the order of [`ScoreParts`]' fields.
@@ -278,38 +421,46 @@ pub(super) async fn rank(
             "field `candidates`: the server is in apprentice mode, which serves the shop's own ranking: list the candidates in that order",
         ));
     }
-    // One snapshot for the whole request: its catalog names exactly the items its network
-    // scores, whatever item changes are published meanwhile.
-    let model = state.shared.model();
-    let catalog = &*model.catalog;
-    for (field, list) in [
+    for (field, len) in [
         (
             "candidates",
-            request.candidates.as_deref().unwrap_or_default(),
+            request.candidates.as_ref().map_or(0, Vec::len),
         ),
-        ("exclude", &request.exclude),
+        ("exclude", request.exclude.len()),
     ] {
-        if list.len() > config.max_candidates {
+        if len > config.max_candidates {
             return Err(ApiError::unprocessable(
                 "invalid_field",
                 format!(
-                    "field `{field}`: {} items, at most {} allowed",
-                    list.len(),
+                    "field `{field}`: {len} items, at most {} allowed",
                     config.max_candidates
                 ),
             ));
         }
     }
+    // One snapshot for the whole request: its catalog names exactly the items its network
+    // scores, whatever item changes are published meanwhile (it is taken after the request's
+    // own new actions are added).
+    let model = match &request.candidates {
+        Some(list) => add_actions(&state, list, state.shared.model()).await?,
+        None => state.shared.model(),
+    };
+    let catalog = &*model.catalog;
     let excluded: HashSet<ItemId> = item_ids(catalog, "exclude", request.exclude.iter(), false)?
         .into_iter()
         .collect();
     let candidates: Vec<ItemId> = match &request.candidates {
         Some(keys) => {
             let mut seen = HashSet::new();
-            item_ids(catalog, "candidates", keys.iter(), true)?
-                .into_iter()
-                .filter(|id| !excluded.contains(id) && seen.insert(*id))
-                .collect()
+            item_ids(
+                catalog,
+                "candidates",
+                keys.iter().map(CandidateIn::key),
+                true,
+            )?
+            .into_iter()
+            .filter(|id| !excluded.contains(id) && seen.insert(*id))
+            .collect()
         }
         // An empty list stands for the whole catalog, so it only needs spelling out when
         // something is excluded or retired (the stored decision then lists what could be
