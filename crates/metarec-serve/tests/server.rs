@@ -1333,6 +1333,7 @@ fn random_and_mutated_requests_never_get_a_5xx_and_every_error_is_json() {
         Just(json!({"event_id": "deadbeef", "position": 1, "kind": "click"}).to_string()),
         Just(json!({"event_id": "deadbeef", "item": "item2", "kind": "purchase", "revenue": 3.5}).to_string()),
         Just(json!({"event_id": "deadbeef", "value": -2.5}).to_string()),
+        Just(json!({"user": "u5", "slate_size": 2, "candidates": ["item1", {"key": "new-1", "features": {"price_z": 0.1}, "price": 2.0}, {"key": "new-2", "features": [0.3, 1e39]}]}).to_string()),
         Just(json!({"user": "u4", "event_id": "retry-1", "defer_activation": true, "slate_size": 2, "context": {"n": 1e308, "deep": {"a": [true, null, {"b": -3}]}}}).to_string()),
         Just(json!({"model": "/nonexistent/model"}).to_string()),
         Just(json!({"features": {"price_z": 0.5}, "title": "t", "price": 2.0}).to_string()),

@@ -25,8 +25,9 @@
 //! errors, since the writer thread answers with it too.
 //!
 //! Routes (bodies are JSON; every route but `/healthz` needs `Authorization: Bearer <key>`):
-//! - `POST /v1/rank` (scope rank): a user key, a context (any JSON object), candidate item keys
-//!   (or the whole catalog), a slate size and exclusions, optionally the client's own event id
+//! - `POST /v1/rank` (scope rank): a user key, a context (any JSON object), candidates (item
+//!   keys, or actions described by features, which a new key adds to the catalog; or the whole
+//!   catalog), a slate size and exclusions, optionally the client's own event id
 //!   (a retry gets the first answer again) and deferred activation -> an event id, the slate
 //!   with scores, propensities (exact for the server's explorer, `ServerConfig::explore`) and a
 //!   per-item explanation, the slate's propensity when known, and the model version; in
