@@ -86,6 +86,16 @@ fn every_operation_has_an_id_and_every_request_its_required_fields() {
             assert!(id.is_some(), "{method} {path} has no operationId");
             ids.push(id.unwrap().to_owned());
             assert!(op["summary"].is_string(), "{method} {path} has no summary");
+            // Every route behind the API key answers 401 and 403 as documented errors.
+            if path != "/healthz" {
+                for status in ["401", "403"] {
+                    let schema = &op["responses"][status]["content"]["application/json"]["schema"];
+                    assert_eq!(
+                        schema["$ref"], "#/components/schemas/ErrorBody",
+                        "{method} {path} {status}"
+                    );
+                }
+            }
         }
     }
     let n = ids.len();

@@ -82,18 +82,7 @@ pub(super) struct RewardOut {
     summary = "Report a numeric reward for a ranked event (the first one counts)",
     request_body = RewardRequest,
     responses(
-        (status = 200, description = "Acknowledged (`duplicate`: the event already had a reward)", body = RewardOut),
-        (status = 400, description = "Malformed: not JSON, or a bad path", body = crate::error::ErrorBody),
-        (status = 401, description = "No API key, or an unknown one", body = crate::error::ErrorBody),
-        (status = 403, description = "The key's scope does not allow this route", body = crate::error::ErrorBody),
-        (status = 404, description = "No such event (or item) for this key, or its reward window closed", body = crate::error::ErrorBody),
-        (status = 408, description = "The body did not arrive in time", body = crate::error::ErrorBody),
-        (status = 409, description = "A conflict: see the error's code", body = crate::error::ErrorBody),
-        (status = 413, description = "The body is over the limit", body = crate::error::ErrorBody),
-        (status = 415, description = "The body is not sent as JSON", body = crate::error::ErrorBody),
-        (status = 422, description = "A field is invalid: the message names it", body = crate::error::ErrorBody),
-        (status = 500, description = "The event could not be stored", body = crate::error::ErrorBody),
-        (status = 503, description = "The shared database cannot be reached; retry", body = crate::error::ErrorBody)
+        (status = 200, description = "Acknowledged (`duplicate`: the event already had a reward)", body = RewardOut)
     ),
     security(("api_key" = []))
 )]
@@ -140,13 +129,7 @@ pub(super) async fn reward(
     summary = "Activate an event ranked with defer_activation: its slate was shown",
     params(("event_id" = String, Path, description = "The event, as the rank answered it")),
     responses(
-        (status = 200, description = "Activated, or already active", body = ActivateAck),
-        (status = 400, description = "Malformed: not JSON, or a bad path", body = crate::error::ErrorBody),
-        (status = 401, description = "No API key, or an unknown one", body = crate::error::ErrorBody),
-        (status = 403, description = "The key's scope does not allow this route", body = crate::error::ErrorBody),
-        (status = 404, description = "No such event (or item) for this key, or its reward window closed", body = crate::error::ErrorBody),
-        (status = 500, description = "The event could not be stored", body = crate::error::ErrorBody),
-        (status = 503, description = "The shared database cannot be reached; retry", body = crate::error::ErrorBody)
+        (status = 200, description = "Activated, or already active", body = ActivateAck)
     ),
     security(("api_key" = []))
 )]
@@ -174,18 +157,7 @@ pub(super) async fn activate(
     summary = "Report a click or purchase on a ranked slate (idempotent per event, position and kind)",
     request_body = FeedbackRequest,
     responses(
-        (status = 200, description = "Acknowledged (`duplicate`: it was already recorded)", body = FeedbackAck),
-        (status = 400, description = "Malformed: not JSON, or a bad path", body = crate::error::ErrorBody),
-        (status = 401, description = "No API key, or an unknown one", body = crate::error::ErrorBody),
-        (status = 403, description = "The key's scope does not allow this route", body = crate::error::ErrorBody),
-        (status = 404, description = "No such event (or item) for this key, or its reward window closed", body = crate::error::ErrorBody),
-        (status = 408, description = "The body did not arrive in time", body = crate::error::ErrorBody),
-        (status = 409, description = "A conflict: see the error's code", body = crate::error::ErrorBody),
-        (status = 413, description = "The body is over the limit", body = crate::error::ErrorBody),
-        (status = 415, description = "The body is not sent as JSON", body = crate::error::ErrorBody),
-        (status = 422, description = "A field is invalid: the message names it", body = crate::error::ErrorBody),
-        (status = 500, description = "The event could not be stored", body = crate::error::ErrorBody),
-        (status = 503, description = "The shared database cannot be reached; retry", body = crate::error::ErrorBody)
+        (status = 200, description = "Acknowledged (`duplicate`: it was already recorded)", body = FeedbackAck)
     ),
     security(("api_key" = []))
 )]

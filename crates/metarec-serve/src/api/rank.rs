@@ -377,17 +377,7 @@ fn item_ids<'k>(
     summary = "Rank a slate for a user; the decision is stored for its feedback",
     request_body = RankRequest,
     responses(
-        (status = 200, description = "The slate, with scores, propensities and explanations (a retry of a client's event id: the first answer again, with `Idempotent-Replayed: true`)", body = RankOut),
-        (status = 400, description = "Malformed: not JSON, or a bad path", body = crate::error::ErrorBody),
-        (status = 401, description = "No API key, or an unknown one", body = crate::error::ErrorBody),
-        (status = 403, description = "The key's scope does not allow this route", body = crate::error::ErrorBody),
-        (status = 408, description = "The body did not arrive in time", body = crate::error::ErrorBody),
-        (status = 409, description = "A conflict: see the error's code", body = crate::error::ErrorBody),
-        (status = 413, description = "The body is over the limit", body = crate::error::ErrorBody),
-        (status = 415, description = "The body is not sent as JSON", body = crate::error::ErrorBody),
-        (status = 422, description = "A field is invalid: the message names it", body = crate::error::ErrorBody),
-        (status = 500, description = "The event could not be stored", body = crate::error::ErrorBody),
-        (status = 503, description = "The shared database cannot be reached; retry", body = crate::error::ErrorBody)
+        (status = 200, description = "The slate, with scores, propensities and explanations (a retry of a client's event id: the first answer again, with `Idempotent-Replayed: true`)", body = RankOut)
     ),
     security(("api_key" = []))
 )]
