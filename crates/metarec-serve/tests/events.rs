@@ -499,3 +499,29 @@ fn actions_described_by_features_are_added_to_the_catalog_and_ranked() {
     let mut store = SqliteStore::open(&f.db).unwrap();
     assert_eq!(store.counts().unwrap().items, 1);
 }
+
+#[test]
+fn explanations_can_be_left_out_and_the_slate_stays_the_same() {
+    let f = fixture(false);
+    let server = start(config(&f.model, &f.db));
+    let mut c = server.client(Some(RANKER));
+    let with = rank(&mut c, "ana");
+    let r = post(
+        &mut c,
+        "/v1/rank",
+        &rank_body("ana", json!({"explain": false})),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let without = r.json();
+    for (a, b) in with["slate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(without["slate"].as_array().unwrap())
+    {
+        assert!(a["explanation"].is_object(), "{a}");
+        assert!(b.get("explanation").is_none(), "{b}");
+        assert_eq!(a["item"], b["item"]);
+        assert_eq!(a["score"], b["score"]);
+    }
+}

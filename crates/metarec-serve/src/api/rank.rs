@@ -65,6 +65,17 @@ pub(super) struct RankRequest {
     /// without touching the user's state and stays out of the exported log.
     #[serde(default)]
     defer_activation: bool,
+    /// Whether each slate entry carries its explanation (default true). Splitting the scores
+    /// runs the user tower again, so a client that never shows explanations saves that work
+    /// with `false`.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    explain: bool,
+}
+
+/// The default of a flag that is on unless the request turns it off.
+fn yes() -> bool {
+    true
 }
 
 /// One candidate of a rank request: an item key, or an action given by its features.
@@ -267,7 +278,9 @@ pub(super) struct SlateEntryOut<'a> {
     score: f64,
     /// The probability that this item was put at this position (1 for a greedy rank).
     propensity: f64,
-    explanation: ExplanationOut<'a>,
+    /// Absent when the request asked for no explanations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    explanation: Option<ExplanationOut<'a>>,
 }
 
 /// A rank answer.
@@ -540,9 +553,14 @@ pub(super) async fn rank(
         model.version.clone(),
     )
     .map_err(|e| ApiError::internal(format!("invalid decision: {e}")))?;
-    let explained = model
-        .adjuster
-        .explain_slate(&context, &decided.delta, decision.slate.items());
+    // Apprentice mode needs the parts for the scores of the shop's items even unexplained.
+    let explained = if request.explain || learned.is_some() {
+        model
+            .adjuster
+            .explain_slate(&context, &decided.delta, decision.slate.items())
+    } else {
+        Vec::new()
+    };
     let scores: Vec<f64> = match learned {
         // The network's scores of the shop's items, as it would have ranked them.
         Some(_) => explained.iter().map(|p| p.total()).collect(),
@@ -552,14 +570,16 @@ pub(super) async fn rank(
         .slate
         .items()
         .iter()
-        .zip(&explained)
         .enumerate()
-        .map(|(k, (&item, parts))| SlateEntryOut {
+        .map(|(k, &item)| SlateEntryOut {
             position: k,
             item: catalog.key(item),
             score: scores[k],
             propensity: decision.propensities[k],
-            explanation: explanation(parts, catalog),
+            explanation: explained
+                .get(k)
+                .filter(|_| request.explain)
+                .map(|parts| explanation(parts, catalog)),
         })
         .collect();
     // The answer is serialised here, while the slate still borrows the decision that the

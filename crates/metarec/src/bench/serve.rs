@@ -60,6 +60,9 @@ pub(super) struct LoadArgs {
     /// request as soon as the last one is answered.
     #[arg(long, default_value_t = 0.0, value_parser = zero_or(0.01, 1e7))]
     pub(super) rate: f64,
+    /// Ask for no explanations (`"explain": false`), as a client that never shows them would.
+    #[arg(long)]
+    pub(super) no_explain: bool,
 }
 
 impl LoadArgs {
@@ -172,6 +175,7 @@ pub(super) fn load(
                             "context": {"country": "United Kingdom"},
                             "candidates": candidates,
                             "slate_size": spec.slate,
+                            "explain": !spec.no_explain,
                         })
                         .to_string();
                         // The body is built before waiting, so it is not charged to the server.
@@ -267,9 +271,14 @@ pub fn run(args: BenchServeArgs, global: &Global) -> Result<()> {
     };
     let spec = args.load;
     println!(
-        "/v1/rank, {} candidates, slate {}, 1 click per {} ranks, 1,000 users; server: {} workers each, {store}; {} cores on this machine",
+        "/v1/rank, {} candidates, slate {}{}, 1 click per {} ranks, 1,000 users; server: {} workers each, {store}; {} cores on this machine",
         spec.candidates,
         spec.slate,
+        if spec.no_explain {
+            ", no explanations"
+        } else {
+            ""
+        },
         spec.feedback_every,
         args.workers,
         std::thread::available_parallelism().map_or(1, |n| n.get())
