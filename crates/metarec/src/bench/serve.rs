@@ -63,6 +63,11 @@ pub(super) struct LoadArgs {
     /// Ask for no explanations (`"explain": false`), as a client that never shows them would.
     #[arg(long)]
     pub(super) no_explain: bool,
+    /// Send `GET /healthz` instead of ranks, and no feedback: the same server, HTTP stack,
+    /// middleware and metrics with no decision and no store, which is the floor under the
+    /// cost of any rank.
+    #[arg(long)]
+    pub(super) floor: bool,
 }
 
 impl LoadArgs {
@@ -187,7 +192,11 @@ pub(super) fn load(
                             cell.lags.push(due.elapsed().as_secs_f64());
                         }
                         let t0 = if interval.is_some() { due } else { Instant::now() };
-                        let r = client.request("POST", "/v1/rank", Some(body.as_bytes()));
+                        let r = if spec.floor {
+                            client.request("GET", "/healthz", None)
+                        } else {
+                            client.request("POST", "/v1/rank", Some(body.as_bytes()))
+                        };
                         let dt = t0.elapsed().as_secs_f64();
                         if let Some(interval) = interval {
                             due += interval;
@@ -197,7 +206,7 @@ pub(super) fn load(
                             Ok(r) if r.status == 200 => {
                                 cell.latencies.push(dt);
                                 cell.requests += 1;
-                                if n % spec.feedback_every == 0 {
+                                if !spec.floor && n % spec.feedback_every == 0 {
                                     let v = r.json();
                                     let fb = serde_json::json!({
                                         "event_id": v["event_id"], "position": n % spec.slate, "kind": "click"
@@ -274,7 +283,9 @@ pub fn run(args: BenchServeArgs, global: &Global) -> Result<()> {
         "/v1/rank, {} candidates, slate {}{}, 1 click per {} ranks, 1,000 users; server: {} workers each, {store}; {} cores on this machine",
         spec.candidates,
         spec.slate,
-        if spec.no_explain {
+        if spec.floor {
+            " (--floor: GET /healthz instead, no feedback)"
+        } else if spec.no_explain {
             ", no explanations"
         } else {
             ""
