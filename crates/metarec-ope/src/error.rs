@@ -115,6 +115,14 @@ pub enum OpeError {
         /// Why it cannot work.
         reason: String,
     },
+    /// A file that is not a NumPy array metarec can read (see [`crate::arrays::read_npy`]).
+    #[error("{}: {reason}", path.display())]
+    Npy {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong, in words.
+        reason: String,
+    },
     /// Reading or writing a file failed.
     #[error(transparent)]
     Data(#[from] metarec_data::DataError),

@@ -11,6 +11,9 @@
 //!   [`MonteCarloPolicy`] (any metarec policy, frozen, by seeded decisions) and [`ReplayPolicy`]
 //!   (a policy that adapts to each user, replayed over the log in time order, observing each
 //!   logged round after its distribution is counted);
+//! - [`arrays`]: [`ArrayPolicy`] and [`ArrayModel`], a policy's action distribution and a reward
+//!   model's predictions given as dense `(rounds, actions, positions)` arrays, as Open Bandit
+//!   Pipeline passes them (how a policy trained outside metarec is judged);
 //! - [`prior`]: [`BtsPrior`], ZOZOTOWN's per-campaign Beta prior read from `prior_bts.yaml`;
 //! - [`model`]: the [`RewardModel`]s behind the direct method and the doubly robust estimators,
 //!   with cross-fitting;
@@ -24,6 +27,7 @@
 //! its logs without compiling candle. Every stochastic step takes a seed.
 #![deny(missing_docs)]
 
+pub mod arrays;
 pub mod data;
 pub mod dsjson;
 mod error;
@@ -33,6 +37,7 @@ pub mod obd;
 pub mod policy;
 pub mod prior;
 
+pub use arrays::{ActionArray, ArrayModel, ArrayPolicy};
 pub use data::{FloorReport, LoggedData, PropensityFloor, RawEntry};
 pub use error::OpeError;
 pub use estimator::{

@@ -373,6 +373,46 @@ impl Environment for ShopEnv {
     }
 
     fn step(&mut self, decision: &Decision) -> Step {
+        let (feedback, left) = self.step_feedback(decision);
+        let next = if left { None } else { Some(self.context()) };
+        Step { feedback, next }
+    }
+}
+
+/// What a policy may observe of the current user, borrowed from the environment: the parts of
+/// their [`Context`] that change during a visit, without building one (the Python package's
+/// vectorised environment reads these for thousands of users per call).
+#[derive(Debug, Clone, Copy)]
+pub struct Observed<'a> {
+    /// The latest events, oldest first (the context's history).
+    pub history: &'a VecDeque<PastEvent>,
+    /// Earlier visits.
+    pub session: u32,
+    /// Slates already shown in this visit.
+    pub step: u32,
+    /// The user's group token (`country=France`).
+    pub group_token: &'a str,
+}
+
+impl ShopEnv {
+    /// The current user as a policy may see them, or `None` before the first reset.
+    pub fn observed(&self) -> Option<Observed<'_>> {
+        self.user.as_ref().map(|u| Observed {
+            history: &u.history,
+            session: u.session,
+            step: u.step,
+            group_token: &u.country_token,
+        })
+    }
+
+    /// The current user's context, or `None` before the first reset.
+    pub fn current_context(&self) -> Option<Context> {
+        self.user.as_ref().map(|_| self.context())
+    }
+
+    /// [`Environment::step`] without building the next context: the feedback, and whether the
+    /// user left.
+    pub fn step_feedback(&mut self, decision: &Decision) -> (Feedback, bool) {
         let n = decision.slate.len();
         let mut feedback = Feedback::none(n);
         let mut user = self.user.take().expect("reset before step");
@@ -460,8 +500,7 @@ impl Environment for ShopEnv {
             }
         }
         self.user = Some(user);
-        let next = if gone { None } else { Some(self.context()) };
-        Step { feedback, next }
+        (feedback, gone)
     }
 }
 

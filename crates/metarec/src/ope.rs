@@ -19,11 +19,12 @@ use metarec_data::fetch::Dataset;
 use metarec_data::obd::{ObdCampaign, ObdPolicy};
 use metarec_data::shop::interactions::{InteractionOptions, shop_log, split_by_time};
 use metarec_eval::PolicySpec;
+use metarec_ope::arrays::read_npy;
 use metarec_ope::obd::{Experiment, ExperimentReport, Target, run_experiment_with};
 use metarec_ope::{
-    Bootstrap, Clipping, Estimate, Estimator, EvaluationPolicy, FloorReport, LoggedData, MeanModel,
-    MonteCarlo, MonteCarloPolicy, OpeError, Prepared, PropensityFloor, ReplayPolicy, StaticPolicy,
-    all_estimators, dsjson, evaluate, on_policy_estimate,
+    ArrayPolicy, Bootstrap, Clipping, Estimate, Estimator, EvaluationPolicy, FloorReport,
+    LoggedData, MeanModel, MonteCarlo, MonteCarloPolicy, OpeError, Prepared, PropensityFloor,
+    ReplayPolicy, StaticPolicy, all_estimators, dsjson, evaluate, on_policy_estimate,
 };
 use serde::Serialize;
 use std::path::PathBuf;
@@ -138,6 +139,13 @@ pub struct OpeArgs {
     /// deviations of its scores) instead of showing its top three.
     #[arg(long, value_parser = number(1e-3, 1e3))]
     temperature: Option<f64>,
+    /// Evaluate a policy trained anywhere by its action distribution: a NumPy `.npy` file of
+    /// shape (rounds, actions, positions), Open Bandit Pipeline's `action_dist` (float64 or
+    /// float32, C order). Row i is the i-th evaluated round in log order; action a is the
+    /// catalog's a-th item (on Open Bandit, item id a). Replaces --policy on Open Bandit; on a
+    /// log or a shop it is evaluated beside the policies --policy names (default: none).
+    #[arg(long, value_name = "FILE.npy")]
+    action_dist: Option<PathBuf>,
     /// The metarec baseline evaluated by `--policy baseline` on Open Bandit.
     #[arg(long, default_value = "random")]
     baseline: String,
@@ -438,14 +446,31 @@ fn run_obd(
             "--data obd reads the Open Bandit Dataset; --log and --shop are for --data log, dsjson or shop"
         );
     }
+    if let Some(path) = &args.action_dist {
+        if args.policy.is_some() {
+            bail!("--action-dist names the policy to evaluate on Open Bandit; leave out --policy");
+        }
+        return run_obd_experiment(args, global, Target::Given, bootstrap, floor, &|log| {
+            let dist = read_npy("action_dist", path)?;
+            let policy = ArrayPolicy::for_shape(
+                path.display().to_string(),
+                dist,
+                [
+                    log.rounds.len(),
+                    log.catalog.len(),
+                    metarec_ope::obd::POSITIONS,
+                ],
+            )?;
+            Ok(Box::new(policy))
+        })
+        .with_context(|| format!("--action-dist {}", path.display()));
+    }
     let name = args.policy.as_deref().unwrap_or("bts");
     let policy = PolicyArg::from_str(name, false).map_err(|_| {
         anyhow::anyhow!(
             "on Open Bandit --policy is one of bts, uniform, learned or baseline (--baseline NAME), not `{name}`"
         )
     })?;
-    let logs: ObdPolicy = args.logs.parse()?;
-    let campaign: ObdCampaign = args.campaign.parse()?;
     let target = match policy {
         PolicyArg::Bts => Target::Bts,
         PolicyArg::Uniform => Target::Uniform,
@@ -455,10 +480,47 @@ fn run_obd(
             temperature: args.temperature,
         },
     };
+    let build = |log: &metarec_data::obd::ObdLog| -> Result<Box<dyn EvaluationPolicy>, OpeError> {
+        let reason = |e: &dyn std::fmt::Display| OpeError::Config {
+            name: "baseline",
+            reason: e.to_string(),
+        };
+        let policy =
+            metarec_learn::build_policy(&args.baseline, &log.catalog, &click_reward(), args.seed)
+                .map_err(|e| reason(&e))?;
+        let mc = MonteCarloPolicy::new(
+            policy,
+            metarec_ope::obd::POSITIONS,
+            args.policy_draws,
+            args.seed,
+        )?;
+        Ok(Box::new(mc))
+    };
+    run_obd_experiment(args, global, target, bootstrap, floor, &build)
+}
+
+/// Runs one Open Bandit experiment on `target` (a [`Target::Given`] policy made by `build`)
+/// and prints its table.
+fn run_obd_experiment(
+    args: &OpeArgs,
+    global: &Global,
+    target: Target,
+    bootstrap: Bootstrap,
+    floor: PropensityFloor,
+    build: &metarec_ope::obd::PolicyBuilder<'_>,
+) -> Result<()> {
+    let logs: ObdPolicy = args.logs.parse()?;
+    let campaign: ObdCampaign = args.campaign.parse()?;
     let dir = global.data.require(Dataset::Obd)?;
+    let what = match (&target, &args.action_dist) {
+        (Target::Given, Some(path)) => format!("the action distribution in {}", path.display()),
+        (Target::Given, None) => format!("baseline {}", args.baseline),
+        (Target::Bts, _) => "bts".to_owned(),
+        (Target::Uniform, _) => "uniform".to_owned(),
+        (Target::Learned { .. }, _) => "the learned policy".to_owned(),
+    };
     global.progress(format!(
-        "evaluating {} on the {logs} logs of campaign {campaign}",
-        format!("{policy:?}").to_lowercase()
+        "evaluating {what} on the {logs} logs of campaign {campaign}"
     ));
     let exp = Experiment {
         logs,
@@ -485,23 +547,7 @@ fn run_obd(
         let n = dsjson::write_file(out, &interactions, &click_reward(), &log.catalog)?;
         global.progress(format!("wrote {n} DSJSON lines to {}", out.display()));
     }
-    let build = |log: &metarec_data::obd::ObdLog| -> Result<Box<dyn EvaluationPolicy>, OpeError> {
-        let reason = |e: &dyn std::fmt::Display| OpeError::Config {
-            name: "baseline",
-            reason: e.to_string(),
-        };
-        let policy =
-            metarec_learn::build_policy(&args.baseline, &log.catalog, &click_reward(), args.seed)
-                .map_err(|e| reason(&e))?;
-        let mc = MonteCarloPolicy::new(
-            policy,
-            metarec_ope::obd::POSITIONS,
-            args.policy_draws,
-            args.seed,
-        )?;
-        Ok(Box::new(mc))
-    };
-    let report = run_experiment_with(&dir, &exp, &build)?;
+    let report = run_experiment_with(&dir, &exp, build)?;
     if args.json {
         println!("{}", crate::report::results_json("ope", &report)?);
     } else {
@@ -528,6 +574,8 @@ enum Named {
     Uniform,
     /// Any metarec policy.
     Spec(PolicySpec),
+    /// A policy trained elsewhere, by its action distribution in a `.npy` file.
+    Array(PathBuf),
 }
 
 /// Parses `--policy` on a shop or a log.
@@ -558,7 +606,14 @@ fn evaluate_logged(
     floor: PropensityFloor,
 ) -> Result<()> {
     let reward = RewardFn::default();
-    let policies = parse_policies(args.policy.as_deref().unwrap_or("uniform"))?;
+    let mut policies = match (&args.policy, &args.action_dist) {
+        (Some(list), _) => parse_policies(list)?,
+        (None, Some(_)) => Vec::new(),
+        (None, None) => parse_policies("uniform")?,
+    };
+    if let Some(path) = &args.action_dist {
+        policies.push(Named::Array(path.clone()));
+    }
     let catalog = logged.catalog;
     let positions = match args.positions {
         Some(p) => p,
@@ -590,6 +645,14 @@ fn evaluate_logged(
                 let uniform = StaticPolicy::uniform(catalog.len(), positions)?;
                 let prepared = Prepared::new(&data, &uniform, &model, args.clip)?;
                 ("uniform".to_owned(), false, prepared, 0.0)
+            }
+            Named::Array(path) => {
+                let name = path.display().to_string();
+                let policy = read_npy("action_dist", &path)
+                    .and_then(|dist| ArrayPolicy::new(&name, dist, &data))
+                    .with_context(|| format!("--action-dist {name}"))?;
+                let prepared = Prepared::new(&data, &policy, &model, args.clip)?;
+                (name, false, prepared, 0.0)
             }
             Named::Spec(mut spec) => {
                 spec.load(&mut loaded)?;

@@ -213,3 +213,70 @@ fn ope_on_a_shop_refuses_what_cannot_be_judged() {
         );
     }
 }
+
+/// A float64 `.npy` file of `shape` holding `values`, as `np.save` writes it.
+fn write_npy(path: &Path, shape: [usize; 3], values: &[f64]) {
+    let mut header = format!(
+        "{{'descr': '<f8', 'fortran_order': False, 'shape': ({}, {}, {}), }}",
+        shape[0], shape[1], shape[2]
+    );
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn an_action_distribution_from_a_file_is_judged_like_the_policy_it_describes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let shop = tmp.path().join("shop");
+    synthetic_shop(&shop, true);
+    let s = shop.to_str().unwrap();
+    let common = ["--quiet", "ope", "--shop", s, "--resamples", "50", "--json"];
+    let uniform = metarec(
+        tmp.path(),
+        &[&common[..], &["--policy", "uniform"]].concat(),
+    );
+    assert!(uniform.status.success(), "{}", stderr(&uniform));
+    // The uniform slate as an array: 240 held-out rounds, every item 1 / ITEMS at each of the
+    // 3 positions.
+    let npy = tmp.path().join("uniform.npy");
+    let n = 240 * ITEMS * SLATE;
+    write_npy(&npy, [240, ITEMS, SLATE], &vec![1.0 / ITEMS as f64; n]);
+    let given = metarec(
+        tmp.path(),
+        &[&common[..], &["--action-dist", npy.to_str().unwrap()]].concat(),
+    );
+    assert!(given.status.success(), "{}", stderr(&given));
+    let estimates = |o: &std::process::Output| {
+        let json: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        json["policies"][0]["estimates"].clone()
+    };
+    assert_eq!(estimates(&given), estimates(&uniform));
+    // A distribution for another number of rounds is refused, naming the file and the log.
+    let short = tmp.path().join("short.npy");
+    write_npy(
+        &short,
+        [239, ITEMS, SLATE],
+        &vec![1.0 / ITEMS as f64; n - ITEMS * SLATE],
+    );
+    let out = metarec(
+        tmp.path(),
+        &["ope", "--shop", s, "--action-dist", short.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    for part in [
+        "--action-dist",
+        "short.npy",
+        "shape (239, ",
+        "it has 240 rounds",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+}
