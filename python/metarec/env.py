@@ -54,6 +54,17 @@ def _slot(obs: dict[str, np.ndarray], i: int, groups: int) -> dict[str, Any]:
     }
 
 
+def _slates(action: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """The action as an int64 array of `shape`, or a ValueError: item ids are whole numbers, and
+    a float or a string is refused rather than truncated."""
+    a = np.asarray(action)
+    if a.shape != shape:
+        raise ValueError(f"the action has shape {a.shape}; expected {shape} (item ids)")
+    if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"the action holds {a.dtype} values; expected item ids (integers)")
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
 class ShopEnv(gym.Env):
     """One simulated user per episode.
 
@@ -122,7 +133,7 @@ class ShopEnv(gym.Env):
     ) -> tuple[dict[str, Any], float, bool, bool, dict[str, Any]]:
         if not self._started:
             raise RuntimeError("call reset() before step()")
-        slate = np.asarray(action, dtype=np.int64).reshape(1, -1)
+        slate = _slates(action, (self.simulator.slate_size,)).reshape(1, -1)
         obs, reward, done, clicks, purchases, revenue, users = self._env.step(slate)
         self._steps += 1
         terminated = bool(done[0])
@@ -194,7 +205,7 @@ class VecShopEnv(VectorEnv):
     def step(
         self, actions: Any
     ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        slates = np.ascontiguousarray(actions, dtype=np.int64)
+        slates = _slates(actions, (self.num_envs, self.simulator.slate_size))
         obs, reward, done, clicks, purchases, revenue, users = self.env.step(slates)
         info = {"clicks": clicks, "purchases": purchases, "revenue": revenue, "users": users}
         return self._observe(obs), reward, done, np.zeros_like(done), info

@@ -31,6 +31,11 @@ def _arrays(
     position: Any,
     estimated_rewards_by_reg_model: Any,
 ) -> tuple[np.ndarray, ...]:
+    for name, a in (("action", action), ("position", position)):
+        if a is not None:
+            a = np.asarray(a)
+            if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+                raise ValueError(f"{name} holds {a.dtype} values; expected integers")
     reward = np.ascontiguousarray(reward, dtype=np.float64)
     action = np.ascontiguousarray(action, dtype=np.int64)
     pscore = np.ascontiguousarray(pscore, dtype=np.float64)
