@@ -156,3 +156,24 @@ def estimate(
     seed: int = 1,
     propensity_floor: float = 1e-6,
 ) -> dict[str, dict[str, Optional[float]]]: ...
+def arena_job_list(n_policies: int, seeds: int) -> list[tuple[int, int]]: ...
+def arena_job(
+    simulator: Simulator,
+    policies: Sequence[str],
+    c: int,
+    s: int,
+    *,
+    users: int = 1000,
+    seeds: int = 3,
+    horizon: int = 20,
+) -> bytes: ...
+def arena_assemble_json(
+    simulator: Simulator,
+    policies: Sequence[str],
+    results: Sequence[bytes],
+    *,
+    users: int = 1000,
+    seeds: int = 3,
+    horizon: int = 20,
+    against: Sequence[str] = ...,
+) -> str: ...

@@ -22,6 +22,9 @@ pub mod policies;
 pub mod shop;
 pub mod summary;
 
-pub use arena::{ArenaConfig, ArenaReport, run_arena};
+pub use arena::{
+    ArenaConfig, ArenaReport, JobResult, arena_jobs, assemble_arena, play_arena_job,
+    prepare_contestants, run_arena,
+};
 pub use policies::{ModelRef, PolicyError, PolicySpec};
 pub use summary::Summary;

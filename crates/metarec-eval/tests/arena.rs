@@ -194,3 +194,60 @@ fn informed_particle_counts_are_checked() {
     let ok = PolicySpec::parse_list("informed,informed-ts:50").unwrap();
     assert_eq!(ok[1].name(), "informed-ts:50");
 }
+
+/// The report as JSON with the seconds (wall time, which differs run to run) left out.
+fn without_seconds(report: &ArenaReport) -> serde_json::Value {
+    let mut v = serde_json::to_value(report).unwrap();
+    for c in v["contestants"].as_array_mut().unwrap() {
+        c.as_object_mut().unwrap().remove("seconds");
+    }
+    v
+}
+
+#[test]
+fn jobs_played_apart_and_carried_as_bytes_give_the_same_report() {
+    use metarec_eval::{
+        JobResult, arena_jobs, assemble_arena, play_arena_job, prepare_contestants,
+    };
+    let s = scenario("small");
+    let specs = PolicySpec::parse_list("random,lints,oracle").unwrap();
+    let config = ArenaConfig {
+        users: 30,
+        seeds: 2,
+        threads: 2,
+        ..ArenaConfig::default()
+    };
+    let whole = run_arena(&s, &specs, &config, &|_| {}).unwrap();
+    let prepared = prepare_contestants(&s, &specs, &config).unwrap();
+    // Played in reverse order, as another process might finish them, then put back in order.
+    let mut results: Vec<(usize, Vec<u8>)> = arena_jobs(prepared.len(), &config)
+        .into_iter()
+        .enumerate()
+        .rev()
+        .map(|(j, (c, seed))| {
+            let r = play_arena_job(&s, &prepared, c, seed, &config).unwrap();
+            (j, r.to_bytes())
+        })
+        .collect();
+    results.sort_by_key(|(j, _)| *j);
+    let decoded = results
+        .iter()
+        .map(|(_, b)| JobResult::from_bytes(b).unwrap())
+        .collect();
+    let apart = assemble_arena(&s, &prepared, &config, decoded).unwrap();
+    assert_eq!(without_seconds(&apart), without_seconds(&whole));
+    // What does not fit is refused: a missing job, a job out of range, damaged bytes.
+    let one = JobResult::from_bytes(&results[0].1).unwrap();
+    let err = assemble_arena(&s, &prepared, &config, vec![one]).unwrap_err();
+    assert!(err.to_string().contains("1 results for 6 jobs"), "{err}");
+    assert!(play_arena_job(&s, &prepared, 3, 0, &config).is_err());
+    assert!(play_arena_job(&s, &prepared, 0, 2, &config).is_err());
+    let bytes = &results[0].1;
+    for damaged in [
+        &bytes[..bytes.len() - 3],
+        &bytes[..bytes.len() - 8],
+        &bytes[4..],
+    ] {
+        assert!(JobResult::from_bytes(damaged).is_err());
+    }
+}

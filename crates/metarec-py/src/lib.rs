@@ -7,7 +7,8 @@
 //! - [`context`]: `Context`, what a policy sees;
 //! - [`policy`]: `Policy`, every metarec policy by name (baselines and model bundles), one
 //!   context at a time or a whole `VecEnv` at once;
-//! - [`arena`]: the arena, the same numbers as `metarec arena` for the same seeds;
+//! - [`arena`]: the arena, the same numbers as `metarec arena` for the same seeds, whole or one
+//!   job at a time with exact results as bytes (what `metarec.ray` spreads over a cluster);
 //! - [`ope`]: the off-policy estimators on numpy arrays in Open Bandit Pipeline's shapes.
 //!
 //! Errors in what Python passes are `ValueError`s that say which argument and where.
@@ -44,6 +45,9 @@ fn _metarec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<policy::PyPolicy>()?;
     m.add_function(wrap_pyfunction!(policy_names, m)?)?;
     m.add_function(wrap_pyfunction!(arena::arena_json, m)?)?;
+    m.add_function(wrap_pyfunction!(arena::arena_job_list, m)?)?;
+    m.add_function(wrap_pyfunction!(arena::arena_job, m)?)?;
+    m.add_function(wrap_pyfunction!(arena::arena_assemble_json, m)?)?;
     m.add_function(wrap_pyfunction!(ope::estimate, m)?)?;
     Ok(())
 }

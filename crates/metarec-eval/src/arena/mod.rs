@@ -15,7 +15,8 @@ use crate::policies::{PolicyError, PolicySpec};
 use crate::summary::Summary;
 use metarec_core::{Interaction, RewardFn, VocabError};
 use metarec_sim::Scenario;
-use play::{JobResult, UserOutcome, play_job};
+pub use play::JobResult;
+use play::{UserOutcome, play_job};
 use serde::Serialize;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,6 +39,20 @@ pub enum ArenaError {
     /// No users or no seeds to play.
     #[error("--users and --seeds must be at least 1")]
     NothingToPlay,
+    /// A job outside the arena's contestants and seeds.
+    #[error("there is no arena job for contestant {contestant} on seed {seed}")]
+    NoSuchJob {
+        /// The contestant's index.
+        contestant: usize,
+        /// The seed's index.
+        seed: usize,
+    },
+    /// Job results that are not the arena's (their number, a user count, or their encoding).
+    #[error("arena job results do not fit the arena: {reason}")]
+    Results {
+        /// What does not fit.
+        reason: String,
+    },
 }
 
 impl From<PolicyError> for ArenaError {
@@ -203,22 +218,9 @@ pub fn run_arena(
     config: &ArenaConfig,
     progress: &(dyn Fn(&str) + Sync),
 ) -> Result<ArenaReport, ArenaError> {
-    if config.users == 0 || config.seeds == 0 {
-        return Err(ArenaError::NothingToPlay);
-    }
-    // Every model is loaded and checked once, before any job runs; the jobs build their
-    // policies from the bundles in memory.
-    let mut loaded = Vec::new();
-    let mut specs = contestants.to_vec();
-    for spec in &mut specs {
-        spec.load(&mut loaded)?;
-        spec.check_fits(scenario)?;
-    }
+    let specs = prepare_contestants(scenario, contestants, config)?;
     let contestants = &specs[..];
-    let reward = config.reward.unwrap_or(scenario.config.reward);
-    let jobs: Vec<(usize, usize)> = (0..contestants.len())
-        .flat_map(|c| (0..config.seeds).map(move |s| (c, s)))
-        .collect();
+    let jobs = arena_jobs(contestants.len(), config);
     let threads = if config.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -236,7 +238,7 @@ pub fn run_arena(
                 loop {
                     let j = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&(c, s)) = jobs.get(j) else { break };
-                    let result = play_job(scenario, &contestants[c], s, config, &reward);
+                    let result = play_arena_job(scenario, contestants, c, s, config);
                     let finished = done.fetch_add(1, Ordering::Relaxed) + 1;
                     progress(&format!(
                         "[{finished}/{}] {} seed {s} done",
@@ -248,7 +250,95 @@ pub fn run_arena(
             });
         }
     });
-    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    let results = results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|r| r.expect("every job ran"))
+        .collect::<Result<Vec<_>, _>>()?;
+    assemble_arena(scenario, contestants, config, results)
+}
+
+/// The arena's jobs, `(contestant, seed)` pairs, in the order [`assemble_arena`] takes their
+/// results. Jobs are independent: each plays one contestant on one seed's users from a fresh
+/// policy, so they may run anywhere (threads here, other processes or machines elsewhere) and
+/// give the same numbers.
+pub fn arena_jobs(contestants: usize, config: &ArenaConfig) -> Vec<(usize, usize)> {
+    (0..contestants)
+        .flat_map(|c| (0..config.seeds).map(move |s| (c, s)))
+        .collect()
+}
+
+/// Loads every contestant's model once and checks that it fits the scenario: what
+/// [`play_arena_job`] needs of the contestants.
+pub fn prepare_contestants(
+    scenario: &Scenario,
+    contestants: &[PolicySpec],
+    config: &ArenaConfig,
+) -> Result<Vec<PolicySpec>, ArenaError> {
+    if config.users == 0 || config.seeds == 0 {
+        return Err(ArenaError::NothingToPlay);
+    }
+    // The jobs build their policies from the bundles in memory.
+    let mut loaded = Vec::new();
+    let mut specs = contestants.to_vec();
+    for spec in &mut specs {
+        spec.load(&mut loaded)?;
+        spec.check_fits(scenario)?;
+    }
+    Ok(specs)
+}
+
+/// Plays job `(c, s)` of [`arena_jobs`]: contestant `c` (of contestants prepared by
+/// [`prepare_contestants`]) on the users of seed `s`.
+pub fn play_arena_job(
+    scenario: &Scenario,
+    contestants: &[PolicySpec],
+    c: usize,
+    s: usize,
+    config: &ArenaConfig,
+) -> Result<JobResult, ArenaError> {
+    let reward = config.reward.unwrap_or(scenario.config.reward);
+    let contestant = contestants.get(c).ok_or(ArenaError::NoSuchJob {
+        contestant: c,
+        seed: s,
+    })?;
+    if s >= config.seeds {
+        return Err(ArenaError::NoSuchJob {
+            contestant: c,
+            seed: s,
+        });
+    }
+    play_job(scenario, contestant, s, config, &reward)
+}
+
+/// The report from every job's result, in [`arena_jobs`] order.
+pub fn assemble_arena(
+    scenario: &Scenario,
+    contestants: &[PolicySpec],
+    config: &ArenaConfig,
+    results: Vec<JobResult>,
+) -> Result<ArenaReport, ArenaError> {
+    let jobs = arena_jobs(contestants.len(), config);
+    if results.len() != jobs.len() {
+        return Err(ArenaError::Results {
+            reason: format!("{} results for {} jobs", results.len(), jobs.len()),
+        });
+    }
+    if let Some(j) = results
+        .iter()
+        .position(|r| r.outcomes.len() != config.users)
+    {
+        return Err(ArenaError::Results {
+            reason: format!(
+                "job {j} played {} users, not {}",
+                results[j].outcomes.len(),
+                config.users
+            ),
+        });
+    }
+    let reward = config.reward.unwrap_or(scenario.config.reward);
+    let mut results: Vec<Option<JobResult>> = results.into_iter().map(Some).collect();
     let mut reports = Vec::with_capacity(contestants.len());
     let mut per_user: Vec<Vec<f64>> = Vec::with_capacity(contestants.len());
     let mut log = Vec::new();
@@ -259,7 +349,7 @@ pub fn run_arena(
             if jc != c {
                 continue;
             }
-            let r = results[j].take().expect("every job ran")?;
+            let Some(r) = results[j].take() else { continue };
             outcomes.extend(r.outcomes);
             log.extend(r.log);
             seconds += r.seconds;

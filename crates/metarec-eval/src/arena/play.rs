@@ -29,10 +29,105 @@ pub(super) struct UserOutcome {
 }
 
 /// What a job hands back: every user's outcome in user order, and the log when asked for.
-pub(super) struct JobResult {
+pub struct JobResult {
     pub(super) outcomes: Vec<UserOutcome>,
     pub(super) log: Vec<Interaction>,
     pub(super) seconds: f64,
+}
+
+/// The first bytes of an encoded [`JobResult`] (version 1).
+const JOB_MAGIC: &[u8; 8] = b"MRARENA1";
+
+impl JobResult {
+    /// The result as bytes that [`JobResult::from_bytes`] reads back exactly (every number by
+    /// its bits), so that a job played in another process gives the same report. The log, when
+    /// one was kept, is not carried.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = JOB_MAGIC.to_vec();
+        let mut put = |x: f64| out.extend(x.to_le_bytes());
+        put(self.seconds);
+        put(self.outcomes.len() as f64);
+        for o in &self.outcomes {
+            for x in [
+                o.reward,
+                o.discounted,
+                o.clicks,
+                o.impressions,
+                o.purchases,
+                o.revenue,
+                o.slates,
+                o.visits,
+                o.regret,
+            ] {
+                put(x);
+            }
+            for v in [&o.curve, &o.expected, &o.best] {
+                put(v.len() as f64);
+                v.iter().for_each(|&x| put(x));
+            }
+        }
+        out
+    }
+
+    /// Reads what [`JobResult::to_bytes`] wrote.
+    pub fn from_bytes(bytes: &[u8]) -> Result<JobResult, ArenaError> {
+        let bad = |reason: &str| ArenaError::Results {
+            reason: format!("encoded job result: {reason}"),
+        };
+        let body = bytes
+            .strip_prefix(JOB_MAGIC.as_slice())
+            .ok_or_else(|| bad("not an arena job result (wrong magic)"))?;
+        if body.len() % 8 != 0 {
+            return Err(bad("a truncated number"));
+        }
+        let mut numbers = body
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])));
+        let mut next = || numbers.next().ok_or_else(|| bad("it ends early"));
+        // Counts are written as floats, exact for any count a job can have (below 2^53).
+        let count = |next: &mut dyn FnMut() -> Result<f64, ArenaError>| {
+            let n = next()?;
+            if (0.0..9.0e15).contains(&n) && n.fract() == 0.0 {
+                Ok(n as usize)
+            } else {
+                Err(bad("a count that is not a whole number"))
+            }
+        };
+        let seconds = next()?;
+        let users = count(&mut next)?;
+        let mut outcomes = Vec::with_capacity(users.min(1 << 20));
+        for _ in 0..users {
+            let mut o = UserOutcome {
+                reward: next()?,
+                discounted: next()?,
+                clicks: next()?,
+                impressions: next()?,
+                purchases: next()?,
+                revenue: next()?,
+                slates: next()?,
+                visits: next()?,
+                regret: next()?,
+                curve: Vec::new(),
+                expected: Vec::new(),
+                best: Vec::new(),
+            };
+            for v in [&mut o.curve, &mut o.expected, &mut o.best] {
+                let n = count(&mut next)?;
+                for _ in 0..n {
+                    v.push(next()?);
+                }
+            }
+            outcomes.push(o);
+        }
+        if next().is_ok() {
+            return Err(bad("bytes after the last user"));
+        }
+        Ok(JobResult {
+            outcomes,
+            log: Vec::new(),
+            seconds,
+        })
+    }
 }
 
 /// Seed of the users of arena seed `s`: distinct from the scenario seed's own streams.
