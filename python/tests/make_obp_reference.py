@@ -76,16 +76,8 @@ def main() -> None:
         logged["reward"], logged["action"], logged["position"],
         logged["n_actions"], logged["len_list"], n,
     )
-    feedback = {
-        "n_rounds": n,
-        "n_actions": logged["n_actions"],
-        "action": logged["action"],
-        "position": logged["position"],
-        "reward": logged["reward"],
-        "pscore": logged["pscore"],
-    }
     estimates = OffPolicyEvaluation(
-        bandit_feedback=feedback,
+        bandit_feedback=obd_arrays.obp_feedback(logged),
         ope_estimators=[
             InverseProbabilityWeighting(),
             SelfNormalizedInverseProbabilityWeighting(),

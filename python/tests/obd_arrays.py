@@ -64,3 +64,15 @@ def estimated_rewards(
     rate = (clicks + 10.0 * position_rate) / (shown + 10.0)
     factor = 1.0 + 0.1 * np.sin(0.05 * np.arange(n_rounds, dtype=np.float64))
     return np.clip(factor[:, None, None] * rate[None, :, :], 0.0, 1.0)
+
+
+def obp_feedback(logged: dict) -> dict:
+    """`logged` in the shape obp's `OffPolicyEvaluation` takes as `bandit_feedback`."""
+    return {
+        "n_rounds": len(logged["reward"]),
+        "n_actions": logged["n_actions"],
+        "action": logged["action"],
+        "position": logged["position"],
+        "reward": logged["reward"],
+        "pscore": logged["pscore"],
+    }

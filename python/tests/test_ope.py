@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import metarec
+import obd_arrays as arrays
 from metarec import ope
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -89,8 +90,6 @@ def test_bad_arrays_are_value_errors_that_say_what():
 
 
 def obd_arrays(data_dir: pathlib.Path):
-    import obd_arrays as arrays
-
     logged = arrays.load_obd(data_dir / "obd" / "random" / "all" / "all.csv")
     n = len(logged["reward"])
     dist = arrays.action_dist(n, logged["n_actions"], logged["len_list"])
@@ -128,16 +127,8 @@ def test_ipw_snipw_and_dr_equal_obps_on_the_open_bandit_sample(data_dir):
         )
     except ImportError:
         return  # obp is not installed: the stored reference above is what obp gave.
-    feedback = {
-        "n_rounds": len(logged["reward"]),
-        "n_actions": logged["n_actions"],
-        "action": logged["action"],
-        "position": logged["position"],
-        "reward": logged["reward"],
-        "pscore": logged["pscore"],
-    }
     live = OffPolicyEvaluation(
-        bandit_feedback=feedback,
+        bandit_feedback=arrays.obp_feedback(logged),
         ope_estimators=[
             InverseProbabilityWeighting(),
             SelfNormalizedInverseProbabilityWeighting(),
