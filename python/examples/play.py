@@ -15,32 +15,6 @@ import numpy as np
 import metarec
 
 
-def play(env: metarec.ShopEnv, policy: metarec.Policy, users: int, seed: int) -> np.ndarray:
-    """Reward of each of users 0..users-1 of `seed`, from their first slate until they leave."""
-    totals = np.zeros(users)
-    for user in range(users):
-        # Seeding once and then asking for user numbers keeps the users common to all policies.
-        obs, info = env.reset(seed=seed if user == 0 else None, options={"user": user})
-        context = info["context"]
-        policy.start_user(context)
-        done = False
-        while not done:
-            slate, propensities = policy.decide(context)
-            obs, reward, terminated, truncated, info = env.step(slate)
-            policy.observe(
-                context,
-                slate,
-                propensities,
-                info["clicks"].tolist(),
-                info["purchases"].tolist(),
-                info["revenue"].tolist(),
-            )
-            totals[user] += reward
-            done = terminated or truncated
-            context = info["context"]
-    return totals
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=200)
@@ -57,7 +31,7 @@ def main() -> None:
     print(f"{'policy':<8} {'reward per user':>16}  95% interval       users")
     for name in ("random", "lints"):
         policy = metarec.Policy(name, simulator, seed=args.seed)
-        totals = play(env, policy, args.users, args.seed)
+        totals = metarec.play(env, policy, args.users, args.seed)
         half = 1.96 * totals.std(ddof=1) / math.sqrt(len(totals))
         print(
             f"{name:<8} {totals.mean():>16.3f}  [{totals.mean() - half:.3f}, "

@@ -6,6 +6,7 @@
   or a shop directory made by ``metarec shop import``).
 - :class:`Policy`: every metarec policy by name (see :func:`policy_names`): the baselines and
   trained model bundles (``neural:DIR``, ``neural-greedy:DIR``, ``adjusted:DIR``).
+- :func:`play`: plays users through a :class:`ShopEnv` with any policy-like object.
 - :func:`arena`: the policy arena, the same numbers as ``metarec arena`` for the same seeds.
 - :mod:`metarec.ope`: off-policy estimators on numpy arrays in Open Bandit Pipeline's shapes.
 - :class:`Client`: the HTTP client of ``metarec serve`` (rank, feedback, reward).
@@ -27,7 +28,7 @@ from metarec._metarec import (
 )
 from metarec import ope
 from metarec.client import Client, ServerError
-from metarec.env import ShopEnv, VecShopEnv
+from metarec.env import ShopEnv, VecShopEnv, play
 
 __all__ = [
     "Client",
@@ -41,6 +42,7 @@ __all__ = [
     "__version__",
     "arena",
     "ope",
+    "play",
     "policy_names",
 ]
 

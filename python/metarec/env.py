@@ -209,3 +209,33 @@ class VecShopEnv(VectorEnv):
         obs, reward, done, clicks, purchases, revenue, users = self.env.step(slates)
         info = {"clicks": clicks, "purchases": purchases, "revenue": revenue, "users": users}
         return self._observe(obs), reward, done, np.zeros_like(done), info
+
+
+def play(env: ShopEnv, policy: Any, users: int, seed: int) -> np.ndarray:
+    """Plays users ``0..users-1`` of ``seed``, each from their first slate until they leave, and
+    returns each user's total reward. ``policy`` is a :class:`metarec.Policy` or anything with
+    its three methods: ``start_user(context)``, ``decide(context) -> (slate, propensities)`` and
+    ``observe(context, slate, propensities, clicks, purchases, revenue)``. Every policy played
+    with the same ``seed`` meets the same users with the same luck."""
+    totals = np.zeros(users)
+    for user in range(users):
+        # Seeding once and then asking for user numbers keeps the users common to all policies.
+        _, info = env.reset(seed=seed if user == 0 else None, options={"user": user})
+        context = info["context"]
+        policy.start_user(context)
+        done = False
+        while not done:
+            slate, propensities = policy.decide(context)
+            _, reward, terminated, truncated, info = env.step(np.asarray(slate, dtype=np.int64))
+            policy.observe(
+                context,
+                list(slate),
+                list(propensities),
+                info["clicks"].tolist(),
+                info["purchases"].tolist(),
+                info["revenue"].tolist(),
+            )
+            totals[user] += reward
+            done = terminated or truncated
+            context = info["context"]
+    return totals
