@@ -78,3 +78,12 @@ def test_the_arena_gives_the_command_lines_numbers(sim, metarec_cli, tmp_path):
         for c in report["contestants"]:
             c.pop("seconds")
     assert ours == theirs
+
+
+def test_play_gives_every_policy_the_same_users(sim):
+    env = metarec.ShopEnv(simulator=sim)
+    a = metarec.play(env, metarec.Policy("random", sim, seed=2), 20, seed=3)
+    b = metarec.play(env, metarec.Policy("random", sim, seed=2), 20, seed=3)
+    c = metarec.play(env, metarec.Policy("random", sim, seed=2), 20, seed=4)
+    assert a.tolist() == b.tolist() and a.tolist() != c.tolist()
+    assert len(a) == 20 and a.sum() > 0
