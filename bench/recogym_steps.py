@@ -5,7 +5,7 @@ step. This script times its bandit steps (env.step with an action) for a random 
 `reco-gym-v1` with the given number of products, and prints steps per second on stdout.
 
 Usage: python recogym_steps.py PRODUCTS STEPS
-Install: scripts/recogym-venv (pins versions under which RecoGym 0.1.3.0 still runs).
+Install: scripts/peers-venv (pins versions under which RecoGym 0.1.3.0 still runs).
 """
 import sys
 import time

@@ -7,6 +7,9 @@
 - :class:`Policy`: every metarec policy by name (see :func:`policy_names`): the baselines and
   trained model bundles (``neural:DIR``, ``neural-greedy:DIR``, ``adjusted:DIR``).
 - :func:`play`: plays users through a :class:`ShopEnv` with any policy-like object.
+- :class:`Trainer`: the neural policy's training on a simulator (REINFORCE, actor-critic, or
+  distillation from the informed yardstick); :func:`metarec.ray.train` splits its batches over
+  a Ray cluster.
 - :func:`arena`: the policy arena, the same numbers as ``metarec arena`` for the same seeds.
 - :mod:`metarec.ope`: off-policy estimators on numpy arrays in Open Bandit Pipeline's shapes.
 - :class:`Client`: the HTTP client of ``metarec serve`` (rank, feedback, reward).
@@ -21,6 +24,7 @@ from metarec._metarec import (
     Context,
     Policy,
     Simulator,
+    Trainer,
     VecEnv,
     __version__,
     arena_json,
@@ -37,6 +41,7 @@ __all__ = [
     "ServerError",
     "ShopEnv",
     "Simulator",
+    "Trainer",
     "VecEnv",
     "VecShopEnv",
     "__version__",

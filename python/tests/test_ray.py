@@ -1,4 +1,5 @@
-"""The arena on a local Ray cluster of 2 workers equals the single-process arena bit for bit."""
+"""The arena and training on a local Ray cluster of 2 workers equal the single-process runs bit for
+bit."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ def test_ray_must_be_started_first():
     assert not ray.is_initialized()
     with pytest.raises(RuntimeError, match="ray.init"):
         metarec.ray.arena(["random"], users=1, seeds=1)
+    with pytest.raises(RuntimeError, match="ray.init"):
+        metarec.ray.train(1)
 
 
 @pytest.fixture(scope="module")
@@ -43,3 +46,18 @@ def test_the_arena_on_ray_equals_the_single_process_run(local_cluster, sim, data
     assert len(set(means.values())) == 3
 
 
+
+
+def test_training_on_ray_equals_the_single_process_run(local_cluster, sim, data_dir):
+    settings = dict(algo="distill", teacher="informed:20", seed=5, batch=8, hidden=16, embed=8)
+    single = metarec.Trainer(sim, **settings)
+    initial = single.weights()
+    for _ in range(2):
+        single.iteration()
+    seen = []
+    spread = metarec.ray.train(
+        2, data_dir=str(data_dir), workers=2, on_iteration=seen.append, **settings
+    )
+    assert spread.weights() == single.weights()
+    assert spread.history == single.history == seen
+    assert single.weights() != initial, "training must change the network"

@@ -51,6 +51,9 @@ pub enum PolicyError {
     /// An empty list.
     #[error("no policies given")]
     Empty,
+    /// A distillation teacher other than `informed` or `informed:N`.
+    #[error("the teacher must be `informed` or `informed:N`")]
+    NotATeacher(String),
     /// A model bundle cannot be loaded or has no usable adjuster.
     #[error("policy `{name}`: {source}")]
     Model {
@@ -400,6 +403,26 @@ impl PolicySpec {
                 Box::new(bundle()?.adjusted_policy(name).map_err(model_err)?)
             }
         })
+    }
+
+    /// The teacher of distillation named `name`: `informed` or `informed:N`, the exact-model
+    /// Bayesian yardstick showing its posterior's best slate, its particles seeded by `seed`.
+    /// The CLI's `train --teacher` and the Python trainer build it here.
+    pub fn teacher(
+        name: &str,
+        scenario: &Scenario,
+        reward: &RewardFn,
+        seed: u64,
+    ) -> Result<InformedPolicy, PolicyError> {
+        match PolicySpec::parse(name)? {
+            PolicySpec::Informed { settings, .. } if !settings.thompson => Ok(InformedPolicy::new(
+                scenario.world.clone(),
+                &scenario.config,
+                reward,
+                InformedConfig { seed, ..settings },
+            )),
+            _ => Err(PolicyError::NotATeacher(name.to_owned())),
+        }
     }
 
     /// Whether the policy adapts to each user from that user's feedback (the adjusted policy),

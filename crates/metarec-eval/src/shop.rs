@@ -312,6 +312,23 @@ pub fn auc(samples: &[(f64, bool)]) -> Option<f64> {
     Some((rank_sum - p * (p + 1.0) / 2.0) / (p * negatives as f64))
 }
 
+/// The description of a scenario that a model bundle records: its name and its configuration as
+/// given, so commands that take the model rebuild the same world, and for a simulator of a shop
+/// the SHA-256 of the shop's catalog and events, so it is rebuilt only from the same shop.
+pub fn scenario_source(scenario: &metarec_sim::Scenario) -> DataSource {
+    let (name, toml) = (scenario.config.name.clone(), scenario.source.to_toml());
+    match &scenario.shop {
+        None => DataSource::Scenario { name, toml },
+        Some(shop) => DataSource::ShopSimulator {
+            name,
+            toml,
+            dir: scenario.source.shop.dir.clone(),
+            catalog_sha256: shop.catalog_sha256.clone(),
+            events_sha256: shop.events_sha256.clone(),
+        },
+    }
+}
+
 /// What a model bundle records of the shop it was trained on: its name, the directory as
 /// given, the SHA-256 of its catalog and events, and the held-out share.
 pub fn shop_source(shop: &Shop, dir: &str, holdout: f64) -> DataSource {

@@ -7,7 +7,7 @@ use metarec_core::{
 use metarec_neural::NeuralError;
 use metarec_neural::checkpoint::{self, DataSource, Manifest};
 use metarec_neural::model::ModelConfig;
-use metarec_neural::train::{Algo, TrainConfig, TrainData, Trainer};
+use metarec_neural::train::{self, Algo, TrainConfig, TrainData, Trainer};
 use rand::Rng as _;
 
 /// Six items; user `n` loves item `n % 3` (clicks it 90% of the time when shown first, less
@@ -100,6 +100,7 @@ fn config(iterations: usize) -> TrainConfig {
         entropy: 0.0,
         value_weight: 0.5,
         seed: 5,
+        user_streams: false,
     }
 }
 
@@ -193,6 +194,70 @@ fn seeded_training_is_reproducible() {
         trainer.frozen().clone()
     };
     assert_eq!(run(), run());
+}
+
+#[test]
+fn a_batch_split_over_workers_trains_as_one_process_with_user_streams() {
+    let cfg = TrainConfig {
+        user_streams: true,
+        ..config(3)
+    };
+    let mut env = ToyShop::new();
+    let mut alone = Trainer::new(env.catalog(), clicks_only(), cfg.clone()).unwrap();
+    alone
+        .train(&mut env, TrainData::default(), |_, _| {
+            Ok::<(), NeuralError>(())
+        })
+        .unwrap();
+
+    // A learner and two workers, each with its own environment, passing bytes as processes do.
+    let mut learner = Trainer::new(env.catalog(), clicks_only(), cfg.clone()).unwrap();
+    let mut workers: Vec<(Trainer, ToyShop)> = (0..2)
+        .map(|_| {
+            let env = ToyShop::new();
+            (
+                Trainer::new(env.catalog(), clicks_only(), cfg.clone()).unwrap(),
+                env,
+            )
+        })
+        .collect();
+    for _ in 0..cfg.iterations {
+        let weights = learner.weights_bytes().unwrap();
+        let users = learner.batch_users();
+        let middle = users.start + 13;
+        let mut episodes = Vec::new();
+        for ((worker, env), part) in workers
+            .iter_mut()
+            .zip([users.start..middle, middle..users.end])
+        {
+            worker.set_weights_bytes(&weights).unwrap();
+            let bytes = train::episodes_to_bytes(&worker.collect(env, part).unwrap());
+            episodes.extend(train::episodes_from_bytes(&bytes).unwrap());
+        }
+        learner.learn_from(&episodes).unwrap();
+    }
+    assert_eq!(
+        learner.weights_bytes().unwrap(),
+        alone.weights_bytes().unwrap()
+    );
+    assert_eq!(learner.history, alone.history);
+    assert_eq!(learner.iterations_done, 3);
+
+    // With the one shared stream the same split would not reproduce the run: the second
+    // worker's users would draw from the start of the stream.
+    let shared = Trainer::new(env.catalog(), clicks_only(), config(1)).unwrap();
+    let streams = Trainer::new(env.catalog(), clicks_only(), cfg).unwrap();
+    let slates = |mut t: Trainer| {
+        let users = t.batch_users();
+        let part = users.start + 16..users.end;
+        let episodes = t.collect(&mut ToyShop::new(), part).unwrap();
+        episodes
+            .iter()
+            .flatten()
+            .map(|s| s.slate.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_ne!(slates(shared), slates(streams));
 }
 
 fn manifest(trainer: &Trainer, catalog: &Catalog) -> Manifest {

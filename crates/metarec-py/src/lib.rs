@@ -9,7 +9,9 @@
 //!   context at a time or a whole `VecEnv` at once;
 //! - [`arena`]: the arena, the same numbers as `metarec arena` for the same seeds, whole or one
 //!   job at a time with exact results as bytes (what `metarec.ray` spreads over a cluster);
-//! - [`ope`]: the off-policy estimators on numpy arrays in Open Bandit Pipeline's shapes.
+//! - [`ope`]: the off-policy estimators on numpy arrays in Open Bandit Pipeline's shapes;
+//! - [`train`]: `Trainer`, the network's training on a simulator, whole iterations or a batch
+//!   split over workers with exact bytes (what `metarec.ray.train` spreads over a cluster).
 //!
 //! Errors in what Python passes are `ValueError`s that say which argument and where.
 #![deny(missing_docs)]
@@ -19,6 +21,7 @@ pub mod context;
 pub mod ope;
 pub mod policy;
 pub mod sim;
+pub mod train;
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -43,6 +46,7 @@ fn _metarec(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sim::VecEnv>()?;
     m.add_class::<context::PyContext>()?;
     m.add_class::<policy::PyPolicy>()?;
+    m.add_class::<train::PyTrainer>()?;
     m.add_function(wrap_pyfunction!(policy_names, m)?)?;
     m.add_function(wrap_pyfunction!(arena::arena_json, m)?)?;
     m.add_function(wrap_pyfunction!(arena::arena_job_list, m)?)?;

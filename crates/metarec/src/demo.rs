@@ -154,7 +154,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     let manifest = Manifest::for_trainer(
         &trainer,
         &catalog,
-        crate::train::model_source(&scenario),
+        metarec_eval::shop::scenario_source(&scenario),
         algos,
         metrics,
     );

@@ -35,8 +35,8 @@ use metarec_neural::train::{
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// The most simulated users (or logged interactions) per optimiser step.
-const MAX_BATCH: u64 = 100_000;
+/// The most simulated users (or logged interactions) per optimiser step, as the library allows.
+const MAX_BATCH: u64 = metarec_neural::train::MAX_BATCH as u64;
 /// The largest reward weight: rewards are per click, per purchase and per unit of revenue, and
 /// weights past a million only scale the loss towards overflow.
 const MAX_WEIGHT: f64 = 1e6;
@@ -145,6 +145,11 @@ pub struct TrainArgs {
     /// Seed of weights, sampling and training users.
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Sample each training user's slates from a stream of their own rather than one stream
+    /// through the batch: the runs that `metarec.ray.train` splits over workers (Python) give
+    /// the same network as this.
+    #[arg(long)]
+    user_streams: bool,
     /// Save a checkpoint every this many steps (and at the end).
     #[arg(long, default_value_t = 50, value_parser = count::<usize>(MAX_ITERATIONS))]
     checkpoint_every: usize,
@@ -291,7 +296,7 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
         Vec::new()
     };
 
-    let source = model_source(&scenario);
+    let source = metarec_eval::shop::scenario_source(&scenario);
     let data = TrainData {
         logged: &logged,
         teacher: teacher.as_mut().map(|t| t as &mut dyn metarec_core::Policy),
@@ -646,23 +651,6 @@ fn catalog_with_titles(
     )?)
 }
 
-/// The description of a scenario that a model bundle records: its name and its configuration as
-/// given, so commands that take the model rebuild the same world, and for a simulator of a shop
-/// the SHA-256 of the shop's catalog and events, so it is rebuilt only from the same shop.
-pub fn model_source(scenario: &metarec_sim::Scenario) -> DataSource {
-    let (name, toml) = (scenario.config.name.clone(), scenario.source.to_toml());
-    match &scenario.shop {
-        None => DataSource::Scenario { name, toml },
-        Some(shop) => DataSource::ShopSimulator {
-            name,
-            toml,
-            dir: scenario.source.shop.dir.clone(),
-            catalog_sha256: shop.catalog_sha256.clone(),
-            events_sha256: shop.events_sha256.clone(),
-        },
-    }
-}
-
 /// Interactions of 3000 simulated training users under uniformly random slates.
 fn random_log(
     scenario: &metarec_sim::Scenario,
@@ -711,18 +699,8 @@ pub(crate) fn build_teacher(
     reward: &RewardFn,
     seed: u64,
 ) -> Result<metarec_sim::InformedPolicy> {
-    match PolicySpec::parse(name) {
-        Ok(PolicySpec::Informed { settings, .. }) if !settings.thompson => {
-            Ok(metarec_sim::InformedPolicy::new(
-                scenario.world.clone(),
-                &scenario.config,
-                reward,
-                metarec_sim::InformedConfig { seed, ..settings },
-            ))
-        }
-        Err(e) => bail!("--teacher {name}: {e}"),
-        _ => bail!("--teacher {name}: the teacher must be `informed` or `informed:N`"),
-    }
+    PolicySpec::teacher(name, scenario, reward, seed)
+        .map_err(|e| anyhow::anyhow!("--teacher {name}: {e}"))
 }
 
 /// The reward (the options over `base`) and the training settings the options ask for.
@@ -752,6 +730,7 @@ fn settings(args: &TrainArgs, base: &RewardFn, algo: Algo) -> Result<(RewardFn, 
         learning_rate: args.lr,
         entropy: args.entropy,
         seed: args.seed,
+        user_streams: args.user_streams,
         ..TrainConfig::default()
     };
     Ok((reward, config))

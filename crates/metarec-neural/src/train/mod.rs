@@ -32,8 +32,10 @@ use metarec_core::{
 use serde::{Deserialize, Serialize};
 
 mod collect;
+mod split;
 pub mod weights;
 use collect::Collector;
+pub use split::{episodes_from_bytes, episodes_to_bytes};
 pub use weights::{EntryWeights, Weighting, ips_weights};
 
 /// The learning algorithm.
@@ -95,6 +97,12 @@ pub struct TrainConfig {
     pub value_weight: f64,
     /// Seed of the initial weights, the policy's sampling and the training users.
     pub seed: u64,
+    /// Whether each training user's slates are sampled from a stream of their own (the seed
+    /// and the user's number) rather than from one stream that runs through the batch in
+    /// order. With their own streams a batch's users can be split over workers (Ray, from
+    /// Python) and give the same episodes as one process; off by default, since the shipped
+    /// network and earlier runs were trained with the one stream.
+    pub user_streams: bool,
 }
 
 impl Default for TrainConfig {
@@ -108,6 +116,7 @@ impl Default for TrainConfig {
             entropy: 0.01,
             value_weight: 0.5,
             seed: 7,
+            user_streams: false,
         }
     }
 }
@@ -116,8 +125,11 @@ impl TrainConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), NeuralError> {
         self.model.validate()?;
-        if self.batch == 0 {
-            return Err(NeuralError::Config("batch must be at least 1".into()));
+        if self.batch == 0 || self.batch > MAX_BATCH {
+            return Err(NeuralError::Config(format!(
+                "batch = {}: must be 1 to {MAX_BATCH}",
+                self.batch
+            )));
         }
         for (name, v) in [
             ("learning_rate", self.learning_rate),
@@ -210,6 +222,12 @@ pub struct Trainer {
     /// Per-iteration statistics of this process's run.
     pub history: Vec<IterationStats>,
 }
+
+/// The most simulated users (or logged interactions) per optimiser step.
+pub const MAX_BATCH: usize = 100_000;
+
+/// The high bits of a training user's own sampling stream ([`TrainConfig::user_streams`]).
+const USER_STREAMS: u64 = 0x7573_6572 << 32;
 
 fn adam(varmap: &VarMap, lr: f64) -> Result<AdamW, NeuralError> {
     let vars = sorted_vars(varmap).into_iter().map(|(_, v)| v).collect();
@@ -322,14 +340,14 @@ impl Trainer {
         let mut episodes = Vec::with_capacity(users.end.saturating_sub(users.start) as usize);
         for user in users {
             let one = user..user + 1;
-            rollout(
-                env,
-                &mut collector,
-                one,
-                &mut self.rng,
-                &mut (),
-                EventIds::None,
-            )?;
+            let mut own;
+            let rng = if self.config.user_streams {
+                own = rng_for(self.config.seed, USER_STREAMS ^ user);
+                &mut own
+            } else {
+                &mut self.rng
+            };
+            rollout(env, &mut collector, one, rng, &mut (), EventIds::None)?;
             let mut episode = std::mem::take(&mut collector.episode);
             if let Some(last) = episode.last_mut() {
                 last.last = true;
@@ -603,9 +621,29 @@ impl Trainer {
                 "distillation needs a teacher policy".into(),
             ));
         }
-        // Training users live far from the arena's numbers (which start at 0).
+        let episodes = self.collect_with(env, self.batch_users(), teacher)?;
+        self.learn_from(&episodes)
+    }
+
+    /// The user numbers of the next iteration's batch. Training users live far from the
+    /// arena's numbers (which start at 0).
+    pub fn batch_users(&self) -> std::ops::Range<u64> {
         let first = (1u64 << 40) + (self.iterations_done * self.config.batch) as u64;
-        let episodes = self.collect_with(env, first..first + self.config.batch as u64, teacher)?;
+        first..first + self.config.batch as u64
+    }
+
+    /// The learning half of an iteration: one optimiser step on `episodes`, the batch's users
+    /// in order (collected here or, with [`TrainConfig::user_streams`], by workers that each
+    /// played part of [`Trainer::batch_users`] with the same weights).
+    pub fn learn_from(
+        &mut self,
+        episodes: &[Vec<Transition>],
+    ) -> Result<IterationStats, NeuralError> {
+        if episodes.iter().all(Vec::is_empty) {
+            return Err(NeuralError::Config(
+                "no slates to learn from: the batch's episodes are empty".into(),
+            ));
+        }
         let users = episodes.len().max(1) as f64;
         let reward_per_user = episodes.iter().flatten().map(|t| t.reward).sum::<f64>() / users;
         let return_per_user = episodes
@@ -615,7 +653,7 @@ impl Trainer {
             .sum::<f64>()
             / users;
         let slates_per_user = episodes.iter().map(Vec::len).sum::<usize>() as f64 / users;
-        let (loss, entropy) = self.rl_loss(&episodes)?;
+        let (loss, entropy) = self.rl_loss(episodes)?;
         let loss = self.apply(&loss)?;
         self.iterations_done += 1;
         let stats = IterationStats {

@@ -17,7 +17,7 @@ pub struct BenchSimArgs {
     /// Slate steps timed per cell for the random policy (LinUCB runs a fiftieth of them).
     #[arg(long, default_value_t = 1_000_000, value_parser = count::<u64>(MAX_SIM_STEPS))]
     steps: u64,
-    /// A Python with RecoGym installed (`scripts/recogym-venv` makes one) to time RecoGym's
+    /// A Python with RecoGym installed (`scripts/peers-venv` makes one) to time RecoGym's
     /// random agent at 100 products in the same run.
     #[arg(long, value_name = "PYTHON")]
     recogym_python: Option<String>,
@@ -50,7 +50,7 @@ fn recogym_steps(python: &str, products: usize, steps: u64) -> Result<f64> {
         .with_context(|| format!("cannot run `{python}`"))?;
     if !out.status.success() {
         bail!(
-            "the RecoGym baseline failed (run scripts/recogym-venv first):\n{}",
+            "the RecoGym baseline failed (run scripts/peers-venv first):\n{}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
@@ -115,7 +115,7 @@ pub fn run(args: BenchSimArgs, global: &Global) -> Result<()> {
             );
         }
         None => println!(
-            "  RecoGym baseline not run: `scripts/recogym-venv`, then add `--recogym-python .venv-recogym/bin/python`"
+            "  RecoGym baseline not run: `scripts/peers-venv`, then add `--recogym-python .venv-peers/bin/python`"
         ),
     }
     Ok(())
