@@ -1,11 +1,11 @@
 """Training iterations per second in one process and spread over a local Ray cluster, with the
 two networks compared bit for bit.
 
-    python python/bench/ray_train.py [--iterations 6] [--workers 2] [--batch 64]
+    python python/bench/ray_train.py [--iterations 4] [--workers 2] [--batch 256]
         [--algo distill] [--teacher informed:100] [--hidden 64] [--embed 32]
 
 The defaults are `scripts/pretrain`'s settings. Build the package in release mode for
-meaningful numbers (`pip install ./python`), with `ray` installed.
+meaningful numbers: `scripts/peers-venv` makes .venv-peers with the release build and Ray.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import metarec.ray
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--iterations", type=int, default=4)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--algo", default="distill")
     parser.add_argument("--teacher", default="informed:100")
     parser.add_argument("--hidden", type=int, default=64)
