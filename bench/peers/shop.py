@@ -15,6 +15,7 @@ left out with a note.
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
 import time
 
@@ -47,6 +48,15 @@ class Timed:
         self.seconds += time.perf_counter() - start
 
 
+def _peer(module: str, library: str):
+    """The adapter module of a peer library, or None (with a note) when the library is missing."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        print(f"({library} left out: {e}; scripts/peers-venv installs it)")
+        return None
+
+
 def contestants(sim: metarec.Simulator, only: set[str]) -> dict:
     """Name -> a function of the seed making a fresh policy, for every family in `only` whose
     package imports."""
@@ -54,24 +64,12 @@ def contestants(sim: metarec.Simulator, only: set[str]) -> dict:
     if "metarec" in only:
         for name in ("random", "lints", "lints-user"):
             out[f"metarec {name}"] = lambda s, name=name: metarec.Policy(name, sim, seed=s)
-    if "vw" in only:
-        try:
-            import peer_vw
-        except ImportError as e:
-            print(f"(Vowpal Wabbit left out: {e}; scripts/peers-venv installs it)")
-        else:
-            for name, flags in peer_vw.AGENTS.items():
-                out[name] = lambda s, flags=flags: peer_vw.VwPolicy(sim, flags, s)
-    if "recogym" in only:
-        try:
-            import peer_recogym
-        except ImportError as e:
-            print(f"(RecoGym left out: {e}; scripts/peers-venv installs it)")
-        else:
-            for name, make in peer_recogym.AGENTS.items():
-                out[name] = lambda s, make=make: peer_recogym.RecoGymPolicy(
-                    sim.n_items, sim.slate_size, make, s
-                )
+    if "vw" in only and (vw := _peer("peer_vw", "Vowpal Wabbit")):
+        for name, flags in vw.AGENTS.items():
+            out[name] = lambda s, flags=flags: vw.VwPolicy(sim, flags, s)
+    if "recogym" in only and (rg := _peer("peer_recogym", "RecoGym")):
+        for name, make in rg.AGENTS.items():
+            out[name] = lambda s, make=make: rg.RecoGymPolicy(sim.n_items, sim.slate_size, make, s)
     return out
 
 
