@@ -644,6 +644,7 @@ impl Trainer {
                 "no slates to learn from: the batch's episodes are empty".into(),
             ));
         }
+        self.check_episodes(episodes)?;
         let users = episodes.len().max(1) as f64;
         let reward_per_user = episodes.iter().flatten().map(|t| t.reward).sum::<f64>() / users;
         let return_per_user = episodes

@@ -57,6 +57,44 @@ impl Trainer {
         self.frozen = Frozen::from_model(&self.model, &self.item_inputs)?;
         Ok(())
     }
+
+    /// Checks that episodes from elsewhere fit this network before any tensor is built from
+    /// them: the user tower's input width, items of the catalog, and per-entry feedback as long
+    /// as each slate, so a bad or foreign part is an error, never an index out of bounds.
+    pub(super) fn check_episodes(&self, episodes: &[Vec<Transition>]) -> Result<(), NeuralError> {
+        let (n, width) = (self.features.items(), self.features.user_dim());
+        for (e, episode) in episodes.iter().enumerate() {
+            for (s, t) in episode.iter().enumerate() {
+                let at =
+                    |what: String| NeuralError::Config(format!("episode {e}, slate {s}: {what}"));
+                if t.input.len() != width {
+                    return Err(at(format!(
+                        "a user input of {} values for a network that reads {width}",
+                        t.input.len()
+                    )));
+                }
+                if t.slate.is_empty()
+                    || t.clicks.len() != t.slate.len()
+                    || t.purchases.len() != t.slate.len()
+                {
+                    return Err(at(format!(
+                        "{} clicks and {} purchases for a slate of {}",
+                        t.clicks.len(),
+                        t.purchases.len(),
+                        t.slate.len()
+                    )));
+                }
+                let lists = [&t.ignored, &t.clicked, &t.slate, &t.teacher];
+                if let Some(bad) = lists.iter().flat_map(|l| l.iter()).find(|i| i.index() >= n) {
+                    return Err(at(format!("item {} of a catalog of {n}", bad.0)));
+                }
+                if !(t.reward.is_finite() && t.ret.is_finite()) {
+                    return Err(at("a reward that is not a finite number".into()));
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The episodes as bytes that [`episodes_from_bytes`] reads back exactly.
@@ -199,6 +237,46 @@ mod tests {
             ..TrainConfig::default()
         };
         Trainer::new(&catalog(12), RewardFn::default(), config).unwrap()
+    }
+
+    #[test]
+    fn foreign_episodes_are_errors_before_any_tensor() {
+        let mut t = trainer(1);
+        let good = Transition {
+            input: vec![0.0; t.features.user_dim()],
+            ignored: vec![],
+            clicked: vec![ItemId(1)],
+            slate: vec![ItemId(2), ItemId(3)],
+            clicks: vec![true, false],
+            purchases: vec![false, false],
+            reward: 1.0,
+            ret: 1.0,
+            last: true,
+            teacher: vec![],
+        };
+        let weights = t.weights_bytes().unwrap();
+        let bad: [fn(&mut Transition); 5] = [
+            |t| t.input.push(0.0),
+            |t| t.clicked.push(ItemId(12)),
+            |t| t.slate.push(ItemId(u32::MAX)),
+            |t| {
+                t.purchases.pop();
+            },
+            |t| t.reward = f64::NAN,
+        ];
+        for spoil in bad {
+            let mut b = good.clone();
+            spoil(&mut b);
+            assert!(t.learn_from(&[vec![good.clone()], vec![b]]).is_err());
+        }
+        assert_eq!(
+            t.weights_bytes().unwrap(),
+            weights,
+            "a refused batch changes nothing"
+        );
+        assert_eq!(t.iterations_done, 0);
+        t.learn_from(&[vec![good]]).unwrap();
+        assert_eq!(t.iterations_done, 1);
     }
 
     #[test]
