@@ -711,22 +711,27 @@ impl Frozen {
         let mut own = Vec::new();
         // The user tower with no history items gives the `own` part alone.
         self.user(input, &[], &[], &mut scratch, &mut own);
-        let mut clicks = vec![0.0; self.embed];
-        for item in clicked {
-            let t = self.click_transform(*item);
-            let inv = 1.0 / clicked.len() as f32;
-            clicks.iter_mut().zip(&t).for_each(|(c, x)| *c += x * inv);
-        }
-        let mut ignores = vec![0.0; self.embed];
         let e = self.embed;
-        for item in ignored {
-            let v = &self.item_vectors[item.index() * e..(item.index() + 1) * e];
-            let inv = 1.0 / ignored.len() as f32;
-            for (r, o) in ignores.iter_mut().enumerate() {
-                let wi = &self.wi[r * e..(r + 1) * e];
-                *o += inv * wi.iter().zip(v).map(|(w, x)| w * x).sum::<f32>();
+        // As the tower computes them: the mean item vector first, then one matrix product
+        // (rather than one product per history item, which made explanations of a long
+        // history cost more than the decision).
+        let part = |weights: &[f32], set: &[metarec_core::ItemId]| -> Vec<f32> {
+            let mut mean = vec![0.0f32; e];
+            let mut out = vec![0.0f32; e];
+            if set.is_empty() {
+                return out;
             }
-        }
+            for item in set {
+                let v = &self.item_vectors[item.index() * e..(item.index() + 1) * e];
+                mean.iter_mut().zip(v).for_each(|(m, x)| *m += x);
+            }
+            let inv = 1.0 / set.len() as f32;
+            mean.iter_mut().for_each(|m| *m *= inv);
+            row_dots(weights, e, &mean, &mut out);
+            out
+        };
+        let clicks = part(&self.wc, clicked);
+        let ignores = part(&self.wi, ignored);
         // The set encoder's share is the rest: it reads clicks and ignores together, so it
         // does not split into one part for each.
         let set = match self.set {

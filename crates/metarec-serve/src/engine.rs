@@ -84,17 +84,25 @@ pub(crate) struct UserRecord {
     pub version: i64,
 }
 
-/// The stored form of a [`UserRecord`]: floats as their IEEE-754 bit patterns, so a restart
-/// restores the state bit for bit (serde_json's default float parser may miss the last bit).
+/// The stored form of a [`UserRecord`].
 ///
-/// `kind` says which fields hold the state: `precision`, `shift` and `observations` for `bayes`,
-/// `delta` and `updates` for `gradient`. Records written before the gradient adjuster was served
-/// have no `kind` and are Bayesian.
+/// The state's floats are written as `packed`: base64 of their little-endian IEEE-754 bytes,
+/// for `bayes` the precision matrix (row-major) then the shift, for `gradient` the correction.
+/// That restores the state bit for bit (serde_json's default float parser may miss the last
+/// bit) in about half the bytes of the earlier form, arrays of the floats' bit patterns as
+/// decimal integers (22 KB for a width-32 posterior, rewritten on every feedback), and in a
+/// fraction of its time. The earlier form (`precision`, `shift`, `delta`) is still read.
+///
+/// `kind` says what the state is: `bayes` (with `observations`) or `gradient` (with
+/// `updates`). Records written before the gradient adjuster was served have no `kind` and are
+/// Bayesian.
 #[derive(Serialize, Deserialize)]
 struct StoredRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     kind: Option<String>,
     dim: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    packed: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     precision: Option<Vec<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -109,14 +117,48 @@ struct StoredRecord {
     slates: u32,
 }
 
-/// Floats as their bit patterns.
-fn to_bits(values: &[f64]) -> Vec<u64> {
-    values.iter().map(|v| v.to_bits()).collect()
-}
-
 /// Floats from their bit patterns.
 fn from_bits(bits: Vec<u64>) -> Vec<f64> {
     bits.into_iter().map(f64::from_bits).collect()
+}
+
+/// Floats as base64 of their little-endian bytes, one slice after the other.
+fn pack(parts: &[&[f64]]) -> String {
+    use base64::Engine as _;
+    let mut bytes = Vec::with_capacity(parts.iter().map(|p| p.len() * 8).sum());
+    for part in parts {
+        for v in *part {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The floats of [`pack`], split into slices of the given lengths, which must account for
+/// every byte.
+fn unpack(text: &str, lengths: &[usize]) -> Result<Vec<Vec<f64>>, String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("`packed` is not base64: {e}"))?;
+    let want = lengths
+        .iter()
+        .try_fold(0usize, |sum, n| sum.checked_add(n.checked_mul(8)?));
+    if want != Some(bytes.len()) {
+        return Err(format!(
+            "`packed` holds {} bytes, where {} floats need {}",
+            bytes.len(),
+            lengths.iter().sum::<usize>(),
+            want.map_or_else(|| "more than fit".to_owned(), |w| w.to_string())
+        ));
+    }
+    let mut floats = bytes
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().expect("chunks of 8 bytes")));
+    Ok(lengths
+        .iter()
+        .map(|&n| floats.by_ref().take(n).collect())
+        .collect())
 }
 
 /// A field a stored state of `kind` must have.
@@ -127,29 +169,22 @@ fn required<T>(value: Option<T>, kind: &str, field: &str) -> Result<T, String> {
 impl UserRecord {
     /// The stored JSON.
     pub(crate) fn to_json(&self) -> Result<String, serde_json::Error> {
-        let mut stored = StoredRecord {
+        let (packed, observations, updates) = match &self.state {
+            UserState::Bayes(p) => (pack(&[&p.precision, &p.shift]), Some(p.observations), None),
+            UserState::Gradient(g) => (pack(&[&g.delta]), None, Some(g.updates)),
+        };
+        serde_json::to_string(&StoredRecord {
             kind: Some(self.state.kind().to_owned()),
             dim: self.state.dim(),
+            packed: Some(packed),
             precision: None,
             shift: None,
-            observations: None,
+            observations,
             delta: None,
-            updates: None,
+            updates,
             history: self.history.clone(),
             slates: self.slates,
-        };
-        match &self.state {
-            UserState::Bayes(p) => {
-                stored.precision = Some(to_bits(&p.precision));
-                stored.shift = Some(to_bits(&p.shift));
-                stored.observations = Some(p.observations);
-            }
-            UserState::Gradient(g) => {
-                stored.delta = Some(to_bits(&g.delta));
-                stored.updates = Some(g.updates);
-            }
-        }
-        serde_json::to_string(&stored)
+        })
     }
 
     /// Reads the stored JSON, checking the state's kind and sizes. A record without a kind is
@@ -158,10 +193,22 @@ impl UserRecord {
         let s: StoredRecord = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let state = match s.kind.as_deref().unwrap_or("bayes") {
             "bayes" => {
-                let precision = required(s.precision, "bayes", "precision")?;
-                let shift = required(s.shift, "bayes", "shift")?;
                 let observations = required(s.observations, "bayes", "observations")?;
-                if s.dim.checked_mul(s.dim) != Some(precision.len()) || shift.len() != s.dim {
+                let Some(square) = s.dim.checked_mul(s.dim) else {
+                    return Err(format!("posterior of dimension {} is too large", s.dim));
+                };
+                let (precision, shift) = match s.packed {
+                    Some(packed) => {
+                        let mut parts = unpack(&packed, &[square, s.dim])?.into_iter();
+                        let precision = parts.next().unwrap_or_default();
+                        (precision, parts.next().unwrap_or_default())
+                    }
+                    None => (
+                        from_bits(required(s.precision, "bayes", "precision")?),
+                        from_bits(required(s.shift, "bayes", "shift")?),
+                    ),
+                };
+                if precision.len() != square || shift.len() != s.dim {
                     return Err(format!(
                         "posterior of dimension {} has {} precision and {} shift entries",
                         s.dim,
@@ -171,14 +218,17 @@ impl UserRecord {
                 }
                 UserState::Bayes(GaussianPosterior {
                     dim: s.dim,
-                    precision: from_bits(precision),
-                    shift: from_bits(shift),
+                    precision,
+                    shift,
                     observations,
                 })
             }
             "gradient" => {
-                let delta = required(s.delta, "gradient", "delta")?;
                 let updates = required(s.updates, "gradient", "updates")?;
+                let delta = match s.packed {
+                    Some(packed) => unpack(&packed, &[s.dim])?.pop().unwrap_or_default(),
+                    None => from_bits(required(s.delta, "gradient", "delta")?),
+                };
                 if delta.len() != s.dim {
                     return Err(format!(
                         "correction of dimension {} has {} entries",
@@ -186,10 +236,7 @@ impl UserRecord {
                         delta.len()
                     ));
                 }
-                UserState::Gradient(GradientState {
-                    delta: from_bits(delta),
-                    updates,
-                })
+                UserState::Gradient(GradientState { delta, updates })
             }
             other => {
                 return Err(format!(
@@ -1194,6 +1241,7 @@ mod tests {
             let text = r.to_json().unwrap();
             let back = UserRecord::from_json(&text).unwrap();
             assert_eq!(back, r, "{text}");
+            let to_bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             let bits = |s: &UserState| match s {
                 UserState::Bayes(p) => to_bits(&p.precision)
                     .into_iter()
@@ -1203,6 +1251,38 @@ mod tests {
             };
             assert_eq!(bits(&back.state), bits(&r.state));
         }
+    }
+
+    #[test]
+    fn a_width_32_posterior_is_stored_in_about_half_the_bytes_of_the_bit_pattern_form() {
+        let d = 32;
+        let mut posterior = GaussianPosterior::isotropic(&vec![0.01; d], 0.3);
+        for k in 0..5 {
+            let x: Vec<f64> = (0..d).map(|i| ((i * 7 + k) as f64).sin()).collect();
+            posterior.observe(&x, 1.0, 0.7);
+        }
+        let r = record(UserState::Bayes(posterior.clone()));
+        let packed = r.to_json().unwrap();
+        let decimal: Vec<u64> = posterior.precision.iter().map(|v| v.to_bits()).collect();
+        let old = serde_json::json!({
+            "kind": "bayes", "dim": d, "precision": decimal,
+            "shift": posterior.shift.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            "observations": 5, "history": [], "slates": 0,
+        })
+        .to_string();
+        assert!(
+            packed.len() * 10 < old.len() * 6,
+            "{} vs {}",
+            packed.len(),
+            old.len()
+        );
+        // Both forms read as the same state.
+        let (a, b) = (
+            UserRecord::from_json(&packed).unwrap(),
+            UserRecord::from_json(&old).unwrap(),
+        );
+        assert_eq!(a.state, b.state);
+        assert_eq!(a.state, r.state);
     }
 
     #[test]
@@ -1227,6 +1307,19 @@ mod tests {
             (
                 r#"{"kind":"newton","dim":1,"history":[],"slates":0}"#,
                 "unknown state kind `newton`",
+            ),
+            (
+                r#"{"kind":"gradient","dim":1,"packed":"not base64!","updates":1,"history":[],"slates":0}"#,
+                "not base64",
+            ),
+            // One float (8 bytes) where a posterior of dimension 1 needs two.
+            (
+                r#"{"kind":"bayes","dim":1,"packed":"AAAAAAAA8D8=","observations":0,"history":[],"slates":0}"#,
+                "holds 8 bytes, where 2 floats need 16",
+            ),
+            (
+                r#"{"kind":"bayes","dim":4294967296,"packed":"","observations":0,"history":[],"slates":0}"#,
+                "is too large",
             ),
         ] {
             let e = UserRecord::from_json(text).unwrap_err();

@@ -51,6 +51,22 @@ pub struct BayesianAdjuster {
 }
 
 impl BayesianAdjuster {
+    /// Whether this adjuster samples and `cache` holds the Cholesky factor of the state's
+    /// precision the draws need (factorised here when the mean did not leave it).
+    fn sampling_factor(&self, state: &GaussianPosterior, cache: &mut Vec<f64>) -> bool {
+        if !self.config.thompson {
+            return false;
+        }
+        if cache.is_empty() {
+            cache.extend_from_slice(&state.precision);
+            if !cholesky_in_place(cache, state.dim) {
+                cache.clear();
+                return false;
+            }
+        }
+        true
+    }
+
     /// An adjuster over a frozen network.
     pub fn new(frozen: Arc<Frozen>, features: Arc<Features>, config: BayesConfig) -> Self {
         let prior =
@@ -204,17 +220,26 @@ impl HeadAdjuster for BayesianAdjuster {
         rng: &mut Rng,
         out: &mut Vec<f64>,
     ) -> bool {
-        if !self.config.thompson {
+        if !self.sampling_factor(state, cache) {
             return false;
         }
-        if cache.is_empty() {
-            cache.extend_from_slice(&state.precision);
-            if !cholesky_in_place(cache, state.dim) {
-                cache.clear();
-                return false;
-            }
-        }
         state.sample_into(mean, cache, rng, out);
+        true
+    }
+
+    fn draws_into(
+        &self,
+        state: &GaussianPosterior,
+        mean: &[f64],
+        cache: &mut Vec<f64>,
+        rng: &mut Rng,
+        count: usize,
+        out: &mut Vec<f64>,
+    ) -> bool {
+        if !self.sampling_factor(state, cache) {
+            return false;
+        }
+        state.samples_into(mean, cache, rng, count, out);
         true
     }
 

@@ -125,6 +125,51 @@ impl GaussianPosterior {
             *v += m;
         }
     }
+
+    /// `count` draws of [`GaussianPosterior::sample_into`] at once, draw `r` in
+    /// `out[r * d..(r + 1) * d]`: the same standard normals in the same order, and each draw's
+    /// back substitution the same operations in the same order, so every draw is bit for bit
+    /// the one `count` calls would give. Solved together, the draws are the lanes of each step
+    /// (one row of the factor against every draw's coordinates), where one draw alone is a
+    /// serial chain of dependent operations.
+    pub fn samples_into(
+        &self,
+        mu: &[f64],
+        factor: &[f64],
+        rng: &mut Rng,
+        count: usize,
+        out: &mut Vec<f64>,
+    ) {
+        let d = self.dim;
+        // By coordinate: `lanes[i * count + r]` is coordinate `i` of draw `r`.
+        let mut lanes = vec![0.0; d * count];
+        for r in 0..count {
+            for i in 0..d {
+                lanes[i * count + r] = StandardNormal.sample(rng);
+            }
+        }
+        let mut acc = vec![0.0; count];
+        for i in (0..d).rev() {
+            acc.copy_from_slice(&lanes[i * count..(i + 1) * count]);
+            for k in i + 1..d {
+                let f = factor[k * d + i];
+                for (a, z) in acc.iter_mut().zip(&lanes[k * count..(k + 1) * count]) {
+                    *a -= f * *z;
+                }
+            }
+            let diagonal = factor[i * d + i];
+            for (z, a) in lanes[i * count..(i + 1) * count].iter_mut().zip(&acc) {
+                *z = a / diagonal;
+            }
+        }
+        out.clear();
+        out.resize(d * count, 0.0);
+        for (r, draw) in out.chunks_exact_mut(d.max(1)).enumerate().take(count) {
+            for (i, (v, m)) in draw.iter_mut().zip(mu).enumerate() {
+                *v = lanes[i * count + r] + m;
+            }
+        }
+    }
 }
 
 /// The shape `S` of the correction's prior covariance learned from training users' adapted

@@ -222,6 +222,30 @@ pub trait HeadAdjuster: Adjuster {
             None => false,
         }
     }
+    /// `count` draws made as `count` calls of [`HeadAdjuster::draw_into`] would make them, from
+    /// the same random numbers in the same order, written one after the other into `out`
+    /// (draw `r` is `out[r * d..(r + 1) * d]`, `d` the mean's width): true with the draws in
+    /// `out`, false (`out` unspecified) for a greedy decision. The default calls
+    /// [`HeadAdjuster::draw_into`] in turn; the Bayesian adjuster solves all of them together.
+    fn draws_into(
+        &self,
+        state: &Self::State,
+        mean: &[f64],
+        cache: &mut Vec<f64>,
+        rng: &mut Rng,
+        count: usize,
+        out: &mut Vec<f64>,
+    ) -> bool {
+        out.clear();
+        let mut one = Vec::new();
+        for _ in 0..count {
+            if !self.draw_into(state, mean, cache, rng, &mut one) {
+                return false;
+            }
+            out.extend_from_slice(&one);
+        }
+        true
+    }
     /// Monte Carlo rankings for the propensities of Thompson sampling (unused when
     /// [`HeadAdjuster::draw`] never samples).
     fn draws(&self) -> usize {

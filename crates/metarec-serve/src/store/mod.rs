@@ -32,6 +32,17 @@ pub fn is_postgres_url(db: &str) -> bool {
     db.starts_with("postgres://") || db.starts_with("postgresql://")
 }
 
+/// A decision's interaction as its stored JSON, written into a buffer sized for a typical row
+/// at once (growing a string from empty cost a handful of reallocations on every rank).
+pub(crate) fn interaction_json(
+    interaction: &metarec_core::Interaction,
+) -> Result<String, serde_json::Error> {
+    let mut bytes = Vec::with_capacity(4096);
+    serde_json::to_writer(&mut bytes, interaction)?;
+    // serde_json writes UTF-8 only, so this cannot fail; it is still an error, not a panic.
+    String::from_utf8(bytes).map_err(<serde_json::Error as serde::ser::Error>::custom)
+}
+
 /// One decision (event) as stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DecisionRow {

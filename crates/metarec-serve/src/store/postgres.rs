@@ -522,7 +522,7 @@ impl Store for PostgresStore {
     }
 
     fn insert_decision(&mut self, row: &DecisionRow) -> Result<(), StoreError> {
-        let text = serde_json::to_string(&row.interaction)?;
+        let text = super::interaction_json(&row.interaction)?;
         self.defer(
             |p| &p.insert_decision,
             vec![
@@ -558,7 +558,7 @@ impl Store for PostgresStore {
     }
 
     fn update_decision(&mut self, row: &DecisionRow) -> Result<(), StoreError> {
-        let text = serde_json::to_string(&row.interaction)?;
+        let text = super::interaction_json(&row.interaction)?;
         self.defer(
             |p| &p.update_decision,
             vec![

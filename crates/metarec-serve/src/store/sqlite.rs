@@ -403,7 +403,7 @@ impl Store for SqliteStore {
     }
 
     fn insert_decision(&mut self, row: &DecisionRow) -> Result<(), StoreError> {
-        let text = serde_json::to_string(&row.interaction)?;
+        let text = super::interaction_json(&row.interaction)?;
         self.conn
             .prepare_cached(
                 "INSERT INTO decisions (event_id, user, owner, created_ms, resolved, reward, interaction, active, answer)
@@ -449,7 +449,7 @@ impl Store for SqliteStore {
     }
 
     fn update_decision(&mut self, row: &DecisionRow) -> Result<(), StoreError> {
-        let text = serde_json::to_string(&row.interaction)?;
+        let text = super::interaction_json(&row.interaction)?;
         self.conn
             .prepare_cached(
                 "UPDATE decisions SET interaction = ?2, resolved = ?3, reward = ?4, active = ?5 WHERE event_id = ?1",
