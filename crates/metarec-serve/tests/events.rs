@@ -525,3 +525,26 @@ fn explanations_can_be_left_out_and_the_slate_stays_the_same() {
         assert_eq!(a["score"], b["score"]);
     }
 }
+
+#[test]
+fn candidate_keys_with_json_escapes_name_the_same_items_as_plain_ones() {
+    // Plain keys are borrowed from the body; a key with an escape is decoded into its own
+    // string. Both must name the same catalog items, and an unknown one is named by position.
+    let f = fixture(false);
+    let server = start(config(&f.model, &f.db));
+    let mut c = server.client(Some(RANKER));
+    let body = br#"{"user": "esc", "candidates": ["\u0069tem1", "item2", "it\u0065m3"], "slate_size": 3, "explain": false}"#;
+    let r = c.request("POST", "/v1/rank", Some(body)).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut items: Vec<String> = r.json()["slate"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["item"].as_str().unwrap().to_owned())
+        .collect();
+    items.sort();
+    assert_eq!(items, ["item1", "item2", "item3"]);
+    let body = br#"{"user": "esc", "candidates": ["item1", "\u0069tem999"], "slate_size": 1}"#;
+    let r = c.request("POST", "/v1/rank", Some(body)).unwrap();
+    assert_error(&r, 422, "unknown_item", "candidates[1]");
+}

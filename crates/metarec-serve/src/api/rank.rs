@@ -3,7 +3,7 @@
 //! [`TopClickOut`]); [`rank`], the handler, with its helpers [`item_ids`], [`explanation`] and
 //! [`new_event_id`].
 
-use super::request::{authorize, check_key, read_json, submit};
+use super::request::{authorize, check_key, parse_json, read_json_body, submit};
 use super::server::AppState;
 use crate::auth::Scope;
 use crate::engine::{self, DecisionAck, Job, UserRecord};
@@ -29,7 +29,7 @@ use utoipa::ToSchema;
 /// A rank request: whom to rank for, in what context, from which items, how many.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RankRequest {
+pub(super) struct RankRequest<'a> {
     /// The shop's user key (pseudonymised with a keyed hash before storage).
     #[schema(min_length = 1, max_length = 256)]
     user: String,
@@ -52,8 +52,8 @@ pub(super) struct RankRequest {
     /// outside the catalog); omitted: the whole catalog. In apprentice mode (`serve
     /// --apprentice`) required, in the shop's own order: the first `slate_size` after the
     /// exclusions are served.
-    #[serde(default)]
-    candidates: Option<Vec<CandidateIn>>,
+    #[serde(default, borrow)]
+    candidates: Option<Vec<CandidateIn<'a>>>,
     /// How many items to rank (at most the server's `max_slate`).
     #[schema(minimum = 1)]
     slate_size: usize,
@@ -79,15 +79,18 @@ fn yes() -> bool {
 }
 
 /// One candidate of a rank request: an item key, or an action given by its features.
-pub(super) enum CandidateIn {
+///
+/// A key is borrowed from the request's body where it can be (a JSON string without escapes):
+/// a hundred candidates were a hundred allocations per rank.
+pub(super) enum CandidateIn<'a> {
     /// An item of the catalog, by key.
-    Key(String),
+    Key(Cow<'a, str>),
     /// An item described in the request.
     Action(ActionIn),
 }
 
-impl CandidateIn {
-    fn key(&self) -> &String {
+impl CandidateIn<'_> {
+    fn key(&self) -> &str {
         match self {
             CandidateIn::Key(k) => k,
             CandidateIn::Action(a) => &a.key,
@@ -121,37 +124,44 @@ pub(super) struct ActionIn {
 
 // By hand, so that a string is a key and an object an action, each with its own errors (serde's
 // untagged enums say only that nothing matched).
-impl<'de> Deserialize<'de> for CandidateIn {
+impl<'de: 'a, 'a> Deserialize<'de> for CandidateIn<'a> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Either;
-        impl<'de> serde::de::Visitor<'de> for Either {
-            type Value = CandidateIn;
+        struct Either<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Either<'a> {
+            type Value = CandidateIn<'a>;
 
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("an item key, or an action object with a `key` and its features")
             }
 
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CandidateIn, E> {
-                Ok(CandidateIn::Key(v.to_owned()))
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<CandidateIn<'a>, E> {
+                Ok(CandidateIn::Key(Cow::Borrowed(v)))
             }
 
-            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<CandidateIn, E> {
-                Ok(CandidateIn::Key(v))
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CandidateIn<'a>, E> {
+                Ok(CandidateIn::Key(Cow::Owned(v.to_owned())))
+            }
+
+            fn visit_string<E: serde::de::Error>(self, v: String) -> Result<CandidateIn<'a>, E> {
+                Ok(CandidateIn::Key(Cow::Owned(v)))
             }
 
             fn visit_map<M: serde::de::MapAccess<'de>>(
                 self,
                 map: M,
-            ) -> Result<CandidateIn, M::Error> {
+            ) -> Result<CandidateIn<'a>, M::Error> {
                 ActionIn::deserialize(serde::de::value::MapAccessDeserializer::new(map))
                     .map(CandidateIn::Action)
             }
         }
-        deserializer.deserialize_any(Either)
+        deserializer.deserialize_any(Either(std::marker::PhantomData))
     }
 }
 
-impl utoipa::PartialSchema for CandidateIn {
+impl utoipa::PartialSchema for CandidateIn<'_> {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
         OneOfBuilder::new()
@@ -165,7 +175,7 @@ impl utoipa::PartialSchema for CandidateIn {
     }
 }
 
-impl ToSchema for CandidateIn {
+impl ToSchema for CandidateIn<'_> {
     fn schemas(
         schemas: &mut Vec<(
             String,
@@ -184,7 +194,7 @@ impl ToSchema for CandidateIn {
 /// would, and returns the snapshot that serves them (the given one when none is new).
 async fn add_actions(
     state: &AppState,
-    candidates: &[CandidateIn],
+    candidates: &[CandidateIn<'_>],
     model: Arc<crate::model::ServedModel>,
 ) -> Result<Arc<crate::model::ServedModel>, ApiError> {
     let mut jobs = Vec::new();
@@ -362,7 +372,7 @@ fn explanation<'a>(
 fn item_ids<'k>(
     catalog: &ServedCatalog,
     field: &str,
-    keys: impl Iterator<Item = &'k String>,
+    keys: impl Iterator<Item = &'k str>,
     rankable: bool,
 ) -> Result<Vec<ItemId>, ApiError> {
     keys.enumerate()
@@ -403,9 +413,10 @@ pub(super) async fn rank(
     body: Body,
 ) -> Result<Response, ApiError> {
     let caller = authorize(&state, &headers, Scope::Rank)?;
-    let request: RankRequest = read_json(&state, &headers, body, false)
+    let bytes = read_json_body(&state, &headers, body, false)
         .await?
         .ok_or_else(|| ApiError::bad_request("bad_json", "the body is empty"))?;
+    let request: RankRequest<'_> = parse_json(&bytes)?;
     let config = &state.config;
     check_key("user", &request.user)?;
     if request.slate_size == 0 || request.slate_size > config.max_slate {
@@ -452,9 +463,14 @@ pub(super) async fn rank(
         None => state.shared.model(),
     };
     let catalog = &*model.catalog;
-    let excluded: HashSet<ItemId> = item_ids(catalog, "exclude", request.exclude.iter(), false)?
-        .into_iter()
-        .collect();
+    let excluded: HashSet<ItemId> = item_ids(
+        catalog,
+        "exclude",
+        request.exclude.iter().map(String::as_str),
+        false,
+    )?
+    .into_iter()
+    .collect();
     let candidates: Vec<ItemId> = match &request.candidates {
         Some(keys) => {
             let mut seen = HashSet::new();
