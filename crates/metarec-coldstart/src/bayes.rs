@@ -205,6 +205,23 @@ pub(crate) fn fit_prior(
     prior
 }
 
+/// How [`BayesModel::rank_all`] turns the posterior into a ranking of the whole catalogue.
+///
+/// Predicting a rating and choosing what to show pull apart on a large catalogue: the posterior
+/// mean of a movie few people rated can be high while the chance that the user would pick it out
+/// of 1,600 is small. The ranking score therefore subtracts a multiple of the prediction's
+/// standard deviation (a lower quantile, so a well-known good movie beats an uncertain one) and
+/// adds a multiple of the item's training popularity `log(1 + n_i)` (how likely a user is to
+/// watch and rate it at all). Both weights are chosen on validation users by the ranking metric;
+/// the rating predictions do not change.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct CatalogueRanking {
+    /// Standard deviations of the predicted rating subtracted from its mean.
+    pub caution: f64,
+    /// Weight of `log(1 + training ratings of the item)`.
+    pub popularity: f64,
+}
+
 /// The Bayesian adjuster: the item side and the meta-learned user prior.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BayesModel {
@@ -212,6 +229,11 @@ pub struct BayesModel {
     pub items: MfModel,
     /// The user prior `N(A x_u, Sigma)` and the noise.
     pub prior: HierPrior,
+    /// Each item's posterior covariance of `[b_i, q_i]`, `items x (d + 1) x (d + 1)` (zeros when
+    /// the items were not re-solved).
+    pub item_cov: Vec<f64>,
+    /// Each item's `log(1 + ratings by training users)`.
+    pub item_log_count: Vec<f64>,
 }
 
 impl BayesModel {
@@ -233,6 +255,61 @@ impl BayesModel {
         let w = self.posterior(x, support).mean;
         self.items.predict_all(&w, out);
     }
+
+    /// Scores that rank every item for a user (see [`CatalogueRanking`]): the predicted rating,
+    /// less `caution` times its standard deviation under the user's and the item's posteriors,
+    /// plus `popularity` times the item's `log(1 + n_i)`. With both weights 0 these are the
+    /// predicted ratings.
+    pub fn rank_all(
+        &self,
+        x: &[f64],
+        support: &[Obs],
+        ranking: CatalogueRanking,
+        out: &mut Vec<f64>,
+    ) {
+        let mut sd = Vec::new();
+        self.rank_parts(x, support, out, &mut sd);
+        for ((score, sd), log_count) in out.iter_mut().zip(&sd).zip(&self.item_log_count) {
+            *score += ranking.score(*sd, *log_count);
+        }
+    }
+
+    /// What [`BayesModel::rank_all`] combines: every item's predicted rating (into `mean`) and
+    /// its standard deviation (into `sd`), so a grid of rankings can be scored without solving
+    /// the posterior again.
+    pub fn rank_parts(&self, x: &[f64], support: &[Obs], mean: &mut Vec<f64>, sd: &mut Vec<f64>) {
+        let post = self.posterior(x, support);
+        self.items.predict_all(&post.mean, mean);
+        let n = self.items.dim + 1;
+        // The item's rating is linear in its vector `[b_i, q_i]` with coefficients `[1, p_u]`,
+        // and in the user's `[b_u, p_u]` with coefficients `z_i = [1, q_i]`; the two posteriors
+        // are independent, so their variances add.
+        let mut user_side = post.mean.clone();
+        user_side[0] = 1.0;
+        let mut z = vec![0.0; n];
+        sd.clear();
+        sd.extend((0..mean.len()).map(|i| {
+            self.items.design(i, &mut z);
+            let mut var = quadratic(&post.cov, &z, n);
+            if let Some(c) = self.item_cov.get(i * n * n..(i + 1) * n * n) {
+                var += quadratic(c, &user_side, n);
+            }
+            var.max(0.0).sqrt()
+        }));
+    }
+}
+
+impl CatalogueRanking {
+    /// What the ranking adds to a predicted rating with standard deviation `sd` for an item
+    /// with `log(1 + n_i) = log_count`.
+    pub fn score(&self, sd: f64, log_count: f64) -> f64 {
+        self.popularity * log_count - self.caution * sd
+    }
+}
+
+/// `v^T M v` for a row-major `n x n` matrix `M`.
+fn quadratic(m: &[f64], v: &[f64], n: usize) -> f64 {
+    (0..n).map(|a| v[a] * dot(&m[a * n..(a + 1) * n], v)).sum()
 }
 
 /// Meta-learns the Bayesian adjuster on the training users, starting from the ALS model `mf`
@@ -293,6 +370,7 @@ pub fn fit_bayes(
         noise0,
     );
     let mut item_prior: Option<HierPrior> = None;
+    let mut item_cov = vec![0.0; data.items * n * n];
     let mut means = vec![0.0; train.len() * n];
     let mut covs = vec![0.0; train.len() * n * n];
     let mut gram = vec![0.0; n * n];
@@ -380,6 +458,7 @@ pub fn fit_bayes(
             item_means[i * n..(i + 1) * n].copy_from_slice(&post.mean);
             item_covs[i * n * n..(i + 1) * n * n].copy_from_slice(&post.cov);
         }
+        item_cov.copy_from_slice(&item_covs);
         item_prior = Some(fit_prior(
             &item_means,
             &item_covs,
@@ -390,7 +469,13 @@ pub fn fit_bayes(
             prior.noise,
         ));
     }
-    BayesModel { items, prior }
+    let item_log_count = by_item.iter().map(|r| (r.len() as f64).ln_1p()).collect();
+    BayesModel {
+        items,
+        prior,
+        item_cov,
+        item_log_count,
+    }
 }
 
 #[cfg(test)]
@@ -466,6 +551,84 @@ mod tests {
             (post.cov[0] - s00).abs() < 1e-12,
             "{} vs {s00}",
             post.cov[0]
+        );
+    }
+
+    /// A one-factor model of three items: 0 and 1 identical but for item 1's larger posterior
+    /// covariance, 2 identical to 0 but rated by more training users.
+    fn three_items() -> BayesModel {
+        let items = MfModel {
+            mu: 3.5,
+            dim: 1,
+            item_bias: vec![0.2, 0.2, 0.2],
+            item_factors: vec![0.5, 0.5, 0.5],
+            user_vectors: Vec::new(),
+        };
+        let prior = HierPrior {
+            dim: 2,
+            features: 1,
+            map: vec![0.1, 0.3],
+            precision: vec![2.0, 0.0, 0.0, 2.0],
+            noise: 0.8,
+        };
+        let small = [0.01, 0.0, 0.0, 0.01];
+        let large = [0.5, 0.1, 0.1, 0.4];
+        BayesModel {
+            items,
+            prior,
+            item_cov: [small, large, small].concat(),
+            item_log_count: vec![1.0, 1.0, 3.0],
+        }
+    }
+
+    #[test]
+    fn catalogue_ranking_without_weights_is_the_rating_prediction() {
+        let model = three_items();
+        let support = [Obs {
+            item: 0,
+            rating: 5.0,
+        }];
+        let mut predicted = Vec::new();
+        let mut ranked = Vec::new();
+        model.predict_all(&[1.0], &support, &mut predicted);
+        model.rank_all(&[1.0], &support, CatalogueRanking::default(), &mut ranked);
+        assert_eq!(predicted, ranked);
+    }
+
+    #[test]
+    fn caution_ranks_the_uncertain_item_lower_and_popularity_the_popular_higher() {
+        let model = three_items();
+        let mut predicted = Vec::new();
+        model.predict_all(&[1.0], &[], &mut predicted);
+        // The three predictions are equal: only the ranking weights separate them.
+        assert!((predicted[0] - predicted[1]).abs() < 1e-12);
+        assert!((predicted[0] - predicted[2]).abs() < 1e-12);
+        let mut ranked = Vec::new();
+        let cautious = CatalogueRanking {
+            caution: 1.0,
+            popularity: 0.0,
+        };
+        model.rank_all(&[1.0], &[], cautious, &mut ranked);
+        assert!(ranked[1] < ranked[0], "{ranked:?}");
+        assert!((ranked[0] - ranked[2]).abs() < 1e-12, "{ranked:?}");
+        // Item 0's deduction by hand: the user's prior covariance is I / 2 and its mean
+        // [0.1, 0.3]; z = [1, 0.5]; the item-side coefficients are [1, 0.3].
+        let user_var: f64 = 0.5 * (1.0 + 0.25);
+        let item_var = 0.01 * (1.0 + 0.09);
+        let expected = predicted[0] - (user_var + item_var).sqrt();
+        assert!(
+            (ranked[0] - expected).abs() < 1e-12,
+            "{} vs {expected}",
+            ranked[0]
+        );
+        let popular = CatalogueRanking {
+            caution: 0.0,
+            popularity: 0.5,
+        };
+        model.rank_all(&[1.0], &[], popular, &mut ranked);
+        assert!(
+            (ranked[2] - ranked[0] - 0.5 * 2.0).abs() < 1e-12,
+            "{ranked:?}"
         );
     }
 

@@ -6,7 +6,7 @@
 //! Seeds run in parallel on scoped threads; each seed's work depends only on its seed, so the
 //! numbers do not depend on the thread count.
 
-use crate::bayes::{BayesConfig, BayesModel, fit_bayes};
+use crate::bayes::{BayesConfig, BayesModel, CatalogueRanking, fit_bayes};
 use crate::data::{Obs, RatingData};
 use crate::error::ColdStartError;
 use crate::melu::{Melu, MeluConfig, train_melu};
@@ -23,9 +23,10 @@ use std::time::Instant;
 pub const REFERENCE: &str = "mf-foldin";
 
 /// Every method, in table order.
-pub const METHODS: [&str; 6] = [
+pub const METHODS: [&str; 7] = [
     "global-mean",
     "item-mean",
+    "popularity",
     "mf-foldin",
     "bayes-flat",
     "bayes",
@@ -65,6 +66,11 @@ pub struct BenchConfig {
     /// depends on the ratio of prior covariance to noise, which training users' in-sample
     /// residuals understate).
     pub bayes_noise_scales: Vec<f64>,
+    /// [`CatalogueRanking::caution`] values tried on validation for the adjusters' catalogue
+    /// ranking.
+    pub bayes_cautions: Vec<f64>,
+    /// [`CatalogueRanking::popularity`] values tried on validation.
+    pub bayes_popularities: Vec<f64>,
     /// MeLU settings (its local step size and step count are chosen on validation from
     /// `melu_local_grid`).
     pub melu: MeluConfig,
@@ -87,6 +93,8 @@ impl Default for BenchConfig {
             item_mean_dampings: vec![0.0, 2.0, 5.0, 10.0, 25.0],
             bayes: BayesConfig::default(),
             bayes_noise_scales: vec![1.0, 1.5, 2.0, 3.0, 4.0],
+            bayes_cautions: vec![0.0, 0.5, 1.0, 2.0, 3.0],
+            bayes_popularities: vec![0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0],
             melu: MeluConfig::default(),
             melu_local_grid: vec![(0.0, 0), (0.01, 5), (0.03, 5), (0.05, 5), (0.1, 5)],
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -118,6 +126,14 @@ impl BenchConfig {
         }
         if !positive(&self.bayes_noise_scales) {
             return bad("noise scales must be positive and finite, at least one".into());
+        }
+        let non_negative =
+            |v: &[f64]| !v.is_empty() && v.iter().all(|x| x.is_finite() && *x >= 0.0);
+        if !non_negative(&self.bayes_cautions) || !non_negative(&self.bayes_popularities) {
+            return bad(
+                "catalogue ranking weights must be non-negative and finite, at least one each"
+                    .into(),
+            );
         }
         if self.item_mean_dampings.is_empty()
             || self
@@ -196,6 +212,10 @@ pub struct Chosen {
     pub bayes_noise_sd: f64,
     /// The noise variance multiplier chosen on validation.
     pub bayes_noise_scale: f64,
+    /// The Bayesian adjuster's catalogue ranking chosen on validation.
+    pub bayes_ranking: CatalogueRanking,
+    /// The same for the adjuster without demographics.
+    pub bayes_flat_ranking: CatalogueRanking,
 }
 
 /// One seed's metrics for every method and budget.
@@ -235,6 +255,18 @@ pub struct Report {
 /// Something that predicts every item's rating for a user from their features and support set.
 trait Predict: Sync {
     fn predict_all(&self, data: &RatingData, user: usize, support: &[Obs], out: &mut Vec<f64>);
+
+    /// Writes scores that rank the whole catalogue into `out` and returns true, or returns
+    /// false for a method that ranks by its predicted ratings.
+    fn catalogue_scores(
+        &self,
+        _data: &RatingData,
+        _user: usize,
+        _support: &[Obs],
+        _out: &mut Vec<f64>,
+    ) -> bool {
+        false
+    }
 }
 
 struct GlobalMean(f64);
@@ -284,6 +316,41 @@ impl Predict for ItemMean {
     }
 }
 
+/// Ranks the catalogue by how many training users rated each item (`log(1 + n_i)`, ties at
+/// their expectation) and predicts ratings as [`ItemMean`] does: the ranking reference that
+/// shows how much of a method's full-catalogue hit rate popularity alone gives.
+struct Popularity {
+    means: ItemMean,
+    log_count: Vec<f64>,
+}
+
+impl Popularity {
+    fn fit(data: &RatingData, train: &[usize], means: ItemMean) -> Self {
+        let mut count = vec![0.0f64; data.items];
+        for &u in train {
+            for o in &data.users[u].ratings {
+                count[o.item as usize] += 1.0;
+            }
+        }
+        Popularity {
+            means,
+            log_count: count.iter().map(|c| c.ln_1p()).collect(),
+        }
+    }
+}
+
+impl Predict for Popularity {
+    fn predict_all(&self, data: &RatingData, user: usize, support: &[Obs], out: &mut Vec<f64>) {
+        self.means.predict_all(data, user, support, out);
+    }
+
+    fn catalogue_scores(&self, _: &RatingData, _: usize, _: &[Obs], out: &mut Vec<f64>) -> bool {
+        out.clear();
+        out.extend_from_slice(&self.log_count);
+        true
+    }
+}
+
 struct FoldIn {
     model: MfModel,
     lambda: f64,
@@ -312,6 +379,123 @@ impl Predict for MeluAt<'_> {
     fn predict_all(&self, data: &RatingData, user: usize, support: &[Obs], out: &mut Vec<f64>) {
         self.melu
             .predict_all(data, user, support, self.lr, self.steps, out);
+    }
+}
+
+/// The Bayesian adjuster with the catalogue ranking chosen for it; `flat` reads no demographics.
+struct RankedBayes {
+    model: BayesModel,
+    flat: bool,
+    ranking: CatalogueRanking,
+}
+
+impl RankedBayes {
+    fn features<'a>(&self, data: &'a RatingData, user: usize) -> &'a [f64] {
+        if self.flat {
+            &[1.0]
+        } else {
+            &data.users[user].features
+        }
+    }
+}
+
+impl Predict for RankedBayes {
+    fn predict_all(&self, data: &RatingData, user: usize, support: &[Obs], out: &mut Vec<f64>) {
+        self.model
+            .predict_all(self.features(data, user), support, out);
+    }
+
+    fn catalogue_scores(
+        &self,
+        data: &RatingData,
+        user: usize,
+        support: &[Obs],
+        out: &mut Vec<f64>,
+    ) -> bool {
+        self.model
+            .rank_all(self.features(data, user), support, self.ranking, out);
+        true
+    }
+}
+
+/// Chooses the adjuster's catalogue ranking on the validation episodes: the weights with the
+/// highest full-catalogue HR@10, averaged over budgets (ties broken by NDCG@10, then by the
+/// smaller weights, which come first). The rating predictions, chosen by MAE, do not change.
+fn choose_ranking(
+    data: &RatingData,
+    episodes: &[Episode],
+    budgets: &[Budget],
+    model: BayesModel,
+    flat: bool,
+    cautions: &[f64],
+    popularities: &[f64],
+) -> RankedBayes {
+    let mut ranked = RankedBayes {
+        model,
+        flat,
+        ranking: CatalogueRanking::default(),
+    };
+    // The predictions and their deviations do not depend on the weights: compute them once
+    // per episode and budget, then score every point of the grid from them.
+    let mut rated = vec![false; data.items];
+    let mut parts = Vec::new();
+    for e in episodes {
+        mark_rated(data, e.user, &mut rated);
+        let truth: Vec<f64> = e.query.iter().map(|q| q.rating).collect();
+        let unrated: Vec<usize> = (0..data.items).filter(|&i| !rated[i]).collect();
+        for &k in budgets {
+            let (mut mean, mut sd) = (Vec::new(), Vec::new());
+            ranked.model.rank_parts(
+                ranked.features(data, e.user),
+                e.support(k),
+                &mut mean,
+                &mut sd,
+            );
+            parts.push((e, truth.clone(), unrated.clone(), mean, sd));
+        }
+    }
+    let log_count = &ranked.model.item_log_count;
+    let mut best: Option<((f64, f64), CatalogueRanking)> = None;
+    let (mut scores, mut query, mut negatives) = (Vec::new(), Vec::new(), Vec::new());
+    for &caution in cautions {
+        for &popularity in popularities {
+            let ranking = CatalogueRanking {
+                caution,
+                popularity,
+            };
+            let mut sums = MetricSums::default();
+            for (e, truth, unrated, mean, sd) in &parts {
+                scores.clear();
+                scores.extend(
+                    mean.iter()
+                        .zip(sd)
+                        .zip(log_count)
+                        .map(|((m, s), c)| m + ranking.score(*s, *c)),
+                );
+                query.clear();
+                query.extend(e.query.iter().map(|q| scores[q.item as usize]));
+                negatives.clear();
+                negatives.extend(unrated.iter().map(|&i| scores[i]));
+                sums.add_user(&query, truth, &query, &negatives, 0);
+            }
+            let m = sums.finish();
+            let score = (m.hr10, m.ndcg10);
+            if best.as_ref().is_none_or(|(b, _)| score > *b) {
+                best = Some((score, ranking));
+            }
+        }
+    }
+    if let Some((_, r)) = best {
+        ranked.ranking = r;
+    }
+    ranked
+}
+
+/// Marks in `rated` every item the user rated anywhere in the data.
+fn mark_rated(data: &RatingData, user: usize, rated: &mut [bool]) {
+    rated.fill(false);
+    for o in &data.users[user].ratings {
+        rated[o.item as usize] = true;
     }
 }
 
@@ -425,8 +609,18 @@ fn run_seed(
         "item-mean",
         Box::new(ItemMean::fit(data, &split.train, damping, mu)),
     ));
+    methods.push((
+        "popularity",
+        Box::new(Popularity::fit(
+            data,
+            &split.train,
+            ItemMean::fit(data, &split.train, damping, mu),
+        )),
+    ));
     let mut bayes_noise_sd = f64::NAN;
     let mut bayes_noise_scale = f64::NAN;
+    let mut bayes_ranking = CatalogueRanking::default();
+    let mut bayes_flat_ranking = CatalogueRanking::default();
     if config.runs("bayes-flat") {
         // The ablation: the same empirical Bayes without demographics in the prior mean.
         let flat = RatingData {
@@ -452,7 +646,17 @@ fn run_seed(
                 .collect(),
             |m| validation_mae(data, scale, val, budgets, &FlatBayes(m.clone())),
         );
-        methods.push(("bayes-flat", Box::new(FlatBayes(model))));
+        let ranked = choose_ranking(
+            data,
+            val,
+            budgets,
+            model,
+            true,
+            &config.bayes_cautions,
+            &config.bayes_popularities,
+        );
+        bayes_flat_ranking = ranked.ranking;
+        methods.push(("bayes-flat", Box::new(ranked)));
     }
     if config.runs("bayes") {
         let (model, scale) = choose(
@@ -471,7 +675,17 @@ fn run_seed(
         );
         bayes_noise_scale = scale;
         bayes_noise_sd = model.prior.noise.sqrt();
-        methods.push(("bayes", Box::new(model)));
+        let ranked = choose_ranking(
+            data,
+            val,
+            budgets,
+            model,
+            false,
+            &config.bayes_cautions,
+            &config.bayes_popularities,
+        );
+        bayes_ranking = ranked.ranking;
+        methods.push(("bayes", Box::new(ranked)));
         progress(&format!(
             "seed {seed}: Bayesian adjuster fitted after {:.1}s",
             start.elapsed().as_secs_f64()
@@ -507,21 +721,25 @@ fn run_seed(
     let mut sums: Vec<Vec<MetricSums>> =
         vec![vec![MetricSums::clipped(scale.0, scale.1); budgets.len()]; methods.len()];
     for e in &split.test {
-        rated.fill(false);
-        for o in &data.users[e.user].ratings {
-            rated[o.item as usize] = true;
-        }
+        mark_rated(data, e.user, &mut rated);
         let truth: Vec<f64> = e.query.iter().map(|q| q.rating).collect();
         for (m, (_, p)) in methods.iter().enumerate() {
             for (b, &k) in budgets.iter().enumerate() {
                 let support = e.support(k);
                 p.predict_all(data, e.user, support, &mut out);
                 let predicted: Vec<f64> = e.query.iter().map(|q| out[q.item as usize]).collect();
+                // A method with its own catalogue ranking scores the query items and their
+                // competitors by it; the others rank by their predictions.
+                let ranked: Vec<f64> = if p.catalogue_scores(data, e.user, support, &mut out) {
+                    e.query.iter().map(|q| out[q.item as usize]).collect()
+                } else {
+                    predicted.clone()
+                };
                 let negatives: Vec<f64> = (0..data.items)
                     .filter(|&i| !rated[i])
                     .map(|i| out[i])
                     .collect();
-                sums[m][b].add_user(&predicted, &truth, &negatives, support.len());
+                sums[m][b].add_user(&predicted, &truth, &ranked, &negatives, support.len());
             }
         }
     }
@@ -549,6 +767,8 @@ fn run_seed(
             melu_local_steps: melu_steps,
             bayes_noise_sd,
             bayes_noise_scale,
+            bayes_ranking,
+            bayes_flat_ranking,
         },
     ))
 }

@@ -183,13 +183,15 @@ impl MetricSums {
         }
     }
 
-    /// Adds one user's episode: predictions and true ratings of the query set, the scores of the
-    /// relevant query items' competitors (`negatives`: the items the user never rated), and the
-    /// support size used.
+    /// Adds one user's episode: predictions and true ratings of the query set, the query items'
+    /// catalogue ranking scores (`ranked`; a method that ranks by its predictions passes
+    /// `predicted` again), the ranking scores of the relevant query items' competitors
+    /// (`negatives`: the items the user never rated), and the support size used.
     pub fn add_user(
         &mut self,
         predicted: &[f64],
         truth: &[f64],
+        ranked: &[f64],
         negatives: &[f64],
         support: usize,
     ) {
@@ -207,7 +209,7 @@ impl MetricSums {
         let mut hr = 0.0;
         let mut nd = 0.0;
         let mut relevant = 0;
-        for (p, t) in predicted.iter().zip(truth) {
+        for (p, t) in ranked.iter().zip(truth) {
             if *t >= RELEVANT {
                 let (h, n) = catalogue_hit(*p, negatives, 10);
                 hr += h;
@@ -521,8 +523,8 @@ mod tests {
     fn sums_pool_errors_over_ratings_and_rankings_over_users() {
         let mut s = MetricSums::default();
         // User 1: errors 1 and 0; user 2: error 2.
-        s.add_user(&[4.0, 3.0], &[5.0, 3.0], &[0.0], 4);
-        s.add_user(&[1.0], &[3.0], &[0.0], 2);
+        s.add_user(&[4.0, 3.0], &[5.0, 3.0], &[4.0, 3.0], &[0.0], 4);
+        s.add_user(&[1.0], &[3.0], &[1.0], &[0.0], 2);
         let m = s.finish();
         close(m.mae, 3.0 / 3.0);
         close(m.rmse, (5.0f64 / 3.0).sqrt());
@@ -536,12 +538,28 @@ mod tests {
     fn errors_are_measured_on_clipped_predictions_and_rankings_on_raw_ones() {
         let mut s = MetricSums::clipped(1.0, 5.0);
         // 6.5 clips to 5 (error 0 against 5); 0.2 clips to 1 (error 1 against 2).
-        s.add_user(&[6.5, 0.2], &[5.0, 2.0], &[5.5], 1);
+        s.add_user(&[6.5, 0.2], &[5.0, 2.0], &[6.5, 0.2], &[5.5], 1);
         let m = s.finish();
         close(m.mae, 0.5);
         // The raw 6.5 outranks the negative at 5.5: rank 1.
         close(m.hr10, 1.0);
         close(m.ndcg10, 1.0);
+    }
+
+    #[test]
+    fn the_catalogue_metrics_read_the_ranking_scores_not_the_predictions() {
+        let mut s = MetricSums::default();
+        // Predicted 5 (above the negative at 4.5), but ranked 1 (below it): rank 2.
+        s.add_user(&[5.0], &[5.0], &[1.0], &[4.5], 1);
+        let m = s.finish();
+        close(m.mae, 0.0);
+        close(m.hr10, 1.0);
+        close(m.ndcg10, 1.0 / 3f64.log2());
+        let mut s = MetricSums::default();
+        let negatives = vec![4.5; 10];
+        s.add_user(&[5.0], &[5.0], &[1.0], &negatives, 1);
+        // Below ten negatives: a miss, though the prediction is above them all.
+        close(s.finish().hr10, 0.0);
     }
 
     #[test]

@@ -178,11 +178,11 @@ fn a_tiny_end_to_end_run_is_complete_and_thread_independent() {
     let two = run_benchmark(&data, &tiny_config(2), &|_| {}).unwrap();
     assert_eq!(one.per_seed, two.per_seed);
     assert_eq!(one.table, two.table);
-    // Six methods x three budgets, each with every metric.
-    assert_eq!(one.table.len(), 18);
+    // Seven methods x three budgets, each with every metric.
+    assert_eq!(one.table.len(), 21);
     assert!(one.table.iter().all(|r| r.metrics.len() == 8));
     // Every method but the reference, at every budget, on seven metrics.
-    assert_eq!(one.paired.len(), 5 * 3 * 7);
+    assert_eq!(one.paired.len(), 6 * 3 * 7);
     assert!(one.paired.iter().all(|p| p.seeds == 2 && p.wins <= 2));
     let mae = |method: &str| {
         one.table
@@ -221,4 +221,56 @@ fn bad_settings_are_errors() {
     let mut c = tiny_config(1);
     c.budgets = vec![Some(0)];
     assert!(run_benchmark(&data, &c, &|_| {}).is_err());
+    for bad in [f64::NAN, -0.5, f64::INFINITY] {
+        let mut c = tiny_config(1);
+        c.bayes_popularities = vec![0.0, bad];
+        let err = run_benchmark(&data, &c, &|_| {}).unwrap_err();
+        assert!(err.to_string().contains("ranking weights"), "{err}");
+        let mut c = tiny_config(1);
+        c.bayes_cautions = vec![bad];
+        assert!(run_benchmark(&data, &c, &|_| {}).is_err());
+    }
+    let mut c = tiny_config(1);
+    c.bayes_cautions = Vec::new();
+    assert!(run_benchmark(&data, &c, &|_| {}).is_err());
+}
+
+#[test]
+fn the_adjusters_catalogue_ranking_is_chosen_from_the_grid_and_recorded() {
+    let data = synthetic(150, 60);
+    let mut c = tiny_config(1);
+    c.bayes_cautions = vec![0.0, 1.0];
+    c.bayes_popularities = vec![0.0, 0.7];
+    let report = run_benchmark(&data, &c, &|_| {}).unwrap();
+    for chosen in &report.chosen {
+        for r in [chosen.bayes_ranking, chosen.bayes_flat_ranking] {
+            assert!(c.bayes_cautions.contains(&r.caution), "{r:?}");
+            assert!(c.bayes_popularities.contains(&r.popularity), "{r:?}");
+        }
+    }
+    // The rating predictions do not depend on the ranking grid: the error metrics are those of
+    // a run with no ranking weights at all.
+    let mut plain = tiny_config(1);
+    plain.bayes_cautions = vec![0.0];
+    plain.bayes_popularities = vec![0.0];
+    let base = run_benchmark(&data, &plain, &|_| {}).unwrap();
+    let metric = |r: &metarec_coldstart::bench::Report, name: &str| {
+        r.table
+            .iter()
+            .filter(|row| row.method.starts_with("bayes"))
+            .map(|row| row.metrics.iter().find(|(n, _)| n == name).unwrap().1.mean)
+            .collect::<Vec<f64>>()
+    };
+    assert_eq!(metric(&report, "mae"), metric(&base, "mae"));
+    assert_eq!(metric(&report, "p5"), metric(&base, "p5"));
+    // Popularity predicts ratings as item-mean does; only its catalogue ranking differs.
+    let row = |r: &metarec_coldstart::bench::Report, m: &str| {
+        r.table
+            .iter()
+            .find(|row| row.method == m && row.budget == "all")
+            .unwrap()
+            .metrics
+            .clone()
+    };
+    assert_eq!(row(&base, "popularity")[0], row(&base, "item-mean")[0]);
 }
