@@ -967,6 +967,45 @@ pub fn build(
     Ok((varmap, model))
 }
 
+/// A set-encoder network that starts as the mean-encoder network in `varmap` (built with
+/// `config` for `features`): every variable of the mean network is copied, and the set
+/// encoder's own variables start as [`build`] seeds them, its output layer at zero, so the two
+/// networks score every state alike until training moves them apart. This is how the demo's
+/// encoder ablation fine-tunes the shipped mean network with a set encoder from the same start.
+pub fn widen_to_set(
+    varmap: &VarMap,
+    config: ModelConfig,
+    features: &Features,
+    seed: u64,
+) -> Result<(VarMap, TwoTower, ModelConfig), NeuralError> {
+    if config.encoder != Encoder::Mean {
+        return Err(NeuralError::Config(
+            "only a mean-encoder network can be widened to a set encoder".into(),
+        ));
+    }
+    let wide = ModelConfig {
+        encoder: Encoder::Set,
+        ..config
+    };
+    let (widened, model) = build(wide, features, DType::F32, seed)?;
+    let targets: std::collections::HashMap<String, Var> =
+        sorted_vars(&widened).into_iter().collect();
+    for (name, var) in sorted_vars(varmap) {
+        let target = targets.get(&name).ok_or_else(|| {
+            NeuralError::Config(format!("variable `{name}` has no place in the set network"))
+        })?;
+        if target.dims() != var.dims() {
+            return Err(NeuralError::Config(format!(
+                "variable `{name}` is {:?} in the mean network but {:?} in the set network",
+                var.dims(),
+                target.dims()
+            )));
+        }
+        target.set(var.as_tensor())?;
+    }
+    Ok((widened, model, wide))
+}
+
 /// All variables of a map, sorted by name (the optimiser's and the checkpoint's order).
 pub fn sorted_vars(varmap: &VarMap) -> Vec<(String, Var)> {
     let data = varmap.data().lock().unwrap_or_else(|e| e.into_inner());
@@ -1322,6 +1361,47 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_widened_network_scores_as_the_mean_network_it_came_from() {
+        let f = Features::new(&catalog());
+        let config = ModelConfig {
+            id_dim: 3,
+            hidden: 6,
+            embed: 5,
+            ..ModelConfig::default()
+        };
+        let (varmap, mean) = build(config, &f, DType::F32, 5).unwrap();
+        // Random weights everywhere, so the copy cannot pass by the seeding alone.
+        let mut rng = metarec_core::rng_for(5, 1);
+        let normal = Normal::new(0.0, 0.5).unwrap();
+        for (_, var) in sorted_vars(&varmap) {
+            let t = var.as_tensor();
+            let v: Vec<f32> = (0..t.elem_count())
+                .map(|_| normal.sample(&mut rng) as f32)
+                .collect();
+            var.set(&Tensor::from_vec(v, t.dims(), &Device::Cpu).unwrap())
+                .unwrap();
+        }
+        let (widened, set, wide) = widen_to_set(&varmap, config, &f, 9).unwrap();
+        assert_eq!(wide.encoder, Encoder::Set);
+        assert!(sorted_vars(&widened).len() > sorted_vars(&varmap).len());
+        let (_, before) = both_scores(&f, &mean, 3);
+        let (candle, after) = both_scores(&f, &set, 3);
+        assert_eq!(before.len(), after.len());
+        for (k, ((a, b), c)) in before.iter().zip(&after).zip(&candle).enumerate() {
+            assert!(
+                (a - b).abs() < 1e-5 * (1.0 + a.abs()),
+                "score {k}: {a} vs {b}"
+            );
+            assert!(
+                (b - c).abs() < 1e-5 * (1.0 + b.abs()),
+                "score {k}: {b} vs {c}"
+            );
+        }
+        // A set network cannot be widened again.
+        assert!(widen_to_set(&widened, wide, &f, 9).is_err());
     }
 
     #[test]

@@ -14,13 +14,17 @@ use metarec_neural::bundle::ModelBundle;
 use metarec_neural::checkpoint::{self, Manifest};
 use metarec_neural::model::ModelConfig;
 use metarec_neural::train::{Algo, TrainConfig, TrainData, Trainer};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Distillation iterations that fine-tune the shipped network by default: about a minute on 2
 /// cores, enough to show the training path and its curve without spending the demo's budget.
 const FINE_TUNE_ITERATIONS: usize = 40;
+
+/// Actor-critic iterations of each arm of the gamma ablation by default (batches of 256
+/// simulated users, fine-tuning the demo's network).
+const GAMMA_ABLATION_ITERATIONS: usize = 20;
 
 /// Distillation iterations of a network trained from scratch by default: about six minutes on 2
 /// cores (the shipped network had 1,000).
@@ -39,6 +43,14 @@ pub struct DemoArgs {
     /// Train the neural policy from scratch instead of fine-tuning the shipped pretrained one.
     #[arg(long)]
     from_scratch: bool,
+    /// Skip the ablation networks (the set encoder, and gamma 0 against gamma 0.9); the arena
+    /// still plays the adjuster off and the adjuster before meta-training.
+    #[arg(long)]
+    no_ablations: bool,
+    /// Actor-critic iterations that fine-tune the demo's network in each arm of the gamma
+    /// ablation (gamma 0 against gamma 0.9, the same users and seeds in both).
+    #[arg(long, default_value_t = GAMMA_ABLATION_ITERATIONS, value_parser = whole::<usize>(0, MAX_ITERATIONS))]
+    ablation_iterations: usize,
     /// New users per arena seed.
     #[arg(long, default_value_t = 1000, value_parser = count::<usize>(MAX_USERS))]
     users: usize,
@@ -108,7 +120,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
             crate::pretrained::TEACHER
         ));
         (
-            Trainer::new(&catalog, reward, config)?,
+            Trainer::new(&catalog, reward, config.clone())?,
             Vec::new(),
             Vec::new(),
         )
@@ -122,33 +134,18 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
             &crate::pretrained::WEIGHTS_SHA256[..12],
             crate::pretrained::TEACHER
         ));
-        crate::train::resume_trainer(bundle, reward, config)?
+        crate::train::resume_trainer(bundle, reward, config.clone())?
     };
     let mut teacher =
         crate::train::build_teacher(crate::pretrained::TEACHER, &scenario, &reward, seed)?;
-    let mut tensorboard =
-        crate::report::training_run(&args.logdir.logdir, &model, "distill", seed)?;
-    let bar = global.bar(iterations as u64, "iterations");
-    let mut window = Vec::new();
-    let data = TrainData {
-        logged: &[],
-        teacher: Some(&mut teacher),
-    };
-    trainer.train(&mut env, data, |_, s| -> Result<()> {
-        crate::report::log_iteration(&mut tensorboard, s)?;
-        window.push(s.reward_per_user);
-        if window.len() > 20 {
-            window.remove(0);
-        }
-        bar.set_message(format!(
-            "reward/user {:.2}",
-            window.iter().sum::<f64>() / window.len() as f64
-        ));
-        bar.inc(1);
-        Ok(())
-    })?;
-    bar.finish();
-    tensorboard.flush()?;
+    fit(
+        global,
+        &args.logdir.logdir,
+        &model,
+        &mut trainer,
+        &mut env,
+        Some(&mut teacher),
+    )?;
     algos.push(Algo::Distill.name().to_owned());
     metrics.extend(trainer.history.iter().cloned());
     let manifest = Manifest::for_trainer(
@@ -177,6 +174,14 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         &args.out.join("training.tsv"),
         &format!("iteration\treward_per_user\tentropy\n{curve}"),
     )?;
+
+    let ablations = if args.no_ablations {
+        None
+    } else {
+        Some(ablation_networks(
+            &args, global, &scenario, reward, config, &model,
+        )?)
+    };
 
     global.progress("3/5 meta-training the strategy adjuster on training users");
     let grid = [0.03, 0.1, 0.3, 1.0, 3.0];
@@ -207,9 +212,22 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     ));
     let m = model.display().to_string();
     let u = unfitted.display().to_string();
-    let names = format!(
-        "random,popularity,itemknn,linucb,lints,neural:{m},neural-greedy:{m},adjusted:{m},adjusted:{u},oracle,planner,informed"
+    let mut names = format!(
+        "random,popularity,itemknn,linucb,lints,neural:{m},neural-greedy:{m},adjusted:{m},adjusted:{u}"
     );
+    let mut paired_against = vec!["lints".to_string(), format!("neural-greedy:{m}")];
+    if let Some(a) = &ablations {
+        let (set, g0, g9) = (
+            a.set.display().to_string(),
+            a.gamma0.display().to_string(),
+            a.gamma9.display().to_string(),
+        );
+        names.push_str(&format!(
+            ",neural-greedy:{set},neural-greedy:{g0},neural-greedy:{g9}"
+        ));
+        paired_against.push(format!("neural-greedy:{g0}"));
+    }
+    names.push_str(",oracle,planner,informed");
     let mut contestants = PolicySpec::parse_list(&names)?;
     for spec in &mut contestants {
         spec.load(&mut loaded)?;
@@ -217,7 +235,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     let arena_config = ArenaConfig {
         users: args.users,
         seeds: args.seeds,
-        paired_against: vec!["lints".into(), format!("neural-greedy:{m}")],
+        paired_against,
         ..ArenaConfig::default()
     };
     let bar = global.bar((contestants.len() * args.seeds) as u64, "jobs");
@@ -253,6 +271,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
          training.tsv             reward per user while distilling the informed yardstick ({} iterations of 256 users, {})\n\
          model/                   the model bundle (model.safetensors, catalog.json, manifest.json, adjuster.json)\n\
          model-unfitted/          the same network with the adjuster's settings before meta-training (an ablation)\n\
+         {}\
          arena.txt / .json        the cold-start arena on new users ({} x {} seeds)\n\n\
          adjuster prior scale chosen by meta-training: {} (grid: {:?})\n\
          total time: {:.0} s\n",
@@ -261,6 +280,16 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
             "from scratch".to_owned()
         } else {
             format!("the last {iterations} fine-tuning the shipped network")
+        },
+        if ablations.is_some() {
+            format!(
+                "model-set/               the same training with the set encoder in place of the averaging user tower (an ablation)\n\
+                 model-gamma0/            the demo's network fine-tuned by {n} actor-critic iterations with gamma 0 (an ablation)\n\
+                 model-gamma0.9/          ... and with gamma 0.9, on the same users and seeds\n",
+                n = args.ablation_iterations
+            )
+        } else {
+            String::new()
         },
         args.users,
         args.seeds,
@@ -276,6 +305,195 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         page.display(),
         start.elapsed().as_secs_f64()
     );
+    Ok(())
+}
+
+/// Trains `trainer` for its configured iterations on `env`, distilling `teacher` when given,
+/// with a progress bar and a TensorBoard run for the model in `dir`.
+fn fit(
+    global: &Global,
+    logdir: &Path,
+    dir: &Path,
+    trainer: &mut Trainer,
+    env: &mut impl Environment,
+    teacher: Option<&mut metarec_sim::InformedPolicy>,
+) -> Result<()> {
+    let algo = trainer.config.algo;
+    let mut tensorboard =
+        crate::report::training_run(logdir, dir, algo.name(), trainer.config.seed)?;
+    let bar = global.bar(trainer.config.iterations as u64, "iterations");
+    let mut window = Vec::new();
+    let data = TrainData {
+        logged: &[],
+        teacher: teacher.map(|t| t as &mut dyn metarec_core::Policy),
+    };
+    trainer.train(env, data, |_, s| -> Result<()> {
+        crate::report::log_iteration(&mut tensorboard, s)?;
+        window.push(s.reward_per_user);
+        if window.len() > 20 {
+            window.remove(0);
+        }
+        bar.set_message(format!(
+            "reward/user {:.2}",
+            window.iter().sum::<f64>() / window.len() as f64
+        ));
+        bar.inc(1);
+        Ok(())
+    })?;
+    bar.finish();
+    tensorboard.flush()?;
+    Ok(())
+}
+
+/// Where the ablation networks were saved.
+struct Ablations {
+    /// The set encoder in place of the averaging user tower, trained as the demo's network is.
+    set: PathBuf,
+    /// The demo's network fine-tuned by actor-critic with gamma 0 ...
+    gamma0: PathBuf,
+    /// ... and with gamma 0.9, on the same users and seeds.
+    gamma9: PathBuf,
+}
+
+/// Trains the ablation networks beside the demo's network in `model`:
+/// - the encoder ablation: the same training (`config`, the same teacher and users) with the
+///   set encoder. Fine-tuning widens the shipped mean network to a set network that starts
+///   scoring exactly as it does ([`metarec_neural::model::widen_to_set`]), so the two arms differ
+///   only in what the encoder adds while they train;
+/// - the gamma ablation: the demo's network fine-tuned by actor-critic on the scenario's reward
+///   with gamma 0 (greedy) and with gamma 0.9, on the same users and seeds.
+fn ablation_networks(
+    args: &DemoArgs,
+    global: &Global,
+    scenario: &metarec_sim::Scenario,
+    reward: RewardFn,
+    config: TrainConfig,
+    model: &Path,
+) -> Result<Ablations> {
+    let seed = config.seed;
+    let env_seed = scenario.config.seed ^ 0x6465_6d6f;
+    let catalog = scenario.env_with_seed(env_seed).catalog().clone();
+    let set = args.out.join("model-set");
+    global.progress(format!(
+        "2/5 ablation: the same {} iterations with the set encoder in place of the averaging user tower",
+        config.iterations
+    ));
+    let set_config = TrainConfig {
+        model: ModelConfig {
+            encoder: metarec_neural::model::Encoder::Set,
+            ..config.model
+        },
+        ..config
+    };
+    let (mut trainer, mut algos, mut metrics) = if args.from_scratch {
+        (
+            Trainer::new(&catalog, reward, set_config)?,
+            Vec::new(),
+            Vec::new(),
+        )
+    } else {
+        let bundle = crate::pretrained::unpack(&set)?;
+        let (varmap, network, wide) = metarec_neural::model::widen_to_set(
+            &bundle.varmap,
+            bundle.manifest.model,
+            &bundle.network.features,
+            seed,
+        )?;
+        let trainer = Trainer::resume(
+            (*bundle.network.features).clone(),
+            varmap,
+            network,
+            reward,
+            TrainConfig {
+                model: wide,
+                ..config
+            },
+            bundle.manifest.iterations,
+        )?;
+        (trainer, bundle.manifest.algos, bundle.manifest.metrics)
+    };
+    let mut env = scenario.env_with_seed(env_seed);
+    let mut teacher =
+        crate::train::build_teacher(crate::pretrained::TEACHER, scenario, &reward, seed)?;
+    fit(
+        global,
+        &args.logdir.logdir,
+        &set,
+        &mut trainer,
+        &mut env,
+        Some(&mut teacher),
+    )?;
+    algos.push(Algo::Distill.name().to_owned());
+    metrics.extend(trainer.history.iter().cloned());
+    save(&trainer, &catalog, scenario, algos, metrics, &set)?;
+
+    let mut arms = Vec::new();
+    for gamma in [0.0, 0.9] {
+        let dir = args.out.join(format!("model-gamma{gamma}"));
+        global.progress(format!(
+            "2/5 ablation: the demo's network fine-tuned by {} actor-critic iterations with gamma {gamma}",
+            args.ablation_iterations
+        ));
+        let arm_reward = RewardFn::new(
+            reward.click_weight(),
+            reward.purchase_weight(),
+            reward.revenue_weight(),
+            gamma,
+        )?;
+        let rl = TrainConfig {
+            algo: Algo::ActorCritic,
+            iterations: args.ablation_iterations,
+            batch: 256,
+            // A gentler step than training from scratch: the arms start from a trained
+            // network and should move it by what their objectives differ in, not unlearn it.
+            learning_rate: 1e-3,
+            entropy: 0.01,
+            ..config
+        };
+        let bundle = ModelBundle::load(model)?;
+        let (mut trainer, mut algos, mut metrics) =
+            crate::train::resume_trainer(bundle, arm_reward, rl)?;
+        let mut env = scenario.env_with_seed(env_seed ^ 0x6761_6d6d);
+        fit(
+            global,
+            &args.logdir.logdir,
+            &dir,
+            &mut trainer,
+            &mut env,
+            None,
+        )?;
+        algos.push(Algo::ActorCritic.name().to_owned());
+        metrics.extend(trainer.history.iter().cloned());
+        save(&trainer, &catalog, scenario, algos, metrics, &dir)?;
+        arms.push(dir);
+    }
+    let gamma9 = arms.pop().unwrap_or_default();
+    let gamma0 = arms.pop().unwrap_or_default();
+    Ok(Ablations {
+        set,
+        gamma0,
+        gamma9,
+    })
+}
+
+/// Saves a trainer's network as a bundle in `dir`, with the training history `algos` and
+/// `metrics`.
+fn save(
+    trainer: &Trainer,
+    catalog: &metarec_core::Catalog,
+    scenario: &metarec_sim::Scenario,
+    algos: Vec<String>,
+    metrics: Vec<metarec_neural::train::IterationStats>,
+    dir: &Path,
+) -> Result<()> {
+    let manifest = Manifest::for_trainer(
+        trainer,
+        catalog,
+        metarec_eval::shop::scenario_source(scenario),
+        algos,
+        metrics,
+    );
+    checkpoint::save(dir, &trainer.varmap, &manifest, catalog)?;
     Ok(())
 }
 

@@ -604,6 +604,8 @@ fn small_demo(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
         "8",
         "--calibration-users",
         "20",
+        "--ablation-iterations",
+        "1",
     ];
     args.extend_from_slice(extra);
     metarec(dir, &args)
@@ -636,6 +638,30 @@ fn demo_runs_end_to_end_and_writes_its_report_directory() {
     }
     // The ablation of meta-training plays beside the meta-trained adjuster.
     assert!(text.contains("model-unfitted"), "{text}");
+    // The encoder and gamma ablations: trained, saved and played.
+    let set = json(&report.join("model-set/manifest.json"));
+    assert_eq!(set["model"]["encoder"], "set");
+    assert_eq!(set["iterations"], 1001);
+    for arm in ["model-gamma0", "model-gamma0.9"] {
+        let m = json(&report.join(arm).join("manifest.json"));
+        assert_eq!(
+            m["algos"],
+            serde_json::json!(["distill", "distill", "actor-critic"]),
+            "{arm}"
+        );
+        assert_eq!(m["iterations"], 1002, "{arm}");
+        assert!(
+            text.contains(&format!("neural-greedy:{}", report.join(arm).display())),
+            "{text}"
+        );
+    }
+    assert!(
+        text.contains(&format!(
+            "neural-greedy:{}",
+            report.join("model-set").display()
+        )),
+        "{text}"
+    );
     // The shipped network (1,000 iterations of distillation), fine-tuned by one more; the
     // training curve holds both.
     let manifest = json(&report.join("model/manifest.json"));

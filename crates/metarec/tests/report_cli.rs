@@ -268,9 +268,11 @@ fn demo_index_shows_the_cold_start_curves_with_bands_and_the_table() {
             "20",
             "--logdir",
             "tb",
+            "--no-ablations",
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!t.join("report/model-set").exists());
     let page = std::fs::read_to_string(t.join("report/index.html")).unwrap();
     let arena = json(&t.join("report/arena.json"));
     let policies = arena["contestants"].as_array().unwrap();
