@@ -1269,9 +1269,15 @@ mod tests {
             ..ModelConfig::default()
         };
         let (varmap, model) = build(config, &f, DType::F32, seed).unwrap();
+        randomise(&varmap, seed);
+        (f, model)
+    }
+
+    /// Sets every variable of `varmap` to seeded normal noise.
+    fn randomise(varmap: &VarMap, seed: u64) {
         let mut rng = metarec_core::rng_for(seed, 1);
         let normal = Normal::new(0.0, 0.5).unwrap();
-        for (_, var) in sorted_vars(&varmap) {
+        for (_, var) in sorted_vars(varmap) {
             let t = var.as_tensor();
             let v: Vec<f32> = (0..t.elem_count())
                 .map(|_| normal.sample(&mut rng) as f32)
@@ -1279,7 +1285,6 @@ mod tests {
             var.set(&Tensor::from_vec(v, t.dims(), &Device::Cpu).unwrap())
                 .unwrap();
         }
-        (f, model)
     }
 
     /// Scores of random states from candle and from [`Frozen`]: `(candle, frozen)`, `S x N`.
@@ -1374,16 +1379,7 @@ mod tests {
         };
         let (varmap, mean) = build(config, &f, DType::F32, 5).unwrap();
         // Random weights everywhere, so the copy cannot pass by the seeding alone.
-        let mut rng = metarec_core::rng_for(5, 1);
-        let normal = Normal::new(0.0, 0.5).unwrap();
-        for (_, var) in sorted_vars(&varmap) {
-            let t = var.as_tensor();
-            let v: Vec<f32> = (0..t.elem_count())
-                .map(|_| normal.sample(&mut rng) as f32)
-                .collect();
-            var.set(&Tensor::from_vec(v, t.dims(), &Device::Cpu).unwrap())
-                .unwrap();
-        }
+        randomise(&varmap, 5);
         let (widened, set, wide) = widen_to_set(&varmap, config, &f, 9).unwrap();
         assert_eq!(wide.encoder, Encoder::Set);
         assert!(sorted_vars(&widened).len() > sorted_vars(&varmap).len());

@@ -148,14 +148,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     )?;
     algos.push(Algo::Distill.name().to_owned());
     metrics.extend(trainer.history.iter().cloned());
-    let manifest = Manifest::for_trainer(
-        &trainer,
-        &catalog,
-        metarec_eval::shop::scenario_source(&scenario),
-        algos,
-        metrics,
-    );
-    checkpoint::save(&model, &trainer.varmap, &manifest, &catalog)?;
+    save(&trainer, &catalog, &scenario, algos, metrics, &model)?;
     let mut bundle = ModelBundle::load(&model)?;
     let trained_iterations = bundle.manifest.iterations;
     // The whole curve: the shipped network's pretraining, then this run's iterations.
