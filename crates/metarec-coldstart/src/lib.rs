@@ -34,6 +34,7 @@ mod error;
 pub mod melu;
 pub mod metrics;
 pub mod mf;
+mod ranking;
 pub mod shop;
 pub mod shop_items;
 pub mod split;
