@@ -6,7 +6,7 @@
 use super::{HeadAdjuster, NetView};
 use crate::features::UserView;
 use metarec_core::explore::{
-    epsilon_greedy, greedy, monte_carlo_marginals_into, plackett_luce, top_k, top_k_into,
+    epsilon_greedy, greedy, monte_carlo_marginals_scored, plackett_luce, top_k,
 };
 use metarec_core::{Context, ItemId, Rng, SlateChoice};
 use serde::{Deserialize, Serialize};
@@ -66,10 +66,9 @@ pub struct DecideBuffers {
     resampled: Vec<f64>,
     /// The network's view of the context being decided.
     net: NetView,
-    /// The candidates' item vectors by dimension: row `k` holds coordinate `k` of every
-    /// candidate, so a score pass runs over independent candidates (see [`corrected_scores`]).
-    columns32: Vec<f32>,
-    /// `columns32` widened to f64 once per decision rather than once per draw.
+    /// The candidates' item vectors by dimension, widened to f64 once per decision rather
+    /// than once per draw: row `k` holds coordinate `k` of every candidate, so a score pass
+    /// runs over independent candidates (see [`corrected_scores`]).
     columns: Vec<f64>,
     /// The candidates' `<g, h_i>` in f32, as the network scores them.
     dots: Vec<f32>,
@@ -82,8 +81,6 @@ pub struct DecideBuffers {
     draw: Vec<f64>,
     /// Every Monte Carlo draw of one decision, one after the other.
     draws: Vec<f64>,
-    /// The current Monte Carlo ranking.
-    ranking: Vec<usize>,
 }
 
 /// Corrected scores of the candidates: the calibrated network score (`base`) plus `<h_i, delta>`,
@@ -248,28 +245,18 @@ fn candidates_and_base<A: HeadAdjuster>(
     }
     buf.net.fill(frozen, features, context);
     let (e, m) = (frozen.embed, buf.candidates.len());
-    // Each candidate's row is read once, contiguously, and spread over the columns.
-    let vectors: &[f32] = &frozen.item_vectors;
-    buf.columns32.clear();
-    buf.columns32.resize(e * m, 0.0);
-    for (j, c) in buf.candidates.iter().enumerate() {
-        let row = &vectors[c.index() * e..(c.index() + 1) * e];
-        for (column, x) in buf.columns32.chunks_exact_mut(m).zip(row) {
-            column[j] = *x;
-        }
-    }
-    buf.columns.clear();
-    buf.columns
-        .extend(buf.columns32.iter().map(|&x| f64::from(x)));
-    // `<g, h_i>` as `Frozen::score` sums it (in f32, over the coordinates in order from -0.0),
-    // a candidate per lane as in `corrected_scores`.
-    buf.dots.clear();
-    buf.dots.resize(m, -0.0);
-    for (column, g) in buf.columns32.chunks_exact(m).zip(&buf.net.head) {
-        for (o, v) in buf.dots.iter_mut().zip(column) {
-            *o += g * v;
-        }
-    }
+    // Every value is written by `spread_columns`: resizing without clearing zeroes only
+    // what a longer list adds.
+    buf.columns.resize(e * m, 0.0);
+    buf.dots.resize(m, 0.0);
+    spread_columns(
+        &frozen.item_vectors,
+        e,
+        &buf.candidates,
+        &buf.net.head,
+        &mut buf.columns,
+        &mut buf.dots,
+    );
     // The session flags by item, set from the history once rather than searched for in it per
     // candidate, and cleared again so the buffer stays all zeros between decisions.
     let view = &buf.net.view;
@@ -302,6 +289,82 @@ fn candidates_and_base<A: HeadAdjuster>(
         buf.marks[item.index()] = 0;
     }
     true
+}
+
+/// Spreads the candidates' rows of `vectors` (`e` wide) over `columns` by dimension, widened
+/// to f64 (`columns[k * m + j]` is coordinate `k` of candidate `j`, of `m`), and writes each
+/// candidate's `<head, h_j>` into `dots` as `Frozen::score` sums it: in f32, over the
+/// coordinates in order from -0.0, each product rounded before it is added. `head` has at
+/// least `e` values; `columns` holds `e * m`, `dots` `m`.
+///
+/// A row spread one value at a time is a scattered store per value, and this copy was the
+/// largest part of a decision after the scoring itself. On x86-64 four candidates' rows are
+/// read four coordinates at a time and transposed in SSE registers (part of every x86-64
+/// processor), so each store writes values of one column, and the four transposed columns
+/// are the next four terms of the four candidates' dot products, added in the same order.
+/// What is left over (a last few candidates, a width not a multiple of four) is done one
+/// value at a time.
+fn spread_columns(
+    vectors: &[f32],
+    e: usize,
+    candidates: &[ItemId],
+    head: &[f32],
+    columns: &mut [f64],
+    dots: &mut [f32],
+) {
+    let m = candidates.len();
+    let head = &head[..e];
+    let row = |c: &ItemId| &vectors[c.index() * e..(c.index() + 1) * e];
+    #[cfg(target_arch = "x86_64")]
+    let done = {
+        use std::arch::x86_64::{
+            _MM_TRANSPOSE4_PS, _mm_add_ps, _mm_cvtps_pd, _mm_loadu_ps, _mm_movehl_ps, _mm_mul_ps,
+            _mm_set1_ps, _mm_storeu_pd, _mm_storeu_ps,
+        };
+        let wide = e / 4 * 4;
+        for (block, four) in candidates.chunks_exact(4).enumerate() {
+            let j = block * 4;
+            let rows = [row(&four[0]), row(&four[1]), row(&four[2]), row(&four[3])];
+            let out = &mut dots[j..j + 4];
+            // SAFETY: SSE and SSE2 are enabled on every x86-64 target; each load reads the
+            // four values of a slice of length 4 and each store writes the four (or two)
+            // values of a slice of that length, all bounds-checked where they are taken.
+            unsafe {
+                let mut acc = _mm_set1_ps(-0.0);
+                for k in (0..wide).step_by(4) {
+                    let quads = rows.map(|r| &r[k..k + 4]);
+                    let [mut r0, mut r1, mut r2, mut r3] = quads.map(|q| _mm_loadu_ps(q.as_ptr()));
+                    _MM_TRANSPOSE4_PS(&mut r0, &mut r1, &mut r2, &mut r3);
+                    for (i, v) in [r0, r1, r2, r3].into_iter().enumerate() {
+                        acc = _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(head[k + i]), v));
+                        let at = (k + i) * m + j;
+                        let column = &mut columns[at..at + 4];
+                        _mm_storeu_pd(column[..2].as_mut_ptr(), _mm_cvtps_pd(v));
+                        let high = _mm_cvtps_pd(_mm_movehl_ps(v, v));
+                        _mm_storeu_pd(column[2..].as_mut_ptr(), high);
+                    }
+                }
+                _mm_storeu_ps(out.as_mut_ptr(), acc);
+            }
+            for (l, r) in rows.iter().enumerate() {
+                for (k, &x) in r.iter().enumerate().skip(wide) {
+                    columns[k * m + j + l] = f64::from(x);
+                    out[l] += head[k] * x;
+                }
+            }
+        }
+        m / 4 * 4
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    for (j, c) in candidates.iter().enumerate().skip(done) {
+        let mut dot = -0.0f32;
+        for (k, (&x, g)) in row(c).iter().zip(head).enumerate() {
+            columns[k * m + j] = f64::from(x);
+            dot += g * x;
+        }
+        dots[j] = dot;
+    }
 }
 
 /// The corrected score of each chosen item, in slate order (`scores` are the candidates').
@@ -397,7 +460,6 @@ pub fn decide_with<A: HeadAdjuster>(
         resampled,
         cache,
         draws,
-        ranking,
         ..
     } = buf;
     // The Monte Carlo draws are made together (the same random numbers in the same order as
@@ -412,10 +474,9 @@ pub fn decide_with<A: HeadAdjuster>(
         }
     }
     let mut next = draws.chunks_exact(d.max(1));
-    let propensities = monte_carlo_marginals_into(&chosen, count, rng, ranking, |_, ranking| {
+    let propensities = monte_carlo_marginals_scored(&chosen, count, rng, resampled, |_, scores| {
         let draw = next.next().unwrap_or(&mean);
-        corrected_scores(columns, base, draw, resampled);
-        top_k_into(resampled, k, ranking);
+        corrected_scores(columns, base, draw, scores);
     });
     AdjustedChoice {
         choice: SlateChoice {
@@ -686,6 +747,32 @@ mod tests {
                 thompson.update(&mut posterior, &it);
                 gradient.update(&mut adapted, &it);
                 rng = b;
+            }
+        }
+    }
+
+    #[test]
+    fn columns_and_dots_are_the_candidates_rows_at_every_shape() {
+        let vectors: Vec<f32> = (0..30 * 9).map(|x| (x as f32 * 0.37).sin()).collect();
+        let head: Vec<f32> = (0..9).map(|x| (x as f32 * 1.3).cos() * 3.0).collect();
+        for e in [1, 4, 6, 8, 9] {
+            for m in [0, 1, 3, 4, 5, 8, 11] {
+                let items = 30 * 9 / e;
+                let candidates: Vec<ItemId> = (0..m)
+                    .map(|j| ItemId(((j * 7 + 3) % items) as u32))
+                    .collect();
+                let mut columns = vec![f64::NAN; e * m];
+                let mut dots = vec![f32::NAN; m];
+                spread_columns(&vectors, e, &candidates, &head, &mut columns, &mut dots);
+                for (j, c) in candidates.iter().enumerate() {
+                    let row = &vectors[c.index() * e..(c.index() + 1) * e];
+                    for (k, &x) in row.iter().enumerate() {
+                        assert_eq!(columns[k * m + j], f64::from(x), "e {e}, m {m}");
+                    }
+                    // As `Frozen::score` sums it: an iterator's sum from -0.0, in order.
+                    let want: f32 = row.iter().zip(&head).map(|(x, g)| g * x).sum();
+                    assert_eq!(dots[j].to_bits(), want.to_bits(), "e {e}, m {m}, j {j}");
+                }
             }
         }
     }
