@@ -915,6 +915,12 @@ impl Frozen {
 /// `out`: the f32 products summed in column order from -0.0, exactly as `Iterator::sum` sums
 /// one row, so the results are bit-identical to a row at a time. Four rows go together so the
 /// processor has four independent chains of additions to overlap instead of one.
+///
+/// On x86-64 the four rows are read four columns at a time and transposed in SSE registers
+/// (part of every x86-64 processor): each transposed vector is one column of the four rows,
+/// so one vector multiply and add extends all four sums by a term, in the same order and with
+/// each product rounded before it is added, where scalar code spent an instruction per row.
+/// The user tower's matrix products were a tenth of an adjusted decision.
 fn row_dots(w: &[f32], cols: usize, x: &[f32], out: &mut [f32]) {
     let m = cols.min(x.len());
     let x = &x[..m];
@@ -925,7 +931,26 @@ fn row_dots(w: &[f32], cols: usize, x: &[f32], out: &mut [f32]) {
         let (r2, r3) = rest.split_at(cols);
         let (r0, r1, r2, r3) = (&r0[..m], &r1[..m], &r2[..m], &r3[..m]);
         let mut acc = [-0.0f32; 4];
-        for c in 0..m {
+        #[cfg(target_arch = "x86_64")]
+        let start = {
+            use std::arch::x86_64::{_mm_add_ps, _mm_mul_ps, _mm_set1_ps, _mm_storeu_ps};
+            // SAFETY: SSE is enabled on every x86-64 target, and the store writes the four
+            // values of `acc`.
+            unsafe {
+                let mut sums = _mm_set1_ps(-0.0);
+                for c in (0..m / 4 * 4).step_by(4) {
+                    let columns = columns_of_four([r0, r1, r2, r3], c);
+                    for (v, xc) in columns.into_iter().zip(&x[c..c + 4]) {
+                        sums = _mm_add_ps(sums, _mm_mul_ps(v, _mm_set1_ps(*xc)));
+                    }
+                }
+                _mm_storeu_ps(acc.as_mut_ptr(), sums);
+            }
+            m / 4 * 4
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let start = 0;
+        for c in start..m {
             acc[0] += r0[c] * x[c];
             acc[1] += r1[c] * x[c];
             acc[2] += r2[c] * x[c];
@@ -937,6 +962,23 @@ fn row_dots(w: &[f32], cols: usize, x: &[f32], out: &mut [f32]) {
     for (r, o) in out.iter_mut().enumerate().skip(done) {
         let row = &w[r * cols..(r + 1) * cols];
         *o = row.iter().zip(x).map(|(a, b)| a * b).sum::<f32>();
+    }
+}
+
+/// Columns `c..c + 4` of four rows, transposed in SSE registers (part of every x86-64
+/// processor): vector `i` holds column `c + i` of the four rows, row 0 in the lowest lane.
+/// Each row has at least `c + 4` values.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn columns_of_four(rows: [&[f32]; 4], c: usize) -> [std::arch::x86_64::__m128; 4] {
+    use std::arch::x86_64::{_MM_TRANSPOSE4_PS, _mm_loadu_ps};
+    let quads = rows.map(|r| &r[c..c + 4]);
+    // SAFETY: SSE is enabled on every x86-64 target, and each load reads the four values of a
+    // slice of length 4.
+    unsafe {
+        let [mut v0, mut v1, mut v2, mut v3] = quads.map(|q| _mm_loadu_ps(q.as_ptr()));
+        _MM_TRANSPOSE4_PS(&mut v0, &mut v1, &mut v2, &mut v3);
+        [v0, v1, v2, v3]
     }
 }
 
@@ -1021,6 +1063,30 @@ mod tests {
         bce_with_logits, first_position_entropy, plackett_luce_log_prob, position_masks,
     };
     use metarec_core::{Catalog, Item};
+
+    #[test]
+    fn row_dots_are_each_rows_sum_in_order_at_every_shape() {
+        let w: Vec<f32> = (0..13 * 11)
+            .map(|v| (v as f32 * 0.61).sin() * 2.0)
+            .collect();
+        let x: Vec<f32> = (0..11).map(|v| (v as f32 * 1.7).cos()).collect();
+        for cols in [1, 3, 4, 7, 8, 11] {
+            for rows in [0, 1, 4, 5, 8, 13] {
+                // `x` may be longer than a row: only the first `cols` values count.
+                let mut out = vec![f32::NAN; rows];
+                row_dots(&w, cols, &x, &mut out);
+                for (r, o) in out.iter().enumerate() {
+                    let row = &w[r * cols..(r + 1) * cols];
+                    let want: f32 = row.iter().zip(&x).map(|(a, b)| a * b).sum();
+                    assert_eq!(
+                        o.to_bits(),
+                        want.to_bits(),
+                        "cols {cols}, rows {rows}, row {r}"
+                    );
+                }
+            }
+        }
+    }
 
     fn catalog() -> Catalog {
         let mut c = Catalog::new(vec!["a".into(), "b".into()]);

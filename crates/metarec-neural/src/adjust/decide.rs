@@ -318,24 +318,21 @@ fn spread_columns(
     #[cfg(target_arch = "x86_64")]
     let done = {
         use std::arch::x86_64::{
-            _MM_TRANSPOSE4_PS, _mm_add_ps, _mm_cvtps_pd, _mm_loadu_ps, _mm_movehl_ps, _mm_mul_ps,
-            _mm_set1_ps, _mm_storeu_pd, _mm_storeu_ps,
+            _mm_add_ps, _mm_cvtps_pd, _mm_movehl_ps, _mm_mul_ps, _mm_set1_ps, _mm_storeu_pd,
+            _mm_storeu_ps,
         };
         let wide = e / 4 * 4;
         for (block, four) in candidates.chunks_exact(4).enumerate() {
             let j = block * 4;
             let rows = [row(&four[0]), row(&four[1]), row(&four[2]), row(&four[3])];
             let out = &mut dots[j..j + 4];
-            // SAFETY: SSE and SSE2 are enabled on every x86-64 target; each load reads the
-            // four values of a slice of length 4 and each store writes the four (or two)
-            // values of a slice of that length, all bounds-checked where they are taken.
+            // SAFETY: SSE and SSE2 are enabled on every x86-64 target; each store writes the
+            // four (or two) values of a slice of that length, bounds-checked where it is taken.
             unsafe {
                 let mut acc = _mm_set1_ps(-0.0);
                 for k in (0..wide).step_by(4) {
-                    let quads = rows.map(|r| &r[k..k + 4]);
-                    let [mut r0, mut r1, mut r2, mut r3] = quads.map(|q| _mm_loadu_ps(q.as_ptr()));
-                    _MM_TRANSPOSE4_PS(&mut r0, &mut r1, &mut r2, &mut r3);
-                    for (i, v) in [r0, r1, r2, r3].into_iter().enumerate() {
+                    let transposed = crate::model::columns_of_four(rows, k);
+                    for (i, v) in transposed.into_iter().enumerate() {
                         acc = _mm_add_ps(acc, _mm_mul_ps(_mm_set1_ps(head[k + i]), v));
                         let at = (k + i) * m + j;
                         let column = &mut columns[at..at + 4];
