@@ -44,6 +44,7 @@
 
 mod bayes;
 mod calibration;
+mod columns;
 mod decide;
 mod gaussian;
 mod gradient;
