@@ -56,6 +56,7 @@ fn write_bundle(dir: &Path, catalog: &Catalog) {
         prior_shape: vec![],
         shaped_grid: vec![],
         users: 0,
+        held_out: None,
         offline: None,
         weights_sha256: checkpoint::read_manifest(dir).unwrap().weights_sha256,
     };

@@ -521,6 +521,7 @@ fn unfitted_copy(
         prior_shape: Vec::new(),
         shaped_grid: Vec::new(),
         users: 0,
+        held_out: None,
         offline: None,
         weights_sha256: fitted.weights_sha256.clone(),
     };

@@ -230,6 +230,24 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
             println!("{value:>11}  {r:>18.3}  {mean:>14.3}{learned_columns}{mark}");
         }
     }
+    if let Some(h) = &manifest.held_out {
+        println!(
+            "the chosen setting on {} held-out training users (paired, no choice made on them): {:.3} reward per user against the network alone's {:.3}, gain {:+.3} [{:+.3}, {:+.3}]{}",
+            h.users,
+            h.adjusted,
+            h.network,
+            h.gain,
+            h.low,
+            h.high,
+            if h.low > 0.0 {
+                ": the adjuster adds reward"
+            } else if h.high < 0.0 {
+                ": the adjuster costs reward, serve neural-greedy instead"
+            } else {
+                ": the interval includes 0, more --users narrow it"
+            }
+        );
+    }
     println!(
         "wrote {}; use it in the arena: metarec arena --policies lints,neural-greedy:{dir},adjusted:{dir}",
         args.model

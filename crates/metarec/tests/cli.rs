@@ -504,6 +504,24 @@ fn meta_train_writes_the_adjuster_that_the_arena_plays() {
         serde_json::from_str(&std::fs::read_to_string(model.join("adjuster.json")).unwrap())
             .unwrap();
     assert_eq!(adjuster["grid"].as_array().unwrap().len(), 2);
+    // The chosen setting is compared with the network alone on users of its own, paired.
+    let held_out = &adjuster["held_out"];
+    assert_eq!(held_out["users"], 20, "{adjuster}");
+    let (alone, with_adjuster, gain) = (
+        held_out["network"].as_f64().unwrap(),
+        held_out["adjusted"].as_f64().unwrap(),
+        held_out["gain"].as_f64().unwrap(),
+    );
+    assert!((gain - (with_adjuster - alone)).abs() < 1e-9, "{held_out}");
+    assert!(
+        held_out["low"].as_f64().unwrap() <= gain && gain <= held_out["high"].as_f64().unwrap(),
+        "{held_out}"
+    );
+    assert!(
+        stdout(&out).contains("held-out training users"),
+        "{}",
+        stdout(&out)
+    );
     // Each prior scale was tried both ways, with the identity and with the learned prior
     // shape, and the chosen setting is the best of all of them.
     let mean_grid = adjuster["mean_grid"].as_array().unwrap();

@@ -17,15 +17,17 @@
 //! each user's history is a task (support: the first interactions, query: the rest).
 
 use crate::policies::{PolicyError, check_catalog};
+use crate::summary::Summary;
 use metarec_core::{Environment, EventIds, Observer, Policy, Recorder, RewardFn, rng_for, rollout};
 use metarec_neural::adjust::{
     ADJUSTER_FILE, AdjustedPolicy, AdjusterManifest, BayesConfig, BayesianAdjuster, Calibration,
-    ClickSample, GradientAdjuster, GradientConfig, calibration_samples, fit_calibration,
-    prior_shape,
+    ClickSample, GradientAdjuster, GradientConfig, ValidationGain, calibration_samples,
+    fit_calibration, prior_shape,
 };
 use metarec_neural::bundle::ModelBundle;
 use metarec_neural::features::Features;
 use metarec_neural::model::Frozen;
+use metarec_neural::policy::{Mode, NeuralPolicy};
 use metarec_sim::Scenario;
 use std::sync::Arc;
 use thiserror::Error;
@@ -181,10 +183,11 @@ pub fn calibrate_network(
 }
 
 /// How many lines [`meta_train_bayes`] gives its `progress`: the calibration, the learned shape
-/// (when asked), then one per setting tried; a progress bar's length.
+/// (when asked), one per setting tried, then the chosen setting on held-out users; a progress
+/// bar's length.
 pub fn bayes_progress_steps(grid: usize, learn_shape: bool) -> usize {
     let shapes = if learn_shape { 2 } else { 1 };
-    1 + usize::from(learn_shape) + grid * shapes * 2
+    2 + usize::from(learn_shape) + grid * shapes * 2
 }
 
 /// The ridge of the learned prior shape, as a share of its mean variance: small enough to keep
@@ -305,14 +308,47 @@ pub fn meta_train_bayes(
             }
         }
     }
+    // The chosen setting against the network alone on users no choice was made on: the grid's
+    // best reward is an optimistic estimate (the maximum of noisy means), and only a paired
+    // comparison on fresh users says whether the adjuster adds anything to its network.
+    let chosen = BayesConfig {
+        prior_scale: best.1,
+        thompson: best.2,
+        calibration,
+        ..BayesConfig::default()
+    };
+    let held_out = {
+        let first = 1 << 44;
+        let mut env = scenario.env_with_seed(env_seed);
+        let mut alone = NeuralPolicy::new(
+            "network",
+            String::new(),
+            (**features).clone(),
+            (**frozen).clone(),
+            Mode::Greedy,
+        );
+        let network = play_users(&mut env, &mut alone, first, users, &reward, seed)?;
+        let mut adjuster = BayesianAdjuster::new(frozen.clone(), features.clone(), chosen);
+        if let (true, Some(shape)) = (best.3, &shape) {
+            adjuster = adjuster.with_prior_shape(shape).map_err(MetaError::Shape)?;
+        }
+        let mut policy = AdjustedPolicy::new("adjusted", adjuster);
+        let mut env = scenario.env_with_seed(env_seed);
+        let adjusted = play_users(&mut env, &mut policy, first, users, &reward, seed)?;
+        paired_gain(&network, &adjusted)
+    };
+    progress(&format!(
+        "chosen setting on {} held-out training users: {:.3} reward per user against the network alone's {:.3}, gain {:+.3} [{:+.3}, {:+.3}]",
+        held_out.users,
+        held_out.adjusted,
+        held_out.network,
+        held_out.gain,
+        held_out.low,
+        held_out.high
+    ));
     let manifest = AdjusterManifest {
         kind: "bayes".into(),
-        config: BayesConfig {
-            prior_scale: best.1,
-            thompson: best.2,
-            calibration,
-            ..BayesConfig::default()
-        },
+        config: chosen,
         gradient: None,
         grid: results,
         mean_grid: mean_results,
@@ -323,11 +359,27 @@ pub fn meta_train_bayes(
         },
         shaped_grid: shaped_results,
         users,
+        held_out: Some(held_out),
         offline: None,
         weights_sha256: bundle.manifest.weights_sha256.clone(),
     };
     write_manifest(bundle, &manifest)?;
     Ok(manifest)
+}
+
+/// The per-user gain of `adjusted` over `network` (the same users in the same order): the means
+/// and the gain's mean with its 95% interval.
+pub(crate) fn paired_gain(network: &[f64], adjusted: &[f64]) -> ValidationGain {
+    let gains: Vec<f64> = adjusted.iter().zip(network).map(|(b, a)| b - a).collect();
+    let g = Summary::of(&gains);
+    ValidationGain {
+        users: gains.len(),
+        network: Summary::of(network).mean,
+        adjusted: Summary::of(adjusted).mean,
+        gain: g.mean,
+        low: g.low,
+        high: g.high,
+    }
 }
 
 fn write_manifest(bundle: &ModelBundle, manifest: &AdjusterManifest) -> Result<(), MetaError> {
@@ -457,6 +509,7 @@ pub fn meta_train_gradient(
         prior_shape: Vec::new(),
         shaped_grid: Vec::new(),
         users: config.users,
+        held_out: None,
         offline: None,
         weights_sha256: bundle.manifest.weights_sha256.clone(),
     };

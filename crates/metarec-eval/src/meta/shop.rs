@@ -32,7 +32,6 @@
 
 use super::{MetaError, SHAPE_RIDGE, write_manifest};
 use crate::shop::UserHistory;
-use crate::summary::Summary;
 use metarec_core::{Adjuster, Interaction, rng_for};
 use metarec_neural::adjust::{
     AdjusterManifest, BayesConfig, BayesianAdjuster, Calibration, ClickSample, GradientAdjuster,
@@ -326,6 +325,7 @@ pub fn meta_train_shop(
                 prior_shape,
                 shaped_grid: Vec::new(),
                 users: selection.len(),
+                held_out: None,
                 offline: Some(OfflineEvidence {
                     shop: shop.to_owned(),
                     metric: OFFLINE_METRIC.into(),
@@ -403,6 +403,7 @@ pub fn meta_train_shop(
                 prior_shape: Vec::new(),
                 shaped_grid: Vec::new(),
                 users: selection.len(),
+                held_out: None,
                 offline: Some(OfflineEvidence {
                     shop: shop.to_owned(),
                     metric: OFFLINE_METRIC.into(),
@@ -438,27 +439,22 @@ fn gain<A: HeadAdjuster>(
     support: usize,
 ) -> ValidationGain {
     let none: Option<&A> = None;
-    let (mut alone, mut adjusted, mut gains) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut alone, mut adjusted) = (Vec::new(), Vec::new());
     for u in users {
-        let a = query_log_likelihood(network, none, calibration, &u.interactions, support);
-        let b = query_log_likelihood(
+        alone.push(query_log_likelihood(
+            network,
+            none,
+            calibration,
+            &u.interactions,
+            support,
+        ));
+        adjusted.push(query_log_likelihood(
             network,
             Some(adjuster),
             calibration,
             &u.interactions,
             support,
-        );
-        alone.push(a);
-        adjusted.push(b);
-        gains.push(b - a);
+        ));
     }
-    let g = Summary::of(&gains);
-    ValidationGain {
-        users: users.len(),
-        network: Summary::of(&alone).mean,
-        adjusted: Summary::of(&adjusted).mean,
-        gain: g.mean,
-        low: g.low,
-        high: g.high,
-    }
+    super::paired_gain(&alone, &adjusted)
 }

@@ -38,6 +38,12 @@ pub struct AdjusterManifest {
     pub shaped_grid: Vec<(f64, bool, f64)>,
     /// Training users per setting.
     pub users: usize,
+    /// The chosen Bayesian setting against the network alone (greedy, no adjuster) on simulated
+    /// users that took part in no choice, as reward per user: what the adjuster adds to its
+    /// network, measured without the optimism of having been chosen on the same users. `None`
+    /// offline (see `offline`), for `gradient`, and in files written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_out: Option<ValidationGain>,
     /// Offline meta-training on a shop's logged users (`metarec meta-train --shop`): each
     /// setting's query log-likelihood against the unadjusted network's, and the chosen
     /// setting's gain on validation users. `None` after meta-training on simulated users,
@@ -88,12 +94,13 @@ pub struct OfflineSetting {
     pub query_log_likelihood: f64,
 }
 
-/// The chosen setting's gain over the network alone on validation users.
+/// The chosen setting's gain over the network alone on validation users. Offline the measure is
+/// the mean query log-likelihood per shown item; on simulated users it is the reward per user.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ValidationGain {
     /// Validation users (tasks).
     pub users: usize,
-    /// The network alone: mean query log-likelihood per shown item, averaged over users.
+    /// The network alone: the measure averaged over users.
     pub network: f64,
     /// The adjusted network, likewise.
     pub adjusted: f64,

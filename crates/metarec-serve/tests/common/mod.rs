@@ -78,6 +78,7 @@ pub fn write_model(dir: &Path, seed: u64, thompson: bool) {
         prior_shape: vec![],
         shaped_grid: vec![],
         users: 0,
+        held_out: None,
         offline: None,
         weights_sha256: None,
     });
@@ -99,6 +100,7 @@ pub fn write_gradient_model(dir: &Path, seed: u64) {
         prior_shape: vec![],
         shaped_grid: vec![],
         users: 0,
+        held_out: None,
         offline: None,
         weights_sha256: None,
     });
