@@ -27,7 +27,7 @@ const FINE_TUNE_ITERATIONS: usize = 40;
 const GAMMA_ABLATION_ITERATIONS: usize = 20;
 
 /// Distillation iterations of a network trained from scratch by default: about six minutes on 2
-/// cores (the shipped network had 1,000).
+/// cores (the shipped network had 1,100).
 const FROM_SCRATCH_ITERATIONS: usize = 300;
 
 #[derive(Args)]

@@ -15,7 +15,7 @@ use metarec_neural::checkpoint;
 use std::path::Path;
 
 /// The SHA-256 of the shipped weights (`model.safetensors`), as `scripts/pretrain` printed it.
-pub const WEIGHTS_SHA256: &str = "1d8ffb89ac23146c1b5bb2e890bcee96a42c554bc636dee863634892d8420de8";
+pub const WEIGHTS_SHA256: &str = "b62bd3427b7934898749977b02f4ee88c37132e8225d4a3394a10398a557c317";
 
 /// The teacher the shipped network was distilled from, and the one the demo fine-tunes with.
 pub const TEACHER: &str = "informed:100";
@@ -72,7 +72,9 @@ mod tests {
         assert_eq!(checkpoint::sha256_hex(weights), WEIGHTS_SHA256);
         let manifest: serde_json::Value = serde_json::from_slice(FILES[1].1).unwrap();
         assert_eq!(manifest["weights_sha256"], WEIGHTS_SHA256);
-        assert_eq!(manifest["algos"], serde_json::json!(["distill"]));
+        // 1,000 iterations, then 100 more resumed: distillation throughout.
+        assert_eq!(manifest["algos"], serde_json::json!(["distill", "distill"]));
+        assert_eq!(manifest["iterations"], 1100);
         let docs = include_str!("../../../docs/pretrained.md");
         assert!(docs.contains(WEIGHTS_SHA256), "docs/pretrained.md");
         let script = include_str!("../../../scripts/pretrain");
@@ -84,7 +86,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("model");
         let bundle = unpack(&dir).unwrap();
-        assert_eq!(bundle.manifest.iterations, 1000);
+        assert_eq!(bundle.manifest.iterations, 1100);
         assert_eq!(bundle.catalog.len(), 500);
         std::fs::write(dir.join(checkpoint::WEIGHTS), b"damaged").unwrap();
         std::fs::write(dir.join(metarec_neural::adjust::ADJUSTER_FILE), b"{}").unwrap();
