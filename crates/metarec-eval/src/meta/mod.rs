@@ -265,6 +265,17 @@ pub fn meta_train_bayes(
     let mut results = Vec::with_capacity(grid.len());
     let mut mean_results = Vec::with_capacity(grid.len());
     let mut shaped_results = Vec::new();
+    // Each user's reward under one setting, on the users numbered from `first`; every call
+    // starts the same environment, so settings meet the same users (common random numbers).
+    let play_setting = |config: BayesConfig, shaped: bool, first: u64| {
+        let mut adjuster = BayesianAdjuster::new(frozen.clone(), features.clone(), config);
+        if let (true, Some(shape)) = (shaped, &shape) {
+            adjuster = adjuster.with_prior_shape(shape).map_err(MetaError::Shape)?;
+        }
+        let mut policy = AdjustedPolicy::new("adjusted", adjuster);
+        let mut env = scenario.env_with_seed(env_seed);
+        play_users(&mut env, &mut policy, first, users, &reward, seed)
+    };
     // The best (reward, prior scale, thompson, shaped) so far; ties keep the earlier setting.
     let mut best = (f64::NEG_INFINITY, grid[0], true, false);
     for &tau in grid {
@@ -273,20 +284,13 @@ pub fn meta_train_bayes(
                 continue;
             }
             for thompson in [true, false] {
-                // The same training users for every setting (common random numbers).
-                let mut env = scenario.env_with_seed(env_seed);
                 let config = BayesConfig {
                     prior_scale: tau,
                     thompson,
                     calibration,
                     ..BayesConfig::default()
                 };
-                let mut adjuster = BayesianAdjuster::new(frozen.clone(), features.clone(), config);
-                if let (true, Some(shape)) = (shaped, &shape) {
-                    adjuster = adjuster.with_prior_shape(shape).map_err(MetaError::Shape)?;
-                }
-                let mut policy = AdjustedPolicy::new("adjusted", adjuster);
-                let totals = play_users(&mut env, &mut policy, 1 << 42, users, &reward, seed)?;
+                let totals = play_setting(config, shaped, 1 << 42)?;
                 let mean = totals.iter().sum::<f64>() / totals.len() as f64;
                 let how = if thompson {
                     "Thompson sampling"
@@ -328,13 +332,7 @@ pub fn meta_train_bayes(
             Mode::Greedy,
         );
         let network = play_users(&mut env, &mut alone, first, users, &reward, seed)?;
-        let mut adjuster = BayesianAdjuster::new(frozen.clone(), features.clone(), chosen);
-        if let (true, Some(shape)) = (best.3, &shape) {
-            adjuster = adjuster.with_prior_shape(shape).map_err(MetaError::Shape)?;
-        }
-        let mut policy = AdjustedPolicy::new("adjusted", adjuster);
-        let mut env = scenario.env_with_seed(env_seed);
-        let adjusted = play_users(&mut env, &mut policy, first, users, &reward, seed)?;
+        let adjusted = play_setting(chosen, best.3, first)?;
         paired_gain(&network, &adjusted)
     };
     progress(&format!(
