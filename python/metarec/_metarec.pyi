@@ -145,6 +145,7 @@ class Trainer:
         learning_rate: Optional[float] = None,
         entropy: Optional[float] = None,
         user_streams: bool = True,
+        memory: Optional[int] = None,
     ) -> None: ...
     @property
     def iterations_done(self) -> int: ...

@@ -11,8 +11,8 @@
 //! ```
 //!
 //! has dimension `1 + b + 2e + 2` (21 for the default shop scenario: `b = 2`, `e = 8`). The user
-//! profile `p_user` is the mean embedding of the items clicked in the context's session history
-//! (zero when there are none), so the last block lets one shared linear model express "items
+//! profile `p_user` is the mean embedding of the items clicked in the context's recent history
+//! (its last [`SESSION_WINDOW`] events; zero when there are none), so the last block lets one shared linear model express "items
 //! like the ones this user clicked". `ignored` and `clicked` say whether the item was already
 //! shown in the history without a click, or clicked ([`SessionView`]): without them a shared
 //! model shows the same slate again and again to a user who ignores it. The constant and the
@@ -23,6 +23,20 @@
 
 use crate::error::LearnError;
 use metarec_core::{Catalog, Context, ItemId};
+
+/// The most recent history events the session features read (the last 20 shown items, about
+/// four slates of five). A context may carry more (the default scenario keeps 100, for networks
+/// with a long-run memory), but a linear learner's profile and flags need recency: reading all
+/// 100 lowered linear Thompson sampling from 5.91 to 5.19 reward per user over the first 20
+/// interactions, and item-to-item kNN from 4.77 to 4.20 (`metarec arena --users 1000 --seeds
+/// 3`, the default scenario).
+pub const SESSION_WINDOW: usize = 20;
+
+/// The recent part of a context's history: its last [`SESSION_WINDOW`] events.
+pub fn recent_history(context: &Context) -> &[metarec_core::PastEvent] {
+    let history = &context.session.history;
+    &history[history.len().saturating_sub(SESSION_WINDOW)..]
+}
 
 /// The catalog column holding the standardised log popularity of each item, which the
 /// simulator's world (and any loader that wants popularity priors) provides.
@@ -181,14 +195,15 @@ impl FeatureMap {
     }
 
     /// Reads the session of `context` into `out`: the user profile (the mean embedding of the
-    /// clicked items in the history, zero when none was clicked) and which items were shown
-    /// without a click or clicked. Unknown items in the history are ignored.
+    /// clicked items in the recent history, [`recent_history`], zero when none was clicked) and
+    /// which items were shown there without a click or clicked. Unknown items in the history are
+    /// ignored.
     pub fn session(&self, context: &Context, out: &mut SessionView) {
         out.profile.clear();
         out.profile.resize(self.embedding_dim, 0.0);
         out.ignored.clear();
         out.clicked.clear();
-        for event in &context.session.history {
+        for event in recent_history(context) {
             if !self.contains(event.item) {
                 continue;
             }
@@ -321,6 +336,28 @@ mod tests {
                 1.0, 0.5, 1.0, 1.0, 0.0, 0.5, 0.0, 0.0, 1.0, // item 0
             ]
         );
+    }
+
+    #[test]
+    fn the_session_is_the_last_window_of_a_longer_history() {
+        let map = FeatureMap::new(&catalog()).unwrap();
+        let mut ctx = Context::for_user(UserKey::from("u"));
+        // A click on item 1 long ago, then a full window of ignored item 0 and one click on 2.
+        ctx.session.history = vec![event(1, true)];
+        ctx.session
+            .history
+            .extend((0..SESSION_WINDOW - 1).map(|_| event(0, false)));
+        ctx.session.history.push(event(2, true));
+        let mut long = SessionView::default();
+        map.session(&ctx, &mut long);
+        assert_eq!(recent_history(&ctx).len(), SESSION_WINDOW);
+        assert_eq!(long.clicked, vec![ItemId(2)]);
+        assert_eq!(long.ignored.len(), SESSION_WINDOW - 1);
+        let mut recent = ctx.clone();
+        recent.session.history.remove(0);
+        let mut short = SessionView::default();
+        map.session(&recent, &mut short);
+        assert_eq!(long, short);
     }
 
     #[test]

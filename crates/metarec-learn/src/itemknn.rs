@@ -5,13 +5,14 @@
 //! `embedding_*`, or every numeric column when there are none). The score of an item is
 //!
 //! ```text
-//! score(i) = sum over history events e of w_e cos(i, item_e)      (w = 1 click, 2 purchase)
+//! score(i) = sum over recent history events e of w_e cos(i, item_e)  (w = 1 click, 2 purchase)
 //!          + popularity_weight * log_popularity_z(i)               (cold users get best sellers)
 //!          - repeat_penalty * [i was in the last slate]
 //! ```
 //!
 //! An item's similarity to itself is left out of its own score, so a clicked item recommends its
-//! neighbours rather than itself. The last slate is taken to be the last `k` history entries
+//! neighbours rather than itself. The history read is the recent one
+//! ([`recent_history`](crate::features::recent_history)). The last slate is taken to be the last `k` history entries
 //! (environments append one entry per shown position), which keeps the policy free of per-user
 //! state. Because cosine is a dot product of unit vectors, the sum over the history collapses into
 //! one query vector, so a decision costs `O(n e)` for `n` candidates and `e` embedding columns,
@@ -168,7 +169,7 @@ impl Policy for ItemKnn {
         let n = self.adjust.len();
         self.query.iter_mut().for_each(|q| *q = 0.0);
         self.touched.clear();
-        let history = &context.session.history;
+        let history = crate::features::recent_history(context);
         for event in history {
             let i = event.item.index();
             let w = if event.purchase {

@@ -379,7 +379,9 @@ pub fn load(dir: &Path, catalog: &Catalog) -> Result<Loaded, NeuralError> {
             ),
         });
     }
-    let features = Features::new(catalog).with_feedback(manifest.model.feedback);
+    let features = Features::new(catalog)
+        .with_feedback(manifest.model.feedback)
+        .with_memory(manifest.model.memory);
     let varmap = VarMap::new();
     let model = TwoTower::new(&varmap, DType::F32, manifest.model, &features)?;
     let weights = dir.join(WEIGHTS);

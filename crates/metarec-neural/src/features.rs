@@ -23,6 +23,9 @@ pub struct Features {
     item_dim: usize,
     items: usize,
     feedback: bool,
+    /// The recent window: with `w > 0`, only the last `w` events of a context's history form
+    /// the session the tower reads as before; older ones go to the view's long-run memory.
+    memory: usize,
 }
 
 /// What the policy reads from a context: the user input and the per-item flags.
@@ -34,6 +37,11 @@ pub struct UserView {
     pub ignored: Vec<ItemId>,
     /// Items clicked earlier.
     pub clicked: Vec<ItemId>,
+    /// Items shown without a click before the recent window (empty without a memory: see
+    /// [`Features::with_memory`]).
+    pub older_ignored: Vec<ItemId>,
+    /// Items clicked before the recent window.
+    pub older_clicked: Vec<ItemId>,
 }
 
 impl Features {
@@ -47,7 +55,21 @@ impl Features {
             item_dim,
             items: catalog.len(),
             feedback: true,
+            memory: 0,
         }
+    }
+
+    /// The same schema with a recent window of `window` history events (see
+    /// [`ModelConfig::memory`](crate::model::ModelConfig::memory)); 0 reads the whole history
+    /// as the session.
+    pub fn with_memory(mut self, window: usize) -> Self {
+        self.memory = window;
+        self
+    }
+
+    /// The recent window (0: none).
+    pub fn memory(&self) -> usize {
+        self.memory
     }
 
     /// The same schema, blind to feedback when `feedback` is false (see
@@ -119,7 +141,27 @@ impl Features {
         out.input.resize(self.user_dim(), 0.0);
         out.ignored.clear();
         out.clicked.clear();
-        for event in &context.session.history {
+        out.older_ignored.clear();
+        out.older_clicked.clear();
+        let history = &context.session.history;
+        // Events before the recent window form the long-run memory; the window itself is read
+        // exactly as a network without a memory reads its whole (short) history.
+        let split = if self.memory > 0 {
+            history.len().saturating_sub(self.memory)
+        } else {
+            0
+        };
+        for event in &history[..split] {
+            if event.item.index() >= self.items {
+                continue;
+            }
+            if event.click && self.feedback {
+                out.older_clicked.push(event.item);
+            } else {
+                out.older_ignored.push(event.item);
+            }
+        }
+        for event in &history[split..] {
             if event.item.index() >= self.items {
                 continue;
             }
@@ -235,5 +277,45 @@ mod tests {
         assert_eq!(v.input[8..].iter().sum::<f32>(), 1.0);
         assert_eq!(v.clicked, vec![ItemId(0), ItemId(1)]);
         assert_eq!(v.ignored, vec![ItemId(2)]);
+    }
+
+    #[test]
+    fn a_memory_splits_the_history_at_its_recent_window() {
+        let event = |i: u32, click: bool| PastEvent {
+            item: ItemId(i),
+            click,
+            purchase: false,
+        };
+        let mut ctx = Context::for_user(UserKey::from("u"));
+        ctx.session.history = vec![
+            event(0, true),
+            event(1, false),
+            event(9, true),
+            event(2, true),
+            event(1, false),
+        ];
+        let plain = Features::new(&catalog());
+        let remembering = Features::new(&catalog()).with_memory(2);
+        assert_eq!((plain.memory(), remembering.memory()), (0, 2));
+        let (mut whole, mut split) = (UserView::default(), UserView::default());
+        plain.user_view(&ctx, &mut whole);
+        remembering.user_view(&ctx, &mut split);
+        assert!(whole.older_clicked.is_empty() && whole.older_ignored.is_empty());
+        assert_eq!(whole.clicked, vec![ItemId(0), ItemId(2)]);
+        // The last two events are the session, read exactly as a context holding only them;
+        // the three before go to the memory (item 9 is not in the catalog and is skipped).
+        assert_eq!(split.clicked, vec![ItemId(2)]);
+        assert_eq!(split.ignored, vec![ItemId(1)]);
+        assert_eq!(split.older_clicked, vec![ItemId(0)]);
+        assert_eq!(split.older_ignored, vec![ItemId(1)]);
+        let mut recent = ctx.clone();
+        recent.session.history.drain(..3);
+        let mut only = UserView::default();
+        plain.user_view(&recent, &mut only);
+        assert_eq!(split.input, only.input);
+        // A history no longer than the window leaves the memory empty.
+        remembering.user_view(&recent, &mut split);
+        assert_eq!(split.input, only.input);
+        assert!(split.older_clicked.is_empty() && split.older_ignored.is_empty());
     }
 }

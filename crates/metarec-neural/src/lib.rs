@@ -32,6 +32,8 @@ pub mod policy;
 pub mod train;
 
 pub use candle_core::Tensor;
+/// The variables of a network (a bundle's, a trainer's).
+pub use candle_nn::VarMap;
 pub use error::NeuralError;
 
 /// The item inputs of a schema as the `N x F` tensor the item tower reads.

@@ -51,7 +51,21 @@ pub struct ModelConfig {
     /// default, left out of manifests) means [`ModelConfig::hidden`].
     #[serde(skip_serializing_if = "is_zero")]
     pub set_width: usize,
+    /// The user tower's recent window, in history events: with `w > 0` the last `w` events are
+    /// the session the tower reads as before (means, counts, flags), and the events before them
+    /// enter through a long-run channel of their own, `Mc mean(h_older_clicked) + Mi
+    /// mean(h_older_ignored)`. A context carries only what the scenario's `history_length`
+    /// keeps, so the memory reads only what the window leaves of it. 0 (the default, left out
+    /// of manifests): no long-run channel, the whole history is the session.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub memory: usize,
 }
+
+/// The recent window of a new network's long-run memory, as `metarec train` and the Python
+/// `Trainer` build it ([`ModelConfig::memory`]; a manifest without the field reads as 0): the
+/// last 20 shown items, about four slates of five, are the session; the default scenario's
+/// contexts carry 100, so the memory reads up to 80 before them.
+pub const DEFAULT_MEMORY: usize = 20;
 
 fn is_zero(v: &usize) -> bool {
     *v == 0
@@ -116,6 +130,7 @@ impl Default for ModelConfig {
             feedback: true,
             encoder: Encoder::Mean,
             set_width: 0,
+            memory: 0,
         }
     }
 }
@@ -176,6 +191,9 @@ pub struct TwoTower {
     flags: Tensor,
     purchase: Tensor,
     set: Option<SetLayers>,
+    /// The long-run channel's maps of the older clicked and ignored items' mean vectors (see
+    /// [`ModelConfig::memory`]).
+    memory: Option<(Linear, Linear)>,
 }
 
 /// The set encoder's layers (see [`Encoder::Set`]), `p` its width
@@ -191,6 +209,10 @@ struct SetLayers {
 /// The prefix of the set encoder's variables, which [`init_seeded`] draws from a stream of
 /// their own.
 const SET_PREFIX: &str = "user.set.";
+
+/// The prefix of the long-run channel's variables, which [`init_seeded`] sets to zero without
+/// drawing, so a network with a memory starts as the network of the same seed without one.
+const MEMORY_PREFIX: &str = "user.memory.";
 
 /// Outputs of the item tower for every item.
 pub struct ItemOut {
@@ -265,6 +287,18 @@ impl TwoTower {
                     })
                 }
             },
+            memory: if config.memory > 0 {
+                let map = |name: &str| -> Result<Linear, NeuralError> {
+                    Ok(Linear::new(
+                        vb.pp(name)
+                            .get_with_hints((config.embed, config.embed), "weight", zero)?,
+                        None,
+                    ))
+                };
+                Some((map("user.memory.click")?, map("user.memory.ignore")?))
+            } else {
+                None
+            },
         })
     }
 
@@ -280,13 +314,16 @@ impl TwoTower {
     /// The user tower; `u` is `S x U`, `clicked_mean` and `ignored_mean` are `S x N` rows that
     /// average over the session's clicked and ignored items (all zero when there are none).
     /// The set encoder also needs `counts`: the clicked and ignored `S x N` count matrices
-    /// (how often each item was clicked or passed over); the mean encoder ignores them.
+    /// (how often each item was clicked or passed over); the mean encoder ignores them. A
+    /// network with a memory also needs `older`: the `S x N` mean rows of the clicked and the
+    /// ignored items before the recent window.
     pub fn users(
         &self,
         u: &Tensor,
         clicked_mean: &Tensor,
         ignored_mean: &Tensor,
         counts: Option<(&Tensor, &Tensor)>,
+        older: Option<(&Tensor, &Tensor)>,
         items: &ItemOut,
     ) -> Result<UserOut, NeuralError> {
         let hidden = self.user_l1.forward(u)?.relu()?;
@@ -312,6 +349,14 @@ impl TwoTower {
             let input = Tensor::cat(&[&sum_c, &sum_i, &n_c, &n_i, &hidden], 1)?;
             let summary = set.rho2.forward(&set.rho1.forward(&input)?.relu()?)?;
             vectors = (vectors + summary)?;
+        }
+        if let Some((click, ignore)) = &self.memory {
+            let (clicked, ignored) = older.ok_or_else(|| {
+                NeuralError::Config("the long-run memory needs the older items' means".into())
+            })?;
+            let from_clicks = click.forward(&clicked.matmul(&items.vectors)?)?;
+            let from_ignores = ignore.forward(&ignored.matmul(&items.vectors)?)?;
+            vectors = ((vectors + from_clicks)? + from_ignores)?;
         }
         let value = self.value.forward(&hidden)?.squeeze(1)?;
         Ok(UserOut { vectors, value })
@@ -370,7 +415,9 @@ pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<(), NeuralError> {
         } else {
             &mut rng
         };
-        let values: Vec<f64> = if name.starts_with("user.set.rho2") {
+        let values: Vec<f64> = if name.starts_with("user.set.rho2")
+            || name.starts_with(MEMORY_PREFIX)
+        {
             vec![0.0; count]
         } else if name.ends_with("weight") {
             let fan_in = *dims.last().unwrap_or(&1) as f64;
@@ -427,6 +474,9 @@ pub struct Frozen {
     tower: ItemTower,
     /// The set encoder, for a network that has one ([`Encoder::Set`]).
     set: Option<FrozenSet>,
+    /// The long-run channel's `Mc` and `Mi`, `embed x embed` each, for a network with a memory
+    /// ([`ModelConfig::memory`]).
+    memory: Option<(Vec<f32>, Vec<f32>)>,
 }
 
 /// The set encoder in plain vectors, with `phi_c` and `phi_i` precomputed for every item so a
@@ -557,6 +607,10 @@ impl Frozen {
             mean_bias_id,
         };
         let item_vectors = to_f32(&items.vectors)?;
+        let memory = match &model.memory {
+            Some((click, ignore)) => Some((to_f32(click.weight())?, to_f32(ignore.weight())?)),
+            None => None,
+        };
         let set = match &model.set {
             None => None,
             Some(layers) => {
@@ -583,6 +637,7 @@ impl Frozen {
         Ok(Frozen {
             tower,
             set,
+            memory,
             embed: model.config.embed,
             hidden: model.config.hidden,
             user_dim: model.user_l1.weight().dims()[1],
@@ -695,6 +750,60 @@ impl Frozen {
                 .sum::<f32>()
     }
 
+    /// The user vector `g` (into `out`) and the state value for a [`UserView`](crate::features::UserView): [`Frozen::user`]
+    /// on the view's session, plus the long-run channel on the items before the recent window
+    /// for a network with a memory ([`ModelConfig::memory`]).
+    pub fn user_of(
+        &self,
+        view: &crate::features::UserView,
+        scratch: &mut Vec<f32>,
+        out: &mut Vec<f32>,
+    ) -> f32 {
+        let value = self.user(&view.input, &view.clicked, &view.ignored, scratch, out);
+        if let Some((mc, mi)) = &self.memory {
+            for (weights, set) in [(mc, &view.older_clicked), (mi, &view.older_ignored)] {
+                let part = self.mean_part(weights, set);
+                out.iter_mut().zip(&part).for_each(|(o, p)| *o += p);
+            }
+        }
+        value
+    }
+
+    /// `weights mean(h_j)` over `set` (zero for an empty set): one term of the tower's
+    /// linear encoders.
+    fn mean_part(&self, weights: &[f32], set: &[metarec_core::ItemId]) -> Vec<f32> {
+        let e = self.embed;
+        let mut mean = vec![0.0f32; e];
+        let mut out = vec![0.0f32; e];
+        if set.is_empty() {
+            return out;
+        }
+        for item in set {
+            let v = &self.item_vectors[item.index() * e..(item.index() + 1) * e];
+            mean.iter_mut().zip(v).for_each(|(m, x)| *m += x);
+        }
+        let inv = 1.0 / set.len() as f32;
+        mean.iter_mut().for_each(|m| *m *= inv);
+        row_dots(weights, e, &mean, &mut out);
+        out
+    }
+
+    /// [`Frozen::user_parts`] for a [`UserView`](crate::features::UserView): the long-run channel's terms count with the
+    /// clicks and the ignores they read, so the parts still sum to [`Frozen::user_of`].
+    pub fn user_parts_of(&self, view: &crate::features::UserView) -> UserParts {
+        let mut parts = self.user_parts(&view.input, &view.clicked, &view.ignored);
+        if let Some((mc, mi)) = &self.memory {
+            for (weights, set, part) in [
+                (mc, &view.older_clicked, &mut parts.clicks),
+                (mi, &view.older_ignored, &mut parts.ignores),
+            ] {
+                let extra = self.mean_part(weights, set);
+                part.iter_mut().zip(&extra).for_each(|(p, x)| *p += x);
+            }
+        }
+        parts
+    }
+
     /// The user vector split into its additive parts, so a score can be explained: `g = own +
     /// clicks + ignores + set`, with `own = W4 a + b4` (what the context and session counts
     /// say; with the set encoder, also its output for a session without items), `clicks = Wc
@@ -715,21 +824,7 @@ impl Frozen {
         // As the tower computes them: the mean item vector first, then one matrix product
         // (rather than one product per history item, which made explanations of a long
         // history cost more than the decision).
-        let part = |weights: &[f32], set: &[metarec_core::ItemId]| -> Vec<f32> {
-            let mut mean = vec![0.0f32; e];
-            let mut out = vec![0.0f32; e];
-            if set.is_empty() {
-                return out;
-            }
-            for item in set {
-                let v = &self.item_vectors[item.index() * e..(item.index() + 1) * e];
-                mean.iter_mut().zip(v).for_each(|(m, x)| *m += x);
-            }
-            let inv = 1.0 / set.len() as f32;
-            mean.iter_mut().for_each(|m| *m *= inv);
-            row_dots(weights, e, &mean, &mut out);
-            out
-        };
+        let part = |weights: &[f32], set: &[metarec_core::ItemId]| self.mean_part(weights, set);
         let clicks = part(&self.wc, clicked);
         let ignores = part(&self.wi, ignored);
         // The set encoder's share is the rest: it reads clicks and ignores together, so it
@@ -1029,16 +1124,63 @@ pub fn widen_to_set(
         encoder: Encoder::Set,
         ..config
     };
+    widen(varmap, features, seed, wide)
+}
+
+/// A network with a long-run memory of `window` recent events ([`ModelConfig::memory`]) that
+/// starts as the network in `varmap` (built with `config`, without a memory): its memory maps
+/// start at zero, so it scores every state as the network without a memory does until training
+/// moves them. This is how a trained network learns to use a longer history (`metarec train
+/// --resume --memory`).
+pub fn widen_to_memory(
+    varmap: &VarMap,
+    config: ModelConfig,
+    features: &Features,
+    seed: u64,
+    window: usize,
+) -> Result<(VarMap, TwoTower, ModelConfig), NeuralError> {
+    if config.memory != 0 {
+        return Err(NeuralError::Config(format!(
+            "the network already has a memory (a recent window of {} events)",
+            config.memory
+        )));
+    }
+    if window == 0 {
+        return Err(NeuralError::Config(
+            "a memory needs a recent window of at least one event".into(),
+        ));
+    }
+    widen(
+        varmap,
+        features,
+        seed,
+        ModelConfig {
+            memory: window,
+            ..config
+        },
+    )
+}
+
+/// A network built as `wide` that holds every variable of `varmap` (which must all have a
+/// place of the same shape in it); its other variables start as [`build`] seeds them.
+fn widen(
+    varmap: &VarMap,
+    features: &Features,
+    seed: u64,
+    wide: ModelConfig,
+) -> Result<(VarMap, TwoTower, ModelConfig), NeuralError> {
     let (widened, model) = build(wide, features, DType::F32, seed)?;
     let targets: std::collections::HashMap<String, Var> =
         sorted_vars(&widened).into_iter().collect();
     for (name, var) in sorted_vars(varmap) {
         let target = targets.get(&name).ok_or_else(|| {
-            NeuralError::Config(format!("variable `{name}` has no place in the set network"))
+            NeuralError::Config(format!(
+                "variable `{name}` has no place in the wider network"
+            ))
         })?;
         if target.dims() != var.dims() {
             return Err(NeuralError::Config(format!(
-                "variable `{name}` is {:?} in the mean network but {:?} in the set network",
+                "variable `{name}` is {:?} in the network but {:?} in the wider one",
                 var.dims(),
                 target.dims()
             )));
@@ -1127,9 +1269,19 @@ mod tests {
         ign[10 + 4] = 1.0;
         let ign_t = Tensor::from_vec(ign.clone(), (s, 5), &dev).unwrap();
         let clk_t = Tensor::from_vec(clk.clone(), (s, 5), &dev).unwrap();
+        // Older items (before a memory's recent window): other items than the session's.
+        let mut old_c = vec![0f64; s * 5];
+        let mut old_i = vec![0f64; s * 5];
+        old_c[4] = 0.5;
+        old_c[1] = 0.5;
+        old_i[5] = 1.0;
+        old_c[10] = 1.0;
+        let old_c = Tensor::from_vec(old_c, (s, 5), &dev).unwrap();
+        let old_i = Tensor::from_vec(old_i, (s, 5), &dev).unwrap();
+        let older = (model.config.memory > 0).then_some((&old_c, &old_i));
         let items = model.items(&x).unwrap();
         let users = model
-            .users(&u, &clk_t, &ign_t, Some((&clk_t, &ign_t)), &items)
+            .users(&u, &clk_t, &ign_t, Some((&clk_t, &ign_t)), older, &items)
             .unwrap();
         let scores = model.scores(&users, &items, &ign_t, &clk_t).unwrap();
         let chosen = vec![vec![0u32, 2], vec![4, 1], vec![3, 0]];
@@ -1158,11 +1310,14 @@ mod tests {
         // 18 variables: id embedding, 2 item layers, 2 bias terms, 2 user layers, the click and
         // ignore aggregations, the value head, the flags and the purchase head (weights and
         // biases); the set encoder adds phi_c, phi_i and rho's two layers, weights and biases.
-        gradients_match_finite_differences(Encoder::Mean, 18);
-        gradients_match_finite_differences(Encoder::Set, 26);
+        gradients_match_finite_differences(Encoder::Mean, 0, 18);
+        gradients_match_finite_differences(Encoder::Set, 0, 26);
+        // A long-run memory adds its two maps.
+        gradients_match_finite_differences(Encoder::Mean, 20, 20);
+        gradients_match_finite_differences(Encoder::Set, 20, 28);
     }
 
-    fn gradients_match_finite_differences(encoder: Encoder, variables: usize) {
+    fn gradients_match_finite_differences(encoder: Encoder, memory: usize, variables: usize) {
         let c = catalog();
         let f = Features::new(&c);
         let config = ModelConfig {
@@ -1174,6 +1329,7 @@ mod tests {
             encoder,
             // A set width other than the hidden width, so no shape is right by accident.
             set_width: 5,
+            memory,
         };
         let (varmap, model) = build(config, &f, DType::F64, 3).unwrap();
         // Non-zero biases and flags, so their gradients are exercised away from 0, and a
@@ -1182,6 +1338,7 @@ mod tests {
         for (name, var) in sorted_vars(&varmap) {
             if (!name.ends_with("weight") && name != "item.id_emb")
                 || name == "user.set.rho2.weight"
+                || name.starts_with(MEMORY_PREFIX)
             {
                 let t = var.as_tensor();
                 let n = t.elem_count();
@@ -1325,6 +1482,15 @@ mod tests {
     /// A network whose every variable is random (the set encoder's output layer included,
     /// which otherwise starts at zero), so no part of the forward pass reads as zero.
     fn randomised(encoder: Encoder, set_width: usize, seed: u64) -> (Features, TwoTower) {
+        randomised_with_memory(encoder, set_width, 0, seed)
+    }
+
+    fn randomised_with_memory(
+        encoder: Encoder,
+        set_width: usize,
+        memory: usize,
+        seed: u64,
+    ) -> (Features, TwoTower) {
         let f = Features::new(&catalog());
         let config = ModelConfig {
             id_dim: 3,
@@ -1332,6 +1498,7 @@ mod tests {
             embed: 5,
             encoder,
             set_width,
+            memory,
             ..ModelConfig::default()
         };
         let (varmap, model) = build(config, &f, DType::F32, seed).unwrap();
@@ -1373,9 +1540,20 @@ mod tests {
                 .collect();
             sessions.push((clicked, ignored));
         }
+        // What came before a memory's recent window: none in the first rows, then more.
+        let older: Vec<[Vec<metarec_core::ItemId>; 2]> = (0..s)
+            .map(|row| {
+                [row / 2, row].map(|len| {
+                    (0..len)
+                        .map(|_| metarec_core::ItemId(rng.random_range(0..n as u32)))
+                        .collect()
+                })
+            })
+            .collect();
         let mut flags = [vec![0f32; s * n], vec![0f32; s * n]];
         let mut means = [vec![0f32; s * n], vec![0f32; s * n]];
         let mut counts = [vec![0f32; s * n], vec![0f32; s * n]];
+        let mut older_means = [vec![0f32; s * n], vec![0f32; s * n]];
         for (row, (clicked, ignored)) in sessions.iter().enumerate() {
             for (k, set) in [clicked, ignored].into_iter().enumerate() {
                 for i in set {
@@ -1384,14 +1562,28 @@ mod tests {
                     counts[k][row * n + i.index()] += 1.0;
                 }
             }
+            for (k, set) in older[row].iter().enumerate() {
+                for i in set {
+                    older_means[k][row * n + i.index()] += 1.0 / set.len() as f32;
+                }
+            }
         }
         let m = |v: &Vec<f32>| Tensor::from_vec(v.clone(), (s, n), &dev).unwrap();
         let x = crate::item_tensor(f).unwrap();
         let items = model.items(&x).unwrap();
         let u = Tensor::from_vec(inputs.clone(), (s, ud), &dev).unwrap();
         let (cc, ic) = (m(&counts[0]), m(&counts[1]));
+        let (oc, oi) = (m(&older_means[0]), m(&older_means[1]));
+        let with_memory = (model.config.memory > 0).then_some((&oc, &oi));
         let users = model
-            .users(&u, &m(&means[0]), &m(&means[1]), Some((&cc, &ic)), &items)
+            .users(
+                &u,
+                &m(&means[0]),
+                &m(&means[1]),
+                Some((&cc, &ic)),
+                with_memory,
+                &items,
+            )
             .unwrap();
         let candle = to_f32(
             &model
@@ -1403,8 +1595,15 @@ mod tests {
         let (mut scratch, mut g) = (Vec::new(), Vec::new());
         let mut fast = Vec::new();
         for (row, (clicked, ignored)) in sessions.iter().enumerate() {
-            let input = &inputs[row * ud..(row + 1) * ud];
-            frozen.user(input, clicked, ignored, &mut scratch, &mut g);
+            let [older_clicked, older_ignored] = older[row].clone();
+            let view = crate::features::UserView {
+                input: inputs[row * ud..(row + 1) * ud].to_vec(),
+                clicked: clicked.clone(),
+                ignored: ignored.clone(),
+                older_clicked,
+                older_ignored,
+            };
+            frozen.user_of(&view, &mut scratch, &mut g);
             for i in 0..n {
                 fast.push(frozen.score(
                     &g,
@@ -1419,9 +1618,15 @@ mod tests {
 
     #[test]
     fn frozen_scores_equal_the_candle_scores_for_both_encoders() {
-        for (encoder, set_width) in [(Encoder::Mean, 0), (Encoder::Set, 0), (Encoder::Set, 9)] {
+        for (encoder, set_width, memory) in [
+            (Encoder::Mean, 0, 0),
+            (Encoder::Set, 0, 0),
+            (Encoder::Set, 9, 0),
+            (Encoder::Mean, 0, 20),
+            (Encoder::Set, 0, 20),
+        ] {
             for seed in [1, 2, 3] {
-                let (f, model) = randomised(encoder, set_width, seed);
+                let (f, model) = randomised_with_memory(encoder, set_width, memory, seed);
                 let (candle, frozen) = both_scores(&f, &model, seed);
                 assert_eq!(candle.len(), frozen.len());
                 for (k, (a, b)) in candle.iter().zip(&frozen).enumerate() {
@@ -1436,16 +1641,7 @@ mod tests {
 
     #[test]
     fn a_widened_network_scores_as_the_mean_network_it_came_from() {
-        let f = Features::new(&catalog());
-        let config = ModelConfig {
-            id_dim: 3,
-            hidden: 6,
-            embed: 5,
-            ..ModelConfig::default()
-        };
-        let (varmap, mean) = build(config, &f, DType::F32, 5).unwrap();
-        // Random weights everywhere, so the copy cannot pass by the seeding alone.
-        randomise(&varmap, 5);
+        let (f, config, varmap, mean) = random_mean_network();
         let (widened, set, wide) = widen_to_set(&varmap, config, &f, 9).unwrap();
         assert_eq!(wide.encoder, Encoder::Set);
         assert!(sorted_vars(&widened).len() > sorted_vars(&varmap).len());
@@ -1464,6 +1660,70 @@ mod tests {
         }
         // A set network cannot be widened again.
         assert!(widen_to_set(&widened, wide, &f, 9).is_err());
+    }
+
+    #[test]
+    fn a_network_given_a_memory_scores_as_before_until_its_memory_is_trained() {
+        let (f, config, varmap, plain) = random_mean_network();
+        let (widened, remembering, wide) = widen_to_memory(&varmap, config, &f, 9, 20).unwrap();
+        assert_eq!(wide.memory, 20);
+        assert_eq!(
+            sorted_vars(&widened).len(),
+            sorted_vars(&varmap).len() + 2,
+            "the memory adds its two maps"
+        );
+        // The states have older items; the new maps are zero, so they change nothing yet.
+        let (_, before) = both_scores(&f, &plain, 3);
+        let (_, after) = both_scores(&f, &remembering, 3);
+        assert_eq!(before, after);
+        // Once the maps are not zero, the older items move the scores (and the frozen copy
+        // still computes what candle does).
+        randomise(&widened, 6);
+        let (candle, moved) = both_scores(&f, &remembering, 3);
+        let (_, without) = both_scores(&f, &plain_of(&widened, &f, wide), 3);
+        assert!(
+            moved
+                .iter()
+                .zip(&without)
+                .any(|(a, b)| (a - b).abs() > 1e-3)
+        );
+        for (a, b) in candle.iter().zip(&moved) {
+            assert!((a - b).abs() < 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
+        }
+        // A network cannot gain a second memory, nor an empty one.
+        assert!(widen_to_memory(&widened, wide, &f, 9, 20).is_err());
+        assert!(widen_to_memory(&varmap, config, &f, 9, 0).is_err());
+    }
+
+    /// A small mean network with random weights everywhere (so a copy of it cannot pass by the
+    /// seeding alone), and what it was built from.
+    fn random_mean_network() -> (Features, ModelConfig, VarMap, TwoTower) {
+        let f = Features::new(&catalog());
+        let config = ModelConfig {
+            id_dim: 3,
+            hidden: 6,
+            embed: 5,
+            ..ModelConfig::default()
+        };
+        let (varmap, model) = build(config, &f, DType::F32, 5).unwrap();
+        randomise(&varmap, 5);
+        (f, config, varmap, model)
+    }
+
+    /// The network in `varmap` (built with `config`, which has a memory) read without its
+    /// memory: the same weights, the long-run channel left out.
+    fn plain_of(varmap: &VarMap, f: &Features, config: ModelConfig) -> TwoTower {
+        let plain = ModelConfig {
+            memory: 0,
+            ..config
+        };
+        let (copy, model) = build(plain, f, DType::F32, 1).unwrap();
+        let source: std::collections::HashMap<String, Var> =
+            sorted_vars(varmap).into_iter().collect();
+        for (name, var) in sorted_vars(&copy) {
+            var.set(source[&name].as_tensor()).unwrap();
+        }
+        model
     }
 
     #[test]

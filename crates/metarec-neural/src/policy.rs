@@ -58,13 +58,8 @@ impl NeuralPolicy {
     /// Scores the context's candidates (all items when it lists none) into `self.scores`.
     pub fn score(&mut self, context: &Context) -> &[f64] {
         self.features.user_view(context, &mut self.view);
-        self.frozen.user(
-            &self.view.input,
-            &self.view.clicked,
-            &self.view.ignored,
-            &mut self.hidden,
-            &mut self.g,
-        );
+        self.frozen
+            .user_of(&self.view, &mut self.hidden, &mut self.g);
         self.candidates.clear();
         if context.candidates.is_empty() {
             self.candidates

@@ -48,11 +48,13 @@ impl PyTrainer {
     /// training users and the environment are the same as `metarec train --scenario ...` with
     /// the same seed; `user_streams` (on by default here, off on the command line, where
     /// `--user-streams` turns it on) samples each user's slates from a stream of their own, so a
-    /// batch split over workers trains the same network.
+    /// batch split over workers trains the same network. `memory` is the recent window of the
+    /// network's long-run memory (`metarec train --memory`; 20 by default, 0 for none).
     #[new]
     #[pyo3(signature = (
         simulator, *, algo = "reinforce", teacher = "informed", seed = 7, batch = 64,
-        hidden = None, embed = None, learning_rate = None, entropy = None, user_streams = true
+        hidden = None, embed = None, learning_rate = None, entropy = None, user_streams = true,
+        memory = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -66,6 +68,7 @@ impl PyTrainer {
         learning_rate: Option<f64>,
         entropy: Option<f64>,
         user_streams: bool,
+        memory: Option<usize>,
     ) -> PyResult<Self> {
         let scenario = Arc::clone(&simulator.scenario);
         let algo = Algo::parse(algo).map_err(value_error)?;
@@ -81,6 +84,7 @@ impl PyTrainer {
             model: ModelConfig {
                 hidden: hidden.unwrap_or(model.hidden),
                 embed: embed.unwrap_or(model.embed),
+                memory: memory.unwrap_or(metarec_neural::model::DEFAULT_MEMORY),
                 ..model
             },
             batch,

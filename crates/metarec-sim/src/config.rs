@@ -184,7 +184,8 @@ pub struct SessionConfig {
     pub boredom_decay: f64,
     /// Click-logit penalty for an item already shown in this visit.
     pub repeat_penalty: f64,
-    /// Recent interactions a context carries (the history a policy sees).
+    /// Recent history events (shown items, oldest dropped first) a context carries: the history
+    /// a policy sees.
     pub history_length: usize,
 }
 
@@ -295,7 +296,7 @@ impl Default for SessionConfig {
             boredom_weight: 1.5,
             boredom_decay: 0.7,
             repeat_penalty: 2.0,
-            history_length: 20,
+            history_length: 100,
         }
     }
 }

@@ -104,6 +104,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         model: ModelConfig {
             hidden: 64,
             embed: 32,
+            memory: metarec_neural::model::DEFAULT_MEMORY,
             ..ModelConfig::default()
         },
         iterations,
@@ -386,24 +387,9 @@ fn ablation_networks(
         )
     } else {
         let bundle = crate::pretrained::unpack(&set)?;
-        let (varmap, network, wide) = metarec_neural::model::widen_to_set(
-            &bundle.varmap,
-            bundle.manifest.model,
-            &bundle.network.features,
-            seed,
-        )?;
-        let trainer = Trainer::resume(
-            (*bundle.network.features).clone(),
-            varmap,
-            network,
-            reward,
-            TrainConfig {
-                model: wide,
-                ..config
-            },
-            bundle.manifest.iterations,
-        )?;
-        (trainer, bundle.manifest.algos, bundle.manifest.metrics)
+        crate::train::resume_widened(bundle, reward, config.clone(), |varmap, model, features| {
+            metarec_neural::model::widen_to_set(varmap, model, features, seed)
+        })?
     };
     let mut env = scenario.env_with_seed(env_seed);
     let mut teacher =

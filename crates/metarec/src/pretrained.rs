@@ -15,7 +15,7 @@ use metarec_neural::checkpoint;
 use std::path::Path;
 
 /// The SHA-256 of the shipped weights (`model.safetensors`), as `scripts/pretrain` printed it.
-pub const WEIGHTS_SHA256: &str = "b62bd3427b7934898749977b02f4ee88c37132e8225d4a3394a10398a557c317";
+pub const WEIGHTS_SHA256: &str = "56a54bec03ef4ae604c392f1862baae784d6f7c026cd8ee493d02070e67e75b1";
 
 /// The teacher the shipped network was distilled from, and the one the demo fine-tunes with.
 pub const TEACHER: &str = "informed:100";

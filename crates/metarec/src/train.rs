@@ -142,6 +142,14 @@ pub struct TrainArgs {
     /// --hidden width); only `--encoder set` reads it.
     #[arg(long, default_value_t = 0, value_parser = whole::<usize>(0, MAX_WIDTH))]
     set_width: usize,
+    /// A long-run memory: the user tower reads the last W history events as the session, as
+    /// a network without one reads its whole history, and the events before them (as many as
+    /// the scenario's `history_length` keeps: 100 in the default scenario) through a channel of
+    /// their own; 0: no memory [default: 20 for a new network; with --resume the model's]. With
+    /// --resume on a model without one, the model gains it, starting at zero: training starts
+    /// from the model's own scores.
+    #[arg(long, value_name = "W", value_parser = whole::<usize>(0, 100_000))]
+    memory: Option<usize>,
     /// Seed of weights, sampling and training users.
     #[arg(long, default_value_t = 7)]
     seed: u64,
@@ -263,7 +271,25 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
             let bundle = Arc::try_unwrap(bundle)
                 .ok()
                 .context("the bundle is not shared")?;
-            resume_trainer(bundle, reward, config.clone())?
+            let had = bundle.manifest.model.memory;
+            let wanted = args.memory.unwrap_or(had);
+            if wanted > 0 && had == 0 {
+                global.progress(format!(
+                    "the model gains a long-run memory (recent window {wanted} events)"
+                ));
+                resume_widened(bundle, reward, config.clone(), |varmap, model, features| {
+                    metarec_neural::model::widen_to_memory(
+                        varmap, model, features, args.seed, wanted,
+                    )
+                })?
+            } else {
+                if wanted != had {
+                    bail!(
+                        "--memory {wanted}: the model's recent window is {had} events, and a trained memory cannot change"
+                    );
+                }
+                resume_trainer(bundle, reward, config.clone())?
+            }
         }
         None => (
             Trainer::new(&catalog, reward, config.clone())?,
@@ -692,6 +718,45 @@ pub(crate) fn resume_trainer(
     Ok((trainer, bundle.manifest.algos, bundle.manifest.metrics))
 }
 
+/// A trainer that continues `bundle`'s training in a wider network: `widen` builds it from the
+/// bundle's variables, architecture and features (`widen_to_set`, `widen_to_memory`), and the
+/// training keeps the bundle's iteration count, algorithms and metrics.
+pub(crate) fn resume_widened(
+    bundle: ModelBundle,
+    reward: RewardFn,
+    config: TrainConfig,
+    widen: impl FnOnce(
+        &metarec_neural::VarMap,
+        ModelConfig,
+        &metarec_neural::features::Features,
+    ) -> Result<
+        (
+            metarec_neural::VarMap,
+            metarec_neural::model::TwoTower,
+            ModelConfig,
+        ),
+        metarec_neural::NeuralError,
+    >,
+) -> Result<(Trainer, Vec<String>, Vec<IterationStats>)> {
+    let (varmap, network, wide) = widen(
+        &bundle.varmap,
+        bundle.manifest.model,
+        &bundle.network.features,
+    )?;
+    let trainer = Trainer::resume(
+        (*bundle.network.features).clone(),
+        varmap,
+        network,
+        reward,
+        TrainConfig {
+            model: wide,
+            ..config
+        },
+        bundle.manifest.iterations,
+    )?;
+    Ok((trainer, bundle.manifest.algos, bundle.manifest.metrics))
+}
+
 /// The teacher of distillation, by name.
 pub(crate) fn build_teacher(
     name: &str,
@@ -723,6 +788,7 @@ fn settings(args: &TrainArgs, base: &RewardFn, algo: Algo) -> Result<(RewardFn, 
                 EncoderArg::Set => Encoder::Set,
             },
             set_width: args.set_width,
+            memory: args.memory.unwrap_or(metarec_neural::model::DEFAULT_MEMORY),
             ..ModelConfig::default()
         },
         iterations: args.iterations,

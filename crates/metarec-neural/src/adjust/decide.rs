@@ -377,7 +377,7 @@ pub fn explain_slate_with<A: HeadAdjuster>(
     let mut view = UserView::default();
     features.user_view(context, &mut view);
     let e = f.embed;
-    let parts = f.user_parts(&view.input, &view.clicked, &view.ignored);
+    let parts = f.user_parts_of(&view);
     // Each click's `Wc h_j` once for the whole slate, not once per explained item: with a long
     // history these matrix-vector products were most of an explanation's cost.
     let transforms: Vec<(ItemId, Vec<f32>)> = view

@@ -89,13 +89,7 @@ impl NetView {
     /// [`NetView::of`] into this view's buffers, so a policy deciding many times reuses them.
     fn fill(&mut self, frozen: &Frozen, features: &Features, context: &Context) {
         features.user_view(context, &mut self.view);
-        frozen.user(
-            &self.view.input,
-            &self.view.clicked,
-            &self.view.ignored,
-            &mut self.scratch,
-            &mut self.head,
-        );
+        frozen.user_of(&self.view, &mut self.scratch, &mut self.head);
     }
 
     /// The network's score of item `i` (without any correction).

@@ -48,13 +48,7 @@ impl<E: ?Sized> Agent<E> for Collector<'_, '_> {
             .unwrap_or_default();
         self.features.user_view(context, &mut self.view);
         let view = &self.view;
-        self.frozen.user(
-            &view.input,
-            &view.clicked,
-            &view.ignored,
-            &mut self.hidden,
-            &mut self.g,
-        );
+        self.frozen.user_of(view, &mut self.hidden, &mut self.g);
         for (i, s) in self.scores.iter_mut().enumerate() {
             let id = ItemId(i as u32);
             *s = f64::from(self.frozen.score(
@@ -82,6 +76,8 @@ impl<E: ?Sized> Agent<E> for Collector<'_, '_> {
             input: view.input,
             ignored: view.ignored,
             clicked: view.clicked,
+            older_ignored: view.older_ignored,
+            older_clicked: view.older_clicked,
             slate: interaction.decision.slate.items().to_vec(),
             clicks: feedback.clicks.clone(),
             purchases: feedback.purchases.clone(),

@@ -158,6 +158,9 @@ struct UserBatch {
     clicked_mean: Tensor,
     /// The clicked and ignored count matrices `S x N`, for the set encoder only.
     counts: Option<(Tensor, Tensor)>,
+    /// The clicked and ignored mean rows `S x N` of the items before the recent window, for a
+    /// network with a memory only.
+    older: Option<(Tensor, Tensor)>,
 }
 
 /// One slate of a training episode.
@@ -169,6 +172,10 @@ pub struct Transition {
     pub ignored: Vec<ItemId>,
     /// Items clicked earlier.
     pub clicked: Vec<ItemId>,
+    /// Items shown without a click before the recent window (a network with a memory only).
+    pub older_ignored: Vec<ItemId>,
+    /// Items clicked before the recent window.
+    pub older_clicked: Vec<ItemId>,
     /// The slate shown.
     pub slate: Vec<ItemId>,
     /// Clicks per slate entry.
@@ -281,6 +288,7 @@ impl Trainer {
         // The sampling stream continues where a resumed run left off, so a run resumed after
         // n iterations draws different users and slates than its first n iterations did.
         let rng = rng_for(config.seed, 0x7472_0000 + iterations_done as u64);
+        let features = features.with_memory(config.model.memory);
         Ok(Trainer {
             config,
             reward,
@@ -392,6 +400,23 @@ impl Trainer {
             }
         }
         let m = |v: Vec<f32>| Tensor::from_vec(v, (s, n), &Device::Cpu);
+        // Only a network with a memory reads the items before the recent window.
+        let older = if self.config.model.memory > 0 {
+            let (mut clk_old, mut ign_old) = (vec![0f32; s * n], vec![0f32; s * n]);
+            for (row, t) in steps.iter().enumerate() {
+                for (means, set) in [
+                    (&mut clk_old, &t.older_clicked),
+                    (&mut ign_old, &t.older_ignored),
+                ] {
+                    for i in set.iter() {
+                        means[row * n + i.index()] += 1.0 / set.len() as f32;
+                    }
+                }
+            }
+            Some((m(clk_old)?, m(ign_old)?))
+        } else {
+            None
+        };
         let counts = if with_counts {
             Some((m(clk_count)?, m(ign_count)?))
         } else {
@@ -404,6 +429,7 @@ impl Trainer {
             ignored_mean: m(ign_mean)?,
             clicked_mean: m(clk_mean)?,
             counts,
+            older,
         })
     }
 
@@ -415,9 +441,15 @@ impl Trainer {
         let b = self.user_tensors(steps)?;
         let items = self.model.items(&self.item_inputs)?;
         let counts = b.counts.as_ref().map(|(c, i)| (c, i));
-        let users =
-            self.model
-                .users(&b.inputs, &b.clicked_mean, &b.ignored_mean, counts, &items)?;
+        let older = b.older.as_ref().map(|(c, i)| (c, i));
+        let users = self.model.users(
+            &b.inputs,
+            &b.clicked_mean,
+            &b.ignored_mean,
+            counts,
+            older,
+            &items,
+        )?;
         let scores = self.model.scores(&users, &items, &b.ignored, &b.clicked)?;
         Ok((scores, users))
     }
@@ -535,6 +567,8 @@ impl Trainer {
                 input: view.input.clone(),
                 ignored: view.ignored.clone(),
                 clicked: view.clicked.clone(),
+                older_ignored: view.older_ignored.clone(),
+                older_clicked: view.older_clicked.clone(),
                 slate,
                 clicks: i.feedback.clicks.clone(),
                 purchases: i.feedback.purchases.clone(),
@@ -843,6 +877,8 @@ pub(crate) mod tests {
             input: view.input.clone(),
             ignored: view.ignored.clone(),
             clicked: view.clicked.clone(),
+            older_ignored: Vec::new(),
+            older_clicked: Vec::new(),
             slate: vec![ItemId(0)],
             clicks: vec![false],
             purchases: vec![false],

@@ -108,7 +108,14 @@ pub fn episodes_to_bytes(episodes: &[Vec<Transition>]) -> Vec<u8> {
             for v in &t.input {
                 out.extend_from_slice(&v.to_le_bytes());
             }
-            for items in [&t.ignored, &t.clicked, &t.slate, &t.teacher] {
+            for items in [
+                &t.ignored,
+                &t.clicked,
+                &t.slate,
+                &t.teacher,
+                &t.older_ignored,
+                &t.older_clicked,
+            ] {
                 put_len(&mut out, items.len());
                 for i in items.iter() {
                     out.extend_from_slice(&i.0.to_le_bytes());
@@ -140,14 +147,28 @@ pub fn episodes_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<Transition>>, NeuralE
             let input = (0..inputs)
                 .map(|_| r.take::<4>().map(f32::from_le_bytes))
                 .collect::<Result<Vec<f32>, _>>()?;
-            let mut lists = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
+            let mut lists = [
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            ];
             for list in &mut lists {
                 let len = r.len()?;
                 *list = (0..len)
                     .map(|_| r.take::<4>().map(|b| ItemId(u32::from_le_bytes(b))))
                     .collect::<Result<_, _>>()?;
             }
-            let [ignored, clicked, slate, teacher] = lists;
+            let [
+                ignored,
+                clicked,
+                slate,
+                teacher,
+                older_ignored,
+                older_clicked,
+            ] = lists;
             let mut flags = [Vec::new(), Vec::new()];
             for list in &mut flags {
                 let len = r.len()?;
@@ -161,6 +182,8 @@ pub fn episodes_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<Transition>>, NeuralE
                 input,
                 ignored,
                 clicked,
+                older_ignored,
+                older_clicked,
                 slate,
                 clicks,
                 purchases,
@@ -246,6 +269,8 @@ mod tests {
             input: vec![0.0; t.features.user_dim()],
             ignored: vec![],
             clicked: vec![ItemId(1)],
+            older_ignored: vec![],
+            older_clicked: vec![],
             slate: vec![ItemId(2), ItemId(3)],
             clicks: vec![true, false],
             purchases: vec![false, false],
@@ -298,6 +323,8 @@ mod tests {
             input: vec![0.5, -1.25, f32::MIN_POSITIVE],
             ignored: vec![ItemId(3)],
             clicked: vec![],
+            older_ignored: vec![ItemId(5)],
+            older_clicked: vec![ItemId(2), ItemId(4)],
             slate: vec![ItemId(1), ItemId(7)],
             clicks: vec![true, false],
             purchases: vec![false, false],

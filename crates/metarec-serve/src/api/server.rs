@@ -51,7 +51,9 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// Seed of the exploration (each request draws from its own stream).
     pub seed: u64,
-    /// Most recent interactions kept per user.
+    /// Most recent history events (shown items) kept per user: what the context of a rank
+    /// carries. The default, 100, is what the default scenario's contexts carry, so a network
+    /// with a long-run memory reads as much of a served user as it was trained on.
     pub history_limit: usize,
     /// Largest slate a request may ask for.
     pub max_slate: usize,
@@ -94,7 +96,7 @@ impl ServerConfig {
     }
 
     /// Settings with the defaults: a 10-minute reward window, default reward 0, 64 KiB bodies,
-    /// 50 history entries, slates of at most 100 from at most 10,000 candidates, a 64 MiB log,
+    /// 100 history entries, slates of at most 100 from at most 10,000 candidates, a 64 MiB log,
     /// 5-second header and 10-second body timeouts, 512 connections, greedy ranks and at most
     /// 100,000 items added over the API.
     pub fn new(model_dir: PathBuf, db: PathBuf, keys: ApiKeys, pseudonyms: Pseudonymizer) -> Self {
@@ -108,7 +110,7 @@ impl ServerConfig {
             default_reward: 0.0,
             body_limit: 64 * 1024,
             seed: 0,
-            history_limit: 50,
+            history_limit: 100,
             max_slate: 100,
             max_candidates: 10_000,
             durability: Durability::Machine,
