@@ -1690,6 +1690,33 @@ mod tests {
         for (a, b) in candle.iter().zip(&moved) {
             assert!((a - b).abs() < 1e-5 * (1.0 + a.abs()), "{a} vs {b}");
         }
+        // An explanation's parts still add up to the user vector, the memory's terms counted
+        // with the clicks and the ignores.
+        let x = crate::item_tensor(&f).unwrap();
+        let frozen = Frozen::from_model(&remembering, &x).unwrap();
+        let id = metarec_core::ItemId;
+        let view = crate::features::UserView {
+            input: (0..f.user_dim()).map(|i| (i as f32 * 0.37).cos()).collect(),
+            clicked: vec![id(1)],
+            ignored: vec![id(0)],
+            older_clicked: vec![id(2), id(3)],
+            older_ignored: vec![id(4)],
+        };
+        let (mut scratch, mut g) = (Vec::new(), Vec::new());
+        frozen.user_of(&view, &mut scratch, &mut g);
+        let parts = frozen.user_parts_of(&view);
+        let recent = frozen.user_parts(&view.input, &view.clicked, &view.ignored);
+        assert!(
+            parts
+                .clicks
+                .iter()
+                .zip(&recent.clicks)
+                .any(|(a, b)| (a - b).abs() > 1e-4)
+        );
+        for (k, gk) in g.iter().enumerate() {
+            let sum = parts.own[k] + parts.clicks[k] + parts.ignores[k] + parts.set[k];
+            assert!((sum - gk).abs() < 1e-4, "{k}: {sum} vs {gk}");
+        }
         // A network cannot gain a second memory, nor an empty one.
         assert!(widen_to_memory(&widened, wide, &f, 9, 20).is_err());
         assert!(widen_to_memory(&varmap, config, &f, 9, 0).is_err());
