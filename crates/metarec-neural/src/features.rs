@@ -151,18 +151,16 @@ impl Features {
         } else {
             0
         };
-        for event in &history[..split] {
+        for (k, event) in history.iter().enumerate() {
             if event.item.index() >= self.items {
                 continue;
             }
-            if event.click && self.feedback {
-                out.older_clicked.push(event.item);
-            } else {
-                out.older_ignored.push(event.item);
-            }
-        }
-        for event in &history[split..] {
-            if event.item.index() >= self.items {
+            if k < split {
+                if event.click && self.feedback {
+                    out.older_clicked.push(event.item);
+                } else {
+                    out.older_ignored.push(event.item);
+                }
                 continue;
             }
             let offset = if event.click && self.feedback {

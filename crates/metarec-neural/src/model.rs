@@ -761,9 +761,14 @@ impl Frozen {
     ) -> f32 {
         let value = self.user(&view.input, &view.clicked, &view.ignored, scratch, out);
         if let Some((mc, mi)) = &self.memory {
+            // `user` is done with `scratch`, so the memory's terms reuse it: a decision makes no
+            // allocation for them.
+            let e = self.embed;
+            scratch.clear();
+            scratch.resize(2 * e, 0.0);
             for (weights, set) in [(mc, &view.older_clicked), (mi, &view.older_ignored)] {
-                let part = self.mean_part(weights, set);
-                out.iter_mut().zip(&part).for_each(|(o, p)| *o += p);
+                self.mean_part_into(weights, set, scratch);
+                out.iter_mut().zip(&scratch[e..]).for_each(|(o, p)| *o += p);
             }
         }
         value
@@ -772,11 +777,20 @@ impl Frozen {
     /// `weights mean(h_j)` over `set` (zero for an empty set): one term of the tower's
     /// linear encoders.
     fn mean_part(&self, weights: &[f32], set: &[metarec_core::ItemId]) -> Vec<f32> {
+        let mut buf = vec![0.0f32; 2 * self.embed];
+        self.mean_part_into(weights, set, &mut buf);
+        buf.split_off(self.embed)
+    }
+
+    /// [`Frozen::mean_part`] into the second half of `buf` (`2 embed` values; the first half
+    /// holds the mean).
+    fn mean_part_into(&self, weights: &[f32], set: &[metarec_core::ItemId], buf: &mut [f32]) {
         let e = self.embed;
-        let mut mean = vec![0.0f32; e];
-        let mut out = vec![0.0f32; e];
+        let (mean, out) = buf.split_at_mut(e);
+        mean.fill(0.0);
+        out.fill(0.0);
         if set.is_empty() {
-            return out;
+            return;
         }
         for item in set {
             let v = &self.item_vectors[item.index() * e..(item.index() + 1) * e];
@@ -784,8 +798,7 @@ impl Frozen {
         }
         let inv = 1.0 / set.len() as f32;
         mean.iter_mut().for_each(|m| *m *= inv);
-        row_dots(weights, e, &mean, &mut out);
-        out
+        row_dots(weights, e, mean, out);
     }
 
     /// [`Frozen::user_parts`] for a [`UserView`](crate::features::UserView): the long-run channel's terms count with the
