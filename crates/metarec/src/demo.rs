@@ -12,7 +12,7 @@ use metarec_eval::PolicySpec;
 use metarec_eval::arena::{ArenaConfig, run_arena};
 use metarec_neural::bundle::ModelBundle;
 use metarec_neural::checkpoint::{self, Manifest};
-use metarec_neural::model::ModelConfig;
+use metarec_neural::model::{Encoder, ModelConfig};
 use metarec_neural::train::{Algo, TrainConfig, TrainData, Trainer};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +30,18 @@ const GAMMA_ABLATION_ITERATIONS: usize = 20;
 /// cores (the shipped network had 1,100).
 const FROM_SCRATCH_ITERATIONS: usize = 300;
 
+/// The architecture of the demo's network: the shipped network's widths and memory, with the
+/// set encoder the demo widens it to. `bench neural` times the adjusters on it.
+pub(crate) fn network_config() -> ModelConfig {
+    ModelConfig {
+        hidden: 64,
+        embed: 32,
+        memory: metarec_neural::model::DEFAULT_MEMORY,
+        encoder: Encoder::Set,
+        ..ModelConfig::default()
+    }
+}
+
 #[derive(Args)]
 pub struct DemoArgs {
     /// Report directory (calibration, training curve, model, arena table and JSON).
@@ -43,7 +55,7 @@ pub struct DemoArgs {
     /// Train the neural policy from scratch instead of fine-tuning the shipped pretrained one.
     #[arg(long)]
     from_scratch: bool,
-    /// Skip the ablation networks (the set encoder, and gamma 0 against gamma 0.9); the arena
+    /// Skip the ablation networks (the averaging user tower, and gamma 0 against gamma 0.9); the arena
     /// still plays the adjuster off and the adjuster before meta-training.
     #[arg(long)]
     no_ablations: bool,
@@ -101,12 +113,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     });
     let config = TrainConfig {
         algo: Algo::Distill,
-        model: ModelConfig {
-            hidden: 64,
-            embed: 32,
-            memory: metarec_neural::model::DEFAULT_MEMORY,
-            ..ModelConfig::default()
-        },
+        model: network_config(),
         iterations,
         batch: 256,
         entropy: 0.0,
@@ -130,12 +137,18 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         metarec_eval::policies::check_catalog("the shipped pretrained network", &bundle, &scenario)
             .context("the default scenario no longer matches the shipped network: run `metarec demo --from-scratch`, or rebuild the network with scripts/pretrain")?;
         global.progress(format!(
-            "2/5 the shipped neural policy (pretrained for {} iterations, weights SHA-256 {}), fine-tuned by {iterations} iterations of distilling the `{}` yardstick on 256 simulated users",
+            "2/5 the shipped neural policy (pretrained for {} iterations, weights SHA-256 {}) with a set encoder, fine-tuned by {iterations} iterations of distilling the `{}` yardstick on 256 simulated users",
             bundle.manifest.iterations,
             &crate::pretrained::WEIGHTS_SHA256[..12],
             crate::pretrained::TEACHER
         ));
-        crate::train::resume_trainer(bundle, reward, config.clone())?
+        // The shipped network averages the user's item vectors; the demo's network reads them
+        // through the set encoder as well, widened so that it starts scoring exactly as the
+        // shipped one and learns what the encoder adds while it is fine-tuned (measured in the
+        // demo's table: the averaging tower, trained the same way, is the encoder ablation).
+        crate::train::resume_widened(bundle, reward, config.clone(), |varmap, model, features| {
+            metarec_neural::model::widen_to_set(varmap, model, features, seed)
+        })?
     };
     let mut teacher =
         crate::train::build_teacher(crate::pretrained::TEACHER, &scenario, &reward, seed)?;
@@ -211,13 +224,13 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     );
     let mut paired_against = vec!["lints".to_string(), format!("neural-greedy:{m}")];
     if let Some(a) = &ablations {
-        let (set, g0, g9) = (
-            a.set.display().to_string(),
+        let (mean, g0, g9) = (
+            a.mean.display().to_string(),
             a.gamma0.display().to_string(),
             a.gamma9.display().to_string(),
         );
         names.push_str(&format!(
-            ",neural-greedy:{set},neural-greedy:{g0},neural-greedy:{g9}"
+            ",neural-greedy:{mean},neural-greedy:{g0},neural-greedy:{g9}"
         ));
         paired_against.push(format!("neural-greedy:{g0}"));
     }
@@ -277,7 +290,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         },
         if ablations.is_some() {
             format!(
-                "model-set/               the same training with the set encoder in place of the averaging user tower (an ablation)\n\
+                "model-mean/              the same training with the averaging user tower in place of the set encoder (an ablation)\n\
                  model-gamma0/            the demo's network fine-tuned by {n} actor-critic iterations with gamma 0 (an ablation)\n\
                  model-gamma0.9/          ... and with gamma 0.9, on the same users and seeds\n",
                 n = args.ablation_iterations
@@ -341,8 +354,8 @@ fn fit(
 
 /// Where the ablation networks were saved.
 struct Ablations {
-    /// The set encoder in place of the averaging user tower, trained as the demo's network is.
-    set: PathBuf,
+    /// The averaging user tower in place of the set encoder, trained as the demo's network is.
+    mean: PathBuf,
     /// The demo's network fine-tuned by actor-critic with gamma 0 ...
     gamma0: PathBuf,
     /// ... and with gamma 0.9, on the same users and seeds.
@@ -351,9 +364,10 @@ struct Ablations {
 
 /// Trains the ablation networks beside the demo's network in `model`:
 /// - the encoder ablation: the same training (`config`, the same teacher and users) with the
-///   set encoder. Fine-tuning widens the shipped mean network to a set network that starts
-///   scoring exactly as it does ([`metarec_neural::model::widen_to_set`]), so the two arms differ
-///   only in what the encoder adds while they train;
+///   averaging user tower in place of the set encoder. Fine-tuning starts from the shipped
+///   network as the demo's does, which the demo widens to a set network that starts scoring
+///   exactly as the shipped one ([`metarec_neural::model::widen_to_set`]), so the two arms
+///   differ only in what the encoder adds while they train;
 /// - the gamma ablation: the demo's network fine-tuned by actor-critic on the scenario's reward
 ///   with gamma 0 (greedy) and with gamma 0.9, on the same users and seeds.
 fn ablation_networks(
@@ -364,47 +378,44 @@ fn ablation_networks(
     config: TrainConfig,
     model: &Path,
 ) -> Result<Ablations> {
-    let seed = config.seed;
     let env_seed = scenario.config.seed ^ 0x6465_6d6f;
     let catalog = scenario.env_with_seed(env_seed).catalog().clone();
-    let set = args.out.join("model-set");
+    let mean = args.out.join("model-mean");
     global.progress(format!(
-        "2/5 ablation: the same {} iterations with the set encoder in place of the averaging user tower",
+        "2/5 ablation: the same {} iterations with the averaging user tower in place of the set encoder",
         config.iterations
     ));
-    let set_config = TrainConfig {
+    let mean_config = TrainConfig {
         model: ModelConfig {
-            encoder: metarec_neural::model::Encoder::Set,
+            encoder: Encoder::Mean,
             ..config.model
         },
         ..config
     };
     let (mut trainer, mut algos, mut metrics) = if args.from_scratch {
         (
-            Trainer::new(&catalog, reward, set_config)?,
+            Trainer::new(&catalog, reward, mean_config)?,
             Vec::new(),
             Vec::new(),
         )
     } else {
-        let bundle = crate::pretrained::unpack(&set)?;
-        crate::train::resume_widened(bundle, reward, config.clone(), |varmap, model, features| {
-            metarec_neural::model::widen_to_set(varmap, model, features, seed)
-        })?
+        let bundle = crate::pretrained::unpack(&mean)?;
+        crate::train::resume_trainer(bundle, reward, mean_config)?
     };
     let mut env = scenario.env_with_seed(env_seed);
     let mut teacher =
-        crate::train::build_teacher(crate::pretrained::TEACHER, scenario, &reward, seed)?;
+        crate::train::build_teacher(crate::pretrained::TEACHER, scenario, &reward, config.seed)?;
     fit(
         global,
         &args.logdir.logdir,
-        &set,
+        &mean,
         &mut trainer,
         &mut env,
         Some(&mut teacher),
     )?;
     algos.push(Algo::Distill.name().to_owned());
     metrics.extend(trainer.history.iter().cloned());
-    save(&trainer, &catalog, scenario, algos, metrics, &set)?;
+    save(&trainer, &catalog, scenario, algos, metrics, &mean)?;
 
     let mut arms = Vec::new();
     for gamma in [0.0, 0.9] {
@@ -449,7 +460,7 @@ fn ablation_networks(
     let gamma9 = arms.pop().unwrap_or_default();
     let gamma0 = arms.pop().unwrap_or_default();
     Ok(Ablations {
-        set,
+        mean,
         gamma0,
         gamma9,
     })

@@ -271,25 +271,7 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
             let bundle = Arc::try_unwrap(bundle)
                 .ok()
                 .context("the bundle is not shared")?;
-            let had = bundle.manifest.model.memory;
-            let wanted = args.memory.unwrap_or(had);
-            if wanted > 0 && had == 0 {
-                global.progress(format!(
-                    "the model gains a long-run memory (recent window {wanted} events)"
-                ));
-                resume_widened(bundle, reward, config.clone(), |varmap, model, features| {
-                    metarec_neural::model::widen_to_memory(
-                        varmap, model, features, args.seed, wanted,
-                    )
-                })?
-            } else {
-                if wanted != had {
-                    bail!(
-                        "--memory {wanted}: the model's recent window is {had} events, and a trained memory cannot change"
-                    );
-                }
-                resume_trainer(bundle, reward, config.clone())?
-            }
+            resume_with_memory(bundle, reward, config.clone(), &args, global)?
         }
         None => (
             Trainer::new(&catalog, reward, config.clone())?,
@@ -560,7 +542,8 @@ fn run_shop(args: TrainArgs, global: &Global) -> Result<()> {
     let (catalog, mut trainer, algos, metrics) = match resumed {
         Some(bundle) => {
             let catalog = (*bundle.catalog).clone();
-            let (trainer, mut algos, metrics) = resume_trainer(bundle, reward, config)?;
+            let (trainer, mut algos, metrics) =
+                resume_with_memory(bundle, reward, config, &args, global)?;
             algos.push(Algo::Supervised.name().to_owned());
             (catalog, trainer, algos, metrics)
         }
@@ -716,6 +699,35 @@ pub(crate) fn resume_trainer(
         bundle.manifest.iterations,
     )?;
     Ok((trainer, bundle.manifest.algos, bundle.manifest.metrics))
+}
+
+/// A trainer that continues `bundle`'s training, in a scenario or on a shop, with the memory
+/// `--memory` asks for: the model's own when the option is absent; a model without a memory
+/// gains one (`widen_to_memory`, starting from the model's own scores); a trained memory's
+/// window cannot change.
+fn resume_with_memory(
+    bundle: ModelBundle,
+    reward: RewardFn,
+    config: TrainConfig,
+    args: &TrainArgs,
+    global: &Global,
+) -> Result<(Trainer, Vec<String>, Vec<IterationStats>)> {
+    let had = bundle.manifest.model.memory;
+    let wanted = args.memory.unwrap_or(had);
+    if wanted > 0 && had == 0 {
+        global.progress(format!(
+            "the model gains a long-run memory (recent window {wanted} events)"
+        ));
+        return resume_widened(bundle, reward, config, |varmap, model, features| {
+            metarec_neural::model::widen_to_memory(varmap, model, features, args.seed, wanted)
+        });
+    }
+    if wanted != had {
+        bail!(
+            "--memory {wanted}: the model's recent window is {had} events, and a trained memory cannot change"
+        );
+    }
+    resume_trainer(bundle, reward, config)
 }
 
 /// A trainer that continues `bundle`'s training in a wider network: `widen` builds it from the

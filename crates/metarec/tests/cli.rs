@@ -657,9 +657,11 @@ fn demo_runs_end_to_end_and_writes_its_report_directory() {
     // The ablation of meta-training plays beside the meta-trained adjuster.
     assert!(text.contains("model-unfitted"), "{text}");
     // The encoder and gamma ablations: trained, saved and played.
-    let set = json(&report.join("model-set/manifest.json"));
-    assert_eq!(set["model"]["encoder"], "set");
-    assert_eq!(set["iterations"], 1101);
+    // The demo's network reads the user through the set encoder; the ablation is the
+    // averaging user tower, trained the same way.
+    let mean = json(&report.join("model-mean/manifest.json"));
+    assert!(mean["model"].get("encoder").is_none(), "{mean}");
+    assert_eq!(mean["iterations"], 1101);
     for arm in ["model-gamma0", "model-gamma0.9"] {
         let m = json(&report.join(arm).join("manifest.json"));
         assert_eq!(
@@ -676,13 +678,14 @@ fn demo_runs_end_to_end_and_writes_its_report_directory() {
     assert!(
         text.contains(&format!(
             "neural-greedy:{}",
-            report.join("model-set").display()
+            report.join("model-mean").display()
         )),
         "{text}"
     );
-    // The shipped network (1,000 iterations of distillation, then 100 resumed), fine-tuned by
-    // one more; the training curve holds all of them.
+    // The shipped network (1,000 iterations of distillation, then 100 resumed), widened to the
+    // set encoder and fine-tuned by one more; the training curve holds all of them.
     let manifest = json(&report.join("model/manifest.json"));
+    assert_eq!(manifest["model"]["encoder"], "set");
     assert_eq!(manifest["iterations"], 1101);
     assert_eq!(
         manifest["algos"],
@@ -699,6 +702,7 @@ fn demo_from_scratch_trains_a_new_network() {
     assert!(out.status.success(), "{}", stderr(&out));
     let manifest = json(&tmp.path().join("report/model/manifest.json"));
     assert_eq!(manifest["iterations"], 1);
+    assert_eq!(manifest["model"]["encoder"], "set");
     assert_eq!(manifest["algos"], serde_json::json!(["distill"]));
     // The demo owns its report directory: a second run replaces the model with the shipped one.
     let again = small_demo(tmp.path(), &[]);

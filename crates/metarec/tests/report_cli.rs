@@ -272,7 +272,7 @@ fn demo_index_shows_the_cold_start_curves_with_bands_and_the_table() {
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(!t.join("report/model-set").exists());
+    assert!(!t.join("report/model-mean").exists());
     let page = std::fs::read_to_string(t.join("report/index.html")).unwrap();
     let arena = json(&t.join("report/arena.json"));
     let policies = arena["contestants"].as_array().unwrap();

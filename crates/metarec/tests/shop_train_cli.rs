@@ -190,6 +190,61 @@ fn commands_that_need_a_simulator_say_how_to_use_a_shop_model_instead() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["held_out"]["holdout"], 0.3, "{report}");
 
+    // Resuming on the shop reads --memory as resuming in a scenario does: a trained memory's
+    // window cannot change, and a model without a memory gains one.
+    let resume = |dir: &str, memory: &str| {
+        metarec(
+            &data,
+            &[
+                "-q",
+                "train",
+                "--shop",
+                shop,
+                "--out",
+                dir,
+                "--resume",
+                "--iterations",
+                "1",
+                "--memory",
+                memory,
+                "--logdir",
+                runs_arg,
+            ],
+        )
+    };
+    let out = resume(model_arg, "5");
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("a trained memory cannot change"),
+        "{}",
+        stderr(&out)
+    );
+    let plain = tmp.path().join("plain");
+    let out = metarec(
+        &data,
+        &[
+            "-q",
+            "train",
+            "--shop",
+            shop,
+            "--out",
+            arg(&plain),
+            "--iterations",
+            "1",
+            "--memory",
+            "0",
+            "--logdir",
+            runs_arg,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ModelBundle::load(&plain).unwrap().manifest.model.memory, 0);
+    let out = resume(arg(&plain), "20");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let widened = ModelBundle::load(&plain).unwrap();
+    assert_eq!(widened.manifest.model.memory, 20);
+    assert_eq!(widened.manifest.iterations, 2);
+
     let clear = |args: &[&str]| {
         let out = metarec(&data, args);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));

@@ -73,6 +73,7 @@ fn neural_bench(calls: usize, iterations: usize, global: &Global) -> Result<()> 
     );
     let mut met = true;
     let mut adjust_rows = Vec::new();
+    let demo = crate::demo::network_config();
     for items in [100usize, 1000] {
         let mut config = metarec_sim::ScenarioConfig::default();
         config.catalog.items = items;
@@ -116,7 +117,17 @@ fn neural_bench(calls: usize, iterations: usize, global: &Global) -> Result<()> 
             met = false;
         }
         if items == 100 {
-            adjust_rows = adjust_bench(&trainer, &contexts, calls)?;
+            // The adjusters are timed on the demo's architecture (wider than the default's,
+            // with the set encoder and the memory), since that is the network they adapt.
+            let demo = Trainer::new(
+                env.catalog(),
+                RewardFn::default(),
+                TrainConfig {
+                    model: crate::demo::network_config(),
+                    ..TrainConfig::default()
+                },
+            )?;
+            adjust_rows = adjust_bench(&demo, &contexts, calls)?;
         }
         println!(
             "  {:>6}  {:>22}  {:>22}  {:>15.1}x",
@@ -131,7 +142,11 @@ fn neural_bench(calls: usize, iterations: usize, global: &Global) -> Result<()> 
         if met { "met" } else { "NOT met" }
     );
     println!(
-        "strategy adjuster, 100 items: adapt one user's state to one interaction, then choose a slate of 5 (us, one thread)"
+        "strategy adjuster, 100 items, the demo's network (hidden {}, embed {}, {} encoder, memory {}): adapt one user's state to one interaction, then choose a slate of 5 (us, one thread)",
+        demo.hidden,
+        demo.embed,
+        demo.encoder.name(),
+        demo.memory
     );
     println!(
         "  {:<34}  {:>14}  {:>14}  {:>12}",
