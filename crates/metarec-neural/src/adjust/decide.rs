@@ -696,6 +696,75 @@ mod tests {
     }
 
     #[test]
+    fn explanations_add_up_on_the_demos_architecture_with_every_part_at_work() {
+        use crate::model::{Encoder, ModelConfig};
+        use metarec_core::{Catalog, Item, PastEvent};
+        let mut catalog = Catalog::new(vec!["a".into(), "b".into()]);
+        for i in 0..12 {
+            catalog
+                .push(Item {
+                    key: format!("i{i}"),
+                    features: vec![(i as f32 * 0.7).sin(), i as f32 / 12.0],
+                    ..Item::default()
+                })
+                .unwrap();
+        }
+        // The set encoder and a memory of 3 events, every weight random (the set encoder's
+        // output layer and the memory's maps start at zero otherwise, and would add nothing).
+        let features = Features::new(&catalog).with_memory(3);
+        let config = ModelConfig {
+            hidden: 8,
+            embed: 6,
+            encoder: Encoder::Set,
+            memory: 3,
+            ..ModelConfig::default()
+        };
+        let (varmap, model) =
+            crate::model::build(config, &features, candle_core::DType::F32, 4).unwrap();
+        crate::model::tests::randomise(&varmap, 4);
+        let frozen = Frozen::from_model(&model, &crate::item_tensor(&features).unwrap()).unwrap();
+        let adjuster =
+            BayesianAdjuster::new(Arc::new(frozen), Arc::new(features), BayesConfig::default());
+        let mut context = Context::for_user(UserKey::from("u"));
+        context.tokens = vec!["country=France".into()];
+        // Six events: the first three are the memory's, the last three the session's.
+        context.session.history = [
+            (1, true),
+            (7, false),
+            (3, true),
+            (2, true),
+            (5, false),
+            (9, false),
+        ]
+        .into_iter()
+        .map(|(i, click)| PastEvent {
+            item: ItemId(i),
+            click,
+            purchase: false,
+        })
+        .collect();
+        let mut state = adjuster.prior();
+        // A correction away from zero, so its part counts too.
+        state
+            .shift
+            .iter_mut()
+            .enumerate()
+            .for_each(|(k, h)| *h = (k as f64 * 0.9).sin());
+        let mut rng = metarec_core::rng_for(2, 2);
+        let decided = adjuster.decide(&state, &context, 5, &mut rng);
+        assert_eq!(decided.choice.items.len(), 5);
+        assert!(decided.delta.iter().any(|d| d.abs() > 1e-6));
+        let parts = adjuster.explain_slate(&context, &decided.delta, &decided.choice.items);
+        for ((item, score), part) in decided.choice.items.iter().zip(&decided.scores).zip(&parts) {
+            assert!(
+                (part.total() - score).abs() < 1e-4 * (1.0 + score.abs()),
+                "{item:?}: {part:?} vs {score}"
+            );
+            assert!(part.past_clicks.abs() > 1e-6, "{part:?}");
+        }
+    }
+
+    #[test]
     fn explanations_add_up_to_the_scores_the_slate_was_ranked_by() {
         use metarec_core::{Catalog, Item, PastEvent};
         let mut catalog = Catalog::new(vec!["a".into(), "b".into()]);

@@ -1213,4 +1213,4 @@ pub fn sorted_vars(varmap: &VarMap) -> Vec<(String, Var)> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

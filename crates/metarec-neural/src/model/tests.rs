@@ -308,7 +308,7 @@ fn randomised_with_memory(
 }
 
 /// Sets every variable of `varmap` to seeded normal noise.
-fn randomise(varmap: &VarMap, seed: u64) {
+pub(crate) fn randomise(varmap: &VarMap, seed: u64) {
     let mut rng = metarec_core::rng_for(seed, 1);
     let normal = Normal::new(0.0, 0.5).unwrap();
     for (_, var) in sorted_vars(varmap) {
