@@ -695,20 +695,26 @@ mod tests {
         );
     }
 
-    #[test]
-    fn explanations_add_up_on_the_demos_architecture_with_every_part_at_work() {
-        use crate::model::{Encoder, ModelConfig};
-        use metarec_core::{Catalog, Item, PastEvent};
-        let mut catalog = Catalog::new(vec!["a".into(), "b".into()]);
+    /// A catalog of twelve items with two numeric features each.
+    fn twelve_items() -> metarec_core::Catalog {
+        let mut catalog = metarec_core::Catalog::new(vec!["a".into(), "b".into()]);
         for i in 0..12 {
             catalog
-                .push(Item {
+                .push(metarec_core::Item {
                     key: format!("i{i}"),
                     features: vec![(i as f32 * 0.7).sin(), i as f32 / 12.0],
-                    ..Item::default()
+                    ..metarec_core::Item::default()
                 })
                 .unwrap();
         }
+        catalog
+    }
+
+    #[test]
+    fn explanations_add_up_on_the_demos_architecture_with_every_part_at_work() {
+        use crate::model::{Encoder, ModelConfig};
+        use metarec_core::PastEvent;
+        let catalog = twelve_items();
         // The set encoder and a memory of 3 events, every weight random (the set encoder's
         // output layer and the memory's maps start at zero otherwise, and would add nothing).
         let features = Features::new(&catalog).with_memory(3);
@@ -766,17 +772,8 @@ mod tests {
 
     #[test]
     fn explanations_add_up_to_the_scores_the_slate_was_ranked_by() {
-        use metarec_core::{Catalog, Item, PastEvent};
-        let mut catalog = Catalog::new(vec!["a".into(), "b".into()]);
-        for i in 0..12 {
-            catalog
-                .push(Item {
-                    key: format!("i{i}"),
-                    features: vec![(i as f32 * 0.7).sin(), i as f32 / 12.0],
-                    ..Item::default()
-                })
-                .unwrap();
-        }
+        use metarec_core::PastEvent;
+        let catalog = twelve_items();
         let features = Features::new(&catalog);
         let (_, model) = crate::model::build(
             crate::model::ModelConfig::default(),
