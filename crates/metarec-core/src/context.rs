@@ -8,7 +8,11 @@ use crate::ids::{ItemId, UserKey};
 use serde::{Deserialize, Serialize};
 
 /// One earlier interaction of the user with an item, as a policy may see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// It is written as an object (`{"item": 3, "click": true, "purchase": false}`), and read from
+/// that or from its [`PastEvent::code`], the one integer a server stores it as
+/// ([`packed_history`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct PastEvent {
     /// The item shown.
     pub item: ItemId,
@@ -16,6 +20,108 @@ pub struct PastEvent {
     pub click: bool,
     /// Whether the user bought it.
     pub purchase: bool,
+}
+
+impl PastEvent {
+    /// The event as one integer, `4 item + 2 purchase + click`: a history of 100 events
+    /// stored this way takes a few hundred bytes of JSON instead of about 4,400.
+    pub fn code(&self) -> u64 {
+        (u64::from(self.item.0) << 2) | (u64::from(self.purchase) << 1) | u64::from(self.click)
+    }
+
+    /// The event of a [`PastEvent::code`], or `None` when the item does not fit an id.
+    pub fn from_code(code: u64) -> Option<PastEvent> {
+        let item = u32::try_from(code >> 2).ok()?;
+        Some(PastEvent {
+            item: ItemId(item),
+            click: code & 1 == 1,
+            purchase: code & 2 == 2,
+        })
+    }
+}
+
+/// The fields of a [`PastEvent`] written out, as the derived form reads them (a map, or a
+/// sequence in field order).
+#[derive(Deserialize)]
+struct PastEventFields {
+    item: ItemId,
+    click: bool,
+    purchase: bool,
+}
+
+impl From<PastEventFields> for PastEvent {
+    fn from(f: PastEventFields) -> Self {
+        PastEvent {
+            item: f.item,
+            click: f.click,
+            purchase: f.purchase,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PastEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = PastEvent;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a history event: {item, click, purchase} or its integer code")
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, code: u64) -> Result<PastEvent, E> {
+                PastEvent::from_code(code).ok_or_else(|| {
+                    E::custom(format!(
+                        "history event code {code}: its item {} does not fit a 32-bit id",
+                        code >> 2
+                    ))
+                })
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, code: i64) -> Result<PastEvent, E> {
+                u64::try_from(code)
+                    .map_err(|_| E::custom(format!("history event code {code} is negative")))
+                    .and_then(|c| self.visit_u64(c))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<PastEvent, A::Error> {
+                PastEventFields::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(PastEvent::from)
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<PastEvent, A::Error> {
+                PastEventFields::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(PastEvent::from)
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// Writes a history as the [`PastEvent::code`] of each event, for `#[serde(serialize_with)]`:
+/// the compact form a server stores with every decision and user state. Any history, packed or
+/// not, reads back through [`PastEvent`]'s own deserialisation.
+pub mod packed_history {
+    use super::PastEvent;
+    use serde::ser::SerializeSeq;
+
+    /// Serialises `history` as a sequence of codes.
+    pub fn serialize<S: serde::Serializer>(
+        history: &[PastEvent],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(history.len()))?;
+        for event in history {
+            seq.serialize_element(&event.code())?;
+        }
+        seq.end()
+    }
 }
 
 /// Where the user stands in their visit.
@@ -59,5 +165,88 @@ impl Context {
             user,
             ..Context::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_history_event_reads_from_its_object_its_sequence_or_its_code() {
+        for item in [0, 1, 7, u32::MAX] {
+            for (click, purchase) in [(false, false), (true, false), (false, true), (true, true)] {
+                let e = PastEvent {
+                    item: ItemId(item),
+                    click,
+                    purchase,
+                };
+                assert_eq!(PastEvent::from_code(e.code()), Some(e));
+                let object = serde_json::to_string(&e).unwrap();
+                assert!(object.starts_with("{\"item\":"), "{object}");
+                for text in [
+                    object,
+                    format!("[{item},{click},{purchase}]"),
+                    e.code().to_string(),
+                ] {
+                    assert_eq!(
+                        serde_json::from_str::<PastEvent>(&text).unwrap(),
+                        e,
+                        "{text}"
+                    );
+                }
+            }
+        }
+        assert_eq!(
+            PastEvent::from_code(13),
+            Some(PastEvent {
+                item: ItemId(3),
+                click: true,
+                purchase: false
+            })
+        );
+        // What is not an event is an error that says why, never a panic.
+        let too_big = ((u64::from(u32::MAX) + 1) * 4).to_string();
+        let err = serde_json::from_str::<PastEvent>(&too_big).unwrap_err();
+        assert!(
+            err.to_string().contains("does not fit a 32-bit id"),
+            "{err}"
+        );
+        let err = serde_json::from_str::<PastEvent>("-1").unwrap_err();
+        assert!(err.to_string().contains("negative"), "{err}");
+        for bad in [r#"{"item":1,"click":true}"#, r#""13""#, "1.5", "[1,true]"] {
+            assert!(serde_json::from_str::<PastEvent>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_packed_history_is_the_codes_and_reads_back_as_the_events() {
+        #[derive(Serialize)]
+        struct Packed<'a> {
+            #[serde(serialize_with = "packed_history::serialize")]
+            history: &'a [PastEvent],
+        }
+        let history = vec![
+            PastEvent {
+                item: ItemId(3),
+                click: true,
+                purchase: false,
+            },
+            PastEvent {
+                item: ItemId(1),
+                click: true,
+                purchase: true,
+            },
+            PastEvent {
+                item: ItemId(250),
+                click: false,
+                purchase: false,
+            },
+        ];
+        let text = serde_json::to_string(&Packed { history: &history }).unwrap();
+        assert_eq!(text, r#"{"history":[13,7,1000]}"#);
+        let session: SessionState =
+            serde_json::from_str(&format!(r#"{{"session":1,"step":2,{}"#, &text[1..])).unwrap();
+        assert_eq!(session.history, history);
     }
 }

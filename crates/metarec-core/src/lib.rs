@@ -30,7 +30,7 @@ mod reward;
 pub mod rollout;
 
 pub use catalog::{Catalog, FeatureMatrix, Item};
-pub use context::{Context, PastEvent, SessionState};
+pub use context::{Context, PastEvent, SessionState, packed_history};
 pub use decision::{Decision, Feedback, Interaction, Slate};
 pub use error::VocabError;
 pub use explore::{Rng, SlateChoice, rng_for, stable_hash};

@@ -113,6 +113,8 @@ struct StoredRecord {
     delta: Option<Vec<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     updates: Option<u32>,
+    /// Packed, one integer per event, as in a stored decision (either form reads back).
+    #[serde(serialize_with = "metarec_core::packed_history::serialize")]
     history: Vec<PastEvent>,
     slates: u32,
 }
@@ -1241,6 +1243,14 @@ mod tests {
             let text = r.to_json().unwrap();
             let back = UserRecord::from_json(&text).unwrap();
             assert_eq!(back, r, "{text}");
+            // The history is packed (item 3, clicked: 4 x 3 + 1), and a record written before
+            // it was packed reads the same.
+            assert!(text.contains(r#""history":[13]"#), "{text}");
+            let old = text.replace(
+                r#""history":[13]"#,
+                r#""history":[{"item":3,"click":true,"purchase":false}]"#,
+            );
+            assert_eq!(UserRecord::from_json(&old).unwrap(), r, "{old}");
             let to_bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             let bits = |s: &UserState| match s {
                 UserState::Bayes(p) => to_bits(&p.precision)

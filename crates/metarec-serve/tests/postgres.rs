@@ -206,8 +206,10 @@ fn concurrent_feedback_on_two_replicas_loses_no_update_and_closes_each_event_onc
     for user in users {
         let text = &states[&pseudonyms.pseudonym(user)];
         let v: Value = serde_json::from_str(text).unwrap();
-        let history = v["history"].as_array().unwrap();
-        let clicked = history.iter().filter(|e| e["click"] == true).count() as u64;
+        // The stored history is packed, one code per event; it reads back as events.
+        let history: Vec<metarec_core::PastEvent> =
+            serde_json::from_value(v["history"].clone()).unwrap();
+        let clicked = history.iter().filter(|e| e.click).count() as u64;
         total += clicked;
         // Every acknowledged click is in the state once (none lost to a concurrent update on
         // the other replica), and every slate was closed once: its unclicked items were added
