@@ -26,8 +26,30 @@ pub fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
 /// the same to the bit; but where each of those dot products is one chain of dependent
 /// subtractions, the updates of a row here are independent of each other and run as vector
 /// operations (the Thompson-sampling adjusters factorise a 32 x 32 precision per decision).
+///
+/// On x86-64 processors with AVX2 the same loop runs compiled for it (four lanes per vector
+/// instead of SSE2's two; multiplications and subtractions stay separate, never fused, so the
+/// factor is the same bits).
 pub fn cholesky_in_place(a: &mut [f64], n: usize) -> bool {
     debug_assert_eq!(a.len(), n * n);
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor supports AVX2, as just checked.
+        return unsafe { cholesky_avx2(a, n) };
+    }
+    cholesky_portable(a, n)
+}
+
+/// [`cholesky_in_place`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn cholesky_avx2(a: &mut [f64], n: usize) -> bool {
+    cholesky_portable(a, n)
+}
+
+/// [`cholesky_in_place`] for any processor; inlined into each compiled variant.
+#[inline(always)]
+fn cholesky_portable(a: &mut [f64], n: usize) -> bool {
     // Column `j` below the diagonal, copied into a contiguous buffer so that each row's update
     // reads it as a slice: on the stack for the sizes metarec factorises.
     let mut stack = [0.0f64; 64];
@@ -142,16 +164,22 @@ mod tests {
                 a[i * n + i] += 0.1;
             }
             let mut fast = a.clone();
+            let mut portable = a.clone();
             let mut slow = a.clone();
+            // The dispatched factorisation (compiled for AVX2 where the processor has it) and
+            // the portable one.
             assert!(cholesky_in_place(&mut fast, n));
+            assert!(cholesky_portable(&mut portable, n));
             assert!(reference_cholesky(&mut slow, n));
             for i in 0..n {
                 for j in 0..=i {
-                    assert_eq!(
-                        fast[i * n + j].to_bits(),
-                        slow[i * n + j].to_bits(),
-                        "n {n}, entry ({i}, {j})"
-                    );
+                    for (name, factor) in [("dispatched", &fast), ("portable", &portable)] {
+                        assert_eq!(
+                            factor[i * n + j].to_bits(),
+                            slow[i * n + j].to_bits(),
+                            "{name}: n {n}, entry ({i}, {j})"
+                        );
+                    }
                 }
             }
             // A matrix that is not positive definite fails in both.

@@ -3,7 +3,7 @@
 //! [`explain_with`] / [`explain_slate_with`]: what they return ([`AdjustedChoice`],
 //! [`ScoreParts`]) and the [`DecideBuffers`] a policy reuses between decisions.
 
-use super::columns::{corrected_scores, spread_columns};
+use super::columns::{corrected_scores, corrected_scores_many, spread_columns};
 use super::{HeadAdjuster, NetView};
 use crate::features::UserView;
 use metarec_core::explore::{
@@ -82,6 +82,8 @@ pub struct DecideBuffers {
     draw: Vec<f64>,
     /// Every Monte Carlo draw of one decision, one after the other.
     draws: Vec<f64>,
+    /// The candidates' scores under every Monte Carlo draw, one draw after the other.
+    draw_scores: Vec<f64>,
 }
 
 /// How a decision explores around the corrected scores: the server's `--explore`.
@@ -322,6 +324,7 @@ pub fn decide_with<A: HeadAdjuster>(
         resampled,
         cache,
         draws,
+        draw_scores,
         ..
     } = buf;
     // The Monte Carlo draws are made together (the same random numbers in the same order as
@@ -335,10 +338,18 @@ pub fn decide_with<A: HeadAdjuster>(
             draws.extend_from_slice(&mean);
         }
     }
-    let mut next = draws.chunks_exact(d.max(1));
+    // Every draw's scores in one pass over the candidates (the same bits as scoring each draw
+    // alone), handed to the estimate one draw at a time.
+    corrected_scores_many(columns, base, draws, d, draw_scores);
+    let mut next = draw_scores.chunks_exact(base.len().max(1));
     let propensities = monte_carlo_marginals_scored(&chosen, count, rng, resampled, |_, scores| {
-        let draw = next.next().unwrap_or(&mean);
-        corrected_scores(columns, base, draw, scores);
+        match next.next() {
+            Some(scored) => {
+                scores.clear();
+                scores.extend_from_slice(scored);
+            }
+            None => corrected_scores(columns, base, &mean, scores),
+        }
     });
     AdjustedChoice {
         choice: SlateChoice {

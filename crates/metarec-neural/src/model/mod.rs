@@ -18,10 +18,13 @@
 //! vectors, with the item tower precomputed, so a decision costs a small matrix-vector product
 //! and one dot product per candidate (microseconds, no allocation once warm).
 
+mod dense;
+
 use crate::error::NeuralError;
 use crate::features::Features;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{Linear, Module, VarBuilder, VarMap};
+use dense::Dense;
 use rand_distr::{Distribution, Normal};
 use serde::{Deserialize, Serialize};
 
@@ -457,12 +460,12 @@ pub struct Frozen {
     pub item_vectors: Vec<f32>,
     /// Item biases.
     pub item_bias: Vec<f32>,
-    w3: Vec<f32>,
+    w3: Dense,
     b3: Vec<f32>,
-    w4: Vec<f32>,
+    w4: Dense,
     b4: Vec<f32>,
-    wc: Vec<f32>,
-    wi: Vec<f32>,
+    wc: Dense,
+    wi: Dense,
     wv: Vec<f32>,
     bv: f32,
     /// Weights of the ignored and clicked flags.
@@ -476,7 +479,7 @@ pub struct Frozen {
     set: Option<FrozenSet>,
     /// The long-run channel's `Mc` and `Mi`, `embed x embed` each, for a network with a memory
     /// ([`ModelConfig::memory`]).
-    memory: Option<(Vec<f32>, Vec<f32>)>,
+    memory: Option<(Dense, Dense)>,
 }
 
 /// The set encoder in plain vectors, with `phi_c` and `phi_i` precomputed for every item so a
@@ -488,23 +491,23 @@ struct FrozenSet {
     /// `relu(W_i h_j + b_i)` for every item, `N x hidden`.
     phi_ignore: Vec<f32>,
     /// `W_c`, `hidden x embed`, and `b_c`, kept for items set later ([`Frozen::set_item`]).
-    wc: Vec<f32>,
+    wc: Dense,
     bc: Vec<f32>,
     /// `W_i`, `hidden x embed`, and `b_i`.
-    wi: Vec<f32>,
+    wi: Dense,
     bi: Vec<f32>,
     /// `rho`'s first layer, `hidden x (3 hidden + 2)`, and its bias.
-    r1: Vec<f32>,
+    r1: Dense,
     b1: Vec<f32>,
     /// `rho`'s output layer, `embed x hidden`, and its bias.
-    r2: Vec<f32>,
+    r2: Dense,
     b2: Vec<f32>,
 }
 
 impl FrozenSet {
     /// `relu(w v + b)` into `out` (one row of `phi`).
-    fn phi(w: &[f32], b: &[f32], v: &[f32], out: &mut [f32]) {
-        row_dots(w, v.len(), v, out);
+    fn phi(w: &Dense, b: &[f32], v: &[f32], out: &mut [f32]) {
+        w.apply(v, out);
         for (o, b) in out.iter_mut().zip(b) {
             *o = (b + *o).max(0.0);
         }
@@ -592,6 +595,10 @@ impl Frozen {
         let bias_of = |l: &Linear| -> Result<Vec<f32>, NeuralError> {
             Ok(l.bias().map(to_f32).transpose()?.unwrap_or_default())
         };
+        let dense = |l: &Linear| -> Result<Dense, NeuralError> {
+            let weight = l.weight();
+            Ok(Dense::of_rows(to_f32(weight)?, weight.dims()[1]))
+        };
         let tower = ItemTower {
             item_dim: model.bias_lin.weight().dims()[1],
             id_dim,
@@ -608,7 +615,7 @@ impl Frozen {
         };
         let item_vectors = to_f32(&items.vectors)?;
         let memory = match &model.memory {
-            Some((click, ignore)) => Some((to_f32(click.weight())?, to_f32(ignore.weight())?)),
+            Some((click, ignore)) => Some((dense(click)?, dense(ignore)?)),
             None => None,
         };
         let set = match &model.set {
@@ -617,13 +624,13 @@ impl Frozen {
                 let mut set = FrozenSet {
                     phi_click: Vec::new(),
                     phi_ignore: Vec::new(),
-                    wc: to_f32(layers.phi_click.weight())?,
+                    wc: dense(&layers.phi_click)?,
                     bc: bias_of(&layers.phi_click)?,
-                    wi: to_f32(layers.phi_ignore.weight())?,
+                    wi: dense(&layers.phi_ignore)?,
                     bi: bias_of(&layers.phi_ignore)?,
-                    r1: to_f32(layers.rho1.weight())?,
+                    r1: dense(&layers.rho1)?,
                     b1: bias_of(&layers.rho1)?,
-                    r2: to_f32(layers.rho2.weight())?,
+                    r2: dense(&layers.rho2)?,
                     b2: bias_of(&layers.rho2)?,
                 };
                 for v in item_vectors.chunks_exact(model.config.embed) {
@@ -643,22 +650,22 @@ impl Frozen {
             user_dim: model.user_l1.weight().dims()[1],
             item_vectors,
             item_bias: to_f32(&items.bias)?,
-            w3: to_f32(model.user_l1.weight())?,
+            w3: dense(&model.user_l1)?,
             b3: model
                 .user_l1
                 .bias()
                 .map(to_f32)
                 .transpose()?
                 .unwrap_or_default(),
-            w4: to_f32(model.user_l2.weight())?,
+            w4: dense(&model.user_l2)?,
             b4: model
                 .user_l2
                 .bias()
                 .map(to_f32)
                 .transpose()?
                 .unwrap_or_default(),
-            wc: to_f32(model.user_click.weight())?,
-            wi: to_f32(model.user_ignore.weight())?,
+            wc: dense(&model.user_click)?,
+            wi: dense(&model.user_ignore)?,
             wv,
             bv: bv.first().copied().unwrap_or(0.0),
             flags: [flags[0], flags[1]],
@@ -681,7 +688,7 @@ impl Frozen {
         scratch.resize(h + 5 * e, 0.0);
         let (hidden, rest) = scratch.split_at_mut(h);
         let (means, sums) = rest.split_at_mut(2 * e);
-        row_dots(&self.w3, self.user_dim, input, hidden);
+        self.w3.apply(input, hidden);
         for (r, v) in hidden.iter_mut().enumerate() {
             *v = (self.b3[r] + *v).max(0.0);
         }
@@ -701,9 +708,9 @@ impl Frozen {
         }
         let (own, rest) = sums.split_at_mut(e);
         let (from_clicks, from_ignores) = rest.split_at_mut(e);
-        row_dots(&self.w4, h, hidden, own);
-        row_dots(&self.wc, e, click_mean, from_clicks);
-        row_dots(&self.wi, e, ignore_mean, from_ignores);
+        self.w4.apply(hidden, own);
+        self.wc.apply(click_mean, from_clicks);
+        self.wi.apply(ignore_mean, from_ignores);
         out.clear();
         out.extend(self.b4.iter().copied());
         for (r, o) in out.iter_mut().enumerate() {
@@ -731,11 +738,11 @@ impl Frozen {
             input[2 * p] = (clicked.len() as f32).ln_1p();
             input[2 * p + 1] = (ignored.len() as f32).ln_1p();
             input[2 * p + 2..].copy_from_slice(&head[..h]);
-            row_dots(&set.r1, 2 * p + 2 + h, input, inner);
+            set.r1.apply(input, inner);
             for (v, b) in inner.iter_mut().zip(&set.b1) {
                 *v = (b + *v).max(0.0);
             }
-            row_dots(&set.r2, p, inner, summary);
+            set.r2.apply(inner, summary);
             for ((o, s), b) in out.iter_mut().zip(summary.iter()).zip(&set.b2) {
                 *o += b + s;
             }
@@ -776,7 +783,7 @@ impl Frozen {
 
     /// `weights mean(h_j)` over `set` (zero for an empty set): one term of the tower's
     /// linear encoders.
-    fn mean_part(&self, weights: &[f32], set: &[metarec_core::ItemId]) -> Vec<f32> {
+    fn mean_part(&self, weights: &Dense, set: &[metarec_core::ItemId]) -> Vec<f32> {
         let mut buf = vec![0.0f32; 2 * self.embed];
         self.mean_part_into(weights, set, &mut buf);
         buf.split_off(self.embed)
@@ -784,7 +791,7 @@ impl Frozen {
 
     /// [`Frozen::mean_part`] into the second half of `buf` (`2 embed` values; the first half
     /// holds the mean).
-    fn mean_part_into(&self, weights: &[f32], set: &[metarec_core::ItemId], buf: &mut [f32]) {
+    fn mean_part_into(&self, weights: &Dense, set: &[metarec_core::ItemId], buf: &mut [f32]) {
         let e = self.embed;
         let (mean, out) = buf.split_at_mut(e);
         mean.fill(0.0);
@@ -798,7 +805,7 @@ impl Frozen {
         }
         let inv = 1.0 / set.len() as f32;
         mean.iter_mut().for_each(|m| *m *= inv);
-        row_dots(weights, e, mean, out);
+        weights.apply(mean, out);
     }
 
     /// [`Frozen::user_parts`] for a [`UserView`](crate::features::UserView): the long-run channel's terms count with the
@@ -837,7 +844,7 @@ impl Frozen {
         // As the tower computes them: the mean item vector first, then one matrix product
         // (rather than one product per history item, which made explanations of a long
         // history cost more than the decision).
-        let part = |weights: &[f32], set: &[metarec_core::ItemId]| self.mean_part(weights, set);
+        let part = |weights: &Dense, set: &[metarec_core::ItemId]| self.mean_part(weights, set);
         let clicks = part(&self.wc, clicked);
         let ignores = part(&self.wi, ignored);
         // The set encoder's share is the rest: it reads clicks and ignores together, so it
@@ -875,7 +882,8 @@ impl Frozen {
         let v = &self.item_vectors[item.index() * e..(item.index() + 1) * e];
         (0..e)
             .map(|r| {
-                self.wc[r * e..(r + 1) * e]
+                self.wc
+                    .row(r)
                     .iter()
                     .zip(v)
                     .map(|(w, x)| w * x)
@@ -1016,60 +1024,6 @@ impl Frozen {
             s += self.flags[1];
         }
         s
-    }
-}
-
-/// `out[r]` = row `r` of the row-major `w` (`cols` wide) dotted with `x`, for each row `r` of
-/// `out`: the f32 products summed in column order from -0.0, exactly as `Iterator::sum` sums
-/// one row, so the results are bit-identical to a row at a time. Four rows go together so the
-/// processor has four independent chains of additions to overlap instead of one.
-///
-/// On x86-64 the four rows are read four columns at a time and transposed in SSE registers
-/// (part of every x86-64 processor): each transposed vector is one column of the four rows,
-/// so one vector multiply and add extends all four sums by a term, in the same order and with
-/// each product rounded before it is added, where scalar code spent an instruction per row.
-/// The user tower's matrix products were a tenth of an adjusted decision.
-fn row_dots(w: &[f32], cols: usize, x: &[f32], out: &mut [f32]) {
-    let m = cols.min(x.len());
-    let x = &x[..m];
-    for (q, o) in out.chunks_exact_mut(4).enumerate() {
-        let rows = &w[4 * q * cols..(4 * q + 4) * cols];
-        let (r0, rest) = rows.split_at(cols);
-        let (r1, rest) = rest.split_at(cols);
-        let (r2, r3) = rest.split_at(cols);
-        let (r0, r1, r2, r3) = (&r0[..m], &r1[..m], &r2[..m], &r3[..m]);
-        let mut acc = [-0.0f32; 4];
-        #[cfg(target_arch = "x86_64")]
-        let start = {
-            use std::arch::x86_64::{_mm_add_ps, _mm_mul_ps, _mm_set1_ps, _mm_storeu_ps};
-            // SAFETY: SSE is enabled on every x86-64 target, and the store writes the four
-            // values of `acc`.
-            unsafe {
-                let mut sums = _mm_set1_ps(-0.0);
-                for c in (0..m / 4 * 4).step_by(4) {
-                    let columns = columns_of_four([r0, r1, r2, r3], c);
-                    for (v, xc) in columns.into_iter().zip(&x[c..c + 4]) {
-                        sums = _mm_add_ps(sums, _mm_mul_ps(v, _mm_set1_ps(*xc)));
-                    }
-                }
-                _mm_storeu_ps(acc.as_mut_ptr(), sums);
-            }
-            m / 4 * 4
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let start = 0;
-        for c in start..m {
-            acc[0] += r0[c] * x[c];
-            acc[1] += r1[c] * x[c];
-            acc[2] += r2[c] * x[c];
-            acc[3] += r3[c] * x[c];
-        }
-        o.copy_from_slice(&acc);
-    }
-    let done = out.len() / 4 * 4;
-    for (r, o) in out.iter_mut().enumerate().skip(done) {
-        let row = &w[r * cols..(r + 1) * cols];
-        *o = row.iter().zip(x).map(|(a, b)| a * b).sum::<f32>();
     }
 }
 
