@@ -162,10 +162,16 @@ impl Adjuster for BayesianAdjuster {
     }
 
     fn update(&self, state: &mut GaussianPosterior, interaction: &Interaction) {
-        let mut factor = Vec::new();
-        let mu = state.mean(&mut factor);
+        let mu = state.mean(&mut Vec::new());
+        self.update_at(state, interaction, &mu);
+    }
+}
+
+impl BayesianAdjuster {
+    /// [`Adjuster::update`] from the posterior mean `mu` of `state` as it is.
+    fn update_at(&self, state: &mut GaussianPosterior, interaction: &Interaction, mu: &[f64]) {
         for shown in shown_items(&self.frozen, &self.features, interaction) {
-            let xm = shown.x.iter().zip(&mu).map(|(a, b)| a * b).sum::<f64>();
+            let xm = shown.x.iter().zip(mu).map(|(a, b)| a * b).sum::<f64>();
             let p = sigmoid(self.config.calibration.logit_at(shown.base, shown.position) + xm);
             let w = (p * (1.0 - p)).max(1e-6);
             let y = if shown.clicked { 1.0 } else { 0.0 };
@@ -183,6 +189,20 @@ impl HeadAdjuster for BayesianAdjuster {
 
     fn correction(&self, state: &GaussianPosterior) -> Vec<f64> {
         state.mean(&mut Vec::new())
+    }
+
+    fn update_from_correction(
+        &self,
+        state: &mut GaussianPosterior,
+        interaction: &Interaction,
+        correction: &[f64],
+    ) {
+        // The correction is the posterior mean, bit for bit what `update` would compute.
+        if correction.len() == state.dim {
+            self.update_at(state, interaction, correction);
+        } else {
+            self.update(state, interaction);
+        }
     }
 
     fn correction_caching(&self, state: &GaussianPosterior, cache: &mut Vec<f64>) -> Vec<f64> {

@@ -84,6 +84,17 @@ pub struct DecideBuffers {
     draws: Vec<f64>,
     /// The candidates' scores under every Monte Carlo draw, one draw after the other.
     draw_scores: Vec<f64>,
+    /// The greedy correction of the last decision's state (`None` when it made none), which a
+    /// policy hands to the update of that state ([`HeadAdjuster::update_from_correction`]).
+    correction: Option<Vec<f64>>,
+}
+
+impl DecideBuffers {
+    /// The greedy correction ([`HeadAdjuster::correction`]) of the state the last decision was
+    /// made on, if it computed one; taken, so it is handed on once.
+    pub(super) fn take_correction(&mut self) -> Option<Vec<f64>> {
+        self.correction.take()
+    }
 }
 
 /// How a decision explores around the corrected scores: the server's `--explore`.
@@ -262,10 +273,12 @@ pub fn decide_exploring<A: HeadAdjuster>(
     if exploration == Exploration::Greedy {
         return decide_with(adjuster, state, context, k, rng, buf);
     }
+    buf.correction = None;
     if k == 0 || !candidates_and_base(adjuster, context, buf) {
         return nothing();
     }
     let mean = adjuster.correction(state);
+    buf.correction = Some(mean.clone());
     corrected_scores(&buf.columns, &buf.base, &mean, &mut buf.scores);
     let choice = match exploration {
         Exploration::Epsilon(epsilon) => {
@@ -297,10 +310,12 @@ pub fn decide_with<A: HeadAdjuster>(
     rng: &mut Rng,
     buf: &mut DecideBuffers,
 ) -> AdjustedChoice {
+    buf.correction = None;
     if k == 0 || !candidates_and_base(adjuster, context, buf) {
         return nothing();
     }
     let mean = adjuster.correction_caching(state, &mut buf.cache);
+    buf.correction = Some(mean.clone());
     if !adjuster.draw_into(state, &mean, &mut buf.cache, rng, &mut buf.draw) {
         corrected_scores(&buf.columns, &buf.base, &mean, &mut buf.scores);
         let chosen = top_k(&buf.scores, k);

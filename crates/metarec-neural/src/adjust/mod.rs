@@ -241,6 +241,20 @@ pub trait HeadAdjuster: Adjuster {
         }
         true
     }
+    /// [`Adjuster::update`] given `correction`, what [`HeadAdjuster::correction`] gives for
+    /// `state` as it is (the caller knows it from a decision made on the same state): the same
+    /// new state, without recomputing it where the update starts from it (the Bayesian
+    /// adjuster's Laplace step reads the posterior mean, a factorisation and a solve). The
+    /// default ignores it.
+    fn update_from_correction(
+        &self,
+        state: &mut Self::State,
+        interaction: &Interaction,
+        correction: &[f64],
+    ) {
+        let _ = correction;
+        self.update(state, interaction);
+    }
     /// Monte Carlo rankings for the propensities of Thompson sampling (unused when
     /// [`HeadAdjuster::draw`] never samples).
     fn draws(&self) -> usize {
