@@ -476,9 +476,30 @@ impl PolicySpec {
     }
 
     /// The generator seed of a run of this policy: by its name, not its place in a list, so a
-    /// policy's numbers do not change when others are added or reordered.
+    /// policy's numbers do not change when others are added or reordered. A model's policy is
+    /// named by its kind and the last component of its directory only (`neural:runs/a/model`
+    /// draws as `neural:model`), so where the model lies does not change its numbers either:
+    /// `metarec demo --out X` printed other numbers for its sampling contestants with every X.
     pub fn stream(&self) -> u64 {
-        stable_hash(self.name())
+        match self {
+            PolicySpec::Neural { name, .. } | PolicySpec::Adjusted { name, .. } => {
+                stable_hash(&stream_name(name))
+            }
+            _ => stable_hash(self.name()),
+        }
+    }
+}
+
+/// A model policy's name with its directory cut to the directory's last component
+/// ([`PolicySpec::stream`]); a name without a directory, or one whose directory has no last
+/// component (`neural:.`), is kept whole.
+fn stream_name(name: &str) -> String {
+    let Some((kind, dir)) = name.split_once(':') else {
+        return name.to_owned();
+    };
+    match std::path::Path::new(dir).file_name() {
+        Some(last) => format!("{kind}:{}", last.to_string_lossy()),
+        None => name.to_owned(),
     }
 }
 
@@ -574,4 +595,34 @@ fn parse_informed(name: &str) -> Result<PolicySpec, PolicyError> {
             ..InformedConfig::default()
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_models_stream_does_not_depend_on_where_the_model_lies() {
+        let stream = |name: &str| PolicySpec::parse(name).unwrap().stream();
+        // The same kind over directories with the same last component draws the same numbers,
+        // however the directory is written.
+        for other in [
+            "neural:report/model",
+            "neural:/tmp/x/model/",
+            "neural:./model",
+        ] {
+            assert_eq!(stream("neural:model"), stream(other), "{other}");
+        }
+        assert_eq!(stream("adjusted:a/b/m"), stream("adjusted:m"));
+        // Another kind, another last component or another baseline draws others.
+        assert_ne!(stream("neural:model"), stream("neural-greedy:model"));
+        assert_ne!(stream("neural:model"), stream("adjusted:model"));
+        assert_ne!(
+            stream("adjusted:report/model"),
+            stream("adjusted:report/model-unfitted")
+        );
+        assert_ne!(stream("linucb"), stream("lints"));
+        assert_eq!(stream_name("neural:."), "neural:.");
+        assert_eq!(stream_name("lints"), "lints");
+    }
 }
