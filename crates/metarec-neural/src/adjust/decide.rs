@@ -84,16 +84,25 @@ pub struct DecideBuffers {
     draws: Vec<f64>,
     /// The candidates' scores under every Monte Carlo draw, one draw after the other.
     draw_scores: Vec<f64>,
-    /// The greedy correction of the last decision's state (`None` when it made none), which a
-    /// policy hands to the update of that state ([`HeadAdjuster::update_from_correction`]).
-    correction: Option<Vec<f64>>,
+    /// The greedy correction of the last decision's state, which a policy hands to the
+    /// update of that state ([`HeadAdjuster::update_from_correction`]); `has_correction` says
+    /// whether the last decision computed one (the buffer is reused, not reallocated).
+    correction: Vec<f64>,
+    has_correction: bool,
 }
 
 impl DecideBuffers {
     /// The greedy correction ([`HeadAdjuster::correction`]) of the state the last decision was
-    /// made on, if it computed one; taken, so it is handed on once.
-    pub(super) fn take_correction(&mut self) -> Option<Vec<f64>> {
-        self.correction.take()
+    /// made on, if it computed one.
+    pub(super) fn correction(&self) -> Option<&[f64]> {
+        self.has_correction.then_some(&self.correction[..])
+    }
+
+    /// Keeps `mean` as the last decision's greedy correction.
+    fn keep_correction(&mut self, mean: &[f64]) {
+        self.correction.clear();
+        self.correction.extend_from_slice(mean);
+        self.has_correction = true;
     }
 }
 
@@ -273,12 +282,12 @@ pub fn decide_exploring<A: HeadAdjuster>(
     if exploration == Exploration::Greedy {
         return decide_with(adjuster, state, context, k, rng, buf);
     }
-    buf.correction = None;
+    buf.has_correction = false;
     if k == 0 || !candidates_and_base(adjuster, context, buf) {
         return nothing();
     }
     let mean = adjuster.correction(state);
-    buf.correction = Some(mean.clone());
+    buf.keep_correction(&mean);
     corrected_scores(&buf.columns, &buf.base, &mean, &mut buf.scores);
     let choice = match exploration {
         Exploration::Epsilon(epsilon) => {
@@ -310,12 +319,12 @@ pub fn decide_with<A: HeadAdjuster>(
     rng: &mut Rng,
     buf: &mut DecideBuffers,
 ) -> AdjustedChoice {
-    buf.correction = None;
+    buf.has_correction = false;
     if k == 0 || !candidates_and_base(adjuster, context, buf) {
         return nothing();
     }
     let mean = adjuster.correction_caching(state, &mut buf.cache);
-    buf.correction = Some(mean.clone());
+    buf.keep_correction(&mean);
     if !adjuster.draw_into(state, &mean, &mut buf.cache, rng, &mut buf.draw) {
         corrected_scores(&buf.columns, &buf.base, &mean, &mut buf.scores);
         let chosen = top_k(&buf.scores, k);

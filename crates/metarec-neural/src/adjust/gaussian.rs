@@ -141,100 +141,75 @@ impl GaussianPosterior {
         out: &mut Vec<f64>,
     ) {
         let d = self.dim;
-        // By coordinate: `lanes[i * count + r]` is coordinate `i` of draw `r`.
-        let mut lanes = vec![0.0; d * count];
+        // By coordinate: `lanes[i * stride + r]` is coordinate `i` of draw `r`; the lanes past
+        // `count` (up to a whole block) stay zero and are solved for nothing.
+        let stride = count.div_ceil(LANE_BLOCK) * LANE_BLOCK;
+        let mut lanes = vec![0.0; d * stride];
         for r in 0..count {
             for i in 0..d {
-                lanes[i * count + r] = StandardNormal.sample(rng);
+                lanes[i * stride + r] = StandardNormal.sample(rng);
             }
         }
-        back_substitute(factor, d, &mut lanes, count);
+        back_substitute(factor, d, &mut lanes, stride);
         out.clear();
         out.resize(d * count, 0.0);
         for (r, draw) in out.chunks_exact_mut(d.max(1)).enumerate().take(count) {
             for (i, (v, m)) in draw.iter_mut().zip(mu).enumerate() {
-                *v = lanes[i * count + r] + m;
+                *v = lanes[i * stride + r] + m;
             }
         }
     }
 }
 
-/// Solves `L^T v = z` for each of `count` lanes at once, in place: `lanes[i * count + r]` is
-/// coordinate `i` of lane `r`, and `factor` the lower Cholesky factor `L` (`d x d`, row-major).
-/// Every lane gets the operations of a one-lane back substitution in the same order, so each
-/// is bit for bit its own solve.
+/// Lanes [`back_substitute`] solves together.
+const LANE_BLOCK: usize = 16;
+
+/// Solves `L^T v = z` for each of `stride` lanes at once, in place: `lanes[i * stride + r]` is
+/// coordinate `i` of lane `r`, and `factor` the lower Cholesky factor `L` (`d x d`, row-major);
+/// `stride` is a multiple of [`LANE_BLOCK`] (callers pad with lanes they ignore). Every lane
+/// gets the operations of a one-lane back substitution in the same order, so each is bit for
+/// bit its own solve.
 ///
-/// The lanes go sixteen at a time, their running sums held in registers across a row's terms
+/// The lanes go a block at a time, their running sums held in registers across a row's terms
 /// (a running sum kept in memory made each term wait for the previous one's store); on x86-64
 /// processors with AVX2 the same loop runs compiled for it (multiplications and subtractions
 /// stay separate, never fused, so the draws are the same bits).
-fn back_substitute(factor: &[f64], d: usize, lanes: &mut [f64], count: usize) {
+fn back_substitute(factor: &[f64], d: usize, lanes: &mut [f64], stride: usize) {
+    debug_assert_eq!(stride % LANE_BLOCK, 0);
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the processor supports AVX2, as just checked.
-        unsafe { back_substitute_avx2(factor, d, lanes, count) };
+        unsafe { back_substitute_avx2(factor, d, lanes, stride) };
         return;
     }
-    back_substitute_portable(factor, d, lanes, count);
+    back_substitute_portable(factor, d, lanes, stride);
 }
 
 /// [`back_substitute`] compiled for AVX2.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn back_substitute_avx2(factor: &[f64], d: usize, lanes: &mut [f64], count: usize) {
-    back_substitute_portable(factor, d, lanes, count);
+fn back_substitute_avx2(factor: &[f64], d: usize, lanes: &mut [f64], stride: usize) {
+    back_substitute_portable(factor, d, lanes, stride);
 }
 
 /// [`back_substitute`] for any processor; inlined into each compiled variant.
 #[inline(always)]
-fn back_substitute_portable(factor: &[f64], d: usize, lanes: &mut [f64], count: usize) {
-    /// Lanes solved together.
-    const BLOCK: usize = 16;
-    let full = count / BLOCK * BLOCK;
-    for start in (0..full).step_by(BLOCK) {
+fn back_substitute_portable(factor: &[f64], d: usize, lanes: &mut [f64], stride: usize) {
+    for start in (0..stride).step_by(LANE_BLOCK) {
+        let block = |i: usize| i * stride + start..i * stride + start + LANE_BLOCK;
         for i in (0..d).rev() {
-            let mut acc = [0.0f64; BLOCK];
-            acc.copy_from_slice(&lanes[i * count + start..i * count + start + BLOCK]);
+            let mut acc = [0.0f64; LANE_BLOCK];
+            acc.copy_from_slice(&lanes[block(i)]);
             for k in i + 1..d {
                 let f = factor[k * d + i];
-                let z = &lanes[k * count + start..k * count + start + BLOCK];
-                for (a, z) in acc.iter_mut().zip(z) {
+                for (a, z) in acc.iter_mut().zip(&lanes[block(k)]) {
                     *a -= f * *z;
                 }
             }
             let diagonal = factor[i * d + i];
-            for (z, a) in lanes[i * count + start..i * count + start + BLOCK]
-                .iter_mut()
-                .zip(&acc)
-            {
+            for (z, a) in lanes[block(i)].iter_mut().zip(&acc) {
                 *z = a / diagonal;
             }
-        }
-    }
-    // The last lanes, fewer than a block.
-    let rest = count - full;
-    if rest == 0 {
-        return;
-    }
-    let mut acc = [0.0f64; BLOCK];
-    let acc = &mut acc[..rest];
-    for i in (0..d).rev() {
-        acc.copy_from_slice(&lanes[i * count + full..(i + 1) * count]);
-        for k in i + 1..d {
-            let f = factor[k * d + i];
-            for (a, z) in acc
-                .iter_mut()
-                .zip(&lanes[k * count + full..(k + 1) * count])
-            {
-                *a -= f * *z;
-            }
-        }
-        let diagonal = factor[i * d + i];
-        for (z, a) in lanes[i * count + full..(i + 1) * count]
-            .iter_mut()
-            .zip(&*acc)
-        {
-            *z = a / diagonal;
         }
     }
 }
@@ -384,12 +359,13 @@ mod tests {
                 let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&together), bits(&apart), "d {d}, count {count}");
                 // The dispatched solve (AVX2 where the processor has it) and the portable one.
-                let z: Vec<f64> = (0..d * count)
+                let stride = count.div_ceil(LANE_BLOCK) * LANE_BLOCK;
+                let z: Vec<f64> = (0..d * stride)
                     .map(|_| rng.random_range(-2.0..2.0))
                     .collect();
                 let (mut fast, mut portable) = (z.clone(), z);
-                back_substitute(&factor, d, &mut fast, count);
-                back_substitute_portable(&factor, d, &mut portable, count);
+                back_substitute(&factor, d, &mut fast, stride);
+                back_substitute_portable(&factor, d, &mut portable, stride);
                 assert_eq!(bits(&fast), bits(&portable), "d {d}, count {count}");
             }
         }

@@ -10,12 +10,13 @@ pub struct AdjustedPolicy<A: HeadAdjuster = BayesianAdjuster> {
     adjuster: A,
     states: std::collections::HashMap<UserKey, A::State>,
     buffers: DecideBuffers,
-    /// The user of the last decision and the greedy correction of their state then, valid
-    /// until anything else touches the states: the next update of that user starts from it
-    /// ([`HeadAdjuster::update_from_correction`]) instead of computing it again. In the arena
-    /// and the benchmarks each decision is followed by the update of its own interaction, so
-    /// the Bayesian adjuster factorises each precision once instead of twice.
-    last: Option<(UserKey, Vec<f64>)>,
+    /// The user of the last decision, while the greedy correction of their state that it left
+    /// in `buffers` is still theirs (until anything else touches the states): the next update
+    /// of that user starts from it ([`HeadAdjuster::update_from_correction`]) instead of
+    /// computing it again. In the arena and the benchmarks each decision is followed by the
+    /// update of its own interaction, so the Bayesian adjuster factorises each precision once
+    /// instead of twice.
+    last: Option<UserKey>,
 }
 
 impl<A: HeadAdjuster> AdjustedPolicy<A> {
@@ -76,10 +77,7 @@ impl<A: HeadAdjuster> Policy for AdjustedPolicy<A> {
         self.ensure_state(&context.user);
         let state = &self.states[&context.user];
         let choice = decide_with(&self.adjuster, state, context, k, rng, &mut self.buffers).choice;
-        self.last = self
-            .buffers
-            .take_correction()
-            .map(|correction| (context.user.clone(), correction));
+        self.last = self.buffers.correction().map(|_| context.user.clone());
         choice
     }
 
@@ -88,10 +86,10 @@ impl<A: HeadAdjuster> Policy for AdjustedPolicy<A> {
         let last = self.last.take();
         self.ensure_state(user);
         if let Some(state) = self.states.get_mut(user) {
-            match last {
-                Some((decided, correction)) if decided == *user => self
+            match self.buffers.correction() {
+                Some(correction) if last.as_ref() == Some(user) => self
                     .adjuster
-                    .update_from_correction(state, interaction, &correction),
+                    .update_from_correction(state, interaction, correction),
                 _ => self.adjuster.update(state, interaction),
             }
         }

@@ -1,21 +1,19 @@
-//! [`Dense`], a weight matrix of the frozen network kept both by row (as candle stores it) and
-//! by column, and its matrix-vector product.
+//! [`Dense`], a weight matrix of the frozen network kept by column, and its matrix-vector
+//! product.
 
-/// A `rows x cols` weight matrix of the frozen network. The row-major copy is candle's layout
-/// (a row is what one output reads, as explanations need); the column-major copy is what the
-/// product [`Dense::apply`] reads, so that one column extends every output's sum by a term in a
-/// single vector operation, with no transposition at decision time.
+/// A `rows x cols` weight matrix of the frozen network, stored by column (candle stores it by
+/// row): the product [`Dense::apply`] reads it so, one column extending every output's sum by a
+/// term in a single vector operation, with no transposition at decision time.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Dense {
     rows: usize,
     cols: usize,
-    by_row: Vec<f32>,
     by_column: Vec<f32>,
 }
 
 impl Dense {
     /// The matrix of the row-major `values` (`rows x cols`; any shorter tail is ignored).
-    pub(crate) fn new(values: Vec<f32>, rows: usize, cols: usize) -> Dense {
+    pub(crate) fn new(values: &[f32], rows: usize, cols: usize) -> Dense {
         let mut by_column = vec![0.0; rows * cols];
         for (r, row) in values.chunks_exact(cols.max(1)).take(rows).enumerate() {
             for (c, v) in row.iter().enumerate() {
@@ -25,21 +23,25 @@ impl Dense {
         Dense {
             rows,
             cols,
-            by_row: values,
             by_column,
         }
     }
 
     /// The matrix of a weight read as `[rows, cols]` values: the row count is the length over
     /// `cols`.
-    pub(crate) fn of_rows(values: Vec<f32>, cols: usize) -> Dense {
+    pub(crate) fn of_rows(values: &[f32], cols: usize) -> Dense {
         let rows = values.len().checked_div(cols).unwrap_or(0);
         Dense::new(values, rows, cols)
     }
 
-    /// Row `r` (what output `r` reads).
-    pub(crate) fn row(&self, r: usize) -> &[f32] {
-        &self.by_row[r * self.cols..(r + 1) * self.cols]
+    /// Row `r` (what output `r` reads), in column order: explanations read one row, so it is
+    /// gathered from the columns rather than kept twice.
+    pub(crate) fn row(&self, r: usize) -> impl Iterator<Item = &f32> {
+        self.by_column
+            .iter()
+            .skip(r)
+            .step_by(self.rows.max(1))
+            .take(self.cols)
     }
 
     /// `out[r]` = row `r` dotted with `x`, for each row `r` of `out` (at most `rows`): only the
@@ -113,14 +115,14 @@ mod tests {
         let x: Vec<f32> = (0..45).map(|v| (v as f32 * 1.7).cos()).collect();
         for cols in [0, 1, 3, 4, 7, 8, 11, 41] {
             for rows in [0, 1, 4, 5, 8, 13, 31, 32, 33, 64, 70] {
-                let dense = Dense::new(values[..rows * cols].to_vec(), rows, cols);
+                let dense = Dense::new(&values[..rows * cols], rows, cols);
                 // `x` may be longer or shorter than a row: only the first `cols` values count,
                 // as a zipped sum reads them.
                 for x in [&x[..], &x[..cols / 2]] {
                     let mut out = vec![f32::NAN; rows];
                     dense.apply(x, &mut out);
                     for (r, o) in out.iter().enumerate() {
-                        let want: f32 = dense.row(r).iter().zip(x).map(|(a, b)| a * b).sum();
+                        let want: f32 = dense.row(r).zip(x).map(|(a, b)| a * b).sum();
                         assert_eq!(
                             o.to_bits(),
                             want.to_bits(),
@@ -139,7 +141,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(Dense::of_rows(vec![1.0; 6], 3).rows, 2);
-        assert_eq!(Dense::of_rows(Vec::new(), 0).rows, 0);
+        assert_eq!(Dense::of_rows(&[1.0; 6], 3).rows, 2);
+        assert_eq!(Dense::of_rows(&[], 0).rows, 0);
     }
 }

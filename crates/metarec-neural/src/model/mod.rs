@@ -597,7 +597,7 @@ impl Frozen {
         };
         let dense = |l: &Linear| -> Result<Dense, NeuralError> {
             let weight = l.weight();
-            Ok(Dense::of_rows(to_f32(weight)?, weight.dims()[1]))
+            Ok(Dense::of_rows(&to_f32(weight)?, weight.dims()[1]))
         };
         let tower = ItemTower {
             item_dim: model.bias_lin.weight().dims()[1],
@@ -881,14 +881,7 @@ impl Frozen {
         let e = self.embed;
         let v = &self.item_vectors[item.index() * e..(item.index() + 1) * e];
         (0..e)
-            .map(|r| {
-                self.wc
-                    .row(r)
-                    .iter()
-                    .zip(v)
-                    .map(|(w, x)| w * x)
-                    .sum::<f32>()
-            })
+            .map(|r| self.wc.row(r).zip(v).map(|(w, x)| w * x).sum::<f32>())
             .collect()
     }
 
