@@ -140,6 +140,27 @@ fn a_rank_on_one_replica_sees_feedback_acknowledged_by_another() {
 }
 
 #[test]
+fn forgetting_a_user_on_one_replica_removes_the_feedback_taken_by_another() {
+    let url = database("forget_across");
+    let f = fixture(false);
+    let a = replica(&f, &url, 600_000);
+    let b = replica(&f, &url, 600_000);
+    let mut ca = a.client(Some(RANKER));
+    let mut cb = b.client(Some(RANKER));
+    for user in ["carol", "dave"] {
+        let event = rank(&mut ca, user)["event_id"].as_str().unwrap().to_owned();
+        assert_eq!(feedback(&mut cb, &event, 1)["duplicate"], false);
+    }
+    let mut admin = a.client(Some(ADMIN));
+    let r = admin.request("DELETE", "/v1/users/carol", None).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["events_deleted"], 1);
+    let counts = store(&url).counts().unwrap();
+    // dave's decision, click and state are all that is left.
+    assert_eq!((counts.decisions, counts.feedback, counts.users), (1, 1, 1));
+}
+
+#[test]
 fn concurrent_feedback_on_two_replicas_loses_no_update_and_closes_each_event_once() {
     let url = database("concurrent");
     let f = fixture(false);

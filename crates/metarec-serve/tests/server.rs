@@ -314,7 +314,13 @@ fn forgetting_a_user_removes_their_state_and_events() {
         &json!({"event_id": event, "position": 0, "kind": "click"}),
     );
     assert_eq!(r.status, 200);
-    rank(&mut c, "dave");
+    let theirs = rank(&mut c, "dave");
+    let r = post(
+        &mut c,
+        "/v1/feedback",
+        &json!({"event_id": theirs["event_id"], "position": 0, "kind": "click"}),
+    );
+    assert_eq!(r.status, 200);
     let mut admin = server.client(Some(ADMIN));
     let r = admin.request("DELETE", "/v1/users/carol", None).unwrap();
     assert_eq!(r.status, 200, "{}", r.text());
@@ -330,8 +336,8 @@ fn forgetting_a_user_removes_their_state_and_events() {
     server.stop();
     let mut store = SqliteStore::open(&f.db).unwrap();
     let counts = store.counts().unwrap();
-    // dave's decision and carol's new one; no feedback and no stored state are left.
-    assert_eq!((counts.decisions, counts.feedback, counts.users), (2, 0, 0));
+    // dave's decision, feedback and state, and carol's new decision: nothing else of hers.
+    assert_eq!((counts.decisions, counts.feedback, counts.users), (2, 1, 1));
 }
 
 /// Clicks twice for one user, restarts the server and checks that the user's state came back
@@ -2002,6 +2008,36 @@ fn a_version_1_database_gains_the_items_table_in_place() {
         .query_row("SELECT COUNT(*) FROM items", [], |r| r.get(0))
         .unwrap();
     assert_eq!(items, 1);
+}
+
+#[test]
+fn a_version_3_database_loses_the_index_of_feedback_by_user() {
+    let f = fixture(false);
+    drop(SqliteStore::open(&f.db).unwrap());
+    let indexes = |conn: &rusqlite::Connection| -> i64 {
+        conn.query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'feedback_user'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    {
+        let conn = rusqlite::Connection::open(&f.db).unwrap();
+        assert_eq!(indexes(&conn), 0, "a new database has no such index");
+        conn.execute_batch(
+            "CREATE INDEX feedback_user ON feedback(user); PRAGMA user_version = 3;",
+        )
+        .unwrap();
+        assert_eq!(indexes(&conn), 1);
+    }
+    drop(SqliteStore::open(&f.db).unwrap());
+    let conn = rusqlite::Connection::open(&f.db).unwrap();
+    assert_eq!(indexes(&conn), 0);
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, metarec_serve::store::SCHEMA_VERSION);
 }
 
 #[test]

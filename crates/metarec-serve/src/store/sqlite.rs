@@ -122,7 +122,6 @@ CREATE TABLE IF NOT EXISTS feedback (
     received_ms INTEGER NOT NULL,
     PRIMARY KEY (event_id, position, kind)
 );
-CREATE INDEX IF NOT EXISTS feedback_user ON feedback(user);
 CREATE TABLE IF NOT EXISTS users (
     user TEXT PRIMARY KEY,
     state TEXT NOT NULL,
@@ -140,8 +139,17 @@ CREATE TABLE IF NOT EXISTS items (
 
 /// The schema version this code writes (SQLite's `user_version`): 1 added `decisions.owner`,
 /// 2 the `items` table, 3 `decisions.active` (deferred activation) and `decisions.answer` (the
-/// answer replayed to a retried rank with a client's event id).
-pub const SCHEMA_VERSION: i64 = 3;
+/// answer replayed to a retried rank with a client's event id), 4 dropped the index of
+/// feedback by user (see [`FORGET_FEEDBACK`]).
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// Forgetting a user deletes their feedback through their decisions' event ids, the feedback
+/// table's key, rather than through an index of feedback by user: every feedback row belongs to
+/// a decision of the same user (feedback is only taken for a stored decision, and a forget
+/// deletes the feedback before the decisions), and that index was one more randomly placed page
+/// written for every click, for the sake of a rare forget.
+pub(crate) const FORGET_FEEDBACK: &str =
+    "DELETE FROM feedback WHERE event_id IN (SELECT event_id FROM decisions WHERE user = ?1)";
 
 /// A decision row as read, before its interaction JSON is parsed.
 type RawDecision = (String, String, String, i64, i64, Option<f64>, String, i64);
@@ -264,6 +272,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
                      ALTER TABLE decisions ADD COLUMN answer TEXT;",
                 )?;
             }
+            conn.execute_batch("DROP INDEX IF EXISTS feedback_user")?;
         }
         conn.execute_batch(SCHEMA)?;
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
@@ -525,9 +534,7 @@ impl Store for SqliteStore {
     }
 
     fn forget(&mut self, user: &str) -> Result<u64, StoreError> {
-        self.conn
-            .prepare_cached("DELETE FROM feedback WHERE user = ?1")?
-            .execute([user])?;
+        self.conn.prepare_cached(FORGET_FEEDBACK)?.execute([user])?;
         self.conn
             .prepare_cached("DELETE FROM users WHERE user = ?1")?
             .execute([user])?;

@@ -116,6 +116,18 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some(ticks / 100.0)
 }
 
+/// Bytes a process has sent toward storage so far (`write_bytes` of `/proc/PID/io`: the page
+/// cache pages it dirtied, which reach the disk; socket writes are not counted), or `None` where
+/// the kernel does not account them (off Linux, or without task I/O accounting).
+fn disk_bytes(pid: &str) -> Option<f64> {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    io.lines()
+        .find_map(|l| l.strip_prefix("write_bytes:"))?
+        .trim()
+        .parse()
+        .ok()
+}
+
 pub(super) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -303,7 +315,7 @@ pub fn run(args: BenchServeArgs, global: &Global) -> Result<()> {
         println!("closed loop: each connection sends as soon as its last request is answered");
     }
     println!(
-        "connections  requests/s  feedback/s      p50 ms      p99 ms    p99.9 ms  errors  server CPU us/req  load CPU us/req  machine CPU us/req{}",
+        "connections  requests/s  feedback/s      p50 ms      p99 ms    p99.9 ms  errors  server CPU us/req  load CPU us/req  machine CPU us/req  server disk kB/req{}",
         if spec.rate > 0.0 {
             "  send lag p99 ms"
         } else {
@@ -313,16 +325,27 @@ pub fn run(args: BenchServeArgs, global: &Global) -> Result<()> {
     let pids: Vec<String> = servers.iter().map(|s| s.child.id().to_string()).collect();
     // The servers' CPU in all (every replica), or `None` off Linux.
     let servers_cpu = || -> Option<f64> { pids.iter().map(|p| cpu_seconds(p)).sum() };
+    // What they wrote toward the disk in all: the store's log and checkpoints (SQLite), not
+    // what a PostgreSQL server writes on their behalf.
+    let servers_disk = || -> Option<f64> { pids.iter().map(|p| disk_bytes(p)).sum() };
     for &c in &connections {
         load(&addrs, BENCH_TOKEN, &keys, spec, c, 1.0);
         let before = (servers_cpu(), cpu_seconds("self"), machine_cpu_seconds());
+        let disk_before = servers_disk();
         let cell = load(&addrs, BENCH_TOKEN, &keys, spec, c, args.seconds);
         let after = (servers_cpu(), cpu_seconds("self"), machine_cpu_seconds());
+        let disk_after = servers_disk();
         let ms = |q| 1000.0 * percentile(&cell.latencies, q);
         // CPU per rank request (its share of feedback included), or `-` off Linux.
         let per_request = |a: Option<f64>, b: Option<f64>| match (a, b) {
             (Some(a), Some(b)) if cell.requests > 0 => {
                 format!("{:.0}", 1e6 * (b - a) / cell.requests as f64)
+            }
+            _ => "-".to_owned(),
+        };
+        let disk = match (disk_before, disk_after) {
+            (Some(a), Some(b)) if cell.requests > 0 => {
+                format!("{:.1}", (b - a) / 1000.0 / cell.requests as f64)
             }
             _ => "-".to_owned(),
         };
@@ -332,7 +355,7 @@ pub fn run(args: BenchServeArgs, global: &Global) -> Result<()> {
             String::new()
         };
         println!(
-            "{c:>11}  {:>10.0}  {:>10.0}  {:>10.3}  {:>10.3}  {:>10.3}  {:>6}  {:>17}  {:>15}  {:>18}{lag}",
+            "{c:>11}  {:>10.0}  {:>10.0}  {:>10.3}  {:>10.3}  {:>10.3}  {:>6}  {:>17}  {:>15}  {:>18}  {:>18}{lag}",
             cell.requests as f64 / cell.seconds,
             cell.feedback as f64 / cell.seconds,
             ms(0.5),
@@ -342,7 +365,38 @@ pub fn run(args: BenchServeArgs, global: &Global) -> Result<()> {
             per_request(before.0, after.0),
             per_request(before.1, after.1),
             per_request(before.2, after.2),
+            disk,
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn disk_bytes_count_what_a_process_writes_to_a_file_and_not_to_a_socket() {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        // This thread's own counts, so that other tests running at the same time add nothing.
+        let before = disk_bytes("thread-self").expect("task I/O accounting");
+        let mut file = std::fs::File::create(dir.path().join("f")).unwrap();
+        file.write_all(&vec![7u8; 1 << 20]).unwrap();
+        file.sync_all().unwrap();
+        let written = disk_bytes("thread-self").unwrap() - before;
+        assert!(written >= (1 << 20) as f64, "{written}");
+        // A megabyte through a socket is not counted.
+        let (mut a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let reader = std::thread::spawn(move || {
+            std::io::copy(&mut b, &mut std::io::sink()).unwrap();
+        });
+        let before = disk_bytes("thread-self").unwrap();
+        a.write_all(&vec![7u8; 1 << 20]).unwrap();
+        drop(a);
+        reader.join().unwrap();
+        assert!(disk_bytes("thread-self").unwrap() - before < (1 << 19) as f64);
+        assert_eq!(disk_bytes("no-such-process"), None);
+    }
 }
