@@ -140,7 +140,7 @@ CREATE TABLE IF NOT EXISTS items (
 /// The schema version this code writes (SQLite's `user_version`): 1 added `decisions.owner`,
 /// 2 the `items` table, 3 `decisions.active` (deferred activation) and `decisions.answer` (the
 /// answer replayed to a retried rank with a client's event id), 4 dropped the index of
-/// feedback by user (see [`FORGET_FEEDBACK`]).
+/// feedback by user (a forget deletes a user's feedback through their decisions' event ids).
 pub const SCHEMA_VERSION: i64 = 4;
 
 /// Forgetting a user deletes their feedback through their decisions' event ids, the feedback
