@@ -98,6 +98,38 @@ fn the_oracle_share_is_one_for_the_oracle_and_less_for_random_play() {
         "{:?}",
         random[0]
     );
+    // The text report prints the share at the curve's last interaction with its interval.
+    let text = report.to_string();
+    let heading = format!(
+        "share of the oracle's slate at t={}: mean [95% interval]",
+        report.horizon
+    );
+    let block: Vec<&str> = text
+        .lines()
+        .skip_while(|l| *l != heading)
+        .skip(1)
+        .take(2)
+        .collect();
+    let last = &random[report.horizon - 1];
+    assert_eq!(
+        block,
+        [
+            format!(
+                "random  {:>5.1}% [{:.1}, {:.1}]",
+                100.0 * last.mean,
+                100.0 * last.low,
+                100.0 * last.high
+            ),
+            format!(
+                "oracle  {:>5.1}% [{:.1}, {:.1}]",
+                100.0 * oracle[report.horizon - 1].mean,
+                100.0 * oracle[report.horizon - 1].low,
+                100.0 * oracle[report.horizon - 1].high
+            ),
+        ],
+        "{text}"
+    );
+    assert!(last.low <= last.mean && last.mean <= last.high, "{last:?}");
     // The early reward is the curve summed over the window, user by user.
     for c in &report.contestants {
         let curve: f64 = c.curve.iter().map(|e| e.mean).sum();

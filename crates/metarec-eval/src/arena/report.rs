@@ -120,6 +120,27 @@ impl fmt::Display for ArenaReport {
             }
             writeln!(f, "{row}")?;
         }
+        // The share at the curve's last interaction is measured on the users still there,
+        // fewer than at t = 1, so its interval is wide: print it, since targets are set on it.
+        if let Some(t) = self.horizon.checked_sub(1) {
+            writeln!(f)?;
+            writeln!(
+                f,
+                "share of the oracle's slate at t={}: mean [95% interval]",
+                self.horizon
+            )?;
+            for c in &self.contestants {
+                let e = &c.oracle_share[t];
+                writeln!(
+                    f,
+                    "{:<name_w$}  {:>5.1}% [{:.1}, {:.1}]",
+                    c.policy,
+                    100.0 * e.mean,
+                    100.0 * e.low,
+                    100.0 * e.high
+                )?;
+            }
+        }
         if !self.paired.is_empty() {
             writeln!(f)?;
             writeln!(
