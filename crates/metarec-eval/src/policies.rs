@@ -172,8 +172,9 @@ pub enum PolicySpec {
     Yardstick(Yardstick),
     /// The exact-model Bayesian yardstick: the simulator's model and population prior, but the
     /// user learnt from feedback like any policy ([`InformedPolicy`]): `informed` shows the
-    /// posterior's best slate, `informed-ts` a posterior draw's best (Thompson sampling); `:N`
-    /// sets the particles per user.
+    /// posterior's best slate, `informed-ts` a posterior draw's best (Thompson sampling),
+    /// `informed-move` the best slate of a posterior whose particles are resampled and moved
+    /// (see [`InformedConfig::moves`]); `:N` sets the particles per user.
     Informed {
         /// The name shown in reports.
         name: String,
@@ -220,7 +221,14 @@ impl PolicySpec {
     /// the model forms.
     fn expected() -> String {
         let mut all = PolicySpec::names();
-        all.extend(["browse", "bestsellers", "informed:N", "informed-ts:N"]);
+        all.extend([
+            "browse",
+            "bestsellers",
+            "informed:N",
+            "informed-ts:N",
+            "informed-move",
+            "informed-move:N",
+        ]);
         all.extend(MODEL_PREFIXES.iter().map(|(p, _)| *p));
         all.iter()
             .map(|n| {
@@ -257,10 +265,11 @@ impl PolicySpec {
             return Ok(PolicySpec::Yardstick(y));
         }
         match name {
-            n if n == "informed"
-                || n == "informed-ts"
-                || n.starts_with("informed:")
-                || n.starts_with("informed-ts:") =>
+            n if ["informed", "informed-ts", "informed-move"]
+                .iter()
+                .any(|mode| {
+                    n == *mode || n.strip_prefix(mode).is_some_and(|r| r.starts_with(':'))
+                }) =>
             {
                 parse_informed(n)
             }
@@ -573,7 +582,7 @@ pub fn check_keys(
     }
 }
 
-/// Parses `informed`, `informed-ts` and either with `:PARTICLES`.
+/// Parses `informed`, `informed-ts`, `informed-move` and each with `:PARTICLES`.
 fn parse_informed(name: &str) -> Result<PolicySpec, PolicyError> {
     let (mode, particles) = match name.split_once(':') {
         Some((mode, n)) => (
@@ -592,6 +601,7 @@ fn parse_informed(name: &str) -> Result<PolicySpec, PolicyError> {
         settings: InformedConfig {
             particles,
             thompson: mode == "informed-ts",
+            moves: mode == "informed-move",
             ..InformedConfig::default()
         },
     })

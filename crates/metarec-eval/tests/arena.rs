@@ -219,12 +219,30 @@ fn the_informed_yardstick_learns_the_user_but_stays_below_the_oracle() {
 
 #[test]
 fn informed_particle_counts_are_checked() {
-    for bad in ["informed:0", "informed:x", "informed-ts:", "informed-xx"] {
+    for bad in [
+        "informed:0",
+        "informed:x",
+        "informed-ts:",
+        "informed-xx",
+        "informed-move:0",
+        "informed-movex",
+    ] {
         let err = PolicySpec::parse_list(bad).unwrap_err().to_string();
         assert!(err.contains(bad.trim_end_matches(':')), "{bad}: {err}");
     }
-    let ok = PolicySpec::parse_list("informed,informed-ts:50").unwrap();
+    let ok = PolicySpec::parse_list("informed,informed-ts:50,informed-move:20").unwrap();
     assert_eq!(ok[1].name(), "informed-ts:50");
+    assert_eq!(ok[2].name(), "informed-move:20");
+    match &ok[2] {
+        PolicySpec::Informed { settings, .. } => {
+            assert!(settings.moves && !settings.thompson && settings.particles == 20);
+        }
+        other => panic!("{other:?}"),
+    }
+    match &ok[0] {
+        PolicySpec::Informed { settings, .. } => assert!(!settings.moves),
+        other => panic!("{other:?}"),
+    }
 }
 
 /// The report as JSON with the seconds (wall time, which differs run to run) left out.

@@ -18,6 +18,7 @@ use metarec_core::explore::{SlateChoice, top_k};
 use metarec_core::linalg::dot;
 use metarec_core::{Context, Interaction, ItemId, Policy, RewardFn, Rng, rng_for, stable_hash};
 use rand::Rng as _;
+use rand_distr::{Distribution, StandardNormal};
 use std::sync::Arc;
 
 /// Settings of the informed policy.
@@ -30,6 +31,12 @@ pub struct InformedConfig {
     /// Show the best slate of one posterior draw (Thompson sampling) instead of the slate of
     /// highest posterior expected reward.
     pub thompson: bool,
+    /// Resample and move the particles whenever the posterior's effective sample size falls
+    /// below half the particles (`informed-move`): each resampled particle takes
+    /// Metropolis-Hastings steps that leave the exact posterior invariant, so a few particles
+    /// keep describing a posterior that plain importance sampling from the prior would
+    /// collapse onto one or two of them.
+    pub moves: bool,
 }
 
 impl Default for InformedConfig {
@@ -38,8 +45,32 @@ impl Default for InformedConfig {
             particles: 1000,
             seed: 0,
             thompson: false,
+            moves: false,
         }
     }
+}
+
+/// Metropolis-Hastings steps per resampled particle, each a move to another customer of the
+/// prior and a move of the noise around the customer.
+const MOVE_STEPS: usize = 2;
+
+/// The preconditioned Crank-Nicolson step of the noise: `z' = sqrt(1 - b^2) z + b e` keeps the
+/// standard normal prior of `z`, so the acceptance ratio is the likelihood ratio alone.
+const NOISE_STEP: f64 = 0.3;
+
+/// The high bits of the stream the moves draw from, apart from the particles' own.
+const MOVE_STREAM: u64 = 0x6d6f_7665 << 32;
+
+/// One shown item of the user's history, as the likelihood of a particle reads it.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    item: usize,
+    /// The probability that its position was examined.
+    examined: f64,
+    /// The fatigue subtracted from its click logit when it was shown.
+    penalty: f64,
+    clicked: bool,
+    purchased: bool,
 }
 
 /// Particles whose log weight falls this far below the best one carry less than e^-30 of the
@@ -70,6 +101,16 @@ pub struct InformedPolicy {
     log_weights: Vec<f64>,
     /// Indices of the particles still carrying weight.
     alive: Vec<usize>,
+    /// Per particle, the customer it was drawn around and its standard normal noise
+    /// (row-major), which the moves change.
+    customers: Vec<usize>,
+    noise: Vec<f64>,
+    /// The customers the current user's prior draws from (`None`: all).
+    members: Option<Vec<u32>>,
+    /// What the current user was shown and did, for the likelihood of a moved particle (kept
+    /// without moves too: a few bytes per shown item, and the tests compare the two).
+    seen: Vec<Seen>,
+    move_rng: Rng,
     boredom: Vec<f64>,
     shown: Vec<ItemId>,
     session: u32,
@@ -110,6 +151,11 @@ impl InformedPolicy {
             gains: Vec::new(),
             log_weights: Vec::new(),
             alive: Vec::new(),
+            customers: Vec::new(),
+            noise: Vec::new(),
+            members: None,
+            seen: Vec::new(),
+            move_rng: rng_for(0, 0),
             boredom: vec![0.0; dim],
             shown: Vec::new(),
             session: 0,
@@ -134,6 +180,133 @@ impl InformedPolicy {
             penalty[item.index()] += s.repeat_penalty;
         }
         penalty
+    }
+
+    /// Fills particle `p`'s click logits, purchase probabilities and click rewards from its
+    /// hidden vector.
+    fn derive(&mut self, p: usize) {
+        let n = self.items();
+        let dim = self.world.dim;
+        let c = &self.config.choice;
+        let vector = &self.vectors[p * dim..(p + 1) * dim];
+        for i in 0..n {
+            let affinity = dot(vector, self.world.item_vector(i));
+            let buy = sigmoid(
+                c.purchase_bias + c.purchase_affinity * affinity
+                    - c.price_sensitivity * self.price_terms[i],
+            );
+            self.base_logits[p * n + i] = c.affinity_scale * affinity
+                + c.popularity_weight * self.world.popularity[i]
+                + c.click_bias;
+            self.buys[p * n + i] = buy;
+            self.gains[p * n + i] = self.reward.click_weight()
+                + buy
+                    * (self.reward.purchase_weight()
+                        + self.reward.revenue_weight() * self.revenues[i]);
+        }
+    }
+
+    /// The log-likelihood of everything the user did so far, were `vector` their hidden vector:
+    /// the same terms `observe` adds to a particle's weight.
+    fn log_likelihood(&self, vector: &[f64]) -> f64 {
+        let c = &self.config.choice;
+        self.seen
+            .iter()
+            .map(|s| {
+                let affinity = dot(vector, self.world.item_vector(s.item));
+                let logit = c.affinity_scale * affinity
+                    + c.popularity_weight * self.world.popularity[s.item]
+                    + c.click_bias;
+                let click = s.examined * sigmoid(logit - s.penalty);
+                if s.clicked {
+                    let buy = sigmoid(
+                        c.purchase_bias + c.purchase_affinity * affinity
+                            - c.price_sensitivity * self.price_terms[s.item],
+                    );
+                    click.max(1e-300).ln()
+                        + if s.purchased { buy } else { 1.0 - buy }.max(1e-300).ln()
+                } else {
+                    (1.0 - click).max(1e-300).ln()
+                }
+            })
+            .sum()
+    }
+
+    /// When the effective sample size has fallen below half the particles: resamples them by
+    /// weight (systematic resampling) and moves each by [`MOVE_STEPS`] Metropolis-Hastings
+    /// steps whose stationary distribution is the posterior, then weighs them equally.
+    fn rejuvenate(&mut self) {
+        let m = self.settings.particles.max(1);
+        if self.effective_particles() >= m as f64 / 2.0 {
+            return;
+        }
+        let dim = self.world.dim;
+        let weights = self.weights();
+        let start: f64 = self.move_rng.random::<f64>() / m as f64;
+        let mut picks = Vec::with_capacity(m);
+        let mut acc = 0.0;
+        let mut j = 0;
+        for k in 0..m {
+            let u = start + k as f64 / m as f64;
+            while j + 1 < weights.len() && acc + weights[j] <= u {
+                acc += weights[j];
+                j += 1;
+            }
+            picks.push(self.alive[j]);
+        }
+        let population = &self.world.population;
+        let config = &self.config.population;
+        let keep = (1.0 - NOISE_STEP * NOISE_STEP).sqrt();
+        let mut customers = Vec::with_capacity(m);
+        let mut noise = Vec::with_capacity(m * dim);
+        let mut vectors = Vec::with_capacity(m * dim);
+        for &p in &picks {
+            let mut customer = self.customers[p];
+            let mut z = self.noise[p * dim..(p + 1) * dim].to_vec();
+            let mut vector = self.vectors[p * dim..(p + 1) * dim].to_vec();
+            let mut ll = self.log_likelihood(&vector);
+            for _ in 0..MOVE_STEPS {
+                // Another customer of the prior, the noise kept: the proposal is the prior's
+                // own choice of customer, so the likelihood ratio decides.
+                let other = match &self.members {
+                    Some(members) => members[self.move_rng.random_range(0..members.len())] as usize,
+                    None => self.move_rng.random_range(0..population.customers().max(1)),
+                };
+                let proposed = population.vector_of(other, &z, config);
+                let proposed_ll = self.log_likelihood(&proposed);
+                if self.move_rng.random::<f64>().ln() < proposed_ll - ll {
+                    customer = other;
+                    vector = proposed;
+                    ll = proposed_ll;
+                }
+                // The noise, moved around the customer.
+                let moved: Vec<f64> = z
+                    .iter()
+                    .map(|x| {
+                        let e: f64 = StandardNormal.sample(&mut self.move_rng);
+                        keep * x + NOISE_STEP * e
+                    })
+                    .collect();
+                let proposed = population.vector_of(customer, &moved, config);
+                let proposed_ll = self.log_likelihood(&proposed);
+                if self.move_rng.random::<f64>().ln() < proposed_ll - ll {
+                    z = moved;
+                    vector = proposed;
+                    ll = proposed_ll;
+                }
+            }
+            customers.push(customer);
+            noise.extend(z);
+            vectors.extend(vector);
+        }
+        self.customers = customers;
+        self.noise = noise;
+        self.vectors = vectors;
+        for p in 0..m {
+            self.derive(p);
+        }
+        self.log_weights = vec![0.0; m];
+        self.alive = (0..m).collect();
     }
 
     /// Posterior weights of the live particles, normalised.
@@ -210,10 +383,11 @@ fn best_slate(values: &[f64], context: &Context, k: usize) -> Vec<ItemId> {
 
 impl Policy for InformedPolicy {
     fn name(&self) -> &str {
-        if self.settings.thompson {
-            "informed-ts"
-        } else {
-            "informed"
+        match (self.settings.thompson, self.settings.moves) {
+            (true, false) => "informed-ts",
+            (false, false) => "informed",
+            (true, true) => "informed-move-ts",
+            (false, true) => "informed-move",
         }
     }
 
@@ -229,33 +403,32 @@ impl Policy for InformedPolicy {
         let mut rng: Rng = rng_for(self.settings.seed, stable_hash(&context.user.0));
         let n = self.items();
         let m = self.settings.particles.max(1);
-        let c = &self.config.choice;
+        let population = &self.world.population;
+        let config = &self.config.population;
         self.vectors = Vec::with_capacity(m * self.world.dim);
+        self.customers = Vec::with_capacity(m);
+        self.noise = Vec::with_capacity(m * self.world.dim);
+        for _ in 0..m {
+            let (customer, noise) = population.draw_parts_in_country(country, config, &mut rng);
+            self.vectors
+                .extend(population.vector_of(customer, &noise, config));
+            self.customers.push(customer);
+            self.noise.extend(noise);
+        }
+        self.members = population
+            .prior_members(country, config)
+            .map(<[u32]>::to_vec);
         self.base_logits = vec![0.0; m * n];
         self.buys = vec![0.0; m * n];
         self.gains = vec![0.0; m * n];
         for p in 0..m {
-            let vector =
-                self.world
-                    .population
-                    .draw_in_country(country, &self.config.population, &mut rng);
-            self.vectors.extend_from_slice(&vector);
-            for i in 0..n {
-                let affinity = dot(&vector, self.world.item_vector(i));
-                let buy = sigmoid(
-                    c.purchase_bias + c.purchase_affinity * affinity
-                        - c.price_sensitivity * self.price_terms[i],
-                );
-                self.base_logits[p * n + i] = c.affinity_scale * affinity
-                    + c.popularity_weight * self.world.popularity[i]
-                    + c.click_bias;
-                self.buys[p * n + i] = buy;
-                self.gains[p * n + i] = self.reward.click_weight()
-                    + buy
-                        * (self.reward.purchase_weight()
-                            + self.reward.revenue_weight() * self.revenues[i]);
-            }
+            self.derive(p);
         }
+        self.seen.clear();
+        self.move_rng = rng_for(
+            self.settings.seed ^ MOVE_STREAM,
+            stable_hash(&context.user.0),
+        );
         self.log_weights = vec![0.0; m];
         self.alive = (0..m).collect();
         self.boredom = vec![0.0; self.world.dim];
@@ -347,6 +520,22 @@ impl Policy for InformedPolicy {
         let s = &self.config.session;
         // The likelihood of the feedback is taken in the state the slate was shown in.
         let penalty = self.fatigue();
+        {
+            for (k, item) in decision.slate.items().iter().enumerate() {
+                let i = item.index();
+                if i >= n {
+                    continue;
+                }
+                let clicked = feedback.clicks.get(k).copied().unwrap_or(false);
+                self.seen.push(Seen {
+                    item: i,
+                    examined: examined(&self.examination, decision.position(k) as usize),
+                    penalty: penalty[i],
+                    clicked,
+                    purchased: clicked && feedback.purchases.get(k).copied().unwrap_or(false),
+                });
+            }
+        }
         for &p in &self.alive {
             let mut log_likelihood = 0.0;
             for (k, item) in decision.slate.items().iter().enumerate() {
@@ -400,6 +589,9 @@ impl Policy for InformedPolicy {
             if !self.shown.contains(item) {
                 self.shown.push(*item);
             }
+        }
+        if self.settings.moves {
+            self.rejuvenate();
         }
     }
 }
@@ -566,5 +758,77 @@ mod tests {
         );
         d.start_user(&env.reset(1));
         assert_ne!(c.vectors, d.vectors, "the seed must change the particles");
+    }
+
+    #[test]
+    fn the_likelihood_the_moves_read_is_the_weight_observe_gave() {
+        let (mut env, config) = tiny(true);
+        let settings = InformedConfig {
+            particles: 50,
+            ..InformedConfig::default()
+        };
+        let mut informed = policy(&env, &config, settings);
+        for user in 0..5 {
+            play(&mut env, &mut informed, user, 8, |_, _| {});
+            assert!(!informed.seen.is_empty());
+            let dim = informed.world.dim;
+            for &p in &informed.alive {
+                let ll = informed.log_likelihood(&informed.vectors[p * dim..(p + 1) * dim]);
+                let w = informed.log_weights[p];
+                assert!((ll - w).abs() < 1e-9 * (1.0 + w.abs()), "{ll} against {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn moved_particles_know_the_user_better_than_as_many_unmoved() {
+        let (mut env, config) = tiny(false);
+        let error = |env: &mut ShopEnv, moves: bool| -> f64 {
+            let mut informed = policy(
+                env,
+                &config,
+                InformedConfig {
+                    particles: 20,
+                    moves,
+                    ..InformedConfig::default()
+                },
+            );
+            let mut total = 0.0;
+            for user in 0..60 {
+                play(env, &mut informed, user, 40, |_, _| {});
+                let truth = env.hidden_state().0.to_vec();
+                total += informed
+                    .posterior_mean()
+                    .iter()
+                    .zip(&truth)
+                    .map(|(x, y)| (x - y) * (x - y))
+                    .sum::<f64>();
+            }
+            total
+        };
+        let plain = error(&mut env, false);
+        let moved = error(&mut env, true);
+        assert!(
+            moved < 0.9 * plain,
+            "posterior error {moved} with moves against {plain} without"
+        );
+    }
+
+    #[test]
+    fn the_moves_depend_on_the_seed_and_the_user_only() {
+        let (mut env, config) = tiny(true);
+        let settings = InformedConfig {
+            particles: 20,
+            moves: true,
+            ..InformedConfig::default()
+        };
+        let mut a = policy(&env, &config, settings);
+        let mut b = policy(&env, &config, settings);
+        play(&mut env, &mut a, 0, 10, |_, _| {});
+        let after_another = play(&mut env, &mut a, 1, 10, |_, _| {});
+        let alone = play(&mut env, &mut b, 1, 10, |_, _| {});
+        assert_eq!(after_another, alone);
+        assert_eq!(a.vectors, b.vectors);
+        assert_eq!(a.name(), "informed-move");
     }
 }

@@ -120,6 +120,44 @@ impl Population {
         config: &crate::config::PopulationConfig,
         rng: &mut Rng,
     ) -> Vec<f64> {
+        let (customer, noise) = self.draw_parts_from(members, config, rng);
+        self.vector_of(customer, &noise, config)
+    }
+
+    /// The customers a user of `country` is drawn around ([`Population::draw_in_country`]):
+    /// the country's, or `None` for every customer.
+    pub(crate) fn prior_members(
+        &self,
+        country: &str,
+        config: &crate::config::PopulationConfig,
+    ) -> Option<&[u32]> {
+        self.countries
+            .iter()
+            .find(|(c, _)| c == country)
+            .map(|(_, m)| m.as_slice())
+            .filter(|m| {
+                config.by_country && !m.is_empty() && m.len() >= config.min_country_customers
+            })
+    }
+
+    /// [`Population::draw_in_country`] in parts: the customer drawn and the standard normal
+    /// noise, from the same draws ([`Population::vector_of`] puts them together).
+    pub(crate) fn draw_parts_in_country(
+        &self,
+        country: &str,
+        config: &crate::config::PopulationConfig,
+        rng: &mut Rng,
+    ) -> (usize, Vec<f64>) {
+        let members = self.prior_members(country, config).unwrap_or(&[]);
+        self.draw_parts_from(members, config, rng)
+    }
+
+    fn draw_parts_from(
+        &self,
+        members: &[u32],
+        config: &crate::config::PopulationConfig,
+        rng: &mut Rng,
+    ) -> (usize, Vec<f64>) {
         let total = self.customers();
         let customer = if config.by_country
             && !members.is_empty()
@@ -129,13 +167,22 @@ impl Population {
         } else {
             rng.random_range(0..total.max(1))
         };
+        let noise = (0..self.dim).map(|_| StandardNormal.sample(rng)).collect();
+        (customer, noise)
+    }
+
+    /// The hidden vector of a user drawn around `customer` with standard normal `noise`.
+    pub(crate) fn vector_of(
+        &self,
+        customer: usize,
+        noise: &[f64],
+        config: &crate::config::PopulationConfig,
+    ) -> Vec<f64> {
         let base = &self.vectors[customer * self.dim..(customer + 1) * self.dim];
         base.iter()
             .zip(&self.spread)
-            .map(|(b, s)| {
-                let z: f64 = StandardNormal.sample(rng);
-                b + config.bandwidth * s * z
-            })
+            .zip(noise)
+            .map(|((b, s), z)| b + config.bandwidth * s * z)
             .collect()
     }
 }

@@ -85,8 +85,9 @@ pub struct TrainArgs {
     #[arg(long)]
     algo: Option<String>,
     /// The teacher of `--algo distill`: `informed` (the exact-model Bayesian yardstick, which
-    /// knows the simulator but must learn each user from the same feedback) or `informed:N` for
-    /// N particles per user.
+    /// knows the simulator but must learn each user from the same feedback), `informed:N` for
+    /// N particles per user, or `informed-move[:N]`, whose particles are resampled and moved
+    /// when they degenerate (a better posterior for the same particles, at about 1.7x the cost).
     #[arg(long, default_value = "informed")]
     teacher: String,
     /// Model directory (weights + manifest).
