@@ -104,12 +104,8 @@ impl Population {
         config: &crate::config::PopulationConfig,
         rng: &mut Rng,
     ) -> Vec<f64> {
-        let members = self
-            .countries
-            .iter()
-            .find(|(c, _)| c == country)
-            .map_or(&[][..], |(_, m)| m.as_slice());
-        self.draw_from(members, config, rng)
+        let (customer, noise) = self.draw_parts_in_country(country, config, rng);
+        self.vector_of(customer, &noise, config)
     }
 
     /// A customer of `members` (or of anyone, when the configuration or the country's size says
