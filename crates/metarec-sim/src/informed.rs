@@ -187,17 +187,9 @@ impl InformedPolicy {
     fn derive(&mut self, p: usize) {
         let n = self.items();
         let dim = self.world.dim;
-        let c = &self.config.choice;
-        let vector = &self.vectors[p * dim..(p + 1) * dim];
         for i in 0..n {
-            let affinity = dot(vector, self.world.item_vector(i));
-            let buy = sigmoid(
-                c.purchase_bias + c.purchase_affinity * affinity
-                    - c.price_sensitivity * self.price_terms[i],
-            );
-            self.base_logits[p * n + i] = c.affinity_scale * affinity
-                + c.popularity_weight * self.world.popularity[i]
-                + c.click_bias;
+            let (logit, buy) = self.click_logit_and_buy(&self.vectors[p * dim..(p + 1) * dim], i);
+            self.base_logits[p * n + i] = logit;
             self.buys[p * n + i] = buy;
             self.gains[p * n + i] = self.reward.click_weight()
                 + buy
@@ -206,23 +198,30 @@ impl InformedPolicy {
         }
     }
 
+    /// For a user of hidden vector `vector`: item `i`'s click logit before fatigue and the
+    /// probability of a purchase given a click (the shop's choice model).
+    fn click_logit_and_buy(&self, vector: &[f64], i: usize) -> (f64, f64) {
+        let c = &self.config.choice;
+        let affinity = dot(vector, self.world.item_vector(i));
+        let buy = sigmoid(
+            c.purchase_bias + c.purchase_affinity * affinity
+                - c.price_sensitivity * self.price_terms[i],
+        );
+        let logit = c.affinity_scale * affinity
+            + c.popularity_weight * self.world.popularity[i]
+            + c.click_bias;
+        (logit, buy)
+    }
+
     /// The log-likelihood of everything the user did so far, were `vector` their hidden vector:
     /// the same terms `observe` adds to a particle's weight.
     fn log_likelihood(&self, vector: &[f64]) -> f64 {
-        let c = &self.config.choice;
         self.seen
             .iter()
             .map(|s| {
-                let affinity = dot(vector, self.world.item_vector(s.item));
-                let logit = c.affinity_scale * affinity
-                    + c.popularity_weight * self.world.popularity[s.item]
-                    + c.click_bias;
+                let (logit, buy) = self.click_logit_and_buy(vector, s.item);
                 let click = s.examined * sigmoid(logit - s.penalty);
                 if s.clicked {
-                    let buy = sigmoid(
-                        c.purchase_bias + c.purchase_affinity * affinity
-                            - c.price_sensitivity * self.price_terms[s.item],
-                    );
                     click.max(1e-300).ln()
                         + if s.purchased { buy } else { 1.0 - buy }.max(1e-300).ln()
                 } else {
@@ -237,11 +236,17 @@ impl InformedPolicy {
     /// steps whose stationary distribution is the posterior, then weighs them equally.
     fn rejuvenate(&mut self) {
         let m = self.settings.particles.max(1);
-        if self.effective_particles() >= m as f64 / 2.0 {
+        let weights = self.weights();
+        let effective = 1.0
+            / weights
+                .iter()
+                .map(|w| w * w)
+                .sum::<f64>()
+                .max(f64::MIN_POSITIVE);
+        if effective >= m as f64 / 2.0 {
             return;
         }
         let dim = self.world.dim;
-        let weights = self.weights();
         let start: f64 = self.move_rng.random::<f64>() / m as f64;
         let mut picks = Vec::with_capacity(m);
         let mut acc = 0.0;
