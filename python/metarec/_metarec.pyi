@@ -146,6 +146,7 @@ class Trainer:
         entropy: Optional[float] = None,
         user_streams: bool = True,
         memory: Optional[int] = None,
+        imitate_depth: int = 0,
     ) -> None: ...
     @property
     def iterations_done(self) -> int: ...

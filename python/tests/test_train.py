@@ -76,5 +76,7 @@ def test_bad_arguments_and_bytes_are_value_errors_that_change_nothing(sim):
             metarec.Trainer(sim, batch=batch)
     with pytest.raises(ValueError, match="hidden"):
         metarec.Trainer(sim, hidden=10**6)
+    with pytest.raises(ValueError, match="imitate_depth"):
+        metarec.Trainer(sim, algo="distill", teacher="informed:10", imitate_depth=10**3)
     with pytest.raises(OverflowError):
         metarec.Trainer(sim, batch=-1)

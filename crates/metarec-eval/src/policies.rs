@@ -51,8 +51,10 @@ pub enum PolicyError {
     /// An empty list.
     #[error("no policies given")]
     Empty,
-    /// A distillation teacher other than `informed` or `informed:N`.
-    #[error("the teacher must be `informed` or `informed:N`")]
+    /// A distillation teacher other than a greedy informed yardstick.
+    #[error(
+        "the teacher must be `informed`, `informed-move` or `informed-blind`, each with `:N` particles or without"
+    )]
     NotATeacher(String),
     /// A model bundle cannot be loaded or has no usable adjuster.
     #[error("policy `{name}`: {source}")]
@@ -174,7 +176,9 @@ pub enum PolicySpec {
     /// user learnt from feedback like any policy ([`InformedPolicy`]): `informed` shows the
     /// posterior's best slate, `informed-ts` a posterior draw's best (Thompson sampling),
     /// `informed-move` the best slate of a posterior whose particles are resampled and moved
-    /// (see [`InformedConfig::moves`]); `:N` sets the particles per user.
+    /// (see [`InformedConfig::moves`]), `informed-blind` the yardstick reading feedback as the
+    /// network does, without positions or purchases (see [`InformedConfig::blind`]); `:N` sets
+    /// the particles per user.
     Informed {
         /// The name shown in reports.
         name: String,
@@ -228,6 +232,8 @@ impl PolicySpec {
             "informed-ts:N",
             "informed-move",
             "informed-move:N",
+            "informed-blind",
+            "informed-blind:N",
         ]);
         all.extend(MODEL_PREFIXES.iter().map(|(p, _)| *p));
         all.iter()
@@ -265,7 +271,7 @@ impl PolicySpec {
             return Ok(PolicySpec::Yardstick(y));
         }
         match name {
-            n if ["informed", "informed-ts", "informed-move"]
+            n if ["informed", "informed-ts", "informed-move", "informed-blind"]
                 .iter()
                 .any(|mode| {
                     n == *mode || n.strip_prefix(mode).is_some_and(|r| r.starts_with(':'))
@@ -414,8 +420,9 @@ impl PolicySpec {
         })
     }
 
-    /// The teacher of distillation named `name`: `informed` or `informed:N`, the exact-model
-    /// Bayesian yardstick showing its posterior's best slate, its particles seeded by `seed`.
+    /// The teacher of distillation named `name`: `informed`, `informed-move` or
+    /// `informed-blind` (each with `:N` or without), the exact-model Bayesian yardstick showing
+    /// its posterior's best slate, its particles seeded by `seed`.
     /// The CLI's `train --teacher` and the Python trainer build it here.
     pub fn teacher(
         name: &str,
@@ -582,7 +589,8 @@ pub fn check_keys(
     }
 }
 
-/// Parses `informed`, `informed-ts`, `informed-move` and each with `:PARTICLES`.
+/// Parses `informed`, `informed-ts`, `informed-move`, `informed-blind` and each with
+/// `:PARTICLES`.
 fn parse_informed(name: &str) -> Result<PolicySpec, PolicyError> {
     let (mode, particles) = match name.split_once(':') {
         Some((mode, n)) => (
@@ -602,6 +610,7 @@ fn parse_informed(name: &str) -> Result<PolicySpec, PolicyError> {
             particles,
             thompson: mode == "informed-ts",
             moves: mode == "informed-move",
+            blind: mode == "informed-blind",
             ..InformedConfig::default()
         },
     })

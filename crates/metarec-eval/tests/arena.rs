@@ -226,21 +226,33 @@ fn informed_particle_counts_are_checked() {
         "informed-xx",
         "informed-move:0",
         "informed-movex",
+        "informed-blind:0",
+        "informed-blindx",
     ] {
         let err = PolicySpec::parse_list(bad).unwrap_err().to_string();
         assert!(err.contains(bad.trim_end_matches(':')), "{bad}: {err}");
     }
-    let ok = PolicySpec::parse_list("informed,informed-ts:50,informed-move:20").unwrap();
+    let ok = PolicySpec::parse_list("informed,informed-ts:50,informed-move:20,informed-blind:30")
+        .unwrap();
     assert_eq!(ok[1].name(), "informed-ts:50");
     assert_eq!(ok[2].name(), "informed-move:20");
+    assert_eq!(ok[3].name(), "informed-blind:30");
     match &ok[2] {
         PolicySpec::Informed { settings, .. } => {
-            assert!(settings.moves && !settings.thompson && settings.particles == 20);
+            assert!(settings.moves && !settings.thompson && !settings.blind);
+            assert_eq!(settings.particles, 20);
+        }
+        other => panic!("{other:?}"),
+    }
+    match &ok[3] {
+        PolicySpec::Informed { settings, .. } => {
+            assert!(settings.blind && !settings.moves && !settings.thompson);
+            assert_eq!(settings.particles, 30);
         }
         other => panic!("{other:?}"),
     }
     match &ok[0] {
-        PolicySpec::Informed { settings, .. } => assert!(!settings.moves),
+        PolicySpec::Informed { settings, .. } => assert!(!settings.moves && !settings.blind),
         other => panic!("{other:?}"),
     }
 }

@@ -6,6 +6,7 @@ use metarec_core::{
 };
 use metarec_neural::NeuralError;
 use metarec_neural::checkpoint::{self, DataSource, Manifest};
+use metarec_neural::features::{Features, UserView};
 use metarec_neural::model::ModelConfig;
 use metarec_neural::train::{self, Algo, TrainConfig, TrainData, Trainer};
 use rand::Rng as _;
@@ -101,6 +102,7 @@ fn config(iterations: usize) -> TrainConfig {
         value_weight: 0.5,
         seed: 5,
         user_streams: false,
+        imitate_depth: 0,
     }
 }
 
@@ -144,16 +146,25 @@ impl metarec_core::Policy for GroupTeacher {
         _: usize,
         _: &mut metarec_core::Rng,
     ) -> metarec_core::SlateChoice {
-        let group: u32 = context.tokens[0]
-            .strip_prefix("group=")
-            .unwrap()
-            .parse()
-            .unwrap();
-        metarec_core::SlateChoice {
-            items: vec![ItemId(group), ItemId(5)],
-            propensities: vec![1.0; 2],
-            slate_propensity: Some(1.0),
-        }
+        certain(vec![ItemId(group_of(context)), ItemId(5)])
+    }
+}
+
+/// The group a toy shop's context names in its token.
+fn group_of(context: &Context) -> u32 {
+    context.tokens[0]
+        .strip_prefix("group=")
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// A deterministic teacher's slate: every item shown for certain.
+fn certain(items: Vec<ItemId>) -> metarec_core::SlateChoice {
+    metarec_core::SlateChoice {
+        propensities: vec![1.0; items.len()],
+        items,
+        slate_propensity: Some(1.0),
     }
 }
 
@@ -179,6 +190,70 @@ fn distillation_imitates_the_teacher_on_the_networks_own_visits() {
     // The network never sees a reward here; it gets there by copying the teacher's slates.
     assert!(first < 2.2, "started at {first}");
     assert!(last > 2.8, "reached only {last} (from {first})");
+}
+
+/// Ranks each user's loved item first, then items 5, 4 and 3, as deep as it is asked, and
+/// remembers the deepest ranking asked of it.
+struct RankingTeacher {
+    deepest: usize,
+}
+
+impl metarec_core::Policy for RankingTeacher {
+    fn name(&self) -> &str {
+        "ranking-teacher"
+    }
+    fn decide(
+        &mut self,
+        context: &Context,
+        k: usize,
+        _: &mut metarec_core::Rng,
+    ) -> metarec_core::SlateChoice {
+        self.deepest = self.deepest.max(k);
+        let mut items = vec![ItemId(group_of(context)), ItemId(5), ItemId(4), ItemId(3)];
+        items.truncate(k);
+        certain(items)
+    }
+}
+
+#[test]
+fn distillation_imitates_the_teachers_ranking_as_deep_as_asked() {
+    // The deepest ranking the teacher was asked for, and whether the trained network ranks
+    // items 5, 4 and 3 in the teacher's order for a new user of every group: only a ranking
+    // deeper than the slate of 2 says anything about items 4 and 3.
+    let train = |depth: usize| -> (usize, bool) {
+        let mut env = ToyShop::new();
+        let mut cfg = config(0);
+        cfg.algo = Algo::Distill;
+        cfg.imitate_depth = depth;
+        let mut trainer = Trainer::new(env.catalog(), clicks_only(), cfg).unwrap();
+        let mut teacher = RankingTeacher { deepest: 0 };
+        for _ in 0..60 {
+            trainer
+                .rl_iteration_with(&mut env, Some(&mut teacher))
+                .unwrap();
+        }
+        let features = Features::new(env.catalog());
+        let frozen = trainer.frozen();
+        let (mut view, mut scratch, mut g) = (UserView::default(), Vec::new(), Vec::new());
+        let in_order = (0..3).all(|user| {
+            features.user_view(&env.reset(user), &mut view);
+            frozen.user_of(&view, &mut scratch, &mut g);
+            let score = |i: usize| frozen.score(&g, i, false, false);
+            score(5) > score(4) && score(4) > score(3)
+        });
+        (teacher.deepest, in_order)
+    };
+    assert_eq!(train(4), (4, true));
+    assert_eq!(
+        train(0).0,
+        2,
+        "without a depth the teacher is asked for the slate"
+    );
+    let too_deep = TrainConfig {
+        imitate_depth: train::MAX_IMITATE_DEPTH + 1,
+        ..config(1)
+    };
+    assert!(too_deep.validate().is_err());
 }
 
 #[test]

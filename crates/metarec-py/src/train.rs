@@ -50,11 +50,14 @@ impl PyTrainer {
     /// `--user-streams` turns it on) samples each user's slates from a stream of their own, so a
     /// batch split over workers trains the same network. `memory` is the recent window of the
     /// network's long-run memory (`metarec train --memory`; 20 by default, 0 for none).
+    /// `imitate_depth` (distillation) imitates the teacher's ranking of its best that many items
+    /// in each state rather than its slate (`metarec train --imitate-depth`; 0, the slate, by
+    /// default).
     #[new]
     #[pyo3(signature = (
         simulator, *, algo = "reinforce", teacher = "informed", seed = 7, batch = 64,
         hidden = None, embed = None, learning_rate = None, entropy = None, user_streams = true,
-        memory = None
+        memory = None, imitate_depth = 0
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -69,6 +72,7 @@ impl PyTrainer {
         entropy: Option<f64>,
         user_streams: bool,
         memory: Option<usize>,
+        imitate_depth: usize,
     ) -> PyResult<Self> {
         let scenario = Arc::clone(&simulator.scenario);
         let algo = Algo::parse(algo).map_err(value_error)?;
@@ -92,6 +96,7 @@ impl PyTrainer {
             entropy: entropy.unwrap_or(defaults.entropy),
             seed,
             user_streams,
+            imitate_depth,
             ..defaults
         };
         let reward = scenario.config.reward;

@@ -37,6 +37,12 @@ pub struct InformedConfig {
     /// keep describing a posterior that plain importance sampling from the prior would
     /// collapse onto one or two of them.
     pub moves: bool,
+    /// Read the feedback as the neural network's user tower does (`informed-blind`): without
+    /// the positions the items were shown at (every shown item counts as examined with the
+    /// slate's mean probability of examination) and without purchases (a purchase is a
+    /// click). A reference, not a policy to ship: what the yardstick loses this way bounds
+    /// what giving the network positions and purchases could gain.
+    pub blind: bool,
 }
 
 impl Default for InformedConfig {
@@ -46,6 +52,7 @@ impl Default for InformedConfig {
             seed: 0,
             thompson: false,
             moves: false,
+            blind: false,
         }
     }
 }
@@ -221,7 +228,9 @@ impl InformedPolicy {
             .map(|s| {
                 let (logit, buy) = self.click_logit_and_buy(vector, s.item);
                 let click = s.examined * sigmoid(logit - s.penalty);
-                if s.clicked {
+                if s.clicked && self.settings.blind {
+                    click.max(1e-300).ln()
+                } else if s.clicked {
                     click.max(1e-300).ln()
                         + if s.purchased { buy } else { 1.0 - buy }.max(1e-300).ln()
                 } else {
@@ -388,6 +397,9 @@ fn best_slate(values: &[f64], context: &Context, k: usize) -> Vec<ItemId> {
 
 impl Policy for InformedPolicy {
     fn name(&self) -> &str {
+        if self.settings.blind {
+            return "informed-blind";
+        }
         match (self.settings.thompson, self.settings.moves) {
             (true, false) => "informed-ts",
             (false, false) => "informed",
@@ -525,6 +537,15 @@ impl Policy for InformedPolicy {
         let s = &self.config.session;
         // The likelihood of the feedback is taken in the state the slate was shown in.
         let penalty = self.fatigue();
+        // The probability that each entry of the slate was examined: by its position, or, for
+        // a blind yardstick, the same for all of them (the slate's mean).
+        let mut examination: Vec<f64> = (0..decision.slate.len())
+            .map(|k| examined(&self.examination, decision.position(k) as usize))
+            .collect();
+        if self.settings.blind && !examination.is_empty() {
+            let mean = examination.iter().sum::<f64>() / examination.len() as f64;
+            examination.iter_mut().for_each(|e| *e = mean);
+        }
         {
             for (k, item) in decision.slate.items().iter().enumerate() {
                 let i = item.index();
@@ -534,7 +555,7 @@ impl Policy for InformedPolicy {
                 let clicked = feedback.clicks.get(k).copied().unwrap_or(false);
                 self.seen.push(Seen {
                     item: i,
-                    examined: examined(&self.examination, decision.position(k) as usize),
+                    examined: examination[k],
                     penalty: penalty[i],
                     clicked,
                     purchased: clicked && feedback.purchases.get(k).copied().unwrap_or(false),
@@ -548,10 +569,12 @@ impl Policy for InformedPolicy {
                 if i >= n {
                     continue;
                 }
-                let e = examined(&self.examination, decision.position(k) as usize);
-                let click = e * sigmoid(self.base_logits[p * n + i] - penalty[i]);
+                let click = examination[k] * sigmoid(self.base_logits[p * n + i] - penalty[i]);
                 if feedback.clicks.get(k).copied().unwrap_or(false) {
                     log_likelihood += click.max(1e-300).ln();
+                    if self.settings.blind {
+                        continue;
+                    }
                     let buy = self.buys[p * n + i];
                     log_likelihood += if feedback.purchases.get(k).copied().unwrap_or(false) {
                         buy.max(1e-300).ln()
@@ -768,19 +791,23 @@ mod tests {
     #[test]
     fn the_likelihood_the_moves_read_is_the_weight_observe_gave() {
         let (mut env, config) = tiny(true);
-        let settings = InformedConfig {
-            particles: 50,
-            ..InformedConfig::default()
-        };
-        let mut informed = policy(&env, &config, settings);
-        for user in 0..5 {
-            play(&mut env, &mut informed, user, 8, |_, _| {});
-            assert!(!informed.seen.is_empty());
-            let dim = informed.world.dim;
-            for &p in &informed.alive {
-                let ll = informed.log_likelihood(&informed.vectors[p * dim..(p + 1) * dim]);
-                let w = informed.log_weights[p];
-                assert!((ll - w).abs() < 1e-9 * (1.0 + w.abs()), "{ll} against {w}");
+        // The blind yardstick's likelihood too: the moves must read what its weights read.
+        for blind in [false, true] {
+            let settings = InformedConfig {
+                particles: 50,
+                blind,
+                ..InformedConfig::default()
+            };
+            let mut informed = policy(&env, &config, settings);
+            for user in 0..5 {
+                play(&mut env, &mut informed, user, 8, |_, _| {});
+                assert!(!informed.seen.is_empty());
+                let dim = informed.world.dim;
+                for &p in &informed.alive {
+                    let ll = informed.log_likelihood(&informed.vectors[p * dim..(p + 1) * dim]);
+                    let w = informed.log_weights[p];
+                    assert!((ll - w).abs() < 1e-9 * (1.0 + w.abs()), "{ll} against {w}");
+                }
             }
         }
     }
@@ -817,6 +844,70 @@ mod tests {
             moved < 0.9 * plain,
             "posterior error {moved} with moves against {plain} without"
         );
+    }
+
+    #[test]
+    fn the_blind_yardstick_reads_neither_positions_nor_purchases() {
+        let (mut env, config) = tiny(true);
+        let settings = InformedConfig {
+            particles: 50,
+            ..InformedConfig::default()
+        };
+        // One slate of a user who clicked something, as the shop played it.
+        let mut rng = rng_for(3, 0);
+        let interaction = (0..50)
+            .find_map(|user| {
+                let context = env.reset(user);
+                let mut informed = policy(&env, &config, settings);
+                informed.start_user(&context);
+                let choice = informed.decide(&context, env.slate_size(), &mut rng);
+                let decision = decision_from_choice(
+                    choice,
+                    EventId(format!("u{user}")),
+                    "informed",
+                    "0".into(),
+                )
+                .unwrap();
+                let feedback = env.step(&decision).feedback;
+                feedback.clicks.contains(&true).then_some(Interaction {
+                    context,
+                    decision,
+                    feedback,
+                })
+            })
+            .expect("a click in 50 users");
+        // The same entries shown at other positions, and the clicks read as other purchases.
+        let mut moved = interaction.clone();
+        let k = moved.decision.slate.len() as u32;
+        moved.decision.positions = Some((0..k).rev().collect());
+        let mut bought = interaction.clone();
+        for (b, &c) in bought
+            .feedback
+            .purchases
+            .iter_mut()
+            .zip(&interaction.feedback.clicks)
+        {
+            *b = c && !*b;
+        }
+        let weights = |blind: bool, seen: &Interaction| -> Vec<f64> {
+            let mut informed = policy(&env, &config, InformedConfig { blind, ..settings });
+            informed.start_user(&seen.context);
+            informed.observe(seen);
+            informed.log_weights.clone()
+        };
+        for variant in [&moved, &bought] {
+            assert_eq!(weights(true, &interaction), weights(true, variant));
+            assert_ne!(weights(false, &interaction), weights(false, variant));
+        }
+        let informed = policy(
+            &env,
+            &config,
+            InformedConfig {
+                blind: true,
+                ..settings
+            },
+        );
+        assert_eq!(informed.name(), "informed-blind");
     }
 
     #[test]

@@ -27,7 +27,7 @@ const FINE_TUNE_ITERATIONS: usize = 40;
 const GAMMA_ABLATION_ITERATIONS: usize = 20;
 
 /// Distillation iterations of a network trained from scratch by default: about six minutes on 2
-/// cores (the shipped network had 1,100).
+/// cores (the shipped network had 1,650).
 const FROM_SCRATCH_ITERATIONS: usize = 300;
 
 /// The architecture of the demo's network: the shipped network's widths and memory, with the
@@ -117,6 +117,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         iterations,
         batch: 256,
         entropy: 0.0,
+        imitate_depth: crate::pretrained::IMITATE_DEPTH,
         ..TrainConfig::default()
     };
     let seed = config.seed;
@@ -124,8 +125,9 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     let (mut trainer, mut algos, mut metrics) = if args.from_scratch {
         global.progress(format!(
             "2/5 training the neural policy from scratch: {iterations} iterations of distilling \
-             the `{}` yardstick on 256 simulated users",
-            crate::pretrained::TEACHER
+             the `{}` yardstick's ranking of its best {} items on 256 simulated users",
+            crate::pretrained::TEACHER,
+            crate::pretrained::IMITATE_DEPTH
         ));
         (
             Trainer::new(&catalog, reward, config.clone())?,
@@ -137,10 +139,11 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         metarec_eval::policies::check_catalog("the shipped pretrained network", &bundle, &scenario)
             .context("the default scenario no longer matches the shipped network: run `metarec demo --from-scratch`, or rebuild the network with scripts/pretrain")?;
         global.progress(format!(
-            "2/5 the shipped neural policy (pretrained for {} iterations, weights SHA-256 {}) with a set encoder, fine-tuned by {iterations} iterations of distilling the `{}` yardstick on 256 simulated users",
+            "2/5 the shipped neural policy (pretrained for {} iterations, weights SHA-256 {}) with a set encoder, fine-tuned by {iterations} iterations of distilling the `{}` yardstick's ranking of its best {} items on 256 simulated users",
             bundle.manifest.iterations,
             &crate::pretrained::WEIGHTS_SHA256[..12],
-            crate::pretrained::TEACHER
+            crate::pretrained::TEACHER,
+            crate::pretrained::IMITATE_DEPTH
         ));
         // The shipped network averages the user's item vectors; the demo's network reads them
         // through the set encoder as well, widened so that it starts scoring exactly as the

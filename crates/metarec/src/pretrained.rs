@@ -15,10 +15,14 @@ use metarec_neural::checkpoint;
 use std::path::Path;
 
 /// The SHA-256 of the shipped weights (`model.safetensors`), as `scripts/pretrain` printed it.
-pub const WEIGHTS_SHA256: &str = "56a54bec03ef4ae604c392f1862baae784d6f7c026cd8ee493d02070e67e75b1";
+pub const WEIGHTS_SHA256: &str = "30fdbb782c94e4d7aaa32a7723037af4d035c4967c9f126af6dde7349ffc49ff";
 
 /// The teacher the shipped network was distilled from, and the one the demo fine-tunes with.
 pub const TEACHER: &str = "informed:100";
+
+/// How deep a ranking of the teacher's the shipped network's last iterations imitated in each
+/// state (`train --imitate-depth`), and the demo's fine-tuning imitates.
+pub const IMITATE_DEPTH: usize = 20;
 
 /// The bundle's files, by name.
 const FILES: [(&str, &[u8]); 3] = [
@@ -72,13 +76,18 @@ mod tests {
         assert_eq!(checkpoint::sha256_hex(weights), WEIGHTS_SHA256);
         let manifest: serde_json::Value = serde_json::from_slice(FILES[1].1).unwrap();
         assert_eq!(manifest["weights_sha256"], WEIGHTS_SHA256);
-        // 1,000 iterations, then 100 more resumed: distillation throughout.
-        assert_eq!(manifest["algos"], serde_json::json!(["distill", "distill"]));
-        assert_eq!(manifest["iterations"], 1100);
+        // 1,000 iterations, then 100, 400 and 150 more resumed: distillation throughout.
+        assert_eq!(
+            manifest["algos"],
+            serde_json::json!(["distill", "distill", "distill", "distill"])
+        );
+        assert_eq!(manifest["iterations"], 1650);
+        assert_eq!(manifest["train"]["imitate_depth"], IMITATE_DEPTH);
         let docs = include_str!("../../../docs/pretrained.md");
         assert!(docs.contains(WEIGHTS_SHA256), "docs/pretrained.md");
         let script = include_str!("../../../scripts/pretrain");
         assert!(script.contains(&format!("--teacher {TEACHER}")));
+        assert!(script.contains(&format!("--imitate-depth {IMITATE_DEPTH}")));
     }
 
     #[test]
@@ -86,7 +95,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("model");
         let bundle = unpack(&dir).unwrap();
-        assert_eq!(bundle.manifest.iterations, 1100);
+        assert_eq!(bundle.manifest.iterations, 1650);
         assert_eq!(bundle.catalog.len(), 500);
         std::fs::write(dir.join(checkpoint::WEIGHTS), b"damaged").unwrap();
         std::fs::write(dir.join(metarec_neural::adjust::ADJUSTER_FILE), b"{}").unwrap();

@@ -159,6 +159,12 @@ pub struct TrainArgs {
     /// the same network as this.
     #[arg(long)]
     user_streams: bool,
+    /// With `--algo distill`: imitate the teacher's best N items in its order in each state,
+    /// not only the slate it would show (0: the slate). The informed teacher ranks the whole
+    /// catalog, so a deeper ranking tells the network more per state.
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = whole::<usize>(0, metarec_neural::train::MAX_IMITATE_DEPTH as u64))]
+    imitate_depth: usize,
     /// Save a checkpoint every this many steps (and at the end).
     #[arg(long, default_value_t = 50, value_parser = count::<usize>(MAX_ITERATIONS))]
     checkpoint_every: usize,
@@ -810,6 +816,7 @@ fn settings(args: &TrainArgs, base: &RewardFn, algo: Algo) -> Result<(RewardFn, 
         entropy: args.entropy,
         seed: args.seed,
         user_streams: args.user_streams,
+        imitate_depth: args.imitate_depth,
         ..TrainConfig::default()
     };
     Ok((reward, config))

@@ -16,6 +16,8 @@ pub(super) struct Collector<'a, 't> {
     pub(super) reward: &'a RewardFn,
     pub(super) teacher: Option<&'t mut dyn Policy>,
     pub(super) candidates: Vec<ItemId>,
+    /// How many of the teacher's best items to keep ([`super::TrainConfig::imitate_depth`]).
+    pub(super) depth: usize,
     pub(super) view: UserView,
     pub(super) hidden: Vec<f32>,
     pub(super) g: Vec<f32>,
@@ -44,7 +46,7 @@ impl<E: ?Sized> Agent<E> for Collector<'_, '_> {
         let taught = self
             .teacher
             .as_mut()
-            .map(|t| t.decide(context, k, rng).items)
+            .map(|t| t.decide(context, k.max(self.depth), rng).items)
             .unwrap_or_default();
         self.features.user_view(context, &mut self.view);
         let view = &self.view;

@@ -103,6 +103,10 @@ pub struct TrainConfig {
     /// Python) and give the same episodes as one process; off by default, since the shipped
     /// network and earlier runs were trained with the one stream.
     pub user_streams: bool,
+    /// How many of the teacher's best items distillation imitates in each state, in its order
+    /// (0: as many as the slate shows). A teacher that ranks the catalog (the informed
+    /// yardstick) says more than its slate of 5: which items come next, and in what order.
+    pub imitate_depth: usize,
 }
 
 impl Default for TrainConfig {
@@ -117,6 +121,7 @@ impl Default for TrainConfig {
             value_weight: 0.5,
             seed: 7,
             user_streams: false,
+            imitate_depth: 0,
         }
     }
 }
@@ -144,6 +149,12 @@ impl TrainConfig {
         }
         if self.learning_rate <= 0.0 {
             return Err(NeuralError::Config("learning_rate must be positive".into()));
+        }
+        if self.imitate_depth > MAX_IMITATE_DEPTH {
+            return Err(NeuralError::Config(format!(
+                "imitate_depth = {}: must be 0 to {MAX_IMITATE_DEPTH}",
+                self.imitate_depth
+            )));
         }
         Ok(())
     }
@@ -232,6 +243,10 @@ pub struct Trainer {
 
 /// The most simulated users (or logged interactions) per optimiser step.
 pub const MAX_BATCH: usize = 100_000;
+
+/// The deepest ranking of the teacher's that distillation imitates
+/// ([`TrainConfig::imitate_depth`]): each position adds a mask as large as the batch's scores.
+pub const MAX_IMITATE_DEPTH: usize = 100;
 
 /// The high bits of a training user's own sampling stream ([`TrainConfig::user_streams`]).
 const USER_STREAMS: u64 = 0x7573_6572 << 32;
@@ -338,6 +353,7 @@ impl Trainer {
             reward: &self.reward,
             teacher,
             candidates: (0..n as u32).map(ItemId).collect(),
+            depth: self.config.imitate_depth,
             view: UserView::default(),
             hidden: Vec::new(),
             g: Vec::new(),
