@@ -228,16 +228,33 @@ impl InformedPolicy {
             .map(|s| {
                 let (logit, buy) = self.click_logit_and_buy(vector, s.item);
                 let click = s.examined * sigmoid(logit - s.penalty);
-                if s.clicked && self.settings.blind {
-                    click.max(1e-300).ln()
-                } else if s.clicked {
-                    click.max(1e-300).ln()
-                        + if s.purchased { buy } else { 1.0 - buy }.max(1e-300).ln()
-                } else {
-                    (1.0 - click).max(1e-300).ln()
-                }
+                let mut term = 0.0;
+                self.add_feedback_log_likelihood(&mut term, click, buy, s.clicked, s.purchased);
+                term
             })
             .sum()
+    }
+
+    /// Adds to `total` the log-likelihood of one shown item's feedback, given the probability
+    /// `click` of a click and `buy` of a purchase given a click, term by term in the order
+    /// `observe` always added them. The blind yardstick's rule lives here only: it reads no
+    /// purchase.
+    fn add_feedback_log_likelihood(
+        &self,
+        total: &mut f64,
+        click: f64,
+        buy: f64,
+        clicked: bool,
+        purchased: bool,
+    ) {
+        if !clicked {
+            *total += (1.0 - click).max(1e-300).ln();
+            return;
+        }
+        *total += click.max(1e-300).ln();
+        if !self.settings.blind {
+            *total += if purchased { buy } else { 1.0 - buy }.max(1e-300).ln();
+        }
     }
 
     /// When the effective sample size has fallen below half the particles: resamples them by
@@ -570,20 +587,13 @@ impl Policy for InformedPolicy {
                     continue;
                 }
                 let click = examination[k] * sigmoid(self.base_logits[p * n + i] - penalty[i]);
-                if feedback.clicks.get(k).copied().unwrap_or(false) {
-                    log_likelihood += click.max(1e-300).ln();
-                    if self.settings.blind {
-                        continue;
-                    }
-                    let buy = self.buys[p * n + i];
-                    log_likelihood += if feedback.purchases.get(k).copied().unwrap_or(false) {
-                        buy.max(1e-300).ln()
-                    } else {
-                        (1.0 - buy).max(1e-300).ln()
-                    };
-                } else {
-                    log_likelihood += (1.0 - click).max(1e-300).ln();
-                }
+                self.add_feedback_log_likelihood(
+                    &mut log_likelihood,
+                    click,
+                    self.buys[p * n + i],
+                    feedback.clicks.get(k).copied().unwrap_or(false),
+                    feedback.purchases.get(k).copied().unwrap_or(false),
+                );
             }
             self.log_weights[p] += log_likelihood;
         }
