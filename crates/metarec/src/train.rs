@@ -789,6 +789,12 @@ pub(crate) fn build_teacher(
 
 /// The reward (the options over `base`) and the training settings the options ask for.
 fn settings(args: &TrainArgs, base: &RewardFn, algo: Algo) -> Result<(RewardFn, TrainConfig)> {
+    if args.imitate_depth > 0 && algo != Algo::Distill {
+        anyhow::bail!(
+            "--imitate-depth {} needs --algo distill (it sets how much of the teacher's ranking to imitate)",
+            args.imitate_depth
+        );
+    }
     let reward = RewardFn::new(
         args.click.unwrap_or(base.click_weight()),
         args.purchase.unwrap_or(base.purchase_weight()),

@@ -387,6 +387,32 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
         manifest["algos"],
         serde_json::json!(["reinforce", "reinforce", "distill"])
     );
+    // Imitating a deeper ranking than the slate is distillation's alone; the manifest records
+    // the depth.
+    let deeper = |algo: &str| {
+        let args = [
+            &base[..],
+            &[
+                "--out",
+                m,
+                "--resume",
+                "--algo",
+                algo,
+                "--teacher",
+                "informed:50",
+                "--imitate-depth",
+                "8",
+            ],
+        ]
+        .concat();
+        metarec(tmp.path(), &args)
+    };
+    let out = deeper("reinforce");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--algo distill"), "{}", stderr(&out));
+    let out = deeper("distill");
+    assert_says(&out, "(distill) for 16 iterations in total");
+    assert_eq!(read_manifest()["train"]["imitate_depth"], 8);
 
     let neural = format!("neural:{m}");
     let out = metarec(
