@@ -358,22 +358,16 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
 
     // Distillation continues the model by imitating the informed yardstick; a teacher that is
     // not a known one is refused before anything is written.
-    let distill = |teacher: &str| {
+    let resume = |algo: &str, teacher: &str, more: &[&str]| {
         let args = [
             &base[..],
-            &[
-                "--out",
-                m,
-                "--resume",
-                "--algo",
-                "distill",
-                "--teacher",
-                teacher,
-            ],
+            &["--out", m, "--resume", "--algo", algo, "--teacher", teacher],
+            more,
         ]
         .concat();
         metarec(tmp.path(), &args)
     };
+    let distill = |teacher: &str| resume("distill", teacher, &[]);
     let out = distill("lints");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--teacher lints"), "{}", stderr(&out));
@@ -389,24 +383,7 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
     );
     // Imitating a deeper ranking than the slate is distillation's alone; the manifest records
     // the depth.
-    let deeper = |algo: &str| {
-        let args = [
-            &base[..],
-            &[
-                "--out",
-                m,
-                "--resume",
-                "--algo",
-                algo,
-                "--teacher",
-                "informed:50",
-                "--imitate-depth",
-                "8",
-            ],
-        ]
-        .concat();
-        metarec(tmp.path(), &args)
-    };
+    let deeper = |algo: &str| resume(algo, "informed:50", &["--imitate-depth", "8"]);
     let out = deeper("reinforce");
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("--algo distill"), "{}", stderr(&out));
