@@ -103,6 +103,7 @@ fn config(iterations: usize) -> TrainConfig {
         seed: 5,
         user_streams: false,
         imitate_depth: 0,
+        catalog_softmax: false,
     }
 }
 
@@ -254,6 +255,113 @@ fn distillation_imitates_the_teachers_ranking_as_deep_as_asked() {
         ..config(1)
     };
     assert!(too_deep.validate().is_err());
+}
+
+/// A shop that logs no impressions: users of group `g` (0, 1 or 2) buy item `g`, and each
+/// purchase becomes a slate of the bought item and one sampled negative, always item 3 or 4.
+/// Items 5 to 8 copy the features of items 0 to 2 and 3 but never appear in a slate.
+fn organic_slates() -> (Catalog, Vec<metarec_core::Interaction>) {
+    let mut catalog = Catalog::new(vec!["a".into(), "b".into()]);
+    for i in 0..9usize {
+        let f = if i < 5 { i } else { i - 5 };
+        catalog
+            .push(Item {
+                key: format!("i{i}"),
+                features: vec![f as f32 / 5.0, ((f * 3) % 5) as f32 / 5.0],
+                ..Item::default()
+            })
+            .unwrap();
+    }
+    let logged = (0..60u32)
+        .map(|u| {
+            let mut context = Context::for_user(UserKey(format!("u{u}")));
+            context.tokens = vec![format!("group={}", u % 3)];
+            let decision = Decision {
+                event_id: metarec_core::EventId(format!("e{u}")),
+                slate: metarec_core::Slate::new(vec![ItemId(u % 3), ItemId(3 + u % 2)]).unwrap(),
+                propensities: vec![1.0; 2],
+                slate_propensity: None,
+                positions: None,
+                policy_id: "organic".into(),
+                model_version: String::new(),
+            };
+            let feedback = Feedback {
+                clicks: vec![true, false],
+                purchases: vec![true, false],
+                revenue: vec![1.0, 0.0],
+            };
+            metarec_core::Interaction {
+                context,
+                decision,
+                feedback,
+            }
+        })
+        .collect();
+    (catalog, logged)
+}
+
+#[test]
+fn the_catalog_softmax_makes_every_item_a_negative() {
+    let (catalog, logged) = organic_slates();
+    // Each network's mean probability, over the groups, of the group's item under a softmax of
+    // its scores over the whole catalog, and whether that item scores highest for every group.
+    let train = |catalog_softmax: bool| {
+        let config = TrainConfig {
+            algo: Algo::Supervised,
+            batch: 60,
+            catalog_softmax,
+            ..config(150)
+        };
+        let mut trainer = Trainer::new(&catalog, clicks_only(), config).unwrap();
+        for _ in 0..150 {
+            trainer.supervised_iteration(&logged).unwrap();
+        }
+        let (mut view, mut hidden, mut g) = (UserView::default(), Vec::new(), Vec::new());
+        let (mut mass, mut top) = (0.0, true);
+        for group in 0..3u32 {
+            trainer
+                .features
+                .user_view(&logged[group as usize].context, &mut view);
+            trainer.frozen().user_of(&view, &mut hidden, &mut g);
+            let scores: Vec<f64> = (0..catalog.len())
+                .map(|i| f64::from(trainer.frozen().score(&g, i, false, false)))
+                .collect();
+            let best = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let total: f64 = scores.iter().map(|s| (s - best).exp()).sum();
+            mass += (scores[group as usize] - best).exp() / total / 3.0;
+            top &= scores[group as usize] == best;
+        }
+        (mass, top)
+    };
+    let (softmax_mass, softmax_top) = train(true);
+    let (slate_mass, _) = train(false);
+    // Items 5 to 8 were never a negative in any slate: only the softmax over the catalog
+    // pushes them below each group's item.
+    assert!(
+        softmax_top,
+        "the catalog softmax ranks each group's item first"
+    );
+    assert!(
+        softmax_mass > 0.5 && softmax_mass > slate_mass,
+        "catalog softmax {softmax_mass:.3} against slate cross-entropy {slate_mass:.3}"
+    );
+    // Per-entry weights mean nothing to it: refused, not ignored.
+    let trainer = Trainer::new(
+        &catalog,
+        clicks_only(),
+        TrainConfig {
+            algo: Algo::Supervised,
+            catalog_softmax: true,
+            ..config(1)
+        },
+    )
+    .unwrap();
+    let weights = vec![vec![1.0f32; 2]; logged.len()];
+    assert!(
+        trainer
+            .supervised_loss_weighted(&logged, Some(&weights))
+            .is_err()
+    );
 }
 
 #[test]

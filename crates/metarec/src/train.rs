@@ -185,6 +185,12 @@ pub struct TrainArgs {
     /// Sampled negatives per purchase or click when the shop logs no impressions.
     #[arg(long, default_value_t = 4, requires = "shop", value_parser = count::<usize>(MAX_NEGATIVES))]
     negatives: usize,
+    /// Learn each bought or clicked item as one choice out of the whole catalog (a softmax over
+    /// every item's score) instead of telling it from its --negatives sampled ones; only for a
+    /// shop that logs no impressions, where a slate is the item and its sampled negatives.
+    /// With --resume, a model trained with it keeps it.
+    #[arg(long, requires = "shop")]
+    catalog_softmax: bool,
     /// Title-embedding features: the first K principal components of the MiniLM embeddings of
     /// the catalog's titles, added as `text_0..text_{K-1}` (0 turns them off) [default: 8 when
     /// the catalog has titles and `metarec data fetch minilm` has run, else 0].
@@ -528,6 +534,12 @@ fn run_shop(args: TrainArgs, global: &Global) -> Result<()> {
             seed: args.seed,
         },
     )?;
+    if args.catalog_softmax && !data.organic {
+        bail!(
+            "--catalog-softmax: shop `{}` logs impressions, so its rankings say which shown items were passed over; the catalog softmax is for shops that log none (it would count every item never shown as passed over)",
+            shop.manifest.name
+        );
+    }
     global.progress(format!(
         "training on {} {} (the latest {holdout} by time held out: {}){}",
         data.interactions.len(),
@@ -545,7 +557,12 @@ fn run_shop(args: TrainArgs, global: &Global) -> Result<()> {
             None => String::new(),
         }
     ));
-    let (reward, config) = settings(&args, &RewardFn::default(), Algo::Supervised)?;
+    let (reward, mut config) = settings(&args, &RewardFn::default(), Algo::Supervised)?;
+    // A model trained with the catalog softmax keeps it when resumed: its scores are log-odds
+    // of a choice out of the catalog, and the slate cross-entropy would read them otherwise.
+    config.catalog_softmax |= resumed
+        .as_ref()
+        .is_some_and(|b| b.manifest.train.catalog_softmax);
     let (catalog, mut trainer, algos, metrics) = match resumed {
         Some(bundle) => {
             let catalog = (*bundle.catalog).clone();
@@ -823,6 +840,7 @@ fn settings(args: &TrainArgs, base: &RewardFn, algo: Algo) -> Result<(RewardFn, 
         seed: args.seed,
         user_streams: args.user_streams,
         imitate_depth: args.imitate_depth,
+        catalog_softmax: args.catalog_softmax,
         ..TrainConfig::default()
     };
     Ok((reward, config))

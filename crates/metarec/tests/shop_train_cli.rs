@@ -408,3 +408,105 @@ fn title_embeddings_become_item_features_that_the_bundle_carries() {
     let bundle = ModelBundle::load(&plain).unwrap();
     assert_eq!(*bundle.catalog, loaded.catalog);
 }
+
+#[test]
+fn the_catalog_softmax_trains_on_purchases_alone_and_is_refused_where_impressions_are_logged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    // A shop that logs purchases only: user u buys items of their group (u % 3) over a week.
+    let mut csv = String::from("user_id,item_id,timestamp,type\n");
+    for u in 0..60 {
+        for k in 0..6 {
+            let item = (u % 3) * 10 + (u * 7 + k * 3) % 10;
+            csv.push_str(&format!(
+                "u{u},sku{item},2026-01-{:02}T10:{:02}:00,purchase\n",
+                1 + k,
+                u % 60
+            ));
+        }
+    }
+    let events = tmp.path().join("events.csv");
+    std::fs::write(&events, csv).unwrap();
+    let organic = tmp.path().join("organic");
+    let out = metarec(
+        &data,
+        &[
+            "-q",
+            "shop",
+            "import",
+            "--events",
+            arg(&events),
+            "--out",
+            arg(&organic),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let model = tmp.path().join("model");
+    let out = metarec(
+        &data,
+        &[
+            "-q",
+            "train",
+            "--shop",
+            arg(&organic),
+            "--catalog-softmax",
+            "--iterations",
+            "20",
+            "--out",
+            arg(&model),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bundle = ModelBundle::load(&model).unwrap();
+    assert!(bundle.manifest.train.catalog_softmax);
+    // Resumed without the flag, it keeps the objective it was trained with.
+    let out = metarec(
+        &data,
+        &[
+            "-q",
+            "train",
+            "--shop",
+            arg(&organic),
+            "--resume",
+            "--iterations",
+            "2",
+            "--out",
+            arg(&model),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let bundle = ModelBundle::load(&model).unwrap();
+    assert_eq!(bundle.manifest.iterations, 22);
+    assert!(bundle.manifest.train.catalog_softmax);
+
+    // A shop with impressions says which shown items were passed over: refused, nothing written.
+    let shop = made_up_shop(&data, tmp.path(), "200", "7");
+    let refused = tmp.path().join("refused");
+    let out = metarec(
+        &data,
+        &[
+            "train",
+            "--shop",
+            arg(&shop),
+            "--catalog-softmax",
+            "--iterations",
+            "5",
+            "--out",
+            arg(&refused),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--catalog-softmax: shop `made-up` logs impressions"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!refused.exists());
+    // Without a shop there is nothing organic to learn from.
+    let out = metarec(
+        &data,
+        &["train", "--catalog-softmax", "--out", arg(&refused)],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

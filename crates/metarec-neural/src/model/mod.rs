@@ -423,7 +423,9 @@ pub fn init_seeded(varmap: &VarMap, seed: u64) -> Result<(), NeuralError> {
         {
             vec![0.0; count]
         } else if name.ends_with("weight") {
-            let fan_in = *dims.last().unwrap_or(&1) as f64;
+            // A catalog without item features (a shop that logs only ids) gives a weight with
+            // no inputs and no values; its width of 0 must not make the spread infinite.
+            let fan_in = (*dims.last().unwrap_or(&1)).max(1) as f64;
             let normal = Normal::new(0.0, (1.0 / fan_in).sqrt())
                 .map_err(|e| NeuralError::Config(e.to_string()))?;
             (0..count).map(|_| normal.sample(&mut *rng)).collect()

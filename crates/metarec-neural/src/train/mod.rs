@@ -107,6 +107,15 @@ pub struct TrainConfig {
     /// (0: as many as the slate shows). A teacher that ranks the catalog (the informed
     /// yardstick) says more than its slate of 5: which items come next, and in what order.
     pub imitate_depth: usize,
+    /// Supervised training on logged interactions: learn each clicked (or bought) item as one
+    /// choice out of the whole catalog, a softmax over every item's score, instead of a click
+    /// cross-entropy over the slate's entries. For a shop that logs no impressions, whose
+    /// slates are the bought item and a few random negatives: telling the bought item from
+    /// random ones does not teach the network to order the plausible items a top 10 is drawn
+    /// from, and the full softmax makes every item a negative. Off (and left out of manifests)
+    /// by default, so earlier runs and manifests stay as they were.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub catalog_softmax: bool,
 }
 
 impl Default for TrainConfig {
@@ -122,6 +131,7 @@ impl Default for TrainConfig {
             seed: 7,
             user_streams: false,
             imitate_depth: 0,
+            catalog_softmax: false,
         }
     }
 }
@@ -252,7 +262,13 @@ pub const MAX_IMITATE_DEPTH: usize = 100;
 const USER_STREAMS: u64 = 0x7573_6572 << 32;
 
 fn adam(varmap: &VarMap, lr: f64) -> Result<AdamW, NeuralError> {
-    let vars = sorted_vars(varmap).into_iter().map(|(_, v)| v).collect();
+    // A variable with no values (the item layer's weight over zero features, for a catalog
+    // of ids alone) has nothing to learn, and candle cannot step it.
+    let vars = sorted_vars(varmap)
+        .into_iter()
+        .map(|(_, v)| v)
+        .filter(|v| v.elem_count() > 0)
+        .collect();
     Ok(AdamW::new(
         vars,
         ParamsAdamW {
@@ -549,6 +565,11 @@ impl Trainer {
         logged: &[Interaction],
         weights: Option<&[Vec<f32>]>,
     ) -> Result<Tensor, NeuralError> {
+        if self.config.catalog_softmax && weights.is_some() {
+            return Err(NeuralError::Config(
+                "the catalog softmax takes no per-entry weights: it learns from the clicked entries alone".into(),
+            ));
+        }
         if let Some(w) = weights {
             let fits = w.len() == logged.len()
                 && w.iter()
@@ -633,9 +654,32 @@ impl Trainer {
             }
         };
         let flat = scores.flatten_all()?;
-        let m = idx.len();
-        let click_logits = flat.index_select(&Tensor::from_vec(idx, m, &Device::Cpu)?, 0)?;
-        let mut loss = bce(&click_logits, click_t, click_w)?;
+        let mut loss = if self.config.catalog_softmax {
+            // Each clicked entry is one choice out of the catalog: its log-probability under
+            // the softmax of the row's scores over every item.
+            let chosen: Vec<u32> = idx
+                .iter()
+                .zip(&click_t)
+                .filter(|(_, c)| **c > 0.5)
+                .map(|(i, _)| *i)
+                .collect();
+            if chosen.is_empty() {
+                return Err(NeuralError::Config(
+                    "the catalog softmax needs a clicked entry in the batch".into(),
+                ));
+            }
+            let c = chosen.len();
+            let log_p =
+                candle_nn::ops::log_softmax(&scores, candle_core::D::Minus1)?.flatten_all()?;
+            log_p
+                .index_select(&Tensor::from_vec(chosen, c, &Device::Cpu)?, 0)?
+                .mean_all()?
+                .neg()?
+        } else {
+            let m = idx.len();
+            let click_logits = flat.index_select(&Tensor::from_vec(idx, m, &Device::Cpu)?, 0)?;
+            bce(&click_logits, click_t, click_w)?
+        };
         if !buy_idx.is_empty() {
             let b = buy_idx.len();
             let logits = flat.index_select(&Tensor::from_vec(buy_idx, b, &Device::Cpu)?, 0)?;
