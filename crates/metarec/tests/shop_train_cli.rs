@@ -443,42 +443,23 @@ fn the_catalog_softmax_trains_on_purchases_alone_and_is_refused_where_impression
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let model = tmp.path().join("model");
-    let out = metarec(
-        &data,
-        &[
-            "-q",
-            "train",
-            "--shop",
-            arg(&organic),
-            "--catalog-softmax",
-            "--iterations",
-            "20",
-            "--out",
-            arg(&model),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let bundle = ModelBundle::load(&model).unwrap();
-    assert!(bundle.manifest.train.catalog_softmax);
+    // Trains the organic shop's model for `iterations` more, with `flag` ("" for none), and
+    // returns the bundle's iteration count and whether it was trained with the catalog softmax.
+    let train = |flag: &str, iterations: &str| {
+        let mut args = vec!["-q", "train", "--shop", arg(&organic), "--out", arg(&model)];
+        args.extend(["--iterations", iterations]);
+        args.extend([flag].into_iter().filter(|f| !f.is_empty()));
+        let out = metarec(&data, &args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let bundle = ModelBundle::load(&model).unwrap();
+        (
+            bundle.manifest.iterations,
+            bundle.manifest.train.catalog_softmax,
+        )
+    };
+    assert_eq!(train("--catalog-softmax", "20"), (20, true));
     // Resumed without the flag, it keeps the objective it was trained with.
-    let out = metarec(
-        &data,
-        &[
-            "-q",
-            "train",
-            "--shop",
-            arg(&organic),
-            "--resume",
-            "--iterations",
-            "2",
-            "--out",
-            arg(&model),
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let bundle = ModelBundle::load(&model).unwrap();
-    assert_eq!(bundle.manifest.iterations, 22);
-    assert!(bundle.manifest.train.catalog_softmax);
+    assert_eq!(train("--resume", "2"), (22, true));
 
     // A shop with impressions says which shown items were passed over: refused, nothing written.
     let shop = made_up_shop(&data, tmp.path(), "200", "7");
