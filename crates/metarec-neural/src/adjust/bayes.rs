@@ -4,7 +4,7 @@
 //! generic [`decide_with`] and [`explain_with`] that every adjuster shares.
 
 use super::{
-    AdjustedChoice, Calibration, DecideBuffers, GaussianPosterior, HeadAdjuster, ScoreParts,
+    AdjustedChoice, Calibration, DecideBuffers, GaussianPosterior, HeadAdjuster, ScoreParts, Shown,
     decide_with, explain_slate_with, explain_with, shown_items, sigmoid,
 };
 use crate::features::Features;
@@ -163,14 +163,16 @@ impl Adjuster for BayesianAdjuster {
 
     fn update(&self, state: &mut GaussianPosterior, interaction: &Interaction) {
         let mu = state.mean(&mut Vec::new());
-        self.update_at(state, interaction, &mu);
+        let shown = shown_items(&self.frozen, &self.features, interaction);
+        self.update_at(state, &shown, &mu);
     }
 }
 
 impl BayesianAdjuster {
-    /// [`Adjuster::update`] from the posterior mean `mu` of `state` as it is.
-    fn update_at(&self, state: &mut GaussianPosterior, interaction: &Interaction, mu: &[f64]) {
-        for shown in shown_items(&self.frozen, &self.features, interaction) {
+    /// [`Adjuster::update`] on an interaction's shown items from the posterior mean `mu` of
+    /// `state` as it is.
+    fn update_at(&self, state: &mut GaussianPosterior, shown: &[Shown], mu: &[f64]) {
+        for shown in shown {
             let xm = shown.x.iter().zip(mu).map(|(a, b)| a * b).sum::<f64>();
             let p = sigmoid(self.config.calibration.logit_at(shown.base, shown.position) + xm);
             let w = (p * (1.0 - p)).max(1e-6);
@@ -191,17 +193,22 @@ impl HeadAdjuster for BayesianAdjuster {
         state.mean(&mut Vec::new())
     }
 
-    fn update_from_correction(
+    fn update_buffered(
         &self,
         state: &mut GaussianPosterior,
         interaction: &Interaction,
-        correction: &[f64],
+        correction: Option<&[f64]>,
+        buffers: &mut DecideBuffers,
     ) {
-        // The correction is the posterior mean, bit for bit what `update` would compute.
-        if correction.len() == state.dim {
-            self.update_at(state, interaction, correction);
-        } else {
-            self.update(state, interaction);
+        let shown = buffers.shown_items(&self.frozen, &self.features, interaction);
+        // The known correction is this state's posterior mean, bit for bit what `update`
+        // would compute.
+        match correction {
+            Some(mu) if mu.len() == state.dim => self.update_at(state, &shown, mu),
+            _ => {
+                let mu = state.mean(&mut Vec::new());
+                self.update_at(state, &shown, &mu);
+            }
         }
     }
 

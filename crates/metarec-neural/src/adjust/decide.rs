@@ -4,7 +4,7 @@
 //! [`ScoreParts`]) and the [`DecideBuffers`] a policy reuses between decisions.
 
 use super::columns::{corrected_scores, corrected_scores_many, spread_columns};
-use super::{HeadAdjuster, NetView};
+use super::{HeadAdjuster, Shown, TowerMemo, shown_items_read};
 use crate::features::UserView;
 use metarec_core::explore::{
     epsilon_greedy, greedy, monte_carlo_marginals_scored, plackett_luce, top_k,
@@ -65,8 +65,8 @@ pub struct DecideBuffers {
     base: Vec<f64>,
     scores: Vec<f64>,
     resampled: Vec<f64>,
-    /// The network's view of the context being decided.
-    net: NetView,
+    /// The network's view of the context last read (decided, or updated on by a policy).
+    tower: TowerMemo,
     /// The candidates' item vectors by dimension, widened to f64 once per decision rather
     /// than once per draw: row `k` holds coordinate `k` of every candidate, so a score pass
     /// runs over independent candidates (see [`corrected_scores`]).
@@ -96,6 +96,25 @@ impl DecideBuffers {
     /// made on, if it computed one.
     pub(super) fn correction(&self) -> Option<&[f64]> {
         self.has_correction.then_some(&self.correction[..])
+    }
+
+    /// Forgets the user tower's output kept from the last context read. Buffers serve one
+    /// network: call this after changing the network (or the adjuster) they are used with,
+    /// since a context that reads as the same view would otherwise reuse the old network's
+    /// head.
+    pub fn forget_network(&mut self) {
+        self.tower.forget();
+    }
+
+    /// The shown items of `interaction` ([`super::shown_items`]), the user tower read through
+    /// these buffers' memo.
+    pub(super) fn shown_items(
+        &mut self,
+        frozen: &crate::model::Frozen,
+        features: &crate::features::Features,
+        interaction: &metarec_core::Interaction,
+    ) -> Vec<Shown> {
+        shown_items_read(frozen, features, interaction, &mut self.tower)
     }
 
     /// Keeps `mean` as the last decision's greedy correction.
@@ -203,7 +222,7 @@ fn candidates_and_base<A: HeadAdjuster>(
     if buf.candidates.is_empty() {
         return false;
     }
-    buf.net.fill(frozen, features, context);
+    let net = buf.tower.read(frozen, features, context);
     let (e, m) = (frozen.embed, buf.candidates.len());
     // Every value is written by `spread_columns`: resizing without clearing zeroes only
     // what a longer list adds.
@@ -213,13 +232,13 @@ fn candidates_and_base<A: HeadAdjuster>(
         &frozen.item_vectors,
         e,
         &buf.candidates,
-        &buf.net.head,
+        &net.head,
         &mut buf.columns,
         &mut buf.dots,
     );
     // The session flags by item, set from the history once rather than searched for in it per
     // candidate, and cleared again so the buffer stays all zeros between decisions.
-    let view = &buf.net.view;
+    let view = &net.view;
     let marked = view.ignored.iter().chain(&view.clicked);
     let size = marked.clone().map(|i| i.index() + 1).max().unwrap_or(0);
     if buf.marks.len() < size {
@@ -458,6 +477,7 @@ pub fn explain_slate_with<A: HeadAdjuster>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adjust::NetView;
     use crate::adjust::{
         BayesConfig, BayesianAdjuster, GaussianPosterior, GradientAdjuster, GradientConfig,
     };

@@ -2,7 +2,7 @@
 //! MAML / Reptile on the head): each user's [`GradientState`] is the correction itself, moved by
 //! gradient steps of the click log-likelihood, with its settings in [`GradientConfig`].
 
-use super::{Calibration, HeadAdjuster, shown_items, sigmoid};
+use super::{Calibration, DecideBuffers, HeadAdjuster, Shown, shown_items, sigmoid};
 use crate::features::Features;
 use crate::model::Frozen;
 use metarec_core::{Adjuster, Interaction};
@@ -107,10 +107,17 @@ impl Adjuster for GradientAdjuster {
 
     fn update(&self, state: &mut GradientState, interaction: &Interaction) {
         let shown = shown_items(&self.frozen, &self.features, interaction);
+        self.step(state, &shown);
+    }
+}
+
+impl GradientAdjuster {
+    /// [`Adjuster::update`] on an interaction's shown items.
+    fn step(&self, state: &mut GradientState, shown: &[Shown]) {
         let mut grad = vec![0.0; state.delta.len()];
         for _ in 0..self.config.steps {
             grad.iter_mut().for_each(|g| *g = 0.0);
-            for s in &shown {
+            for s in shown {
                 let z = self.config.calibration.logit_at(s.base, s.position)
                     + s.x
                         .iter()
@@ -138,6 +145,19 @@ impl HeadAdjuster for GradientAdjuster {
 
     fn correction(&self, state: &GradientState) -> Vec<f64> {
         state.delta.clone()
+    }
+
+    fn update_buffered(
+        &self,
+        state: &mut GradientState,
+        interaction: &Interaction,
+        correction: Option<&[f64]>,
+        buffers: &mut DecideBuffers,
+    ) {
+        // The steps start from the state itself, so only the tower's output is reused.
+        let _ = correction;
+        let shown = buffers.shown_items(&self.frozen, &self.features, interaction);
+        self.step(state, &shown);
     }
 
     fn calibration(&self) -> Calibration {

@@ -79,17 +79,14 @@ struct NetView {
 }
 
 impl NetView {
-    /// The network's view of a context: the user input, the session flags and the head.
+    /// The network's view of a context: the user input, the session flags and the head,
+    /// computed afresh (the tests' reference path; policies read through a [`TowerMemo`]).
+    #[cfg(test)]
     fn of(frozen: &Frozen, features: &Features, context: &Context) -> NetView {
         let mut v = NetView::default();
-        v.fill(frozen, features, context);
+        features.user_view(context, &mut v.view);
+        frozen.user_of(&v.view, &mut v.scratch, &mut v.head);
         v
-    }
-
-    /// [`NetView::of`] into this view's buffers, so a policy deciding many times reuses them.
-    fn fill(&mut self, frozen: &Frozen, features: &Features, context: &Context) {
-        features.user_view(context, &mut self.view);
-        frozen.user_of(&self.view, &mut self.scratch, &mut self.head);
     }
 
     /// The network's score of item `i` (without any correction).
@@ -100,6 +97,42 @@ impl NetView {
             self.view.ignored.contains(&item),
             self.view.clicked.contains(&item),
         ))
+    }
+}
+
+/// The network's view of the last context a policy read, kept between its decisions and
+/// updates: the user tower is a pure function of the view, so when the next context reads as
+/// the same view (a decision and the update of its own interaction, in either order) the head
+/// is reused instead of computed again. The user tower was about a sixth of a Thompson-sampling
+/// decision and its update together on the demo's network, computed twice for one context.
+///
+/// The memo holds one network's output: whoever changes the network under it calls
+/// [`TowerMemo::forget`].
+#[derive(Debug, Clone, Default)]
+struct TowerMemo {
+    net: NetView,
+    /// The view of the context being read, compared with `net.view`.
+    spare: UserView,
+    /// Whether `net.head` is the tower's output for `net.view`.
+    valid: bool,
+}
+
+impl TowerMemo {
+    /// The network's view of `context`, its head computed only when the view differs from the
+    /// last one read.
+    fn read(&mut self, frozen: &Frozen, features: &Features, context: &Context) -> &NetView {
+        features.user_view(context, &mut self.spare);
+        if !(self.valid && self.spare == self.net.view) {
+            std::mem::swap(&mut self.spare, &mut self.net.view);
+            frozen.user_of(&self.net.view, &mut self.net.scratch, &mut self.net.head);
+            self.valid = true;
+        }
+        &self.net
+    }
+
+    /// Drops the memo (the network under it changed).
+    fn forget(&mut self) {
+        self.valid = false;
     }
 }
 
@@ -115,7 +148,17 @@ struct Shown {
 /// The shown items of an interaction that the network knows, with their scores in the context
 /// the decision was made in.
 fn shown_items(frozen: &Frozen, features: &Features, interaction: &Interaction) -> Vec<Shown> {
-    let net = NetView::of(frozen, features, &interaction.context);
+    shown_items_read(frozen, features, interaction, &mut TowerMemo::default())
+}
+
+/// [`shown_items`] through a policy's [`TowerMemo`].
+fn shown_items_read(
+    frozen: &Frozen,
+    features: &Features,
+    interaction: &Interaction,
+    memo: &mut TowerMemo,
+) -> Vec<Shown> {
+    let net = memo.read(frozen, features, &interaction.context);
     let e = frozen.embed;
     interaction
         .decision
@@ -241,18 +284,21 @@ pub trait HeadAdjuster: Adjuster {
         }
         true
     }
-    /// [`Adjuster::update`] given `correction`, what [`HeadAdjuster::correction`] gives for
-    /// `state` as it is (the caller knows it from a decision made on the same state): the same
-    /// new state, without recomputing it where the update starts from it (the Bayesian
-    /// adjuster's Laplace step reads the posterior mean, a factorisation and a solve). The
-    /// default ignores it.
-    fn update_from_correction(
+    /// [`Adjuster::update`] given what a policy kept from its decisions: the same new state,
+    /// computing less of it again. `correction` is what [`HeadAdjuster::correction`] gives for
+    /// `state` as it is, when the caller knows it from a decision made on the same state (the
+    /// Bayesian adjuster's Laplace step starts from the posterior mean, a factorisation and a
+    /// solve); and the user tower's output for the interaction's context is reused when
+    /// `buffers` read the same view last (see [`DecideBuffers::forget_network`]). The default
+    /// is the plain update.
+    fn update_buffered(
         &self,
         state: &mut Self::State,
         interaction: &Interaction,
-        correction: &[f64],
+        correction: Option<&[f64]>,
+        buffers: &mut DecideBuffers,
     ) {
-        let _ = correction;
+        let _ = (correction, buffers);
         self.update(state, interaction);
     }
     /// Monte Carlo rankings for the propensities of Thompson sampling (unused when

@@ -8,15 +8,48 @@ use metarec_core::{Context, Interaction, Policy, Rng, SlateChoice, UserKey};
 pub struct AdjustedPolicy<A: HeadAdjuster = BayesianAdjuster> {
     name: String,
     adjuster: A,
-    states: std::collections::HashMap<UserKey, A::State>,
+    users: std::collections::HashMap<UserKey, UserEntry<A::State>>,
     buffers: DecideBuffers,
-    /// The user of the last decision, while the greedy correction of their state that it left
-    /// in `buffers` is still theirs (until anything else touches the states): the next update
-    /// of that user starts from it ([`HeadAdjuster::update_from_correction`]) instead of
-    /// computing it again. In the arena and the benchmarks each decision is followed by the
-    /// update of its own interaction, so the Bayesian adjuster factorises each precision once
-    /// instead of twice.
-    last: Option<UserKey>,
+}
+
+/// A user's state, with the greedy correction of that state as it is when the last decision
+/// computed one: the next update of the user starts from it
+/// ([`HeadAdjuster::update_buffered`]) instead of computing it again. The Bayesian adjuster's
+/// correction is its posterior mean, a factorisation and a solve; kept per user (a vector of
+/// the head's width beside a state that holds a square matrix of it), it serves users whose
+/// decisions and updates interleave, as a server's do, and not only a decision followed by its
+/// own update.
+struct UserEntry<S> {
+    state: S,
+    /// The correction's buffer, reused between decisions; `has_correction` says whether it
+    /// holds the correction of `state` as it is.
+    correction: Vec<f64>,
+    has_correction: bool,
+}
+
+impl<S> UserEntry<S> {
+    fn new(state: S) -> Self {
+        UserEntry {
+            state,
+            correction: Vec::new(),
+            has_correction: false,
+        }
+    }
+}
+
+/// The user's entry, started at the prior when unseen. Callers borrow the state in place: a
+/// state (the Bayesian adjuster's holds a d x d precision) is not copied per call. A function
+/// of the map and the adjuster, not a method, so the policy's buffers can be borrowed beside
+/// the entry.
+fn entry_of<'a, A: HeadAdjuster>(
+    users: &'a mut std::collections::HashMap<UserKey, UserEntry<A::State>>,
+    adjuster: &A,
+    user: &UserKey,
+) -> &'a mut UserEntry<A::State> {
+    if !users.contains_key(user) {
+        users.insert(user.clone(), UserEntry::new(adjuster.prior()));
+    }
+    users.get_mut(user).expect("inserted above")
 }
 
 impl<A: HeadAdjuster> AdjustedPolicy<A> {
@@ -25,9 +58,8 @@ impl<A: HeadAdjuster> AdjustedPolicy<A> {
         AdjustedPolicy {
             name: name.to_owned(),
             adjuster,
-            states: std::collections::HashMap::new(),
+            users: std::collections::HashMap::new(),
             buffers: DecideBuffers::default(),
-            last: None,
         }
     }
 
@@ -36,29 +68,28 @@ impl<A: HeadAdjuster> AdjustedPolicy<A> {
         &self.adjuster
     }
 
-    /// The adjuster, to change its settings between users (meta-training does).
+    /// The adjuster, to change its settings between users (meta-training does). The kept
+    /// corrections and the user tower's kept output are dropped: either may depend on what
+    /// changes.
     pub fn adjuster_mut(&mut self) -> &mut A {
-        self.last = None;
+        for entry in self.users.values_mut() {
+            entry.has_correction = false;
+        }
+        self.buffers.forget_network();
         &mut self.adjuster
     }
 
     /// Removes and returns every user's state (meta-training reads each user's adapted state).
     pub fn drain_states(&mut self) -> Vec<(UserKey, A::State)> {
-        self.last = None;
-        self.states.drain().collect()
+        self.users
+            .drain()
+            .map(|(user, entry)| (user, entry.state))
+            .collect()
     }
 
     /// A user's current state, if they have been seen.
     pub fn user_state(&self, user: &UserKey) -> Option<&A::State> {
-        self.states.get(user)
-    }
-
-    /// Starts the user at the prior when unseen. Callers then borrow the state in place: a
-    /// state (the Bayesian adjuster's holds a d x d precision) is not copied per call.
-    fn ensure_state(&mut self, user: &UserKey) {
-        if !self.states.contains_key(user) {
-            self.states.insert(user.clone(), self.adjuster.prior());
-        }
+        self.users.get(user).map(|entry| &entry.state)
     }
 }
 
@@ -68,31 +99,39 @@ impl<A: HeadAdjuster> Policy for AdjustedPolicy<A> {
     }
 
     fn start_user(&mut self, context: &Context) {
-        self.last = None;
         let prior = self.adjuster.prior();
-        self.states.insert(context.user.clone(), prior);
+        self.users
+            .insert(context.user.clone(), UserEntry::new(prior));
     }
 
     fn decide(&mut self, context: &Context, k: usize, rng: &mut Rng) -> SlateChoice {
-        self.ensure_state(&context.user);
-        let state = &self.states[&context.user];
-        let choice = decide_with(&self.adjuster, state, context, k, rng, &mut self.buffers).choice;
-        self.last = self.buffers.correction().map(|_| context.user.clone());
+        let entry = entry_of(&mut self.users, &self.adjuster, &context.user);
+        let choice = decide_with(
+            &self.adjuster,
+            &entry.state,
+            context,
+            k,
+            rng,
+            &mut self.buffers,
+        )
+        .choice;
+        entry.correction.clear();
+        match self.buffers.correction() {
+            Some(correction) => {
+                entry.correction.extend_from_slice(correction);
+                entry.has_correction = true;
+            }
+            None => entry.has_correction = false,
+        }
         choice
     }
 
     fn observe(&mut self, interaction: &Interaction) {
-        let user = &interaction.context.user;
-        let last = self.last.take();
-        self.ensure_state(user);
-        if let Some(state) = self.states.get_mut(user) {
-            match self.buffers.correction() {
-                Some(correction) if last.as_ref() == Some(user) => self
-                    .adjuster
-                    .update_from_correction(state, interaction, correction),
-                _ => self.adjuster.update(state, interaction),
-            }
-        }
+        let entry = entry_of(&mut self.users, &self.adjuster, &interaction.context.user);
+        let correction = entry.has_correction.then_some(&entry.correction[..]);
+        self.adjuster
+            .update_buffered(&mut entry.state, interaction, correction, &mut self.buffers);
+        entry.has_correction = false;
     }
 }
 
@@ -104,13 +143,55 @@ mod tests {
     use crate::features::UserView;
     use metarec_core::explore::top_k;
     use metarec_core::{Adjuster, ItemId};
+    use std::sync::Arc;
+
+    /// Step `n` of a run that interleaves users: an interaction of `user` whose context's
+    /// history is the first `n % 4` events of a fixed list, so some steps read the same view
+    /// as the step before and some do not.
+    fn step_interaction(n: usize, user: &str) -> Interaction {
+        let mut it = interaction(
+            &[[0, 1, 2], [4, 5, 6], [8, 9, 3]][n % 3],
+            &[n % 2 == 0, false, n % 3 == 0],
+        );
+        it.context.user = UserKey::from(user);
+        let events = [(3, true), (7, false), (1, false), (9, true)];
+        for &(item, click) in &events[..n % 4] {
+            it.context.session.history.push(metarec_core::PastEvent {
+                item: ItemId(item),
+                click,
+                purchase: false,
+            });
+        }
+        it
+    }
+
+    /// The steps the tests below take: which user, and whether to decide or to update.
+    const STEPS: [(&str, bool); 14] = [
+        ("u", true),
+        ("u", false),
+        ("u", false),
+        ("v", true),
+        ("u", true),
+        ("v", false),
+        ("u", false),
+        ("v", true),
+        ("u", false),
+        ("u", true),
+        ("u", false),
+        ("v", false),
+        ("v", true),
+        ("u", false),
+    ];
 
     #[test]
     fn updates_from_the_last_decisions_correction_give_the_states_plain_updates_give() {
-        // Two users' decisions and updates interleaved in every way the cache must get right:
-        // an update right after its user's decision (the correction is reused), after another
-        // user's decision, twice after one decision, and after a new start.
+        // Two users' decisions and updates interleaved in every way the kept corrections and
+        // the kept tower output must get right: an update right after its user's decision, after
+        // another user's decision, twice after one decision, and after a new start; contexts
+        // that read as the view read last, and contexts that do not. Every state and every
+        // decision must be the bits of plain updates and of decisions on fresh buffers.
         let (frozen, features) = network();
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         for thompson in [true, false] {
             let adj = BayesianAdjuster::new(
                 frozen.clone(),
@@ -122,50 +203,104 @@ mod tests {
             );
             let mut policy = AdjustedPolicy::new("adjusted", adj.clone());
             let mut plain = std::collections::HashMap::new();
-            let mut rng = metarec_core::rng_for(6, 6);
-            let steps: [(&str, bool); 10] = [
-                ("u", true),
-                ("u", false),
-                ("u", false),
-                ("v", true),
-                ("v", false),
-                ("v", true),
-                ("u", false),
-                ("u", true),
-                ("u", false),
-                ("u", false),
-            ];
-            for (n, (user, decide)) in steps.into_iter().enumerate() {
-                let mut it = interaction(
-                    &[[0, 1, 2], [4, 5, 6], [8, 9, 3]][n % 3],
-                    &[n % 2 == 0, false, n % 3 == 0],
-                );
-                it.context.user = UserKey::from(user);
+            let (mut rng, mut fresh_rng) =
+                (metarec_core::rng_for(6, 6), metarec_core::rng_for(6, 6));
+            for (n, (user, decide)) in STEPS.into_iter().enumerate() {
+                let it = step_interaction(n, user);
+                let state = plain.entry(user).or_insert_with(|| adj.prior());
                 if decide {
-                    policy.decide(&it.context, 3, &mut rng);
+                    let got = policy.decide(&it.context, 3, &mut rng);
+                    let want = decide_with(
+                        &adj,
+                        state,
+                        &it.context,
+                        3,
+                        &mut fresh_rng,
+                        &mut DecideBuffers::default(),
+                    )
+                    .choice;
+                    assert_eq!(got.items, want.items, "step {n}");
+                    assert_eq!(
+                        bits(&got.propensities),
+                        bits(&want.propensities),
+                        "step {n}"
+                    );
                 } else {
                     policy.observe(&it);
-                    let state = plain
-                        .entry(user)
-                        .or_insert_with(|| policy.adjuster().prior());
-                    policy.adjuster().update(state, &it);
+                    adj.update(state, &it);
                 }
                 // After every step, every user's state is the plain updates' to the bit.
                 for (user, want) in &plain {
                     let got = policy.user_state(&UserKey::from(*user)).unwrap();
                     assert_eq!(got.observations, want.observations, "step {n}, {user}");
-                    let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                     assert_eq!(bits(&got.precision), bits(&want.precision), "step {n}");
                     assert_eq!(bits(&got.shift), bits(&want.shift), "step {n}, {user}");
                 }
-                if n == 7 {
+                if n == 9 {
                     // A new start of `u` right after a decision: the decision's correction
                     // belongs to a state that is gone.
                     policy.start_user(&it.context);
-                    plain.insert("u", policy.adjuster().prior());
+                    plain.insert("u", adj.prior());
                 }
             }
         }
+    }
+
+    #[test]
+    fn the_gradient_adjusters_policy_updates_as_its_plain_updates_do() {
+        use crate::adjust::{GradientAdjuster, GradientConfig};
+        let (frozen, features) = network();
+        let adj = GradientAdjuster::new(frozen, features, GradientConfig::default());
+        let mut policy = AdjustedPolicy::new("gradient", adj.clone());
+        let mut plain = std::collections::HashMap::new();
+        let mut rng = metarec_core::rng_for(6, 6);
+        for (n, (user, decide)) in STEPS.into_iter().enumerate() {
+            let it = step_interaction(n, user);
+            if decide {
+                policy.decide(&it.context, 3, &mut rng);
+            } else {
+                policy.observe(&it);
+                let state = plain.entry(user).or_insert_with(|| adj.prior());
+                adj.update(state, &it);
+            }
+            for (user, want) in &plain {
+                let got = policy.user_state(&UserKey::from(*user)).unwrap();
+                assert_eq!(got, want, "step {n}, {user}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_network_changed_under_the_policy_is_not_served_from_the_old_ones_tower() {
+        // Two networks of the same shape; the same context decided before and after the swap
+        // reads as the same view, so only forgetting the kept head makes the second decision
+        // the new network's.
+        let (frozen, features) = network();
+        let other = {
+            use crate::train::{TrainConfig, Trainer};
+            let cat = crate::train::tests::catalog(10);
+            let config = TrainConfig {
+                seed: 99,
+                ..TrainConfig::default()
+            };
+            let trainer = Trainer::new(&cat, metarec_core::RewardFn::default(), config).unwrap();
+            Arc::new(trainer.frozen().clone())
+        };
+        let greedy = BayesConfig {
+            thompson: false,
+            ..BayesConfig::default()
+        };
+        let first = BayesianAdjuster::new(frozen, features.clone(), greedy);
+        let second = first.with_network(other, features).unwrap();
+        let ctx = step_interaction(3, "u").context;
+        let mut rng = metarec_core::rng_for(1, 1);
+        let mut policy = AdjustedPolicy::new("adjusted", first);
+        let before = policy.decide(&ctx, 10, &mut rng);
+        *policy.adjuster_mut() = second.clone();
+        let after = policy.decide(&ctx, 10, &mut rng);
+        let fresh = AdjustedPolicy::new("fresh", second).decide(&ctx, 10, &mut rng);
+        assert_eq!(after, fresh);
+        assert_ne!(before.items, after.items, "the two networks rank alike");
     }
 
     #[test]

@@ -158,6 +158,19 @@ fn neural_bench(calls: usize, iterations: usize, global: &Global) -> Result<()> 
             if *p99 < 50.0 { "met" } else { "NOT met" }
         );
     }
+    // The machine's own spread, measured at the Thompson row's median: what part of that row's
+    // tail no change to the decision path can remove.
+    if let Some((_, (p50, _))) = adjust_rows.first() {
+        let (reference, iterations) = jitter_reference(*p50, calls);
+        println!(
+            "  {:<34}  {:>14.1}  {:>14.1}  {:>12}",
+            "reference: fixed arithmetic", reference.0, reference.1, "(machine)"
+        );
+        println!(
+            "  the reference repeats one chain of {} register-only floating-point steps, timed as the rows are: its p99 over its p50 is this machine's timing jitter (interrupts, frequency changes, other processes) at the Thompson row's median",
+            thousands(iterations as f64)
+        );
+    }
     let scenario = crate::sim::build_scenario("default", global)?;
     let mut env = scenario.env_with_seed(12345);
     let mut trainer = Trainer::new(
@@ -184,6 +197,35 @@ fn neural_bench(calls: usize, iterations: usize, global: &Global) -> Result<()> 
         iterations
     );
     Ok(())
+}
+
+/// A fixed chain of `steps` dependent floating-point operations on registers alone: the same
+/// work on every call, touching no memory, so the spread of its latencies is the machine's.
+fn fixed_arithmetic(steps: u64) -> f64 {
+    let mut x = 1.0f64;
+    for i in 0..steps {
+        x = x * 1.000_000_1 + i as f64 * 1e-9;
+    }
+    x
+}
+
+/// p50 and p99 of `calls` timed calls of [`fixed_arithmetic`], its length chosen so that its
+/// median is about `target_p50` microseconds, and that length.
+fn jitter_reference(target_p50: f64, calls: usize) -> ((f64, f64), u64) {
+    let time = |steps: u64, calls: usize| {
+        let mut micros = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let t = Instant::now();
+            std::hint::black_box(fixed_arithmetic(std::hint::black_box(steps)));
+            micros.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        percentiles(micros)
+    };
+    // The median of a short calibration run gives the time per step.
+    let probe = 10_000u64;
+    let (per_probe, _) = time(probe, 200);
+    let steps = ((target_p50 / per_probe.max(1e-3)) * probe as f64).clamp(1.0, 1e9) as u64;
+    (time(steps, calls), steps)
 }
 
 /// Latency of one adaptation (the user's last interaction: a slate of 5 with one click) plus one
