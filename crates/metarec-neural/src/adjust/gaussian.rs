@@ -39,14 +39,14 @@ impl GaussianPosterior {
     /// Folds in one linear-Gaussian observation `target = x . theta + noise` with weight
     /// `1 / noise variance`: `L += w x x^T`, `h += w x target`.
     pub fn observe(&mut self, x: &[f64], target: f64, weight: f64) {
-        let d = self.dim;
-        for (a, xa) in x.iter().enumerate().take(d) {
-            let wa = weight * xa;
-            for (p, xb) in self.precision[a * d..(a + 1) * d].iter_mut().zip(x) {
-                *p += wa * xb;
-            }
-            self.shift[a] += wa * target;
-        }
+        fold_in(
+            &mut self.precision,
+            &mut self.shift,
+            self.dim,
+            x,
+            target,
+            weight,
+        );
         self.observations += 1;
     }
 
@@ -158,6 +158,54 @@ impl GaussianPosterior {
                 *v = lanes[i * stride + r] + m;
             }
         }
+    }
+}
+
+/// [`GaussianPosterior::observe`]'s arithmetic: `precision += w x x^T`, `shift += w x target`.
+///
+/// On x86-64 processors with AVX2 the same loop runs compiled for it (four lanes per vector
+/// instead of SSE2's two; multiplications and additions stay separate, never fused, so the
+/// state is the same bits). The Bayesian adjuster folds in five of these per interaction.
+fn fold_in(precision: &mut [f64], shift: &mut [f64], d: usize, x: &[f64], target: f64, w: f64) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor supports AVX2, as just checked.
+        unsafe { fold_in_avx2(precision, shift, d, x, target, w) };
+        return;
+    }
+    fold_in_portable(precision, shift, d, x, target, w);
+}
+
+/// [`fold_in`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn fold_in_avx2(
+    precision: &mut [f64],
+    shift: &mut [f64],
+    d: usize,
+    x: &[f64],
+    target: f64,
+    w: f64,
+) {
+    fold_in_portable(precision, shift, d, x, target, w);
+}
+
+/// [`fold_in`] for any processor; inlined into each compiled variant.
+#[inline(always)]
+fn fold_in_portable(
+    precision: &mut [f64],
+    shift: &mut [f64],
+    d: usize,
+    x: &[f64],
+    target: f64,
+    weight: f64,
+) {
+    for (a, xa) in x.iter().enumerate().take(d) {
+        let wa = weight * xa;
+        for (p, xb) in precision[a * d..(a + 1) * d].iter_mut().zip(x) {
+            *p += wa * xb;
+        }
+        shift[a] += wa * target;
     }
 }
 
@@ -368,6 +416,25 @@ mod tests {
                 back_substitute_portable(&factor, d, &mut portable, stride);
                 assert_eq!(bits(&fast), bits(&portable), "d {d}, count {count}");
             }
+        }
+    }
+
+    #[test]
+    fn the_dispatched_fold_is_bit_for_bit_the_portable_one() {
+        use rand::Rng as _;
+        let mut rng = metarec_core::rng_for(8, 8);
+        for d in [1, 3, 4, 5, 32, 33] {
+            let mut fast = GaussianPosterior::isotropic(&vec![0.2; d], 0.3);
+            let (mut precision, mut shift) = (fast.precision.clone(), fast.shift.clone());
+            for _ in 0..3 * d {
+                let x: Vec<f64> = (0..d).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let (target, weight) = (rng.random_range(-2.0..2.0), rng.random_range(0.0..1.0));
+                fast.observe(&x, target, weight);
+                fold_in_portable(&mut precision, &mut shift, d, &x, target, weight);
+            }
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&fast.precision), bits(&precision), "d {d}");
+            assert_eq!(bits(&fast.shift), bits(&shift), "d {d}");
         }
     }
 
