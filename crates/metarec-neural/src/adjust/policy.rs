@@ -17,8 +17,8 @@ pub struct AdjustedPolicy<A: HeadAdjuster = BayesianAdjuster> {
 /// ([`HeadAdjuster::update_buffered`]) instead of computing it again. The Bayesian adjuster's
 /// correction is its posterior mean, a factorisation and a solve; kept per user (a vector of
 /// the head's width beside a state that holds a square matrix of it), it serves users whose
-/// decisions and updates interleave, as a server's do, and not only a decision followed by its
-/// own update.
+/// decisions and updates interleave in one policy, and not only a decision followed by its own
+/// update. (The server keeps its users' states elsewhere and does not go through this policy.)
 struct UserEntry<S> {
     state: S,
     /// The correction's buffer, reused between decisions; `has_correction` says whether it
