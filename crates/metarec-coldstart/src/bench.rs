@@ -11,7 +11,7 @@ use crate::data::{Obs, RatingData};
 use crate::error::ColdStartError;
 use crate::melu::{Melu, MeluConfig, train_melu};
 pub use crate::metrics::Stat;
-use crate::metrics::{METRIC_NAMES, MetricSums, Metrics, paired_interval};
+use crate::metrics::{METRIC_NAMES, MetricSums, Metrics, RatingLevels, paired_interval};
 use crate::mf::{MfConfig, MfModel, fold_in, train_mf};
 use crate::ranking::{choose_ranking, mark_rated};
 use crate::split::{Episode, Split, SplitFractions};
@@ -598,12 +598,21 @@ fn run_seed(
     methods.retain(|(name, _)| config.runs(name));
     methods.sort_by_key(|(name, _)| METHODS.iter().position(|m| m == name));
 
-    // Evaluation on the test episodes.
+    // Evaluation on the test episodes. The rating levels are those of the training ratings.
+    let levels = RatingLevels::of(
+        split
+            .train
+            .iter()
+            .flat_map(|&u| data.users[u].ratings.iter().map(|o| o.rating)),
+    );
     let mut results = Vec::new();
     let mut out = Vec::new();
     let mut rated = vec![false; data.items];
     let mut sums: Vec<Vec<MetricSums>> =
-        vec![vec![MetricSums::clipped(scale.0, scale.1); budgets.len()]; methods.len()];
+        vec![
+            vec![MetricSums::clipped(scale.0, scale.1).with_levels(levels); budgets.len()];
+            methods.len()
+        ];
     for e in &split.test {
         mark_rated(data, e.user, &mut rated);
         let truth: Vec<f64> = e.query.iter().map(|q| q.rating).collect();

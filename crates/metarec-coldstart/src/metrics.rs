@@ -104,6 +104,53 @@ pub fn catalogue_hit(score: f64, negatives: &[f64], k: usize) -> (f64, f64) {
     (hit / n, gain / n)
 }
 
+/// The levels a rating takes (MovieLens: 1 to 5 stars), for the prediction that suits absolute
+/// error.
+///
+/// The point that minimises the expected absolute error under a predictive distribution is its
+/// median, and when ratings are whole levels the median is a level: a real-valued prediction
+/// between two levels is never the best answer for MAE. The rating models here (MF, the
+/// Bayesian adjuster) predict a rating with Gaussian noise around it; read as a rating rounded
+/// to the nearest level, the predictive distribution's median is the level nearest the
+/// prediction, whatever the noise. So `mae_rounded` measures every method's predictions
+/// rounded to the nearest level: a rule with nothing to fit, the same for every method.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RatingLevels {
+    /// The levels, ascending.
+    pub levels: Vec<f64>,
+}
+
+impl RatingLevels {
+    /// The distinct values of `ratings`, ascending (NaN left out).
+    pub fn of(ratings: impl IntoIterator<Item = f64>) -> RatingLevels {
+        let mut levels: Vec<f64> = ratings.into_iter().filter(|r| !r.is_nan()).collect();
+        levels.sort_by(f64::total_cmp);
+        levels.dedup();
+        RatingLevels { levels }
+    }
+
+    /// The level nearest `prediction` (the lower one when it is halfway; the prediction itself
+    /// when there are no levels).
+    pub fn nearest(&self, prediction: f64) -> f64 {
+        let above = self.levels.partition_point(|l| *l < prediction);
+        match (
+            above.checked_sub(1).map(|i| self.levels[i]),
+            self.levels.get(above),
+        ) {
+            (Some(low), Some(&high)) => {
+                if prediction - low <= high - prediction {
+                    low
+                } else {
+                    high
+                }
+            }
+            (Some(low), None) => low,
+            (None, Some(&high)) => high,
+            (None, None) => prediction,
+        }
+    }
+}
+
 /// Sums of the per-user metrics of one method at one support budget on one split.
 ///
 /// Errors are measured on predictions clipped to the rating scale when one is set (a rating
@@ -112,7 +159,9 @@ pub fn catalogue_hit(score: f64, negatives: &[f64], k: usize) -> (f64, f64) {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricSums {
     scale: Option<(f64, f64)>,
+    levels: Option<RatingLevels>,
     abs_error: f64,
+    rounded_abs_error: f64,
     sq_error: f64,
     ratings: usize,
     ndcg3: f64,
@@ -130,6 +179,9 @@ pub struct MetricSums {
 pub struct Metrics {
     /// Mean absolute error over all query ratings.
     pub mae: f64,
+    /// Mean absolute error of the predictions rounded to the nearest rating level
+    /// ([`RatingLevels`]; equal to `mae` where no levels are set).
+    pub mae_rounded: f64,
     /// Root mean squared error over all query ratings.
     pub rmse: f64,
     /// Mean over users of graded nDCG@3 of the query set.
@@ -148,8 +200,9 @@ pub struct Metrics {
 }
 
 /// Names of the [`Metrics`] fields in table order, and whether larger is better.
-pub const METRIC_NAMES: [(&str, bool); 7] = [
+pub const METRIC_NAMES: [(&str, bool); 8] = [
     ("mae", false),
+    ("mae_rounded", false),
     ("rmse", false),
     ("ndcg3", true),
     ("ndcg5", true),
@@ -163,6 +216,7 @@ impl Metrics {
     pub fn get(&self, name: &str) -> Option<f64> {
         Some(match name {
             "mae" => self.mae,
+            "mae_rounded" => self.mae_rounded,
             "rmse" => self.rmse,
             "ndcg3" => self.ndcg3,
             "ndcg5" => self.ndcg5,
@@ -183,6 +237,15 @@ impl MetricSums {
         }
     }
 
+    /// The same accumulator, also measuring the error of predictions rounded to the nearest of
+    /// `levels` (`mae_rounded`).
+    pub fn with_levels(self, levels: RatingLevels) -> Self {
+        MetricSums {
+            levels: Some(levels),
+            ..self
+        }
+    }
+
     /// Adds one user's episode: predictions and true ratings of the query set, the query items'
     /// catalogue ranking scores (`ranked`; a method that ranks by its predictions passes
     /// `predicted` again), the ranking scores of the relevant query items' competitors
@@ -197,6 +260,8 @@ impl MetricSums {
     ) {
         for (p, t) in predicted.iter().zip(truth) {
             let p = self.scale.map_or(*p, |(lo, hi)| p.clamp(lo, hi));
+            let rounded = self.levels.as_ref().map_or(p, |l| l.nearest(p));
+            self.rounded_abs_error += (rounded - t).abs();
             self.abs_error += (p - t).abs();
             self.sq_error += (p - t).powi(2);
         }
@@ -229,6 +294,7 @@ impl MetricSums {
         let per = |s: f64, n: usize| if n > 0 { s / n as f64 } else { 0.0 };
         Metrics {
             mae: per(self.abs_error, self.ratings),
+            mae_rounded: per(self.rounded_abs_error, self.ratings),
             rmse: per(self.sq_error, self.ratings).sqrt(),
             ndcg3: per(self.ndcg3, self.users),
             ndcg5: per(self.ndcg5, self.users),
@@ -544,6 +610,75 @@ mod tests {
         // The raw 6.5 outranks the negative at 5.5: rank 1.
         close(m.hr10, 1.0);
         close(m.ndcg10, 1.0);
+    }
+
+    #[test]
+    fn rounded_errors_round_the_clipped_prediction_to_the_nearest_level() {
+        let levels = RatingLevels::of([3.0, 1.0, 5.0, 2.0, 4.0, 3.0, f64::NAN]);
+        assert_eq!(levels.levels, [1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(levels.nearest(3.49), 3.0);
+        assert_eq!(levels.nearest(3.51), 4.0);
+        // Halfway goes to the lower level, and a prediction beyond the ends to the end.
+        assert_eq!(levels.nearest(2.5), 2.0);
+        assert_eq!(levels.nearest(-7.0), 1.0);
+        assert_eq!(levels.nearest(9.0), 5.0);
+        assert_eq!(RatingLevels::of([]).nearest(2.7), 2.7);
+        let mut s = MetricSums::clipped(1.0, 5.0).with_levels(levels);
+        // 3.6 rounds to 4 (error 0 against 4, 0.4 unrounded); 6.5 clips to 5 (error 1 against
+        // 4 either way); 1.4 rounds to 1 (error 0 against 1, 0.4 unrounded).
+        s.add_user(&[3.6, 6.5, 1.4], &[4.0, 4.0, 1.0], &[0.0; 3], &[], 1);
+        let m = s.finish();
+        close(m.mae, 1.8 / 3.0);
+        close(m.mae_rounded, 1.0 / 3.0);
+        let mut s = MetricSums::clipped(1.0, 5.0).with_levels(RatingLevels::of([1.0, 5.0]));
+        s.add_user(&[3.6], &[4.0], &[0.0], &[], 1);
+        close(s.finish().mae_rounded, 1.0);
+        // Without levels the rounded error is the plain one.
+        let mut s = MetricSums::clipped(1.0, 5.0);
+        s.add_user(&[3.6], &[4.0], &[0.0], &[], 1);
+        let m = s.finish();
+        close(m.mae_rounded, m.mae);
+    }
+
+    #[test]
+    fn the_nearest_level_is_the_median_of_a_rounded_gaussian_rating() {
+        // A rating drawn as N(m, sd^2) and rounded to the nearest of 1..5: the level with the
+        // lowest expected absolute error is the nearest level to m, whatever the spread, which
+        // is why `mae_rounded` rounds (and why a prediction between levels loses).
+        let levels = RatingLevels::of([1.0, 2.0, 3.0, 4.0, 5.0]);
+        let density = |y: f64, m: f64, sd: f64| {
+            (-0.5 * ((y - m) / sd).powi(2)).exp() / (sd * (2.0 * std::f64::consts::PI).sqrt())
+        };
+        for m in [1.2, 2.45, 2.55, 3.3, 3.8, 4.49, 4.9] {
+            for sd in [0.3, 0.9, 1.5] {
+                // The probability of each level by the midpoint rule on a fine grid.
+                let mut p = [0.0; 5];
+                let step = 1e-3;
+                let mut y = m - 10.0 * sd;
+                while y < m + 10.0 * sd {
+                    let level = levels.nearest(y + 0.5 * step);
+                    p[level as usize - 1] += density(y + 0.5 * step, m, sd) * step;
+                    y += step;
+                }
+                let expected_error = |x: f64| {
+                    (0..5)
+                        .map(|k| p[k] * (x - (k + 1) as f64).abs())
+                        .sum::<f64>()
+                };
+                let best = (1..=5)
+                    .map(|k| k as f64)
+                    .min_by(|a, b| expected_error(*a).total_cmp(&expected_error(*b)))
+                    .unwrap();
+                assert_eq!(best, levels.nearest(m), "m {m} sd {sd}");
+                // No point between the levels does better than the best level.
+                for x in [1.5, 2.5, 3.5, 4.5, m] {
+                    assert!(
+                        expected_error(x) >= expected_error(best) - 1e-9,
+                        "m {m} x {x}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

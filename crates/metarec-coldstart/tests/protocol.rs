@@ -180,9 +180,9 @@ fn a_tiny_end_to_end_run_is_complete_and_thread_independent() {
     assert_eq!(one.table, two.table);
     // Seven methods x three budgets, each with every metric.
     assert_eq!(one.table.len(), 21);
-    assert!(one.table.iter().all(|r| r.metrics.len() == 8));
-    // Every method but the reference, at every budget, on seven metrics.
-    assert_eq!(one.paired.len(), 6 * 3 * 7);
+    assert!(one.table.iter().all(|r| r.metrics.len() == 9));
+    // Every method but the reference, at every budget, on eight metrics.
+    assert_eq!(one.paired.len(), 6 * 3 * 8);
     assert!(one.paired.iter().all(|p| p.seeds == 2 && p.wins <= 2));
     let mae = |method: &str| {
         one.table
@@ -262,6 +262,7 @@ fn the_adjusters_catalogue_ranking_is_chosen_from_the_grid_and_recorded() {
             .collect::<Vec<f64>>()
     };
     assert_eq!(metric(&report, "mae"), metric(&base, "mae"));
+    assert_eq!(metric(&report, "mae_rounded"), metric(&base, "mae_rounded"));
     assert_eq!(metric(&report, "p5"), metric(&base, "p5"));
     // Popularity predicts ratings as item-mean does; only its catalogue ranking differs.
     let row = |r: &metarec_coldstart::bench::Report, m: &str| {

@@ -289,7 +289,8 @@ fn coldstart() -> Value {
         for (b, budget) in ["1", "5", "all"].iter().enumerate() {
             let mae = 0.95 - 0.05 * b as f64 - 0.01 * m as f64;
             table.push(json!({"method": method, "budget": budget, "metrics": [
-                ["mae", stat(mae, 0.01)], ["rmse", stat(mae + 0.2, 0.02)],
+                ["mae", stat(mae, 0.01)], ["mae_rounded", stat(mae - 0.03, 0.01)],
+                ["rmse", stat(mae + 0.2, 0.02)],
                 ["p5", stat(0.6 + 0.02 * b as f64, 0.005)], ["support", stat(3.0, 0.0)]]}));
         }
     }
@@ -316,6 +317,8 @@ fn coldstart_results_show_the_headline_table_and_the_budget_sweep() {
     assert!(html.contains("0.6400 ± 0.0050"));
     // Metrics the file lacks get no column; `support` is not a metric column.
     assert!(html.contains("<th>MAE</th>") && html.contains("<th>P@5</th>"));
+    // The rounded MAE has its column, melu's at K = all 0.03 below its MAE.
+    assert!(html.contains("<th>MAE rounded</th>") && html.contains("0.8100 ± 0.0100"));
     assert!(!html.contains("<th>nDCG@3</th>") && !html.contains("support</th>"));
     // Two sweep plots (MAE, P@5), each a banded line per method.
     assert!(html.contains("MAE against the support budget K (lower is better)"));

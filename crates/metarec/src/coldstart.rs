@@ -214,6 +214,7 @@ fn print_report(report: &Report) {
         .collect();
     let metrics = [
         ("mae", "MAE"),
+        ("mae_rounded", "MAE rounded"),
         ("rmse", "RMSE"),
         ("ndcg3", "nDCG@3"),
         ("ndcg5", "nDCG@5"),
@@ -267,7 +268,15 @@ fn print_report(report: &Report) {
         }
         println!();
     }
-    for (name, label) in [("mae", "MAE"), ("p5", "P@5"), ("ndcg10", "NDCG@10")] {
+    for (name, label) in [
+        ("mae", "MAE"),
+        (
+            "mae_rounded",
+            "MAE of the predictions rounded to the nearest rating",
+        ),
+        ("p5", "P@5"),
+        ("ndcg10", "NDCG@10"),
+    ] {
         println!();
         println!("K-sweep, {label} (mean over seeds; wins against {REFERENCE} in brackets)");
         print!("{:<12}", "method");

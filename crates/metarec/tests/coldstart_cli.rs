@@ -62,7 +62,15 @@ fn coldstart_prints_the_tables_and_writes_the_json_report() {
         assert_eq!(
             names,
             [
-                "mae", "rmse", "ndcg3", "ndcg5", "p5", "hr10", "ndcg10", "support"
+                "mae",
+                "mae_rounded",
+                "rmse",
+                "ndcg3",
+                "ndcg5",
+                "p5",
+                "hr10",
+                "ndcg10",
+                "support"
             ]
         );
         for m in metrics {
@@ -70,7 +78,7 @@ fn coldstart_prints_the_tables_and_writes_the_json_report() {
         }
     }
     let paired = json["paired"].as_array().unwrap();
-    assert_eq!(paired.len(), 2 * 2 * 7);
+    assert_eq!(paired.len(), 2 * 2 * 8);
     assert!(paired.iter().all(|p| p["seeds"] == 1));
     assert_eq!(json["per_seed"].as_array().unwrap().len(), 1);
     assert_eq!(json["chosen"][0]["seed"], 0);

@@ -17,8 +17,9 @@ pub(crate) const KIND: Kind = Kind {
 };
 
 /// Metrics shown, in order, with their column labels; others in the file are left out.
-const METRICS: [(&str, &str); 7] = [
+const METRICS: [(&str, &str); 8] = [
     ("mae", "MAE"),
+    ("mae_rounded", "MAE rounded"),
     ("rmse", "RMSE"),
     ("ndcg3", "nDCG@3"),
     ("ndcg5", "nDCG@5"),
