@@ -114,7 +114,7 @@ pub fn catalogue_hit(score: f64, negatives: &[f64], k: usize) -> (f64, f64) {
 /// to the nearest level, the predictive distribution's median is the level nearest the
 /// prediction, whatever the noise. So `mae_rounded` measures every method's predictions
 /// rounded to the nearest level: a rule with nothing to fit, the same for every method.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RatingLevels {
     /// The levels, ascending.
     pub levels: Vec<f64>,
