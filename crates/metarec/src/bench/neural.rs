@@ -73,6 +73,7 @@ fn neural_bench(calls: usize, iterations: usize, global: &Global) -> Result<()> 
     );
     let mut met = true;
     let mut adjust_rows = Vec::new();
+    let mut reference = None;
     let demo = crate::demo::network_config();
     for items in [100usize, 1000] {
         let mut config = metarec_sim::ScenarioConfig::default();
@@ -127,7 +128,7 @@ fn neural_bench(calls: usize, iterations: usize, global: &Global) -> Result<()> 
                     ..TrainConfig::default()
                 },
             )?;
-            adjust_rows = adjust_bench(&demo, &contexts, calls)?;
+            (adjust_rows, reference) = adjust_bench(&demo, &contexts, calls)?;
         }
         println!(
             "  {:>6}  {:>22}  {:>22}  {:>15.1}x",
@@ -158,17 +159,16 @@ fn neural_bench(calls: usize, iterations: usize, global: &Global) -> Result<()> 
             if *p99 < 50.0 { "met" } else { "NOT met" }
         );
     }
-    // The machine's own spread, measured at the Thompson row's median: what part of that row's
-    // tail no change to the decision path can remove.
-    if let Some((_, (p50, _))) = adjust_rows.first() {
-        let (reference, iterations) = jitter_reference(*p50, calls);
+    // The machine's own spread, measured at the Thompson row's median in the same moments as
+    // that row: what part of its tail no change to the decision path can remove.
+    if let Some(((p50, p99), steps)) = reference {
         println!(
             "  {:<34}  {:>14.1}  {:>14.1}  {:>12}",
-            "reference: fixed arithmetic", reference.0, reference.1, "(machine)"
+            "reference: fixed arithmetic", p50, p99, "(machine)"
         );
         println!(
-            "  the reference repeats one chain of {} register-only floating-point steps, timed as the rows are: its p99 over its p50 is this machine's timing jitter (interrupts, frequency changes, other processes) at the Thompson row's median",
-            thousands(iterations as f64)
+            "  the reference repeats one chain of {} register-only floating-point steps, one call after each call of the Thompson row, timed as the rows are: its p99 over its p50 is this machine's timing jitter (interrupts, frequency changes, other processes) at the Thompson row's median, over the same stretch of time",
+            thousands(steps as f64)
         );
     }
     let scenario = crate::sim::build_scenario("default", global)?;
@@ -209,32 +209,34 @@ fn fixed_arithmetic(steps: u64) -> f64 {
     x
 }
 
-/// p50 and p99 of `calls` timed calls of [`fixed_arithmetic`], its length chosen so that its
-/// median is about `target_p50` microseconds, and that length.
-fn jitter_reference(target_p50: f64, calls: usize) -> ((f64, f64), u64) {
-    let time = |steps: u64, calls: usize| {
-        let mut micros = Vec::with_capacity(calls);
-        for _ in 0..calls {
-            let t = Instant::now();
-            std::hint::black_box(fixed_arithmetic(std::hint::black_box(steps)));
-            micros.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-        percentiles(micros)
-    };
-    // The median of a short calibration run gives the time per step.
-    let probe = 10_000u64;
-    let (per_probe, _) = time(probe, 200);
-    let steps = ((target_p50 / per_probe.max(1e-3)) * probe as f64).clamp(1.0, 1e9) as u64;
-    (time(steps, calls), steps)
+/// Microseconds of one timed call of [`fixed_arithmetic`] over `steps` steps.
+fn time_fixed_arithmetic(steps: u64) -> f64 {
+    let t = Instant::now();
+    std::hint::black_box(fixed_arithmetic(std::hint::black_box(steps)));
+    t.elapsed().as_secs_f64() * 1e6
 }
 
+/// The length of [`fixed_arithmetic`] whose median time is about `target_p50` microseconds,
+/// from the median of a short calibration run.
+fn reference_steps(target_p50: f64) -> u64 {
+    let probe = 10_000u64;
+    let (per_probe, _) = percentiles((0..200).map(|_| time_fixed_arithmetic(probe)).collect());
+    ((target_p50 / per_probe.max(1e-3)) * probe as f64).clamp(1.0, 1e9) as u64
+}
+
+/// What [`adjust_bench`] measures: each adjuster's p50 and p99, and the fixed-arithmetic
+/// reference's with its length.
+type AdjustRows = (Vec<(String, (f64, f64))>, Option<((f64, f64), u64)>);
+
 /// Latency of one adaptation (the user's last interaction: a slate of 5 with one click) plus one
-/// slate decision over the 100-item catalog, for each adjuster.
+/// slate decision over the 100-item catalog, for each adjuster; and the reference: a call of
+/// [`fixed_arithmetic`] as long as the first row's median, timed after each of that row's calls,
+/// so that both see the same interrupts and the same state of the machine.
 fn adjust_bench(
     trainer: &metarec_neural::train::Trainer,
     contexts: &[metarec_core::Context],
     calls: usize,
-) -> Result<Vec<(String, (f64, f64))>> {
+) -> Result<AdjustRows> {
     use metarec_core::{Decision, Feedback, Interaction, ItemId, Policy, Slate, rng_for};
     use metarec_neural::adjust::{
         AdjustedPolicy, BayesConfig, BayesianAdjuster, GradientAdjuster, GradientConfig,
@@ -268,40 +270,67 @@ fn adjust_bench(
             })
         })
         .collect::<Result<_, metarec_core::VocabError>>()?;
-    let mut policies: Vec<(String, Box<dyn Policy>)> = vec![
-        (
-            "bayes, Thompson (16 draws)".into(),
-            Box::new(AdjustedPolicy::new(
-                "bayes",
-                BayesianAdjuster::new(frozen.clone(), features.clone(), BayesConfig::default()),
-            )),
-        ),
-        (
-            "bayes, posterior mean".into(),
-            Box::new(AdjustedPolicy::new(
-                "bayes-mean",
-                BayesianAdjuster::new(
-                    frozen.clone(),
-                    features.clone(),
-                    BayesConfig {
-                        thompson: false,
-                        ..BayesConfig::default()
-                    },
-                ),
-            )),
-        ),
-        (
-            "gradient (1 step)".into(),
-            Box::new(AdjustedPolicy::new(
-                "gradient",
-                GradientAdjuster::new(frozen, features, GradientConfig::default()),
-            )),
-        ),
-    ];
-    let mut rows = Vec::new();
+    let policies = || -> Vec<(String, Box<dyn Policy>)> {
+        vec![
+            (
+                "bayes, Thompson (16 draws)".into(),
+                Box::new(AdjustedPolicy::new(
+                    "bayes",
+                    BayesianAdjuster::new(frozen.clone(), features.clone(), BayesConfig::default()),
+                )),
+            ),
+            (
+                "bayes, posterior mean".into(),
+                Box::new(AdjustedPolicy::new(
+                    "bayes-mean",
+                    BayesianAdjuster::new(
+                        frozen.clone(),
+                        features.clone(),
+                        BayesConfig {
+                            thompson: false,
+                            ..BayesConfig::default()
+                        },
+                    ),
+                )),
+            ),
+            (
+                "gradient (1 step)".into(),
+                Box::new(AdjustedPolicy::new(
+                    "gradient",
+                    GradientAdjuster::new(
+                        frozen.clone(),
+                        features.clone(),
+                        GradientConfig::default(),
+                    ),
+                )),
+            ),
+        ]
+    };
+    // The reference's length comes from a first run of the first row on a policy of its own
+    // (so the measured run starts from new users as the others do).
+    let probe_calls = calls.min(2_000);
     let mut rng = rng_for(3, 3);
-    for (name, policy) in &mut policies {
+    let (probe_p50, _) = match policies().into_iter().next() {
+        Some((_, mut policy)) => percentiles(
+            (0..probe_calls.max(1))
+                .map(|i| {
+                    let it = &interactions[i % interactions.len()];
+                    let t = Instant::now();
+                    policy.observe(it);
+                    std::hint::black_box(policy.decide(&it.context, 5, &mut rng));
+                    t.elapsed().as_secs_f64() * 1e6
+                })
+                .collect(),
+        ),
+        None => (0.0, 0.0),
+    };
+    let steps = reference_steps(probe_p50);
+    let mut rows = Vec::new();
+    let mut reference = None;
+    let mut rng = rng_for(3, 3);
+    for (row, (name, mut policy)) in policies().into_iter().enumerate() {
         let mut micros = Vec::with_capacity(calls);
+        let mut fixed = Vec::with_capacity(if row == 0 { calls } else { 0 });
         for i in 0..calls {
             let it = &interactions[i % interactions.len()];
             // The sampled contexts belong to many users, whose states accumulate over the run
@@ -310,8 +339,14 @@ fn adjust_bench(
             policy.observe(it);
             std::hint::black_box(policy.decide(&it.context, 5, &mut rng));
             micros.push(t.elapsed().as_secs_f64() * 1e6);
+            if row == 0 {
+                fixed.push(time_fixed_arithmetic(steps));
+            }
         }
-        rows.push((name.clone(), percentiles(micros)));
+        rows.push((name, percentiles(micros)));
+        if row == 0 {
+            reference = Some((percentiles(fixed), steps));
+        }
     }
-    Ok(rows)
+    Ok((rows, reference))
 }
