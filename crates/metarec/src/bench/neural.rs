@@ -220,7 +220,7 @@ fn time_fixed_arithmetic(steps: u64) -> f64 {
 /// from the median of a short calibration run.
 fn reference_steps(target_p50: f64) -> u64 {
     let probe = 10_000u64;
-    let (per_probe, _) = percentiles((0..200).map(|_| time_fixed_arithmetic(probe)).collect());
+    let (per_probe, _) = percentiles((0..1000).map(|_| time_fixed_arithmetic(probe)).collect());
     ((target_p50 / per_probe.max(1e-3)) * probe as f64).clamp(1.0, 1e9) as u64
 }
 
@@ -306,13 +306,13 @@ fn adjust_bench(
             ),
         ]
     };
-    // The reference's length comes from a first run of the first row on a policy of its own
-    // (so the measured run starts from new users as the others do).
-    let probe_calls = calls.min(2_000);
+    // The reference's length comes from a first run of the first row, the same calls on a
+    // policy of its own: its median is the measured run's (a shorter run would see mostly
+    // users' first visits, which are slower).
     let mut rng = rng_for(3, 3);
     let (probe_p50, _) = match policies().into_iter().next() {
         Some((_, mut policy)) => percentiles(
-            (0..probe_calls.max(1))
+            (0..calls)
                 .map(|i| {
                     let it = &interactions[i % interactions.len()];
                     let t = Instant::now();
