@@ -306,22 +306,28 @@ fn adjust_bench(
             ),
         ]
     };
+    // One row's calls, each timed (microseconds), with `between` run untimed after each. The
+    // sampled contexts belong to many users, whose states accumulate over the run as they
+    // would in the server.
+    let time_row = |policy: &mut dyn Policy, rng: &mut _, between: &mut dyn FnMut()| {
+        let mut micros = Vec::with_capacity(calls);
+        for i in 0..calls {
+            let it = &interactions[i % interactions.len()];
+            let t = Instant::now();
+            policy.observe(it);
+            std::hint::black_box(policy.decide(&it.context, 5, rng));
+            micros.push(t.elapsed().as_secs_f64() * 1e6);
+            between();
+        }
+        micros
+    };
     // The reference's length comes from a first run of the first row, the same calls on a
     // policy of its own: its median is the measured run's (a shorter run would see mostly
     // users' first visits, which are slower).
-    let mut rng = rng_for(3, 3);
     let (probe_p50, _) = match policies().into_iter().next() {
-        Some((_, mut policy)) => percentiles(
-            (0..calls)
-                .map(|i| {
-                    let it = &interactions[i % interactions.len()];
-                    let t = Instant::now();
-                    policy.observe(it);
-                    std::hint::black_box(policy.decide(&it.context, 5, &mut rng));
-                    t.elapsed().as_secs_f64() * 1e6
-                })
-                .collect(),
-        ),
+        Some((_, mut policy)) => {
+            percentiles(time_row(policy.as_mut(), &mut rng_for(3, 3), &mut || {}))
+        }
         None => (0.0, 0.0),
     };
     let steps = reference_steps(probe_p50);
@@ -329,23 +335,18 @@ fn adjust_bench(
     let mut reference = None;
     let mut rng = rng_for(3, 3);
     for (row, (name, mut policy)) in policies().into_iter().enumerate() {
-        let mut micros = Vec::with_capacity(calls);
-        let mut fixed = Vec::with_capacity(if row == 0 { calls } else { 0 });
-        for i in 0..calls {
-            let it = &interactions[i % interactions.len()];
-            // The sampled contexts belong to many users, whose states accumulate over the run
-            // as they would in the server.
-            let t = Instant::now();
-            policy.observe(it);
-            std::hint::black_box(policy.decide(&it.context, 5, &mut rng));
-            micros.push(t.elapsed().as_secs_f64() * 1e6);
-            if row == 0 {
-                fixed.push(time_fixed_arithmetic(steps));
-            }
-        }
-        rows.push((name, percentiles(micros)));
         if row == 0 {
+            let mut fixed = Vec::with_capacity(calls);
+            let micros = time_row(policy.as_mut(), &mut rng, &mut || {
+                fixed.push(time_fixed_arithmetic(steps));
+            });
+            rows.push((name, percentiles(micros)));
             reference = Some((percentiles(fixed), steps));
+        } else {
+            rows.push((
+                name,
+                percentiles(time_row(policy.as_mut(), &mut rng, &mut || {})),
+            ));
         }
     }
     Ok((rows, reference))
