@@ -53,7 +53,7 @@ pub enum PolicyError {
     Empty,
     /// A distillation teacher other than a greedy informed yardstick.
     #[error(
-        "the teacher must be `informed`, `informed-move` or `informed-blind`, each with `:N` particles or without"
+        "the teacher must be `informed`, `informed-move`, `informed-blind` or `informed-observed`, each with `:N` particles or without"
     )]
     NotATeacher(String),
     /// A model bundle cannot be loaded or has no usable adjuster.
@@ -177,8 +177,9 @@ pub enum PolicySpec {
     /// posterior's best slate, `informed-ts` a posterior draw's best (Thompson sampling),
     /// `informed-move` the best slate of a posterior whose particles are resampled and moved
     /// (see [`InformedConfig::moves`]), `informed-blind` the yardstick reading feedback as the
-    /// network does, without positions or purchases (see [`InformedConfig::blind`]); `:N` sets
-    /// the particles per user.
+    /// network does, without positions or purchases (see [`InformedConfig::blind`]),
+    /// `informed-observed` the yardstick knowing items only through their observable features
+    /// (see [`InformedConfig::observed`]); `:N` sets the particles per user.
     Informed {
         /// The name shown in reports.
         name: String,
@@ -234,6 +235,8 @@ impl PolicySpec {
             "informed-move:N",
             "informed-blind",
             "informed-blind:N",
+            "informed-observed",
+            "informed-observed:N",
         ]);
         all.extend(MODEL_PREFIXES.iter().map(|(p, _)| *p));
         all.iter()
@@ -271,11 +274,15 @@ impl PolicySpec {
             return Ok(PolicySpec::Yardstick(y));
         }
         match name {
-            n if ["informed", "informed-ts", "informed-move", "informed-blind"]
-                .iter()
-                .any(|mode| {
-                    n == *mode || n.strip_prefix(mode).is_some_and(|r| r.starts_with(':'))
-                }) =>
+            n if [
+                "informed",
+                "informed-ts",
+                "informed-move",
+                "informed-blind",
+                "informed-observed",
+            ]
+            .iter()
+            .any(|mode| n == *mode || n.strip_prefix(mode).is_some_and(|r| r.starts_with(':'))) =>
             {
                 parse_informed(n)
             }
@@ -420,8 +427,8 @@ impl PolicySpec {
         })
     }
 
-    /// The teacher of distillation named `name`: `informed`, `informed-move` or
-    /// `informed-blind` (each with `:N` or without), the exact-model Bayesian yardstick showing
+    /// The teacher of distillation named `name`: `informed`, `informed-move`,
+    /// `informed-blind` or `informed-observed` (each with `:N` or without), the exact-model Bayesian yardstick showing
     /// its posterior's best slate, its particles seeded by `seed`.
     /// The CLI's `train --teacher` and the Python trainer build it here.
     pub fn teacher(
@@ -589,8 +596,8 @@ pub fn check_keys(
     }
 }
 
-/// Parses `informed`, `informed-ts`, `informed-move`, `informed-blind` and each with
-/// `:PARTICLES`.
+/// Parses `informed`, `informed-ts`, `informed-move`, `informed-blind`, `informed-observed`
+/// and each with `:PARTICLES`.
 fn parse_informed(name: &str) -> Result<PolicySpec, PolicyError> {
     let (mode, particles) = match name.split_once(':') {
         Some((mode, n)) => (
@@ -611,6 +618,7 @@ fn parse_informed(name: &str) -> Result<PolicySpec, PolicyError> {
             thompson: mode == "informed-ts",
             moves: mode == "informed-move",
             blind: mode == "informed-blind",
+            observed: mode == "informed-observed",
             ..InformedConfig::default()
         },
     })

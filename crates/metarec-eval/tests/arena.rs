@@ -228,15 +228,27 @@ fn informed_particle_counts_are_checked() {
         "informed-movex",
         "informed-blind:0",
         "informed-blindx",
+        "informed-observed:0",
+        "informed-observedx",
     ] {
         let err = PolicySpec::parse_list(bad).unwrap_err().to_string();
         assert!(err.contains(bad.trim_end_matches(':')), "{bad}: {err}");
     }
-    let ok = PolicySpec::parse_list("informed,informed-ts:50,informed-move:20,informed-blind:30")
-        .unwrap();
+    let ok = PolicySpec::parse_list(
+        "informed,informed-ts:50,informed-move:20,informed-blind:30,informed-observed:40",
+    )
+    .unwrap();
     assert_eq!(ok[1].name(), "informed-ts:50");
     assert_eq!(ok[2].name(), "informed-move:20");
     assert_eq!(ok[3].name(), "informed-blind:30");
+    assert_eq!(ok[4].name(), "informed-observed:40");
+    match &ok[4] {
+        PolicySpec::Informed { settings, .. } => {
+            assert!(settings.observed && !settings.blind && !settings.moves);
+            assert_eq!(settings.particles, 40);
+        }
+        other => panic!("{other:?}"),
+    }
     match &ok[2] {
         PolicySpec::Informed { settings, .. } => {
             assert!(settings.moves && !settings.thompson && !settings.blind);

@@ -43,6 +43,13 @@ pub struct InformedConfig {
     /// click). A reference, not a policy to ship: what the yardstick loses this way bounds
     /// what giving the network positions and purchases could gain.
     pub blind: bool,
+    /// Know the items only as a shop's observable features describe them
+    /// (`informed-observed`): the likelihood, the expected rewards and the fatigue replay read
+    /// the world of [`World::observed_view`], whose item vectors are their best linear fit
+    /// from the catalog's features, while users respond to the hidden vectors. A reference,
+    /// not a policy to ship: what the yardstick keeps this way is the lead that better
+    /// inference about the user, not knowledge of hidden item vectors, could give a learner.
+    pub observed: bool,
 }
 
 impl Default for InformedConfig {
@@ -53,6 +60,7 @@ impl Default for InformedConfig {
             thompson: false,
             moves: false,
             blind: false,
+            observed: false,
         }
     }
 }
@@ -131,6 +139,11 @@ impl InformedPolicy {
         reward: &RewardFn,
         settings: InformedConfig,
     ) -> Self {
+        let world = if settings.observed {
+            Arc::new(world.observed_view().world)
+        } else {
+            world
+        };
         let examination = examination_curve(config);
         let price_terms = world
             .prices
@@ -416,6 +429,9 @@ impl Policy for InformedPolicy {
     fn name(&self) -> &str {
         if self.settings.blind {
             return "informed-blind";
+        }
+        if self.settings.observed {
+            return "informed-observed";
         }
         match (self.settings.thompson, self.settings.moves) {
             (true, false) => "informed-ts",
@@ -918,6 +934,40 @@ mod tests {
             },
         );
         assert_eq!(informed.name(), "informed-blind");
+    }
+
+    #[test]
+    fn the_observed_yardstick_knows_the_items_through_their_features_only() {
+        let (mut env, config) = tiny(true);
+        let settings = InformedConfig {
+            particles: 50,
+            ..InformedConfig::default()
+        };
+        let observed = InformedConfig {
+            observed: true,
+            ..settings
+        };
+        // The observed yardstick in the real world plays as the plain one would in a world
+        // whose items are the observed view's, while the users respond to the hidden vectors.
+        let view = Arc::new(env.world().observed_view().world);
+        let mut in_view = InformedPolicy::new(view, &config, &config.reward, settings);
+        let mut informed = policy(&env, &config, observed);
+        let mut plain = policy(&env, &config, settings);
+        assert_eq!(informed.name(), "informed-observed");
+        let (mut twin, _) = tiny(true);
+        let mut differ = false;
+        for user in 0..8 {
+            let a = play(&mut env, &mut informed, user, 6, |_, _| {});
+            let b = play(&mut twin, &mut in_view, user, 6, |_, _| {});
+            assert_eq!(a, b, "user {user}");
+            assert!(!a.is_empty());
+            assert_eq!(informed.item_values(), in_view.item_values());
+            let context = env.reset(user);
+            plain.start_user(&context);
+            informed.start_user(&context);
+            differ |= plain.item_values() != informed.item_values();
+        }
+        assert!(differ, "the hidden vectors are not linear in the features");
     }
 
     #[test]

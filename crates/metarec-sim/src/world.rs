@@ -12,7 +12,7 @@ use crate::config::ScenarioConfig;
 use crate::error::SimError;
 use crate::evidence::Evidence;
 use crate::mf::{Factors, MfConfig, fit_implicit};
-use metarec_core::linalg::dot;
+use metarec_core::linalg::{dot, solve_spd};
 use metarec_core::{Catalog, Item, ItemId, Rng, rng_for};
 use metarec_data::online_retail::OnlineRetail;
 use metarec_data::shop::Shop;
@@ -624,6 +624,95 @@ impl World {
     pub fn item_direction(&self, i: usize) -> &[f64] {
         &self.item_directions[i * self.dim..(i + 1) * self.dim]
     }
+
+    /// This world as a shop's observable item features can describe it: every hidden item
+    /// vector replaced by its least-squares fit from the item's observable features (the
+    /// catalog's feature columns and an intercept), and every direction by the fit's. The fit is
+    /// made to the hidden vectors themselves, so no linear function of the observable features
+    /// comes closer to them (in squared error): a policy that knows this world instead of the
+    /// real one knows the user model and the population, but the items only as far as a shop
+    /// sees them ([`crate::InformedConfig::observed`]).
+    pub fn observed_view(&self) -> ObservedView {
+        let items = self.prices.len();
+        let d = self.dim;
+        let features = self.catalog.features();
+        let p = features.dim() + 1;
+        let row = |i: usize, out: &mut Vec<f64>| {
+            out.clear();
+            out.push(1.0);
+            out.extend(features.row(i).iter().map(|&v| f64::from(v)));
+        };
+        // The normal equations of all d regressions share one Gram matrix; a ridge far below
+        // any feature's scale keeps it definite when two columns coincide.
+        let mut gram = vec![0.0; p * p];
+        let mut rhs = vec![0.0; p * d];
+        let mut x = Vec::with_capacity(p);
+        for i in 0..items {
+            row(i, &mut x);
+            let v = self.item_vector(i);
+            for a in 0..p {
+                for b in 0..p {
+                    gram[a * p + b] += x[a] * x[b];
+                }
+                for k in 0..d {
+                    rhs[k * p + a] += x[a] * v[k];
+                }
+            }
+        }
+        let scale = (0..p).map(|a| gram[a * p + a]).fold(1.0, f64::max);
+        for a in 0..p {
+            gram[a * p + a] += 1e-9 * scale;
+        }
+        let mut coefficients = vec![0.0; p * d];
+        for k in 0..d {
+            let mut g = gram.clone();
+            let mut b = rhs[k * p..(k + 1) * p].to_vec();
+            // A Gram matrix with the ridge is positive definite; if rounding still defeats the
+            // factorisation, that coordinate keeps no coefficients and fits as 0.
+            if solve_spd(&mut g, p, &mut b) {
+                coefficients[k * p..(k + 1) * p].copy_from_slice(&b);
+            }
+        }
+        let mut world = self.clone();
+        let (mut residual, mut total) = (0.0, 0.0);
+        for i in 0..items {
+            row(i, &mut x);
+            let fitted: Vec<f64> = (0..d)
+                .map(|k| dot(&coefficients[k * p..(k + 1) * p], &x))
+                .collect();
+            for (f, h) in fitted.iter().zip(self.item_vector(i)) {
+                residual += (f - h).powi(2);
+                total += h * h;
+            }
+            let norm = dot(&fitted, &fitted).sqrt().max(1e-12);
+            world.item_vectors[i * d..(i + 1) * d].copy_from_slice(&fitted);
+            for (out, f) in world.item_directions[i * d..(i + 1) * d]
+                .iter_mut()
+                .zip(&fitted)
+            {
+                *out = f / norm;
+            }
+        }
+        ObservedView {
+            world,
+            explained: if total > 0.0 {
+                1.0 - residual / total
+            } else {
+                1.0
+            },
+        }
+    }
+}
+
+/// [`World::observed_view`]: the world with its items as the observable features describe
+/// them, and how much of the hidden vectors those features explain.
+#[derive(Debug, Clone)]
+pub struct ObservedView {
+    /// The world with fitted item vectors and directions; everything else unchanged.
+    pub world: World,
+    /// The share of the hidden item vectors' sum of squares the fit explains (1 when the
+    /// vectors are linear in the features).
+    pub explained: f64,
 }
 
 #[cfg(test)]
@@ -663,6 +752,60 @@ mod tests {
         }
         assert!(drawn.iter().all(|v| everyone.contains(v)));
         assert!(drawn.iter().any(|v| !france.contains(v)));
+    }
+
+    #[test]
+    fn the_observed_view_is_the_least_squares_fit_of_the_hidden_vectors() {
+        let config = crate::shop::tests::tiny_config(false);
+        let world = World::build(&crate::shop::tests::tiny_data(), &config).unwrap();
+        let (d, items) = (world.dim, world.prices.len());
+        let features = world.catalog.features();
+        let p = features.dim();
+        assert!(p >= 2 && items > p + 1, "{p} features of {items} items");
+        let x = |i: usize| -> Vec<f64> {
+            std::iter::once(1.0)
+                .chain(features.row(i).iter().map(|&v| f64::from(v)))
+                .collect()
+        };
+        let view = world.observed_view();
+        assert!(
+            view.explained > 0.0 && view.explained < 1.0,
+            "{}",
+            view.explained
+        );
+        // Least squares leaves residuals orthogonal to the intercept and to every feature.
+        for k in 0..d {
+            for a in 0..=p {
+                let (mut inner, mut scale) = (0.0, 0.0);
+                for i in 0..items {
+                    let r = world.item_vector(i)[k] - view.world.item_vector(i)[k];
+                    inner += x(i)[a] * r;
+                    scale += (x(i)[a] * world.item_vector(i)[k]).abs();
+                }
+                assert!(inner.abs() <= 1e-6 * scale.max(1.0), "{k} {a}: {inner}");
+            }
+        }
+        for i in 0..items {
+            let norm = super::dot(view.world.item_direction(i), view.world.item_direction(i));
+            assert!((norm - 1.0).abs() < 1e-9, "{norm}");
+        }
+        // Vectors that are linear in the features are kept as they are.
+        let mut linear = world.clone();
+        for i in 0..items {
+            for k in 0..d {
+                linear.item_vectors[i * d + k] = x(i)
+                    .iter()
+                    .enumerate()
+                    .map(|(a, v)| v * (0.3 * (a + k) as f64 - 0.5))
+                    .sum();
+            }
+        }
+        let again = linear.observed_view();
+        assert!((again.explained - 1.0).abs() < 1e-9, "{}", again.explained);
+        for (a, b) in again.world.item_vectors.iter().zip(&linear.item_vectors) {
+            assert!((a - b).abs() < 1e-6 * (1.0 + b.abs()), "{a} against {b}");
+        }
+        assert_eq!(again.world.prices, world.prices);
     }
 
     use super::{World, principal_scores, rng_for};

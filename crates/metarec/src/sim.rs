@@ -403,6 +403,19 @@ pub fn arena(args: ArenaArgs, global: &Global) -> Result<()> {
     bar.finish_and_clear();
     let report = report?;
     print!("{report}");
+    // The observed yardstick is read against how much of the hidden item vectors the
+    // observable features carry, so the arena says it where that yardstick plays.
+    if contestants
+        .iter()
+        .any(|spec| matches!(spec, PolicySpec::Informed { settings, .. } if settings.observed))
+    {
+        let view = scenario.world.observed_view();
+        println!(
+            "informed-observed: the catalog's {} observable feature columns (and an intercept) explain {:.1}% of the hidden item vectors' sum of squares",
+            scenario.world.catalog.features().dim(),
+            100.0 * view.explained
+        );
+    }
     if let Some(path) = &args.json {
         crate::report::write_results(path, "arena", &report)?;
         global.progress(format!("results written to {}", path.display()));

@@ -87,7 +87,9 @@ pub struct TrainArgs {
     /// The teacher of `--algo distill`: `informed` (the exact-model Bayesian yardstick, which
     /// knows the simulator but must learn each user from the same feedback), `informed:N` for
     /// N particles per user, or `informed-move[:N]`, whose particles are resampled and moved
-    /// when they degenerate (a better posterior for the same particles, at about 1.7x the cost).
+    /// when they degenerate (a better posterior for the same particles, at about 1.7x the cost);
+    /// the references `informed-blind[:N]` (feedback read without positions or purchases) and
+    /// `informed-observed[:N]` (items known only through their observable features) teach too.
     #[arg(long, default_value = "informed")]
     teacher: String,
     /// Model directory (weights + manifest).
