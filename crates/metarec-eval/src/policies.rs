@@ -428,8 +428,8 @@ impl PolicySpec {
     }
 
     /// The teacher of distillation named `name`: `informed`, `informed-move`,
-    /// `informed-blind` or `informed-observed` (each with `:N` or without), the exact-model Bayesian yardstick showing
-    /// its posterior's best slate, its particles seeded by `seed`.
+    /// `informed-blind` or `informed-observed` (each with `:N` or without), the exact-model
+    /// Bayesian yardstick showing its posterior's best slate, its particles seeded by `seed`.
     /// The CLI's `train --teacher` and the Python trainer build it here.
     pub fn teacher(
         name: &str,
