@@ -48,7 +48,8 @@ pub struct InformedConfig {
     /// the world of [`World::observed_view`], whose item vectors are their best linear fit
     /// from the catalog's features, while users respond to the hidden vectors. A reference,
     /// not a policy to ship: what the yardstick keeps this way is the lead that better
-    /// inference about the user, not knowledge of hidden item vectors, could give a learner.
+    /// inference about the user could give a learner, apart from any knowledge of the hidden
+    /// item vectors beyond the features.
     pub observed: bool,
 }
 
