@@ -5,7 +5,7 @@
 - :class:`Simulator`: a scenario fitted to its data (Online Retail, shipped inside the module,
   or a shop directory made by ``metarec shop import``).
 - :class:`Policy`: every metarec policy by name (see :func:`policy_names`): the baselines and
-  trained model bundles (``neural:DIR``, ``neural-greedy:DIR``, ``adjusted:DIR``).
+  trained model bundles (``neural:DIR``, ``neural-greedy:DIR``, ``neural-static:DIR``, ``adjusted:DIR``).
 - :func:`play`: plays users through a :class:`ShopEnv` with any policy-like object.
 - :class:`Trainer`: the neural policy's training on a simulator (REINFORCE, actor-critic, or
   distillation from the informed yardstick); :func:`metarec.ray.train` splits its batches over

@@ -3,8 +3,8 @@
 //! A spec names a policy and says where its parts come from: a baseline of
 //! [`metarec_learn::registry`], a yardstick of the simulator ([`Yardstick`]: the oracle, the
 //! planner, organic browsing, best sellers), the informed yardstick, or a trained model bundle
-//! played alone (`neural:DIR`, `neural-greedy:DIR`) or with its meta-trained adjuster
-//! (`adjusted:DIR`). A model is named by its directory on the command line
+//! played alone (`neural:DIR`, `neural-greedy:DIR`; `neural-static:DIR` without its per-user
+//! adaptation, an ablation) or with its meta-trained adjuster (`adjusted:DIR`). A model is named by its directory on the command line
 //! ([`ModelRef::Dir`]) or handed over already loaded ([`ModelRef::Loaded`], as the demo does with
 //! the bundle it has just trained); [`PolicySpec::load`] loads each directory once, and
 //! [`PolicySpec::build`] makes a fresh agent from the parts in memory for a scenario, or
@@ -36,7 +36,7 @@ pub enum PolicyError {
         /// Every valid name.
         expected: String,
     },
-    /// `neural:`, `neural-greedy:` or `adjusted:` without a directory.
+    /// `neural:`, `neural-greedy:`, `neural-static:` or `adjusted:` without a directory.
     #[error("`{prefix}` needs a model directory, as in {prefix}model/")]
     MissingDir {
         /// The prefix given.
@@ -83,7 +83,7 @@ pub enum PolicyError {
     /// A policy that needs the simulator (a yardstick or the informed policy) asked for where
     /// there is none (logged data).
     #[error(
-        "policy `{name}` needs the simulator (it reads the simulated users' hidden state or the simulator's model), so it cannot be judged on logged data; choose a baseline or a model (neural:DIR, neural-greedy:DIR, adjusted:DIR)"
+        "policy `{name}` needs the simulator (it reads the simulated users' hidden state or the simulator's model), so it cannot be judged on logged data; choose a baseline or a model (neural:DIR, neural-greedy:DIR, neural-static:DIR, adjusted:DIR)"
     )]
     NeedsSimulator {
         /// The policy.
@@ -187,7 +187,9 @@ pub enum PolicySpec {
         settings: InformedConfig,
     },
     /// A trained network alone: `neural:DIR` samples its slates (Plackett-Luce),
-    /// `neural-greedy:DIR` shows the top scores.
+    /// `neural-greedy:DIR` shows the top scores, `neural-static:DIR` shows the top scores
+    /// without adapting to the user (see
+    /// [`NeuralPolicy::without_adaptation`](metarec_neural::policy::NeuralPolicy::without_adaptation)).
     Neural {
         /// The name shown in reports.
         name: String,
@@ -195,6 +197,8 @@ pub enum PolicySpec {
         model: ModelRef,
         /// Top scores instead of sampling.
         greedy: bool,
+        /// Whether the user tower reads the user's history.
+        adapts: bool,
     },
     /// A trained network with its meta-trained adjuster, Bayesian or gradient-based
     /// (`adjusted:DIR`).
@@ -206,12 +210,13 @@ pub enum PolicySpec {
     },
 }
 
-/// The prefixes of specs that name a model directory, with whether they are greedy (`None` for
-/// the adjusted policy).
-const MODEL_PREFIXES: [(&str, Option<bool>); 3] = [
+/// The prefixes of specs that name a model directory, with whether they are greedy and whether
+/// they adapt to the user (`None` for the adjusted policy).
+const MODEL_PREFIXES: [(&str, Option<(bool, bool)>); 4] = [
     ("adjusted:", None),
-    ("neural:", Some(false)),
-    ("neural-greedy:", Some(true)),
+    ("neural:", Some((false, true))),
+    ("neural-greedy:", Some((true, true))),
+    ("neural-static:", Some((true, false))),
 ];
 
 impl PolicySpec {
@@ -253,19 +258,20 @@ impl PolicySpec {
 
     /// Parses one name.
     pub fn parse(name: &str) -> Result<PolicySpec, PolicyError> {
-        for (prefix, greedy) in MODEL_PREFIXES {
+        for (prefix, kind) in MODEL_PREFIXES {
             if let Some(dir) = name.strip_prefix(prefix) {
                 if dir.is_empty() {
                     return Err(PolicyError::MissingDir { prefix });
                 }
                 let model = ModelRef::Dir(dir.into());
                 let name = name.to_owned();
-                return Ok(match greedy {
+                return Ok(match kind {
                     None => PolicySpec::Adjusted { name, model },
-                    Some(greedy) => PolicySpec::Neural {
+                    Some((greedy, adapts)) => PolicySpec::Neural {
                         name,
                         model,
                         greedy,
+                        adapts,
                     },
                 });
             }
@@ -420,7 +426,9 @@ impl PolicySpec {
                 reward,
                 InformedConfig { seed, ..*settings },
             )),
-            PolicySpec::Neural { greedy, .. } => Box::new(bundle()?.neural_policy(name, *greedy)),
+            PolicySpec::Neural { greedy, adapts, .. } => {
+                Box::new(neural_policy(bundle()?, name, *greedy, *adapts))
+            }
             PolicySpec::Adjusted { .. } => {
                 Box::new(bundle()?.adjusted_policy(name).map_err(model_err)?)
             }
@@ -493,7 +501,9 @@ impl PolicySpec {
                     name: name.to_owned(),
                 });
             }
-            PolicySpec::Neural { greedy, .. } => Box::new(bundle()?.neural_policy(name, *greedy)),
+            PolicySpec::Neural { greedy, adapts, .. } => {
+                Box::new(neural_policy(bundle()?, name, *greedy, *adapts))
+            }
             PolicySpec::Adjusted { .. } => bundle()?.adjusted_policy(name).map_err(model_err)?,
         })
     }
@@ -510,6 +520,21 @@ impl PolicySpec {
             }
             _ => stable_hash(self.name()),
         }
+    }
+}
+
+/// A bundle's network alone as a policy, adapting to each user or not.
+fn neural_policy(
+    bundle: &ModelBundle,
+    name: &str,
+    greedy: bool,
+    adapts: bool,
+) -> metarec_neural::policy::NeuralPolicy {
+    let policy = bundle.neural_policy(name, greedy);
+    if adapts {
+        policy
+    } else {
+        policy.without_adaptation()
     }
 }
 
@@ -643,6 +668,7 @@ mod tests {
         assert_eq!(stream("adjusted:a/b/m"), stream("adjusted:m"));
         // Another kind, another last component or another baseline draws others.
         assert_ne!(stream("neural:model"), stream("neural-greedy:model"));
+        assert_ne!(stream("neural-greedy:model"), stream("neural-static:model"));
         assert_ne!(stream("neural:model"), stream("adjusted:model"));
         assert_ne!(
             stream("adjusted:report/model"),

@@ -25,7 +25,11 @@ pub struct NeuralPolicy {
     features: Features,
     frozen: Frozen,
     mode: Mode,
+    /// Whether the user tower reads the user's history (see [`NeuralPolicy::without_adaptation`]).
+    adapts: bool,
     view: UserView,
+    /// The view of the user as a new one, when the policy does not adapt.
+    bare: UserView,
     hidden: Vec<f32>,
     g: Vec<f32>,
     candidates: Vec<ItemId>,
@@ -47,7 +51,9 @@ impl NeuralPolicy {
             features,
             frozen,
             mode,
+            adapts: true,
             view: UserView::default(),
+            bare: UserView::default(),
             hidden: Vec::new(),
             g: Vec::new(),
             candidates: Vec::new(),
@@ -55,11 +61,36 @@ impl NeuralPolicy {
         }
     }
 
+    /// The same policy with its per-user adaptation turned off, the ablation that measures what
+    /// the user tower's reading of a user's feedback is worth: the head is always the one the
+    /// tower gives a new user with the same observable tokens (their country), as at their
+    /// first interaction (no history, visit 0, step 0). The session flags still come from the
+    /// history, so items already shown or clicked are marked as the trained network marks
+    /// them; without them the policy would show the same slate at every step, which measures
+    /// the flags rather than the adaptation.
+    pub fn without_adaptation(mut self) -> Self {
+        self.adapts = false;
+        self
+    }
+
     /// Scores the context's candidates (all items when it lists none) into `self.scores`.
     pub fn score(&mut self, context: &Context) -> &[f64] {
         self.features.user_view(context, &mut self.view);
-        self.frozen
-            .user_of(&self.view, &mut self.hidden, &mut self.g);
+        if self.adapts {
+            self.frozen
+                .user_of(&self.view, &mut self.hidden, &mut self.g);
+        } else {
+            let new_user = Context {
+                user: context.user.clone(),
+                timestamp_ms: context.timestamp_ms,
+                features: context.features.clone(),
+                tokens: context.tokens.clone(),
+                ..Context::default()
+            };
+            self.features.user_view(&new_user, &mut self.bare);
+            self.frozen
+                .user_of(&self.bare, &mut self.hidden, &mut self.g);
+        }
         self.candidates.clear();
         if context.candidates.is_empty() {
             self.candidates
@@ -120,5 +151,72 @@ impl Policy for NeuralPolicy {
                 rng,
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metarec_core::{PastEvent, SessionState, UserKey};
+
+    #[test]
+    fn without_adaptation_the_head_is_a_new_users_and_the_flags_are_the_sessions() {
+        use crate::train::{TrainConfig, Trainer};
+        let catalog = crate::train::tests::catalog(10);
+        let trainer = Trainer::new(
+            &catalog,
+            metarec_core::RewardFn::default(),
+            TrainConfig::default(),
+        )
+        .unwrap();
+        let (features, frozen) = (trainer.features.clone(), trainer.frozen().clone());
+        let policy = |adapts: bool| {
+            let p = NeuralPolicy::new(
+                "n",
+                String::new(),
+                features.clone(),
+                frozen.clone(),
+                Mode::Greedy,
+            );
+            if adapts { p } else { p.without_adaptation() }
+        };
+        let event = |item: u32, click: bool| PastEvent {
+            item: ItemId(item),
+            click,
+            purchase: false,
+        };
+        let tokens = vec!["country=France".to_owned()];
+        let seen = Context {
+            user: UserKey::from("u"),
+            tokens: tokens.clone(),
+            session: SessionState {
+                session: 2,
+                step: 3,
+                history: vec![event(1, true), event(2, false), event(3, false)],
+            },
+            ..Context::default()
+        };
+        let new_user = Context {
+            user: UserKey::from("u"),
+            tokens,
+            ..Context::default()
+        };
+        // The head is the tower's for the same user seen for the first time.
+        let mut view = UserView::default();
+        features.user_view(&new_user, &mut view);
+        let (mut scratch, mut g) = (Vec::new(), Vec::new());
+        frozen.user_of(&view, &mut scratch, &mut g);
+        let static_scores = policy(false).score(&seen).to_vec();
+        for (i, s) in static_scores.iter().enumerate() {
+            // Items 1 (clicked) and 2, 3 (passed over) keep their session flags.
+            let want = frozen.score(&g, i, i == 2 || i == 3, i == 1);
+            assert_eq!(*s, f64::from(want), "item {i}");
+        }
+        // For a user with no history the two policies agree; with one they do not.
+        assert_eq!(
+            policy(false).score(&new_user).to_vec(),
+            policy(true).score(&new_user).to_vec()
+        );
+        assert_ne!(static_scores, policy(true).score(&seen).to_vec());
     }
 }

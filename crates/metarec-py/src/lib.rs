@@ -32,7 +32,7 @@ pub(crate) fn value_error(e: impl std::fmt::Display) -> PyErr {
 }
 
 /// The names `Policy` and `arena` take (model bundles as `neural:DIR`, `neural-greedy:DIR`,
-/// `adjusted:DIR`).
+/// `neural-static:DIR`, `adjusted:DIR`).
 #[pyfunction]
 fn policy_names() -> Vec<&'static str> {
     metarec_eval::PolicySpec::names()

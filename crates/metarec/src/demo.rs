@@ -222,8 +222,10 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     ));
     let m = model.display().to_string();
     let u = unfitted.display().to_string();
+    // `neural-static` is the ablation of per-user adaptation itself: the same network ranking
+    // every user as a new one, so the table shows what reading a user's feedback is worth.
     let mut names = format!(
-        "random,popularity,itemknn,linucb,lints,neural:{m},neural-greedy:{m},adjusted:{m},adjusted:{u}"
+        "random,popularity,itemknn,linucb,lints,neural:{m},neural-greedy:{m},adjusted:{m},adjusted:{u},neural-static:{m}"
     );
     let mut paired_against = vec!["lints".to_string(), format!("neural-greedy:{m}")];
     if let Some(a) = &ablations {
@@ -282,7 +284,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
          model/                   the model bundle (model.safetensors, catalog.json, manifest.json, adjuster.json)\n\
          model-unfitted/          the same network with the adjuster's settings before meta-training (an ablation)\n\
          {}\
-         arena.txt / .json        the cold-start arena on new users ({} x {} seeds)\n\n\
+         arena.txt / .json        the cold-start arena on new users ({} x {} seeds); neural-static is the network without per-user adaptation (an ablation)\n\n\
          adjuster prior scale chosen by meta-training: {} (grid: {:?})\n\
          total time: {:.0} s\n",
         trained_iterations,

@@ -3,7 +3,7 @@
 //! export`). `bench ope` (in `bench/ope.rs`) shares its table.
 //!
 //! On a shop or a log, `--policy` takes a comma-separated list of metarec policies (baselines,
-//! `neural:DIR`, `neural-greedy:DIR`, `adjusted:DIR`, and `uniform`); each is built for the
+//! `neural:DIR`, `neural-greedy:DIR`, `neural-static:DIR`, `adjusted:DIR`, and `uniform`); each is built for the
 //! log's catalog by [`PolicySpec::build_for_catalog`] and judged through its decisions in the
 //! logged contexts: frozen ([`MonteCarloPolicy`]), or, for the adjusted policy, replayed over
 //! each user's rounds in time order ([`ReplayPolicy`]).
@@ -93,7 +93,7 @@ pub struct OpeArgs {
     positions: Option<usize>,
     /// The policy to evaluate. On Open Bandit: bts (default), uniform, learned or baseline. On a
     /// shop or a log: a comma-separated list of uniform, baselines (random, popularity, egreedy,
-    /// linucb, ...) and models (neural:DIR, neural-greedy:DIR, adjusted:DIR); default uniform.
+    /// linucb, ...) and models (neural:DIR, neural-greedy:DIR, neural-static:DIR, adjusted:DIR); default uniform.
     #[arg(long, value_name = "POLICY[,POLICY...]")]
     policy: Option<String>,
     /// The share of a shop's rankings, the latest by time, that is evaluated on (rankings before
@@ -585,7 +585,7 @@ fn parse_policies(list: &str) -> Result<Vec<Named>> {
         match name {
             "uniform" => out.push(Named::Uniform),
             "bts" | "learned" | "baseline" => bail!(
-                "--policy {name} is for Open Bandit (its prior and features); on a shop or a log --policy takes uniform, baselines and models (neural:DIR, neural-greedy:DIR, adjusted:DIR)"
+                "--policy {name} is for Open Bandit (its prior and features); on a shop or a log --policy takes uniform, baselines and models (neural:DIR, neural-greedy:DIR, neural-static:DIR, adjusted:DIR)"
             ),
             name => out.push(Named::Spec(PolicySpec::parse(name)?)),
         }

@@ -657,8 +657,13 @@ fn demo_runs_end_to_end_and_writes_its_report_directory() {
     ] {
         assert!(report.join(file).is_file(), "missing {file}");
     }
-    // The ablation of meta-training plays beside the meta-trained adjuster.
+    // The ablation of meta-training plays beside the meta-trained adjuster, and the network
+    // without per-user adaptation beside the network.
     assert!(text.contains("model-unfitted"), "{text}");
+    assert!(
+        text.contains(&format!("neural-static:{}", report.join("model").display())),
+        "{text}"
+    );
     // The encoder and gamma ablations: trained, saved and played.
     // The demo's network reads the user through the set encoder; the ablation is the
     // averaging user tower, trained the same way.
