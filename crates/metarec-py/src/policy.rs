@@ -1,6 +1,6 @@
 //! [`PyPolicy`]: any metarec policy by name (the baselines, and model bundles as `neural:DIR`,
-//! `neural-greedy:DIR`, `neural-static:DIR`, `adjusted:DIR`) for a simulator's catalog, deciding and learning from
-//! Python one context at a time or a whole [`VecEnv`] at once.
+//! `neural-greedy:DIR`, `neural-static:DIR`, `adjusted:DIR`) for a simulator's catalog,
+//! deciding and learning from Python one context at a time or a whole [`VecEnv`] at once.
 
 use crate::context::PyContext;
 use crate::sim::{Simulator, VecEnv};
