@@ -161,15 +161,8 @@ mod tests {
 
     #[test]
     fn without_adaptation_the_head_is_a_new_users_and_the_flags_are_the_sessions() {
-        use crate::train::{TrainConfig, Trainer};
-        let catalog = crate::train::tests::catalog(10);
-        let trainer = Trainer::new(
-            &catalog,
-            metarec_core::RewardFn::default(),
-            TrainConfig::default(),
-        )
-        .unwrap();
-        let (features, frozen) = (trainer.features.clone(), trainer.frozen().clone());
+        let (frozen, features) = crate::adjust::test_support::network();
+        let (frozen, features) = ((*frozen).clone(), (*features).clone());
         let policy = |adapts: bool| {
             let p = NeuralPolicy::new(
                 "n",

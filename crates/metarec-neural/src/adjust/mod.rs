@@ -312,16 +312,16 @@ pub trait HeadAdjuster: Adjuster {
 }
 
 /// The fixtures the adjusters' tests share, kept here so that every file's tests build the same
-/// network and the same interactions.
+/// network and the same interactions (the plain policy's tests build their network here too).
 #[cfg(test)]
-mod test_support {
+pub(crate) mod test_support {
     use crate::features::Features;
     use crate::model::Frozen;
     use metarec_core::{Context, Interaction, ItemId, UserKey};
     use std::sync::Arc;
 
     /// A trained-shape network over a small catalog, with weights moved off their zero start.
-    pub(super) fn network() -> (Arc<Frozen>, Arc<Features>) {
+    pub(crate) fn network() -> (Arc<Frozen>, Arc<Features>) {
         use crate::train::{TrainConfig, Trainer};
         let cat = crate::train::tests::catalog(10);
         let trainer = Trainer::new(
