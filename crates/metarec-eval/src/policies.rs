@@ -208,7 +208,21 @@ pub enum PolicySpec {
         /// The model.
         model: ModelRef,
     },
+    /// The observed yardstick knowing the items as far as the catalog's features and a trained
+    /// network's item vectors carry them (`informed-network:DIR`; see
+    /// [`World::observed_view_with`](metarec_sim::World::observed_view_with)): exact inference
+    /// about each user over what the network knows of the items, the reference for how much a
+    /// better inference than the network's could earn.
+    InformedNetwork {
+        /// The name shown in reports.
+        name: String,
+        /// The model whose item vectors the yardstick reads.
+        model: ModelRef,
+    },
 }
+
+/// The prefix of [`PolicySpec::InformedNetwork`].
+const INFORMED_NETWORK: &str = "informed-network:";
 
 /// The prefixes of specs that name a model directory, with whether they are greedy and whether
 /// they adapt to the user (`None` for the adjusted policy).
@@ -242,6 +256,7 @@ impl PolicySpec {
             "informed-blind:N",
             "informed-observed",
             "informed-observed:N",
+            "informed-network:DIR",
         ]);
         all.extend(MODEL_PREFIXES.iter().map(|(p, _)| *p));
         all.iter()
@@ -258,6 +273,17 @@ impl PolicySpec {
 
     /// Parses one name.
     pub fn parse(name: &str) -> Result<PolicySpec, PolicyError> {
+        if let Some(dir) = name.strip_prefix(INFORMED_NETWORK) {
+            if dir.is_empty() {
+                return Err(PolicyError::MissingDir {
+                    prefix: INFORMED_NETWORK,
+                });
+            }
+            return Ok(PolicySpec::InformedNetwork {
+                name: name.to_owned(),
+                model: ModelRef::Dir(dir.into()),
+            });
+        }
         for (prefix, kind) in MODEL_PREFIXES {
             if let Some(dir) = name.strip_prefix(prefix) {
                 if dir.is_empty() {
@@ -329,6 +355,7 @@ impl PolicySpec {
             PolicySpec::Yardstick(y) => y.name(),
             PolicySpec::Neural { name, .. }
             | PolicySpec::Adjusted { name, .. }
+            | PolicySpec::InformedNetwork { name, .. }
             | PolicySpec::Informed { name, .. } => name,
         }
     }
@@ -336,7 +363,9 @@ impl PolicySpec {
     /// The model the spec plays, if any.
     pub fn model(&self) -> Option<&ModelRef> {
         match self {
-            PolicySpec::Neural { model, .. } | PolicySpec::Adjusted { model, .. } => Some(model),
+            PolicySpec::Neural { model, .. }
+            | PolicySpec::Adjusted { model, .. }
+            | PolicySpec::InformedNetwork { model, .. } => Some(model),
             _ => None,
         }
     }
@@ -347,7 +376,10 @@ impl PolicySpec {
     pub fn load(&mut self, loaded: &mut Vec<Arc<ModelBundle>>) -> Result<(), PolicyError> {
         let name = self.name().to_owned();
         let adjusted = matches!(self, PolicySpec::Adjusted { .. });
-        let (PolicySpec::Neural { model, .. } | PolicySpec::Adjusted { model, .. }) = self else {
+        let (PolicySpec::Neural { model, .. }
+        | PolicySpec::Adjusted { model, .. }
+        | PolicySpec::InformedNetwork { model, .. }) = self
+        else {
             return Ok(());
         };
         let bundle = match model {
@@ -432,6 +464,18 @@ impl PolicySpec {
             PolicySpec::Adjusted { .. } => {
                 Box::new(bundle()?.adjusted_policy(name).map_err(model_err)?)
             }
+            PolicySpec::InformedNetwork { .. } => {
+                let view = network_view(&scenario.world, bundle()?);
+                Box::new(InformedPolicy::with_view(
+                    Arc::new(view.world),
+                    &scenario.config,
+                    reward,
+                    InformedConfig {
+                        seed,
+                        ..InformedConfig::default()
+                    },
+                ))
+            }
         })
     }
 
@@ -496,7 +540,9 @@ impl PolicySpec {
                     source,
                 })?
             }
-            PolicySpec::Yardstick(_) | PolicySpec::Informed { .. } => {
+            PolicySpec::Yardstick(_)
+            | PolicySpec::Informed { .. }
+            | PolicySpec::InformedNetwork { .. } => {
                 return Err(PolicyError::NeedsSimulator {
                     name: name.to_owned(),
                 });
@@ -515,12 +561,20 @@ impl PolicySpec {
     /// `metarec demo --out X` printed other numbers for its sampling contestants with every X.
     pub fn stream(&self) -> u64 {
         match self {
-            PolicySpec::Neural { name, .. } | PolicySpec::Adjusted { name, .. } => {
-                stable_hash(&stream_name(name))
-            }
+            PolicySpec::Neural { name, .. }
+            | PolicySpec::Adjusted { name, .. }
+            | PolicySpec::InformedNetwork { name, .. } => stable_hash(&stream_name(name)),
             _ => stable_hash(self.name()),
         }
     }
+}
+
+/// The world as the catalog's features and `bundle`'s item vectors describe its items
+/// ([`PolicySpec::InformedNetwork`]).
+pub fn network_view(world: &metarec_sim::World, bundle: &ModelBundle) -> metarec_sim::ObservedView {
+    let frozen = &bundle.network.frozen;
+    let columns: Vec<f64> = frozen.item_vectors.iter().map(|&v| f64::from(v)).collect();
+    world.observed_view_with(&columns, frozen.embed)
 }
 
 /// A bundle's network alone as a policy, adapting to each user or not.
@@ -666,6 +720,7 @@ mod tests {
             assert_eq!(stream("neural:model"), stream(other), "{other}");
         }
         assert_eq!(stream("adjusted:a/b/m"), stream("adjusted:m"));
+        assert_eq!(stream("informed-network:a/m"), stream("informed-network:m"));
         // Another kind, another last component or another baseline draws others.
         assert_ne!(stream("neural:model"), stream("neural-greedy:model"));
         assert_ne!(stream("neural-greedy:model"), stream("neural-static:model"));

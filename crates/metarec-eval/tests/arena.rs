@@ -230,6 +230,7 @@ fn informed_particle_counts_are_checked() {
         "informed-blindx",
         "informed-observed:0",
         "informed-observedx",
+        "informed-network:",
     ] {
         let err = PolicySpec::parse_list(bad).unwrap_err().to_string();
         assert!(err.contains(bad.trim_end_matches(':')), "{bad}: {err}");
@@ -267,6 +268,14 @@ fn informed_particle_counts_are_checked() {
         PolicySpec::Informed { settings, .. } => assert!(!settings.moves && !settings.blind),
         other => panic!("{other:?}"),
     }
+    // The yardstick over a network's item vectors names a model directory.
+    let network = PolicySpec::parse("informed-network:runs/model").unwrap();
+    assert!(
+        matches!(&network, PolicySpec::InformedNetwork { .. }),
+        "{network:?}"
+    );
+    assert_eq!(network.name(), "informed-network:runs/model");
+    assert!(network.model().is_some());
 }
 
 /// The report as JSON with the seconds (wall time, which differs run to run) left out.

@@ -145,6 +145,37 @@ impl InformedPolicy {
         } else {
             world
         };
+        Self::knowing(world, config, reward, settings)
+    }
+
+    /// The observed yardstick over a view of the world made elsewhere, such as
+    /// [`World::observed_view_with`] a trained network's item vectors: the policy reads `view`
+    /// (its item vectors and directions) while the users respond to the scenario's world, and
+    /// it is named `informed-observed`.
+    pub fn with_view(
+        view: Arc<World>,
+        config: &ScenarioConfig,
+        reward: &RewardFn,
+        settings: InformedConfig,
+    ) -> Self {
+        Self::knowing(
+            view,
+            config,
+            reward,
+            InformedConfig {
+                observed: true,
+                ..settings
+            },
+        )
+    }
+
+    /// The policy reading `world`, which is already the view its settings ask for.
+    fn knowing(
+        world: Arc<World>,
+        config: &ScenarioConfig,
+        reward: &RewardFn,
+        settings: InformedConfig,
+    ) -> Self {
         let examination = examination_curve(config);
         let price_terms = world
             .prices
@@ -949,18 +980,24 @@ mod tests {
             ..settings
         };
         // The observed yardstick in the real world plays as the plain one would in a world
-        // whose items are the observed view's, while the users respond to the hidden vectors.
+        // whose items are the observed view's, while the users respond to the hidden vectors;
+        // so does the yardstick handed that view ready-made (as views with more columns are).
         let view = Arc::new(env.world().observed_view().world);
-        let mut in_view = InformedPolicy::new(view, &config, &config.reward, settings);
+        let mut in_view = InformedPolicy::new(view.clone(), &config, &config.reward, settings);
+        let mut handed = InformedPolicy::with_view(view, &config, &config.reward, settings);
         let mut informed = policy(&env, &config, observed);
         let mut plain = policy(&env, &config, settings);
         assert_eq!(informed.name(), "informed-observed");
+        assert_eq!(handed.name(), "informed-observed");
+        let (mut third, _) = tiny(true);
         let (mut twin, _) = tiny(true);
         let mut differ = false;
         for user in 0..8 {
             let a = play(&mut env, &mut informed, user, 6, |_, _| {});
             let b = play(&mut twin, &mut in_view, user, 6, |_, _| {});
+            let c = play(&mut third, &mut handed, user, 6, |_, _| {});
             assert_eq!(a, b, "user {user}");
+            assert_eq!(a, c, "user {user}");
             assert!(!a.is_empty());
             assert_eq!(informed.item_values(), in_view.item_values());
             let context = env.reset(user);

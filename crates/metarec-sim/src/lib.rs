@@ -34,4 +34,4 @@ pub use error::SimError;
 pub use informed::{InformedConfig, InformedPolicy};
 pub use scenario::{Scenario, ShopStamp};
 pub use shop::ShopEnv;
-pub use world::World;
+pub use world::{ObservedView, World};

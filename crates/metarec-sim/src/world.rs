@@ -633,14 +633,27 @@ impl World {
     /// real one knows the user model and the population, but the items only as far as a shop
     /// sees them ([`crate::InformedConfig::observed`]).
     pub fn observed_view(&self) -> ObservedView {
+        self.observed_view_with(&[], 0)
+    }
+
+    /// [`World::observed_view`] with `width` more columns per item beside the catalog's
+    /// features: `extra[i * width..(i + 1) * width]` for item `i`, such as a trained network's
+    /// item vectors, so the view knows the items as far as those columns and the features
+    /// carry them. Items past the end of `extra` get zeros in those columns, and a `width` of 0
+    /// is the plain observed view.
+    pub fn observed_view_with(&self, extra: &[f64], width: usize) -> ObservedView {
         let items = self.prices.len();
         let d = self.dim;
         let features = self.catalog.features();
-        let p = features.dim() + 1;
+        let p = features.dim() + 1 + width;
         let row = |i: usize, out: &mut Vec<f64>| {
             out.clear();
             out.push(1.0);
             out.extend(features.row(i).iter().map(|&v| f64::from(v)));
+            match extra.get(i * width..(i + 1) * width) {
+                Some(columns) => out.extend_from_slice(columns),
+                None => out.resize(p, 0.0),
+            }
         };
         // The normal equations of all d regressions share one Gram matrix; a ridge far below
         // any feature's scale keeps it definite when two columns coincide.
@@ -806,6 +819,25 @@ mod tests {
             assert!((a - b).abs() < 1e-6 * (1.0 + b.abs()), "{a} against {b}");
         }
         assert_eq!(again.world.prices, world.prices);
+        // More columns can only explain more; the hidden vectors themselves as columns
+        // explain everything, and no columns is the plain view.
+        let plain = world.observed_view_with(&[], 0);
+        assert_eq!(plain.world.item_vectors, view.world.item_vectors);
+        // (The fit's ridge, a billionth of the Gram matrix's largest diagonal, keeps it from
+        // being exact.)
+        let known = world.observed_view_with(&world.item_vectors, d);
+        assert!((known.explained - 1.0).abs() < 1e-6, "{}", known.explained);
+        for (a, b) in known.world.item_vectors.iter().zip(&world.item_vectors) {
+            assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{a} against {b}");
+        }
+        let first: Vec<f64> = (0..items).map(|i| world.item_vector(i)[0]).collect();
+        let partial = world.observed_view_with(&first, 1);
+        assert!(
+            partial.explained > view.explained && partial.explained < 1.0,
+            "{} against {}",
+            partial.explained,
+            view.explained
+        );
     }
 
     use super::{World, principal_scores, rng_for};

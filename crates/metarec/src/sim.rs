@@ -9,8 +9,8 @@ use metarec_data::LoadOptions;
 use metarec_data::fetch::Dataset;
 use metarec_data::online_retail::{OnlineRetail, load_online_retail};
 use metarec_data::shop::Shop;
-use metarec_eval::PolicySpec;
 use metarec_eval::arena::{ArenaConfig, run_arena};
+use metarec_eval::{ModelRef, PolicySpec};
 use metarec_neural::bundle::ModelBundle;
 use metarec_neural::checkpoint::DataSource;
 use metarec_sim::config::PRESETS;
@@ -415,6 +415,19 @@ pub fn arena(args: ArenaArgs, global: &Global) -> Result<()> {
             scenario.world.catalog.features().dim(),
             100.0 * view.explained
         );
+    }
+    for spec in &contestants {
+        if let (PolicySpec::InformedNetwork { name, .. }, Some(bundle)) =
+            (spec, spec.model().and_then(ModelRef::bundle))
+        {
+            let view = metarec_eval::policies::network_view(&scenario.world, bundle);
+            println!(
+                "{name}: the catalog's {} observable feature columns and the network's {} item-vector columns (and an intercept) explain {:.1}% of the hidden item vectors' sum of squares",
+                scenario.world.catalog.features().dim(),
+                bundle.network.frozen.embed,
+                100.0 * view.explained
+            );
+        }
     }
     if let Some(path) = &args.json {
         crate::report::write_results(path, "arena", &report)?;

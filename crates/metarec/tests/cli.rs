@@ -404,11 +404,21 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
             "--seeds",
             "1",
             "--policies",
-            &format!("random,{neural}"),
+            &format!("random,{neural},neural-static:{m},informed-network:{m}"),
         ],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains(&neural), "{}", stdout(&out));
+    // The network without adaptation and the yardstick over the network's item knowledge play
+    // too; the arena says how much of the hidden item vectors that knowledge explains.
+    assert!(
+        stdout(&out).contains(&format!("neural-static:{m}"))
+            && stdout(&out).contains(&format!(
+                "informed-network:{m}: the catalog's 6 observable feature columns and the network's 16 item-vector columns"
+            )),
+        "{}",
+        stdout(&out)
+    );
 
     // Without --scenario the arena plays the scenario the model was trained on; the model does
     // not fit another scenario's catalog: a clear error, not a crash.
