@@ -53,7 +53,7 @@ pub enum PolicyError {
     Empty,
     /// A distillation teacher other than a greedy informed yardstick.
     #[error(
-        "the teacher must be `informed`, `informed-move`, `informed-blind` or `informed-observed`, each with `:N` particles or without"
+        "the teacher must be `informed`, `informed-move`, `informed-blind` or `informed-observed`, each with `:N` particles or without, or `informed-network:DIR`"
     )]
     NotATeacher(String),
     /// A model bundle cannot be loaded or has no usable adjuster.
@@ -480,8 +480,9 @@ impl PolicySpec {
     }
 
     /// The teacher of distillation named `name`: `informed`, `informed-move`,
-    /// `informed-blind` or `informed-observed` (each with `:N` or without), the exact-model
-    /// Bayesian yardstick showing its posterior's best slate, its particles seeded by `seed`.
+    /// `informed-blind` or `informed-observed` (each with `:N` or without), or
+    /// `informed-network:DIR` (its model loaded here), the exact-model Bayesian yardstick
+    /// showing its posterior's best slate, its particles seeded by `seed`.
     /// The CLI's `train --teacher` and the Python trainer build it here.
     pub fn teacher(
         name: &str,
@@ -496,6 +497,26 @@ impl PolicySpec {
                 reward,
                 InformedConfig { seed, ..settings },
             )),
+            mut spec @ PolicySpec::InformedNetwork { .. } => {
+                spec.load(&mut Vec::new())?;
+                spec.check_fits(scenario)?;
+                let bundle =
+                    spec.model()
+                        .and_then(ModelRef::bundle)
+                        .ok_or_else(|| PolicyError::Model {
+                            name: name.to_owned(),
+                            source: NeuralError::NotLoaded(name.to_owned()),
+                        })?;
+                Ok(InformedPolicy::with_view(
+                    Arc::new(network_view(&scenario.world, bundle).world),
+                    &scenario.config,
+                    reward,
+                    InformedConfig {
+                        seed,
+                        ..InformedConfig::default()
+                    },
+                ))
+            }
             _ => Err(PolicyError::NotATeacher(name.to_owned())),
         }
     }

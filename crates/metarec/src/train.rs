@@ -88,8 +88,10 @@ pub struct TrainArgs {
     /// knows the simulator but must learn each user from the same feedback), `informed:N` for
     /// N particles per user, or `informed-move[:N]`, whose particles are resampled and moved
     /// when they degenerate (a better posterior for the same particles, at about 1.7x the cost);
-    /// the references `informed-blind[:N]` (feedback read without positions or purchases) and
-    /// `informed-observed[:N]` (items known only through their observable features) teach too.
+    /// the references `informed-blind[:N]` (feedback read without positions or purchases),
+    /// `informed-observed[:N]` (items known only through their observable features) and
+    /// `informed-network:DIR` (items known through the features and DIR's item vectors) teach
+    /// too.
     #[arg(long, default_value = "informed")]
     teacher: String,
     /// Model directory (weights + manifest).

@@ -390,6 +390,13 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
     let out = deeper("distill");
     assert_says(&out, "(distill) for 16 iterations in total");
     assert_eq!(read_manifest()["train"]["imitate_depth"], 8);
+    // The yardstick over a model's item vectors teaches too (here the model's own, read before
+    // training moves them); over a directory without a model it is refused.
+    let out = distill("informed-network:no-such-model");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no-such-model"), "{}", stderr(&out));
+    let out = distill(&format!("informed-network:{m}"));
+    assert_says(&out, "(distill) for 20 iterations in total");
 
     let neural = format!("neural:{m}");
     let out = metarec(
