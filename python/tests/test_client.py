@@ -25,7 +25,12 @@ def tiny_model(metarec_cli, tmp_path_factory) -> pathlib.Path:
 def test_a_model_bundle_plays_from_python(tiny_model, data_dir):
     small = metarec.Simulator("small", data_dir=str(data_dir))
     env = metarec.ShopEnv(simulator=small, seed=2)
-    for name in (f"neural:{tiny_model}", f"neural-greedy:{tiny_model}", f"adjusted:{tiny_model}"):
+    for name in (
+        f"neural:{tiny_model}",
+        f"neural-greedy:{tiny_model}",
+        f"neural-static:{tiny_model}",
+        f"adjusted:{tiny_model}",
+    ):
         policy = metarec.Policy(name, small, seed=1)
         obs, info = env.reset(seed=2)
         context = info["context"]
