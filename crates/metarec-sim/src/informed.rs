@@ -148,10 +148,10 @@ impl InformedPolicy {
         Self::knowing(world, config, reward, settings)
     }
 
-    /// The observed yardstick over a view of the world made elsewhere, such as
-    /// [`World::observed_view_with`] a trained network's item vectors: the policy reads `view`
-    /// (its item vectors and directions) while the users respond to the scenario's world, and
-    /// it is named `informed-observed`.
+    /// The observed yardstick over a view of the world made elsewhere, such as the one
+    /// [`World::observed_view_with`] fits from a trained network's item vectors: the policy
+    /// reads `view` (its item vectors and directions) while the users respond to the
+    /// scenario's world, and it is named `informed-observed`.
     pub fn with_view(
         view: Arc<World>,
         config: &ScenarioConfig,
