@@ -32,10 +32,13 @@ def test_the_python_trainer_trains_what_the_command_line_trains(sim, metarec_cli
     assert metarec.play(env, policy, 5, seed=1).shape == (5,)
 
 
-def test_a_batch_collected_in_parts_trains_as_one_process(sim):
-    whole = metarec.Trainer(sim, **SMALL)
-    learner = metarec.Trainer(sim, **SMALL)
-    worker = metarec.Trainer(sim, **{**SMALL, "seed": 3})
+@pytest.mark.parametrize("algo", ["reinforce", "posterior"])
+def test_a_batch_collected_in_parts_trains_as_one_process(sim, algo):
+    # Posterior distillation's parts also carry every item's value in every state.
+    settings = {**SMALL, "algo": algo}
+    whole = metarec.Trainer(sim, **settings)
+    learner = metarec.Trainer(sim, **settings)
+    worker = metarec.Trainer(sim, **settings)
     initial = whole.weights()
     for _ in range(2):
         whole.iteration()

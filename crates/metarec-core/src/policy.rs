@@ -46,6 +46,17 @@ pub trait Oracle: Environment {
 
     /// The slate with the highest expected immediate reward for the current user and state.
     fn oracle_slate(&self, reward: &RewardFn) -> Vec<crate::ItemId>;
+
+    /// Every catalog item's expected reward for the current user and state, were it shown
+    /// alone at the first position, in catalog order: the dense truth a network can be taught
+    /// to predict from what it sees (`metarec-neural`'s posterior distillation). The default
+    /// asks [`Oracle::expected_reward`] item by item; a simulator overrides it where it can
+    /// share the work.
+    fn item_values(&self, reward: &RewardFn) -> Vec<f64> {
+        (0..self.catalog().len())
+            .map(|i| self.expected_reward(&[crate::ItemId(i as u32)], reward))
+            .collect()
+    }
 }
 
 /// Something that chooses slates and may learn from their outcomes.

@@ -1,8 +1,8 @@
 //! Training on a toy shop with a known best policy, reproducibility, and checkpoints.
 
 use metarec_core::{
-    Catalog, Context, Decision, Environment, Feedback, Item, ItemId, PastEvent, RewardFn, Step,
-    UserKey, rng_for,
+    Catalog, Context, Decision, Environment, Feedback, Item, ItemId, Oracle, PastEvent, RewardFn,
+    Step, UserKey, rng_for,
 };
 use metarec_neural::NeuralError;
 use metarec_neural::checkpoint::{self, DataSource, Manifest};
@@ -13,9 +13,11 @@ use rand::Rng as _;
 
 /// Six items; user `n` loves item `n % 3` (clicks it 90% of the time when shown first, less
 /// lower down) and barely clicks anything else. The context token says which group the user is
-/// in, so a good policy can serve each user their item from the first slate.
+/// in, so a good policy can serve each user their item from the first slate; a shop that hides
+/// it leaves only the clicks to tell.
 struct ToyShop {
     catalog: Catalog,
+    hides_group: bool,
     user: u64,
     step: u32,
     history: Vec<PastEvent>,
@@ -36,6 +38,7 @@ impl ToyShop {
         }
         ToyShop {
             catalog,
+            hides_group: false,
             user: 0,
             step: 0,
             history: Vec::new(),
@@ -45,7 +48,9 @@ impl ToyShop {
 
     fn context(&self) -> Context {
         let mut c = Context::for_user(UserKey(format!("u{}", self.user)));
-        c.tokens = vec![format!("group={}", self.user % 3)];
+        if !self.hides_group {
+            c.tokens = vec![format!("group={}", self.user % 3)];
+        }
         c.session.step = self.step;
         c.session.history = self.history.clone();
         c
@@ -84,6 +89,33 @@ impl Environment for ToyShop {
     }
 }
 
+impl ToyShop {
+    /// The click probability of `item` at position `k` for the current user.
+    fn click_probability(&self, item: ItemId, k: usize) -> f64 {
+        if item.0 as u64 == self.user % 3 {
+            0.9 / (k + 1) as f64
+        } else {
+            0.02
+        }
+    }
+}
+
+/// The toy shop's hidden side, with the default [`Oracle::item_values`].
+impl Oracle for ToyShop {
+    fn expected_reward(&self, slate: &[ItemId], reward: &RewardFn) -> f64 {
+        let clicks: f64 = slate
+            .iter()
+            .enumerate()
+            .map(|(k, &item)| self.click_probability(item, k))
+            .sum();
+        clicks * reward.click_weight()
+    }
+    fn oracle_slate(&self, _: &RewardFn) -> Vec<ItemId> {
+        let loved = (self.user % 3) as u32;
+        vec![ItemId(loved), ItemId((loved + 1) % 3)]
+    }
+}
+
 fn config(iterations: usize) -> TrainConfig {
     TrainConfig {
         algo: Algo::Reinforce,
@@ -104,6 +136,7 @@ fn config(iterations: usize) -> TrainConfig {
         user_streams: false,
         imitate_depth: 0,
         catalog_softmax: false,
+        rollout_temperature: None,
     }
 }
 
@@ -191,6 +224,69 @@ fn distillation_imitates_the_teacher_on_the_networks_own_visits() {
     // The network never sees a reward here; it gets there by copying the teacher's slates.
     assert!(first < 2.2, "started at {first}");
     assert!(last > 2.8, "reached only {last} (from {first})");
+}
+
+#[test]
+fn posterior_distillation_learns_each_users_item_from_the_values_alone() {
+    // No reward and no teacher reach the network: only every item's value for the hidden user
+    // in each state. With the group token the network must learn to read it; without it, to
+    // infer the group from the clicks, which is what the loss's posterior mean asks for.
+    for hides_group in [false, true] {
+        let mut env = ToyShop::new();
+        env.hides_group = hides_group;
+        let mut cfg = config(80);
+        cfg.algo = Algo::Posterior;
+        let mut trainer = Trainer::new(env.catalog(), clicks_only(), cfg).unwrap();
+        let mut rewards = Vec::new();
+        trainer
+            .train_revealed(&mut env, TrainData::default(), |_, s| {
+                rewards.push(s.reward_per_user);
+                Ok::<(), NeuralError>(())
+            })
+            .unwrap();
+        let first: f64 = rewards[..5].iter().sum::<f64>() / 5.0;
+        let last: f64 = rewards[rewards.len() - 5..].iter().sum::<f64>() / 5.0;
+        // With the group in sight the best policy earns 3.6 per user. Without it, the best
+        // policy that does not adapt shows the same two items every time and earns 4 x (0.3 +
+        // 0.15 + 0.02 x 4/3) = 1.91; beating that clearly takes learning from the clicks.
+        let goal = if hides_group { 2.3 } else { 2.8 };
+        assert!(first < 2.2, "hides_group {hides_group}: started at {first}");
+        assert!(
+            last > goal,
+            "hides_group {hides_group}: reached only {last} (from {first})"
+        );
+    }
+    // A simulator that does not reveal its users cannot teach it.
+    let mut env = ToyShop::new();
+    let mut cfg = config(1);
+    cfg.algo = Algo::Posterior;
+    let mut trainer = Trainer::new(env.catalog(), clicks_only(), cfg).unwrap();
+    let err = trainer
+        .train(&mut env, TrainData::default(), |_, _| {
+            Ok::<(), NeuralError>(())
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("train_revealed"), "{err}");
+    let err = trainer.rl_iteration(&mut env).unwrap_err().to_string();
+    assert!(err.contains("rl_iteration_revealed"), "{err}");
+    assert_eq!(trainer.iterations_done, 0);
+    // Distillation may sample its visits at a temperature of its own; policy gradients may not,
+    // and a temperature must be a positive number.
+    for (algo, temperature, ok) in [
+        (Algo::Posterior, 0.2, true),
+        (Algo::Distill, 0.2, true),
+        (Algo::Reinforce, 0.2, false),
+        (Algo::ActorCritic, 0.2, false),
+        (Algo::Posterior, 0.0, false),
+        (Algo::Posterior, f64::NAN, false),
+    ] {
+        let mut cfg = config(1);
+        cfg.algo = algo;
+        cfg.rollout_temperature = Some(temperature);
+        let made = Trainer::new(env.catalog(), clicks_only(), cfg);
+        assert_eq!(made.is_ok(), ok, "{algo:?} at {temperature}");
+    }
 }
 
 /// Ranks each user's loved item first, then items 5, 4 and 3, as deep as it is asked, and

@@ -44,7 +44,9 @@ fn stats_dict<'py>(py: Python<'py>, s: &IterationStats) -> PyResult<Bound<'py, P
 #[pymethods]
 impl PyTrainer {
     /// A fresh network for `simulator`'s catalog and objective. `algo`: `reinforce`,
-    /// `actor-critic` or `distill` (imitating `teacher`, `informed` or `informed:N`). The
+    /// `actor-critic`, `distill` (imitating `teacher`, `informed` or `informed:N`) or
+    /// `posterior` (learning every item's value for the hidden user, which the simulator
+    /// reveals, so that the network learns each value's posterior mean). The
     /// training users and the environment are the same as `metarec train --scenario ...` with
     /// the same seed; `user_streams` (on by default here, off on the command line, where
     /// `--user-streams` turns it on) samples each user's slates from a stream of their own, so a
@@ -142,7 +144,7 @@ impl PyTrainer {
             .map(|t| t as &mut dyn metarec_core::Policy);
         let stats = self
             .trainer
-            .rl_iteration_with(&mut self.env, teacher)
+            .rl_iteration_revealed(&mut self.env, teacher)
             .map_err(value_error)?;
         stats_dict(py, &stats)
     }
@@ -172,7 +174,7 @@ impl PyTrainer {
             .map(|t| t as &mut dyn metarec_core::Policy);
         let episodes = self
             .trainer
-            .collect_with(&mut self.env, first..end, teacher)
+            .collect_revealed(&mut self.env, first..end, teacher)
             .map_err(value_error)?;
         Ok(PyBytes::new(py, &episodes_to_bytes(&episodes)))
     }

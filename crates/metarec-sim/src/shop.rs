@@ -518,6 +518,15 @@ impl Oracle for ShopEnv {
             .sum()
     }
 
+    fn item_values(&self, reward: &RewardFn) -> Vec<f64> {
+        // The same values as the default's one-item slates, with the user looked up once.
+        let u = self.user();
+        let e = self.examination.first().copied().unwrap_or(0.0);
+        (0..self.world.prices.len())
+            .map(|i| self.item_value(u, i, e, reward))
+            .collect()
+    }
+
     fn oracle_slate(&self, reward: &RewardFn) -> Vec<ItemId> {
         // Examination falls with position and every item's value is linear in it, so the best
         // slate puts the K most valuable items in decreasing order (rearrangement inequality).
@@ -708,6 +717,32 @@ pub(crate) mod tests {
                             "user {user}: {a},{b} beats the oracle"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn item_values_are_the_expected_rewards_of_one_item_slates() {
+        // The shop's own `item_values` must say what the trait's default says, in every state,
+        // fatigue included: posterior distillation learns from them.
+        let (mut env, config) = tiny(true);
+        for user in 0..10 {
+            env.reset(user);
+            for _ in 0..3 {
+                let values = env.item_values(&config.reward);
+                assert_eq!(values.len(), 6);
+                for (i, v) in values.iter().enumerate() {
+                    let alone = env.expected_reward(&[ItemId(i as u32)], &config.reward);
+                    assert!(
+                        (v - alone).abs() < 1e-12,
+                        "user {user}, item {i}: {v} vs {alone}"
+                    );
+                }
+                let slate = env.oracle_slate(&config.reward);
+                let items: Vec<u32> = slate.iter().map(|i| i.0).collect();
+                if env.step(&decision(&items)).next.is_none() {
+                    break;
                 }
             }
         }

@@ -69,8 +69,8 @@ enum Command {
     },
     /// Run policies on the same simulated new users and compare them, with 95% intervals.
     Arena(sim::ArenaArgs),
-    /// Train the neural policy on a simulated scenario (REINFORCE, actor-critic, supervised) or
-    /// on a shop's own logged events (--shop).
+    /// Train the neural policy on a simulated scenario (REINFORCE, actor-critic, supervised,
+    /// distillation of a teacher or of the posterior) or on a shop's own logged events (--shop).
     Train(train::TrainArgs),
     /// Meta-train the strategy adjuster of a trained model on simulated training users, or on a
     /// shop's logged users (--shop).

@@ -76,12 +76,15 @@ pub struct TrainArgs {
     /// logged impressions (or on purchases and clicks with sampled negatives when the shop logs
     /// none), the latest --holdout of rankings by time held out for evaluation; the model
     /// carries the shop's catalog. With a simulator algorithm (reinforce, actor-critic,
-    /// distill), in a simulator fitted to the shop (the scenario's `[shop] dir`), whose world
+    /// distill, posterior), in a simulator fitted to the shop (the scenario's `[shop] dir`), whose world
     /// the model's bundle records so the arena can rebuild it.
     #[arg(long, value_name = "SHOP")]
     shop: Option<PathBuf>,
-    /// reinforce, actor-critic, supervised or distill (imitate --teacher on the network's own
-    /// visits) [default: reinforce; supervised with --shop].
+    /// reinforce, actor-critic, supervised, distill (imitate --teacher on the network's own
+    /// visits) or posterior (learn, on its own visits, every item's value for the hidden user,
+    /// which the simulator reveals: the network learns the posterior mean of each item's value
+    /// from the history, so its greedy slate is the exact posterior's) [default: reinforce;
+    /// supervised with --shop].
     #[arg(long)]
     algo: Option<String>,
     /// The teacher of `--algo distill`: `informed` (the exact-model Bayesian yardstick, which
@@ -169,6 +172,11 @@ pub struct TrainArgs {
     #[arg(long, value_name = "N", default_value_t = 0,
           value_parser = whole::<usize>(0, metarec_neural::train::MAX_IMITATE_DEPTH as u64))]
     imitate_depth: usize,
+    /// With `--algo distill` or `posterior`: sample the network's own visits at this
+    /// temperature instead of the model's (the loss still reads the model's). Lower keeps the
+    /// visits near the greedy network's, the states it meets when it serves.
+    #[arg(long, value_name = "T")]
+    rollout_temperature: Option<f64>,
     /// Save a checkpoint every this many steps (and at the end).
     #[arg(long, default_value_t = 50, value_parser = count::<usize>(MAX_ITERATIONS))]
     checkpoint_every: usize,
@@ -335,7 +343,8 @@ pub fn run(args: TrainArgs, global: &Global) -> Result<()> {
         algos,
     };
     let metrics = run.run(&mut trainer, metrics, |trainer, hook| {
-        trainer.train(&mut env, data, hook)
+        // The scenario's simulator reveals its users, which posterior distillation learns from.
+        trainer.train_revealed(&mut env, data, hook)
     })?;
     let tail: Vec<_> = metrics.iter().rev().take(20).collect();
     if algo != Algo::Supervised && !tail.is_empty() {
@@ -845,6 +854,7 @@ fn settings(args: &TrainArgs, base: &RewardFn, algo: Algo) -> Result<(RewardFn, 
         user_streams: args.user_streams,
         imitate_depth: args.imitate_depth,
         catalog_softmax: args.catalog_softmax,
+        rollout_temperature: args.rollout_temperature,
         ..TrainConfig::default()
     };
     Ok((reward, config))

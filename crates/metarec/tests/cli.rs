@@ -397,6 +397,13 @@ fn train_writes_a_checkpoint_the_arena_plays_and_resume_continues() {
     assert!(stderr(&out).contains("no-such-model"), "{}", stderr(&out));
     let out = distill(&format!("informed-network:{m}"));
     assert_says(&out, "(distill) for 20 iterations in total");
+    // Posterior distillation needs no teacher: the scenario's simulator reveals its users.
+    let out = metarec(
+        tmp.path(),
+        &[&base[..], &["--out", m, "--resume", "--algo", "posterior"]].concat(),
+    );
+    assert_says(&out, "(posterior) for 24 iterations in total");
+    assert_eq!(read_manifest()["algos"][5], "posterior");
 
     let neural = format!("neural:{m}");
     let out = metarec(

@@ -8,26 +8,34 @@ use crate::model::Frozen;
 use metarec_core::explore::{SlateChoice, plackett_luce};
 use metarec_core::{Agent, Context, Interaction, ItemId, Policy, RewardFn, Rng};
 
+use super::Reveal;
+
 /// The network sampling slates in a rollout, keeping each step as a [`Transition`] (and, in
-/// distillation, asking the teacher what it would have shown in the same state first).
-pub(super) struct Collector<'a, 't> {
+/// distillation, asking the teacher what it would have shown in the same state first; in
+/// posterior distillation, asking the simulator every item's value for the hidden user).
+pub(super) struct Collector<'a, 't, E: ?Sized> {
     pub(super) frozen: &'a Frozen,
     pub(super) features: &'a Features,
     pub(super) reward: &'a RewardFn,
     pub(super) teacher: Option<&'t mut dyn Policy>,
+    /// How to read every item's value in the current state (posterior distillation only).
+    pub(super) reveal: Option<Reveal<E>>,
     pub(super) candidates: Vec<ItemId>,
+    /// The temperature slates are sampled at ([`super::TrainConfig::rollout_temperature`]).
+    pub(super) temperature: f64,
     /// How many of the teacher's best items to keep ([`super::TrainConfig::imitate_depth`]).
     pub(super) depth: usize,
     pub(super) view: UserView,
     pub(super) hidden: Vec<f32>,
     pub(super) g: Vec<f32>,
     pub(super) scores: Vec<f64>,
-    /// The user side and the teacher's slate of the decision awaiting its feedback.
-    pub(super) pending: Option<(UserView, Vec<ItemId>)>,
+    /// The user side, the teacher's slate and the revealed values of the decision awaiting
+    /// its feedback.
+    pub(super) pending: Option<(UserView, Vec<ItemId>, Vec<f32>)>,
     pub(super) episode: Vec<Transition>,
 }
 
-impl<E: ?Sized> Agent<E> for Collector<'_, '_> {
+impl<E: ?Sized> Agent<E> for Collector<'_, '_, E> {
     fn name(&self) -> &str {
         ""
     }
@@ -42,7 +50,7 @@ impl<E: ?Sized> Agent<E> for Collector<'_, '_> {
         }
     }
 
-    fn decide(&mut self, _env: &E, context: &Context, k: usize, rng: &mut Rng) -> SlateChoice {
+    fn decide(&mut self, env: &E, context: &Context, k: usize, rng: &mut Rng) -> SlateChoice {
         let taught = self
             .teacher
             .as_mut()
@@ -60,19 +68,21 @@ impl<E: ?Sized> Agent<E> for Collector<'_, '_> {
                 view.clicked.contains(&id),
             ));
         }
-        self.pending = Some((view.clone(), taught));
-        plackett_luce(
-            &self.candidates,
-            &self.scores,
-            k,
-            self.frozen.temperature,
-            0,
-            rng,
-        )
+        let values = self
+            .reveal
+            .map(|reveal| {
+                reveal(env, self.reward)
+                    .into_iter()
+                    .map(|v| v as f32)
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.pending = Some((view.clone(), taught, values));
+        plackett_luce(&self.candidates, &self.scores, k, self.temperature, 0, rng)
     }
 
     fn observe(&mut self, interaction: &Interaction) {
-        let (view, taught) = self.pending.take().unwrap_or_default();
+        let (view, taught, values) = self.pending.take().unwrap_or_default();
         let feedback = &interaction.feedback;
         self.episode.push(Transition {
             input: view.input,
@@ -87,6 +97,7 @@ impl<E: ?Sized> Agent<E> for Collector<'_, '_> {
             ret: 0.0,
             last: false,
             teacher: taught,
+            values,
         });
         if let Some(t) = self.teacher.as_mut() {
             t.observe(interaction);

@@ -12,6 +12,14 @@
 //!   Ross, Gordon & Bagnell 2011): `-log pi(teacher's slate_t)`, plus the baseline's loss. The
 //!   teacher watches the same users and feedback as the network, so it may be any policy, such
 //!   as a Bayesian one that knows the environment's model but must learn each user.
+//! - [`Algo::Posterior`]: posterior distillation on the network's own visits in a simulator that
+//!   reveals its users ([`Trainer::train_revealed`]): `-sum_i v_i log p_i / sum_i v_i`, where
+//!   `v_i` is every item's expected reward for the hidden user ([`Oracle::item_values`]) and
+//!   `p_i` the network's first-position probability. Given what the network has seen, the
+//!   expected loss is smallest when `p_i` is proportional to the posterior mean of `v_i`, so the
+//!   network learns the Bayesian update of every item's value from the history, densely (every
+//!   item, every state) and with no particle filter, and its greedy slate is the greedy slate of
+//!   the exact posterior; plus the baseline's loss.
 //!
 //! Episodes are whole simulated users (every visit), discounted per slate by the reward
 //! function's `gamma`. Training users come from a seed of their own, so the arena's users are
@@ -27,7 +35,8 @@ use crate::model::{Encoder, Frozen, ModelConfig, TwoTower, build, sorted_vars};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW, VarMap};
 use metarec_core::{
-    Catalog, Environment, EventIds, Interaction, ItemId, Policy, RewardFn, Rng, rng_for, rollout,
+    Catalog, Environment, EventIds, Interaction, ItemId, Oracle, Policy, RewardFn, Rng, rng_for,
+    rollout,
 };
 use serde::{Deserialize, Serialize};
 
@@ -50,6 +59,9 @@ pub enum Algo {
     Supervised,
     /// Imitation of a teacher policy on the network's own visits (DAgger).
     Distill,
+    /// Learning each state's posterior mean of every item's value, from the values a simulator
+    /// reveals (posterior distillation).
+    Posterior,
 }
 
 impl Algo {
@@ -60,6 +72,7 @@ impl Algo {
             Algo::ActorCritic => "actor-critic",
             Algo::Supervised => "supervised",
             Algo::Distill => "distill",
+            Algo::Posterior => "posterior",
         }
     }
 
@@ -70,8 +83,9 @@ impl Algo {
             "actor-critic" => Ok(Algo::ActorCritic),
             "supervised" => Ok(Algo::Supervised),
             "distill" => Ok(Algo::Distill),
+            "posterior" => Ok(Algo::Posterior),
             other => Err(NeuralError::Config(format!(
-                "unknown algorithm `{other}`; expected reinforce, actor-critic, supervised or distill"
+                "unknown algorithm `{other}`; expected reinforce, actor-critic, supervised, distill or posterior"
             ))),
         }
     }
@@ -116,6 +130,15 @@ pub struct TrainConfig {
     /// by default, so earlier runs and manifests stay as they were.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub catalog_softmax: bool,
+    /// The temperature the network samples its own visits at during distillation (of a teacher
+    /// or of the posterior), in place of the model's; the loss still reads the scores at the
+    /// model's. A lower one keeps the visits close to the greedy network's, the states it meets
+    /// when it serves, where the model's own temperature, which posterior distillation makes
+    /// proportional to each item's value, visits states far from them. REINFORCE and
+    /// actor-critic keep the model's: their gradient needs slates drawn from the policy it
+    /// differentiates. `None` (and left out of manifests) samples at the model's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout_temperature: Option<f64>,
 }
 
 impl Default for TrainConfig {
@@ -132,6 +155,7 @@ impl Default for TrainConfig {
             user_streams: false,
             imitate_depth: 0,
             catalog_softmax: false,
+            rollout_temperature: None,
         }
     }
 }
@@ -159,6 +183,19 @@ impl TrainConfig {
         }
         if self.learning_rate <= 0.0 {
             return Err(NeuralError::Config("learning_rate must be positive".into()));
+        }
+        if let Some(t) = self.rollout_temperature {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(NeuralError::Config(format!(
+                    "rollout_temperature = {t}: must be a positive number"
+                )));
+            }
+            if !matches!(self.algo, Algo::Distill | Algo::Posterior) {
+                return Err(NeuralError::Config(format!(
+                    "a rollout temperature is for distill and posterior: {} learns from slates drawn at the model's own",
+                    self.algo.name()
+                )));
+            }
         }
         if self.imitate_depth > MAX_IMITATE_DEPTH {
             return Err(NeuralError::Config(format!(
@@ -211,6 +248,9 @@ pub struct Transition {
     pub last: bool,
     /// The teacher's slate in the same state (distillation only; empty otherwise).
     pub teacher: Vec<ItemId>,
+    /// Every item's expected reward for the hidden user in this state, in catalog order, as
+    /// the simulator revealed it (posterior distillation only; empty otherwise).
+    pub values: Vec<f32>,
 }
 
 /// Statistics of one training iteration.
@@ -362,13 +402,42 @@ impl Trainer {
         users: std::ops::Range<u64>,
         teacher: Option<&mut dyn Policy>,
     ) -> Result<Vec<Vec<Transition>>, NeuralError> {
+        self.collect_from(env, users, teacher, None)
+    }
+
+    /// Like [`Trainer::collect_with`] in a simulator that reveals its users: with
+    /// [`Algo::Posterior`] each step also keeps every item's expected reward for the hidden user
+    /// ([`Transition::values`]), which it learns from.
+    pub fn collect_revealed<E: Oracle>(
+        &mut self,
+        env: &mut E,
+        users: std::ops::Range<u64>,
+        teacher: Option<&mut dyn Policy>,
+    ) -> Result<Vec<Vec<Transition>>, NeuralError> {
+        self.collect_from(env, users, teacher, Some(revealed_values::<E>))
+    }
+
+    fn collect_from<E: Environment>(
+        &mut self,
+        env: &mut E,
+        users: std::ops::Range<u64>,
+        teacher: Option<&mut dyn Policy>,
+        reveal: Option<Reveal<E>>,
+    ) -> Result<Vec<Vec<Transition>>, NeuralError> {
+        // Only posterior distillation reads the values; other algorithms skip their cost.
+        let reveal = reveal.filter(|_| self.config.algo == Algo::Posterior);
         let n = self.features.items();
         let mut collector = Collector {
             frozen: &self.frozen,
             features: &self.features,
             reward: &self.reward,
             teacher,
+            reveal,
             candidates: (0..n as u32).map(ItemId).collect(),
+            temperature: self
+                .config
+                .rollout_temperature
+                .unwrap_or(self.frozen.temperature),
             depth: self.config.imitate_depth,
             view: UserView::default(),
             hidden: Vec::new(),
@@ -492,6 +561,7 @@ impl Trainer {
         let s = steps.len();
         let (scores, users) = self.forward(&steps)?;
         let imitate = self.config.algo == Algo::Distill;
+        let posterior = self.config.algo == Algo::Posterior;
         let chosen: Vec<Vec<u32>> = steps
             .iter()
             .map(|t| {
@@ -538,7 +608,9 @@ impl Trainer {
             s,
             &Device::Cpu,
         )?;
-        let actor = if imitate {
+        let actor = if posterior {
+            self.posterior_loss(&steps, &scores)?
+        } else if imitate {
             log_prob.mean_all()?.neg()?
         } else {
             (normalised * &log_prob)?.mean_all()?.neg()?
@@ -548,6 +620,37 @@ impl Trainer {
         let loss =
             ((actor + (critic * self.config.value_weight)?)? - (&entropy * self.config.entropy)?)?;
         Ok((loss, f64::from(entropy.to_scalar::<f32>()?)))
+    }
+
+    /// Posterior distillation's loss: `-sum v_i log p_i / sum v_i` over the batch's states and
+    /// items, `p` the first-position softmax of the scores at the network's temperature and `v`
+    /// the values the simulator revealed. Given a state's history its expectation is smallest
+    /// where `p` is proportional to the posterior mean of `v`, whatever the user turns out to be.
+    fn posterior_loss(
+        &self,
+        steps: &[&Transition],
+        scores: &Tensor,
+    ) -> Result<Tensor, NeuralError> {
+        let n = self.features.items();
+        let mut values = Vec::with_capacity(steps.len() * n);
+        for t in steps {
+            if t.values.len() != n {
+                return Err(NeuralError::Config(
+                    "posterior distillation needs every item's value in every state: train it in a simulator that reveals its users (train_revealed)".into(),
+                ));
+            }
+            values.extend_from_slice(&t.values);
+        }
+        let total: f64 = values.iter().map(|&v| f64::from(v)).sum();
+        if total <= 0.0 {
+            return Err(NeuralError::Config(
+                "posterior distillation needs a positive value somewhere in the batch".into(),
+            ));
+        }
+        let values = Tensor::from_vec(values, (steps.len(), n), &Device::Cpu)?;
+        let temperature = self.model.config.temperature;
+        let log_p = candle_nn::ops::log_softmax(&(scores / temperature)?, candle_core::D::Minus1)?;
+        Ok(((values * log_p)?.sum_all()? / -total)?)
     }
 
     /// The supervised loss of logged interactions: click cross-entropy on every shown entry,
@@ -613,6 +716,7 @@ impl Trainer {
                 ret: 0.0,
                 last: false,
                 teacher: Vec::new(),
+                values: Vec::new(),
             });
         }
         if steps.is_empty() {
@@ -710,12 +814,36 @@ impl Trainer {
         env: &mut E,
         teacher: Option<&mut dyn Policy>,
     ) -> Result<IterationStats, NeuralError> {
+        if self.config.algo == Algo::Posterior {
+            return Err(NeuralError::Config(
+                "posterior distillation learns from the values a simulator reveals: use rl_iteration_revealed or train_revealed".into(),
+            ));
+        }
+        self.iteration_from(env, teacher, None)
+    }
+
+    /// One iteration in a simulator that reveals its users: like
+    /// [`Trainer::rl_iteration_with`], and the only way to run [`Algo::Posterior`].
+    pub fn rl_iteration_revealed<E: Oracle>(
+        &mut self,
+        env: &mut E,
+        teacher: Option<&mut dyn Policy>,
+    ) -> Result<IterationStats, NeuralError> {
+        self.iteration_from(env, teacher, Some(revealed_values::<E>))
+    }
+
+    fn iteration_from<E: Environment>(
+        &mut self,
+        env: &mut E,
+        teacher: Option<&mut dyn Policy>,
+        reveal: Option<Reveal<E>>,
+    ) -> Result<IterationStats, NeuralError> {
         if self.config.algo == Algo::Distill && teacher.is_none() {
             return Err(NeuralError::Config(
                 "distillation needs a teacher policy".into(),
             ));
         }
-        let episodes = self.collect_with(env, self.batch_users(), teacher)?;
+        let episodes = self.collect_from(env, self.batch_users(), teacher, reveal)?;
         self.learn_from(&episodes)
     }
 
@@ -823,15 +951,42 @@ impl Trainer {
     pub fn train<E: Environment, X: From<NeuralError>>(
         &mut self,
         env: &mut E,
+        data: TrainData<'_>,
+        hook: impl FnMut(&Trainer, &IterationStats) -> Result<(), X>,
+    ) -> Result<(), X> {
+        self.train_from(env, data, hook, None)
+    }
+
+    /// [`Trainer::train`] in a simulator that reveals its users, which every algorithm runs in
+    /// and [`Algo::Posterior`] needs.
+    pub fn train_revealed<E: Oracle, X: From<NeuralError>>(
+        &mut self,
+        env: &mut E,
+        data: TrainData<'_>,
+        hook: impl FnMut(&Trainer, &IterationStats) -> Result<(), X>,
+    ) -> Result<(), X> {
+        self.train_from(env, data, hook, Some(revealed_values::<E>))
+    }
+
+    fn train_from<E: Environment, X: From<NeuralError>>(
+        &mut self,
+        env: &mut E,
         mut data: TrainData<'_>,
         mut hook: impl FnMut(&Trainer, &IterationStats) -> Result<(), X>,
+        reveal: Option<Reveal<E>>,
     ) -> Result<(), X> {
+        if self.config.algo == Algo::Posterior && reveal.is_none() {
+            return Err(NeuralError::Config(
+                "posterior distillation learns from the values a simulator reveals: use train_revealed".into(),
+            )
+            .into());
+        }
         for _ in 0..self.config.iterations {
             let stats = match self.config.algo {
                 Algo::Supervised => self.supervised_iteration(data.logged)?,
-                Algo::Reinforce | Algo::ActorCritic | Algo::Distill => {
+                Algo::Reinforce | Algo::ActorCritic | Algo::Distill | Algo::Posterior => {
                     let teacher = data.teacher.as_mut().map(|t| &mut **t as &mut dyn Policy);
-                    self.rl_iteration_with(env, teacher)?
+                    self.iteration_from(env, teacher, reveal)?
                 }
             };
             hook(self, &stats)?;
@@ -861,6 +1016,14 @@ impl Trainer {
         }
         Ok(())
     }
+}
+
+/// How a collector asks a simulator for every item's value in the current state.
+type Reveal<E> = fn(&E, &RewardFn) -> Vec<f64>;
+
+/// [`Oracle::item_values`] as a [`Reveal`], for the collector of a simulator that has it.
+fn revealed_values<E: Oracle>(env: &E, reward: &RewardFn) -> Vec<f64> {
+    env.item_values(reward)
 }
 
 /// Logged data for [`Trainer::train_logged`].
@@ -899,6 +1062,78 @@ pub(crate) mod tests {
             .unwrap();
         }
         c
+    }
+
+    #[test]
+    fn posterior_distillation_learns_the_mean_of_the_values_a_state_could_hide() {
+        // One state, two users who could be behind it with different values: the loss's
+        // minimiser is the first-position distribution proportional to their mean, not either
+        // user's values, so the network learns the posterior mean rather than a guess.
+        let n = 6;
+        // A temperature other than 1, since the loss reads the scores through it.
+        let temperature = 0.5;
+        let config = TrainConfig {
+            algo: Algo::Posterior,
+            learning_rate: 0.03,
+            model: ModelConfig {
+                temperature,
+                ..ModelConfig::default()
+            },
+            ..TrainConfig::default()
+        };
+        let mut trainer = Trainer::new(&catalog(n), RewardFn::default(), config).unwrap();
+        let mut view = UserView::default();
+        trainer
+            .features
+            .user_view(&Context::for_user(UserKey::from("u")), &mut view);
+        let step = |values: Vec<f32>| Transition {
+            input: view.input.clone(),
+            ignored: Vec::new(),
+            clicked: Vec::new(),
+            older_ignored: Vec::new(),
+            older_clicked: Vec::new(),
+            slate: vec![ItemId(0)],
+            clicks: vec![false],
+            purchases: vec![false],
+            reward: 0.0,
+            ret: 0.0,
+            last: true,
+            teacher: Vec::new(),
+            values,
+        };
+        let a = vec![0.8, 0.0, 0.1, 0.1, 0.0, 0.0];
+        let b = vec![0.0, 0.4, 0.1, 0.1, 0.2, 0.2];
+        let episodes = vec![vec![step(a.clone())], vec![step(b.clone())]];
+        for _ in 0..400 {
+            trainer.learn_from(&episodes).unwrap();
+        }
+        let (mut scratch, mut g) = (Vec::new(), Vec::new());
+        trainer
+            .frozen
+            .user(&view.input, &[], &[], &mut scratch, &mut g);
+        let scores: Vec<f64> = (0..n)
+            .map(|i| f64::from(trainer.frozen.score(&g, i, false, false)) / temperature)
+            .collect();
+        let top = scores.iter().cloned().fold(f64::MIN, f64::max);
+        let z: f64 = scores.iter().map(|s| (s - top).exp()).sum();
+        for i in 0..n {
+            let p = (scores[i] - top).exp() / z;
+            // Each user's values sum to 1, so the mean is its own distribution.
+            let mean = f64::from(a[i] + b[i]) / 2.0;
+            assert!(
+                (p - mean).abs() < 0.02,
+                "item {i}: probability {p:.3}, posterior mean {mean:.3}"
+            );
+        }
+        // Values of the wrong length or sign are refused before any step.
+        let before = trainer.iterations_done;
+        for bad in [vec![0.5; n - 1], vec![-0.1, 0.0, 0.0, 0.0, 0.0, 1.0]] {
+            assert!(trainer.learn_from(&[vec![step(bad)]]).is_err());
+        }
+        // A state without values cannot teach it.
+        let err = trainer.learn_from(&[vec![step(Vec::new())]]).unwrap_err();
+        assert!(err.to_string().contains("every item's value"), "{err}");
+        assert_eq!(trainer.iterations_done, before);
     }
 
     #[test]
@@ -946,6 +1181,7 @@ pub(crate) mod tests {
             ret: 0.0,
             last: true,
             teacher: Vec::new(),
+            values: Vec::new(),
         };
         let (scores, users) = trainer.forward(&[&step]).unwrap();
         let candle: Vec<f32> = scores.flatten_all().unwrap().to_vec1().unwrap();

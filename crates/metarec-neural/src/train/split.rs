@@ -91,6 +91,17 @@ impl Trainer {
                 if !(t.reward.is_finite() && t.ret.is_finite()) {
                     return Err(at("a reward that is not a finite number".into()));
                 }
+                if !(t.values.is_empty() || t.values.len() == n) {
+                    return Err(at(format!(
+                        "{} item values for a catalog of {n}",
+                        t.values.len()
+                    )));
+                }
+                if let Some(v) = t.values.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+                    return Err(at(format!(
+                        "an item value of {v}: values are expected rewards, finite and not negative"
+                    )));
+                }
             }
         }
         Ok(())
@@ -128,6 +139,10 @@ pub fn episodes_to_bytes(episodes: &[Vec<Transition>]) -> Vec<u8> {
             out.extend_from_slice(&t.reward.to_le_bytes());
             out.extend_from_slice(&t.ret.to_le_bytes());
             out.push(u8::from(t.last));
+            put_len(&mut out, t.values.len());
+            for v in &t.values {
+                out.extend_from_slice(&v.to_le_bytes());
+            }
         }
     }
     out
@@ -178,6 +193,10 @@ pub fn episodes_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<Transition>>, NeuralE
             let reward = f64::from_le_bytes(r.take::<8>()?);
             let ret = f64::from_le_bytes(r.take::<8>()?);
             let last = r.flag()?;
+            let count = r.len()?;
+            let values = (0..count)
+                .map(|_| r.take::<4>().map(f32::from_le_bytes))
+                .collect::<Result<Vec<f32>, _>>()?;
             episode.push(Transition {
                 input,
                 ignored,
@@ -191,6 +210,7 @@ pub fn episodes_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<Transition>>, NeuralE
                 ret,
                 last,
                 teacher,
+                values,
             });
         }
         episodes.push(episode);
@@ -278,6 +298,7 @@ mod tests {
             ret: 1.0,
             last: true,
             teacher: vec![],
+            values: vec![],
         };
         let weights = t.weights_bytes().unwrap();
         let bad: [fn(&mut Transition); 5] = [
@@ -332,6 +353,7 @@ mod tests {
             ret: 1.0 / 3.0,
             last: true,
             teacher: vec![ItemId(2), ItemId(9)],
+            values: vec![0.25, 0.0, 1.5],
         };
         let episodes = vec![vec![t.clone(), t], vec![]];
         let bytes = episodes_to_bytes(&episodes);
