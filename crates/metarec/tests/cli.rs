@@ -741,7 +741,12 @@ fn demo_from_scratch_trains_a_new_network() {
     let manifest = json(&tmp.path().join("report/model/manifest.json"));
     assert_eq!(manifest["iterations"], 1);
     assert_eq!(manifest["model"]["encoder"], "set");
-    assert_eq!(manifest["algos"], serde_json::json!(["distill"]));
+    // From scratch the network learns by posterior distillation, sampling its visits at the
+    // demo's rollout temperature; so does the encoder ablation.
+    assert_eq!(manifest["algos"], serde_json::json!(["posterior"]));
+    assert_eq!(manifest["train"]["rollout_temperature"], 0.2);
+    let mean = json(&tmp.path().join("report/model-mean/manifest.json"));
+    assert_eq!(mean["algos"], serde_json::json!(["posterior"]));
     // The demo owns its report directory: a second run replaces the model with the shipped one.
     let again = small_demo(tmp.path(), &[]);
     assert!(again.status.success(), "{}", stderr(&again));
