@@ -7,9 +7,9 @@
 - :class:`Policy`: every metarec policy by name (see :func:`policy_names`): the baselines and
   trained model bundles (``neural:DIR``, ``neural-greedy:DIR``, ``neural-static:DIR``, ``adjusted:DIR``).
 - :func:`play`: plays users through a :class:`ShopEnv` with any policy-like object.
-- :class:`Trainer`: the neural policy's training on a simulator (REINFORCE, actor-critic, or
-  distillation from the informed yardstick); :func:`metarec.ray.train` splits its batches over
-  a Ray cluster.
+- :class:`Trainer`: the neural policy's training on a simulator (REINFORCE, actor-critic,
+  distillation from the informed yardstick, or posterior distillation from the values the
+  simulator reveals); :func:`metarec.ray.train` splits its batches over a Ray cluster.
 - :func:`arena`: the policy arena, the same numbers as ``metarec arena`` for the same seeds.
 - :mod:`metarec.ope`: off-policy estimators on numpy arrays in Open Bandit Pipeline's shapes.
 - :class:`Client`: the HTTP client of ``metarec serve`` (rank, feedback, reward).

@@ -147,6 +147,7 @@ class Trainer:
         user_streams: bool = True,
         memory: Optional[int] = None,
         imitate_depth: int = 0,
+        rollout_temperature: Optional[float] = None,
     ) -> None: ...
     @property
     def iterations_done(self) -> int: ...

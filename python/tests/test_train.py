@@ -32,10 +32,13 @@ def test_the_python_trainer_trains_what_the_command_line_trains(sim, metarec_cli
     assert metarec.play(env, policy, 5, seed=1).shape == (5,)
 
 
-@pytest.mark.parametrize("algo", ["reinforce", "posterior"])
-def test_a_batch_collected_in_parts_trains_as_one_process(sim, algo):
+@pytest.mark.parametrize(
+    "settings",
+    [SMALL, {**SMALL, "algo": "posterior", "rollout_temperature": 0.2}],
+    ids=["reinforce", "posterior"],
+)
+def test_a_batch_collected_in_parts_trains_as_one_process(sim, settings):
     # Posterior distillation's parts also carry every item's value in every state.
-    settings = {**SMALL, "algo": algo}
     whole = metarec.Trainer(sim, **settings)
     learner = metarec.Trainer(sim, **settings)
     worker = metarec.Trainer(sim, **settings)
@@ -79,6 +82,10 @@ def test_bad_arguments_and_bytes_are_value_errors_that_change_nothing(sim):
             metarec.Trainer(sim, batch=batch)
     with pytest.raises(ValueError, match="hidden"):
         metarec.Trainer(sim, hidden=10**6)
+    with pytest.raises(ValueError, match="rollout temperature"):
+        metarec.Trainer(sim, algo="reinforce", rollout_temperature=0.2)
+    with pytest.raises(ValueError, match="rollout_temperature"):
+        metarec.Trainer(sim, algo="posterior", rollout_temperature=0.0)
     with pytest.raises(ValueError, match="imitate_depth"):
         metarec.Trainer(sim, algo="distill", teacher="informed:10", imitate_depth=10**3)
     with pytest.raises(OverflowError):

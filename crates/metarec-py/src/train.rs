@@ -54,12 +54,14 @@ impl PyTrainer {
     /// network's long-run memory (`metarec train --memory`; 20 by default, 0 for none).
     /// `imitate_depth` (distillation) imitates the teacher's ranking of its best that many items
     /// in each state rather than its slate (`metarec train --imitate-depth`; 0, the slate, by
-    /// default).
+    /// default). `rollout_temperature` (either distillation) samples the network's own visits at
+    /// that temperature instead of the model's (`metarec train --rollout-temperature`; 0.2 is
+    /// what `metarec demo --from-scratch` uses for `posterior`).
     #[new]
     #[pyo3(signature = (
         simulator, *, algo = "reinforce", teacher = "informed", seed = 7, batch = 64,
         hidden = None, embed = None, learning_rate = None, entropy = None, user_streams = true,
-        memory = None, imitate_depth = 0
+        memory = None, imitate_depth = 0, rollout_temperature = None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -75,6 +77,7 @@ impl PyTrainer {
         user_streams: bool,
         memory: Option<usize>,
         imitate_depth: usize,
+        rollout_temperature: Option<f64>,
     ) -> PyResult<Self> {
         let scenario = Arc::clone(&simulator.scenario);
         let algo = Algo::parse(algo).map_err(value_error)?;
@@ -99,6 +102,7 @@ impl PyTrainer {
             seed,
             user_streams,
             imitate_depth,
+            rollout_temperature,
             ..defaults
         };
         let reward = scenario.config.reward;
