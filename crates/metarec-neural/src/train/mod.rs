@@ -1064,6 +1064,25 @@ pub(crate) mod tests {
         c
     }
 
+    /// A user's last step in the state `view`: item 0 shown and ignored, with `values`.
+    fn one_slate(view: &UserView, values: Vec<f32>) -> Transition {
+        Transition {
+            input: view.input.clone(),
+            ignored: view.ignored.clone(),
+            clicked: view.clicked.clone(),
+            older_ignored: Vec::new(),
+            older_clicked: Vec::new(),
+            slate: vec![ItemId(0)],
+            clicks: vec![false],
+            purchases: vec![false],
+            reward: 0.0,
+            ret: 0.0,
+            last: true,
+            teacher: Vec::new(),
+            values,
+        }
+    }
+
     #[test]
     fn posterior_distillation_learns_the_mean_of_the_values_a_state_could_hide() {
         // One state, two users who could be behind it with different values: the loss's
@@ -1086,21 +1105,7 @@ pub(crate) mod tests {
         trainer
             .features
             .user_view(&Context::for_user(UserKey::from("u")), &mut view);
-        let step = |values: Vec<f32>| Transition {
-            input: view.input.clone(),
-            ignored: Vec::new(),
-            clicked: Vec::new(),
-            older_ignored: Vec::new(),
-            older_clicked: Vec::new(),
-            slate: vec![ItemId(0)],
-            clicks: vec![false],
-            purchases: vec![false],
-            reward: 0.0,
-            ret: 0.0,
-            last: true,
-            teacher: Vec::new(),
-            values,
-        };
+        let step = |values: Vec<f32>| one_slate(&view, values);
         let a = vec![0.8, 0.0, 0.1, 0.1, 0.0, 0.0];
         let b = vec![0.0, 0.4, 0.1, 0.1, 0.2, 0.2];
         let episodes = vec![vec![step(a.clone())], vec![step(b.clone())]];
@@ -1168,21 +1173,7 @@ pub(crate) mod tests {
         ];
         let mut view = UserView::default();
         trainer.features.user_view(&ctx, &mut view);
-        let step = Transition {
-            input: view.input.clone(),
-            ignored: view.ignored.clone(),
-            clicked: view.clicked.clone(),
-            older_ignored: Vec::new(),
-            older_clicked: Vec::new(),
-            slate: vec![ItemId(0)],
-            clicks: vec![false],
-            purchases: vec![false],
-            reward: 0.0,
-            ret: 0.0,
-            last: true,
-            teacher: Vec::new(),
-            values: Vec::new(),
-        };
+        let step = one_slate(&view, Vec::new());
         let (scores, users) = trainer.forward(&[&step]).unwrap();
         let candle: Vec<f32> = scores.flatten_all().unwrap().to_vec1().unwrap();
         let (mut scratch, mut g) = (Vec::new(), Vec::new());
