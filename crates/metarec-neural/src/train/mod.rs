@@ -557,28 +557,41 @@ impl Trainer {
         Ok((scores, users))
     }
 
-    /// The policy-gradient loss of a batch of episodes (REINFORCE or actor-critic).
+    /// The loss of a batch of episodes played in the environment: policy gradient (REINFORCE or
+    /// actor-critic), imitation of the teacher (distillation) or posterior distillation, plus
+    /// the baseline's loss and the entropy bonus.
     pub fn rl_loss(&self, episodes: &[Vec<Transition>]) -> Result<(Tensor, f64), NeuralError> {
         let steps: Vec<&Transition> = episodes.iter().flatten().collect();
         let s = steps.len();
         let (scores, users) = self.forward(&steps)?;
         let imitate = self.config.algo == Algo::Distill;
         let posterior = self.config.algo == Algo::Posterior;
-        let chosen: Vec<Vec<u32>> = steps
-            .iter()
-            .map(|t| {
-                let slate = if imitate { &t.teacher } else { &t.slate };
-                slate.iter().map(|i| i.0).collect()
-            })
-            .collect();
-        if imitate && chosen.iter().any(Vec::is_empty) {
-            return Err(NeuralError::Config(
-                "distillation needs the teacher's slate in every state".into(),
-            ));
-        }
-        let masks = position_masks(&chosen, self.features.items(), DType::F32)?;
         let temperature = self.model.config.temperature;
-        let log_prob = plackett_luce_log_prob(&scores, &chosen, &masks, temperature)?;
+        // The log-probability of the slates (or the teacher's) under the network; posterior
+        // distillation reads every item's probability instead and skips it.
+        let log_prob = if posterior {
+            None
+        } else {
+            let chosen: Vec<Vec<u32>> = steps
+                .iter()
+                .map(|t| {
+                    let slate = if imitate { &t.teacher } else { &t.slate };
+                    slate.iter().map(|i| i.0).collect()
+                })
+                .collect();
+            if imitate && chosen.iter().any(Vec::is_empty) {
+                return Err(NeuralError::Config(
+                    "distillation needs the teacher's slate in every state".into(),
+                ));
+            }
+            let masks = position_masks(&chosen, self.features.items(), DType::F32)?;
+            Some(plackett_luce_log_prob(
+                &scores,
+                &chosen,
+                &masks,
+                temperature,
+            )?)
+        };
         let value = &users.value;
         let gamma = self.reward.gamma();
         let targets: Tensor = match self.config.algo {
@@ -610,12 +623,10 @@ impl Trainer {
             s,
             &Device::Cpu,
         )?;
-        let actor = if posterior {
-            self.posterior_loss(&steps, &scores)?
-        } else if imitate {
-            log_prob.mean_all()?.neg()?
-        } else {
-            (normalised * &log_prob)?.mean_all()?.neg()?
+        let actor = match &log_prob {
+            None => self.posterior_loss(&steps, &scores)?,
+            Some(log_prob) if imitate => log_prob.mean_all()?.neg()?,
+            Some(log_prob) => (normalised * log_prob)?.mean_all()?.neg()?,
         };
         let critic = (targets - value)?.sqr()?.mean_all()?;
         let entropy = first_position_entropy(&scores, temperature)?.mean_all()?;
@@ -918,7 +929,8 @@ impl Trainer {
     /// The training loop, for every algorithm: `config.iterations` iterations, each followed by
     /// `hook` (progress, TensorBoard, checkpoints: whatever the caller does between steps).
     /// Reinforcement learning plays `env`, distillation imitates `data.teacher` there, and
-    /// supervised learning reads `data.logged`.
+    /// supervised learning reads `data.logged`. Posterior distillation needs a simulator that
+    /// reveals its users ([`Trainer::train_revealed`]); here it is an error before any step.
     pub fn train<E: Environment, X: From<NeuralError>>(
         &mut self,
         env: &mut E,
