@@ -97,6 +97,7 @@ def test_junk_for_policies_and_contexts_never_panics(sim):
         call(metarec.Context, "u", history=junk)
         call(metarec.Context, "u", features=junk)
         call(metarec.Context, "u", candidates=junk)
+        call(metarec.Context, "u", visit_events=junk)
         call(policy.observe_batch, junk, junk, junk)
     for k in (0, -1, 10**6, 2**70):
         call(policy.decide, ctx, k)

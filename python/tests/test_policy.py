@@ -39,6 +39,17 @@ def test_unknown_names_and_bad_feedback_are_value_errors(sim):
         metarec.Context("u1", features=[float("nan")])
 
 
+def test_a_context_says_how_many_events_its_visit_showed():
+    ctx = metarec.Context("u1", history=[(3, True, False), (4, False, False)], visit_events=1)
+    assert ctx.visit_events == 1
+    assert '"visit_events":1' in ctx.to_json()
+    # Not said: absent from the JSON, as in contexts written before the field existed.
+    assert metarec.Context("u1").visit_events is None
+    assert "visit_events" not in metarec.Context("u1").to_json()
+    with pytest.raises(OverflowError):
+        metarec.Context("u1", visit_events=-1)
+
+
 def test_decisions_are_reproducible_from_the_seed(sim):
     ctx = metarec.Context("u1", tokens=["country=France"], history=[(3, True, False)])
 

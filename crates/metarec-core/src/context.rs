@@ -134,6 +134,22 @@ pub struct SessionState {
     /// The user's recent interactions, oldest first; producers bound its length.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<PastEvent>,
+    /// How many of the history's last events this visit showed, when the producer knows where
+    /// the visit began (the simulator and the shop's own sessionised events do). A policy may
+    /// then tell what this visit already showed (which a visitor tires of) from what earlier
+    /// visits did (which they may want again). `None`, and absent in contexts written before it
+    /// existed: unknown, and a policy reads its recent window as the visit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visit_events: Option<u32>,
+}
+
+impl SessionState {
+    /// The events this visit showed: the last [`SessionState::visit_events`] of the history
+    /// (all of it when the count exceeds it), or `None` when the producer did not say.
+    pub fn visit_history(&self) -> Option<&[PastEvent]> {
+        let n = usize::try_from(self.visit_events?).unwrap_or(usize::MAX);
+        Some(&self.history[self.history.len().saturating_sub(n)..])
+    }
 }
 
 /// The observable situation in which a slate is requested.

@@ -70,6 +70,7 @@ fn interactions() -> Vec<Interaction> {
                     click: true,
                     purchase: false,
                 }],
+                visit_events: Some(1),
             },
             candidates: vec![ItemId(1), ItemId(2), ItemId(3)],
         },

@@ -42,6 +42,25 @@ pub struct UserView {
     pub older_ignored: Vec<ItemId>,
     /// Items clicked before the recent window.
     pub older_clicked: Vec<ItemId>,
+    /// The items the session flags mark as shown without a click: this visit's, when the
+    /// context says which events the visit showed
+    /// ([`SessionState::visit_events`](metarec_core::SessionState::visit_events)), else those
+    /// of the recent window (`ignored`). A visitor tires of what this visit showed, not of what
+    /// an earlier visit did, so a window reaching back into earlier visits marked items they
+    /// might want again.
+    pub flagged_ignored: Vec<ItemId>,
+    /// The items the session flags mark as clicked, by the same rule.
+    pub flagged_clicked: Vec<ItemId>,
+}
+
+impl UserView {
+    /// The session flags of `item`: (shown without a click, clicked).
+    pub fn flags(&self, item: ItemId) -> (bool, bool) {
+        (
+            self.flagged_ignored.contains(&item),
+            self.flagged_clicked.contains(&item),
+        )
+    }
 }
 
 impl Features {
@@ -143,6 +162,8 @@ impl Features {
         out.clicked.clear();
         out.older_ignored.clear();
         out.older_clicked.clear();
+        out.flagged_ignored.clear();
+        out.flagged_clicked.clear();
         let history = &context.session.history;
         // Events before the recent window form the long-run memory; the window itself is read
         // exactly as a network without a memory reads its whole (short) history.
@@ -173,6 +194,21 @@ impl Features {
             let x = self.item_input(event.item);
             for (o, v) in out.input[offset..offset + f].iter_mut().zip(x) {
                 *o += v;
+            }
+        }
+        match context.session.visit_history() {
+            Some(visit) => {
+                for event in visit.iter().filter(|e| e.item.index() < self.items) {
+                    if event.click && self.feedback {
+                        out.flagged_clicked.push(event.item);
+                    } else {
+                        out.flagged_ignored.push(event.item);
+                    }
+                }
+            }
+            None => {
+                out.flagged_ignored.extend_from_slice(&out.ignored);
+                out.flagged_clicked.extend_from_slice(&out.clicked);
             }
         }
         for (block, n) in [(0, out.clicked.len()), (f, out.ignored.len())] {
@@ -315,5 +351,53 @@ mod tests {
         remembering.user_view(&recent, &mut split);
         assert_eq!(split.input, only.input);
         assert!(split.older_clicked.is_empty() && split.older_ignored.is_empty());
+    }
+
+    #[test]
+    fn the_session_flags_mark_this_visits_items_when_the_context_says_which() {
+        let event = |i: u32, click: bool| PastEvent {
+            item: ItemId(i),
+            click,
+            purchase: false,
+        };
+        let mut ctx = Context::for_user(UserKey::from("u"));
+        ctx.session.history = vec![
+            event(0, true),
+            event(1, false),
+            event(9, false),
+            event(2, true),
+            event(0, false),
+        ];
+        let remembering = Features::new(&catalog()).with_memory(2);
+        let mut view = UserView::default();
+        // Unknown visit: the flags are the recent window's.
+        remembering.user_view(&ctx, &mut view);
+        assert_eq!(
+            (view.flagged_ignored.clone(), view.flagged_clicked.clone()),
+            (vec![ItemId(0)], vec![ItemId(2)])
+        );
+        assert_eq!(view.flags(ItemId(0)), (true, false));
+        assert_eq!(view.flags(ItemId(1)), (false, false));
+        // A visit of four events reaches past the window (item 9 is not in the catalog); the
+        // tower's inputs do not change, only the flags.
+        let window_input = view.input.clone();
+        ctx.session.visit_events = Some(4);
+        remembering.user_view(&ctx, &mut view);
+        assert_eq!(view.flagged_ignored, vec![ItemId(1), ItemId(0)]);
+        assert_eq!(view.flagged_clicked, vec![ItemId(2)]);
+        assert_eq!(view.input, window_input);
+        // A visit that has shown nothing yet flags nothing, and a count past the history's
+        // length flags all of it.
+        ctx.session.visit_events = Some(0);
+        remembering.user_view(&ctx, &mut view);
+        assert!(view.flagged_ignored.is_empty() && view.flagged_clicked.is_empty());
+        ctx.session.visit_events = Some(u32::MAX);
+        remembering.user_view(&ctx, &mut view);
+        assert_eq!(view.flagged_clicked, vec![ItemId(0), ItemId(2)]);
+        // Blind to feedback, every flagged item reads as passed over.
+        let blind = Features::new(&catalog()).with_feedback(false);
+        blind.user_view(&ctx, &mut view);
+        assert!(view.flagged_clicked.is_empty());
+        assert_eq!(view.flagged_ignored.len(), 4);
     }
 }

@@ -105,12 +105,8 @@ impl NeuralPolicy {
         }
         self.scores.clear();
         for c in &self.candidates {
-            let s = self.frozen.score(
-                &self.g,
-                c.index(),
-                self.view.ignored.contains(c),
-                self.view.clicked.contains(c),
-            );
+            let (ignored, clicked) = self.view.flags(*c);
+            let s = self.frozen.score(&self.g, c.index(), ignored, clicked);
             self.scores.push(f64::from(s));
         }
         &self.scores
@@ -186,6 +182,7 @@ mod tests {
                 session: 2,
                 step: 3,
                 history: vec![event(1, true), event(2, false), event(3, false)],
+                visit_events: None,
             },
             ..Context::default()
         };
@@ -211,5 +208,14 @@ mod tests {
             policy(true).score(&new_user).to_vec()
         );
         assert_ne!(static_scores, policy(true).score(&seen).to_vec());
+        // When the context says the visit showed only the last two events, the click on item
+        // 1 was an earlier visit's and loses its flag; the head does not change.
+        let mut this_visit = seen.clone();
+        this_visit.session.visit_events = Some(2);
+        let scores = policy(false).score(&this_visit).to_vec();
+        for (i, s) in scores.iter().enumerate() {
+            let want = frozen.score(&g, i, i == 2 || i == 3, false);
+            assert_eq!(*s, f64::from(want), "item {i}");
+        }
     }
 }

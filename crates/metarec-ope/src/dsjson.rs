@@ -504,6 +504,7 @@ mod tests {
                     click: true,
                     purchase: false,
                 }],
+                visit_events: Some(1),
             },
             candidates: vec![ItemId(1), ItemId(4), ItemId(7)],
         };

@@ -23,8 +23,11 @@ impl From<Context> for PyContext {
 impl PyContext {
     /// A context built by hand, for a shop's own requests: `history` holds `(item, click,
     /// purchase)` triples, oldest first; items are ids of the simulator's (or model's) catalog.
+    /// `visit_events`, when given, says how many of the history's last events this visit
+    /// showed (the session flags mark those); `None` leaves it to the policy's recent window.
     #[new]
-    #[pyo3(signature = (user, *, tokens = Vec::new(), features = Vec::new(), history = Vec::new(), session = 0, step = 0, candidates = Vec::new()))]
+    #[pyo3(signature = (user, *, tokens = Vec::new(), features = Vec::new(), history = Vec::new(), session = 0, step = 0, candidates = Vec::new(), visit_events = None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         user: String,
         tokens: Vec<String>,
@@ -33,6 +36,7 @@ impl PyContext {
         session: u32,
         step: u32,
         candidates: Vec<u32>,
+        visit_events: Option<u32>,
     ) -> PyResult<Self> {
         if let Some(i) = features.iter().position(|f| !f.is_finite()) {
             return Err(value_error(format!(
@@ -57,6 +61,7 @@ impl PyContext {
                             purchase,
                         })
                         .collect(),
+                    visit_events,
                 },
                 candidates: candidates.into_iter().map(ItemId).collect(),
             },
@@ -91,6 +96,12 @@ impl PyContext {
     #[getter]
     fn step(&self) -> u32 {
         self.inner.session.step
+    }
+
+    /// How many of the history's last events this visit showed (`None`: not said).
+    #[getter]
+    fn visit_events(&self) -> Option<u32> {
+        self.inner.session.visit_events
     }
 
     /// The latest `(item, click, purchase)` events, oldest first.

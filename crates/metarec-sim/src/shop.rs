@@ -67,6 +67,8 @@ struct UserState {
     session: u32,
     step: u32,
     history: VecDeque<PastEvent>,
+    /// Events this visit has shown (the history may keep fewer).
+    visit_events: usize,
     session_clicks: u32,
     session_purchases: u32,
 }
@@ -190,6 +192,9 @@ impl ShopEnv {
                 session: u.session,
                 step: u.step,
                 history: u.history.iter().copied().collect(),
+                visit_events: Some(
+                    u32::try_from(u.visit_events.min(u.history.len())).unwrap_or(u32::MAX),
+                ),
             },
             candidates: Vec::new(),
         }
@@ -366,6 +371,7 @@ impl Environment for ShopEnv {
             session: 0,
             step: 0,
             history: VecDeque::with_capacity(self.config.session.history_length + 8),
+            visit_events: 0,
             session_clicks: 0,
             session_purchases: 0,
         });
@@ -463,6 +469,7 @@ impl ShopEnv {
                 purchase: feedback.purchases[k],
             });
         }
+        user.visit_events += n;
         while user.history.len() > s.history_length {
             user.history.pop_front();
         }
@@ -490,6 +497,7 @@ impl ShopEnv {
                 user.step = 0;
                 user.patience = s.patience;
                 user.shown.clear();
+                user.visit_events = 0;
                 user.session_clicks = 0;
                 user.session_purchases = 0;
                 for b in user.boredom.iter_mut() {
@@ -699,6 +707,44 @@ pub(crate) mod tests {
         let next = env.step(&decision(&[0, 1])).next.unwrap();
         assert_eq!(next.session.history.len(), 2);
         assert_eq!(next.session.history[0].item, ItemId(0));
+    }
+
+    #[test]
+    fn contexts_say_how_many_of_their_events_this_visit_showed() {
+        let mut config = tiny_config(true);
+        config.session.history_length = 5;
+        let world = Arc::new(World::build(&tiny_data(), &config).unwrap());
+        let mut env = ShopEnv::new(world, &config);
+        let mut returned = false;
+        for user in 0..200 {
+            let mut ctx = env.reset(user);
+            let mut visit = 0;
+            for t in 0..30u32 {
+                let shown = (0..2).map(|k| (2 * t + k) % 6).collect::<Vec<_>>();
+                // Slates of 2: the visit showed 2 events per step, of which the history keeps
+                // at most its length.
+                assert_eq!(ctx.session.step, visit);
+                assert_eq!(
+                    ctx.session.visit_events,
+                    Some((2 * visit).min(ctx.session.history.len() as u32)),
+                    "user {user} step {t}"
+                );
+                let Some(next) = env.step(&decision(&shown)).next else {
+                    break;
+                };
+                if next.session.session > ctx.session.session {
+                    returned = true;
+                    visit = 0;
+                } else {
+                    visit += 1;
+                }
+                ctx = next;
+            }
+        }
+        assert!(
+            returned,
+            "no user came back, so no visit began after the first"
+        );
     }
 
     #[test]

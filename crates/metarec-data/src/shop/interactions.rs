@@ -149,6 +149,8 @@ struct UserState {
     history: VecDeque<PastEvent>,
     /// Entries ever appended to the history (the absolute index of the next one).
     appended: u64,
+    /// The value of `appended` when the current visit began: the events since are the visit's.
+    visit_start: u64,
     visits: u32,
     step: u32,
     session: Option<u32>,
@@ -169,6 +171,7 @@ impl UserState {
                 self.visits += 1;
             }
             self.step = 0;
+            self.visit_start = self.appended;
         }
         self.session = session;
         self.last_ms = Some(ms);
@@ -212,6 +215,10 @@ pub fn shop_log(shop: &Shop, options: &InteractionOptions) -> ShopLog {
             session: state.visits,
             step: state.step,
             history: state.history.iter().copied().collect(),
+            visit_events: Some(
+                u32::try_from((state.appended - state.visit_start).min(state.history.len() as u64))
+                    .unwrap_or(u32::MAX),
+            ),
         };
         ctx
     };
@@ -517,6 +524,10 @@ mod tests {
         assert_eq!(r1.context.session.session, 1);
         assert_eq!(r1.context.session.step, 0);
         assert_eq!(r1.context.session.history.len(), 3);
+        // The visit's own events: r0's two when the organic purchase came, none yet for r1.
+        assert_eq!(r0.context.session.visit_events, Some(0));
+        assert_eq!(log.organic[0].context.session.visit_events, Some(2));
+        assert_eq!(r1.context.session.visit_events, Some(0));
         assert!(log.dropped.is_empty());
     }
 

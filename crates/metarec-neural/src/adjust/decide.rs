@@ -239,15 +239,15 @@ fn candidates_and_base<A: HeadAdjuster>(
     // The session flags by item, set from the history once rather than searched for in it per
     // candidate, and cleared again so the buffer stays all zeros between decisions.
     let view = &net.view;
-    let marked = view.ignored.iter().chain(&view.clicked);
+    let marked = view.flagged_ignored.iter().chain(&view.flagged_clicked);
     let size = marked.clone().map(|i| i.index() + 1).max().unwrap_or(0);
     if buf.marks.len() < size {
         buf.marks.resize(size, 0);
     }
-    for item in &view.ignored {
+    for item in &view.flagged_ignored {
         buf.marks[item.index()] |= 1;
     }
-    for item in &view.clicked {
+    for item in &view.flagged_clicked {
         buf.marks[item.index()] |= 2;
     }
     let scale = adjuster.calibration().scale;
@@ -451,11 +451,12 @@ pub fn explain_slate_with<A: HeadAdjuster>(
                 .iter()
                 .map(|(j, t)| (*j, dot(t) / view.clicked.len() as f64))
                 .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
+            let (ignored, clicked) = view.flags(item);
             let mut flags = 0.0;
-            if view.ignored.contains(&item) {
+            if ignored {
                 flags += f64::from(f.flags[0]);
             }
-            if view.clicked.contains(&item) {
+            if clicked {
                 flags += f64::from(f.flags[1]);
             }
             ScoreParts {

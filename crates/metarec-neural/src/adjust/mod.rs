@@ -91,12 +91,8 @@ impl NetView {
 
     /// The network's score of item `i` (without any correction).
     fn base(&self, frozen: &Frozen, item: ItemId) -> f64 {
-        f64::from(frozen.score(
-            &self.head,
-            item.index(),
-            self.view.ignored.contains(&item),
-            self.view.clicked.contains(&item),
-        ))
+        let (ignored, clicked) = self.view.flags(item);
+        f64::from(frozen.score(&self.head, item.index(), ignored, clicked))
     }
 }
 

@@ -379,6 +379,7 @@ fn both_scores(f: &Features, model: &TwoTower, seed: u64) -> (Vec<f32>, Vec<f32>
             ignored: ignored.clone(),
             older_clicked,
             older_ignored,
+            ..Default::default()
         };
         frozen.user_of(&view, &mut scratch, &mut g);
         for i in 0..n {
@@ -478,6 +479,7 @@ fn a_network_given_a_memory_scores_as_before_until_its_memory_is_trained() {
         ignored: vec![id(0)],
         older_clicked: vec![id(2), id(3)],
         older_ignored: vec![id(4)],
+        ..Default::default()
     };
     let (mut scratch, mut g) = (Vec::new(), Vec::new());
     frozen.user_of(&view, &mut scratch, &mut g);

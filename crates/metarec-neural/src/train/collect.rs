@@ -60,13 +60,8 @@ impl<E: ?Sized> Agent<E> for Collector<'_, '_, E> {
         let view = &self.view;
         self.frozen.user_of(view, &mut self.hidden, &mut self.g);
         for (i, s) in self.scores.iter_mut().enumerate() {
-            let id = ItemId(i as u32);
-            *s = f64::from(self.frozen.score(
-                &self.g,
-                i,
-                view.ignored.contains(&id),
-                view.clicked.contains(&id),
-            ));
+            let (ignored, clicked) = view.flags(ItemId(i as u32));
+            *s = f64::from(self.frozen.score(&self.g, i, ignored, clicked));
         }
         let values = self
             .reveal
@@ -90,6 +85,8 @@ impl<E: ?Sized> Agent<E> for Collector<'_, '_, E> {
             clicked: view.clicked,
             older_ignored: view.older_ignored,
             older_clicked: view.older_clicked,
+            flagged_ignored: view.flagged_ignored,
+            flagged_clicked: view.flagged_clicked,
             slate: interaction.decision.slate.items().to_vec(),
             clicks: feedback.clicks.clone(),
             purchases: feedback.purchases.clone(),

@@ -236,6 +236,11 @@ pub struct Transition {
     pub older_ignored: Vec<ItemId>,
     /// Items clicked before the recent window.
     pub older_clicked: Vec<ItemId>,
+    /// Items the session flags mark as shown without a click (see
+    /// [`UserView::flagged_ignored`](crate::features::UserView::flagged_ignored)).
+    pub flagged_ignored: Vec<ItemId>,
+    /// Items the session flags mark as clicked.
+    pub flagged_clicked: Vec<ItemId>,
     /// The slate shown.
     pub slate: Vec<ItemId>,
     /// Clicks per slate entry.
@@ -489,12 +494,19 @@ impl Trainer {
         let (mut ign_count, mut clk_count) = (vec![0f32; size], vec![0f32; size]);
         for (row, t) in steps.iter().enumerate() {
             u.extend_from_slice(&t.input);
-            for (flags, means, counts, set) in [
-                (&mut ign, &mut ign_mean, &mut ign_count, &t.ignored),
-                (&mut clk, &mut clk_mean, &mut clk_count, &t.clicked),
+            for (flags, set) in [
+                (&mut ign, &t.flagged_ignored),
+                (&mut clk, &t.flagged_clicked),
             ] {
                 for i in set.iter() {
                     flags[row * n + i.index()] = 1.0;
+                }
+            }
+            for (means, counts, set) in [
+                (&mut ign_mean, &mut ign_count, &t.ignored),
+                (&mut clk_mean, &mut clk_count, &t.clicked),
+            ] {
+                for i in set.iter() {
                     means[row * n + i.index()] += 1.0 / set.len() as f32;
                     if with_counts {
                         counts[row * n + i.index()] += 1.0;
@@ -691,6 +703,8 @@ impl Trainer {
                 clicked: view.clicked.clone(),
                 older_ignored: view.older_ignored.clone(),
                 older_clicked: view.older_clicked.clone(),
+                flagged_ignored: view.flagged_ignored.clone(),
+                flagged_clicked: view.flagged_clicked.clone(),
                 slate,
                 clicks: i.feedback.clicks.clone(),
                 purchases: i.feedback.purchases.clone(),
@@ -1047,6 +1061,8 @@ pub(crate) mod tests {
             clicked: view.clicked.clone(),
             older_ignored: Vec::new(),
             older_clicked: Vec::new(),
+            flagged_ignored: view.flagged_ignored.clone(),
+            flagged_clicked: view.flagged_clicked.clone(),
             slate: vec![ItemId(0)],
             clicks: vec![false],
             purchases: vec![false],
@@ -1102,13 +1118,8 @@ pub(crate) mod tests {
             &mut g,
         );
         for (i, c) in candle.iter().enumerate() {
-            let id = ItemId(i as u32);
-            let plain = trainer.frozen.score(
-                &g,
-                i,
-                view.ignored.contains(&id),
-                view.clicked.contains(&id),
-            );
+            let (ignored, clicked) = view.flags(ItemId(i as u32));
+            let plain = trainer.frozen.score(&g, i, ignored, clicked);
             assert!((plain - c).abs() < 1e-4, "item {i}: {plain} vs {c}");
         }
         assert_eq!(candle.len(), 12);

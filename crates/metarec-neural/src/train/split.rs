@@ -84,7 +84,16 @@ impl Trainer {
                         t.slate.len()
                     )));
                 }
-                let lists = [&t.ignored, &t.clicked, &t.slate, &t.teacher];
+                let lists = [
+                    &t.ignored,
+                    &t.clicked,
+                    &t.older_ignored,
+                    &t.older_clicked,
+                    &t.flagged_ignored,
+                    &t.flagged_clicked,
+                    &t.slate,
+                    &t.teacher,
+                ];
                 if let Some(bad) = lists.iter().flat_map(|l| l.iter()).find(|i| i.index() >= n) {
                     return Err(at(format!("item {} of a catalog of {n}", bad.0)));
                 }
@@ -126,6 +135,8 @@ pub fn episodes_to_bytes(episodes: &[Vec<Transition>]) -> Vec<u8> {
                 &t.teacher,
                 &t.older_ignored,
                 &t.older_clicked,
+                &t.flagged_ignored,
+                &t.flagged_clicked,
             ] {
                 put_len(&mut out, items.len());
                 for i in items.iter() {
@@ -162,14 +173,7 @@ pub fn episodes_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<Transition>>, NeuralE
             let input = (0..inputs)
                 .map(|_| r.take::<4>().map(f32::from_le_bytes))
                 .collect::<Result<Vec<f32>, _>>()?;
-            let mut lists = [
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-                Vec::new(),
-            ];
+            let mut lists: [Vec<ItemId>; 8] = Default::default();
             for list in &mut lists {
                 let len = r.len()?;
                 *list = (0..len)
@@ -183,6 +187,8 @@ pub fn episodes_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<Transition>>, NeuralE
                 teacher,
                 older_ignored,
                 older_clicked,
+                flagged_ignored,
+                flagged_clicked,
             ] = lists;
             let mut flags = [Vec::new(), Vec::new()];
             for list in &mut flags {
@@ -203,6 +209,8 @@ pub fn episodes_from_bytes(bytes: &[u8]) -> Result<Vec<Vec<Transition>>, NeuralE
                 clicked,
                 older_ignored,
                 older_clicked,
+                flagged_ignored,
+                flagged_clicked,
                 slate,
                 clicks,
                 purchases,
@@ -291,6 +299,8 @@ mod tests {
             clicked: vec![ItemId(1)],
             older_ignored: vec![],
             older_clicked: vec![],
+            flagged_ignored: vec![],
+            flagged_clicked: vec![ItemId(1)],
             slate: vec![ItemId(2), ItemId(3)],
             clicks: vec![true, false],
             purchases: vec![false, false],
@@ -301,9 +311,11 @@ mod tests {
             values: vec![],
         };
         let weights = t.weights_bytes().unwrap();
-        let bad: [fn(&mut Transition); 5] = [
+        let bad: [fn(&mut Transition); 7] = [
             |t| t.input.push(0.0),
             |t| t.clicked.push(ItemId(12)),
+            |t| t.older_ignored.push(ItemId(12)),
+            |t| t.flagged_clicked.push(ItemId(40)),
             |t| t.slate.push(ItemId(u32::MAX)),
             |t| {
                 t.purchases.pop();
@@ -346,6 +358,8 @@ mod tests {
             clicked: vec![],
             older_ignored: vec![ItemId(5)],
             older_clicked: vec![ItemId(2), ItemId(4)],
+            flagged_ignored: vec![ItemId(3), ItemId(5)],
+            flagged_clicked: vec![ItemId(4)],
             slate: vec![ItemId(1), ItemId(7)],
             clicks: vec![true, false],
             purchases: vec![false, false],

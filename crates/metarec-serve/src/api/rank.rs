@@ -528,6 +528,9 @@ pub(super) async fn rank(
             session: 0,
             step: record.slates,
             history: record.history.clone(),
+            // The server keeps no visits (its step counts every slate the user was shown), so
+            // it cannot say where this one began.
+            visit_events: None,
         },
         candidates,
     };

@@ -72,6 +72,8 @@ pub(crate) fn interaction_json(interaction: &Interaction) -> Result<String, serd
             serialize_with = "metarec_core::packed_history::serialize"
         )]
         history: &'a [PastEvent],
+        #[serde(skip_serializing_if = "Option::is_none")]
+        visit_events: Option<u32>,
     }
     // Naming every field (no `..`) makes a field added to `Context` a compile error here
     // rather than a field the store silently drops.
@@ -87,6 +89,7 @@ pub(crate) fn interaction_json(interaction: &Interaction) -> Result<String, serd
         session: visit,
         step,
         history,
+        visit_events,
     } = session;
     let stored = Stored {
         context: StoredContext {
@@ -98,6 +101,7 @@ pub(crate) fn interaction_json(interaction: &Interaction) -> Result<String, serd
                 session: *visit,
                 step: *step,
                 history,
+                visit_events: *visit_events,
             },
             candidates,
         },
@@ -325,6 +329,7 @@ mod tests {
                         purchase: k % 12 == 0,
                     })
                     .collect(),
+                visit_events: Some(15),
             },
             candidates: (0..100).map(ItemId).collect(),
         };
