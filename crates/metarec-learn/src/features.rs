@@ -14,7 +14,8 @@
 //! profile `p_user` is the mean embedding of the items clicked in the context's recent history
 //! (its last [`SESSION_WINDOW`] events; zero when there are none), so the last block lets one shared linear model express "items
 //! like the ones this user clicked". `ignored` and `clicked` say whether the item was already
-//! shown in the history without a click, or clicked ([`SessionView`]): without them a shared
+//! shown without a click, or clicked, in this visit when the context says which events it
+//! showed, else in the recent history ([`SessionView`]): without them a shared
 //! model shows the same slate again and again to a user who ignores it. The constant and the
 //! item blocks are precomputed per item; the rest is computed per call.
 //!
@@ -103,9 +104,12 @@ pub(crate) fn check_finite_features(catalog: &Catalog) -> Result<(), LearnError>
 pub struct SessionView {
     /// The user profile: mean embedding of the clicked items (zero when none).
     pub profile: Vec<f64>,
-    /// Items shown earlier and not clicked there.
+    /// Items the `ignored` flag marks: shown without a click in this visit, when the context
+    /// says which events the visit showed
+    /// ([`SessionState::visit_events`](metarec_core::SessionState::visit_events)), else in the
+    /// recent history.
     pub ignored: Vec<ItemId>,
-    /// Items clicked earlier.
+    /// Items the `clicked` flag marks, by the same rule.
     pub clicked: Vec<ItemId>,
 }
 
@@ -196,29 +200,37 @@ impl FeatureMap {
 
     /// Reads the session of `context` into `out`: the user profile (the mean embedding of the
     /// clicked items in the recent history, [`recent_history`], zero when none was clicked) and
-    /// which items were shown there without a click or clicked. Unknown items in the history are
-    /// ignored.
+    /// the items the flags mark: those this visit showed without a click or clicked, when the
+    /// context says which they are, else the recent history's (a visitor tires of what this
+    /// visit showed, not of what an earlier one did). Unknown items in the history are ignored.
     pub fn session(&self, context: &Context, out: &mut SessionView) {
         out.profile.clear();
         out.profile.resize(self.embedding_dim, 0.0);
         out.ignored.clear();
         out.clicked.clear();
+        let mut clicks = 0usize;
         for event in recent_history(context) {
-            if !self.contains(event.item) {
-                continue;
-            }
-            if event.click {
-                out.clicked.push(event.item);
+            if event.click && self.contains(event.item) {
+                clicks += 1;
                 for (o, e) in out.profile.iter_mut().zip(self.embedding(event.item)) {
                     *o += e;
                 }
+            }
+        }
+        if clicks > 0 {
+            let inv = 1.0 / clicks as f64;
+            out.profile.iter_mut().for_each(|o| *o *= inv);
+        }
+        let flagged = context
+            .session
+            .visit_history()
+            .unwrap_or_else(|| recent_history(context));
+        for event in flagged.iter().filter(|e| self.contains(e.item)) {
+            if event.click {
+                out.clicked.push(event.item);
             } else {
                 out.ignored.push(event.item);
             }
-        }
-        if !out.clicked.is_empty() {
-            let inv = 1.0 / out.clicked.len() as f64;
-            out.profile.iter_mut().for_each(|o| *o *= inv);
         }
     }
 
@@ -358,6 +370,24 @@ mod tests {
         let mut short = SessionView::default();
         map.session(&recent, &mut short);
         assert_eq!(long, short);
+    }
+
+    #[test]
+    fn the_flags_mark_this_visits_items_when_the_context_says_which() {
+        let map = FeatureMap::new(&catalog()).unwrap();
+        let mut ctx = Context::for_user(UserKey::from("u"));
+        // An earlier visit clicked item 1 and passed over item 0; this one passed over item 2.
+        ctx.session.history = vec![event(1, true), event(0, false), event(2, false)];
+        let mut window = SessionView::default();
+        map.session(&ctx, &mut window);
+        assert_eq!(window.ignored, vec![ItemId(0), ItemId(2)]);
+        ctx.session.visit_events = Some(1);
+        let mut visit = SessionView::default();
+        map.session(&ctx, &mut visit);
+        assert_eq!((visit.ignored, visit.clicked), (vec![ItemId(2)], vec![]));
+        // The profile still reads the recent history, earlier visits included.
+        assert_eq!(visit.profile, window.profile);
+        assert_ne!(visit.profile, vec![0.0, 0.0]);
     }
 
     #[test]
