@@ -313,13 +313,17 @@ mod tests {
         assert_eq!(v.ignored, vec![ItemId(2)]);
     }
 
-    #[test]
-    fn a_memory_splits_the_history_at_its_recent_window() {
-        let event = |i: u32, click: bool| PastEvent {
+    /// A history event of item `i`, clicked or not, never bought.
+    fn event(i: u32, click: bool) -> PastEvent {
+        PastEvent {
             item: ItemId(i),
             click,
             purchase: false,
-        };
+        }
+    }
+
+    #[test]
+    fn a_memory_splits_the_history_at_its_recent_window() {
         let mut ctx = Context::for_user(UserKey::from("u"));
         ctx.session.history = vec![
             event(0, true),
@@ -355,11 +359,6 @@ mod tests {
 
     #[test]
     fn the_session_flags_mark_this_visits_items_when_the_context_says_which() {
-        let event = |i: u32, click: bool| PastEvent {
-            item: ItemId(i),
-            click,
-            purchase: false,
-        };
         let mut ctx = Context::for_user(UserKey::from("u"));
         ctx.session.history = vec![
             event(0, true),
