@@ -15,7 +15,7 @@ use metarec_neural::checkpoint;
 use std::path::Path;
 
 /// The SHA-256 of the shipped weights (`model.safetensors`), as `scripts/pretrain` printed it.
-pub const WEIGHTS_SHA256: &str = "30fdbb782c94e4d7aaa32a7723037af4d035c4967c9f126af6dde7349ffc49ff";
+pub const WEIGHTS_SHA256: &str = "0aa20fbb7c79ac5f99d5e45e96d77bc7848f7330fa989d0ac87bc238cc1bd7da";
 
 /// The teacher the shipped network was distilled from, and the one the demo fine-tunes with.
 pub const TEACHER: &str = "informed:100";
