@@ -4,7 +4,9 @@
 //! [`metarec_learn::registry`], a yardstick of the simulator ([`Yardstick`]: the oracle, the
 //! planner, organic browsing, best sellers), the informed yardstick, or a trained model bundle
 //! played alone (`neural:DIR`, `neural-greedy:DIR`; `neural-static:DIR` without its per-user
-//! adaptation, an ablation) or with its meta-trained adjuster (`adjusted:DIR`). A model is named by its directory on the command line
+//! adaptation, an ablation) or with its meta-trained adjuster (`adjusted:DIR`), or served by a
+//! `metarec serve` process and played over its HTTP API (`served:DIR`, whose server the caller
+//! starts and links, [`ServedLink`]). A model is named by its directory on the command line
 //! ([`ModelRef::Dir`]) or handed over already loaded ([`ModelRef::Loaded`], as the demo does with
 //! the bundle it has just trained); [`PolicySpec::load`] loads each directory once, and
 //! [`PolicySpec::build`] makes a fresh agent from the parts in memory for a scenario, or
@@ -114,6 +116,22 @@ pub enum PolicyError {
         /// What the model was trained on and how to evaluate it instead.
         message: String,
     },
+    /// A `served:DIR` spec without a server linked to it.
+    #[error(
+        "policy `{name}` plays through a `metarec serve` process, which only `metarec arena` starts; play the model in process with adjusted:DIR"
+    )]
+    NeedsServer {
+        /// The policy.
+        name: String,
+    },
+    /// The server of a `served:DIR` spec cannot play.
+    #[error("policy `{name}`: {message}")]
+    Served {
+        /// The policy.
+        name: String,
+        /// Why.
+        message: String,
+    },
     /// A baseline rejected the catalog.
     #[error("policy `{name}`: {source}")]
     Baseline {
@@ -160,6 +178,27 @@ impl ModelRef {
             ModelRef::Dir(_) => None,
             ModelRef::Loaded(b) => Some(b),
         }
+    }
+}
+
+/// Makes a fresh agent for one arena job of a `served:DIR` spec, given the job's seed index: a
+/// [`Policy`] that ranks and sends feedback over a server's HTTP API. Its users must be the
+/// job's own (the same simulated user of two seeds is two people).
+pub type ServedBuilder = dyn Fn(u64) -> Result<Box<dyn Policy>, String> + Send + Sync;
+
+/// The server a `served:DIR` spec plays through, linked by the program that started it.
+#[derive(Clone)]
+pub struct ServedLink(pub Arc<ServedBuilder>);
+
+impl std::fmt::Debug for ServedLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServedLink(..)")
+    }
+}
+
+impl PartialEq for ServedLink {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -219,7 +258,21 @@ pub enum PolicySpec {
         /// The model whose item vectors the yardstick reads.
         model: ModelRef,
     },
+    /// A trained model with its adjuster as a `metarec serve` process serves it, played over
+    /// the HTTP API (`served:DIR`): what a shop's users get, with the server's visits, history
+    /// and feedback timing. The program that starts the server links it ([`ServedLink`]).
+    Served {
+        /// The name shown in reports.
+        name: String,
+        /// The model the server serves.
+        model: ModelRef,
+        /// The server; `None` until linked.
+        link: Option<ServedLink>,
+    },
 }
+
+/// The prefix of [`PolicySpec::Served`].
+const SERVED: &str = "served:";
 
 /// The prefix of [`PolicySpec::InformedNetwork`].
 const INFORMED_NETWORK: &str = "informed-network:";
@@ -257,6 +310,7 @@ impl PolicySpec {
             "informed-observed",
             "informed-observed:N",
             "informed-network:DIR",
+            "served:DIR",
         ]);
         all.extend(MODEL_PREFIXES.iter().map(|(p, _)| *p));
         all.iter()
@@ -273,6 +327,16 @@ impl PolicySpec {
 
     /// Parses one name.
     pub fn parse(name: &str) -> Result<PolicySpec, PolicyError> {
+        if let Some(dir) = name.strip_prefix(SERVED) {
+            if dir.is_empty() {
+                return Err(PolicyError::MissingDir { prefix: SERVED });
+            }
+            return Ok(PolicySpec::Served {
+                name: name.to_owned(),
+                model: ModelRef::Dir(dir.into()),
+                link: None,
+            });
+        }
         if let Some(dir) = name.strip_prefix(INFORMED_NETWORK) {
             if dir.is_empty() {
                 return Err(PolicyError::MissingDir {
@@ -356,6 +420,7 @@ impl PolicySpec {
             PolicySpec::Neural { name, .. }
             | PolicySpec::Adjusted { name, .. }
             | PolicySpec::InformedNetwork { name, .. }
+            | PolicySpec::Served { name, .. }
             | PolicySpec::Informed { name, .. } => name,
         }
     }
@@ -365,7 +430,8 @@ impl PolicySpec {
         match self {
             PolicySpec::Neural { model, .. }
             | PolicySpec::Adjusted { model, .. }
-            | PolicySpec::InformedNetwork { model, .. } => Some(model),
+            | PolicySpec::InformedNetwork { model, .. }
+            | PolicySpec::Served { model, .. } => Some(model),
             _ => None,
         }
     }
@@ -375,10 +441,14 @@ impl PolicySpec {
     /// the bundle has a usable adjuster.
     pub fn load(&mut self, loaded: &mut Vec<Arc<ModelBundle>>) -> Result<(), PolicyError> {
         let name = self.name().to_owned();
-        let adjusted = matches!(self, PolicySpec::Adjusted { .. });
+        let adjusted = matches!(
+            self,
+            PolicySpec::Adjusted { .. } | PolicySpec::Served { .. }
+        );
         let (PolicySpec::Neural { model, .. }
         | PolicySpec::Adjusted { model, .. }
-        | PolicySpec::InformedNetwork { model, .. }) = self
+        | PolicySpec::InformedNetwork { model, .. }
+        | PolicySpec::Served { model, .. }) = self
         else {
             return Ok(());
         };
@@ -464,6 +534,17 @@ impl PolicySpec {
             PolicySpec::Adjusted { .. } => {
                 Box::new(bundle()?.adjusted_policy(name).map_err(model_err)?)
             }
+            PolicySpec::Served { link: None, .. } => {
+                return Err(PolicyError::NeedsServer {
+                    name: name.to_owned(),
+                });
+            }
+            PolicySpec::Served {
+                link: Some(link), ..
+            } => Box::new((link.0)(seed).map_err(|message| PolicyError::Served {
+                name: name.to_owned(),
+                message,
+            })?),
             PolicySpec::InformedNetwork { .. } => {
                 let view = network_view(&scenario.world, bundle()?);
                 Box::new(InformedPolicy::with_view(
@@ -524,7 +605,10 @@ impl PolicySpec {
     /// Whether the policy adapts to each user from that user's feedback (the adjusted policy),
     /// so that judging it on logs means replaying each user's rounds in time order.
     pub fn adapts_to_users(&self) -> bool {
-        matches!(self, PolicySpec::Adjusted { .. })
+        matches!(
+            self,
+            PolicySpec::Adjusted { .. } | PolicySpec::Served { .. }
+        )
     }
 
     /// A fresh plain policy for `catalog`, without a scenario, to judge on logged data: a
@@ -572,6 +656,11 @@ impl PolicySpec {
                 Box::new(neural_policy(bundle()?, name, *greedy, *adapts))
             }
             PolicySpec::Adjusted { .. } => bundle()?.adjusted_policy(name).map_err(model_err)?,
+            PolicySpec::Served { .. } => {
+                return Err(PolicyError::NeedsServer {
+                    name: name.to_owned(),
+                });
+            }
         })
     }
 
@@ -584,7 +673,8 @@ impl PolicySpec {
         match self {
             PolicySpec::Neural { name, .. }
             | PolicySpec::Adjusted { name, .. }
-            | PolicySpec::InformedNetwork { name, .. } => stable_hash(&stream_name(name)),
+            | PolicySpec::InformedNetwork { name, .. }
+            | PolicySpec::Served { name, .. } => stable_hash(&stream_name(name)),
             _ => stable_hash(self.name()),
         }
     }
@@ -753,5 +843,32 @@ mod tests {
         assert_ne!(stream("linucb"), stream("lints"));
         assert_eq!(stream_name("neural:."), "neural:.");
         assert_eq!(stream_name("lints"), "lints");
+    }
+
+    #[test]
+    fn a_served_spec_names_its_model_and_needs_a_linked_server_to_play() {
+        let spec = PolicySpec::parse("served:report/model").unwrap();
+        assert_eq!(spec.name(), "served:report/model");
+        assert_eq!(
+            spec.model().map(ModelRef::dir),
+            Some(std::path::Path::new("report/model"))
+        );
+        assert!(spec.adapts_to_users());
+        let err = PolicySpec::parse("served:").unwrap_err().to_string();
+        assert!(err.contains("served:model/"), "{err}");
+        let err = PolicySpec::parse("servd:m").unwrap_err().to_string();
+        assert!(err.contains("served:DIR"), "{err}");
+        // Without a server, building it is an error that says who starts one, not a panic.
+        let catalog = Catalog::new(vec!["x".into()]);
+        let reward = RewardFn::default();
+        match spec.build_for_catalog(&catalog, "logs", &reward, 0) {
+            Err(PolicyError::NeedsServer { name }) => assert_eq!(name, "served:report/model"),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a served spec without a server built a policy"),
+        }
+        // Two links are equal only when they are the same server's.
+        let link = ServedLink(Arc::new(|_| Err("down".to_owned())));
+        assert_eq!(link, link.clone());
+        assert_ne!(link, ServedLink(Arc::new(|_| Err("down".to_owned()))));
     }
 }

@@ -149,6 +149,19 @@ impl Pseudonymizer {
         self.keyed("k_", &[b"api-key\0", token.as_bytes()])
     }
 
+    /// The key of a visit from the shop's session id: the first 8 bytes of
+    /// `HMAC-SHA256(secret, "visit\0" + session id)`. Keyed, as user keys are, because a
+    /// session id is often a cookie's value; only equality is ever asked of it.
+    pub fn visit(&self, session_id: &str) -> u64 {
+        let mut mac = self.mac.clone();
+        mac.update(b"visit\0");
+        mac.update(session_id.as_bytes());
+        let bytes = mac.finalize().into_bytes();
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&bytes[..8]);
+        u64::from_le_bytes(first)
+    }
+
     /// `prefix` and the first 16 bytes of the HMAC of `parts`, in hex.
     fn keyed(&self, prefix: &str, parts: &[&[u8]]) -> String {
         use std::fmt::Write as _;

@@ -22,6 +22,16 @@
 //! feedback came). Each shown item is thus observed exactly once, as in the batch update the
 //! adjuster was meta-trained with.
 //!
+//! History and visits: the network reads a user's history as the simulator it was trained in
+//! writes it, where every shown item is in the history, as passed over, from the next slate on,
+//! and a click marks it. So a slate's items enter the history when it is shown (when the rank is
+//! stored, or when a deferred rank is activated), and a click or purchase marks the item's entry.
+//! Waiting for the reward window instead (as the server did before) hid a visit's passes from
+//! every later slate of the visit; on the demo's simulator that halved the network's reward. A
+//! new visit begins when a slate is shown more than the visit gap after the user's last one
+//! ([`Visit`]); the context says which visit it is, its step within the visit and how many of
+//! the history's events the visit showed, as the simulator's contexts do.
+//!
 //! The log: after each commit the writer looks at how much the store's write-ahead log holds
 //! and, past half its limit, checkpoints it itself so that the next commit restarts it from its
 //! beginning. This is the only place that can: a background checkpoint runs while this thread
@@ -70,6 +80,26 @@ impl UserState {
     }
 }
 
+/// A user's current visit, as the server tells visits apart: a slate shown more than the visit
+/// gap after the user's last one begins a new visit (the shop import's rule without a session
+/// id), and so does a rank whose `session_id` differs from the visit's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Visit {
+    /// Visits before this one: the context's `session`.
+    pub index: u32,
+    /// Slates shown in this visit: the context's `step`.
+    pub step: u32,
+    /// History events this visit added: the context's `visit_events` (capped at the history's
+    /// length when read, since the history keeps only its limit).
+    pub events: u32,
+    /// When the visit's last slate was shown, milliseconds since the Unix epoch.
+    pub last_ms: i64,
+    /// The keyed hash of the shop's session id for the visit
+    /// ([`crate::auth::Pseudonymizer::visit`]); `None` while no rank of the visit sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<u64>,
+}
+
 /// A user's state: the adjuster state and the recent history the network reads.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct UserRecord {
@@ -79,6 +109,9 @@ pub(crate) struct UserRecord {
     pub history: Vec<PastEvent>,
     /// Slates whose reward window has closed.
     pub slates: u32,
+    /// The visit of the last slate shown; `None` before the first one (and in records stored
+    /// before visits were kept).
+    pub visit: Option<Visit>,
     /// The stored state's version in a shared store (0 in a store without versions, and for a
     /// state never stored): a server that holds this version need not read the state again.
     pub version: i64,
@@ -117,6 +150,8 @@ struct StoredRecord {
     #[serde(serialize_with = "metarec_core::packed_history::serialize")]
     history: Vec<PastEvent>,
     slates: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    visit: Option<Visit>,
 }
 
 /// Floats from their bit patterns.
@@ -186,6 +221,7 @@ impl UserRecord {
             updates,
             history: self.history.clone(),
             slates: self.slates,
+            visit: self.visit,
         })
     }
 
@@ -250,6 +286,7 @@ impl UserRecord {
             state,
             history: s.history,
             slates: s.slates,
+            visit: s.visit,
             version: 0,
         })
     }
@@ -259,9 +296,96 @@ impl UserRecord {
             state: model.adjuster.prior(),
             history: Vec::new(),
             slates: 0,
+            visit: None,
             version: 0,
         }
     }
+
+    /// The visit that a slate shown at `now` for the session `key` belongs to, as it stands
+    /// before that slate: the last slate's visit, or a new one (step 0, no events) when none
+    /// was shown yet, the last was shown more than `gap_ms` before, or `key` and the visit's
+    /// are both known and differ. A visit without a key takes the first one sent (a deferred
+    /// rank's activation carries none); a clock that went back keeps the visit.
+    pub(crate) fn visit_at(&self, now: i64, gap_ms: i64, key: Option<u64>) -> Visit {
+        match self.visit {
+            Some(v)
+                if now.saturating_sub(v.last_ms) <= gap_ms
+                    && (key.is_none() || v.key.is_none() || key == v.key) =>
+            {
+                Visit {
+                    key: v.key.or(key),
+                    ..v
+                }
+            }
+            Some(v) => Visit {
+                index: v.index.saturating_add(1),
+                step: 0,
+                events: 0,
+                last_ms: v.last_ms,
+                key,
+            },
+            None => Visit {
+                index: 0,
+                step: 0,
+                events: 0,
+                last_ms: now,
+                key,
+            },
+        }
+    }
+
+    /// The session state a rank at `now` for the session `key` gives the network: the
+    /// history, the visit's number and step, and how many of the history's last events the
+    /// visit showed.
+    pub(crate) fn session_at(
+        &self,
+        now: i64,
+        gap_ms: i64,
+        key: Option<u64>,
+    ) -> metarec_core::SessionState {
+        let visit = self.visit_at(now, gap_ms, key);
+        let kept = u32::try_from(self.history.len()).unwrap_or(u32::MAX);
+        metarec_core::SessionState {
+            session: visit.index,
+            step: visit.step,
+            history: self.history.clone(),
+            visit_events: Some(visit.events.min(kept)),
+        }
+    }
+
+    /// Records a slate shown at `now`: its items enter the history as passed over (a click
+    /// marks them later) and the visit counts it. `ranked_in` is the visit number its rank
+    /// gave the network: a later one than the rules give now (a deferred rank that began a
+    /// visit by its session id) begins that visit, so the visits follow what the ranks saw.
+    fn show(&mut self, slate: &[ItemId], now: i64, gap_ms: i64, key: Option<u64>, ranked_in: u32) {
+        let mut visit = self.visit_at(now, gap_ms, key);
+        if visit.index < ranked_in {
+            visit = Visit {
+                index: ranked_in,
+                step: 0,
+                events: 0,
+                last_ms: now,
+                key,
+            };
+        }
+        let n = u32::try_from(slate.len()).unwrap_or(u32::MAX);
+        visit.step = visit.step.saturating_add(1);
+        visit.events = visit.events.saturating_add(n);
+        visit.last_ms = visit.last_ms.max(now);
+        self.visit = Some(visit);
+        self.history.extend(slate.iter().map(|&item| PastEvent {
+            item,
+            click: false,
+            purchase: false,
+        }));
+    }
+}
+
+/// Whether a stored decision's items entered the user's history when it was shown. Decisions
+/// stored before that (whose contexts carry no visit count) still add their passes when their
+/// window closes and their clicks when they come, as they did then.
+fn shown_into_history(row: &DecisionRow) -> bool {
+    row.interaction.context.session.visit_events.is_some()
 }
 
 /// Settings of the writer.
@@ -270,6 +394,8 @@ pub(crate) struct EngineConfig {
     pub reward_window_ms: i64,
     pub default_reward: f64,
     pub history_limit: usize,
+    /// A slate shown more than this after the user's last begins a new visit.
+    pub visit_gap_ms: i64,
     /// The write-ahead log is truncated once it passes half of this.
     pub log_limit_bytes: u64,
     /// Most items that may be added over the API.
@@ -401,7 +527,8 @@ type Reply<T> = oneshot::Sender<Result<T, ApiError>>;
 
 /// Work for the writer.
 pub(crate) enum Job {
-    Decision(Box<DecisionRow>, Reply<DecisionAck>),
+    /// A rank's decision, with the keyed hash of the request's `session_id`, if any.
+    Decision(Box<DecisionRow>, Option<u64>, Reply<DecisionAck>),
     Feedback(FeedbackJob, Reply<FeedbackAck>),
     Activate(ActivateJob, Reply<ActivateAck>),
     Expire(Reply<usize>),
@@ -870,12 +997,12 @@ impl Group {
         now: i64,
     ) -> Result<(), crate::StoreError> {
         match job {
-            Job::Decision(row, reply) => {
-                let result = self.decision(store, &row)?;
+            Job::Decision(row, key, reply) => {
+                let result = self.decision(store, shared, model, &row, key, now)?;
                 self.answers.push(answer(reply, result));
             }
             Job::Activate(job, reply) => {
-                let result = self.activate(store, shared, job, now)?;
+                let result = self.activate(store, shared, model, job, now)?;
                 if let Ok(ack) = &result {
                     if !ack.already_active {
                         shared.metrics.activated(ack.slate_len);
@@ -945,7 +1072,11 @@ impl Group {
     fn decision(
         &mut self,
         store: &mut dyn Store,
+        shared: &Shared,
+        model: &ServedModel,
         row: &DecisionRow,
+        key: Option<u64>,
+        now: i64,
     ) -> Result<Result<DecisionAck, ApiError>, crate::StoreError> {
         // Only a client's event id can come twice; the server's are 128 random bits.
         if row.answer.is_some() {
@@ -966,7 +1097,31 @@ impl Group {
             }
         }
         store.insert_decision(row)?;
+        if row.active {
+            self.shown(store, shared, model, row, key, now)?;
+        }
         Ok(Ok(DecisionAck::Stored))
+    }
+
+    /// Puts a shown slate's items into its user's history.
+    fn shown(
+        &mut self,
+        store: &mut dyn Store,
+        shared: &Shared,
+        model: &ServedModel,
+        row: &DecisionRow,
+        key: Option<u64>,
+        now: i64,
+    ) -> Result<(), crate::StoreError> {
+        let mut record = self.current(store, shared, model, &row.user)?;
+        record.show(
+            row.interaction.decision.slate.items(),
+            now,
+            shared.config.visit_gap_ms,
+            key,
+            row.interaction.context.session.session,
+        );
+        self.save(store, shared, &row.user, record, now)
     }
 
     /// Marks an event ranked with deferred activation as shown.
@@ -974,6 +1129,7 @@ impl Group {
         &mut self,
         store: &mut dyn Store,
         shared: &Shared,
+        model: &ServedModel,
         job: ActivateJob,
         now: i64,
     ) -> Result<Result<ActivateAck, ApiError>, crate::StoreError> {
@@ -985,6 +1141,9 @@ impl Group {
         if !already_active {
             row.active = true;
             store.update_decision(&row)?;
+            if shown_into_history(&row) {
+                self.shown(store, shared, model, &row, None, now)?;
+            }
         }
         Ok(Ok(ActivateAck {
             event_id: job.event_id,
@@ -1103,11 +1262,28 @@ impl Group {
             if let Some(one) = part(&row.interaction, &[position], true) {
                 model.adjuster.update(&mut record.state, &one);
             }
-            record.history.push(PastEvent {
-                item,
-                click: true,
-                purchase,
-            });
+            // The slate's items entered the history as passes when it was shown: the latest
+            // pass of this item is its entry (unless the history has dropped it since).
+            let entry = if shown_into_history(&row) {
+                record
+                    .history
+                    .iter_mut()
+                    .rev()
+                    .find(|e| e.item == item && !e.click)
+            } else {
+                None
+            };
+            match entry {
+                Some(e) => {
+                    e.click = true;
+                    e.purchase = purchase;
+                }
+                None => record.history.push(PastEvent {
+                    item,
+                    click: true,
+                    purchase,
+                }),
+            }
         } else if purchase {
             if let Some(e) = record
                 .history
@@ -1144,7 +1320,9 @@ impl Group {
             let mut record = self.current(store, shared, model, &row.user)?;
             if let Some(negatives) = part(&row.interaction, &unclicked, false) {
                 model.adjuster.update(&mut record.state, &negatives);
-                for &p in &unclicked {
+                // Only a decision stored before shown items entered the history at once
+                // still owes it its passes.
+                for &p in unclicked.iter().filter(|_| !shown_into_history(&row)) {
                     record.history.push(PastEvent {
                         item: row.interaction.decision.slate.items()[p],
                         click: false,
@@ -1186,8 +1364,96 @@ mod tests {
                 purchase: false,
             }],
             slates: 2,
+            visit: Some(Visit {
+                index: 1,
+                step: 3,
+                events: 7,
+                last_ms: 1_700_000_000_123,
+                key: Some(u64::MAX - 5),
+            }),
             version: 0,
         }
+    }
+
+    #[test]
+    fn shown_slates_enter_the_history_and_a_gap_begins_a_new_visit() {
+        let gap = 30 * 60 * 1000;
+        let t0 = 1_700_000_000_000;
+        let mut r = record(UserState::Gradient(GradientState {
+            delta: vec![0.0],
+            updates: 0,
+        }));
+        r.history.clear();
+        r.visit = None;
+        // Before any slate: the first visit, at its start.
+        let s = r.session_at(t0, gap, None);
+        assert_eq!((s.session, s.step, s.visit_events), (0, 0, Some(0)));
+        r.show(&[ItemId(1), ItemId(2)], t0, gap, None, 0);
+        r.show(&[ItemId(3)], t0 + 60_000, gap, None, 0);
+        // Both slates are in the history as passes, and the visit counts them.
+        assert_eq!(
+            r.history
+                .iter()
+                .map(|e| (e.item.0, e.click))
+                .collect::<Vec<_>>(),
+            [(1, false), (2, false), (3, false)]
+        );
+        let s = r.session_at(t0 + 120_000, gap, None);
+        assert_eq!((s.session, s.step, s.visit_events), (0, 2, Some(3)));
+        assert_eq!(s.visit_history().map(<[_]>::len), Some(3));
+        // At exactly the gap after the last slate the visit goes on; a millisecond later a new
+        // one begins, with no events of its own, while the history keeps the earlier visit's.
+        let last = t0 + 60_000;
+        assert_eq!(r.session_at(last + gap, gap, None).session, 0);
+        let s = r.session_at(last + gap + 1, gap, None);
+        assert_eq!((s.session, s.step, s.visit_events), (1, 0, Some(0)));
+        assert_eq!(s.history.len(), 3);
+        r.show(&[ItemId(4)], last + gap + 1, gap, None, 0);
+        let s = r.session_at(last + gap + 2, gap, None);
+        assert_eq!((s.session, s.step, s.visit_events), (1, 1, Some(1)));
+        // A clock that went back keeps the visit.
+        assert_eq!(r.session_at(t0, gap, None).session, 1);
+        // The count is capped at what the history keeps.
+        r.history.drain(..3);
+        r.visit = Some(Visit {
+            events: 50,
+            ..r.visit.unwrap()
+        });
+        assert_eq!(
+            r.session_at(last + gap + 2, gap, None).visit_events,
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn a_new_session_id_begins_a_new_visit_and_a_visit_without_one_adopts_the_first() {
+        let gap = 30 * 60 * 1000;
+        let t = 1_700_000_000_000;
+        let mut r = record(UserState::Gradient(GradientState {
+            delta: vec![0.0],
+            updates: 0,
+        }));
+        r.history.clear();
+        r.visit = None;
+        // A visit begun without an id takes the first id sent, and keeps it.
+        r.show(&[ItemId(1)], t, gap, None, 0);
+        assert_eq!(r.session_at(t + 1, gap, Some(7)).session, 0);
+        r.show(&[ItemId(2)], t + 1, gap, Some(7), 0);
+        assert_eq!(r.visit.unwrap().key, Some(7));
+        // No id: the same visit; the same id: the same visit; another id: a new one, at once.
+        assert_eq!(r.session_at(t + 2, gap, None).step, 2);
+        assert_eq!(r.session_at(t + 2, gap, Some(7)).step, 2);
+        let s = r.session_at(t + 2, gap, Some(8));
+        assert_eq!((s.session, s.step, s.visit_events), (1, 0, Some(0)));
+        r.show(&[ItemId(3)], t + 2, gap, Some(8), 1);
+        assert_eq!(r.visit.unwrap().key, Some(8));
+        // The same id after the gap is still a new visit.
+        assert_eq!(r.session_at(t + 3 + gap, gap, Some(8)).session, 2);
+        // A deferred rank that began visit 2 by its id, activated without one, begins it.
+        r.show(&[ItemId(4)], t + 4, gap, None, 2);
+        let v = r.visit.unwrap();
+        assert_eq!((v.index, v.step, v.events, v.key), (2, 1, 1, None));
+        assert_eq!(r.history.len(), 4);
     }
 
     #[test]
@@ -1218,6 +1484,7 @@ mod tests {
                 }),
                 history: Vec::new(),
                 slates: 4,
+                visit: None,
                 version: 0,
             }
         );

@@ -506,10 +506,12 @@ fn explanations_can_be_left_out_and_the_slate_stays_the_same() {
     let server = start(config(&f.model, &f.db));
     let mut c = server.client(Some(RANKER));
     let with = rank(&mut c, "ana");
+    // Another new user in the same state: a second slate for `ana` would read the first one's
+    // items as passed over.
     let r = post(
         &mut c,
         "/v1/rank",
-        &rank_body("ana", json!({"explain": false})),
+        &rank_body("ben", json!({"explain": false})),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let without = r.json();
@@ -547,4 +549,142 @@ fn candidate_keys_with_json_escapes_name_the_same_items_as_plain_ones() {
     let body = br#"{"user": "esc", "candidates": ["item1", "\u0069tem999"], "slate_size": 1}"#;
     let r = c.request("POST", "/v1/rank", Some(body)).unwrap();
     assert_error(&r, 422, "unknown_item", "candidates[1]");
+}
+
+#[test]
+fn shown_slates_enter_the_history_at_once_and_a_gap_begins_a_new_visit() {
+    let f = fixture(false);
+    let mut config = config(&f.model, &f.db);
+    config.visit_gap = Duration::from_secs(3);
+    config.reward_window = Duration::from_secs(5);
+    let server = start(config);
+    let mut c = server.client(Some(RANKER));
+    let id = |v: &Value| v["event_id"].as_str().unwrap().to_owned();
+    let first = id(&rank(&mut c, "ivy"));
+    let deferred = post(
+        &mut c,
+        "/v1/rank",
+        &rank_body("ivy", json!({"defer_activation": true})),
+    );
+    assert_eq!(deferred.status, 200, "{}", deferred.text());
+    let deferred = id(&deferred.json());
+    let r = post(
+        &mut c,
+        "/v1/feedback",
+        &json!({"event_id": first, "position": 1, "kind": "click"}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let second = id(&rank(&mut c, "ivy"));
+    let r = c
+        .request("POST", &format!("/v1/events/{deferred}/activate"), None)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let third = id(&rank(&mut c, "ivy"));
+    // More than the gap after the last slate shown: a new visit.
+    std::thread::sleep(Duration::from_millis(3500));
+    let fourth = id(&rank(&mut c, "ivy"));
+    // The first three events' windows close; their passes are in the history already and must
+    // not enter it twice.
+    let start = std::time::Instant::now();
+    while metric(&mut c, "metarec_events_expired_total") < 4.0 {
+        assert!(start.elapsed() < Duration::from_secs(30), "no expiry");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fifth = id(&rank(&mut c, "ivy"));
+    server.stop();
+    let mut store = SqliteStore::open(&f.db).unwrap();
+    let mut row = |event: &str| store.decision(event).unwrap().unwrap().interaction;
+    let slate = |i: &metarec_core::Interaction| i.decision.slate.items().to_vec();
+    let passes = |items: &[metarec_core::ItemId]| {
+        items
+            .iter()
+            .map(|&item| metarec_core::PastEvent {
+                item,
+                click: false,
+                purchase: false,
+            })
+            .collect::<Vec<_>>()
+    };
+    let (first, deferred, second, third, fourth, fifth) = (
+        row(&first),
+        row(&deferred),
+        row(&second),
+        row(&third),
+        row(&fourth),
+        row(&fifth),
+    );
+    let at = |i: &metarec_core::Interaction| {
+        let s = &i.context.session;
+        (s.session, s.step, s.visit_events, s.history.clone())
+    };
+    assert_eq!(at(&first), (0, 0, Some(0), Vec::new()));
+    // The first slate is in the history as passed over before its click comes.
+    let shown = passes(&slate(&first));
+    assert_eq!(at(&deferred), (0, 1, Some(5), shown.clone()));
+    // The click marks its entry rather than adding one; the deferred rank added nothing.
+    let mut clicked = shown;
+    clicked[1].click = true;
+    assert_eq!(at(&second), (0, 1, Some(5), clicked.clone()));
+    // The second slate and the activated deferred one are shown, in that order.
+    let mut visit = clicked;
+    visit.extend(passes(&slate(&second)));
+    visit.extend(passes(&slate(&deferred)));
+    assert_eq!(at(&third), (0, 3, Some(15), visit.clone()));
+    visit.extend(passes(&slate(&third)));
+    assert_eq!(at(&fourth), (1, 0, Some(0), visit.clone()));
+    visit.extend(passes(&slate(&fourth)));
+    assert_eq!(at(&fifth), (1, 1, Some(5), visit));
+}
+
+#[test]
+fn a_new_session_id_begins_a_new_visit_at_once() {
+    let f = fixture(false);
+    let server = start(config(&f.model, &f.db));
+    let mut c = server.client(Some(RANKER));
+    let mut ids = Vec::new();
+    for session in ["visit-a", "visit-a", "visit-b", "visit-b"] {
+        let r = post(
+            &mut c,
+            "/v1/rank",
+            &rank_body("jay", json!({"session_id": session})),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        ids.push(r.json()["event_id"].as_str().unwrap().to_owned());
+    }
+    for bad in [json!(""), json!("x".repeat(257)), json!(5)] {
+        let r = post(
+            &mut c,
+            "/v1/rank",
+            &rank_body("jay", json!({ "session_id": bad })),
+        );
+        assert_eq!(r.status, 422, "{bad}: {}", r.text());
+        assert!(r.text().contains("session_id"), "{}", r.text());
+    }
+    server.stop();
+    let mut store = SqliteStore::open(&f.db).unwrap();
+    let seen: Vec<(u32, u32, Option<u32>)> = ids
+        .iter()
+        .map(|id| {
+            let s = store
+                .decision(id)
+                .unwrap()
+                .unwrap()
+                .interaction
+                .context
+                .session;
+            (s.session, s.step, s.visit_events)
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (0, 0, Some(0)),
+            (0, 1, Some(5)),
+            (1, 0, Some(0)),
+            (1, 1, Some(5))
+        ]
+    );
+    // Only a keyed hash of the session id is stored.
+    let bytes = std::fs::read(&f.db).unwrap();
+    assert!(!bytes.windows(7).any(|w| w == b"visit-a"));
 }

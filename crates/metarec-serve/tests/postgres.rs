@@ -108,7 +108,15 @@ fn a_rank_on_one_replica_sees_feedback_acknowledged_by_another() {
     assert_eq!(feedback(&mut ca, &event, 2)["duplicate"], false);
     // The same feedback sent to the other replica is a duplicate, not a second click.
     assert_eq!(feedback(&mut cb, &event, 2)["duplicate"], true);
-    let on_a = scores(&rank(&mut ca, "carol"));
+    // A's rank is deferred (never shown), so that both ranks read the same history: a shown
+    // slate's items enter it as passes.
+    let deferred = post(
+        &mut ca,
+        "/v1/rank",
+        &json!({"user": "carol", "context": {"country": "France"}, "candidates": candidates(), "slate_size": 5, "defer_activation": true}),
+    );
+    assert_eq!(deferred.status, 200, "{}", deferred.text());
+    let on_a = scores(&deferred.json());
     let on_b = scores(&rank(&mut cb, "carol"));
     assert!(
         on_b.iter().any(|s| s.2 != 0.0),

@@ -336,8 +336,9 @@ fn forgetting_a_user_removes_their_state_and_events() {
     server.stop();
     let mut store = SqliteStore::open(&f.db).unwrap();
     let counts = store.counts().unwrap();
-    // dave's decision, feedback and state, and carol's new decision: nothing else of hers.
-    assert_eq!((counts.decisions, counts.feedback, counts.users), (2, 1, 1));
+    // dave's decision, feedback and state, and carol's new decision and the state it began
+    // (its slate in her history): nothing else of hers.
+    assert_eq!((counts.decisions, counts.feedback, counts.users), (2, 1, 2));
 }
 
 /// Clicks twice for one user, restarts the server and checks that the user's state came back
@@ -355,11 +356,12 @@ fn a_restart_keeps_the_user_state(f: Fixture) {
         );
         assert_eq!(r.status, 200);
     }
-    let before = scores(&rank(&mut c, "erin"));
+    // Probes, not shown: a shown slate would change the history the next rank reads.
+    let before = scores(&probe(&mut c, "erin"));
     server.stop();
     let server = start(config(&f.model, &f.db));
     let mut c = server.client(Some(RANKER));
-    let after = scores(&rank(&mut c, "erin"));
+    let after = scores(&probe(&mut c, "erin"));
     assert_eq!(before, after);
     assert!(after.iter().any(|s| s.2 != 0.0), "{after:?}");
     // Feedback on an event from before the restart still counts (the window is open).
@@ -1451,6 +1453,18 @@ fn put(c: &mut Client, path: &str, body: &Value) -> Response {
 }
 
 /// Ranks `candidates` (every one of them) for `user`; panics unless the rank succeeds.
+/// A rank among `candidates` that is never shown: it reads the user's state and leaves their
+/// history as it was, so repeated probes of one user compare the items alone.
+fn probe_among(c: &mut Client, user: &str, candidates: &[&str]) -> Value {
+    let r = post(
+        c,
+        "/v1/rank",
+        &json!({"user": user, "candidates": candidates, "slate_size": candidates.len(), "defer_activation": true}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
 fn rank_among(c: &mut Client, user: &str, candidates: &[&str]) -> Value {
     let r = post(
         c,
@@ -1472,7 +1486,12 @@ fn entry<'a>(ranked: &'a Value, item: &str) -> Option<&'a Value> {
 
 /// The items of a whole-catalog rank that lists every rankable item.
 fn whole_catalog(c: &mut Client, user: &str) -> Vec<String> {
-    let r = post(c, "/v1/rank", &json!({"user": user, "slate_size": 100}));
+    // Never shown, so that it leaves the user's history as it was.
+    let r = post(
+        c,
+        "/v1/rank",
+        &json!({"user": user, "slate_size": 100, "defer_activation": true}),
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["slate"]
         .as_array()
@@ -1519,7 +1538,7 @@ fn an_item_added_over_the_api_is_ranked_updated_retired_and_kept_across_restarts
     let popularity = item["features"]["popularity_z"].as_f64().unwrap();
     assert!((popularity - mean).abs() < 1e-5, "{popularity} vs {mean}");
     // Ranked as a candidate with a finite score whose parts add up.
-    let first = rank_among(&mut c, "ann", &among);
+    let first = probe_among(&mut c, "ann", &among);
     assert_parts_sum_to_scores(&first);
     let score = |ranked: &Value| entry(ranked, "fresh").unwrap()["score"].as_f64().unwrap();
     let before = score(&first);
@@ -1535,7 +1554,7 @@ fn an_item_added_over_the_api_is_ranked_updated_retired_and_kept_across_restarts
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["title"], "A new thing");
     assert_eq!(r.json()["features"]["popularity_z"].as_f64(), Some(3.0));
-    let updated = rank_among(&mut c, "ann", &among);
+    let updated = probe_among(&mut c, "ann", &among);
     assert_parts_sum_to_scores(&updated);
     let after_update = score(&updated);
     assert!(after_update.is_finite());
@@ -1579,7 +1598,8 @@ fn an_item_added_over_the_api_is_ranked_updated_retired_and_kept_across_restarts
     let r = post(
         &mut c,
         "/v1/rank",
-        &json!({"user": "ann", "slate_size": 3, "exclude": ["fresh"]}),
+        // Not shown, so that `ann`'s history stays empty for the comparison below.
+        &json!({"user": "ann", "slate_size": 3, "exclude": ["fresh"], "defer_activation": true}),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     let fb = post(
@@ -1606,7 +1626,8 @@ fn an_item_added_over_the_api_is_ranked_updated_retired_and_kept_across_restarts
     // A reload re-applies every item change to the model it swaps in.
     let r = post(&mut admin, "/v1/admin/reload", &json!({}));
     assert_eq!(r.status, 200, "{}", r.text());
-    let reloaded = rank_among(&mut c, "cat", &["item0", "later"]);
+    // Another new user: `cat`'s history now holds the slate shown before.
+    let reloaded = rank_among(&mut c, "cat-2", &["item0", "later"]);
     assert_eq!(later_score(&reloaded), later);
     let metrics = c.request("GET", "/metrics", None).unwrap().text();
     for needle in [
@@ -1643,7 +1664,7 @@ fn an_item_added_over_the_api_is_ranked_updated_retired_and_kept_across_restarts
     // Brought back, it scores exactly as before it was retired.
     let r = put(&mut admin, "/v1/items/fresh", &json!({"available": true}));
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(score(&rank_among(&mut c, "ann", &among)), after_update);
+    assert_eq!(score(&probe_among(&mut c, "ann", &among)), after_update);
     server.stop();
     // Greedy decisions log propensity 1 at every position.
     let mut store = SqliteStore::open(&f.db).unwrap();
@@ -1810,8 +1831,8 @@ fn hostile_item_requests_get_a_json_4xx_and_change_nothing() {
         "unknown_item",
         "x",
     );
-    // Nothing changed: the same rank, no item stored.
-    let after = rank_among(&mut admin, "ann", &["item0", "item1", "item2"]);
+    // Nothing changed: the same rank for another new user, no item stored.
+    let after = rank_among(&mut admin, "ann-2", &["item0", "item1", "item2"]);
     assert_eq!(scores(&before), scores(&after));
     // The limit on added items: updates still go through, new items are a 409.
     for key in ["a", "b"] {
@@ -1837,18 +1858,20 @@ fn hostile_item_requests_get_a_json_4xx_and_change_nothing() {
     assert_eq!(store.counts().unwrap().items, 2);
 }
 
-/// Ranks `rounds` times for one user and one fixed context, checks that each (item, position)
+/// Ranks `rounds` times in one fixed context (each for a new user), checks that each (item, position)
 /// always logs the same propensity and that the empirical frequency of each matches it (a
 /// chi-square statistic per position and a bound per cell).
 fn check_empirical_propensities(c: &mut Client, candidates: &[&str], k: usize, rounds: usize) {
     use std::collections::HashMap;
     let mut logged: HashMap<(usize, String), f64> = HashMap::new();
     let mut counts: HashMap<(usize, String), usize> = HashMap::new();
-    for _ in 0..rounds {
+    for round in 0..rounds {
+        // A new user each round, so every round reads the same context (a shown slate enters
+        // its user's history).
         let r = post(
             c,
             "/v1/rank",
-            &json!({"user": "explorer", "candidates": candidates, "slate_size": k}),
+            &json!({"user": format!("explorer-{round}"), "candidates": candidates, "slate_size": k}),
         );
         assert_eq!(r.status, 200, "{}", r.text());
         let v = r.json();

@@ -16,6 +16,7 @@ mod pretrained;
 mod progress;
 mod report;
 mod serve;
+mod served;
 mod shop;
 mod sim;
 mod train;

@@ -38,6 +38,11 @@ pub struct ServeArgs {
     /// Seconds after a rank during which feedback is accepted (at most 30 days).
     #[arg(long, default_value_t = 600.0, value_parser = seconds(30 * DAY))]
     reward_window: f64,
+    /// Seconds without a slate shown to a user after which their next slate begins a new
+    /// visit (at most 30 days). The network reads the visit's number, its step and the items
+    /// it showed, as the simulator gives them; 30 minutes is the shop import's rule.
+    #[arg(long, default_value_t = 1800.0, value_parser = seconds(30 * DAY))]
+    visit_gap: f64,
     /// Reward recorded for events that get no feedback within the window.
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = number(-1e6, 1e6))]
     default_reward: f64,
@@ -148,6 +153,7 @@ fn duration(value: f64, what: &str) -> Result<Duration> {
 
 pub fn run(args: ServeArgs, _global: &Global) -> Result<()> {
     let reward_window = duration(args.reward_window, "--reward-window")?;
+    let visit_gap = duration(args.visit_gap, "--visit-gap")?;
     let header_timeout = duration(args.header_timeout, "--header-timeout")?;
     let body_timeout = duration(args.body_timeout, "--body-timeout")?;
     let keys = ApiKeys::parse(&read_secret_source(
@@ -170,6 +176,7 @@ pub fn run(args: ServeArgs, _global: &Global) -> Result<()> {
         config.postgres = Some(url.to_owned());
     }
     config.reward_window = reward_window;
+    config.visit_gap = visit_gap;
     config.header_timeout = header_timeout;
     config.body_timeout = body_timeout;
     config.log_limit_bytes = args.wal_limit_mb << 20;

@@ -372,6 +372,9 @@ pub fn arena(args: ArenaArgs, global: &Global) -> Result<()> {
         &bundles,
         global,
     )?;
+    // `served:DIR` contestants play through `metarec serve` children, stopped when this
+    // returns.
+    let (_servers, served_failure) = crate::served::link_servers(&mut contestants, global)?;
     let config = ArenaConfig {
         users: args.users,
         seeds: args.seeds,
@@ -401,6 +404,9 @@ pub fn arena(args: ArenaArgs, global: &Global) -> Result<()> {
         )
     });
     bar.finish_and_clear();
+    if let Some(message) = crate::served::failure(&served_failure) {
+        anyhow::bail!("a served contestant failed: {message}");
+    }
     let report = report?;
     print!("{report}");
     // The observed yardstick is read against how much of the hidden item vectors the

@@ -361,7 +361,7 @@ fn a_model_trained_on_a_scenario_file_needs_neither_the_file_nor_the_data_afterw
             "-q",
             "arena",
             "--policies",
-            "random,adjusted:m",
+            "random,adjusted:m,served:m",
             "--users",
             "5",
             "--seeds",
@@ -373,6 +373,31 @@ fn a_model_trained_on_a_scenario_file_needs_neither_the_file_nor_the_data_afterw
     let arena: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("arena.json")).unwrap()).unwrap();
     assert_eq!(arena["scenario"], "my-shop", "{arena}");
+    // The model as a `metarec serve` child serves it, played over HTTP: every user was shown
+    // slates (the server ranked them and took their feedback). A greedy adjuster shows each
+    // new user the same first slate served as in process (Thompson sampling draws its own).
+    let played = |name: &str| {
+        arena["contestants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["policy"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {arena}"))
+            .clone()
+    };
+    let (served, adjusted) = (played("served:m"), played("adjusted:m"));
+    assert_eq!(served["users"], 5, "{served}");
+    assert_eq!(served["oracle_share"][0]["n"], 5, "{served}");
+    assert!(served["reward"]["mean"].as_f64().unwrap().is_finite());
+    let adjuster: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("m/adjuster.json")).unwrap())
+            .unwrap();
+    if adjuster["config"]["thompson"] == false {
+        assert_eq!(
+            served["oracle_share"][0]["mean"], adjusted["oracle_share"][0]["mean"],
+            "{served}\n{adjusted}"
+        );
+    }
 
     // Served with an empty data directory: no Online Retail, no text encoder.
     let empty = dir.join("empty-data");

@@ -15,8 +15,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use metarec_core::{
-    Context, EventId, Feedback, Interaction, ItemId, SessionState, UserKey, decision_from_choice,
-    rng_for,
+    Context, EventId, Feedback, Interaction, ItemId, UserKey, decision_from_choice, rng_for,
 };
 use metarec_neural::adjust::Exploration;
 use serde::{Deserialize, Serialize};
@@ -60,6 +59,14 @@ pub(super) struct RankRequest<'a> {
     /// Item keys never to show; each must be in the catalog, as for `candidates`.
     #[serde(default)]
     exclude: Vec<String>,
+    /// The shop's id of the visit (its session id; at most 256 bytes, stored only as a keyed
+    /// hash). A rank with another id than the user's last slate begins a new visit at once;
+    /// without one, a new visit begins when the user's last slate was shown more than the
+    /// server's `--visit-gap` (30 minutes) before. The network reads which visit it is, its
+    /// step and the items the visit showed.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
+    session_id: Option<String>,
     /// Rank now but count the event only when `POST /v1/events/{event_id}/activate` says its
     /// slate was shown: until then it takes no feedback, and if never activated it closes
     /// without touching the user's state and stays out of the exported log.
@@ -428,6 +435,9 @@ pub(super) async fn rank(
             ),
         ));
     }
+    if let Some(id) = &request.session_id {
+        check_key("session_id", id)?;
+    }
     if let Some(id) = &request.event_id {
         check_key("event_id", id)?;
     }
@@ -519,19 +529,19 @@ pub(super) async fn rank(
         }
     };
     let now = engine::now_ms();
+    let visit_key = request
+        .session_id
+        .as_deref()
+        .map(|id| config.pseudonyms.visit(id));
     let context = Context {
         user: UserKey(user.clone()),
         timestamp_ms: Some(now),
         features: Vec::new(),
         tokens,
-        session: SessionState {
-            session: 0,
-            step: record.slates,
-            history: record.history.clone(),
-            // The server keeps no visits (its step counts every slate the user was shown), so
-            // it cannot say where this one began.
-            visit_events: None,
-        },
+        // The visit, its step and its events, as the simulator the network was trained in
+        // gives them: without them the network reads a returning user's earlier passes as this
+        // visit's and a visit's first slate as its fiftieth.
+        session: record.session_at(now, state.shared.config.visit_gap_ms, visit_key),
         candidates,
     };
     let n = state.counter.fetch_add(1, Ordering::Relaxed);
@@ -656,7 +666,7 @@ pub(super) async fn rank(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("application/json"),
     );
-    match submit(&state, |tx| Job::Decision(Box::new(row), tx)).await? {
+    match submit(&state, |tx| Job::Decision(Box::new(row), visit_key, tx)).await? {
         DecisionAck::Stored => {
             if request.defer_activation {
                 state.shared.metrics.deferred();

@@ -55,6 +55,9 @@ pub struct ServerConfig {
     /// carries. The default, 100, is what the default scenario's contexts carry, so a network
     /// with a long-run memory reads as much of a served user as it was trained on.
     pub history_limit: usize,
+    /// A slate shown more than this after the user's last one begins a new visit (the
+    /// default, 30 minutes, is the shop import's rule for events without a session id).
+    pub visit_gap: Duration,
     /// Largest slate a request may ask for.
     pub max_slate: usize,
     /// Most candidates a request may list.
@@ -96,7 +99,7 @@ impl ServerConfig {
     }
 
     /// Settings with the defaults: a 10-minute reward window, default reward 0, 64 KiB bodies,
-    /// 100 history entries, slates of at most 100 from at most 10,000 candidates, a 64 MiB log,
+    /// 100 history entries, a 30-minute visit gap, slates of at most 100 from at most 10,000 candidates, a 64 MiB log,
     /// 5-second header and 10-second body timeouts, 512 connections, greedy ranks and at most
     /// 100,000 items added over the API.
     pub fn new(model_dir: PathBuf, db: PathBuf, keys: ApiKeys, pseudonyms: Pseudonymizer) -> Self {
@@ -111,6 +114,7 @@ impl ServerConfig {
             body_limit: 64 * 1024,
             seed: 0,
             history_limit: 100,
+            visit_gap: Duration::from_secs(30 * 60),
             max_slate: 100,
             max_candidates: 10_000,
             durability: Durability::Machine,
@@ -225,6 +229,7 @@ impl Server {
                 reward_window_ms: config.reward_window.as_millis() as i64,
                 default_reward: config.default_reward,
                 history_limit: config.history_limit,
+                visit_gap_ms: i64::try_from(config.visit_gap.as_millis()).unwrap_or(i64::MAX),
                 log_limit_bytes: config.log_limit_bytes,
                 max_added_items: config.max_added_items,
             },

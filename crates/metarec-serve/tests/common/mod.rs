@@ -223,6 +223,18 @@ pub fn rank(c: &mut Client, user: &str) -> Value {
     r.json()
 }
 
+/// A rank that is never shown (deferred and not activated): it reads the user's state as a
+/// rank does and changes nothing, where a shown slate's items enter the user's history.
+pub fn probe(c: &mut Client, user: &str) -> Value {
+    let r = post(
+        c,
+        "/v1/rank",
+        &json!({"user": user, "context": {"country": "France"}, "candidates": candidates(), "slate_size": 5, "defer_activation": true}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
 /// Item key -> (score, adaptation part) over a ranked slate.
 pub fn scores(v: &Value) -> Vec<(String, f64, f64)> {
     v["slate"]

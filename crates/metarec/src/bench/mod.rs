@@ -8,7 +8,7 @@ mod load;
 mod neural;
 mod ope;
 mod serve;
-mod server_child;
+pub(crate) mod server_child;
 mod sim;
 mod soak;
 

@@ -11,21 +11,21 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The admin token the benchmark's server accepts.
-pub(super) const BENCH_TOKEN: &str = "bench-admin-token-0123456789";
+pub(crate) const BENCH_TOKEN: &str = "bench-admin-token-0123456789";
 
 /// A `metarec serve` child process on a free loopback port with its own temporary database,
 /// stopped and cleaned up when dropped. The server is a separate process (this binary's
 /// `serve`), so the load generator's threads and the server's workers compete for the cores as
 /// they would on one machine.
-pub(super) struct ServerChild {
+pub(crate) struct ServerChild {
     pub(super) child: std::process::Child,
-    pub(super) addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     dir: PathBuf,
     pub(super) db: PathBuf,
 }
 
 impl ServerChild {
-    fn spawn(
+    pub(crate) fn spawn(
         global: &Global,
         model: &Path,
         workers: usize,
