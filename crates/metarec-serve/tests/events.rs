@@ -688,3 +688,31 @@ fn a_new_session_id_begins_a_new_visit_at_once() {
     let bytes = std::fs::read(&f.db).unwrap();
     assert!(!bytes.windows(7).any(|w| w == b"visit-a"));
 }
+
+#[test]
+fn the_same_requests_draw_the_same_slates_on_any_server_with_the_seed() {
+    // Thompson sampling draws; two servers with their own databases, the same seed.
+    let slates = |f: &Fixture| {
+        let server = start(config(&f.model, &f.db));
+        let mut c = server.client(Some(RANKER));
+        let items =
+            |v: &Value| -> Vec<String> { scores(v).into_iter().map(|(k, _, _)| k).collect() };
+        // Another user's requests in between change nothing of this user's draws.
+        let _ = rank(&mut c, "other");
+        let probed = post(
+            &mut c,
+            "/v1/rank",
+            &rank_body("ola", json!({"defer_activation": true})),
+        )
+        .json();
+        let first = rank(&mut c, "ola");
+        let second = rank(&mut c, "ola");
+        server.stop();
+        (items(&probed), items(&first), items(&second))
+    };
+    let (a, b) = (fixture(true), fixture(true));
+    let (probed, first, second) = slates(&a);
+    // A rank never shown leaves the next one's draw as it was.
+    assert_eq!(probed, first);
+    assert_eq!((probed, first, second), slates(&b));
+}

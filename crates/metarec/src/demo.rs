@@ -242,8 +242,10 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     let u = unfitted.display().to_string();
     // `neural-static` is the ablation of per-user adaptation itself: the same network ranking
     // every user as a new one, so the table shows what reading a user's feedback is worth.
+    // `served` is the adjusted model as `metarec serve` serves it, played over HTTP, so the
+    // table shows what a shop's users get from the server.
     let mut names = format!(
-        "random,popularity,itemknn,linucb,lints,neural:{m},neural-greedy:{m},adjusted:{m},adjusted:{u},neural-static:{m}"
+        "random,popularity,itemknn,linucb,lints,neural:{m},neural-greedy:{m},adjusted:{m},served:{m},adjusted:{u},neural-static:{m}"
     );
     let mut paired_against = vec!["lints".to_string(), format!("neural-greedy:{m}")];
     if let Some(a) = &ablations {
@@ -262,6 +264,8 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     for spec in &mut contestants {
         spec.load(&mut loaded)?;
     }
+    // The server child lives until the demo returns.
+    let (_server, served_failure) = crate::served::link_servers(&mut contestants, global)?;
     let arena_config = ArenaConfig {
         users: args.users,
         seeds: args.seeds,
@@ -273,6 +277,9 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         global.step(&bar, line)
     });
     bar.finish_and_clear();
+    if let Some(message) = crate::served::failure(&served_failure) {
+        anyhow::bail!("the served model failed: {message}");
+    }
     let report = report?;
     crate::report::log_arena(&args.logdir.logdir, &report)?;
     global.progress("5/5 writing the report");

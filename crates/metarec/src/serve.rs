@@ -49,7 +49,8 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 64 * 1024, value_parser = count::<usize>(1 << 30))]
     body_limit: usize,
-    /// Seed of the exploration.
+    /// Seed of the exploration (Thompson draws, `--explore`): a rank draws from the stream of
+    /// the seed, the user and their visit and step, so the same requests draw the same slates.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Worker threads (0: one per core).

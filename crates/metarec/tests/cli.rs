@@ -688,6 +688,11 @@ fn demo_runs_end_to_end_and_writes_its_report_directory() {
         text.contains(&format!("neural-static:{}", report.join("model").display())),
         "{text}"
     );
+    // The adjusted model as `metarec serve` serves it, played over HTTP.
+    assert!(
+        text.contains(&format!("served:{}", report.join("model").display())),
+        "{text}"
+    );
     // The encoder and gamma ablations: trained, saved and played.
     // The demo's network reads the user through the set encoder; the ablation is the
     // averaging user tower, trained the same way.

@@ -16,13 +16,13 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use metarec_core::{
     Context, EventId, Feedback, Interaction, ItemId, UserKey, decision_from_choice, rng_for,
+    stable_hash,
 };
 use metarec_neural::adjust::Exploration;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use utoipa::ToSchema;
 
 /// A rank request: whom to rank for, in what context, from which items, how many.
@@ -544,8 +544,13 @@ pub(super) async fn rank(
         session: record.session_at(now, state.shared.config.visit_gap_ms, visit_key),
         candidates,
     };
-    let n = state.counter.fetch_add(1, Ordering::Relaxed);
-    let mut rng = rng_for(config.seed ^ state.boot, n);
+    // The rank's random stream (Thompson draws, exploration): the seed, the user and where
+    // their slates stand (visit and step), so the same requests draw the same slates in any
+    // interleaving with other users' and across restarts (the visit and step are stored), a
+    // user's next slate draws afresh, and a rank never shown leaves the next one's draw as it
+    // was. Without the secret behind the pseudonym nobody can predict a draw.
+    let visit = u64::from(context.session.session) << 32 | u64::from(context.session.step);
+    let mut rng = rng_for(config.seed ^ stable_hash(&user), visit);
     let decided = model.adjuster.decide(
         &record.state,
         &context,

@@ -22,7 +22,6 @@ use metarec_neural::adjust::Exploration;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 /// Longest reward window accepted: 30 days. Events stay open that long, and the window is added
@@ -49,7 +48,8 @@ pub struct ServerConfig {
     pub default_reward: f64,
     /// Largest request body, in bytes.
     pub body_limit: usize,
-    /// Seed of the exploration (each request draws from its own stream).
+    /// Seed of the exploration: a rank draws from the stream of the seed, the user and their
+    /// visit and step.
     pub seed: u64,
     /// Most recent history events (shown items) kept per user: what the context of a rank
     /// carries. The default, 100, is what the default scenario's contexts carry, so a network
@@ -137,11 +137,6 @@ pub(super) struct AppState {
     pub(super) jobs: std::sync::mpsc::Sender<Job>,
     /// The settings the server was opened with.
     pub(super) config: ServerConfig,
-    /// Requests ranked so far, which picks each request's random stream.
-    pub(super) counter: AtomicU64,
-    /// Start time in nanoseconds: random streams differ across restarts. It never leaves the
-    /// process (event ids are random).
-    pub(super) boot: u64,
     /// Held by a reload from its load to its swap.
     pub(super) reload: tokio::sync::Mutex<()>,
 }
@@ -242,16 +237,11 @@ impl Server {
             None => None,
         };
         let (jobs, writer) = engine::spawn(store, shared.clone())?;
-        let boot = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
         Ok(Server {
             state: Arc::new(AppState {
                 shared,
                 jobs,
                 config,
-                counter: AtomicU64::new(0),
-                boot,
                 reload: tokio::sync::Mutex::new(()),
             }),
             writer: Some(writer),
