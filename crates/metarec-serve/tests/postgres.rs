@@ -101,7 +101,8 @@ fn a_rank_on_one_replica_sees_feedback_acknowledged_by_another() {
     let mut ca = a.client(Some(RANKER));
     let mut cb = b.client(Some(RANKER));
     // B holds the user's prior in memory before anything happens on A.
-    let before = scores(&rank(&mut cb, "carol"));
+    let ranked_before = rank(&mut cb, "carol");
+    let before = scores(&ranked_before);
     assert!(before.iter().all(|s| s.2 == 0.0));
     let first = rank(&mut ca, "carol");
     let event = first["event_id"].as_str().unwrap().to_owned();
@@ -117,7 +118,8 @@ fn a_rank_on_one_replica_sees_feedback_acknowledged_by_another() {
     );
     assert_eq!(deferred.status, 200, "{}", deferred.text());
     let on_a = scores(&deferred.json());
-    let on_b = scores(&rank(&mut cb, "carol"));
+    let ranked_b = rank(&mut cb, "carol");
+    let on_b = scores(&ranked_b);
     assert!(
         on_b.iter().any(|s| s.2 != 0.0),
         "B's rank shows no adaptation: {on_b:?}"
@@ -132,9 +134,37 @@ fn a_rank_on_one_replica_sees_feedback_acknowledged_by_another() {
     let count = |op: &str| sample(&samples, "metarec_store_seconds_count", &[("op", op)]);
     assert!(count("read_user").is_some_and(|n| n >= 2.0), "{text}");
     assert!(count("commit").is_some_and(|n| n >= 3.0), "{text}");
-    let counts = store(&url).counts().unwrap();
+    let mut shared = store(&url);
+    let counts = shared.counts().unwrap();
     assert_eq!(counts.feedback, 1);
     assert_eq!(counts.decisions, 4);
+    // B's rank read the history and visit that B's first slate, A's slate and its click left
+    // in the shared record: both slates as passed over, the clicked item marked, two slates
+    // into the visit.
+    let row = |id: &Value| {
+        store(&url)
+            .decision(id.as_str().unwrap())
+            .unwrap()
+            .unwrap()
+            .interaction
+    };
+    let session = row(&ranked_b["event_id"]).context.session;
+    let mut expected: Vec<metarec_core::PastEvent> = [&ranked_before, &first]
+        .iter()
+        .flat_map(|v| row(&v["event_id"]).decision.slate.items().to_vec())
+        .map(|item| metarec_core::PastEvent {
+            item,
+            click: false,
+            purchase: false,
+        })
+        .collect();
+    expected[5 + 2].click = true;
+    assert_eq!(
+        (session.session, session.step, session.visit_events),
+        (0, 2, Some(10))
+    );
+    assert_eq!(session.history, expected);
+    drop(shared);
     // Item changes are refused while the database is shared, with a reason.
     let mut admin = a.client(Some(ADMIN));
     let r = admin
