@@ -27,7 +27,8 @@
 //! and a click marks it. So a slate's items enter the history when it is shown (when the rank is
 //! stored, or when a deferred rank is activated), and a click or purchase marks the item's entry.
 //! Waiting for the reward window instead (as the server did before) hid a visit's passes from
-//! every later slate of the visit; on the demo's simulator that halved the network's reward. A
+//! every later slate of the visit: the demo's model, served, earned 4.1 over a simulated new
+//! user's first 20 interactions where it earns 8.8 in the arena (`served:DIR`). A
 //! new visit begins when a slate is shown more than the visit gap after the user's last one
 //! ([`Visit`]); the context says which visit it is, its step within the visit and how many of
 //! the history's events the visit showed, as the simulator's contexts do.
@@ -1375,16 +1376,23 @@ mod tests {
         }
     }
 
+    /// A user with no history and no visit yet.
+    fn new_user() -> UserRecord {
+        UserRecord {
+            history: Vec::new(),
+            visit: None,
+            ..record(UserState::Gradient(GradientState {
+                delta: vec![0.0],
+                updates: 0,
+            }))
+        }
+    }
+
     #[test]
     fn shown_slates_enter_the_history_and_a_gap_begins_a_new_visit() {
         let gap = 30 * 60 * 1000;
         let t0 = 1_700_000_000_000;
-        let mut r = record(UserState::Gradient(GradientState {
-            delta: vec![0.0],
-            updates: 0,
-        }));
-        r.history.clear();
-        r.visit = None;
+        let mut r = new_user();
         // Before any slate: the first visit, at its start.
         let s = r.session_at(t0, gap, None);
         assert_eq!((s.session, s.step, s.visit_events), (0, 0, Some(0)));
@@ -1429,12 +1437,7 @@ mod tests {
     fn a_new_session_id_begins_a_new_visit_and_a_visit_without_one_adopts_the_first() {
         let gap = 30 * 60 * 1000;
         let t = 1_700_000_000_000;
-        let mut r = record(UserState::Gradient(GradientState {
-            delta: vec![0.0],
-            updates: 0,
-        }));
-        r.history.clear();
-        r.visit = None;
+        let mut r = new_user();
         // A visit begun without an id takes the first id sent, and keeps it.
         r.show(&[ItemId(1)], t, gap, None, 0);
         assert_eq!(r.session_at(t + 1, gap, Some(7)).session, 0);
