@@ -118,7 +118,7 @@ pub enum PolicyError {
     },
     /// A `served:DIR` spec without a server linked to it.
     #[error(
-        "policy `{name}` plays through a `metarec serve` process, which only `metarec arena` starts; play the model in process with adjusted:DIR"
+        "policy `{name}` plays through a `metarec serve` process, which only `metarec arena` and `metarec demo` start; play the model in process with adjusted:DIR"
     )]
     NeedsServer {
         /// The policy.
