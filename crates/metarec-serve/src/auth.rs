@@ -153,23 +153,25 @@ impl Pseudonymizer {
     /// `HMAC-SHA256(secret, "visit\0" + session id)`. Keyed, as user keys are, because a
     /// session id is often a cookie's value; only equality is ever asked of it.
     pub fn visit(&self, session_id: &str) -> u64 {
-        let mut mac = self.mac.clone();
-        mac.update(b"visit\0");
-        mac.update(session_id.as_bytes());
-        let bytes = mac.finalize().into_bytes();
+        let bytes = self.digest(&[b"visit\0", session_id.as_bytes()]);
         let mut first = [0u8; 8];
         first.copy_from_slice(&bytes[..8]);
         u64::from_le_bytes(first)
     }
 
-    /// `prefix` and the first 16 bytes of the HMAC of `parts`, in hex.
-    fn keyed(&self, prefix: &str, parts: &[&[u8]]) -> String {
-        use std::fmt::Write as _;
+    /// The HMAC of `parts`, one after the other.
+    fn digest(&self, parts: &[&[u8]]) -> [u8; 32] {
         let mut mac = self.mac.clone();
         for part in parts {
             mac.update(part);
         }
-        let bytes = mac.finalize().into_bytes();
+        mac.finalize().into_bytes().into()
+    }
+
+    /// `prefix` and the first 16 bytes of the HMAC of `parts`, in hex.
+    fn keyed(&self, prefix: &str, parts: &[&[u8]]) -> String {
+        use std::fmt::Write as _;
+        let bytes = self.digest(parts);
         let mut out = String::with_capacity(prefix.len() + 32);
         out.push_str(prefix);
         for b in &bytes[..16] {

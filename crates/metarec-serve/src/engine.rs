@@ -101,6 +101,19 @@ pub(crate) struct Visit {
     pub key: Option<u64>,
 }
 
+impl Visit {
+    /// Visit number `index` at its start: no slate shown in it yet.
+    fn start(index: u32, last_ms: i64, key: Option<u64>) -> Visit {
+        Visit {
+            index,
+            step: 0,
+            events: 0,
+            last_ms,
+            key,
+        }
+    }
+}
+
 /// A user's state: the adjuster state and the recent history the network reads.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct UserRecord {
@@ -108,7 +121,9 @@ pub(crate) struct UserRecord {
     pub state: UserState,
     /// Recent interactions, oldest first, bounded by the history limit.
     pub history: Vec<PastEvent>,
-    /// Slates whose reward window has closed.
+    /// Slates whose reward window has closed. No rank reads it since the context's step counts
+    /// the visit's slates ([`Visit`]); it is still stored because servers of earlier versions
+    /// require it in a record they read.
     pub slates: u32,
     /// The visit of the last slate shown; `None` before the first one (and in records stored
     /// before visits were kept).
@@ -318,20 +333,8 @@ impl UserRecord {
                     ..v
                 }
             }
-            Some(v) => Visit {
-                index: v.index.saturating_add(1),
-                step: 0,
-                events: 0,
-                last_ms: v.last_ms,
-                key,
-            },
-            None => Visit {
-                index: 0,
-                step: 0,
-                events: 0,
-                last_ms: now,
-                key,
-            },
+            Some(v) => Visit::start(v.index.saturating_add(1), v.last_ms, key),
+            None => Visit::start(0, now, key),
         }
     }
 
@@ -361,13 +364,7 @@ impl UserRecord {
     fn show(&mut self, slate: &[ItemId], now: i64, gap_ms: i64, key: Option<u64>, ranked_in: u32) {
         let mut visit = self.visit_at(now, gap_ms, key);
         if visit.index < ranked_in {
-            visit = Visit {
-                index: ranked_in,
-                step: 0,
-                events: 0,
-                last_ms: now,
-                key,
-            };
+            visit = Visit::start(ranked_in, now, key);
         }
         let n = u32::try_from(slate.len()).unwrap_or(u32::MAX);
         visit.step = visit.step.saturating_add(1);

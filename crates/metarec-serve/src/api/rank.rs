@@ -549,8 +549,8 @@ pub(super) async fn rank(
     // interleaving with other users' and across restarts (the visit and step are stored), a
     // user's next slate draws afresh, and a rank never shown leaves the next one's draw as it
     // was. Without the secret behind the pseudonym nobody can predict a draw.
-    let visit = u64::from(context.session.session) << 32 | u64::from(context.session.step);
-    let mut rng = rng_for(config.seed ^ stable_hash(&user), visit);
+    let stream = u64::from(context.session.session) << 32 | u64::from(context.session.step);
+    let mut rng = rng_for(config.seed ^ stable_hash(&user), stream);
     let decided = model.adjuster.decide(
         &record.state,
         &context,
