@@ -182,6 +182,20 @@ impl Context {
             ..Context::default()
         }
     }
+
+    /// The same user as seen for the first time: who they are, when, and what is known of them
+    /// (features and tokens), with no session so far and no candidate list. What a model infers
+    /// from this context alone is what it knows of a new user; the ablations that turn a
+    /// policy's per-user adaptation off read users through it.
+    pub fn as_new_user(&self) -> Context {
+        Context {
+            user: self.user.clone(),
+            timestamp_ms: self.timestamp_ms,
+            features: self.features.clone(),
+            tokens: self.tokens.clone(),
+            ..Context::default()
+        }
+    }
 }
 
 #[cfg(test)]

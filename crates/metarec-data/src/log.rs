@@ -797,10 +797,26 @@ pub fn write_log<'a>(
 
 /// Runs `fill` on a buffered temporary file beside `path` and renames it over `path` only when
 /// everything succeeded; on failure the temporary file is removed and `path` is untouched.
+///
+/// A `path` that exists and is neither a regular file nor a directory (a device such as
+/// `/dev/null` or `/dev/stdout`, a named pipe) is written in place instead: renaming a file over
+/// it would replace the device node itself (run as root, `--out /dev/null` once left a regular
+/// file at `/dev/null` and broke every program that wrote there), and a stream has nothing to
+/// keep whole on failure.
 pub fn atomic_write<T>(
     path: &Path,
     fill: impl FnOnce(&mut BufWriter<File>) -> std::io::Result<T>,
 ) -> Result<T, DataError> {
+    if writes_in_place(path) {
+        let result = (|| {
+            let file = std::fs::OpenOptions::new().write(true).open(path)?;
+            let mut out = BufWriter::new(file);
+            let value = fill(&mut out)?;
+            out.flush()?;
+            Ok(value)
+        })();
+        return result.map_err(|e| DataError::io(path, e));
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -821,10 +837,55 @@ pub fn atomic_write<T>(
     })
 }
 
+/// Whether [`atomic_write`] writes `path` in place: it exists (following links) and is neither
+/// a regular file nor a directory.
+fn writes_in_place(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use metarec_core::{Item, ItemId};
+
+    /// A device is written in place, never replaced; a regular file is replaced whole, and a
+    /// failed write leaves it as it was.
+    #[test]
+    fn a_device_is_written_in_place_and_a_file_replaced_whole() {
+        use std::os::unix::fs::FileTypeExt;
+        let null = Path::new("/dev/null");
+        // Checked before anything is written, so a regression fails here rather than replace
+        // the machine's /dev/null (tests may run as root).
+        assert!(writes_in_place(null));
+        let n = atomic_write(null, |out| out.write_all(b"nothing").map(|()| 7)).unwrap();
+        assert_eq!(n, 7);
+        assert!(
+            std::fs::metadata(null)
+                .unwrap()
+                .file_type()
+                .is_char_device()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("out.json");
+        assert!(
+            !writes_in_place(&file),
+            "a missing path is created by a rename"
+        );
+        atomic_write(&file, |out| out.write_all(b"first")).unwrap();
+        assert!(!writes_in_place(&file));
+        assert!(!writes_in_place(dir.path()));
+        let failed = atomic_write(&file, |out| {
+            out.write_all(b"half")?;
+            Err::<(), _>(std::io::Error::other("stopped"))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(&file).unwrap(), b"first");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+    }
 
     /// A catalog of the given keys with no numeric features.
     fn catalog(keys: &[&str]) -> Catalog {

@@ -20,7 +20,7 @@
 use metarec_core::{Catalog, Interaction, VocabError, rng_for};
 use metarec_data::shop::{Shop, ShopLog, split_by_time};
 use metarec_neural::NeuralError;
-use metarec_neural::adjust::calibration_samples;
+use metarec_neural::adjust::{HeadInput, calibration_samples};
 use metarec_neural::bundle::ModelBundle;
 use metarec_neural::checkpoint::DataSource;
 use metarec_neural::features::Features;
@@ -274,7 +274,7 @@ pub struct ClickAuc {
 pub fn click_auc(frozen: &Frozen, features: &Features, interactions: &[Interaction]) -> ClickAuc {
     let samples: Vec<(f64, bool)> = interactions
         .iter()
-        .flat_map(|i| calibration_samples(frozen, features, i))
+        .flat_map(|i| calibration_samples(frozen, features, i, HeadInput::History))
         .map(|s| (s.score, s.clicked))
         .collect();
     ClickAuc {

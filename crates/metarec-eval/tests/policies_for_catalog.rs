@@ -49,6 +49,7 @@ fn write_bundle(dir: &Path, catalog: &Catalog) {
             thompson: false,
             draws: 16,
             calibration: Default::default(),
+            head: Default::default(),
         },
         gradient: None,
         grid: vec![],

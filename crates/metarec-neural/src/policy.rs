@@ -80,14 +80,8 @@ impl NeuralPolicy {
             self.frozen
                 .user_of(&self.view, &mut self.hidden, &mut self.g);
         } else {
-            let new_user = Context {
-                user: context.user.clone(),
-                timestamp_ms: context.timestamp_ms,
-                features: context.features.clone(),
-                tokens: context.tokens.clone(),
-                ..Context::default()
-            };
-            self.features.user_view(&new_user, &mut self.bare);
+            self.features
+                .user_view(&context.as_new_user(), &mut self.bare);
             self.frozen
                 .user_of(&self.bare, &mut self.hidden, &mut self.g);
         }

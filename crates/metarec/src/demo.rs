@@ -10,6 +10,7 @@ use clap::Args;
 use metarec_core::{Environment, RewardFn};
 use metarec_eval::PolicySpec;
 use metarec_eval::arena::{ArenaConfig, run_arena};
+use metarec_neural::adjust::HeadInput;
 use metarec_neural::bundle::ModelBundle;
 use metarec_neural::checkpoint::{self, Manifest};
 use metarec_neural::model::{Encoder, ModelConfig};
@@ -224,11 +225,13 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
         args.meta_users,
         11,
         false,
+        HeadInput::History,
         &|l| global.step(&bar, l),
     );
     bar.finish_and_clear();
     let adjuster = adjuster?;
     let unfitted = unfitted_copy(&model, &args.out.join("model-unfitted"), &adjuster)?;
+    let alone = adjuster_alone(&args, global, &scenario, &model)?;
     bundle.set_adjuster(adjuster.clone())?;
     // The arena plays the bundle in memory: nothing is loaded again.
     let mut loaded = vec![Arc::new(bundle)];
@@ -240,14 +243,23 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
     ));
     let m = model.display().to_string();
     let u = unfitted.display().to_string();
+    let a = alone.display().to_string();
     // `neural-static` is the ablation of per-user adaptation itself: the same network ranking
     // every user as a new one, so the table shows what reading a user's feedback is worth.
     // `served` is the adjusted model as `metarec serve` serves it, played over HTTP, so the
-    // table shows what a shop's users get from the server.
+    // table shows what a shop's users get from the server. `adjusted:` of the model whose
+    // adjuster corrects the head of a new user is the Bayesian adjuster on its own, the only
+    // learner of each user (`neural-static` plus the adjuster), against the tower's inference.
     let mut names = format!(
-        "random,popularity,itemknn,linucb,lints,neural:{m},neural-greedy:{m},adjusted:{m},served:{m},adjusted:{u},neural-static:{m}"
+        "random,popularity,itemknn,linucb,lints,neural:{m},neural-greedy:{m},adjusted:{m},served:{m},adjusted:{u},neural-static:{m},adjusted:{a}"
     );
-    let mut paired_against = vec!["lints".to_string(), format!("neural-greedy:{m}")];
+    // Against `neural-static` too: what each way of learning a user (the tower's reading of
+    // the history, the adjuster alone, both) adds to the network that learns nothing.
+    let mut paired_against = vec![
+        "lints".to_string(),
+        format!("neural-greedy:{m}"),
+        format!("neural-static:{m}"),
+    ];
     if let Some(a) = &ablations {
         let (mean, g0, g9) = (
             a.mean.display().to_string(),
@@ -308,6 +320,7 @@ pub fn run(args: DemoArgs, global: &Global) -> Result<()> {
          training.tsv             reward per user while training ({} iterations of 256 users, {})\n\
          model/                   the model bundle (model.safetensors, catalog.json, manifest.json, adjuster.json)\n\
          model-unfitted/          the same network with the adjuster's settings before meta-training (an ablation)\n\
+         model-alone/             the same network with a Bayesian adjuster that alone learns each user: the tower reads them as new (an ablation)\n\
          {}\
          arena.txt / .json        the cold-start arena on new users ({} x {} seeds); neural-static is the network without per-user adaptation (an ablation)\n\n\
          adjuster prior scale chosen by meta-training: {} (grid: {:?})\n\
@@ -535,15 +548,9 @@ fn save(
     Ok(())
 }
 
-/// The ablation of meta-training: a copy of the model in `dir` whose adjuster keeps the settings
-/// it has before any meta-training (`BayesConfig::default()`: prior scale 0.3, Thompson
-/// sampling, the network's scores read as click log-odds as they are, no position term), so the
-/// arena shows what meta-training adds over the same network and the same kind of adjuster.
-fn unfitted_copy(
-    model: &std::path::Path,
-    dir: &std::path::Path,
-    fitted: &metarec_neural::adjust::AdjusterManifest,
-) -> Result<PathBuf> {
+/// Copies the network of the model in `model` (weights, manifest, catalog; no adjuster) into
+/// `dir`, for an ablation that gives the same network another adjuster.
+fn copy_network(model: &std::path::Path, dir: &std::path::Path) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     for name in [
         checkpoint::WEIGHTS,
@@ -557,6 +564,58 @@ fn unfitted_copy(
         })
         .with_context(|| format!("cannot write {}", dir.join(name).display()))?;
     }
+    Ok(())
+}
+
+/// The ablation of the network's own inference: a copy of the model in `model-alone/` whose
+/// Bayesian adjuster corrects the head the tower gives a new user (`--head new-user`), so the
+/// adjuster alone learns each user, meta-trained on the same training users as the demo's own
+/// (its calibration fitted to the new user's head, prior scales from 0.1 to 3, the broader
+/// range a correction that carries all the user's evidence needs).
+fn adjuster_alone(
+    args: &DemoArgs,
+    global: &Global,
+    scenario: &metarec_sim::Scenario,
+    model: &std::path::Path,
+) -> Result<PathBuf> {
+    let dir = args.out.join("model-alone");
+    copy_network(model, &dir)?;
+    // An adjuster an earlier run left in the directory is read as stale or fitted, and
+    // replaced by this one's either way.
+    let bundle = ModelBundle::load(&dir)?;
+    global.progress(
+        "3/5 ablation: the Bayesian adjuster alone, correcting the head of a new user (the tower reads no history)",
+    );
+    let grid = [0.1, 0.3, 1.0, 3.0];
+    let bar = global.bar(
+        metarec_eval::meta::bayes_progress_steps(grid.len(), false) as u64,
+        "settings",
+    );
+    let alone = metarec_eval::meta::meta_train_bayes(
+        scenario,
+        &bundle,
+        &grid,
+        args.meta_users,
+        11,
+        false,
+        HeadInput::NewUser,
+        &|l| global.step(&bar, l),
+    );
+    bar.finish_and_clear();
+    alone?;
+    Ok(dir)
+}
+
+/// The ablation of meta-training: a copy of the model in `dir` whose adjuster keeps the settings
+/// it has before any meta-training (`BayesConfig::default()`: prior scale 0.3, Thompson
+/// sampling, the network's scores read as click log-odds as they are, no position term), so the
+/// arena shows what meta-training adds over the same network and the same kind of adjuster.
+fn unfitted_copy(
+    model: &std::path::Path,
+    dir: &std::path::Path,
+    fitted: &metarec_neural::adjust::AdjusterManifest,
+) -> Result<PathBuf> {
+    copy_network(model, dir)?;
     let manifest = metarec_neural::adjust::AdjusterManifest {
         kind: "bayes".into(),
         config: metarec_neural::adjust::BayesConfig::default(),

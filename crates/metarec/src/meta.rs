@@ -9,7 +9,7 @@ use metarec_data::shop::Shop;
 use metarec_data::shop::interactions::{InteractionOptions, shop_log};
 use metarec_eval::meta::shop::{AdjusterKind, OfflineConfig, meta_train_shop};
 use metarec_eval::shop::{check_bundle, training_histories};
-use metarec_neural::adjust::AdjusterManifest;
+use metarec_neural::adjust::{AdjusterManifest, HeadInput};
 use metarec_neural::bundle::ModelBundle;
 use metarec_neural::checkpoint::DataSource;
 use std::path::PathBuf;
@@ -74,11 +74,36 @@ pub struct MetaTrainArgs {
     /// every prior scale with it (bayes): twice the settings.
     #[arg(long)]
     learn_shape: bool,
+    /// What the network's user tower reads for the head the adjuster corrects (bayes, on
+    /// simulated users): `history`, the user's context and feedback so far, so the adjuster
+    /// corrects what the network inferred; or `new-user`, the user as seen for the first time,
+    /// the ablation in which the adjuster alone learns from each user's feedback (what it is
+    /// worth against the network's own inference is the held-out comparison it reports).
+    #[arg(long, value_enum, default_value_t = HeadArg::History)]
+    head: HeadArg,
     /// Seed of the training users and the policy's sampling.
     #[arg(long, default_value_t = 11)]
     seed: u64,
     #[command(flatten)]
     logdir: crate::report::LogdirArg,
+}
+
+/// `--head`, as the command line names [`HeadInput`].
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum HeadArg {
+    /// The user's context with their history.
+    History,
+    /// The user as seen for the first time.
+    NewUser,
+}
+
+impl From<HeadArg> for HeadInput {
+    fn from(head: HeadArg) -> HeadInput {
+        match head {
+            HeadArg::History => HeadInput::History,
+            HeadArg::NewUser => HeadInput::NewUser,
+        }
+    }
 }
 
 pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
@@ -87,6 +112,9 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
         "gradient" => true,
         other => bail!("unknown adjuster `{other}`; expected: bayes, gradient"),
     };
+    if gradient && args.head != HeadArg::History {
+        bail!("--head new-user is a setting of the Bayesian adjuster (--adjuster bayes)");
+    }
     let default_grid = if gradient {
         "0.03,0.1,0.3"
     } else {
@@ -107,6 +135,11 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
             Ok(DataSource::ShopSimulator { .. })
         );
     if !simulated {
+        if args.head != HeadArg::History {
+            bail!(
+                "--head new-user meta-trains on simulated users; a model trained on the shop's logs meta-trains offline, where it does not apply"
+            );
+        }
         let kind = if gradient {
             AdjusterKind::Gradient
         } else {
@@ -164,6 +197,7 @@ pub fn run(args: MetaTrainArgs, global: &Global) -> Result<()> {
             args.users,
             args.seed,
             args.learn_shape,
+            args.head.into(),
             &progress,
         )
     };

@@ -678,9 +678,26 @@ fn demo_runs_end_to_end_and_writes_its_report_directory() {
         "model/model.safetensors",
         "model/adjuster.json",
         "model-unfitted/adjuster.json",
+        "model-alone/adjuster.json",
     ] {
         assert!(report.join(file).is_file(), "missing {file}");
     }
+    // The ablation of the network's own inference: the same network with an adjuster that
+    // corrects a new user's head, meta-trained and played.
+    let alone = json(&report.join("model-alone/adjuster.json"));
+    assert_eq!(alone["config"]["head"], "new-user", "{alone}");
+    assert!(
+        json(&report.join("model/adjuster.json"))["config"]
+            .get("head")
+            .is_none()
+    );
+    assert!(
+        text.contains(&format!(
+            "adjusted:{}",
+            report.join("model-alone").display()
+        )),
+        "{text}"
+    );
     // The ablation of meta-training plays beside the meta-trained adjuster, and the network
     // without per-user adaptation beside the network.
     assert!(text.contains("model-unfitted"), "{text}");
@@ -825,6 +842,27 @@ fn new_items_text_features_beat_id_only_on_products_never_seen_sold() {
     assert!(json["new_items"].as_u64().unwrap() > 50);
 }
 
+/// Plays `policy` on 10 users of the small scenario and checks that the arena ran it.
+fn plays_in_a_small_arena(dir: &std::path::Path, policy: &str) {
+    let out = metarec(
+        dir,
+        &[
+            "-q",
+            "arena",
+            "--scenario",
+            "small",
+            "--users",
+            "10",
+            "--seeds",
+            "1",
+            "--policies",
+            policy,
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(policy), "{}", stdout(&out));
+}
+
 #[test]
 fn gradient_meta_training_is_reproducible_and_plays_in_the_arena() {
     let tmp = tempfile::tempdir().unwrap();
@@ -862,24 +900,7 @@ fn gradient_meta_training_is_reproducible_and_plays_in_the_arena() {
             .unwrap()
             > 0.0
     );
-    let adjusted = format!("adjusted:{m}");
-    let out = metarec(
-        tmp.path(),
-        &[
-            "-q",
-            "arena",
-            "--scenario",
-            "small",
-            "--users",
-            "10",
-            "--seeds",
-            "1",
-            "--policies",
-            &adjusted,
-        ],
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains(&adjusted));
+    plays_in_a_small_arena(tmp.path(), &format!("adjusted:{m}"));
     // An unknown adjuster is a clear error.
     let out = metarec(
         tmp.path(),
@@ -900,4 +921,72 @@ fn gradient_meta_training_is_reproducible_and_plays_in_the_arena() {
         "{}",
         stderr(&out)
     );
+    // The new user's head is a setting of the Bayesian adjuster only.
+    let mut alone = meta.to_vec();
+    alone.extend(["--head", "new-user"]);
+    let out = metarec(tmp.path(), &alone);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("--head new-user") && stderr(&out).contains("--adjuster bayes"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(first, read(), "a refused run leaves the adjuster as it was");
+}
+
+/// `meta-train --head new-user`: the Bayesian adjuster of the ablation in which it alone
+/// learns each user (the tower reads them as new) is written with its setting, plays in the
+/// arena, and reports its gain against the network as trained.
+#[test]
+fn the_adjuster_alone_is_meta_trained_on_a_new_users_head_and_plays() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = tmp.path().join("model");
+    let m = model.to_str().unwrap();
+    train_tiny_model(tmp.path(), &model);
+    let meta = |head: &str| {
+        metarec(
+            tmp.path(),
+            &[
+                "-q",
+                "meta-train",
+                "--scenario",
+                "small",
+                "--model",
+                m,
+                "--users",
+                "16",
+                "--grid",
+                "0.3,1",
+                "--head",
+                head,
+            ],
+        )
+    };
+    let read = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(model.join("adjuster.json")).unwrap())
+            .unwrap()
+    };
+    let out = meta("history");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let history = read();
+    assert!(history["config"].get("head").is_none(), "{history}");
+    let out = meta("new-user");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let alone = read();
+    assert_eq!(alone["config"]["head"], "new-user", "{alone}");
+    // Its calibration is fitted to the new user's head, whose scores differ from the ones
+    // that read the history.
+    assert_ne!(
+        alone["config"]["calibration"],
+        history["config"]["calibration"]
+    );
+    // The held-out comparison is against the network as trained, the same users either way.
+    assert_eq!(
+        alone["held_out"]["network"], history["held_out"]["network"],
+        "{alone}"
+    );
+    plays_in_a_small_arena(tmp.path(), &format!("adjusted:{m}"));
+    let out = meta("newuser");
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("new-user"), "{}", stderr(&out));
 }

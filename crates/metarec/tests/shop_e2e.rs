@@ -91,6 +91,24 @@ fn a_made_up_shop_goes_from_files_to_a_served_and_evaluated_policy() {
             "-q", "train", "--shop", &shop, "--out", &model, "--seed", "3",
         ],
     );
+    // The ablation of the network's own inference needs simulated users; offline it is a
+    // clear refusal that writes nothing.
+    let out = metarec(
+        &data,
+        &[
+            "-q",
+            "meta-train",
+            "--model",
+            &model,
+            "--shop",
+            &shop,
+            "--head",
+            "new-user",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("simulated users"), "{}", stderr(&out));
+    assert!(!std::path::Path::new(&model).join("adjuster.json").exists());
     ok(
         &data,
         &["-q", "meta-train", "--model", &model, "--shop", &shop],

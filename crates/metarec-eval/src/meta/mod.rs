@@ -21,7 +21,7 @@ use crate::summary::Summary;
 use metarec_core::{Environment, EventIds, Observer, Policy, Recorder, RewardFn, rng_for, rollout};
 use metarec_neural::adjust::{
     ADJUSTER_FILE, AdjustedPolicy, AdjusterManifest, BayesConfig, BayesianAdjuster, Calibration,
-    ClickSample, GradientAdjuster, GradientConfig, ValidationGain, calibration_samples,
+    ClickSample, GradientAdjuster, GradientConfig, HeadInput, ValidationGain, calibration_samples,
     fit_calibration, prior_shape,
 };
 use metarec_neural::bundle::ModelBundle;
@@ -134,12 +134,13 @@ impl<E: ?Sized> Observer<E> for Totals<'_> {
 }
 
 /// Meta-learns how the network's scores map to click log-odds: plays `users` training users
-/// with the network alone (greedy, no correction) and fits a logistic regression of every shown
-/// item's click on its score.
+/// with the network alone (greedy, no correction, its head read as `head` says) and fits a
+/// logistic regression of every shown item's click on its score.
 pub fn calibrate_network(
     scenario: &Scenario,
     frozen: &Arc<Frozen>,
     features: &Arc<Features>,
+    head: HeadInput,
     users: usize,
     seed: u64,
 ) -> Result<Calibration, MetaError> {
@@ -152,6 +153,7 @@ pub fn calibrate_network(
         BayesConfig {
             prior_scale: 1e-9,
             thompson: false,
+            head,
             ..BayesConfig::default()
         },
     );
@@ -170,7 +172,7 @@ pub fn calibrate_network(
     let samples: Vec<ClickSample> = recorder
         .log
         .iter()
-        .flat_map(|it| calibration_samples(frozen, features, it))
+        .flat_map(|it| calibration_samples(frozen, features, it, head))
         .collect();
     let calibration = fit_calibration(&samples);
     if !(calibration.offset.is_finite()
@@ -199,7 +201,12 @@ const SHAPE_RIDGE: f64 = 0.1;
 /// the SHA-256 of the weights it was fitted to.
 /// Exploring by Thompson sampling pays only when what a draw can reveal outweighs what a worse
 /// slate costs now; in a short visit it often does not, so the choice is made on data, like the
-/// scale. `progress` gets a line per setting tried.
+/// scale. `progress` gets a line per setting tried. `head` says what the user tower reads for
+/// the head the adjuster corrects ([`HeadInput`]); the calibration is fitted to that head's
+/// scores, and the held-out comparison is always against the network as trained (reading the
+/// history), so the ablation `HeadInput::NewUser` reports what the adjuster alone earns
+/// against the tower's own inference.
+#[allow(clippy::too_many_arguments)]
 pub fn meta_train_bayes(
     scenario: &Scenario,
     bundle: &ModelBundle,
@@ -207,6 +214,7 @@ pub fn meta_train_bayes(
     users: usize,
     seed: u64,
     learn_shape: bool,
+    head: HeadInput,
     progress: &dyn Fn(&str),
 ) -> Result<AdjusterManifest, MetaError> {
     if grid.is_empty() {
@@ -226,7 +234,7 @@ pub fn meta_train_bayes(
     let env_seed = scenario.config.seed ^ 0x6d65_7461 ^ seed;
     let reward = scenario.config.reward;
     let (frozen, features) = (&bundle.network.frozen, &bundle.network.features);
-    let calibration = calibrate_network(scenario, frozen, features, users, seed)?;
+    let calibration = calibrate_network(scenario, frozen, features, head, users, seed)?;
     progress(&format!(
         "click log-odds = {:.3} + {:.3} x network score {:+.3} x ln(1 + position)",
         calibration.offset, calibration.scale, calibration.position
@@ -244,6 +252,7 @@ pub fn meta_train_bayes(
             prior_scale: 1.0,
             thompson: false,
             calibration,
+            head,
             ..BayesConfig::default()
         };
         let adjuster = BayesianAdjuster::new(frozen.clone(), features.clone(), config);
@@ -288,6 +297,7 @@ pub fn meta_train_bayes(
                     prior_scale: tau,
                     thompson,
                     calibration,
+                    head,
                     ..BayesConfig::default()
                 };
                 let totals = play_setting(config, shaped, 1 << 42)?;
@@ -319,6 +329,7 @@ pub fn meta_train_bayes(
         prior_scale: best.1,
         thompson: best.2,
         calibration,
+        head,
         ..BayesConfig::default()
     };
     let held_out = {
@@ -441,7 +452,14 @@ pub fn meta_train_gradient(
     let env_seed = scenario.config.seed ^ 0x6d65_7461 ^ config.seed;
     let reward = scenario.config.reward;
     let (frozen, features) = (&bundle.network.frozen, &bundle.network.features);
-    let calibration = calibrate_network(scenario, frozen, features, config.users, config.seed)?;
+    let calibration = calibrate_network(
+        scenario,
+        frozen,
+        features,
+        HeadInput::History,
+        config.users,
+        config.seed,
+    )?;
     progress(&format!(
         "click log-odds = {:.3} + {:.3} x network score {:+.3} x ln(1 + position)",
         calibration.offset, calibration.scale, calibration.position

@@ -35,7 +35,7 @@ use crate::shop::UserHistory;
 use metarec_core::{Adjuster, Interaction, rng_for};
 use metarec_neural::adjust::{
     AdjusterManifest, BayesConfig, BayesianAdjuster, Calibration, ClickSample, GradientAdjuster,
-    GradientConfig, HeadAdjuster, OfflineEvidence, OfflineSetting, ValidationGain,
+    GradientConfig, HeadAdjuster, HeadInput, OfflineEvidence, OfflineSetting, ValidationGain,
     calibration_samples, click_log_likelihood, fit_calibration, prior_shape,
 };
 use metarec_neural::bundle::ModelBundle;
@@ -210,7 +210,7 @@ pub fn meta_train_shop(
         .iter()
         .filter(|h| !held_users.contains(&h.user))
         .flat_map(|h| &h.interactions)
-        .flat_map(|it| calibration_samples(frozen, features, it))
+        .flat_map(|it| calibration_samples(frozen, features, it, HeadInput::History))
         .collect();
     let calibration = fit_calibration(&samples);
     if !(calibration.offset.is_finite()

@@ -4,8 +4,8 @@
 //! generic [`decide_with`] and [`explain_with`] that every adjuster shares.
 
 use super::{
-    AdjustedChoice, Calibration, DecideBuffers, GaussianPosterior, HeadAdjuster, ScoreParts, Shown,
-    decide_with, explain_slate_with, explain_with, shown_items, sigmoid,
+    AdjustedChoice, Calibration, DecideBuffers, GaussianPosterior, HeadAdjuster, HeadInput,
+    ScoreParts, Shown, decide_with, explain_slate_with, explain_with, shown_items, sigmoid,
 };
 use crate::features::Features;
 use crate::model::Frozen;
@@ -26,6 +26,11 @@ pub struct BayesConfig {
     /// The network's scores as click log-odds.
     #[serde(default)]
     pub calibration: Calibration,
+    /// What the user tower reads for the head the adjuster corrects: the history (the default,
+    /// left out of adjuster files), or the user as new (the ablation in which the adjuster
+    /// alone learns from the user's feedback; `metarec meta-train --head new-user`).
+    #[serde(default, skip_serializing_if = "HeadInput::is_history")]
+    pub head: HeadInput,
 }
 
 impl Default for BayesConfig {
@@ -35,6 +40,7 @@ impl Default for BayesConfig {
             thompson: true,
             draws: 16,
             calibration: Calibration::default(),
+            head: HeadInput::History,
         }
     }
 }
@@ -163,7 +169,7 @@ impl Adjuster for BayesianAdjuster {
 
     fn update(&self, state: &mut GaussianPosterior, interaction: &Interaction) {
         let mu = state.mean(&mut Vec::new());
-        let shown = shown_items(&self.frozen, &self.features, interaction);
+        let shown = shown_items(&self.frozen, &self.features, interaction, self.config.head);
         self.update_at(state, &shown, &mu);
     }
 }
@@ -189,6 +195,10 @@ impl HeadAdjuster for BayesianAdjuster {
         (&self.frozen, &self.features)
     }
 
+    fn head_input(&self) -> HeadInput {
+        self.config.head
+    }
+
     fn correction(&self, state: &GaussianPosterior) -> Vec<f64> {
         state.mean(&mut Vec::new())
     }
@@ -200,7 +210,8 @@ impl HeadAdjuster for BayesianAdjuster {
         correction: Option<&[f64]>,
         buffers: &mut DecideBuffers,
     ) {
-        let shown = buffers.shown_items(&self.frozen, &self.features, interaction);
+        let shown =
+            buffers.shown_items(&self.frozen, &self.features, interaction, self.config.head);
         // The known correction is this state's posterior mean, bit for bit what `update`
         // would compute.
         match correction {
@@ -283,6 +294,27 @@ impl HeadAdjuster for BayesianAdjuster {
 mod tests {
     use super::*;
     use crate::adjust::test_support::network;
+
+    /// Adjuster files written before the head setting existed read as the default, files with
+    /// the default are written as before (without the field), and the ablation's setting
+    /// round-trips by its command-line name.
+    #[test]
+    fn the_head_setting_is_left_out_of_files_at_its_default_and_read_back_otherwise() {
+        let plain = serde_json::to_value(BayesConfig::default()).unwrap();
+        assert!(plain.get("head").is_none(), "{plain}");
+        let old: BayesConfig = serde_json::from_value(plain).unwrap();
+        assert_eq!(old.head, HeadInput::History);
+        let alone = BayesConfig {
+            head: HeadInput::NewUser,
+            ..BayesConfig::default()
+        };
+        let text = serde_json::to_value(alone).unwrap();
+        assert_eq!(text["head"], "new-user");
+        assert_eq!(serde_json::from_value::<BayesConfig>(text).unwrap(), alone);
+        let mut bad = serde_json::to_value(alone).unwrap();
+        bad["head"] = "newuser".into();
+        assert!(serde_json::from_value::<BayesConfig>(bad).is_err());
+    }
 
     #[test]
     fn a_shaped_prior_is_every_new_users_state() {

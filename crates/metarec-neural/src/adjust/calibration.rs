@@ -4,7 +4,7 @@
 //! [`click_log_likelihood`] scores an interaction's clicks under the calibrated network with a
 //! user's correction (how offline meta-training judges an adjuster on logged users).
 
-use super::{shown_items, sigmoid};
+use super::{HeadInput, shown_items, sigmoid};
 use crate::features::Features;
 use crate::model::Frozen;
 use metarec_core::Interaction;
@@ -147,14 +147,15 @@ fn solve3(h: [[f64; 3]; 3], g: [f64; 3]) -> Option<[f64; 3]> {
     Some(d)
 }
 
-/// A [`ClickSample`] for every shown item of an interaction the network knows: the samples
-/// [`fit_calibration`] takes.
+/// A [`ClickSample`] for every shown item of an interaction the network knows, scored with the
+/// head the tower reads as `input` says: the samples [`fit_calibration`] takes.
 pub fn calibration_samples(
     frozen: &Frozen,
     features: &Features,
     interaction: &Interaction,
+    input: HeadInput,
 ) -> Vec<ClickSample> {
-    shown_items(frozen, features, interaction)
+    shown_items(frozen, features, interaction, input)
         .into_iter()
         .map(|s| ClickSample {
             score: s.base,
@@ -176,7 +177,7 @@ pub fn click_log_likelihood(
     delta: &[f64],
     interaction: &Interaction,
 ) -> (f64, usize) {
-    let shown = shown_items(frozen, features, interaction);
+    let shown = shown_items(frozen, features, interaction, HeadInput::History);
     let mut total = 0.0;
     for s in &shown {
         let z = calibration.logit_at(s.base, s.position)
@@ -253,7 +254,7 @@ mod tests {
         let delta: Vec<f64> = (0..e).map(|k| 0.1 * k as f64 - 0.3).collect();
         let (ll, n) = click_log_likelihood(&frozen, &features, &calibration, &delta, &it);
         assert_eq!(n, 3);
-        let samples = calibration_samples(&frozen, &features, &it);
+        let samples = calibration_samples(&frozen, &features, &it, HeadInput::History);
         let mut expected = 0.0;
         for (k, (&i, sample)) in [1usize, 4, 6].iter().zip(samples).enumerate() {
             assert_eq!(sample.position, k as u32);

@@ -4,7 +4,7 @@
 //! [`ScoreParts`]) and the [`DecideBuffers`] a policy reuses between decisions.
 
 use super::columns::{corrected_scores, corrected_scores_many, spread_columns};
-use super::{HeadAdjuster, Shown, TowerMemo, shown_items_read};
+use super::{HeadAdjuster, HeadInput, Shown, TowerMemo, shown_items_read};
 use crate::features::UserView;
 use metarec_core::explore::{
     epsilon_greedy, greedy, monte_carlo_marginals_scored, plackett_luce, top_k,
@@ -113,8 +113,9 @@ impl DecideBuffers {
         frozen: &crate::model::Frozen,
         features: &crate::features::Features,
         interaction: &metarec_core::Interaction,
+        input: HeadInput,
     ) -> Vec<Shown> {
-        shown_items_read(frozen, features, interaction, &mut self.tower)
+        shown_items_read(frozen, features, interaction, input, &mut self.tower)
     }
 
     /// Keeps `mean` as the last decision's greedy correction.
@@ -222,7 +223,9 @@ fn candidates_and_base<A: HeadAdjuster>(
     if buf.candidates.is_empty() {
         return false;
     }
-    let net = buf.tower.read(frozen, features, context);
+    let net = buf
+        .tower
+        .read(frozen, features, context, adjuster.head_input());
     let (e, m) = (frozen.embed, buf.candidates.len());
     // Every value is written by `spread_columns`: resizing without clearing zeroes only
     // what a longer list adds.
@@ -431,10 +434,21 @@ pub fn explain_slate_with<A: HeadAdjuster>(
     let mut view = UserView::default();
     features.user_view(context, &mut view);
     let e = f.embed;
-    let parts = f.user_parts_of(&view);
+    // The head's parts are those of what the tower read: the user as new, when the adjuster
+    // is the ablation that reads no history (no click then moves the head). The session flags
+    // read the whole context either way.
+    let mut bare = UserView::default();
+    let head_view = match adjuster.head_input() {
+        HeadInput::History => &view,
+        HeadInput::NewUser => {
+            features.user_view(&context.as_new_user(), &mut bare);
+            &bare
+        }
+    };
+    let parts = f.user_parts_of(head_view);
     // Each click's `Wc h_j` once for the whole slate, not once per explained item: with a long
     // history these matrix-vector products were most of an explanation's cost.
-    let transforms: Vec<(ItemId, Vec<f32>)> = view
+    let transforms: Vec<(ItemId, Vec<f32>)> = head_view
         .clicked
         .iter()
         .map(|&j| (j, f.click_transform(j)))
@@ -449,7 +463,7 @@ pub fn explain_slate_with<A: HeadAdjuster>(
             };
             let top_click = transforms
                 .iter()
-                .map(|(j, t)| (*j, dot(t) / view.clicked.len() as f64))
+                .map(|(j, t)| (*j, dot(t) / head_view.clicked.len() as f64))
                 .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()));
             let (ignored, clicked) = view.flags(item);
             let mut flags = 0.0;
@@ -517,7 +531,7 @@ mod tests {
         if k == 0 || candidates.is_empty() {
             return nothing();
         }
-        let net = NetView::of(frozen, features, context);
+        let net = NetView::of(frozen, features, context, adjuster.head_input());
         let scale = adjuster.calibration().scale;
         let base: Vec<f64> = candidates
             .iter()
@@ -868,5 +882,115 @@ mod tests {
             assert_eq!(parts.top_click.map(|t| t.0), Some(ItemId(2)));
             assert!((parts.top_click.unwrap().1 - parts.past_clicks).abs() < 1e-5);
         }
+    }
+
+    /// The ablation `HeadInput::NewUser`: the adjuster corrects the head the tower gives the
+    /// user seen for the first time, so with no correction it ranks exactly as the network
+    /// without adaptation (`neural-static`) does, learns from the shown items scored that way,
+    /// and explains no part of the head by the history; by default it ranks as the network
+    /// reading the history does.
+    #[test]
+    fn a_new_user_head_ranks_as_the_network_without_adaptation_until_the_adjuster_learns() {
+        use crate::adjust::{HeadInput, calibration_samples, test_support};
+        use crate::policy::{Mode, NeuralPolicy};
+        use metarec_core::{PastEvent, Policy};
+        let (frozen, features) = test_support::network();
+        let event = |item: u32, click: bool| PastEvent {
+            item: ItemId(item),
+            click,
+            purchase: false,
+        };
+        let mut context = Context::for_user(UserKey::from("u"));
+        context.tokens = vec!["country=France".into()];
+        context.session.step = 3;
+        context.session.history = vec![event(1, true), event(2, false), event(3, false)];
+        let adjuster = |head: HeadInput| {
+            BayesianAdjuster::new(
+                frozen.clone(),
+                features.clone(),
+                BayesConfig {
+                    prior_scale: 1e-9,
+                    thompson: false,
+                    head,
+                    ..BayesConfig::default()
+                },
+            )
+        };
+        let network = |adapts: bool| {
+            let p = NeuralPolicy::new(
+                "n",
+                String::new(),
+                (*features).clone(),
+                (*frozen).clone(),
+                Mode::Greedy,
+            );
+            if adapts { p } else { p.without_adaptation() }
+        };
+        let mut ranked = Vec::new();
+        for (head, adapts) in [(HeadInput::NewUser, false), (HeadInput::History, true)] {
+            let a = adjuster(head);
+            assert_eq!(a.head_input(), head);
+            let mut rng = metarec_core::rng_for(1, 1);
+            let decided = a.decide(&a.prior(), &context, 10, &mut rng);
+            let mut net = network(adapts);
+            let scores = net.score(&context).to_vec();
+            // The default calibration reads a score as it is, and the prior allows no
+            // correction to speak of: every candidate's score is the network's.
+            for (item, score) in decided.choice.items.iter().zip(&decided.scores) {
+                let want = scores[item.index()];
+                assert!(
+                    (score - want).abs() < 1e-6,
+                    "{head:?} {item:?}: {score} vs {want}"
+                );
+            }
+            let mut rng = metarec_core::rng_for(1, 1);
+            let choice = net.decide(&context, 10, &mut rng);
+            assert_eq!(decided.choice.items, choice.items, "{head:?}");
+            // What the adjuster learns from: the shown items scored by the same head.
+            let shown = test_support::interaction(&[4, 5, 6], &[false, true, false]);
+            let mut shown = shown;
+            shown.context = context.clone();
+            let samples = calibration_samples(&frozen, &features, &shown, head);
+            for (s, item) in samples.iter().zip([4, 5, 6]) {
+                assert!(
+                    (s.score - scores[item]).abs() < 1e-6,
+                    "{head:?} item {item}"
+                );
+            }
+            // The explanation's parts of the head: the history's click is one only when the
+            // tower read it.
+            let parts = a.explain(&context, &decided.delta, ItemId(0));
+            assert!(
+                (parts.total() - scores[0]).abs() < 1e-5,
+                "{head:?}: {parts:?}"
+            );
+            match head {
+                HeadInput::NewUser => {
+                    assert_eq!(parts.top_click, None);
+                    assert_eq!(parts.past_clicks, 0.0);
+                }
+                HeadInput::History => assert_eq!(parts.top_click.map(|t| t.0), Some(ItemId(1))),
+            }
+            ranked.push(scores);
+        }
+        // The history moves the network's scores, so the two heads are told apart.
+        assert_ne!(ranked[0], ranked[1]);
+        // A click teaches the new-user adjuster what the tower would have read: with a real
+        // prior its correction moves.
+        let a = BayesianAdjuster::new(
+            frozen.clone(),
+            features.clone(),
+            BayesConfig {
+                prior_scale: 1.0,
+                thompson: false,
+                head: HeadInput::NewUser,
+                ..BayesConfig::default()
+            },
+        );
+        let mut state = a.prior();
+        let mut clicked = test_support::interaction(&[4, 5, 6], &[false, true, false]);
+        clicked.context = context.clone();
+        a.update(&mut state, &clicked);
+        assert!(a.correction(&state).iter().any(|v| v.abs() > 1e-6));
     }
 }

@@ -2,7 +2,7 @@
 //! MAML / Reptile on the head): each user's [`GradientState`] is the correction itself, moved by
 //! gradient steps of the click log-likelihood, with its settings in [`GradientConfig`].
 
-use super::{Calibration, DecideBuffers, HeadAdjuster, Shown, shown_items, sigmoid};
+use super::{Calibration, DecideBuffers, HeadAdjuster, HeadInput, Shown, shown_items, sigmoid};
 use crate::features::Features;
 use crate::model::Frozen;
 use metarec_core::{Adjuster, Interaction};
@@ -106,7 +106,12 @@ impl Adjuster for GradientAdjuster {
     }
 
     fn update(&self, state: &mut GradientState, interaction: &Interaction) {
-        let shown = shown_items(&self.frozen, &self.features, interaction);
+        let shown = shown_items(
+            &self.frozen,
+            &self.features,
+            interaction,
+            HeadInput::History,
+        );
         self.step(state, &shown);
     }
 }
@@ -156,7 +161,12 @@ impl HeadAdjuster for GradientAdjuster {
     ) {
         // The steps start from the state itself, so only the tower's output is reused.
         let _ = correction;
-        let shown = buffers.shown_items(&self.frozen, &self.features, interaction);
+        let shown = buffers.shown_items(
+            &self.frozen,
+            &self.features,
+            interaction,
+            HeadInput::History,
+        );
         self.step(state, &shown);
     }
 

@@ -39,8 +39,9 @@
 //! - `policy.rs`: [`AdjustedPolicy`], the per-user states as a `metarec_core::Policy`;
 //! - `manifest.rs`: [`ADJUSTER_FILE`] and its contents, [`AdjusterManifest`] (with the
 //!   [`OfflineEvidence`] of meta-training on a shop's logs);
-//! - this file: the [`HeadAdjuster`] trait and the network's view of a context and of an
-//!   interaction's shown items, which the adjusters and the decision path share.
+//! - this file: the [`HeadAdjuster`] trait, what the user tower reads for the head
+//!   ([`HeadInput`]), and the network's view of a context and of an interaction's shown items,
+//!   which the adjusters and the decision path share.
 
 mod bayes;
 mod calibration;
@@ -69,6 +70,34 @@ pub use policy::AdjustedPolicy;
 use crate::features::{Features, UserView};
 use crate::model::Frozen;
 use metarec_core::{Adjuster, Context, Interaction, ItemId, Rng};
+use serde::{Deserialize, Serialize};
+
+/// What the network's user tower reads for the head an adjuster corrects.
+///
+/// The default is the user's whole context, history included: the tower has already inferred
+/// from the user's feedback what it can, and the adjuster corrects what remains. `NewUser` is
+/// the ablation that measures what the adjuster can do on its own: the tower reads the user as
+/// seen for the first time ([`Context::as_new_user`]: no history, as `neural-static:` does), so
+/// the adjuster is the only thing that learns from this user's feedback. The session flags
+/// still come from the history either way (items already shown or clicked are marked as the
+/// network marks them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeadInput {
+    /// The tower reads the context with the user's history (the network's own inference).
+    #[default]
+    History,
+    /// The tower reads the user as new; the adjuster alone learns from their feedback.
+    NewUser,
+}
+
+impl HeadInput {
+    /// Whether this is the default, which adjuster files leave out (so files written before
+    /// the setting existed, and files with the default, read and write alike).
+    pub fn is_history(&self) -> bool {
+        *self == HeadInput::History
+    }
+}
 
 /// The network's head and scores for a context.
 #[derive(Debug, Clone, Default)]
@@ -82,10 +111,19 @@ impl NetView {
     /// The network's view of a context: the user input, the session flags and the head,
     /// computed afresh (the tests' reference path; policies read through a [`TowerMemo`]).
     #[cfg(test)]
-    fn of(frozen: &Frozen, features: &Features, context: &Context) -> NetView {
+    fn of(frozen: &Frozen, features: &Features, context: &Context, input: HeadInput) -> NetView {
         let mut v = NetView::default();
         features.user_view(context, &mut v.view);
-        frozen.user_of(&v.view, &mut v.scratch, &mut v.head);
+        match input {
+            HeadInput::History => {
+                frozen.user_of(&v.view, &mut v.scratch, &mut v.head);
+            }
+            HeadInput::NewUser => {
+                let mut bare = UserView::default();
+                features.user_view(&context.as_new_user(), &mut bare);
+                frozen.user_of(&bare, &mut v.scratch, &mut v.head);
+            }
+        }
         v
     }
 
@@ -109,18 +147,39 @@ struct TowerMemo {
     net: NetView,
     /// The view of the context being read, compared with `net.view`.
     spare: UserView,
-    /// Whether `net.head` is the tower's output for `net.view`.
+    /// The view of the user as new, which the tower reads under [`HeadInput::NewUser`].
+    bare: UserView,
+    /// What the tower read for `net.head`.
+    input: HeadInput,
+    /// Whether `net.head` is the tower's output for `net.view` read as `input` says.
     valid: bool,
 }
 
 impl TowerMemo {
     /// The network's view of `context`, its head computed only when the view differs from the
     /// last one read.
-    fn read(&mut self, frozen: &Frozen, features: &Features, context: &Context) -> &NetView {
+    /// The view always reads the whole context, since the session flags come from it; under
+    /// [`HeadInput::NewUser`] the head is the tower's for the user seen for the first time.
+    fn read(
+        &mut self,
+        frozen: &Frozen,
+        features: &Features,
+        context: &Context,
+        input: HeadInput,
+    ) -> &NetView {
         features.user_view(context, &mut self.spare);
-        if !(self.valid && self.spare == self.net.view) {
+        if !(self.valid && self.input == input && self.spare == self.net.view) {
             std::mem::swap(&mut self.spare, &mut self.net.view);
-            frozen.user_of(&self.net.view, &mut self.net.scratch, &mut self.net.head);
+            match input {
+                HeadInput::History => {
+                    frozen.user_of(&self.net.view, &mut self.net.scratch, &mut self.net.head);
+                }
+                HeadInput::NewUser => {
+                    features.user_view(&context.as_new_user(), &mut self.bare);
+                    frozen.user_of(&self.bare, &mut self.net.scratch, &mut self.net.head);
+                }
+            }
+            self.input = input;
             self.valid = true;
         }
         &self.net
@@ -142,9 +201,20 @@ struct Shown {
 }
 
 /// The shown items of an interaction that the network knows, with their scores in the context
-/// the decision was made in.
-fn shown_items(frozen: &Frozen, features: &Features, interaction: &Interaction) -> Vec<Shown> {
-    shown_items_read(frozen, features, interaction, &mut TowerMemo::default())
+/// the decision was made in (the head read as `input` says).
+fn shown_items(
+    frozen: &Frozen,
+    features: &Features,
+    interaction: &Interaction,
+    input: HeadInput,
+) -> Vec<Shown> {
+    shown_items_read(
+        frozen,
+        features,
+        interaction,
+        input,
+        &mut TowerMemo::default(),
+    )
 }
 
 /// [`shown_items`] through a policy's [`TowerMemo`].
@@ -152,9 +222,10 @@ fn shown_items_read(
     frozen: &Frozen,
     features: &Features,
     interaction: &Interaction,
+    input: HeadInput,
     memo: &mut TowerMemo,
 ) -> Vec<Shown> {
-    let net = memo.read(frozen, features, &interaction.context);
+    let net = memo.read(frozen, features, &interaction.context, input);
     let e = frozen.embed;
     interaction
         .decision
@@ -213,6 +284,11 @@ fn sigmoid(z: f64) -> f64 {
 pub trait HeadAdjuster: Adjuster {
     /// The network and its feature schema.
     fn network(&self) -> (&Frozen, &Features);
+    /// What the user tower reads for the head this adjuster corrects (the history, unless the
+    /// adjuster is the ablation that learns on its own).
+    fn head_input(&self) -> HeadInput {
+        HeadInput::History
+    }
     /// The correction to use greedily: the posterior mean, or the adapted value.
     fn correction(&self, state: &Self::State) -> Vec<f64>;
     /// A random correction for Thompson sampling given the mean, or `None` for a greedy

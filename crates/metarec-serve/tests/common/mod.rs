@@ -71,6 +71,7 @@ pub fn write_model(dir: &Path, seed: u64, thompson: bool) {
             thompson,
             draws: 16,
             calibration: Default::default(),
+            head: Default::default(),
         },
         gradient: None,
         grid: vec![],
