@@ -1,5 +1,6 @@
 //! [`NeuralPolicy`]: the trained network as a [`Policy`], deciding in plain Rust.
 
+use crate::adjust::HeadInput;
 use crate::features::{Features, UserView};
 use crate::model::Frozen;
 use metarec_core::explore::{greedy, plackett_luce};
@@ -76,15 +77,13 @@ impl NeuralPolicy {
     /// Scores the context's candidates (all items when it lists none) into `self.scores`.
     pub fn score(&mut self, context: &Context) -> &[f64] {
         self.features.user_view(context, &mut self.view);
-        if self.adapts {
-            self.frozen
-                .user_of(&self.view, &mut self.hidden, &mut self.g);
+        let input = if self.adapts {
+            HeadInput::History
         } else {
-            self.features
-                .user_view(&context.as_new_user(), &mut self.bare);
-            self.frozen
-                .user_of(&self.bare, &mut self.hidden, &mut self.g);
-        }
+            HeadInput::NewUser
+        };
+        let read = input.tower_view(&self.features, context, &self.view, &mut self.bare);
+        self.frozen.user_of(read, &mut self.hidden, &mut self.g);
         self.candidates.clear();
         if context.candidates.is_empty() {
             self.candidates

@@ -438,13 +438,9 @@ pub fn explain_slate_with<A: HeadAdjuster>(
     // is the ablation that reads no history (no click then moves the head). The session flags
     // read the whole context either way.
     let mut bare = UserView::default();
-    let head_view = match adjuster.head_input() {
-        HeadInput::History => &view,
-        HeadInput::NewUser => {
-            features.user_view(&context.as_new_user(), &mut bare);
-            &bare
-        }
-    };
+    let head_view = adjuster
+        .head_input()
+        .tower_view(features, context, &view, &mut bare);
     let parts = f.user_parts_of(head_view);
     // Each click's `Wc h_j` once for the whole slate, not once per explained item: with a long
     // history these matrix-vector products were most of an explanation's cost.

@@ -97,6 +97,25 @@ impl HeadInput {
     pub fn is_history(&self) -> bool {
         *self == HeadInput::History
     }
+
+    /// The view the user tower reads for the head: `full` (the whole context's view, which
+    /// the session flags always read) or, for a new user, the view of the context as
+    /// [`Context::as_new_user`] gives it, read into `bare`.
+    pub fn tower_view<'a>(
+        self,
+        features: &Features,
+        context: &Context,
+        full: &'a UserView,
+        bare: &'a mut UserView,
+    ) -> &'a UserView {
+        match self {
+            HeadInput::History => full,
+            HeadInput::NewUser => {
+                features.user_view(&context.as_new_user(), bare);
+                bare
+            }
+        }
+    }
 }
 
 /// The network's head and scores for a context.
@@ -114,16 +133,9 @@ impl NetView {
     fn of(frozen: &Frozen, features: &Features, context: &Context, input: HeadInput) -> NetView {
         let mut v = NetView::default();
         features.user_view(context, &mut v.view);
-        match input {
-            HeadInput::History => {
-                frozen.user_of(&v.view, &mut v.scratch, &mut v.head);
-            }
-            HeadInput::NewUser => {
-                let mut bare = UserView::default();
-                features.user_view(&context.as_new_user(), &mut bare);
-                frozen.user_of(&bare, &mut v.scratch, &mut v.head);
-            }
-        }
+        let mut bare = UserView::default();
+        let read = input.tower_view(features, context, &v.view, &mut bare);
+        frozen.user_of(read, &mut v.scratch, &mut v.head);
         v
     }
 
@@ -158,6 +170,7 @@ struct TowerMemo {
 impl TowerMemo {
     /// The network's view of `context`, its head computed only when the view differs from the
     /// last one read.
+    ///
     /// The view always reads the whole context, since the session flags come from it; under
     /// [`HeadInput::NewUser`] the head is the tower's for the user seen for the first time.
     fn read(
@@ -170,15 +183,8 @@ impl TowerMemo {
         features.user_view(context, &mut self.spare);
         if !(self.valid && self.input == input && self.spare == self.net.view) {
             std::mem::swap(&mut self.spare, &mut self.net.view);
-            match input {
-                HeadInput::History => {
-                    frozen.user_of(&self.net.view, &mut self.net.scratch, &mut self.net.head);
-                }
-                HeadInput::NewUser => {
-                    features.user_view(&context.as_new_user(), &mut self.bare);
-                    frozen.user_of(&self.bare, &mut self.net.scratch, &mut self.net.head);
-                }
-            }
+            let read = input.tower_view(features, context, &self.net.view, &mut self.bare);
+            frozen.user_of(read, &mut self.net.scratch, &mut self.net.head);
             self.input = input;
             self.valid = true;
         }
